@@ -1,0 +1,1 @@
+"""FedLanHAR common package."""

@@ -1,0 +1,535 @@
+"""Readers for the ORIGINAL public archives of the three real data sets, producing model-ready windows.
+
+Each reader takes the directory the official zip was extracted into, checks every file it reads (a malformed
+line is a DataError naming the file, the line number and the field), converts to acc m/s^2 incl. gravity and
+gyro rad/s, resamples to 20 Hz with an anti-alias filter and cuts non-overlapping 120-sample windows inside
+one continuous recording of one activity (a "segment"). Label names are the data set's own activity names in
+lowercase; common.data.load_dataset canonicalises them.
+
+- UCI HAPT (id 341): RawData/acc_expXX_userYY.txt (g), gyro_expXX_userYY.txt (rad/s), 50 Hz, labels.txt rows
+  "exp user activity start end" (1-based, inclusive sample indices). Activities 1-6 kept, transitions dropped.
+- WISDM 2019 (id 507): wisdm-dataset/raw/phone/{accel,gyro}/data_<subject>_{accel,gyro}_phone.txt, lines
+  "subject,activity_code,timestamp_ns,x,y,z;" at about 20 Hz, acc in m/s^2.
+- Daily and Sports Activities (id 256): data/aXX/pY/sZZ.txt, 125 rows x 45 columns at 25 Hz, five Xsens units
+  (T, RA, LA, RL, LL) of 9 columns each (acc m/s^2, gyro rad/s, magnetometer).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import urllib.request
+import warnings
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from common.data import (
+    GRAVITY,
+    MODEL_RATE_HZ,
+    WINDOW_LENGTH,
+    DataError,
+    WindowSet,
+    cut_windows,
+    resample_signal,
+)
+
+# Official download links of the UCI Machine Learning Repository (all CC BY 4.0).
+ARCHIVE_URLS = {
+    "uci": "https://archive.ics.uci.edu/static/public/341/"
+    "smartphone+based+recognition+of+human+activities+and+postural+transitions.zip",
+    "wisdm": "https://archive.ics.uci.edu/static/public/507/"
+    "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset.zip",
+    "dsads": "https://archive.ics.uci.edu/static/public/256/daily+and+sports+activities.zip",
+}
+
+# ------------------------------------------------------------------------------------------------- UCI HAPT
+HAPT_RATE_HZ = 50.0
+# activity_labels.txt ids 1..6; 7..12 are postural transitions (stand to sit, ...) and are not kept.
+HAPT_ACTIVITIES = {1: "walking", 2: "upstairs", 3: "downstairs", 4: "sitting", 5: "standing", 6: "lying"}
+HAPT_TRANSITION_IDS = range(7, 13)
+
+# ----------------------------------------------------------------------------------------------- WISDM 2019
+WISDM_RATE_HZ = 20.0  # nominal; the real timestamps jitter, so the streams are interpolated onto a 20 Hz grid
+WISDM_MAX_GAP_S = 0.5  # a longer pause between two samples ends a continuous run
+# Activity codes of activity_key.txt (there is no code N).
+WISDM_ACTIVITIES = {
+    "A": "walking",
+    "B": "jogging",
+    "C": "stairs",
+    "D": "sitting",
+    "E": "standing",
+    "F": "typing",
+    "G": "brushing teeth",
+    "H": "eating soup",
+    "I": "eating chips",
+    "J": "eating pasta",
+    "K": "drinking from cup",
+    "L": "eating sandwich",
+    "M": "kicking soccer ball",
+    "O": "playing catch with tennis ball",
+    "P": "dribbling basketball",
+    "Q": "writing",
+    "R": "clapping",
+    "S": "folding clothes",
+}
+WISDM_POSITIONS = {"phone": "pocket", "watch": "wrist"}
+
+# ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
+DSADS_RATE_HZ = 25.0
+DSADS_ROWS_PER_FILE = 125  # 5 s at 25 Hz
+DSADS_COLUMNS = 45
+DSADS_ACTIVITIES = (
+    "sitting",
+    "standing",
+    "lying on back",
+    "lying on right side",
+    "upstairs",
+    "downstairs",
+    "standing in elevator",
+    "moving around in elevator",
+    "walking",
+    "walking on treadmill",
+    "walking on inclined treadmill",
+    "running on treadmill",
+    "exercising on stepper",
+    "exercising on cross trainer",
+    "cycling on exercise bike (horizontal)",
+    "cycling on exercise bike (vertical)",
+    "rowing",
+    "jumping",
+    "playing basketball",
+)
+# Unit order in a row; each unit has 9 columns: x,y,z acc (m/s^2), x,y,z gyro (rad/s), x,y,z magnetometer.
+DSADS_UNITS = ("torso", "right arm", "left arm", "right leg", "left leg")
+_DSADS_POSITION_ALIASES = {
+    "t": "torso",
+    "chest": "torso",
+    "ra": "right arm",
+    "la": "left arm",
+    "rl": "right leg",
+    "rightleg": "right leg",
+    "ll": "left leg",
+    "leftleg": "left leg",
+}
+
+
+def read_archive(directory: str | Path, name: str = "", **options: object) -> WindowSet:
+    """Detect which archive ``directory`` holds and read it; a suffix of ``name`` picks the variant.
+
+    "dsads_rightleg" reads the right-leg unit, "dsads_torso" (or plain "dsads") the torso unit,
+    "wisdm_watch" the watch streams instead of the phone's; options are passed to the reader
+    (e.g. position="left leg").
+    """
+    directory = Path(directory)
+    if _find_hapt_root(directory) is not None:
+        return read_uci_hapt(directory, name=name or "uci", **options)
+    if _find_wisdm_root(directory, "phone") is not None or _find_wisdm_root(directory, "watch") is not None:
+        if "device" not in options and name.endswith("_watch"):
+            options["device"] = "watch"
+        return read_wisdm(directory, name=name or "wisdm_phone", **options)
+    if _find_dsads_root(directory) is not None:
+        if "position" not in options and "_" in name:
+            options["position"] = name.split("_", 1)[1]
+        return read_dsads(directory, name=name or "dsads_torso", **options)
+    raise DataError(
+        f"{directory}: not a known archive layout (expected UCI HAPT RawData/labels.txt, WISDM "
+        f"wisdm-dataset/raw/phone/accel, or DSADS data/aXX/pY/sZZ.txt)"
+    )
+
+
+# ------------------------------------------------------------------------------------------------- UCI HAPT
+def _find_hapt_root(directory: Path) -> Path | None:
+    for candidate in (directory, directory / "RawData", *directory.glob("*/RawData")):
+        if (candidate / "labels.txt").is_file() and any(candidate.glob("acc_exp*_user*.txt")):
+            return candidate
+    return None
+
+
+def _read_number_table(path: Path, n_columns: int, what: str) -> np.ndarray:
+    """A whitespace-separated table of floats [rows, n_columns]; errors name the file, line and column."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != n_columns:
+                raise DataError(
+                    f"{path}, line {line_number}: expected {n_columns} {what} columns, got {len(fields)}: "
+                    f"{line.strip()[:80]!r}"
+                )
+            try:
+                rows.append([float(value) for value in fields])
+            except ValueError as error:
+                raise DataError(
+                    f"{path}, line {line_number}: {what} value is not a number ({error})"
+                ) from error
+    if not rows:
+        raise DataError(f"{path}: file holds no {what} rows")
+    table = np.asarray(rows, dtype=np.float64)
+    if not np.isfinite(table).all():
+        line_number = int(np.argwhere(~np.isfinite(table))[0, 0]) + 1
+        raise DataError(f"{path}, data row {line_number}: {what} value is NaN or infinite")
+    return table
+
+
+def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
+    """UCI HAPT RawData -> 20 Hz windows of activities 1-6 (acc g -> m/s^2; gyro rad/s)."""
+    directory = Path(directory)
+    root = _find_hapt_root(directory)
+    if root is None:
+        raise DataError(f"{directory}: no UCI HAPT RawData (labels.txt and acc_expXX_userYY.txt) found")
+    labels_path = root / "labels.txt"
+    label_rows = _read_number_table(labels_path, 5, "label (exp user activity start end)").astype(np.int64)
+
+    windows, activity, users, segments = [], [], [], []
+    streams: dict[tuple[int, int], np.ndarray] = {}
+    for row_number, (experiment, user, activity_id, start, end) in enumerate(label_rows, start=1):
+        where = f"{labels_path}, line {row_number}"
+        if activity_id in HAPT_TRANSITION_IDS:
+            continue
+        if activity_id not in HAPT_ACTIVITIES:
+            raise DataError(f"{where}: field 'activity' = {activity_id}, expected 1..12")
+        if not 1 <= start <= end:
+            raise DataError(f"{where}: fields 'start'/'end' = {start}/{end}, expected 1 <= start <= end")
+        key = (int(experiment), int(user))
+        if key not in streams:
+            streams[key] = _read_hapt_stream(root, *key)
+        stream = streams[key]
+        n_raw_samples = round(stream.shape[0] * HAPT_RATE_HZ / MODEL_RATE_HZ)
+        if end > n_raw_samples:
+            raise DataError(
+                f"{where}: field 'end' = {end} is beyond the {n_raw_samples} samples of "
+                f"experiment {experiment}, user {user}"
+            )
+        # Samples [start-1, end) at 50 Hz map to [(start-1)*0.4, end*0.4) at 20 Hz; the whole experiment was
+        # resampled once so the anti-alias filter sees no artificial edges at label boundaries.
+        first = int(np.ceil((start - 1) * MODEL_RATE_HZ / HAPT_RATE_HZ))
+        last = int(np.floor(end * MODEL_RATE_HZ / HAPT_RATE_HZ))
+        cut = cut_windows(stream[first:last])
+        if len(cut) == 0:
+            continue
+        windows.append(cut)
+        activity += [activity_id - 1] * len(cut)
+        users += [int(user)] * len(cut)
+        segments += [row_number] * len(cut)
+    if not windows:
+        raise DataError(
+            f"{labels_path}: no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window"
+        )
+    return WindowSet(
+        X=np.concatenate(windows).astype(np.float32),
+        y=np.asarray(activity, dtype=np.int64),
+        label_names=[HAPT_ACTIVITIES[i] for i in sorted(HAPT_ACTIVITIES)],
+        user=np.asarray(users, dtype=np.int64),
+        segment=np.asarray(segments, dtype=np.int64),
+        name=name,
+        position="waist",
+        device="samsung_galaxy_s2",
+    )
+
+
+def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
+    """One experiment's [T, 6] stream at 20 Hz in m/s^2 and rad/s."""
+    acc_path = root / f"acc_exp{experiment:02d}_user{user:02d}.txt"
+    gyro_path = root / f"gyro_exp{experiment:02d}_user{user:02d}.txt"
+    for path in (acc_path, gyro_path):
+        if not path.is_file():
+            raise DataError(
+                f"{root / 'labels.txt'} refers to experiment {experiment}, user {user} but {path} is missing"
+            )
+    acc = _read_number_table(acc_path, 3, "acc x/y/z (g)") * GRAVITY
+    gyro = _read_number_table(gyro_path, 3, "gyro x/y/z (rad/s)")
+    if len(acc) != len(gyro):
+        raise DataError(f"{acc_path} has {len(acc)} rows but {gyro_path} has {len(gyro)}; they must match")
+    return resample_signal(np.concatenate([acc, gyro], axis=1), HAPT_RATE_HZ, MODEL_RATE_HZ)
+
+
+# ----------------------------------------------------------------------------------------------- WISDM 2019
+def _find_wisdm_root(directory: Path, device: str) -> Path | None:
+    for candidate in (
+        directory / "wisdm-dataset" / "raw" / device,
+        directory / "raw" / device,
+        directory / device,
+        directory,
+    ):
+        if (candidate / "accel").is_dir() and (candidate / "gyro").is_dir():
+            return candidate
+    return None
+
+
+def _read_wisdm_file(path: Path, subject: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """activity code -> (timestamps ns [n], xyz [n, 3]) of one raw WISDM file, sorted by time."""
+    columns: dict[str, tuple[list[int], list[list[float]]]] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            line = line.strip().rstrip(";")
+            if not line:
+                continue
+            fields = line.split(",")
+            where = f"{path}, line {line_number}"
+            if len(fields) != 6:
+                raise DataError(
+                    f"{where}: expected 6 fields 'subject,activity_code,timestamp_ns,x,y,z;', "
+                    f"got {len(fields)}"
+                )
+            try:
+                line_subject = int(fields[0])
+            except ValueError as error:
+                raise DataError(f"{where}: field 'subject' = {fields[0]!r} is not an integer") from error
+            if line_subject != subject:
+                raise DataError(
+                    f"{where}: field 'subject' = {line_subject}, but the file name says {subject}"
+                )
+            code = fields[1].strip()
+            if code not in WISDM_ACTIVITIES:
+                raise DataError(
+                    f"{where}: field 'activity_code' = {code!r} is not one of {''.join(WISDM_ACTIVITIES)}"
+                )
+            try:
+                timestamp = int(fields[2])
+            except ValueError as error:
+                raise DataError(f"{where}: field 'timestamp_ns' = {fields[2]!r} is not an integer") from error
+            try:
+                xyz = [float(value) for value in fields[3:]]
+            except ValueError as error:
+                raise DataError(f"{where}: field 'x/y/z' is not a number ({error})") from error
+            if not all(np.isfinite(xyz)):
+                raise DataError(f"{where}: field 'x/y/z' holds NaN or inf: {fields[3:]}")
+            times, values = columns.setdefault(code, ([], []))
+            times.append(timestamp)
+            values.append(xyz)
+    result = {}
+    for code, (times, values) in columns.items():
+        time_array = np.asarray(times, dtype=np.int64)
+        order = np.argsort(time_array, kind="stable")
+        time_array, value_array = time_array[order], np.asarray(values, dtype=np.float64)[order]
+        keep = np.concatenate([[True], np.diff(time_array) > 0])  # drop repeated timestamps
+        result[code] = (time_array[keep], value_array[keep])
+    return result
+
+
+def _continuous_runs(times_s: np.ndarray) -> list[tuple[float, float]]:
+    """[start, end] of the stretches without a pause longer than WISDM_MAX_GAP_S."""
+    breaks = np.flatnonzero(np.diff(times_s) > WISDM_MAX_GAP_S)
+    starts = np.concatenate([[0], breaks + 1])
+    ends = np.concatenate([breaks, [len(times_s) - 1]])
+    return [(float(times_s[s]), float(times_s[e])) for s, e in zip(starts, ends, strict=True) if e > s]
+
+
+def _intersect(
+    first: list[tuple[float, float]], second: list[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    overlaps = []
+    for start_a, end_a in first:
+        for start_b, end_b in second:
+            start, end = max(start_a, start_b), min(end_a, end_b)
+            if end > start:
+                overlaps.append((start, end))
+    return sorted(overlaps)
+
+
+def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "phone") -> WindowSet:
+    """WISDM 2019 raw phone (or watch) streams -> 20 Hz windows of the 18 activities.
+
+    Acc and gyro are interpolated onto one 20 Hz grid where both sensors record without a pause of more
+    than 0.5 s; each such stretch of one subject and activity is a segment. Subjects without a gyro file
+    are skipped with a warning (some copies of the archive lack files).
+    """
+    directory = Path(directory)
+    if device not in WISDM_POSITIONS:
+        raise DataError(f"read_wisdm: device {device!r} unknown, expected one of {sorted(WISDM_POSITIONS)}")
+    root = _find_wisdm_root(directory, device)
+    if root is None:
+        raise DataError(f"{directory}: no WISDM raw/{device}/accel and raw/{device}/gyro directories found")
+    pattern = re.compile(rf"data_(\d+)_accel_{device}\.txt$")
+    subjects = sorted(int(m.group(1)) for p in (root / "accel").iterdir() if (m := pattern.match(p.name)))
+    if not subjects:
+        raise DataError(f"{root / 'accel'}: no data_<subject>_accel_{device}.txt files")
+
+    codes = list(WISDM_ACTIVITIES)
+    windows, activity, users, segments = [], [], [], []
+    skipped = []
+    for subject in subjects:
+        acc_path = root / "accel" / f"data_{subject}_accel_{device}.txt"
+        gyro_path = root / "gyro" / f"data_{subject}_gyro_{device}.txt"
+        if not gyro_path.is_file():
+            skipped.append(subject)
+            continue
+        acc_streams = _read_wisdm_file(acc_path, subject)
+        gyro_streams = _read_wisdm_file(gyro_path, subject)
+        for code in codes:
+            if code not in acc_streams or code not in gyro_streams:
+                continue
+            acc_times, acc = acc_streams[code]
+            gyro_times, gyro = gyro_streams[code]
+            acc_s, gyro_s = acc_times / 1e9, gyro_times / 1e9
+            for start, end in _intersect(_continuous_runs(acc_s), _continuous_runs(gyro_s)):
+                grid = start + np.arange(int((end - start) * MODEL_RATE_HZ) + 1) / MODEL_RATE_HZ
+                stream = np.stack(
+                    [np.interp(grid, acc_s, acc[:, i]) for i in range(3)]
+                    + [np.interp(grid, gyro_s, gyro[:, i]) for i in range(3)],
+                    axis=1,
+                )
+                cut = cut_windows(stream)
+                if len(cut) == 0:
+                    continue
+                windows.append(cut)
+                activity += [codes.index(code)] * len(cut)
+                users += [subject] * len(cut)
+                segments += [len(windows)] * len(cut)
+    if skipped:
+        warnings.warn(f"{root}: skipped subjects without a gyro file: {skipped}", stacklevel=2)
+    if not windows:
+        raise DataError(
+            f"{root}: no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro"
+        )
+    return WindowSet(
+        X=np.concatenate(windows).astype(np.float32),
+        y=np.asarray(activity, dtype=np.int64),
+        label_names=[WISDM_ACTIVITIES[code] for code in codes],
+        user=np.asarray(users, dtype=np.int64),
+        segment=np.asarray(segments, dtype=np.int64),
+        name=name,
+        position=WISDM_POSITIONS[device],
+        device=device,
+    )
+
+
+# ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
+def _find_dsads_root(directory: Path) -> Path | None:
+    for candidate in (directory / "data", directory):
+        if candidate.is_dir() and any(
+            re.fullmatch(r"a\d\d", p.name) and p.is_dir() for p in candidate.iterdir()
+        ):
+            return candidate
+    return None
+
+
+def _dsads_unit(position: str) -> int:
+    key = position.strip().lower().replace("_", " ")
+    key = _DSADS_POSITION_ALIASES.get(key.replace(" ", ""), _DSADS_POSITION_ALIASES.get(key, key))
+    if key not in DSADS_UNITS:
+        raise DataError(f"read_dsads: position {position!r} unknown, expected one of {list(DSADS_UNITS)}")
+    return DSADS_UNITS.index(key)
+
+
+def _read_dsads_file(path: Path, columns: slice) -> np.ndarray:
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            fields = line.strip().split(",")
+            if len(fields) != DSADS_COLUMNS:
+                raise DataError(
+                    f"{path}, line {line_number}: expected {DSADS_COLUMNS} comma-separated columns "
+                    f"(5 units x 9), got {len(fields)}"
+                )
+            try:
+                rows.append([float(value) for value in fields[columns]])
+            except ValueError as error:
+                raise DataError(
+                    f"{path}, line {line_number}: acc/gyro column is not a number ({error})"
+                ) from error
+    if len(rows) != DSADS_ROWS_PER_FILE:
+        raise DataError(f"{path}: expected {DSADS_ROWS_PER_FILE} rows (5 s at 25 Hz), got {len(rows)}")
+    table = np.asarray(rows, dtype=np.float64)
+    if not np.isfinite(table).all():
+        line_number = int(np.argwhere(~np.isfinite(table))[0, 0]) + 1
+        raise DataError(f"{path}, line {line_number}: acc/gyro value is NaN or infinite")
+    return table
+
+
+def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str = "torso") -> WindowSet:
+    """Daily and Sports Activities -> 20 Hz windows of one unit ("torso" or "right leg", ...).
+
+    The numbered 5-s files sZZ of one activity and subject are consecutive; a run of consecutive numbers is
+    concatenated, resampled 25 -> 20 Hz and cut into windows (one segment per run).
+    """
+    directory = Path(directory)
+    root = _find_dsads_root(directory)
+    if root is None:
+        raise DataError(f"{directory}: no DSADS data/aXX/pY/sZZ.txt layout found")
+    unit = _dsads_unit(position)
+    columns = slice(unit * 9, unit * 9 + 6)  # acc x,y,z then gyro x,y,z of the chosen unit
+    file_pattern = re.compile(r"s(\d+)\.txt$")
+
+    windows, activity, users, segments = [], [], [], []
+    for activity_index in range(len(DSADS_ACTIVITIES)):
+        activity_dir = root / f"a{activity_index + 1:02d}"
+        if not activity_dir.is_dir():
+            continue
+        for subject_dir in sorted(activity_dir.glob("p*")):
+            subject = int(subject_dir.name[1:]) if subject_dir.name[1:].isdigit() else None
+            if subject is None:
+                continue
+            numbered = sorted(
+                (int(m.group(1)), p) for p in subject_dir.iterdir() if (m := file_pattern.match(p.name))
+            )
+            for run in _consecutive_runs(numbered):
+                stream = np.concatenate([_read_dsads_file(path, columns) for path in run])
+                cut = cut_windows(resample_signal(stream, DSADS_RATE_HZ, MODEL_RATE_HZ))
+                if len(cut) == 0:
+                    continue
+                windows.append(cut)
+                activity += [activity_index] * len(cut)
+                users += [subject] * len(cut)
+                segments += [len(windows)] * len(cut)
+    if not windows:
+        raise DataError(
+            f"{root}: no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files"
+        )
+    return WindowSet(
+        X=np.concatenate(windows).astype(np.float32),
+        y=np.asarray(activity, dtype=np.int64),
+        label_names=list(DSADS_ACTIVITIES),
+        user=np.asarray(users, dtype=np.int64),
+        segment=np.asarray(segments, dtype=np.int64),
+        name=name,
+        position=DSADS_UNITS[unit],
+        device="xsens mtx",
+    )
+
+
+def _consecutive_runs(numbered: list[tuple[int, Path]]) -> list[list[Path]]:
+    runs: list[list[Path]] = []
+    previous = None
+    for number, path in numbered:
+        if previous is None or number != previous + 1:
+            runs.append([])
+        runs[-1].append(path)
+        previous = number
+    return runs
+
+
+# ------------------------------------------------------------------------------------------------ download
+def download_archive(name: str, dest_dir: str | Path) -> Path:
+    """Download the official zip of ``name`` ("uci", "wisdm", "dsads") and extract it into dest_dir/name.
+
+    Nested zips (the WISDM download wraps wisdm-dataset.zip) are extracted too. Needs internet access to
+    archive.ics.uci.edu; returns the directory to pass to read_archive / load_dataset.
+    """
+    if name not in ARCHIVE_URLS:
+        raise DataError(
+            f"download_archive: unknown data set {name!r}, expected one of {sorted(ARCHIVE_URLS)}"
+        )
+    target = Path(dest_dir) / name
+    target.mkdir(parents=True, exist_ok=True)
+    zip_path = target / f"{name}.zip"
+    try:
+        with urllib.request.urlopen(ARCHIVE_URLS[name], timeout=60) as response, open(zip_path, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except OSError as error:
+        raise DataError(f"download_archive: could not fetch {ARCHIVE_URLS[name]}: {error}") from error
+    pending = [zip_path]
+    while pending:
+        archive_path = pending.pop()
+        with zipfile.ZipFile(archive_path) as archive:
+            archive.extractall(archive_path.parent)
+            inner = [archive_path.parent / n for n in archive.namelist() if n.lower().endswith(".zip")]
+        archive_path.unlink()
+        pending += inner
+    return target

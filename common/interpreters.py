@@ -1,0 +1,348 @@
+"""Interpreters turn the signal analysis of IMU windows (and activity names) into text.
+
+`Interpreter` is the contract every backend follows: the offline, deterministic `RulesInterpreter` defined
+here, and the language-model backends `OpenAIInterpreter` / `LocalInterpreter` in `common.llm`. All of them
+write sensor interpretations in the same vocabulary and format (`common.prompts.format_interpretation`), so
+the text encoder sees one kind of text whatever produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from common.features import FEATURE_INDEX, FEATURE_NAMES
+from common.knowledge import describe_label
+from common.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
+
+__all__ = ["Interpreter", "RulesInterpreter", "SensorContext", "make_interpreter", "placement_group"]
+
+
+@runtime_checkable
+class Interpreter(Protocol):
+    """Produces sensor interpretations and label descriptions."""
+
+    name: str  # "rules", "openai", "local"
+
+    def interpret(
+        self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None
+    ) -> list[str]:
+        """One canonical interpretation text per row of `features` ([N, F], common.features order).
+
+        `windows` ([N, T, 6]) is only given in the raw-prompt mode.
+        """
+        ...
+
+    def reinterpret(
+        self,
+        features: np.ndarray,
+        previous: list[str],
+        context: SensorContext,
+        windows: np.ndarray | None = None,
+    ) -> list[str]:
+        """The re-generation ask: re-check each row's `previous` interpretation and return a corrected one."""
+        ...
+
+    def describe_labels(self, labels: Sequence[str], n: int) -> dict[str, list[str]]:
+        """`n` three-aspect descriptions per label (general, accelerometer/gyroscope patterns, body parts)."""
+        ...
+
+
+def make_interpreter(kind: str = "rules", **options) -> Interpreter:
+    """Build an interpreter by kind: "rules" (offline, default), "openai" or "local" (from common.llm)."""
+    kind_normalised = kind.strip().lower()
+    if kind_normalised == "rules":
+        return RulesInterpreter(**options)
+    if kind_normalised == "openai":
+        from common.llm import OpenAIInterpreter
+
+        return OpenAIInterpreter(**options)
+    if kind_normalised == "local":
+        from common.llm import LocalInterpreter
+
+        return LocalInterpreter(**options)
+    raise ValueError(f"unknown interpreter kind {kind!r}; choose one of 'rules', 'openai', 'local'")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rules interpreter
+#
+# Each category of SENSOR_VOCABULARY is decided from one physical quantity ("value") cut into bins at fixed
+# thresholds in physical units (m/s^2, Hz, rad/s, deg), so the same movement gets the same words on any device
+# and in any data set. Most values are orientation invariant (magnitudes, components along and across gravity).
+#
+# Placement: a sensor on a limb rotates with the limb, so the same whole-body movement shows larger rotation,
+# tilt and horizontal acceleration on the thigh or wrist than on the trunk (roughly 2-3x during gait: the thigh
+# swings through about 40 degrees per stride, the pelvis and chest through a few). Those three quantities are
+# divided by the placement's swing factor before binning. Vertical quantities are not scaled: the up-down
+# motion of the body reaches every placement.
+
+SWING_FACTORS: dict[str, dict[str, float]] = {
+    "trunk": {"rotation": 1.0, "horizontal": 1.0, "tilt": 1.0},
+    "leg": {"rotation": 2.5, "horizontal": 2.5, "tilt": 2.0},
+    "arm": {"rotation": 2.5, "horizontal": 2.5, "tilt": 2.0},
+    "unknown": {"rotation": 1.0, "horizontal": 1.0, "tilt": 1.0},
+}
+_PLACEMENT_WORDS: dict[str, tuple[str, ...]] = {
+    "trunk": ("waist", "chest", "torso", "back", "hip", "belt", "pelvis", "trunk", "sternum", "abdomen"),
+    "leg": ("thigh", "leg", "pocket", "trouser", "pants", "knee", "shank", "ankle", "foot", "shin"),
+    "arm": ("wrist", "arm", "hand", "forearm", "elbow", "watch"),
+}
+
+STILL_AMPLITUDE = 0.1  # m/s^2 std of |acc|; below this the body is still: no motion pattern is described
+QUIET_AMPLITUDE = 0.3  # m/s^2 std of |acc|; below this no rhythm can be judged (sensor noise, small fidgets)
+IRREGULAR = 0.45  # autocorrelation peak below which a movement has no rhythm worth a cadence
+FLAT_VERTICAL = 0.15  # m/s^2 std of the vertical acceleration; below this its shape is noise
+POSTURE_CHANGE = 25.0  # deg (after the swing factor) between the half-window gravity directions
+NEAR_THRESHOLD = 0.15  # relative distance to a threshold within which the careful pass re-decides
+
+
+def placement_group(position: str) -> str:
+    """ "trunk", "leg", "arm" or "unknown" for a body position such as "waist" or "right thigh"."""
+    words = position.strip().lower()
+    for group, keys in _PLACEMENT_WORDS.items():
+        if any(key in words for key in keys):
+            return group
+    return "unknown"
+
+
+class _Features:
+    """Named column access to a feature matrix [N, F] (common.features order), as float64."""
+
+    def __init__(self, features: np.ndarray, swing: dict[str, float]) -> None:
+        self.values = np.asarray(features, dtype=np.float64)
+        self.swing = swing
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.values[:, FEATURE_INDEX[name]]
+
+
+ValueFunction = Callable[[_Features], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CategoryRule:
+    """How one category is decided: bins of `value` at `thresholds`, then `overrides` (first true wins).
+
+    `alternatives` give independent estimates of the same quantity; the careful pass (reinterpret) uses their
+    median with `value` when `value` lies near a threshold.
+    """
+
+    category: str
+    value: ValueFunction
+    thresholds: tuple[float, ...]
+    bin_phrases: tuple[str, ...]
+    overrides: tuple[tuple[Callable[[_Features], np.ndarray], str], ...] = ()
+    alternatives: tuple[ValueFunction, ...] = ()
+
+    def __post_init__(self) -> None:
+        known = SENSOR_VOCABULARY[self.category]
+        phrases = [*self.bin_phrases, *(phrase for _, phrase in self.overrides)]
+        missing = [phrase for phrase in phrases if phrase not in known]
+        if missing:
+            raise ValueError(f"rule for {self.category!r} uses phrases not in SENSOR_VOCABULARY: {missing}")
+        if len(self.bin_phrases) != len(self.thresholds) + 1 or list(self.thresholds) != sorted(
+            self.thresholds
+        ):
+            raise ValueError(f"rule for {self.category!r} needs ascending thresholds and one phrase per bin")
+
+    def decide(self, columns: _Features, careful: bool = False) -> np.ndarray:
+        """Phrase index (into SENSOR_VOCABULARY[category]) per window."""
+        value = self.value(columns)
+        if careful and self.alternatives:
+            value = self._careful_value(value, columns)
+        bins = np.searchsorted(np.asarray(self.thresholds), value, side="right")
+        known = SENSOR_VOCABULARY[self.category]
+        index = np.asarray([known.index(phrase) for phrase in self.bin_phrases])[bins]
+        decided = np.zeros(len(value), dtype=bool)
+        for condition, phrase in self.overrides:
+            hit = condition(columns) & ~decided
+            index[hit] = known.index(phrase)
+            decided |= hit
+        return index
+
+    def _careful_value(self, value: np.ndarray, columns: _Features) -> np.ndarray:
+        thresholds = np.asarray(self.thresholds)
+        relative_gap = np.abs(value[:, None] - thresholds[None, :]) / np.maximum(np.abs(thresholds), 1e-6)
+        near = (relative_gap < NEAR_THRESHOLD).any(axis=1)
+        evidence = np.stack([value, *(alternative(columns) for alternative in self.alternatives)], axis=1)
+        return np.where(near, np.median(evidence, axis=1), value)
+
+
+def _quiet(c: _Features) -> np.ndarray:
+    return c["acc_mag_std"] < QUIET_AMPLITUDE
+
+
+def _still(c: _Features) -> np.ndarray:
+    return c["acc_mag_std"] < STILL_AMPLITUDE
+
+
+def _flat(c: _Features) -> np.ndarray:
+    return _still(c) | (c["vertical_std"] < FLAT_VERTICAL)
+
+
+def _no_gyro(c: _Features) -> np.ndarray:
+    return c["gyro_available"] < 0.5
+
+
+def _vertical_share(c: _Features) -> np.ndarray:
+    horizontal = c["horizontal_rms"] / c.swing["horizontal"]
+    return c["vertical_std"] ** 2 / np.maximum(horizontal**2, 1e-6)
+
+
+def _vertical_share_from_extremes(c: _Features) -> np.ndarray:
+    horizontal = c["horizontal_max"] / c.swing["horizontal"]
+    return (0.5 * c["vertical_peak_to_peak"]) ** 2 / np.maximum(horizontal**2, 1e-6)
+
+
+RULES: tuple[CategoryRule, ...] = (
+    CategoryRule(
+        "amplitude change",
+        value=lambda c: c["acc_mag_std"],  # m/s^2
+        thresholds=(0.1, 0.6, 4.5, 7.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["amplitude change"]),
+        alternatives=(lambda c: c["vertical_std"], lambda c: c["acc_mag_range"] / 4.0),
+    ),
+    CategoryRule(
+        "periodicity",
+        value=lambda c: c["autocorrelation_peak"],  # normalised autocorrelation, 1 = perfectly periodic
+        thresholds=(IRREGULAR, 0.8),
+        bin_phrases=tuple(SENSOR_VOCABULARY["periodicity"][1:]),
+        overrides=((_quiet, "no periodic pattern"),),
+    ),
+    CategoryRule(
+        "cadence",
+        value=lambda c: c["dominant_frequency"],  # Hz
+        thresholds=(1.35, 2.05, 2.45),
+        bin_phrases=tuple(SENSOR_VOCABULARY["cadence"][1:]),
+        overrides=((lambda c: _quiet(c) | (c["autocorrelation_peak"] < IRREGULAR), "no rhythm"),),
+        alternatives=(lambda c: c["vertical_dominant_frequency"], lambda c: c["step_rate"]),
+    ),
+    CategoryRule(
+        "vertical motion",
+        value=_vertical_share,  # vertical / horizontal energy
+        thresholds=(0.6, 2.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["vertical motion"][1:]),
+        overrides=((_flat, "no vertical movement"),),
+        alternatives=(_vertical_share_from_extremes,),
+    ),
+    CategoryRule(
+        "impacts",
+        value=lambda c: c["vertical_peak"],  # m/s^2 above the mean, along gravity
+        thresholds=(1.5, 7.0, 15.0, 22.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["impacts"]),
+        overrides=((_still, "no impacts"),),
+        alternatives=(lambda c: 0.5 * c["vertical_peak_to_peak"], lambda c: 2.5 * c["vertical_std"]),
+    ),
+    CategoryRule(
+        "signal shape",
+        value=lambda c: c["vertical_sharpness"],  # 1/s
+        thresholds=(8.0, 13.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["signal shape"][1:]),
+        overrides=((_flat, "flat signal"),),
+    ),
+    CategoryRule(
+        "rotation",
+        value=lambda c: c["gyro_magnitude_mean"] / c.swing["rotation"],  # rad/s
+        thresholds=(0.1, 0.3, 1.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["rotation"][:4]),
+        overrides=((_no_gyro, "rotation not measured"),),
+        alternatives=(
+            lambda c: (
+                np.sqrt(c["gyro_energy_x"] + c["gyro_energy_y"] + c["gyro_energy_z"]) / c.swing["rotation"]
+            ),
+        ),
+    ),
+    CategoryRule(
+        "posture stability",
+        value=lambda c: c["tilt_swing"] / c.swing["tilt"],  # deg
+        thresholds=(2.0, 6.0),
+        bin_phrases=tuple(SENSOR_VOCABULARY["posture stability"][:3]),
+        overrides=(
+            (
+                lambda c: c["orientation_change"] / c.swing["tilt"] > POSTURE_CHANGE,
+                "posture changing during the window",
+            ),
+        ),
+        alternatives=(lambda c: 1.5 * c["orientation_change"] / c.swing["tilt"],),
+    ),
+)
+
+
+class RulesInterpreter:
+    """Deterministic, offline interpreter: thresholds on the signal features, the LLM's vocabulary and format.
+
+    It describes signal patterns only and never names an activity. `reinterpret` is a more careful second
+    pass: categories whose value lies within NEAR_THRESHOLD of a bin edge are re-decided from the median of
+    several independent estimates of the same quantity.
+    """
+
+    name = "rules"
+
+    def __init__(self, swing_factors: dict[str, dict[str, float]] | None = None) -> None:
+        self.swing_factors = {group: dict(factors) for group, factors in SWING_FACTORS.items()}
+        if swing_factors:
+            unknown = set(swing_factors) - set(SWING_FACTORS)
+            if unknown:
+                raise ValueError(
+                    f"unknown placement groups {sorted(unknown)}; known: {sorted(SWING_FACTORS)}"
+                )
+            self.swing_factors.update(swing_factors)
+
+    def interpret(
+        self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None
+    ) -> list[str]:
+        return self._texts(features, context, careful=False)
+
+    def reinterpret(
+        self,
+        features: np.ndarray,
+        previous: list[str],
+        context: SensorContext,
+        windows: np.ndarray | None = None,
+    ) -> list[str]:
+        if len(previous) != len(np.asarray(features)):
+            raise ValueError(
+                f"reinterpret needs one previous text per feature row: {len(previous)} texts, "
+                f"{len(np.asarray(features))} rows"
+            )
+        return self._texts(features, context, careful=True)
+
+    def describe_labels(self, labels: Sequence[str], n: int) -> dict[str, list[str]]:
+        return {label: describe_label(label, n) for label in labels}
+
+    def phrase_indices(
+        self, features: np.ndarray, context: SensorContext, careful: bool = False
+    ) -> np.ndarray:
+        """Chosen phrase per category as an index into SENSOR_VOCABULARY[category]: int [N, categories]."""
+        features = np.asarray(features)
+        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+            raise ValueError(
+                f"features must have shape [N, {len(FEATURE_NAMES)}] (common.features.FEATURE_NAMES order), "
+                f"got {features.shape}"
+            )
+        if not np.isfinite(features).all():
+            raise ValueError("features contain NaN or inf values")
+        swing = self.swing_factors[placement_group(context.position)]
+        columns = _Features(features, swing)
+        indices = np.stack([rule.decide(columns, careful) for rule in RULES], axis=1)
+        if not context.has_gyro:
+            rotation = [rule.category for rule in RULES].index("rotation")
+            indices[:, rotation] = SENSOR_VOCABULARY["rotation"].index("rotation not measured")
+        return indices
+
+    def _texts(self, features: np.ndarray, context: SensorContext, careful: bool) -> list[str]:
+        indices = self.phrase_indices(features, context, careful)
+        if len(indices) == 0:
+            return []
+        # Many windows share a combination: format each distinct one once.
+        combinations, inverse = np.unique(indices, axis=0, return_inverse=True)
+        categories = [rule.category for rule in RULES]
+        texts = [
+            format_interpretation({c: SENSOR_VOCABULARY[c][i] for c, i in zip(categories, row, strict=True)})
+            for row in combinations
+        ]
+        return [texts[i] for i in inverse.ravel()]

@@ -1,0 +1,116 @@
+"""LanHAR's steps as plain functions, shared by the central pipeline and the federated server.
+
+1. interpret: windows -> analysis features -> interpretation texts (rules or an LLM), optional re-generation
+2. text space: label descriptions + stage-1 training of the text encoder on the labeled source
+3. targets: Z = text encoder(interpretations), the sensor encoder's regression targets (stage 2)
+4. label bank: label-description embeddings averaged into one prototype per label
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.data import WindowSet
+from common.features import analyze_windows
+from common.interpreters import Interpreter
+from common.labels import LabelVocabulary
+from common.prompts import SensorContext
+from common.regeneration import RegenerationConfig, RegenerationReport, regenerate
+from common.text_encoder import TextEncoder
+from common.train import TextTrainConfig, train_text_encoder
+from common.zero_shot import LabelBank, build_label_bank
+
+log = logging.getLogger("fedlanhar")
+
+
+def sensor_context(ws: WindowSet, candidate_activities: Sequence[str]) -> SensorContext:
+    """Part (i) of the sensor prompt, from what the data set says about its recording."""
+    return SensorContext(
+        sampling_rate=ws.sampling_rate,
+        position=ws.position,
+        device=ws.device,
+        candidate_activities=list(candidate_activities),
+        has_gyro=ws.has_gyro,
+    )
+
+
+@dataclass
+class Interpretations:
+    features: np.ndarray  # [N, F]
+    texts: list[str]
+    regeneration: RegenerationReport | None = None
+    context: SensorContext | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def interpret_windows(
+    ws: WindowSet,
+    interpreter: Interpreter,
+    candidate_activities: Sequence[str],
+    raw_prompt_mode: bool = False,
+    features: np.ndarray | None = None,
+) -> Interpretations:
+    """Interpretation text per window. `features` may come precomputed (a client's uploaded summaries)."""
+    if features is None:
+        features = analyze_windows(ws.X, sampling_rate=ws.sampling_rate, has_gyro=ws.has_gyro)
+    context = sensor_context(ws, candidate_activities)
+    texts = interpreter.interpret(features, context, windows=ws.X if raw_prompt_mode else None)
+    return Interpretations(features=features, texts=texts, context=context)
+
+
+def regenerate_interpretations(
+    interpretations: Interpretations,
+    groups: np.ndarray,
+    interpreter: Interpreter,
+    encoder: TextEncoder,
+    config: RegenerationConfig,
+) -> Interpretations:
+    """The paper's iterative re-generation, per activity group, in the encoder's embedding space."""
+    texts, report = regenerate(
+        interpretations.texts,
+        groups,
+        interpretations.features,
+        interpretations.context,
+        interpreter,
+        embed=encoder.encode,
+        config=config,
+    )
+    log.info("re-generation: %.1f%% of interpretations re-generated", 100 * report.fraction_regenerated)
+    return Interpretations(interpretations.features, texts, report, interpretations.context)
+
+
+def describe_labels(interpreter: Interpreter, labels: Sequence[str], per_label: int) -> dict[str, list[str]]:
+    descriptions = interpreter.describe_labels(list(labels), per_label)
+    missing = [label for label in labels if not descriptions.get(label)]
+    if missing:
+        raise ValueError(f"interpreter '{interpreter.name}' returned no description for labels {missing}")
+    return descriptions
+
+
+def train_text_space(
+    encoder: TextEncoder,
+    source_texts: list[str],
+    source_labels: list[str],
+    descriptions: dict[str, list[str]],
+    vocabulary: LabelVocabulary,
+    config: TextTrainConfig,
+    progress: bool = True,
+) -> dict:
+    """Stage 1: align the source interpretations with their labels' descriptions (in place on `encoder`)."""
+    return train_text_encoder(
+        encoder,
+        source_texts,
+        source_labels,
+        {label: descriptions[label] for label in sorted(set(source_labels))},
+        vocabulary.category,
+        config,
+        progress=progress,
+    )
+
+
+def label_bank(encoder: TextEncoder, descriptions: dict[str, list[str]], labels: Sequence[str]) -> LabelBank:
+    return build_label_bank(encoder, {label: descriptions[label] for label in labels})

@@ -1,0 +1,73 @@
+"""The FedLanHAR message protocol: message types, record keys and (un)packing shared by server and clients.
+
+Phases, in order (the server always asks; Flower clients cannot start a conversation):
+1. `query.summaries` server -> client: "send what you want interpreted", with the server's run config so that
+   all clients work from one config (a simulation may give clients an empty one). Reply: the analysis
+   features of the client's unlabeled training windows (raw windows only in raw-prompt mode) and its
+   recording context.
+2. `query.targets` server -> client: the text-space targets Z (one row per training window), the sensor
+   encoder's architecture, optionally the interpretation texts. The client keeps them in `context.state`.
+3. `query.labels` server -> client: the label bank (names + embeddings), at the start and whenever the label
+   set changes (new activities). Clients recognise new labels from then on without retraining.
+4. `train` / `evaluate`: the standard Flower rounds; train carries exactly one ArrayRecord (the sensor
+   encoder) and one ConfigRecord, so Flower's DP clipping mods apply unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+
+from common.sensor_encoder import SensorEncoderConfig
+from common.zero_shot import LabelBank
+
+SUMMARIES = "query.summaries"
+TARGETS = "query.targets"
+LABELS = "query.labels"
+
+# record keys
+RUN_CONFIG = "run-config"  # ConfigRecord: the server's resolved run config, kept by clients in context.state
+FEATURES = "features"  # ArrayRecord {"features": [N, F]} (+ {"windows": [N, T, 6]} in raw-prompt mode)
+CONTEXT = "context"  # ConfigRecord: sampling-rate, position, device, has-gyro, num-windows, raw-prompt-mode
+TARGET_ARRAYS = "targets"  # ArrayRecord {"z": [N, D]}
+TARGET_TEXTS = "target-texts"  # ConfigRecord {"texts": [...]} only when send-target-text is on
+MODEL_CONFIG = "model-config"  # ConfigRecord of SensorEncoderConfig fields
+BANK_ARRAYS = "label-bank"  # ArrayRecord {"embeddings": [C, D]}
+BANK_INFO = "label-info"  # ConfigRecord {"labels": [...], "new-labels": [...], "version": int}
+ACK = "ack"
+
+
+def array_record(**arrays: np.ndarray) -> ArrayRecord:
+    return ArrayRecord({name: Array(np.ascontiguousarray(value)) for name, value in arrays.items()})
+
+
+def model_config_record(config: SensorEncoderConfig) -> ConfigRecord:
+    return ConfigRecord(config.to_dict())
+
+
+def model_config_from_record(record: ConfigRecord) -> SensorEncoderConfig:
+    return SensorEncoderConfig.from_dict(dict(record.items()))
+
+
+def label_bank_records(bank: LabelBank, new_labels: list[str], version: int) -> RecordDict:
+    info = ConfigRecord({"labels": list(bank.labels), "new-labels": list(new_labels), "version": version})
+    return RecordDict(
+        {BANK_ARRAYS: array_record(embeddings=bank.embeddings.astype(np.float32)), BANK_INFO: info}
+    )
+
+
+def label_bank_from_records(records: RecordDict) -> tuple[LabelBank, list[str]]:
+    info = records[BANK_INFO]
+    bank = LabelBank(labels=list(info["labels"]), embeddings=records[BANK_ARRAYS]["embeddings"].numpy())
+    return bank, list(info["new-labels"])
+
+
+def record_nbytes(content: RecordDict) -> int:
+    """Payload size of a message: array bytes plus the UTF-8 size of config/metric values."""
+    total = 0
+    for record in content.values():
+        if isinstance(record, ArrayRecord):
+            total += sum(len(array.data) for array in record.values())
+        else:
+            total += sum(len(str(key)) + len(str(value).encode()) for key, value in record.items())
+    return total

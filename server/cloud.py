@@ -1,0 +1,126 @@
+"""The server's role in LanHAR's cloud-client setting, free of Flower.
+
+The cloud holds the labeled source data, the interpreter (rules or an LLM), the text encoder and the label
+descriptions. It trains stage 1 (or loads a stage-1 artifact), pre-trains the sensor encoder on its own source
+windows, turns the summaries clients upload into text-space targets Z, and builds label banks.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from common.data import WindowSet, load_dataset
+from common.devices import load_device_type
+from common.interpreters import Interpreter, make_interpreter
+from common.labels import load_vocabulary
+from common.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
+from common.prompts import SensorContext
+from common.run_config import FederationConfig
+from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.synthetic import generate_windows
+from common.text_encoder import TextEncoder
+from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
+from common.zero_shot import LabelBank
+
+log = logging.getLogger("fedlanhar.server")
+
+DESCRIPTIONS_PER_LABEL = 6
+
+
+def make_run_interpreter(config: FederationConfig) -> Interpreter:
+    if config.interpreter == "openai":
+        return make_interpreter(
+            "openai", base_url=config.llm_base_url, model=config.llm_model, api_key_env=config.llm_api_key_env
+        )
+    return make_interpreter(config.interpreter)
+
+
+def load_source(config: FederationConfig) -> WindowSet:
+    """The labeled source set: the synthetic default (one device type) or a real data set."""
+    if config.source == "synthetic":
+        device = load_device_type(config.source_device)
+        return generate_windows(
+            config.activity_list,
+            config.source_windows_per_activity,
+            device=device,
+            seed=config.seed,
+            n_users=6,
+        )
+    windows = load_dataset(config.source, config.data_dir)
+    present = [a for a in config.activity_list if a in windows.label_names]
+    if len(present) < 2:
+        raise ValueError(
+            f"source '{config.source}': only {present} of the activities {config.activity_list} "
+            "are among its labels"
+        )
+    return windows.select_activities(present)
+
+
+class Cloud:
+    def __init__(self, config: FederationConfig, out_dir: Path) -> None:
+        self.config = config
+        self.out_dir = out_dir
+        self.vocabulary = load_vocabulary()
+        self.interpreter = make_run_interpreter(config)
+        self.source = load_source(config)
+        self.descriptions = describe_labels(self.interpreter, config.all_activities, DESCRIPTIONS_PER_LABEL)
+        if config.text_encoder_path:
+            log.info("stage 1: loading the trained text encoder from %s", config.text_encoder_path)
+            self.encoder = TextEncoder.load(Path(config.text_encoder_path))
+            self.stage1_history: dict = {"loaded-from": config.text_encoder_path}
+        else:
+            self.encoder = TextEncoder(config.text_encoder)
+            self.stage1_history = {}
+        self.source_interpretations = interpret_windows(self.source, self.interpreter, config.activity_list)
+
+    def train_text_space(self) -> dict:
+        """Stage 1 on the source interpretations (skipped when a stage-1 artifact was given)."""
+        if self.config.text_encoder_path:
+            return self.stage1_history
+        text_config = TextTrainConfig(
+            max_steps=self.config.stage1_steps,
+            batch_size=self.config.stage1_batch_size,
+            seed=self.config.seed,
+        )
+        self.stage1_history = train_text_space(
+            self.encoder,
+            self.source_interpretations.texts,
+            self.source.labels(),
+            self.descriptions,
+            self.vocabulary,
+            text_config,
+        )
+        self.encoder.save(self.out_dir / "text_encoder")
+        return self.stage1_history
+
+    def sensor_encoder_config(self) -> SensorEncoderConfig:
+        return SensorEncoderConfig(out_dim=self.encoder.dim, input_channels=6)
+
+    def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
+        """Stage 2 on the server's own labeled-source windows: the global model the clients start from."""
+        model = SensorEncoder(self.sensor_encoder_config())
+        if self.config.server_pretrain_epochs == 0:
+            return model, {}
+        targets = self.encoder.encode(self.source_interpretations.texts)
+        sensor_config = SensorTrainConfig(
+            epochs=self.config.server_pretrain_epochs,
+            batch_size=self.config.batch_size,
+            lr=self.config.learning_rate,
+            temperature=self.config.temperature,
+            seed=self.config.seed,
+        )
+        history = train_sensor_encoder(model, self.source.X, targets, sensor_config, progress=False)
+        return model, history
+
+    def targets_for(
+        self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, list[str]]:
+        """Interpret a client's uploaded summaries (or raw windows in raw-prompt mode) into targets Z."""
+        texts = self.interpreter.interpret(features, context, windows=windows)
+        return self.encoder.encode(texts), texts
+
+    def label_bank(self, labels: list[str]) -> LabelBank:
+        return label_bank(self.encoder, self.descriptions, labels)

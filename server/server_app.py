@@ -1,0 +1,32 @@
+"""FedLanHAR ServerApp: thin Flower wiring around server/federation.py."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import torch
+from flwr.app import Context
+from flwr.serverapp import Grid, ServerApp
+
+from common.run_config import FederationConfig
+from common.runtime import set_seed
+from server.federation import run_federation
+
+app = ServerApp()
+
+
+@app.main()
+def main(grid: Grid, context: Context) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    config = FederationConfig.from_run_config(context.run_config)
+    # The ServerApp's working directory is wherever the SuperLink started: never write relative paths.
+    out_dir = (
+        Path(config.out_dir)
+        if config.out_dir
+        else Path.home() / "fedlanhar-runs" / time.strftime("%Y%m%d-%H%M%S")
+    )
+    torch.set_num_threads(1)
+    set_seed(config.seed)
+    run_federation(grid, config, out_dir)

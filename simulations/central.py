@@ -1,0 +1,335 @@
+"""Centralised LanHAR: both training stages in one process (`fedlanhar train` / `fedlanhar evaluate`).
+
+Honest splits: the source is split 80/20 by user (stage-1 validation); the target is split by user into an
+unlabeled training side (stage 2 sees its windows and their interpretations, never its labels) and a held-out
+evaluation side. `split.json` in the model directory records the users, and `evaluate` on the same target
+only ever scores the held-out users.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from common.regeneration import RegenerationConfig
+
+from common.data import DataError, WindowSet, load_dataset, split_by_user
+from common.interpreters import make_interpreter
+from common.labels import load_vocabulary
+from common.lanhar import (
+    describe_labels,
+    interpret_windows,
+    label_bank,
+    regenerate_interpretations,
+    train_text_space,
+)
+from common.metrics import classification_metrics, plot_confusion
+from common.runtime import set_seed
+from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.text_encoder import TextEncoder
+from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
+from common.zero_shot import LabelBank
+
+log = logging.getLogger("fedlanhar")
+
+
+@dataclass
+class CentralConfig:
+    """Everything a central run depends on; recorded whole in metrics.json."""
+
+    source: str = "uci"
+    target: str = "dsads_torso"
+    activities: tuple[str, ...] = ("walking", "upstairs", "downstairs", "sitting")
+    budget: str = "default"
+    seed: int = 0
+    interpreter: str = "rules"
+    text_encoder: str = "minilm"
+    descriptions_per_label: int = 6
+    regeneration: bool = True
+    source_eval_fraction: float = 0.2  # source users held out for stage-1/2 validation
+    target_eval_fraction: float = 0.5  # target users held out for evaluation (never trained on)
+    max_windows_per_class: int = 0  # 0 = all; budgets cap it to bound interpretation + stage-2 time
+    stage1_steps: int = 150
+    stage1_batch_size: int = 32
+    stage1_lr: float = 2e-5
+    stage2_epochs: int = 30
+    stage2_batch_size: int = 64
+    stage2_lr: float = 3e-4
+    temperature: float = 0.07
+
+    def resolved(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+# Budgets scale the expensive knobs only. small: a few minutes on 2 cores (tests, smoke runs).
+BUDGETS: dict[str, dict] = {
+    "small": {"stage1_steps": 12, "stage2_epochs": 8, "max_windows_per_class": 60, "regeneration": False},
+    "default": {"stage1_steps": 150, "stage2_epochs": 30, "max_windows_per_class": 0},
+    "full": {"stage1_steps": 400, "stage2_epochs": 60, "max_windows_per_class": 0},
+}
+
+
+def central_config(budget: str = "default", config_file: Path | None = None, **overrides) -> CentralConfig:
+    """Budget preset, then an optional TOML file (keys = CentralConfig fields), then explicit overrides."""
+    if budget not in BUDGETS:
+        raise DataError(f"--budget: unknown '{budget}', choose one of {sorted(BUDGETS)}")
+    values: dict = {"budget": budget, **BUDGETS[budget]}
+    if config_file is not None:
+        with open(config_file, "rb") as handle:
+            file_values = tomllib.load(handle)
+        known = {f.name for f in dataclasses.fields(CentralConfig)}
+        unknown = sorted(set(file_values) - known)
+        if unknown:
+            raise DataError(f"{config_file}: unknown keys {unknown}; known: {sorted(known)}")
+        values.update(file_values)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "activities" in values:
+        values["activities"] = tuple(values["activities"])
+    return CentralConfig(**values)
+
+
+def _cap_per_class(ws: WindowSet, cap: int, seed: int) -> WindowSet:
+    """Keep at most `cap` windows per class, taking whole recordings first-come (no random window picking)."""
+    if cap <= 0:
+        return ws
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for label in range(len(ws.label_names)):
+        segments = rng.permutation(np.unique(ws.segment[ws.y == label]))
+        taken: list[int] = []
+        for segment in segments:
+            if len(taken) >= cap:
+                break
+            taken.extend(np.flatnonzero((ws.segment == segment) & (ws.y == label)).tolist())
+        keep.extend(taken[:cap])
+    return ws.subset(np.sort(np.array(keep, dtype=np.int64)))
+
+
+def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
+    """Source train/val and target train/eval windows of the run's activities (those each set has)."""
+    source = load_dataset(config.source, data_dir)
+    target = load_dataset(config.target, data_dir)
+    activities = [a for a in config.activities if a in source.label_names and a in target.label_names]
+    if len(activities) < 2:
+        raise DataError(
+            f"activities {list(config.activities)}: only {activities} are shared by '{config.source}' "
+            f"({source.label_names}) and '{config.target}' ({target.label_names})"
+        )
+    source = _cap_per_class(source.select_activities(activities), config.max_windows_per_class, config.seed)
+    source_train, source_val = split_by_user(source, config.source_eval_fraction, config.seed)
+    target_all = target.select_activities(activities)
+    target_train, target_eval = split_by_user(target_all, config.target_eval_fraction, config.seed)
+    target_train = _cap_per_class(target_train, config.max_windows_per_class, config.seed)
+    return {
+        "source_train": source_train,
+        "source_val": source_val,
+        "target_train": target_train,
+        "target_eval": target_eval,
+    }
+
+
+def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress: bool = True) -> dict:
+    """Stage 1 + stage 2; writes the model directory `out_dir` (loadable by `evaluate_central`)."""
+    set_seed(config.seed)
+    t0 = time.monotonic()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    splits = load_pair(config, data_dir)
+    activities = splits["source_train"].label_names
+    vocabulary = load_vocabulary()
+    interpreter = make_interpreter(config.interpreter)
+    encoder = TextEncoder(config.text_encoder)
+
+    source = interpret_windows(splits["source_train"], interpreter, activities)
+    if config.regeneration:
+        groups = splits["source_train"].y
+        source = regenerate_interpretations(source, groups, interpreter, encoder, RegenerationConfig())
+    descriptions = describe_labels(interpreter, activities, config.descriptions_per_label)
+    t_interpret = time.monotonic() - t0
+
+    text_config = TextTrainConfig(
+        max_steps=config.stage1_steps,
+        batch_size=config.stage1_batch_size,
+        lr=config.stage1_lr,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    stage1 = train_text_space(
+        encoder,
+        source.texts,
+        splits["source_train"].labels(),
+        descriptions,
+        vocabulary,
+        text_config,
+        progress=progress,
+    )
+    t_stage1 = time.monotonic() - t0 - t_interpret
+
+    # Stage 2: every window with an interpretation, labeled or not; target labels are never read here.
+    target = interpret_windows(splits["target_train"], interpreter, activities)
+    windows = np.concatenate([splits["source_train"].X, splits["target_train"].X])
+    targets = encoder.encode(source.texts + target.texts, progress=progress)
+    sensor_encoder = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim))
+    sensor_config = SensorTrainConfig(
+        epochs=config.stage2_epochs,
+        batch_size=config.stage2_batch_size,
+        lr=config.stage2_lr,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    stage2 = train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=progress)
+    t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
+
+    bank = label_bank(encoder, descriptions, activities)
+    source_val_metrics = _score(sensor_encoder, bank, splits["source_val"], vocabulary)
+    encoder.save(out_dir / "text_encoder")
+    sensor_encoder.save(out_dir / "sensor_encoder.pt")
+    bank.save(out_dir / "label_bank.npz")
+    (out_dir / "descriptions.json").write_text(json.dumps(descriptions, indent=2))
+    split = {
+        "source": config.source,
+        "target": config.target,
+        "activities": activities,
+        "source_train_users": sorted(set(splits["source_train"].user.tolist())),
+        "source_val_users": sorted(set(splits["source_val"].user.tolist())),
+        "target_train_users": sorted(set(splits["target_train"].user.tolist())),
+        "target_eval_users": sorted(set(splits["target_eval"].user.tolist())),
+    }
+    (out_dir / "split.json").write_text(json.dumps(split, indent=2))
+    metrics = {
+        "config": config.resolved(),
+        "seed": config.seed,
+        "split": split,
+        "windows": {name: len(ws) for name, ws in splits.items()},
+        "distinct_interpretations": {"source": len(set(source.texts)), "target": len(set(target.texts))},
+        "regeneration": None
+        if source.regeneration is None
+        else {
+            "fraction_regenerated": source.regeneration.fraction_regenerated,
+        },
+        "source_val": {k: v for k, v in source_val_metrics.items() if k != "confusion"},
+        "stage1": _summarise_history(stage1),
+        "stage2": _summarise_history(stage2),
+        "seconds": {
+            "interpret": t_interpret,
+            "stage1": t_stage1,
+            "stage2": t_stage2,
+            "total": time.monotonic() - t0,
+        },
+    }
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    return metrics
+
+
+def _score(model: SensorEncoder, bank: LabelBank, ws: WindowSet, vocabulary) -> dict:
+    predicted = bank.classify(encode_windows(model, ws.X))
+    return classification_metrics(
+        ws.labels(), [bank.labels[i] for i in predicted], bank.labels, vocabulary.category
+    )
+
+
+def evaluate_central(
+    model_dir: Path,
+    data_dir: Path,
+    target: str,
+    out_dir: Path,
+    new_activities: list[str] | None = None,
+    interpreter_kind: str = "rules",
+    seed: int = 0,
+) -> dict:
+    """Score a trained model on a target's held-out windows; new activities by their descriptions only."""
+    set_seed(seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    split = json.loads((model_dir / "split.json").read_text())
+    vocabulary = load_vocabulary()
+    encoder = TextEncoder.load(model_dir / "text_encoder")
+    sensor_encoder = SensorEncoder.load(model_dir / "sensor_encoder.pt")
+    descriptions = json.loads((model_dir / "descriptions.json").read_text())
+    known = list(split["activities"])
+    new_activities = [vocabulary.canonical(a) for a in (new_activities or [])]
+
+    data = load_dataset(target, data_dir)
+    if target == split["target"]:
+        data = data.subset(np.flatnonzero(np.isin(data.user, split["target_eval_users"])))
+        evaluated_on = f"held-out users {split['target_eval_users']} of '{target}'"
+    elif target == split["source"]:
+        data = data.subset(np.flatnonzero(np.isin(data.user, split["source_val_users"])))
+        evaluated_on = f"source validation users {split['source_val_users']} of '{target}'"
+    else:
+        evaluated_on = f"all windows of '{target}' (never seen in training)"
+    missing = [a for a in new_activities if a not in data.label_names]
+    if missing:
+        raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
+
+    interpreter = make_interpreter(interpreter_kind)
+    unseen = [a for a in new_activities if a not in descriptions]
+    if unseen:
+        descriptions.update(describe_labels(interpreter, unseen, len(next(iter(descriptions.values())))))
+    known_present = [a for a in known if a in data.label_names]
+    result: dict = {
+        "model": str(model_dir),
+        "target": target,
+        "evaluated_on": evaluated_on,
+        "seed": seed,
+        "known_activities": known_present,
+        "new_activities": new_activities,
+    }
+
+    known_windows = data.select_activities(known_present)
+    bank = label_bank(encoder, descriptions, known_present)
+    scored = _score(sensor_encoder, bank, known_windows, vocabulary)
+    result.update({k: v for k, v in scored.items()})
+    plot_confusion(np.asarray(scored["confusion"]), known_present, out_dir / "confusion.png")
+    # The text path (interpretation -> text encoder -> nearest label) bounds what stage 2 can reach.
+    text_path = interpret_windows(known_windows, interpreter, known_present)
+    z = encoder.encode(text_path.texts)
+    text_pred = bank.classify(z)
+    result["text_path_accuracy"] = float(
+        np.mean(np.array(known_windows.labels()) == np.array([known_present[i] for i in text_pred]))
+    )
+
+    if new_activities:
+        new_windows = data.select_activities(new_activities)
+        new_bank = label_bank(encoder, descriptions, new_activities)
+        embeddings = encode_windows(sensor_encoder, new_windows.X)
+        scores = new_bank.scores(embeddings)
+        truth = np.array([new_activities.index(t) for t in new_windows.labels()])
+        result["new_activity_accuracy"] = float(np.mean(scores.argmax(axis=1) == truth))
+        top3 = np.argsort(-scores, axis=1)[:, :3]
+        result["new_activity_top3"] = float(np.mean((top3 == truth[:, None]).any(axis=1)))
+        result["new_activity_chance"] = 1.0 / len(new_activities)
+        result["new_activity_windows"] = len(new_windows)
+        full_bank = label_bank(encoder, descriptions, known_present + new_activities)
+        predicted = full_bank.classify(embeddings)
+        result["new_activity_accuracy_full_bank"] = float(
+            np.mean(np.array([full_bank.labels[i] for i in predicted]) == np.array(new_windows.labels()))
+        )
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    return result
+
+
+def _summarise_history(history: dict) -> dict:
+    """Histories can be long per-step lists: keep the first/last values and the length."""
+    summary = {}
+    for key, value in history.items():
+        if isinstance(value, list) and value and isinstance(value[0], int | float):
+            summary[key] = {"first": value[0], "last": value[-1], "n": len(value)}
+        else:
+            summary[key] = value
+    return summary
+
+
+def _json_default(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path | torch.device):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,259 @@
+"""The `fedlanhar` command: data, interpret, train, evaluate, export, baseline, bench.
+
+Every command that produces results writes `<out>/metrics.json` (values + the resolved config + seed) and its
+artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _activities(value: str) -> list[str]:
+    return [a.strip() for a in value.split(",") if a.strip()]
+
+
+def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        if metrics.get(key) is not None:
+            value = metrics[key]
+            print(f"  {key:32s} {value:.4f}" if isinstance(value, float) else f"  {key:32s} {value}")
+
+
+def cmd_data(args: argparse.Namespace) -> None:
+    from common.archives import ARCHIVE_URLS, download_archive
+    from common.data import load_dataset, save_windowset
+
+    if args.action == "download":
+        path = download_archive(args.name, Path(args.out))
+        print(f"downloaded {args.name} to {path}")
+        return
+    if args.action == "list":
+        print("public archives (fedlanhar data download NAME --out DIR):")
+        for name, url in ARCHIVE_URLS.items():
+            print(f"  {name:16s} {url}")
+        for path in sorted(Path(args.data_dir).glob("*.npz")):
+            print(f"  local: {path}")
+        return
+    windows = load_dataset(args.name, Path(args.data_dir))
+    if args.action == "info":
+        print(
+            f"{windows.name}: {len(windows)} windows, {len(set(windows.user.tolist()))} users, "
+            f"position {windows.position}, device {windows.device}, {windows.sampling_rate} Hz"
+        )
+        for label, count in windows.class_counts().items():
+            print(f"  {label:40s} {count}")
+    elif args.action == "convert":
+        print(f"wrote {save_windowset(windows, Path(args.out))}")
+
+
+def cmd_interpret(args: argparse.Namespace) -> None:
+    import numpy as np
+    from tqdm import tqdm
+
+    from common.data import load_dataset
+    from common.interpreters import make_interpreter
+    from common.lanhar import interpret_windows
+
+    windows = load_dataset(args.dataset, Path(args.data_dir))
+    if args.limit:
+        windows = windows.subset(windows.segment.argsort(kind="stable")[: args.limit])
+    options = {}
+    if args.interpreter == "openai":
+        options = {"base_url": args.llm_base_url, "model": args.llm_model, "cache_path": args.cache}
+    interpreter = make_interpreter(args.interpreter, **options)
+    start = time.monotonic()
+    texts: list[str] = []
+    chunk = 256
+    for i in tqdm(range(0, len(windows), chunk), desc="interpreting", unit="chunk"):
+        part = windows.subset(np.arange(i, min(i + chunk, len(windows))))
+        texts += interpret_windows(part, interpreter, windows.label_names).texts
+    seconds = time.monotonic() - start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "interpretations.jsonl", "w") as handle:
+        for label, text in zip(windows.labels(), texts, strict=True):
+            handle.write(json.dumps({"label": label, "text": text}) + "\n")
+    metrics = {
+        "windows": len(texts),
+        "distinct_texts": len(set(texts)),
+        "seconds": seconds,
+        "windows_per_second": len(texts) / max(seconds, 1e-9),
+        "config": vars(args) | {"func": None},
+        "seed": 0,
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    print(f"{len(texts)} interpretations ({len(set(texts))} distinct) in {seconds:.1f} s -> {out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from simulations.central import central_config, train_central
+
+    config = central_config(
+        args.budget,
+        Path(args.config) if args.config else None,
+        source=args.source,
+        target=args.target,
+        activities=_activities(args.activities) if args.activities else None,
+        seed=args.seed,
+        interpreter=args.interpreter,
+        text_encoder=args.text_encoder,
+    )
+    metrics = train_central(config, Path(args.data_dir), Path(args.out))
+    print(f"trained LanHAR {config.source} -> {config.target} ({config.budget}); model in {args.out}")
+    _print_metrics(metrics["source_val"], ("accuracy", "macro_f1"))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from simulations.central import evaluate_central
+
+    metrics = evaluate_central(
+        Path(args.model),
+        Path(args.data_dir),
+        args.target,
+        Path(args.out),
+        new_activities=_activities(args.new_activities) if args.new_activities else None,
+        seed=args.seed,
+    )
+    print(f"evaluated on {metrics['evaluated_on']}")
+    _print_metrics(
+        metrics,
+        (
+            "accuracy",
+            "macro_f1",
+            "category_accuracy",
+            "text_path_accuracy",
+            "new_activity_accuracy",
+            "new_activity_top3",
+            "new_activity_chance",
+        ),
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    from common.export import export_sensor_model, measure_latency
+    from common.sensor_encoder import SensorEncoder
+    from common.zero_shot import LabelBank
+
+    model_dir, out = Path(args.model), Path(args.out)
+    report = export_sensor_model(
+        SensorEncoder.load(model_dir / "sensor_encoder.pt"), LabelBank.load(model_dir / "label_bank.npz"), out
+    )
+    report["latency"] = measure_latency(out / "sensor_encoder.pt", threads=1)
+    (out / "metrics.json").write_text(json.dumps(report, indent=2, default=str))
+    print(json.dumps(report, indent=2, default=str))
+
+
+def cmd_baseline(args: argparse.Namespace) -> None:
+    from simulations.baselines import run_supervised_baseline
+
+    metrics = run_supervised_baseline(
+        Path(args.data_dir),
+        args.source,
+        args.target,
+        _activities(args.activities),
+        args.budget,
+        Path(args.out),
+        seed=args.seed,
+        model=args.model,
+    )
+    _print_metrics(metrics, ("accuracy", "macro_f1", "category_accuracy"))
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from simulations.bench import run_core_benchmark
+
+    results = run_core_benchmark(Path(args.data_dir), Path(args.out))
+    print(json.dumps(results, indent=2))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--data-dir", default=str(DEFAULT_DATA_DIR), help="folder of <name>.npz or raw archives"
+        )
+        return p
+
+    p = with_data(sub.add_parser("data", help="list, inspect, convert or download data sets"))
+    p.add_argument("action", choices=["list", "info", "convert", "download"])
+    p.add_argument("name", nargs="?", default="uci")
+    p.add_argument("--out", default="data")
+    p.set_defaults(func=cmd_data)
+
+    p = with_data(sub.add_parser("interpret", help="interpret a data set's windows into texts"))
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--interpreter", default="rules", choices=["rules", "openai", "local"])
+    p.add_argument("--llm-base-url", default="")
+    p.add_argument("--llm-model", default="")
+    p.add_argument("--cache", default=None, help="SQLite cache file for LLM answers")
+    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_interpret)
+
+    p = with_data(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)"))
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
+    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument("--config", default=None, help="TOML file of CentralConfig fields")
+    p.add_argument("--interpreter", default=None)
+    p.add_argument("--text-encoder", default=None, help="name or directory of a BERT-family model")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_train)
+
+    p = with_data(sub.add_parser("evaluate", help="evaluate a trained model on a target"))
+    p.add_argument("--model", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--new-activities", default="")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("export", help="TorchScript sensor encoder + label bank, size and latency")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_export)
+
+    p = with_data(sub.add_parser("baseline", help="source-only supervised baseline on the same split"))
+    p.add_argument("--source", required=True)
+    p.add_argument("--target", required=True)
+    p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
+    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument("--model", default="transformer", choices=["transformer", "cnn"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_baseline)
+
+    p = with_data(sub.add_parser("bench", help="core benchmark: interpretation, training, export"))
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    from common.data import DataError
+
+    try:
+        args.func(args)
+    except (DataError, FileNotFoundError) as error:
+        print(f"fedlanhar {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,209 @@
+"""Throughput of the LLM interpretation service, printed and written to `<out>/llm_bench.json`.
+
+Live figures: real UCI windows interpreted through the openai backend against a local llama-cpp-python server
+(SmolLM2-135M GGUF unless another server is given), once per concurrency level, each with an empty cache so
+every window is really asked. Cache figures: the same windows again from the cache, and a larger set of
+windows whose answers are pre-filled into the cache (no server involved): the cost of a repeated run.
+
+Run: `python -m simulations.llm_bench --data-dir ../shared/data --out outputs/llm_bench`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from common.cache import CacheEntry, InterpretationCache
+from common.features import analyze_windows, feature_dict
+from common.interpreters import RulesInterpreter
+from common.llm import LlamaServer, OpenAIInterpreter, find_smollm2_gguf, free_port
+from common.prompts import ANSWER_BEGIN, ANSWER_END, PROMPT_VERSION, SensorContext, render_sensor_prompt
+
+UCI_CONTEXT = SensorContext(
+    20.0, "waist", "Galaxy S II", ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
+)
+MODEL_ALIAS = "m"
+
+
+def _spread_windows(data_dir: Path, n: int) -> np.ndarray:
+    """`n` UCI windows spread evenly over the file, so that several users and activities are covered."""
+    path = Path(data_dir) / "uci.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found; pass the folder holding uci.npz as data_dir")
+    with np.load(path) as data:
+        X = data["X"]
+        if n > len(X):
+            raise ValueError(f"{path} has {len(X)} windows, {n} were asked for")
+        return X[np.linspace(0, len(X) - 1, n).astype(int)]
+
+
+def _interpreter(base_url: str, cache_path: Path, concurrency: int, max_tokens: int) -> OpenAIInterpreter:
+    return OpenAIInterpreter(
+        base_url=base_url,
+        model=MODEL_ALIAS,
+        api_key_env=None,
+        cache_path=cache_path,
+        concurrency=concurrency,
+        max_tokens=max_tokens,
+        timeout_s=600.0,
+        progress=False,
+    )
+
+
+def _live_run(
+    base_url: str, cache_path: Path, features: np.ndarray, concurrency: int, max_tokens: int
+) -> dict:
+    with _interpreter(base_url, cache_path, concurrency, max_tokens) as interpreter:
+        start = time.perf_counter()
+        interpreter.interpret(features, UCI_CONTEXT)
+        seconds = time.perf_counter() - start
+        stats = interpreter.stats.as_dict()
+    return {
+        "concurrency": concurrency,
+        "windows": len(features),
+        "seconds": seconds,
+        "requests": stats["requests"],
+        "requests_per_s": stats["requests"] / seconds,
+        "windows_per_s": len(features) / seconds,
+        "prompt_tokens_per_request": stats["prompt_tokens"] / max(stats["requests"], 1),
+        "completion_tokens_per_s": stats["completion_tokens"] / seconds,
+        "malformed_answers": stats["malformed_answers"],
+        "reasks": stats["reasks"],
+        "fallbacks": stats["fallbacks"],
+        "errors": stats["errors"],
+    }
+
+
+def _cached_run(cache_path: Path, features: np.ndarray, max_tokens: int) -> dict:
+    """Interpret windows whose answers are all cached; the base URL points nowhere, so a miss would fail."""
+    dead_url = f"http://127.0.0.1:{free_port()}/v1"
+    with _interpreter(dead_url, cache_path, 1, max_tokens) as interpreter:
+        start = time.perf_counter()
+        interpreter.interpret(features, UCI_CONTEXT)
+        seconds = time.perf_counter() - start
+        stats = interpreter.stats.as_dict()
+    if stats["requests"] or stats["cache_hits"] < len(features):
+        raise RuntimeError(f"the cached run was expected to be served from the cache alone: {stats}")
+    return {"windows": len(features), "seconds": seconds, "windows_per_s": len(features) / seconds}
+
+
+def _prefill_cache(cache_path: Path, features: np.ndarray, max_tokens: int) -> None:
+    """Store a parseable answer (the rules interpretation in the answer format) for every window's prompt."""
+    texts = RulesInterpreter().interpret(features, UCI_CONTEXT)
+    params = {"temperature": 0.0, "max_tokens": int(max_tokens)}
+    entries = []
+    for row, text in zip(features, texts, strict=True):
+        answer = "\n".join([ANSWER_BEGIN, *text.rstrip(".").split("; "), ANSWER_END])
+        prompt = render_sensor_prompt(feature_dict(row), UCI_CONTEXT)
+        entries.append(CacheEntry.create(PROMPT_VERSION, prompt, MODEL_ALIAS, params, answer, 1700, 60))
+    with InterpretationCache(cache_path) as cache:
+        cache.put_many(entries)
+
+
+def run_llm_benchmark(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    n_windows: int = 4,
+    concurrency_levels: Sequence[int] = (1, 4),
+    max_tokens: int = 96,
+    n_cached_windows: int = 512,
+    gguf: str | Path | None = None,
+    base_url: str | None = None,
+    n_threads: int = 1,
+) -> dict:
+    """Measure live and cached throughput; returns the figures, prints them and writes `llm_bench.json`.
+
+    `base_url` uses an already running OpenAI-compatible server (serving the model as "m"); otherwise a
+    llama-cpp-python server is started on a free port for `gguf` (default: SmolLM2-135M) with `n_threads`.
+    """
+    if n_windows < 1 or n_cached_windows < 1 or not concurrency_levels:
+        raise ValueError("n_windows, n_cached_windows and concurrency_levels must be positive / non-empty")
+    out_dir = Path(out_dir)
+    features = analyze_windows(_spread_windows(data_dir, n_windows))
+    gguf_path = Path(gguf) if gguf else find_smollm2_gguf()
+    results: dict = {
+        "model": gguf_path.name if base_url is None else f"{MODEL_ALIAS} at {base_url}",
+        "server": "llama-cpp-python" if base_url is None else "given",
+        "server_threads": n_threads if base_url is None else None,
+        "max_tokens": max_tokens,
+        "live": [],
+    }
+    with tempfile.TemporaryDirectory(prefix="llm_bench_") as scratch:
+        scratch_dir = Path(scratch)
+        server = (
+            None if base_url else LlamaServer(gguf_path, n_threads=n_threads, log_path=out_dir / "server.log")
+        )
+        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            url = base_url or server.start().base_url
+            for concurrency in concurrency_levels:
+                cache_path = scratch_dir / f"live_{concurrency}.sqlite"
+                results["live"].append(_live_run(url, cache_path, features, concurrency, max_tokens))
+        finally:
+            if server is not None:
+                server.stop()
+        first_cache = scratch_dir / f"live_{concurrency_levels[0]}.sqlite"
+        results["cache_hit_same_windows"] = _cached_run(first_cache, features, max_tokens)
+        many = analyze_windows(_spread_windows(data_dir, n_cached_windows))
+        _prefill_cache(scratch_dir / "prefilled.sqlite", many, max_tokens)
+        results["cache_hit_prefilled"] = _cached_run(scratch_dir / "prefilled.sqlite", many, max_tokens)
+    results["machine"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_1min": os.getloadavg()[0],
+    }
+    (out_dir / "llm_bench.json").write_text(json.dumps(results, indent=2))
+    _print(results)
+    return results
+
+
+def _print(results: dict) -> None:
+    print(f"LLM service benchmark: {results['model']} (server threads: {results['server_threads']})")
+    for run in results["live"]:
+        print(
+            f"  live, concurrency {run['concurrency']}: {run['requests_per_s']:.3f} requests/s, "
+            f"{run['windows_per_s']:.3f} windows/s, {run['completion_tokens_per_s']:.1f} completion tokens/s "
+            f"({run['requests']} requests, {run['prompt_tokens_per_request']:.0f} prompt tokens each, "
+            f"{run['malformed_answers']} malformed, {run['fallbacks']} fallbacks)"
+        )
+    for name in ("cache_hit_same_windows", "cache_hit_prefilled"):
+        run = results[name]
+        print(f"  {name}: {run['windows_per_s']:.1f} windows/s ({run['windows']} windows)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--out", default="outputs/llm_bench")
+    parser.add_argument("--windows", type=int, default=4)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--max-tokens", type=int, default=96)
+    parser.add_argument("--cached-windows", type=int, default=512)
+    parser.add_argument("--gguf", default=None)
+    parser.add_argument("--base-url", default=None, help="an already running server (model alias 'm')")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args(argv)
+    run_llm_benchmark(
+        args.data_dir,
+        args.out,
+        n_windows=args.windows,
+        concurrency_levels=args.concurrency,
+        max_tokens=args.max_tokens,
+        n_cached_windows=args.cached_windows,
+        gguf=args.gguf,
+        base_url=args.base_url,
+        n_threads=args.threads,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""The run config: pyproject.toml declares exactly FederationConfig's keys; bad values fail naming the key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common.run_config import ConfigError, FederationConfig
+
+PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
+
+
+def test_pyproject_declares_every_key_with_its_default():
+    declared = tomllib.loads(PYPROJECT.read_text())["tool"]["flwr"]["app"]["config"]
+    assert declared == FederationConfig.keys()
+    assert FederationConfig.from_run_config(declared) == FederationConfig()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"num-server-round": 3}, "unknown key 'num-server-round'"),
+        ({"num-server-rounds": "3"}, "'num-server-rounds' must be int"),
+        ({"local-epochs": True}, "'local-epochs' must be int"),
+        ({"strategy": "fedsgd"}, "'strategy' must be one of"),
+        ({"new-activities": "walking"}, "'new-activities' repeats initial activities"),
+        ({"new-activities-round": 9}, "'new-activities-round' must be within"),
+        ({"clients-data": "uci"}, "'data-dir' must be set"),
+        ({"data-dir": "relative/data"}, "'data-dir' must be an absolute path"),
+        ({"out-dir": "runs/x"}, "'out-dir' must be an absolute path"),
+        ({"client-eval-fraction": 1.0}, "'client-eval-fraction' must be in (0, 1)"),
+    ],
+)
+def test_bad_run_config_names_the_key(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        FederationConfig.from_run_config(overrides)
+    assert message in str(error.value)
+
+
+def test_lists_are_comma_separated_strings_and_ints_are_accepted_for_floats():
+    config = FederationConfig.from_run_config({"activities": " walking, sitting ,", "learning-rate": 1})
+    assert config.activity_list == ["walking", "sitting"]
+    assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
+    assert config.all_activities == ["walking", "sitting", "jogging", "cycling"]

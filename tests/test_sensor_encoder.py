@@ -1,0 +1,138 @@
+"""SensorEncoder: config checks, normalisation, shapes, rotation-invariant channels, TorchScript, saving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from common.sensor_encoder import (
+    STANDARD_GRAVITY,
+    SensorEncoder,
+    SensorEncoderConfig,
+    check_windows,
+    encode_windows,
+    sinusoidal_positions,
+)
+
+torch.set_num_threads(1)
+
+SMALL = SensorEncoderConfig(d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16, dropout=0.0)
+
+
+def random_windows(n: int, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 120, 6, generator=generator)
+    x[:, :, 2] += STANDARD_GRAVITY  # gravity on z, like a phone lying flat
+    return x
+
+
+def random_rotation(seed: int) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed)))
+    q = q * torch.sign(torch.diagonal(r))
+    return q if torch.det(q) > 0 else -q
+
+
+def test_default_config_matches_minilm_and_the_paper() -> None:
+    config = SensorEncoderConfig()
+    assert (config.d_model, config.out_dim, config.num_layers, config.num_heads) == (384, 384, 3, 2)
+    assert config.window % config.patch_size == 0
+    assert config.feature_channels == 8  # 6 raw + |acc| + |gyro|
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"patch_size": 7}, "multiple of patch_size"),
+        ({"d_model": 30, "num_heads": 4}, "divisible by num_heads"),
+        ({"input_channels": 9}, "input_channels"),
+        ({"dropout": 1.0}, "dropout"),
+        ({"num_layers": 0}, "num_layers"),
+    ],
+)
+def test_config_rejects_inconsistent_sizes(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SensorEncoderConfig(**changes)
+
+
+def test_config_dict_round_trip_and_unknown_fields() -> None:
+    assert SensorEncoderConfig.from_dict(SMALL.to_dict()) == SMALL
+    with pytest.raises(ValueError, match="unknown SensorEncoderConfig fields"):
+        SensorEncoderConfig.from_dict({**SMALL.to_dict(), "colour": "red"})
+
+
+def test_forward_shape_and_input_checks() -> None:
+    model = SensorEncoder(SMALL)
+    assert model(random_windows(5)).shape == (5, 16)
+    with pytest.raises(ValueError, match=r"shape \[B, 120, 6\]"):
+        model(torch.zeros(5, 100, 6))
+    with pytest.raises(ValueError, match=r"shape \[B, 120, 6\]"):
+        model(torch.zeros(120, 6))
+    with pytest.raises(ValueError, match="NaN"):
+        check_windows(np.full((2, 120, 6), np.nan, dtype=np.float32), SMALL)
+    with pytest.raises(ValueError, match=r"\[N, 120, 6\]"):
+        check_windows(np.zeros((2, 120, 3), dtype=np.float32), SMALL)
+
+
+def test_normalisation_scales_acc_to_g_and_adds_rotation_invariant_magnitudes() -> None:
+    model = SensorEncoder(SMALL)
+    x = random_windows(3)
+    features = model.normalize(x)
+    assert features.shape == (3, 120, 8)
+    torch.testing.assert_close(features[..., :3], x[..., :3] / STANDARD_GRAVITY)
+    torch.testing.assert_close(features[..., 3:6], x[..., 3:6])
+    rotation = random_rotation(1)
+    rotated = torch.cat([x[..., :3] @ rotation.T, x[..., 3:] @ rotation.T], dim=-1)
+    torch.testing.assert_close(model.normalize(rotated)[..., 6:], features[..., 6:], rtol=1e-4, atol=1e-5)
+    assert torch.allclose(features[..., 6], (x[..., :3] / STANDARD_GRAVITY).norm(dim=-1))
+
+
+def test_without_magnitudes_and_accelerometer_only() -> None:
+    plain = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "add_magnitude_channels": False}))
+    assert plain.normalize(random_windows(2)).shape == (2, 120, 6)
+    acc_only = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "input_channels": 3}))
+    assert acc_only.normalize(random_windows(2)[..., :3]).shape == (2, 120, 4)
+    assert acc_only(random_windows(2)[..., :3]).shape == (2, 16)
+
+
+def test_layers_start_from_different_weights() -> None:
+    model = SensorEncoder(SMALL)
+    first, second = model.encoder.layers[0], model.encoder.layers[1]
+    assert not torch.equal(first.linear1.weight, second.linear1.weight)
+    assert not torch.equal(first.self_attn.in_proj_weight, second.self_attn.in_proj_weight)
+
+
+def test_positions_are_sinusoidal_and_not_in_the_state_dict() -> None:
+    table = sinusoidal_positions(6, 8)
+    assert table.shape == (6, 8)
+    assert torch.allclose(table[0], torch.tensor([0.0, 1.0] * 4))
+    model = SensorEncoder(SMALL)
+    assert "positions" not in model.state_dict()  # recomputed from the config, never sent to clients
+
+
+def test_torchscript_gives_the_same_embeddings() -> None:
+    model = SensorEncoder(SMALL).eval()
+    scripted = torch.jit.script(model)
+    x = random_windows(4)
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x), model(x))
+    with pytest.raises(torch.jit.Error, match="SensorEncoder expects x of shape"):
+        scripted(torch.zeros(1, 60, 6))
+
+
+def test_save_load_and_encode_windows(tmp_path: Path) -> None:
+    model = SensorEncoder(SMALL)
+    model.save(tmp_path / "sensor.pt")
+    loaded = SensorEncoder.load(tmp_path / "sensor.pt")
+    assert loaded.config == SMALL
+    X = random_windows(7).numpy()
+    embeddings = encode_windows(model, X, batch_size=3)
+    assert embeddings.shape == (7, 16) and embeddings.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(encode_windows(loaded, X), embeddings, atol=1e-6)
+    assert model.training  # encode_windows restores the mode
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not a SensorEncoder checkpoint"):
+        SensorEncoder.load(tmp_path / "other.pt")
