@@ -58,7 +58,7 @@ FEATURE_UNITS: dict[str, str] = {
     "vertical_peak": "m/s^2",  # highest upward acceleration above the mean (landing impacts show here)
     "vertical_jerk_max": "m/s^3",
     "vertical_dominant_frequency": "Hz",
-    "vertical_peak_asymmetry": "1",  # highest upward peak / deepest downward dip; > 1: upward spikes (landings)
+    "vertical_peak_asymmetry": "1",  # highest upward peak / deepest dip; > 1: upward spikes (landings)
     "vertical_sharpness": "1/s",  # mean |d vertical/dt| / vertical std: how fast the vertical signal changes
     "horizontal_rms": "m/s^2",  # rms norm of the part perpendicular to gravity
     "horizontal_max": "m/s^2",
@@ -202,10 +202,14 @@ def _count_peaks(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
     smoothed = (signal[:, :-2] + signal[:, 1:-1] + signal[:, 2:]) / 3.0  # 3-sample moving average
     smoothed = smoothed - smoothed.mean(axis=1, keepdims=True)
     half = max(1, int(round(MIN_PEAK_SPACING * sampling_rate)))
+    n_samples = smoothed.shape[1]
     padded = np.pad(smoothed, ((0, 0), (half, half)), constant_values=-np.inf)
-    neighbourhood_max = sliding_window_view(padded, 2 * half + 1, axis=1).max(axis=2)
+    block_max = sliding_window_view(padded, half, axis=1).max(axis=2)  # max of padded[j : j + half]
+    before = block_max[:, :n_samples]  # the `half` samples before each sample
+    after = block_max[:, half + 1 : half + 1 + n_samples]  # the `half` samples after it
     height = np.maximum(MIN_PEAK_HEIGHT, 0.5 * smoothed.std(axis=1, keepdims=True))
-    is_peak = (smoothed >= neighbourhood_max) & (smoothed > height)
+    # strictly above what comes before, at least what comes after: a flat top of equal samples is one peak
+    is_peak = (smoothed > before) & (smoothed >= after) & (smoothed > height)
     return is_peak.sum(axis=1).astype(np.float64)
 
 
@@ -297,7 +301,9 @@ def analyze_windows(X: np.ndarray, sampling_rate: float = 20.0, has_gyro: bool =
     columns["vertical_dominant_frequency"], _ = _dominant_frequency(vertical, sampling_rate)
     columns["vertical_peak_asymmetry"] = columns["vertical_peak"] / np.maximum(-vertical.min(axis=1), 0.05)
     vertical_std = np.maximum(columns["vertical_std"], 0.01)  # m/s^2; below that the ratio is noise
-    columns["vertical_sharpness"] = np.abs(np.diff(vertical, axis=1)).mean(axis=1) * sampling_rate / vertical_std
+    columns["vertical_sharpness"] = (
+        np.abs(np.diff(vertical, axis=1)).mean(axis=1) * sampling_rate / vertical_std
+    )
     horizontal_energy = (horizontal_norm**2).mean(axis=1)
     columns["horizontal_rms"] = np.sqrt(horizontal_energy)
     columns["horizontal_max"] = horizontal_norm.max(axis=1)

@@ -18,7 +18,14 @@ from common.features import FEATURE_INDEX, FEATURE_NAMES
 from common.knowledge import describe_label
 from common.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
 
-__all__ = ["Interpreter", "RulesInterpreter", "SensorContext", "make_interpreter", "placement_group"]
+__all__ = [
+    "Interpreter",
+    "RulesInterpreter",
+    "SensorContext",
+    "describe_rule_scales",
+    "make_interpreter",
+    "placement_group",
+]
 
 
 @runtime_checkable
@@ -67,18 +74,20 @@ def make_interpreter(kind: str = "rules", **options) -> Interpreter:
     raise ValueError(f"unknown interpreter kind {kind!r}; choose one of 'rules', 'openai', 'local'")
 
 
-# ---------------------------------------------------------------------------------------------------------------
+# ------------------------------------------------------------------------------------------------------------
 # The rules interpreter
 #
 # Each category of SENSOR_VOCABULARY is decided from one physical quantity ("value") cut into bins at fixed
-# thresholds in physical units (m/s^2, Hz, rad/s, deg), so the same movement gets the same words on any device
-# and in any data set. Most values are orientation invariant (magnitudes, components along and across gravity).
+# thresholds in physical units (m/s^2, Hz, rad/s, deg), so the same movement gets the same words on any
+# device and in any data set. Most values are orientation invariant (magnitudes, components along and
+# across gravity).
 #
-# Placement: a sensor on a limb rotates with the limb, so the same whole-body movement shows larger rotation,
-# tilt and horizontal acceleration on the thigh or wrist than on the trunk (roughly 2-3x during gait: the thigh
+# Placement: a sensor on a limb rotates with the limb, so the same whole-body movement shows larger
+# rotation, tilt and horizontal acceleration on the thigh or wrist than on the trunk (during gait the thigh
 # swings through about 40 degrees per stride, the pelvis and chest through a few). Those three quantities are
-# divided by the placement's swing factor before binning. Vertical quantities are not scaled: the up-down
-# motion of the body reaches every placement.
+# divided by the placement's swing factors before binning. The factors are round numbers close to the ratio
+# thigh/trunk seen for level walking in the development data (rotation ~2.5x, tilt ~2x). Vertical
+# quantities are not scaled: the up-down motion of the body reaches every placement.
 
 SWING_FACTORS: dict[str, dict[str, float]] = {
     "trunk": {"rotation": 1.0, "horizontal": 1.0, "tilt": 1.0},
@@ -124,6 +133,15 @@ ValueFunction = Callable[[_Features], np.ndarray]
 
 
 @dataclass(frozen=True)
+class Override:
+    """A phrase that replaces the binned one wherever `applies` is true (`when` says so in words)."""
+
+    applies: Callable[[_Features], np.ndarray]
+    phrase: str
+    when: str
+
+
+@dataclass(frozen=True)
 class CategoryRule:
     """How one category is decided: bins of `value` at `thresholds`, then `overrides` (first true wins).
 
@@ -132,15 +150,16 @@ class CategoryRule:
     """
 
     category: str
+    quantity: str  # what `value` measures, with its unit (shown to language models as the scale)
     value: ValueFunction
     thresholds: tuple[float, ...]
     bin_phrases: tuple[str, ...]
-    overrides: tuple[tuple[Callable[[_Features], np.ndarray], str], ...] = ()
+    overrides: tuple[Override, ...] = ()
     alternatives: tuple[ValueFunction, ...] = ()
 
     def __post_init__(self) -> None:
         known = SENSOR_VOCABULARY[self.category]
-        phrases = [*self.bin_phrases, *(phrase for _, phrase in self.overrides)]
+        phrases = [*self.bin_phrases, *(override.phrase for override in self.overrides)]
         missing = [phrase for phrase in phrases if phrase not in known]
         if missing:
             raise ValueError(f"rule for {self.category!r} uses phrases not in SENSOR_VOCABULARY: {missing}")
@@ -158,9 +177,9 @@ class CategoryRule:
         known = SENSOR_VOCABULARY[self.category]
         index = np.asarray([known.index(phrase) for phrase in self.bin_phrases])[bins]
         decided = np.zeros(len(value), dtype=bool)
-        for condition, phrase in self.overrides:
-            hit = condition(columns) & ~decided
-            index[hit] = known.index(phrase)
+        for override in self.overrides:
+            hit = override.applies(columns) & ~decided
+            index[hit] = known.index(override.phrase)
             decided |= hit
         return index
 
@@ -184,6 +203,9 @@ def _flat(c: _Features) -> np.ndarray:
     return _still(c) | (c["vertical_std"] < FLAT_VERTICAL)
 
 
+_FLAT_WHEN = f"acc_mag_std < {STILL_AMPLITUDE:g} or vertical_std < {FLAT_VERTICAL:g}"
+
+
 def _no_gyro(c: _Features) -> np.ndarray:
     return c["gyro_available"] < 0.5
 
@@ -201,55 +223,79 @@ def _vertical_share_from_extremes(c: _Features) -> np.ndarray:
 RULES: tuple[CategoryRule, ...] = (
     CategoryRule(
         "amplitude change",
+        quantity="acc_mag_std [m/s^2]",
         value=lambda c: c["acc_mag_std"],  # m/s^2
+        # < 0.1 sensor noise and breathing; < 0.6 fidgeting, handling, light arm work; gait and stairs
+        # 1.5-3.5; jogging ~5-6; running and jumping > 7
         thresholds=(0.1, 0.6, 4.5, 7.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["amplitude change"]),
-        alternatives=(lambda c: c["vertical_std"], lambda c: c["acc_mag_range"] / 4.0),
+        # the range of a sine is 2 * sqrt(2) times its std
+        alternatives=(lambda c: c["vertical_std"], lambda c: c["acc_mag_range"] / (2.0 * np.sqrt(2.0))),
     ),
     CategoryRule(
         "periodicity",
+        quantity="autocorrelation_peak",
         value=lambda c: c["autocorrelation_peak"],  # normalised autocorrelation, 1 = perfectly periodic
+        # steady level gait and pedalling repeat at > 0.8; stairs, turns and ball games far less
         thresholds=(IRREGULAR, 0.8),
         bin_phrases=tuple(SENSOR_VOCABULARY["periodicity"][1:]),
-        overrides=((_quiet, "no periodic pattern"),),
+        overrides=(Override(_quiet, "no periodic pattern", f"acc_mag_std < {QUIET_AMPLITUDE:g}"),),
     ),
     CategoryRule(
         "cadence",
+        quantity="dominant_frequency [Hz]",
         value=lambda c: c["dominant_frequency"],  # Hz
+        # pedalling, rowing and many stair climbs < 1.35 cycles/s; level walking 1.5-2 steps/s; jumping
+        # about 2-2.4; jogging and running > 2.45
         thresholds=(1.35, 2.05, 2.45),
         bin_phrases=tuple(SENSOR_VOCABULARY["cadence"][1:]),
-        overrides=((lambda c: _quiet(c) | (c["autocorrelation_peak"] < IRREGULAR), "no rhythm"),),
+        overrides=(
+            Override(
+                lambda c: _quiet(c) | (c["autocorrelation_peak"] < IRREGULAR),
+                "no rhythm",
+                f"acc_mag_std < {QUIET_AMPLITUDE:g} or autocorrelation_peak < {IRREGULAR:g}",
+            ),
+        ),
         alternatives=(lambda c: c["vertical_dominant_frequency"], lambda c: c["step_rate"]),
     ),
     CategoryRule(
         "vertical motion",
+        quantity="vertical_std^2 / horizontal_rms^2",
         value=_vertical_share,  # vertical / horizontal energy
+        # trunk in level gait about 1-1.5; landings (stairs down, running, jumping) push it above 2
         thresholds=(0.6, 2.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["vertical motion"][1:]),
-        overrides=((_flat, "no vertical movement"),),
+        overrides=(Override(_flat, "no vertical movement", _FLAT_WHEN),),
         alternatives=(_vertical_share_from_extremes,),
     ),
     CategoryRule(
         "impacts",
+        quantity="vertical_peak [m/s^2]",
         value=lambda c: c["vertical_peak"],  # m/s^2 above the mean, along gravity
+        # heel strikes in walking ~4-7; stair descent and jogging 7-15; running and jumping > 20
         thresholds=(1.5, 7.0, 15.0, 22.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["impacts"]),
-        overrides=((_still, "no impacts"),),
+        overrides=(Override(_still, "no impacts", f"acc_mag_std < {STILL_AMPLITUDE:g}"),),
+        # gait peaks are ~2.5 standard deviations high (crest factor of a heel-strike waveform)
         alternatives=(lambda c: 0.5 * c["vertical_peak_to_peak"], lambda c: 2.5 * c["vertical_std"]),
     ),
     CategoryRule(
         "signal shape",
+        quantity="vertical_sharpness [1/s]",
         value=lambda c: c["vertical_sharpness"],  # 1/s
+        # grows with frequency and harmonic content: smooth pedalling < 8, stairs ~9-13, level gait > 13
         thresholds=(8.0, 13.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["signal shape"][1:]),
-        overrides=((_flat, "flat signal"),),
+        overrides=(Override(_flat, "flat signal", _FLAT_WHEN),),
     ),
     CategoryRule(
         "rotation",
+        quantity="gyro_magnitude_mean [rad/s]",
         value=lambda c: c["gyro_magnitude_mean"] / c.swing["rotation"],  # rad/s
+        # the trunk turns at ~0.5 rad/s in walking; turning, ball games and running exceed 1
         thresholds=(0.1, 0.3, 1.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["rotation"][:4]),
-        overrides=((_no_gyro, "rotation not measured"),),
+        overrides=(Override(_no_gyro, "rotation not measured", "the device has no gyroscope"),),
         alternatives=(
             lambda c: (
                 np.sqrt(c["gyro_energy_x"] + c["gyro_energy_y"] + c["gyro_energy_z"]) / c.swing["rotation"]
@@ -258,18 +304,45 @@ RULES: tuple[CategoryRule, ...] = (
     ),
     CategoryRule(
         "posture stability",
+        quantity="tilt_swing [deg]",
         value=lambda c: c["tilt_swing"] / c.swing["tilt"],  # deg
+        # level gait rocks the trunk by 2-6 degrees; stairs, rowing and vigorous moves tilt it further
         thresholds=(2.0, 6.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["posture stability"][:3]),
         overrides=(
-            (
+            Override(
                 lambda c: c["orientation_change"] / c.swing["tilt"] > POSTURE_CHANGE,
                 "posture changing during the window",
+                f"orientation_change > {POSTURE_CHANGE:g} deg",
             ),
         ),
-        alternatives=(lambda c: 1.5 * c["orientation_change"] / c.swing["tilt"],),
     ),
 )
+
+
+def describe_rule_scales() -> str:
+    """The bins of every rule in words, one line per category: the scale the rules interpreter uses.
+
+    Shown in the task part of the sensor prompt so that a language model picks phrases on the same scale.
+    """
+    leg = SWING_FACTORS["leg"]
+    lines = [
+        "Reference scales for a sensor on the trunk: each line lists the phrases from low to high, each "
+        "preceded by the feature value where it starts. On the thigh, in a pocket or on the wrist, first "
+        "divide "
+        f"rotation by {leg['rotation']:g}, tilt by {leg['tilt']:g} and horizontal acceleration by "
+        f"{leg['horizontal']:g}: a limb swings more than the trunk in the same movement."
+    ]
+    for rule in RULES:
+        steps = [rule.bin_phrases[0]]
+        steps += [
+            f"{threshold:g} {phrase}"
+            for threshold, phrase in zip(rule.thresholds, rule.bin_phrases[1:], strict=True)
+        ]
+        line = f"- {rule.category} ({rule.quantity}): {' | '.join(steps)}"
+        line += "".join(f"; '{override.phrase}' if {override.when}" for override in rule.overrides)
+        lines.append(line)
+    return "\n".join(lines)
 
 
 class RulesInterpreter:
@@ -290,7 +363,14 @@ class RulesInterpreter:
                 raise ValueError(
                     f"unknown placement groups {sorted(unknown)}; known: {sorted(SWING_FACTORS)}"
                 )
-            self.swing_factors.update(swing_factors)
+            for group, factors in swing_factors.items():
+                unknown_quantities = set(factors) - set(SWING_FACTORS[group])
+                if unknown_quantities:
+                    raise ValueError(
+                        f"unknown swing quantities {sorted(unknown_quantities)} for {group!r}; "
+                        f"known: {sorted(SWING_FACTORS[group])}"
+                    )
+                self.swing_factors[group].update(factors)
 
     def interpret(
         self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None

@@ -2,40 +2,82 @@
 
 Each description covers (1) a general description, (2) the patterns an accelerometer and gyroscope record,
 worded with the same pattern vocabulary as the sensor interpretations (common.prompts.SENSOR_VOCABULARY),
-and (3) the body parts involved. They are the label texts of the offline rules interpreter, and their
-summaries form part (iii) of the sensor prompt. Labels without an entry get template descriptions.
+and (3) the body parts involved. The knowledge file stores each aspect in a few differently worded variants;
+the descriptions are their combinations, ordered so that consecutive descriptions differ in every aspect.
+They are the label texts of the offline rules interpreter, and the sensor aspect is part (iii) of the sensor
+prompt. Labels without an entry get template descriptions.
 """
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from common.labels import canonical
+
 DEFAULT_KNOWLEDGE_PATH = Path(__file__).resolve().parent.parent / "configs" / "label_knowledge.toml"
+_ASPECTS = ("general", "sensor", "body")
+_ALLOWED_KEYS = {*_ASPECTS, "aliases", "descriptions"}
 
 
 class KnowledgeError(ValueError):
-    """The label knowledge file is missing or malformed."""
+    """The label knowledge file is missing or malformed (the message names the file and the field)."""
+
+
+@dataclass(frozen=True)
+class ActivityKnowledge:
+    """The stored knowledge of one activity: full descriptions and the sensor-pattern summary."""
+
+    label: str
+    descriptions: tuple[str, ...]
+    summary: str
 
 
 def _key(label: str) -> str:
     return " ".join(label.strip().lower().split())
 
 
-def load_label_knowledge(path: str | Path | None = None) -> dict[str, list[str]]:
-    """Label -> descriptions from a TOML file of `[activities."<label>"]` tables.
+def _text_list(path: Path, label: str, field: str, value: object) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(text, str) and text.strip() for text in value):
+        raise KnowledgeError(f"{path}: activities.{label!r}.{field} must be a list of non-empty texts")
+    return [" ".join(text.split()) for text in value]
 
-    Each table has `descriptions = [...]` (full three-aspect paragraphs), an optional `summary` (one
-    sentence of typical sensor patterns, used in the sensor prompt) and optional
-    `aliases = [...]` that share the entry.
-    """
-    return {label: list(entry["descriptions"]) for label, entry in _load_entries(path).items()}
+
+def _combine(general: list[str], sensor: list[str], body: list[str]) -> list[str]:
+    """All general + sensor + body combinations; first those that differ from each other in every aspect."""
+    combinations = list(itertools.product(range(len(general)), range(len(sensor)), range(len(body))))
+    rounds = max(len(general), len(sensor), len(body))
+    diagonal = [(i % len(general), i % len(sensor), i % len(body)) for i in range(rounds)]
+    ordered = list(dict.fromkeys(diagonal + combinations))
+    return [f"{general[g]} {sensor[s]} {body[b]}" for g, s, b in ordered]
+
+
+def _parse_entry(path: Path, label: str, entry: object) -> ActivityKnowledge:
+    if not isinstance(entry, dict):
+        raise KnowledgeError(f"{path}: activities.{label!r} must be a table")
+    unknown = set(entry) - _ALLOWED_KEYS
+    if unknown:
+        raise KnowledgeError(f"{path}: activities.{label!r} has unknown keys {sorted(unknown)}")
+    given = [aspect for aspect in _ASPECTS if aspect in entry]
+    if given and len(given) != len(_ASPECTS):
+        missing = [aspect for aspect in _ASPECTS if aspect not in entry]
+        raise KnowledgeError(f"{path}: activities.{label!r} lacks the aspect(s) {missing}")
+    aspects = {aspect: _text_list(path, label, aspect, entry[aspect]) for aspect in given}
+    descriptions = _text_list(path, label, "descriptions", entry.get("descriptions", []))
+    if aspects:
+        descriptions += _combine(aspects["general"], aspects["sensor"], aspects["body"])
+    if not descriptions:
+        raise KnowledgeError(f"{path}: activities.{label!r} needs general/sensor/body lists or descriptions")
+    summary = aspects["sensor"][0] if aspects else descriptions[0]
+    return ActivityKnowledge(label=label, descriptions=tuple(descriptions), summary=summary)
 
 
 @lru_cache(maxsize=8)
-def _load_entries_cached(path: Path) -> dict[str, dict]:
+def _load_entries_cached(path: Path) -> dict[str, ActivityKnowledge]:
     try:
         with path.open("rb") as handle:
             document = tomllib.load(handle)
@@ -45,34 +87,36 @@ def _load_entries_cached(path: Path) -> dict[str, dict]:
         raise KnowledgeError(f"{path}: invalid TOML: {error}") from error
     activities = document.get("activities")
     if not isinstance(activities, dict) or not activities:
-        raise KnowledgeError(f'{path}: expected a table [activities."<label>"] per activity')
-    entries: dict[str, dict] = {}
+        raise KnowledgeError(f'{path}: expected one table [activities."<label>"] per activity')
+    entries: dict[str, ActivityKnowledge] = {}
     for label, entry in activities.items():
-        descriptions = entry.get("descriptions") if isinstance(entry, dict) else None
-        if (
-            not isinstance(descriptions, list)
-            or not descriptions
-            or not all(isinstance(d, str) and d.strip() for d in descriptions)
-        ):
-            raise KnowledgeError(
-                f"{path}: activities.{label!r}.descriptions must be a non-empty list of texts"
-            )
-        summary = entry.get("summary", "")
-        if not isinstance(summary, str):
-            raise KnowledgeError(f"{path}: activities.{label!r}.summary must be a text")
-        cleaned = {
-            "descriptions": [" ".join(d.split()) for d in descriptions],
-            "summary": " ".join(summary.split()),
-        }
-        for name in [label, *entry.get("aliases", [])]:
+        knowledge = _parse_entry(path, label, entry)
+        aliases = entry.get("aliases", [])
+        if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
+            raise KnowledgeError(f"{path}: activities.{label!r}.aliases must be a list of names")
+        for name in [label, *aliases]:
             if _key(name) in entries:
                 raise KnowledgeError(f"{path}: activity or alias {name!r} is defined twice")
-            entries[_key(name)] = cleaned
+            entries[_key(name)] = knowledge
     return entries
 
 
-def _load_entries(path: str | Path | None) -> dict[str, dict]:
-    return _load_entries_cached(Path(path) if path is not None else DEFAULT_KNOWLEDGE_PATH)
+def _load_entries(path: str | Path | None) -> dict[str, ActivityKnowledge]:
+    return _load_entries_cached(Path(path).resolve() if path is not None else DEFAULT_KNOWLEDGE_PATH)
+
+
+def _find(label: str, path: str | Path | None) -> ActivityKnowledge | None:
+    """The entry of `label` by its own name, an alias, or its canonical name (configs/labels.toml)."""
+    entries = _load_entries(path)
+    found = entries.get(_key(label))
+    if found is None:
+        found = entries.get(_key(canonical(label, allow_unknown=True)))
+    return found
+
+
+def load_label_knowledge(path: str | Path | None = None) -> dict[str, list[str]]:
+    """Label -> its descriptions, for every activity of the knowledge file (aliases not repeated)."""
+    return {entry.label: list(entry.descriptions) for entry in _load_entries(path).values()}
 
 
 def template_descriptions(label: str, n: int) -> list[str]:
@@ -100,27 +144,24 @@ def describe_label(label: str, n: int, path: str | Path | None = None) -> list[s
     """`n` descriptions of `label` from the knowledge file (cycled when fewer), else template descriptions."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    entry = _load_entries(path).get(_key(label))
+    entry = _find(label, path)
     if entry is None:
         return template_descriptions(label, n)
-    descriptions = entry["descriptions"]
-    return [descriptions[i % len(descriptions)] for i in range(n)]
+    return [entry.descriptions[i % len(entry.descriptions)] for i in range(n)]
 
 
 def has_knowledge(label: str, path: str | Path | None = None) -> bool:
-    """Whether the knowledge file has an entry (or alias) for `label`."""
-    return _key(label) in _load_entries(path)
+    """Whether the knowledge file has an entry for `label` (by name, alias or canonical name)."""
+    return _find(label, path) is not None
 
 
 def activity_knowledge(labels: Sequence[str], path: str | Path | None = None) -> str:
     """Typical sensor patterns of the given activities, one line each (part (iii) of the sensor prompt)."""
-    entries = _load_entries(path)
     lines = []
     for label in labels:
-        entry = entries.get(_key(label))
+        entry = _find(label, path)
         if entry is None:
             lines.append(f"- {label}: no stored knowledge; reason from the physics of the movement.")
         else:
-            summary = entry["summary"] or entry["descriptions"][0]
-            lines.append(f"- {label}: {summary}")
+            lines.append(f"- {label}: {entry.summary}")
     return "\n".join(lines) if lines else "- no candidate activities were given."

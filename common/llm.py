@@ -43,7 +43,7 @@ from tqdm import tqdm
 
 from common.cache import CacheEntry, InterpretationCache, cache_key
 from common.features import feature_dict
-from common.interpreters import Interpreter
+from common.interpreters import Interpreter, RulesInterpreter
 from common.prompts import (
     ANSWER_BEGIN,
     ANSWER_END,
@@ -72,6 +72,9 @@ __all__ = [
     "OpenAIInterpreter",
     "UsageStats",
     "find_smollm2_gguf",
+    "free_port",
+    "render_format_reask",
+    "window_id",
 ]
 
 # A label description shorter than this (characters) is treated as a failed answer.
@@ -457,7 +460,7 @@ class OpenAIChatBackend(_CachedConcurrentBackend):
         cache: InterpretationCache | None = None,
         stats: UsageStats | None = None,
     ) -> None:
-        import openai
+        import openai  # imported here: it takes seconds, and the local backend does not need it
 
         super().__init__(config, config.model, config.concurrency, cache, stats)
         self._openai = openai
@@ -631,7 +634,8 @@ class Attempt:
     """One answer (or fallback) produced for one window or label description."""
 
     item_id: str  # window id (hash of its feature row) or "label:<name>#<variant>"
-    stage: str  # "initial", "reask", "regeneration", "fallback", "label", "label-reask"
+    # "initial", "initial-reask", "regeneration", "regeneration-reask", "label", "label-reask", "fallback"
+    stage: str
     prompt_key: str | None  # cache key of the prompt; None for the rules fallback
     answer: str | None  # raw model answer; None when the request failed
     parsed_ok: bool
@@ -672,12 +676,8 @@ class _LanguageModelInterpreter:
         simple_prompt: bool = False,
         owned_cache: InterpretationCache | None = None,
     ) -> None:
-        if fallback is None:
-            from common.interpreters import make_interpreter
-
-            fallback = make_interpreter("rules")
         self.backend = backend
-        self.fallback = fallback
+        self.fallback = fallback if fallback is not None else RulesInterpreter()
         self.simple_prompt = simple_prompt
         self.attempts: dict[str, list[Attempt]] = {}
         self._owned_cache = owned_cache
@@ -985,7 +985,7 @@ class LlamaServer:
         self,
         gguf: str | Path,
         port: int | None = None,
-        n_ctx: int = 2048,
+        n_ctx: int = 4096,  # the full sensor prompt is ~1900 SmolLM2 tokens, a re-generation prompt ~2100
         n_threads: int = 1,
         alias: str = "m",
         startup_timeout_s: float = 120.0,

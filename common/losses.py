@@ -214,12 +214,14 @@ class ReconstructionLoss(nn.Module):
 class TextAlignmentLoss(nn.Module):
     """Stage-1 objective L = align + alpha (ca1 + ca2 + ca3) + beta re (LanHAR section 3.4).
 
-    Inputs describe one batch of B pairs: Z (sensor interpretation embeddings), H (for each row, one
-    description of that row's label), label ids and category ids per row.
-    - align: InfoNCE(H, Z), rows of the same label are positives of each other.
+    A batch holds S distinct sensor interpretations (Z) and M distinct label descriptions (H), each with a
+    label id and a category id, plus `pairs` [P, 2] of matching (sensor row, description row); without
+    `pairs`, row i of Z matches row i of H. Texts are embedded once even when several pairs use them: repeated
+    rows add no signal (their gradients equal those of soft multi-positive targets) but cost a forward pass.
+    - align: InfoNCE over the P pairs; pairs of the same label are positives of each other.
     - ca1: ranking on H by category; ca2: ranking on Z by category; ca3: ranking on H by label (several
       descriptions of one label closer to each other than to other labels' descriptions).
-    - re: reconstruction of the sensor texts from Z plus of the label texts from H (paper: sum of both CEs);
+    - re: reconstruction of the sensor texts from Z plus of the descriptions from H (paper: sum of both CEs);
       0 when no decoder is given or beta == 0.
     """
 
@@ -243,32 +245,59 @@ class TextAlignmentLoss(nn.Module):
     def forward(
         self,
         sensor_embeddings: Tensor,
-        label_embeddings: Tensor,
-        label_ids: Tensor,
-        category_ids: Tensor,
+        sensor_labels: Tensor,
+        sensor_categories: Tensor,
+        description_embeddings: Tensor,
+        description_labels: Tensor,
+        description_categories: Tensor,
+        pairs: Tensor | None = None,
         sensor_tokens: tuple[Tensor, Tensor] | None = None,
-        label_tokens: tuple[Tensor, Tensor] | None = None,
+        description_tokens: tuple[Tensor, Tensor] | None = None,
     ) -> dict[str, Tensor]:
-        _check_pair(sensor_embeddings, label_embeddings)
-        batch = sensor_embeddings.shape[0]
-        if label_ids.shape != (batch,) or category_ids.shape != (batch,):
+        """Embeddings [S, D] / [M, D]; labels and categories are int ids [S] / [M]; pairs [P, 2]."""
+        if sensor_embeddings.dim() != 2 or description_embeddings.dim() != 2:
+            raise ValueError("sensor_embeddings and description_embeddings must be [rows, dim] tensors")
+        if sensor_embeddings.shape[1] != description_embeddings.shape[1]:
             raise ValueError(
-                f"label_ids and category_ids must be [{batch}], got {list(label_ids.shape)} "
-                f"and {list(category_ids.shape)}"
+                f"embedding dims differ: sensor {sensor_embeddings.shape[1]}, "
+                f"description {description_embeddings.shape[1]}"
             )
-        align = self.align(label_embeddings, sensor_embeddings, same_group_mask(label_ids))["loss"]
-        ca1 = self.ranking(label_embeddings, category_ids)["loss"]
-        ca2 = self.ranking(sensor_embeddings, category_ids)["loss"]
-        ca3 = self.ranking(label_embeddings, label_ids)["loss"]
+        n_sensor, n_description = len(sensor_embeddings), len(description_embeddings)
+        for name, ids, rows in (
+            ("sensor_labels", sensor_labels, n_sensor),
+            ("sensor_categories", sensor_categories, n_sensor),
+            ("description_labels", description_labels, n_description),
+            ("description_categories", description_categories, n_description),
+        ):
+            if ids.shape != (rows,):
+                raise ValueError(f"{name} must be [{rows}], got {list(ids.shape)}")
+        if pairs is None:
+            if n_sensor != n_description:
+                raise ValueError(f"without pairs, need as many sensor rows ({n_sensor}) as descriptions")
+            pairs = torch.arange(n_sensor, device=sensor_embeddings.device).unsqueeze(1).repeat(1, 2)
+        if pairs.dim() != 2 or pairs.shape[1] != 2:
+            raise ValueError(f"pairs must be [P, 2] (sensor row, description row), got {list(pairs.shape)}")
+        pair_labels = sensor_labels[pairs[:, 0]]
+        if not torch.equal(pair_labels, description_labels[pairs[:, 1]]):
+            raise ValueError("every pair must join a sensor text and a description of the same label")
+
+        align = self.align(
+            description_embeddings[pairs[:, 1]], sensor_embeddings[pairs[:, 0]], same_group_mask(pair_labels)
+        )["loss"]
+        ca1 = self.ranking(description_embeddings, description_categories)["loss"]
+        ca2 = self.ranking(sensor_embeddings, sensor_categories)["loss"]
+        ca3 = self.ranking(description_embeddings, description_labels)["loss"]
         re = sensor_embeddings.new_zeros(())
         if self.reconstruction is not None and self.beta > 0:
-            if sensor_tokens is None or label_tokens is None:
+            if sensor_tokens is None or description_tokens is None:
                 raise ValueError(
-                    "reconstruction needs sensor_tokens and label_tokens as (ids, attention_mask)"
+                    "reconstruction needs sensor_tokens and description_tokens as (ids, attention_mask)"
                 )
             re = (
                 self.reconstruction(F.normalize(sensor_embeddings, dim=-1), *sensor_tokens)["loss"]
-                + self.reconstruction(F.normalize(label_embeddings, dim=-1), *label_tokens)["loss"]
+                + self.reconstruction(F.normalize(description_embeddings, dim=-1), *description_tokens)[
+                    "loss"
+                ]
             )
         loss = align + self.alpha * (ca1 + ca2 + ca3) + self.beta * re
         return {"loss": loss, "align": align, "ca1": ca1, "ca2": ca2, "ca3": ca3, "re": re}

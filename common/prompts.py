@@ -186,7 +186,7 @@ def _raw_readings(window: np.ndarray, sampling_rate: float) -> str:
     )
 
 
-def _task_introduction(has_gyro: bool) -> str:
+def _task_introduction(has_gyro: bool, with_scales: bool = True) -> str:
     lines = [
         "Task:",
         "Describe the movement patterns in this window. For each category below choose the phrase that fits "
@@ -195,6 +195,12 @@ def _task_introduction(has_gyro: bool) -> str:
     ]
     for category, phrases in SENSOR_VOCABULARY.items():
         lines.append(f"- {category} ({CATEGORY_HINTS[category]}): [{', '.join(phrases)}]")
+    # The rules interpreter's scale, so that model answers and rule-based texts mean the same thing. Imported
+    # here because common.interpreters itself builds on this module.
+    if with_scales:
+        from common.interpreters import describe_rule_scales
+
+        lines.append(describe_rule_scales())
     if not has_gyro:
         lines.append("The gyroscope is missing, so answer 'rotation: rotation not measured'.")
     example = "\n".join(f"{category}: {phrases[0]}" for category, phrases in SENSOR_VOCABULARY.items())
@@ -228,7 +234,7 @@ def render_sensor_prompt(
 def render_simple_sensor_prompt(
     features_row: dict[str, float], context: SensorContext, window: np.ndarray | None = None
 ) -> str:
-    """The ablation's simple prompt: the data and the task, without introduction details or knowledge."""
+    """The ablation's simple prompt: the data and the bare task, without introduction, knowledge or scales."""
     parts = [
         f"Here are readings of a body-worn IMU sampled at {context.sampling_rate:g} Hz "
         "(accelerometer in m/s^2 including gravity, gyroscope in rad/s)."
@@ -237,7 +243,7 @@ def render_simple_sensor_prompt(
         parts.append(_raw_readings(window, context.sampling_rate))
     else:
         parts.append(_data_analysis(features_row))
-    parts.append(_task_introduction(context.has_gyro))
+    parts.append(_task_introduction(context.has_gyro, with_scales=False))
     return "\n\n".join(parts)
 
 
@@ -328,7 +334,8 @@ def parse_sensor_answer(text: str) -> dict[str, str]:
             "the answer is empty; expected 'category: phrase' lines between BEGIN and END"
         )
     parsed: dict[str, str] = {}
-    for line in _answer_block(text).splitlines():
+    # Lines, or "; "-separated parts of the one-line canonical form (format_interpretation).
+    for line in re.split(r"[\n;]", _answer_block(text)):
         line = _LEADING_DECORATION.sub("", line.replace("*", ""))
         if ":" not in line:
             continue

@@ -54,6 +54,7 @@ class FederationConfig:
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
+    sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -72,6 +73,7 @@ class FederationConfig:
     proximal_mu: float = 0.01
     server_learning_rate: float = 0.05  # FedAdam's eta
     fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0  # share of clients that evaluate each round (all of them in the last)
     min_train_nodes: int = 2
     min_available_nodes: int = 2
     round_timeout: float = 600.0
@@ -129,6 +131,10 @@ class FederationConfig:
             fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
         if not 0.0 < self.fraction_train <= 1.0:
             fail("fraction-train", f"must be in (0, 1], got {self.fraction_train}")
+        if not 0.0 < self.fraction_evaluate <= 1.0:
+            fail("fraction-evaluate", f"must be in (0, 1], got {self.fraction_evaluate}")
+        if self.sensor_width < 0 or (self.sensor_width and self.sensor_width % 2):
+            fail("sensor-width", f"must be 0 (text encoder width) or an even number, got {self.sensor_width}")
         for key in (
             "local-epochs",
             "batch-size",
@@ -147,7 +153,7 @@ class FederationConfig:
         if self.out_dir and not Path(self.out_dir).is_absolute():
             fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
         if self.windows_per_client < 0:
-            fail("windows-per-client", f"must be >= 0 (0 = the device type's count), got {self.windows_per_client}")
+            fail("windows-per-client", f"must be >= 0 (0 = per device type), got {self.windows_per_client}")
         if not self.device_type_list:
             fail("device-types", "must name at least one device type")
 

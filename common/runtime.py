@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 
@@ -33,3 +34,15 @@ def configure_torch_threads(n: int) -> int:
         pass  # already fixed by earlier parallel work; intra-op threads are what matter for these models
     os.environ["OMP_NUM_THREADS"] = str(n)  # for child processes (Flower simulation workers)
     return n
+
+
+def configure_logging(verbose: bool = True) -> logging.Logger:
+    """FedLanHAR's own log lines on stderr, without raising every library's loggers (httpx, Ray) to INFO."""
+    logger = logging.getLogger("fedlanhar")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+        logger.propagate = False
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    return logger

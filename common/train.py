@@ -7,9 +7,10 @@ Z = g(interpretation of that window) under symmetric InfoNCE. `train_sensor_epoc
 local epochs on a federated client (optionally with a FedProx proximal term).
 
 Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 costs seconds, so the loop
-trains on unique (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
-balance, pads each batch only to its longest text, caps texts at `max_length` tokens and stops at
-`max_steps`.
+trains on distinct (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
+balance, embeds each distinct text once per step (a few descriptions per label, shared by that label's
+rows), pads each batch only to its longest text, caps texts at `max_length` tokens, can freeze the lower
+layers (`trainable_layers`) and stops at `max_steps`.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from common.text_encoder import TextEncoder
 
 @dataclass
 class TextTrainConfig:
-    max_steps: int | None = 150  # hard cap on optimizer steps: the CPU budget (None: run `epochs` fully)
-    epochs: float = (
-        1.0  # passes over the unique (text, label) pairs; steps = min(max_steps, epochs x pairs / B)
-    )
-    batch_size: int = 32  # (sensor interpretation, label description) pairs per step
+    max_steps: int | None = 150  # optimizer steps: the CPU budget (~3-4 s each for MiniLM on 2 cores)
+    epochs: float | None = None  # only when max_steps is None: passes over the unique (text, label) pairs
+    batch_size: int = 32  # sensor interpretations (each paired with a description of its label) per step
+    descriptions_per_step: int = 2  # descriptions drawn per label in a step: >= 2 gives ca3 its positives
     lr: float = 2e-5  # text encoder (pretrained) learning rate
     decoder_lr: float = 1e-3  # the reconstruction decoder starts from scratch, it needs a larger step
     weight_decay: float = 0.01
@@ -45,22 +45,31 @@ class TextTrainConfig:
     temperature: float = 0.07
     alpha: float = 0.5  # weight of ca1 + ca2 + ca3 (the paper gives no value)
     beta: float = 0.1  # weight of the reconstruction loss (the paper gives no value)
-    max_length: int = 96  # tokens per text, [CLS]/[SEP] included; texts longer than this are cut
+    # Tokens per text incl. [CLS]/[SEP]; longer texts are cut. Rule interpretations measure 51-61 MiniLM
+    # tokens, configs/label_knowledge.toml descriptions 83-116; batches are padded only to their longest text.
+    max_length: int = 128
     descriptions_per_label: int | None = None  # use at most this many descriptions per label (None: all)
+    trainable_layers: int | None = None  # fine-tune only the top n layers (None: all, as in the paper)
     decoder_layers: int = 2
     decoder_heads: int = 4
-    decoder_dim: int = 256
+    decoder_dim: int = 128
     seed: int = 0
     log_every: int = 10  # steps between progress-bar updates of the loss terms
 
     def __post_init__(self) -> None:
+        if self.max_steps is None and self.epochs is None:
+            raise ValueError("TextTrainConfig needs max_steps or epochs")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"TextTrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
-        if self.epochs <= 0 or self.batch_size < 2 or self.max_length < 4:
+        if (self.epochs is not None and self.epochs <= 0) or self.batch_size < 2 or self.max_length < 4:
             raise ValueError(
                 "TextTrainConfig needs epochs > 0, batch_size >= 2, max_length >= 4; "
                 f"got epochs={self.epochs}, batch_size={self.batch_size}, max_length={self.max_length}"
             )
+        if self.descriptions_per_step < 1:
+            raise ValueError(f"descriptions_per_step must be >= 1, got {self.descriptions_per_step}")
+        if self.trainable_layers is not None and self.trainable_layers < 0:
+            raise ValueError(f"trainable_layers must be >= 0 or None, got {self.trainable_layers}")
         if self.descriptions_per_label is not None and self.descriptions_per_label < 1:
             raise ValueError(
                 f"descriptions_per_label must be >= 1 or None, got {self.descriptions_per_label}"
@@ -153,6 +162,34 @@ def _length_stats(token_ids: list[list[int]]) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------- stage 1
 
 
+def _freeze_lower_layers(encoder: TextEncoder, trainable_layers: int | None) -> list[nn.Parameter]:
+    """Stop gradients below the top `trainable_layers` layers; returns the parameters that were frozen.
+
+    Backward through a frozen bottom is skipped entirely, which is the cheapest way to shorten a CPU step.
+    """
+    if trainable_layers is None:
+        return []
+    layers = getattr(getattr(encoder.model, "encoder", None), "layer", None)
+    if layers is None or not hasattr(encoder.model, "embeddings"):
+        raise ValueError(
+            f"trainable_layers needs a BERT-like model (embeddings + encoder.layer); "
+            f"{type(encoder.model).__name__} has another layout: use trainable_layers=None"
+        )
+    frozen_modules = [encoder.model.embeddings, *list(layers)[: max(0, len(layers) - trainable_layers)]]
+    frozen = [p for module in frozen_modules for p in module.parameters() if p.requires_grad]
+    for parameter in frozen:
+        parameter.requires_grad_(False)
+    return frozen
+
+
+def _embed_padded(
+    encoder: TextEncoder, token_ids: list[list[int]], pad_id: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Embeddings of these token lists plus their padded ids and mask (the decoder reuses them)."""
+    ids, mask = _pad(token_ids, pad_id)
+    return encoder.embed_tokens(ids, mask), ids, mask
+
+
 def train_text_encoder(
     encoder: TextEncoder,
     sensor_texts: list[str],
@@ -164,10 +201,12 @@ def train_text_encoder(
 ) -> dict:
     """Stage 1, in place on `encoder`. Returns a history of the loss terms per step plus run facts.
 
-    Each step draws `batch_size` rows with class balance; row i = (a unique sensor interpretation of label
-    l_i, one description of l_i). Loss: align (InfoNCE between descriptions H and interpretations Z, rows of
-    the same label are positives), ca1 (H by category), ca2 (Z by category), ca3 (H by label), re (decoder
-    rebuilds both texts from their embeddings).
+    Each step draws `batch_size` sensor interpretations with class balance (from the distinct (text, label)
+    pairs) and `descriptions_per_step` descriptions for each label present; every interpretation is paired
+    with one description of its label. Each distinct text is embedded once per step. Loss: align (InfoNCE
+    over the pairs, same-label pairs are positives), ca1 (descriptions by category), ca2 (interpretations by
+    category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of text from their
+    embeddings).
     """
     config = config or TextTrainConfig()
     if len(sensor_texts) != len(sensor_labels):
@@ -182,11 +221,10 @@ def train_text_encoder(
         raise ValueError(f"label_descriptions has no description for labels {missing}")
     categories = sorted({category_of(label) for label in labels})
     label_index = {label: i for i, label in enumerate(labels)}
-    category_index = torch.tensor([categories.index(category_of(label)) for label in labels])
+    category_of_label = torch.tensor([categories.index(category_of(label)) for label in labels])
 
-    # Unique (text, label) pairs: repeated rule texts would otherwise cost a forward pass each time.
+    # Distinct (text, label) pairs: repeated rule texts would otherwise cost a forward pass each time.
     pairs = sorted({(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)})
-    pair_texts = [text for text, _ in pairs]
     pair_label = [label_index[label] for _, label in pairs]
     texts_of_label = [[i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))]
     descriptions, description_label = [], []
@@ -198,7 +236,7 @@ def train_text_encoder(
         [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
     ]
 
-    pair_tokens, pairs_cut = _tokenize_capped(encoder, pair_texts, config.max_length)
+    pair_tokens, pairs_cut = _tokenize_capped(encoder, [text for text, _ in pairs], config.max_length)
     description_tokens, descriptions_cut = _tokenize_capped(encoder, descriptions, config.max_length)
     # The decoder only has to predict tokens that occur in the training texts: a compact output vocabulary
     # (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder itself.
@@ -208,13 +246,14 @@ def train_text_encoder(
     to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
     to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
 
-    steps_per_epoch = math.ceil(len(pairs) / config.batch_size)
-    total_steps = max(1, math.ceil(config.epochs * steps_per_epoch))
     if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+        total_steps = config.max_steps
+    else:
+        total_steps = max(1, math.ceil(config.epochs * len(pairs) / config.batch_size))
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
+    device = encoder.device
     reconstruction = None
     if config.beta > 0:
         reconstruction = ReconstructionLoss(
@@ -224,12 +263,14 @@ def train_text_encoder(
             num_heads=config.decoder_heads,
             max_length=config.max_length,
             hidden_dim=config.decoder_dim,
-        ).to(encoder.device)
+        ).to(device)
     criterion = TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+    frozen = _freeze_lower_layers(encoder, config.trainable_layers)
     groups = [(list(encoder.parameters()), config.lr)]
     if reconstruction is not None:
         groups.append((list(reconstruction.parameters()), config.decoder_lr))
     optimizer = _adamw(groups, config.weight_decay)
+    trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
     warmup = max(1, int(config.warmup_fraction * total_steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
@@ -243,42 +284,64 @@ def train_text_encoder(
     terms = ("loss", "align", "ca1", "ca2", "ca3", "re")
     history: dict = {term: [] for term in terms}
     history["lr"] = []
+    history["distinct_texts_per_step"] = []
     encoder.train()
     criterion.train()
     started = time.perf_counter()
-    bar = _progress(range(total_steps), progress, desc="stage 1: text encoder", unit="step")
-    for step in bar:
-        row_labels = [next(label_stream) for _ in range(config.batch_size)]
-        row_texts = [next(text_streams[c]) for c in row_labels]
-        row_descriptions = [next(description_streams[c]) for c in row_labels]
-        sensor_ids, sensor_mask = _pad([pair_tokens[i] for i in row_texts], encoder.pad_token_id)
-        label_ids_, label_mask = _pad([description_tokens[i] for i in row_descriptions], encoder.pad_token_id)
-        Z = encoder.embed_tokens(sensor_ids, sensor_mask)
-        H = encoder.embed_tokens(label_ids_, label_mask)
-        row_label_tensor = torch.tensor(row_labels, device=Z.device)
-        device = Z.device
-        result = criterion(
-            Z,
-            H,
-            row_label_tensor,
-            category_index[row_label_tensor.cpu()].to(device),
-            sensor_tokens=(to_compact[sensor_ids].to(device), sensor_mask.to(device)),
-            label_tokens=(to_compact[label_ids_].to(device), label_mask.to(device)),
-        )
-        optimizer.zero_grad(set_to_none=True)
-        result["loss"].backward()
-        nn.utils.clip_grad_norm_(
-            [p for group in optimizer.param_groups for p in group["params"]], config.grad_clip
-        )
-        optimizer.step()
-        schedule.step()
-        for term in terms:
-            history[term].append(float(result[term].detach()))
-        history["lr"].append(optimizer.param_groups[0]["lr"])
-        if progress and (step % config.log_every == 0 or step == total_steps - 1):
-            bar.set_postfix({term: f"{history[term][-1]:.3f}" for term in ("loss", "align", "re")})
+    try:
+        bar = _progress(range(total_steps), progress, desc="stage 1: text encoder", unit="step")
+        for step in bar:
+            # Rows: class-balanced sensor texts, each paired with one of its label's drawn descriptions.
+            row_labels = [next(label_stream) for _ in range(config.batch_size)]
+            row_texts = [next(text_streams[c]) for c in row_labels]
+            step_texts = sorted(set(row_texts))
+            drawn = {}
+            for c in sorted(set(row_labels)):
+                count = min(config.descriptions_per_step, len(descriptions_of_label[c]))
+                drawn[c] = list(dict.fromkeys(next(description_streams[c]) for _ in range(count)))
+            step_descriptions = [d for c in sorted(drawn) for d in drawn[c]]
+            seen_of_label = {c: 0 for c in drawn}
+            pair_rows = []
+            for text, c in zip(row_texts, row_labels, strict=True):
+                description = drawn[c][seen_of_label[c] % len(drawn[c])]
+                seen_of_label[c] += 1
+                pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
+
+            Z, sensor_ids, sensor_mask = _embed_padded(
+                encoder, [pair_tokens[i] for i in step_texts], encoder.pad_token_id
+            )
+            H, description_ids, description_mask = _embed_padded(
+                encoder, [description_tokens[i] for i in step_descriptions], encoder.pad_token_id
+            )
+            sensor_labels_t = torch.tensor([pair_label[i] for i in step_texts])
+            description_labels_t = torch.tensor([description_label[i] for i in step_descriptions])
+            result = criterion(
+                Z,
+                sensor_labels_t.to(device),
+                category_of_label[sensor_labels_t].to(device),
+                H,
+                description_labels_t.to(device),
+                category_of_label[description_labels_t].to(device),
+                pairs=torch.tensor(pair_rows, device=device),
+                sensor_tokens=(to_compact[sensor_ids].to(device), sensor_mask.to(device)),
+                description_tokens=(to_compact[description_ids].to(device), description_mask.to(device)),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            result["loss"].backward()
+            nn.utils.clip_grad_norm_(trained_parameters, config.grad_clip)
+            optimizer.step()
+            schedule.step()
+            for term in terms:
+                history[term].append(float(result[term].detach()))
+            history["lr"].append(optimizer.param_groups[0]["lr"])
+            history["distinct_texts_per_step"].append(len(step_texts) + len(step_descriptions))
+            if progress and (step % config.log_every == 0 or step == total_steps - 1):
+                bar.set_postfix({term: f"{history[term][-1]:.3f}" for term in ("loss", "align", "re")})
+    finally:
+        for parameter in frozen:  # the caller gets a fully trainable encoder back
+            parameter.requires_grad_(True)
+        encoder.eval()
     seconds = time.perf_counter() - started
-    encoder.eval()
     history.update(
         {
             "steps": total_steps,

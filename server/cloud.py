@@ -75,6 +75,8 @@ class Cloud:
             self.encoder = TextEncoder(config.text_encoder)
             self.stage1_history = {}
         self.source_interpretations = interpret_windows(self.source, self.interpreter, config.activity_list)
+        # Interpretations repeat across windows and clients (a fixed vocabulary): embed each text once.
+        self._embeddings: dict[str, np.ndarray] = {}
 
     def train_text_space(self) -> dict:
         """Stage 1 on the source interpretations (skipped when a stage-1 artifact was given)."""
@@ -94,17 +96,19 @@ class Cloud:
             text_config,
         )
         self.encoder.save(self.out_dir / "text_encoder")
+        self._embeddings.clear()  # the encoder changed: embeddings from before stage 1 are stale
         return self.stage1_history
 
     def sensor_encoder_config(self) -> SensorEncoderConfig:
-        return SensorEncoderConfig(out_dim=self.encoder.dim, input_channels=6)
+        width = self.config.sensor_width or self.encoder.dim
+        return SensorEncoderConfig(d_model=width, ff_dim=2 * width, out_dim=self.encoder.dim)
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
         """Stage 2 on the server's own labeled-source windows: the global model the clients start from."""
         model = SensorEncoder(self.sensor_encoder_config())
         if self.config.server_pretrain_epochs == 0:
             return model, {}
-        targets = self.encoder.encode(self.source_interpretations.texts)
+        targets = self.embed(self.source_interpretations.texts)
         sensor_config = SensorTrainConfig(
             epochs=self.config.server_pretrain_epochs,
             batch_size=self.config.batch_size,
@@ -120,7 +124,14 @@ class Cloud:
     ) -> tuple[np.ndarray, list[str]]:
         """Interpret a client's uploaded summaries (or raw windows in raw-prompt mode) into targets Z."""
         texts = self.interpreter.interpret(features, context, windows=windows)
-        return self.encoder.encode(texts), texts
+        return self.embed(texts), texts
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Text-space embeddings of `texts`; only unseen texts are encoded (the encoder is frozen by now)."""
+        missing = sorted(set(texts) - self._embeddings.keys())
+        if missing:
+            self._embeddings.update(zip(missing, self.encoder.encode(missing), strict=True))
+        return np.stack([self._embeddings[text] for text in texts])
 
     def label_bank(self, labels: list[str]) -> LabelBank:
         return label_bank(self.encoder, self.descriptions, labels)

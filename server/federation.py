@@ -153,6 +153,14 @@ def push_labels(
     return bank
 
 
+def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: int, rng) -> list[int]:
+    """A `fraction-evaluate` share of the clients each round; every client in the final round."""
+    if server_round == config.num_server_rounds or config.fraction_evaluate >= 1.0:
+        return nodes
+    size = max(1, int(round(len(nodes) * config.fraction_evaluate)))
+    return sorted(rng.choice(nodes, size=size, replace=False).tolist())
+
+
 def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[str], category_of) -> dict:
     """Sum the clients' confusion matrices and score the pooled held-out windows."""
     n = len(labels)
@@ -198,6 +206,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     push_labels(cloud, exchange, nodes, labels, new_labels, version=1)
 
     strategy = make_strategy(config)
+    rng = np.random.default_rng(config.seed)
     arrays = ArrayRecord(model.state_dict())
     rounds: list[dict] = []
     for server_round in range(1, config.num_server_rounds + 1):
@@ -217,8 +226,9 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         evaluate_content = RecordDict(
             {"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}
         )
+        evaluators = sample_evaluators(nodes, config, server_round, rng)
         eval_replies = exchange(
-            [Message(evaluate_content, message_type="evaluate", dst_node_id=node) for node in nodes],
+            [Message(evaluate_content, message_type="evaluate", dst_node_id=node) for node in evaluators],
             "evaluate",
         )
         metrics = pooled_metrics(eval_replies, labels, new_labels, cloud.vocabulary.category)

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 
-import torch
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
 from common.run_config import FederationConfig
-from common.runtime import set_seed
+from common.runtime import configure_logging, configure_torch_threads, set_seed
 from server.federation import run_federation
 
 app = ServerApp()
@@ -19,7 +17,7 @@ app = ServerApp()
 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    configure_logging()
     config = FederationConfig.from_run_config(context.run_config)
     # The ServerApp's working directory is wherever the SuperLink started: never write relative paths.
     out_dir = (
@@ -27,6 +25,6 @@ def main(grid: Grid, context: Context) -> None:
         if config.out_dir
         else Path.home() / "fedlanhar-runs" / time.strftime("%Y%m%d-%H%M%S")
     )
-    torch.set_num_threads(1)
+    configure_torch_threads(1)
     set_seed(config.seed)
     run_federation(grid, config, out_dir)

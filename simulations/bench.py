@@ -44,7 +44,12 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, dataset: str = "uci", text
     text_config = TextTrainConfig(max_steps=text_steps, batch_size=32, seed=0)
     start = time.perf_counter()
     text_history = train_text_encoder(
-        encoder, interpretations.texts, windows.labels(), descriptions, load_vocabulary().category, text_config,
+        encoder,
+        interpretations.texts,
+        windows.labels(),
+        descriptions,
+        load_vocabulary().category,
+        text_config,
         progress=False,
     )
     text_step_seconds = (time.perf_counter() - start) / text_steps
@@ -53,8 +58,9 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, dataset: str = "uci", text
     targets = encoder.encode(interpretations.texts[:n_sensor])
     sensor_encoder = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim))
     start = time.perf_counter()
-    train_sensor_encoder(sensor_encoder, windows.X[:n_sensor], targets, SensorTrainConfig(epochs=1, seed=0),
-                         progress=False)
+    train_sensor_encoder(
+        sensor_encoder, windows.X[:n_sensor], targets, SensorTrainConfig(epochs=1, seed=0), progress=False
+    )
     sensor_seconds = time.perf_counter() - start
 
     bank = build_label_bank(encoder, descriptions)
@@ -74,8 +80,12 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, dataset: str = "uci", text
         "export": export,
         "latency": latency,
         "targets": TARGETS,
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": 1,
-                    "processor": platform.processor() or platform.machine()},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": 1,
+            "processor": platform.processor() or platform.machine(),
+        },
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "bench.json").write_text(json.dumps(results, indent=2, default=str))

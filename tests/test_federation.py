@@ -57,7 +57,12 @@ def small_config(out_dir: Path, **overrides) -> FederationConfig:
 
 
 def uploaded_shapes(metrics: dict) -> list[list[int]]:
-    return [shape for fields in metrics["uploaded_fields"].values() for shape in fields.values() if isinstance(shape, list)]
+    return [
+        shape
+        for fields in metrics["uploaded_fields"].values()
+        for shape in fields.values()
+        if isinstance(shape, list)
+    ]
 
 
 @pytest.mark.slow
@@ -86,7 +91,13 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     assert "features.features" in metrics["uploaded_fields"]["summaries"]
     assert all(shape[-2:] != WINDOW_SHAPE for shape in uploaded_shapes(metrics))
     assert metrics["traffic"]["bytes_up_total"] > 0 and metrics["traffic"]["bytes_down_total"] > 0
-    for name in ("metrics.json", "rounds.json", "metrics_over_rounds.png", "sensor_encoder.pt", "label_bank.npz"):
+    for name in (
+        "metrics.json",
+        "rounds.json",
+        "metrics_over_rounds.png",
+        "sensor_encoder.pt",
+        "label_bank.npz",
+    ):
         assert (tmp_path / name).exists(), name
     assert metrics["config"]["seed"] == 0 and metrics["seed"] == 0
 

@@ -1,9 +1,9 @@
 """The LLM interpretation service against a misbehaving fake endpoint (tests/llm_fakes.py).
 
-Covers: configuration errors, caching and resume, retries with backoff on 429 / 500 / timeouts, re-ask and
-rules fallback on malformed answers, the attempt log, label descriptions, concurrency, progress, a
-kill-and-resume run in a subprocess (SIGKILL and SIGINT), and the in-process local backend (transformers,
-GGUF).
+Covers: configuration errors, caching, retries with backoff on 429 / 500 / timeouts, re-ask and rules
+fallback on malformed answers, the attempt log and the re-generation loop, label descriptions, concurrency,
+progress, a kill-and-resume run in a subprocess (SIGKILL and SIGINT), and the in-process local backend
+(transformers loading the SmolLM2 GGUF).
 """
 
 from __future__ import annotations
@@ -32,12 +32,14 @@ from common.llm import (
     window_id,
 )
 from common.prompts import (
+    SENSOR_VOCABULARY,
     SensorContext,
     format_interpretation,
     parse_sensor_answer,
     render_regeneration_prompt,
     render_sensor_prompt,
 )
+from common.regeneration import RegenerationConfig, regenerate
 
 REPO = Path(__file__).resolve().parents[1]
 UCI_ACTIVITIES = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
@@ -207,6 +209,15 @@ def test_retries_on_429_500_and_timeouts_lose_nothing(tmp_path: Path, features: 
     assert len(texts) == n
 
 
+def test_retry_waits_at_least_what_retry_after_asks(tmp_path: Path, features: np.ndarray):
+    with FakeChatServer(lambda prompt, n: "429" if n == 0 else "ok", retry_after=0.5) as server:
+        with _interpreter(server, tmp_path, backoff_s=0.0) as interpreter:
+            start = time.monotonic()
+            interpreter.interpret(features[:1], CONTEXT)
+            elapsed = time.monotonic() - start
+    assert elapsed >= 0.5 and interpreter.stats.retries == 1 and interpreter.stats.errors == {"429": 1}
+
+
 def test_exhausted_retries_fall_back_to_rules_for_that_window_only(tmp_path: Path, features: np.ndarray):
     failing = {}
 
@@ -310,6 +321,36 @@ def test_reinterpret_records_attempts_and_keeps_previous_when_unreadable(
     interpreter.record_kept(features[:3], [first[0], second[1], first[2]])
     kept = [next(a for a in interpreter.attempts[i] if a.kept) for i in ids]
     assert [a.stage for a in kept] == ["initial", "regeneration", "initial"]
+
+
+def _phrase_indicators(texts: list[str]) -> np.ndarray:
+    """A toy embedding: which (category, phrase) pairs a canonical interpretation contains."""
+    pairs = [f"{c}: {p}" for c, phrases in SENSOR_VOCABULARY.items() for p in phrases]
+    return np.array([[1.0 if pair in text else 0.0 for pair in pairs] + [0.1] for text in texts])
+
+
+def test_regeneration_loop_runs_on_the_openai_backend_and_the_log_shows_what_was_kept(
+    tmp_path: Path, data_dir: Path
+):
+    features = analyze_windows(_uci_windows(data_dir, 8))
+    groups = np.zeros(len(features), dtype=np.int64)
+    config = RegenerationConfig(outliers=2, max_iterations=2, patience=1)
+    with FakeChatServer() as server, _interpreter(server, tmp_path) as interpreter:
+        initial = interpreter.interpret(features, CONTEXT)
+        texts, report = regenerate(
+            initial, groups, features, CONTEXT, interpreter, _phrase_indicators, config
+        )
+        interpreter.record_kept(features, texts)  # the loop's decisions, into the attempt log
+    asked_in_total = sum(report.asked_per_iteration)
+    assert asked_in_total >= 2 and interpreter.stats.regenerations == asked_in_total
+    assert report.replaced.any() and not report.replaced.all()  # both outcomes occur with these answers
+    for i, row in enumerate(features):
+        attempts = interpreter.attempts[window_id(row)]
+        kept = [a for a in attempts if a.kept]
+        assert len(kept) == 1 and kept[0].text == texts[i]
+        asked = sum(a.stage == "regeneration" for a in attempts)
+        assert asked == report.attempts[i]
+        assert kept[0].stage == ("regeneration" if report.replaced[i] else "initial")
 
 
 # -------------------- labels

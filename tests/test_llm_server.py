@@ -28,34 +28,36 @@ N_DESCRIPTIONS = 2
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("llama") / "server.log"
-    with LlamaServer(find_smollm2_gguf(), n_ctx=2048, n_threads=1, alias="m", log_path=log) as running:
+    # n_ctx 4096, not 2048: the full sensor prompt alone is ~1900 tokens, its re-generation prompt ~2100.
+    with LlamaServer(find_smollm2_gguf(), n_ctx=4096, n_threads=1, alias="m", log_path=log) as running:
         yield running
 
 
 def _run_everything(server: LlamaServer, cache_path: Path, features: np.ndarray) -> dict:
-    """Interpret, force one unreadable answer, one re-generation round, label descriptions; all cached."""
+    """Interpret, one re-generation round, one forced unreadable answer, label descriptions; all cached."""
     common = dict(
         base_url=server.base_url, model="m", api_key_env=None, cache_path=cache_path, progress=False
     )
     common.update(concurrency=1, timeout_s=300.0, max_retries=1)
-    with OpenAIInterpreter(max_tokens=160, **common) as interpreter:
+    # 6 new tokens cannot hold half of the categories: `truncated` gets a sure malformed answer, its re-ask,
+    # then the fallback. Its calls come right after the re-generation so the server reuses window 2's prefix.
+    with (
+        OpenAIInterpreter(max_tokens=160, **common) as interpreter,
+        OpenAIInterpreter(max_tokens=6, **common) as truncated,
+    ):
         texts = interpreter.interpret(features, CONTEXT)
         regenerated = interpreter.reinterpret(features[2:], texts[2:], CONTEXT)
         interpreter.record_kept(features[2:], regenerated)  # what the re-generation loop does on improvement
-        descriptions = interpreter.describe_labels(LABELS, N_DESCRIPTIONS)
-        main = (interpreter.stats.as_dict(), interpreter.attempts)
-    # 6 new tokens cannot hold half of the categories: a sure malformed answer, its re-ask, then the fallback.
-    with OpenAIInterpreter(max_tokens=6, **common) as truncated:
         forced = truncated.interpret(features[2:], CONTEXT)
-        forced_stats = truncated.stats.as_dict()
+        descriptions = interpreter.describe_labels(LABELS, N_DESCRIPTIONS)
     return dict(
         texts=texts,
         regenerated=regenerated,
         descriptions=descriptions,
         forced=forced,
-        stats=main[0],
-        attempts=main[1],
-        forced_stats=forced_stats,
+        stats=interpreter.stats.as_dict(),
+        attempts=interpreter.attempts,
+        forced_stats=truncated.stats.as_dict(),
     )
 
 
@@ -74,6 +76,7 @@ def test_openai_backend_against_a_real_llama_server(server: LlamaServer, data_di
 
     first = _run_everything(server, cache_path, features)
     stats = first["stats"]
+    print(f"first run: {stats}\nforced malformed: {first['forced_stats']}")  # shown with pytest -s
     n_prompts = len(features) + 1 + len(LABELS) * N_DESCRIPTIONS  # windows, re-generation, descriptions
     assert stats["failures"] == 0 and stats["errors"] == {}, f"server errors (prompt beyond n_ctx?): {stats}"
     assert stats["requests"] == stats["answers"] == n_prompts + stats["reasks"]

@@ -204,18 +204,43 @@ def test_text_alignment_loss_combines_its_terms() -> None:
     categories = torch.tensor([0, 0, 0, 0, 1, 1])
     tokens = (torch.randint(1, 11, (6, 5), generator=generator), torch.ones(6, 5, dtype=torch.long))
     combined = TextAlignmentLoss(alpha=0.3, beta=0.2, temperature=0.1, reconstruction=make_decoder())
-    terms = combined(Z, H, labels, categories, sensor_tokens=tokens, label_tokens=tokens)
+    terms = combined(
+        Z, labels, categories, H, labels, categories, sensor_tokens=tokens, description_tokens=tokens
+    )
     assert set(terms) == {"loss", "align", "ca1", "ca2", "ca3", "re"}
     expected = terms["align"] + 0.3 * (terms["ca1"] + terms["ca2"] + terms["ca3"]) + 0.2 * terms["re"]
     assert terms["loss"].item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["re"].item() > 0
-    align_only = TextAlignmentLoss(alpha=0.0, beta=0.0, temperature=0.1)(Z, H, labels, categories)
+    assert terms["ca1"].item() == pytest.approx(CategoryRankingLoss()(H, categories)["loss"].item(), rel=1e-6)
+    assert terms["ca2"].item() == pytest.approx(CategoryRankingLoss()(Z, categories)["loss"].item(), rel=1e-6)
+    assert terms["ca3"].item() == pytest.approx(CategoryRankingLoss()(H, labels)["loss"].item(), rel=1e-6)
+    align_only = TextAlignmentLoss(alpha=0.0, beta=0.0, temperature=0.1)(
+        Z, labels, categories, H, labels, categories
+    )
     reference = InfoNCELoss(0.1)(H, Z, same_group_mask(labels))["loss"]
     assert align_only["loss"].item() == pytest.approx(reference.item(), rel=1e-6)
     assert align_only["re"].item() == 0.0
 
 
+def test_text_alignment_loss_with_explicit_pairs() -> None:
+    # Three distinct sensor texts, two descriptions; pairs reuse description rows.
+    generator = torch.Generator().manual_seed(1)
+    Z, H = torch.randn(3, 8, generator=generator), torch.randn(2, 8, generator=generator)
+    sensor_labels, description_labels = torch.tensor([0, 0, 1]), torch.tensor([0, 1])
+    pairs = torch.tensor([[0, 0], [1, 0], [2, 1]])
+    loss = TextAlignmentLoss(alpha=0.0, beta=0.0, temperature=0.2)
+    terms = loss(Z, sensor_labels, sensor_labels, H, description_labels, description_labels, pairs=pairs)
+    reference = InfoNCELoss(0.2)(H[[0, 0, 1]], Z, same_group_mask(sensor_labels))["loss"]
+    assert terms["align"].item() == pytest.approx(reference.item(), rel=1e-6)
+    mismatched = torch.tensor([[0, 1]])  # a walking text with a description of another label
+    with pytest.raises(ValueError, match="same label"):
+        loss(Z, sensor_labels, sensor_labels, H, description_labels, description_labels, pairs=mismatched)
+    with pytest.raises(ValueError, match="without pairs"):
+        loss(Z, sensor_labels, sensor_labels, H, description_labels, description_labels)
+
+
 def test_text_alignment_loss_needs_tokens_for_reconstruction() -> None:
     combined = TextAlignmentLoss(beta=0.1, reconstruction=make_decoder())
-    with pytest.raises(ValueError, match="sensor_tokens and label_tokens"):
-        combined(torch.randn(2, 8), torch.randn(2, 8), torch.tensor([0, 1]), torch.tensor([0, 1]))
+    ids = torch.tensor([0, 1])
+    with pytest.raises(ValueError, match="sensor_tokens and description_tokens"):
+        combined(torch.randn(2, 8), ids, ids, torch.randn(2, 8), ids, ids)

@@ -1,0 +1,151 @@
+"""Federated scale benchmark: wall time per round and peak memory for 10, 100, 1000 simulated clients.
+
+Each size is a real `flwr run .` (local SuperLink, Ray simulation) with small data per client. Memory is
+sampled every 0.5 s as the summed RSS of the SuperLink, the simulation process and the Ray workers (every
+process started after the benchmark began), and as the machine's used-memory rise over its baseline.
+
+    python -m simulations.federated_bench --clients 10,100,1000 --out runs/fed-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
+BENCH_RUN_CONFIG = {
+    "num-server-rounds": 3,
+    "windows-per-client": 24,
+    "source-windows-per-activity": 40,
+    "stage1-steps": 4,
+    "server-pretrain-epochs": 2,
+    "local-epochs": 1,
+    "sensor-width": 64,
+    "new-activities-round": 2,
+}
+
+
+class MemorySampler(threading.Thread):
+    def __init__(self, since: float, interval: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.since, self.interval = since, interval
+        self.baseline_used = psutil.virtual_memory().used
+        self.peak_rss = 0
+        self.peak_used_rise = 0
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        me = os.getpid()
+        while not self._stop.is_set():
+            rss = 0
+            for process in psutil.process_iter(["pid", "create_time", "memory_info"]):
+                info = process.info
+                if info["pid"] != me and info["create_time"] >= self.since and info["memory_info"]:
+                    rss += info["memory_info"].rss
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_used_rise = max(self.peak_used_rise, psutil.virtual_memory().used - self.baseline_used)
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.join()
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"'{value}'"
+    return str(value)
+
+
+def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict:
+    run_out = out_dir / f"clients-{num_clients}"
+    run_out.mkdir(parents=True, exist_ok=True)
+    config = {**BENCH_RUN_CONFIG, "out-dir": str(run_out), **(extra or {})}
+    if num_clients >= 100:
+        config.setdefault("fraction-evaluate", 0.1)  # all clients still evaluate in the last round
+    run_config = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
+    env = os.environ | {
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
+        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
+    }
+    subprocess.run(["pkill", "-f", "flower-superlink"], check=False)
+    start = time.time()
+    sampler = MemorySampler(since=start - 1)
+    sampler.start()
+    command = [
+        "flwr",
+        "run",
+        ".",
+        "--stream",
+        "--run-config",
+        run_config,
+        "--federation-config",
+        f"num-supernodes={num_clients} client-resources-num-cpus=1",
+    ]
+    log_path = run_out / "flwr.log"
+    with open(log_path, "w") as log:
+        process = subprocess.run(
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+        )
+    wall = time.time() - start
+    sampler.stop()
+    subprocess.run(["pkill", "-f", "flower-superlink"], check=False)
+    metrics_path = run_out / "metrics.json"
+    if process.returncode != 0 or not metrics_path.exists():
+        raise RuntimeError(
+            f"flwr run with {num_clients} clients failed (exit {process.returncode}); see {log_path}"
+        )
+    metrics = json.loads(metrics_path.read_text())
+    round_seconds = [r["seconds"] for r in metrics["rounds"]]
+    return {
+        "clients": num_clients,
+        "wall_seconds": wall,
+        "setup_seconds": metrics["seconds"]["setup"],
+        "round_seconds": round_seconds,
+        "round_seconds_mean": sum(round_seconds) / len(round_seconds),
+        "peak_rss_gb": sampler.peak_rss / 1e9,
+        "peak_used_memory_rise_gb": sampler.peak_used_rise / 1e9,
+        "bytes_up_per_client": metrics["traffic"]["bytes_up_per_client_mean"],
+        "bytes_down_per_client": metrics["traffic"]["bytes_down_per_client_mean"],
+        "final_accuracy": metrics["accuracy"],
+        "failures": len(metrics["failures"]),
+        "run_config": config,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", default="10,100,1000")
+    parser.add_argument("--out", default=str(REPO / "runs" / "fed-bench"))
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out).resolve()
+    results = []
+    for size in [int(s) for s in args.clients.split(",")]:
+        result = run_size(size, out_dir)
+        results.append(result)
+        print(
+            f"{size:5d} clients: {result['round_seconds_mean']:.1f} s/round, "
+            f"peak RSS {result['peak_rss_gb']:.2f} GB "
+            f"(machine +{result['peak_used_memory_rise_gb']:.2f} GB), wall {result['wall_seconds']:.0f} s",
+            flush=True,
+        )
+        (out_dir / "federated_bench.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Which windows each simulated client holds: device types, users, splits that never overlap."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from common.data import DataError, load_dataset
+from common.run_config import FederationConfig
+from simulations.partition import (
+    client_spec,
+    client_spec_from_node_config,
+    load_client_data,
+    partition_indices,
+    split_in_time,
+)
+
+
+def test_device_types_and_data_sets_are_assigned_round_robin():
+    config = FederationConfig(device_types="waist_phone,wrist_watch,thigh_sensor")
+    assert [client_spec(i, 6, config).device_type for i in range(6)] == [
+        "waist_phone",
+        "wrist_watch",
+        "thigh_sensor",
+        "waist_phone",
+        "wrist_watch",
+        "thigh_sensor",
+    ]
+
+
+def test_synthetic_client_train_is_unlabeled_and_never_overlaps_eval():
+    config = FederationConfig(windows_per_client=60, device_types="wrist_watch")
+    data = load_client_data(client_spec(3, 10, config), config)
+    assert (data.train.y == -1).all()
+    assert (data.eval.y >= 0).all()
+    assert set(data.eval.labels()) == set(config.all_activities)
+    train_rows = {w.tobytes() for w in data.train.X}
+    assert not any(w.tobytes() in train_rows for w in data.eval.X)
+    assert data.train.position == "wrist"
+
+
+def test_device_type_sets_the_window_count_unless_overridden():
+    config = FederationConfig(device_types="cheap_band")
+    data = load_client_data(client_spec(0, 2, config), config)
+    assert 150 <= len(data.train) + len(data.eval) <= 200  # cheap_band.toml: windows = 200
+    assert not data.train.has_gyro and np.all(data.train.X[..., 3:] == 0)
+
+
+def test_split_in_time_keeps_each_recording_in_order():
+    config = FederationConfig(windows_per_client=60)
+    windows = load_client_data(client_spec(0, 2, config), config).eval
+    train, held_out = split_in_time(windows, 0.5)
+    for segment in np.unique(held_out.segment):
+        assert segment in train.segment  # every recording contributes to both sides
+
+
+def test_real_clients_by_user_hold_disjoint_users(data_dir):
+    config = FederationConfig(clients_data="dsads_torso", device_types="native", data_dir=str(data_dir))
+    users = []
+    for pid in range(4):
+        data = load_client_data(client_spec(pid, 4, config), config)
+        users.append(set(data.train.user.tolist()) | set(data.eval.user.tolist()))
+        assert set(data.eval.labels()) <= set(config.all_activities)
+    for i in range(4):
+        for j in range(i + 1, 4):
+            assert not users[i] & users[j]
+
+
+@pytest.mark.parametrize("partitioning", ["by-user", "iid", "dirichlet"])
+def test_partitions_cover_every_window_once(data_dir, partitioning):
+    windows = load_dataset("uci", data_dir)
+    parts = partition_indices(windows, 40, partitioning, 0.3, seed=0)  # more clients than the 30 users
+    assert len(parts) == 40
+    joined = np.concatenate(parts)
+    assert len(joined) == len(np.unique(joined)) <= len(windows)
+    if partitioning != "by-user":
+        assert len(joined) == len(windows)
+    for part in parts:  # whole recordings move together
+        for other in parts:
+            if part is not other:
+                assert not set(windows.segment[part]) & set(windows.segment[other])
+
+
+def test_dirichlet_small_alpha_skews_labels(data_dir):
+    windows = load_dataset("uci", data_dir)
+    parts = partition_indices(windows, 5, "dirichlet", 0.05, seed=0)
+    dominant = [np.bincount(windows.y[p]).max() / len(p) for p in parts if len(p)]
+    assert np.mean(dominant) > 0.5
+
+
+def test_node_config_can_pin_device_and_users():
+    config = FederationConfig()
+    spec = client_spec_from_node_config(
+        {"partition-id": 1, "num-partitions": 2, "device-type": "chest_strap", "users": "3,5"}, config
+    )
+    assert spec.device_type == "chest_strap" and spec.users == (3, 5)
+    with pytest.raises(DataError, match="partition-id"):
+        client_spec_from_node_config({"num-partitions": 2}, config)

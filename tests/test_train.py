@@ -1,0 +1,239 @@
+"""Training loops: stage 1 on a tiny text encoder (real MiniLM when slow), stage 2 on synthetic windows."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from models_fixtures import tiny_text_encoder_dir  # noqa: F401 (fixture)
+
+from common.losses import InfoNCELoss, same_group_mask
+from common.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, encode_windows
+from common.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
+from common.train import (
+    SensorTrainConfig,
+    TextTrainConfig,
+    target_groups,
+    train_sensor_encoder,
+    train_sensor_epochs,
+    train_text_encoder,
+)
+
+torch.set_num_threads(1)
+
+CATEGORY = {"walking": "locomotion", "running": "locomotion", "sitting": "static", "lying": "static"}
+DESCRIPTIONS = {
+    "walking": [
+        "a person walks at a steady pace",
+        "walking: regular steps, the legs swing",
+        "strolling along",
+    ],
+    "running": ["a person runs fast", "running: strong periodic impacts", "jogging quickly"],
+    "sitting": ["a person sits on a chair", "sitting still, upper body upright", "seated and calm"],
+    "lying": ["a person lies on a bed", "lying down, body horizontal", "resting flat on the back"],
+}
+SENSOR_TEXTS = {
+    "walking": ["moderate periodic acceleration near 2 Hz", "steady rhythm, medium amplitude"],
+    "running": ["strong periodic acceleration near 3 Hz", "large impacts, fast rhythm"],
+    "sitting": ["almost no movement, gravity on the vertical axis", "flat signal, upright"],
+    "lying": ["almost no movement, gravity on the horizontal axis", "flat signal, horizontal"],
+}
+
+
+def labeled_texts(repeats: int = 3) -> tuple[list[str], list[str]]:
+    texts, labels = [], []
+    for label, options in SENSOR_TEXTS.items():
+        for _ in range(repeats):  # rule interpretations repeat verbatim
+            texts.extend(options)
+            labels.extend([label] * len(options))
+    return texts, labels
+
+
+def text_path_cross_entropy(encoder: TextEncoder, texts: list[str], labels: list[str]) -> float:
+    """Mean -log p(true label | sensor text) against description prototypes, at temperature 0.07."""
+    names = sorted(DESCRIPTIONS)
+    prototypes = np.stack([encoder.encode(DESCRIPTIONS[name]).mean(axis=0) for name in names])
+    prototypes /= np.linalg.norm(prototypes, axis=1, keepdims=True)
+    logits = torch.from_numpy(encoder.encode(texts) @ prototypes.T) / 0.07
+    target = torch.tensor([names.index(label) for label in labels])
+    return float(torch.nn.functional.cross_entropy(logits, target))
+
+
+# ------------------------------------------------------------------------------------------- stage 1
+
+
+def test_text_training_reports_every_term_and_the_budget(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
+    encoder = TextEncoder(tiny_text_encoder_dir)
+    texts, labels = labeled_texts()
+    config = TextTrainConfig(max_steps=3, batch_size=8, max_length=8, seed=1)
+    history = train_text_encoder(
+        encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False
+    )
+    for term in ("loss", "align", "ca1", "ca2", "ca3", "re", "lr"):
+        assert len(history[term]) == 3 and all(np.isfinite(history[term]))
+    assert history["steps"] == 3
+    assert history["unique_pairs"] == 8 and history["num_texts"] == 24
+    assert history["num_descriptions"] == 12
+    assert history["categories"] == ["locomotion", "static"]
+    assert history["sensor_tokens"]["max"] <= 8 and history["sensor_tokens"]["cut"] >= 1
+    assert 10 < history["decoder_vocab"] < 200  # compact decoder vocabulary, not the 30k WordPiece one
+    assert min(history["re"]) > 0 and min(history["ca1"]) > 0
+    assert not encoder.training
+
+
+def test_text_training_steps_follow_epochs_without_max_steps(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
+    encoder = TextEncoder(tiny_text_encoder_dir)
+    texts, labels = labeled_texts()
+    config = TextTrainConfig(max_steps=None, epochs=2, batch_size=4, beta=0.0, descriptions_per_label=1)
+    history = train_text_encoder(
+        encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False
+    )
+    assert history["steps"] == 4  # 2 epochs x ceil(8 unique pairs / 4)
+    assert history["num_descriptions"] == 4
+    assert history["re"] == [0.0] * 4
+
+
+def test_text_training_lowers_the_text_path_loss(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
+    encoder = TextEncoder(tiny_text_encoder_dir)
+    texts, labels = labeled_texts(repeats=1)
+    before = text_path_cross_entropy(encoder, texts, labels)
+    config = TextTrainConfig(max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0)
+    train_text_encoder(encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False)
+    assert text_path_cross_entropy(encoder, texts, labels) < 0.7 * before
+
+
+def test_text_training_rejects_inconsistent_inputs(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
+    encoder = TextEncoder(tiny_text_encoder_dir)
+    with pytest.raises(ValueError, match="no description for labels \\['jumping'\\]"):
+        train_text_encoder(encoder, ["x"], ["jumping"], DESCRIPTIONS, CATEGORY.get, progress=False)
+    with pytest.raises(ValueError, match="2 rows but sensor_labels has 1"):
+        train_text_encoder(encoder, ["x", "y"], ["walking"], DESCRIPTIONS, CATEGORY.get, progress=False)
+    with pytest.raises(ValueError, match="max_steps"):
+        TextTrainConfig(max_steps=0)
+
+
+@pytest.mark.slow
+def test_real_minilm_few_steps_lower_the_loss() -> None:
+    encoder = TextEncoder(DEFAULT_TEXT_ENCODER)
+    texts, labels = labeled_texts(repeats=1)
+    before = text_path_cross_entropy(encoder, texts, labels)
+    config = TextTrainConfig(max_steps=6, batch_size=8, lr=5e-5, max_length=24, warmup_fraction=0.0, seed=0)
+    history = train_text_encoder(
+        encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False
+    )
+    after = text_path_cross_entropy(encoder, texts, labels)
+    assert after < before
+    assert np.mean(history["align"][-2:]) < np.mean(history["align"][:2])
+
+
+# ------------------------------------------------------------------------------------------- stage 2
+
+SMALL = SensorEncoderConfig(d_model=32, num_heads=2, num_layers=1, ff_dim=64, out_dim=16, patch_size=20)
+
+
+def synthetic_stage2(n_per_class: int = 24, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Three 'activities' (still, 1 Hz, 3 Hz oscillation) whose windows share one target per class."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(120) / 20.0
+    X, y = [], []
+    for label, (frequency, amplitude) in enumerate([(0.0, 0.0), (1.0, 3.0), (3.0, 6.0)]):
+        for _ in range(n_per_class):
+            window = rng.normal(0, 0.3, size=(120, 6)).astype(np.float32)
+            window[:, 2] += STANDARD_GRAVITY + amplitude * np.sin(
+                2 * np.pi * frequency * t + rng.uniform(0, 6)
+            )
+            window[:, 3] += 0.3 * amplitude * np.cos(2 * np.pi * frequency * t)
+            X.append(window)
+            y.append(label)
+    targets = np.linalg.qr(rng.normal(size=(16, 3)))[0].T.astype(np.float32)  # 3 orthonormal targets
+    y = np.array(y)
+    return np.stack(X).astype(np.float32), targets[y], y
+
+
+def test_sensor_training_aligns_windows_with_their_targets() -> None:
+    X, Z, y = synthetic_stage2()
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, seed=0)
+    history = train_sensor_encoder(model, X, Z, config, progress=False)
+    assert len(history["loss"]) == 12 and history["loss"][-1] < 0.7 * history["loss"][0]
+    assert history["distinct_targets"] == 3 and history["num_examples"] == len(X)
+    assert history["windows_per_second"] > 0
+    predicted = np.argmax(encode_windows(model, X) @ Z[[0, len(X) // 3, -1]].T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+
+
+def test_sensor_training_keeps_the_best_validation_epoch() -> None:
+    X, Z, _ = synthetic_stage2()
+    X_val, Z_val, _ = synthetic_stage2(n_per_class=6, seed=1)
+    model = SensorEncoder(SMALL)
+    # One validation batch (18 <= 32 windows), so the loss below is computed on the same batch.
+    config = SensorTrainConfig(epochs=6, batch_size=32, lr=3e-3, patience=2, seed=0)
+    history = train_sensor_encoder(model, X, Z, config, progress=False, X_val=X_val, Z_val=Z_val)
+    assert len(history["val_loss"]) == history["epochs_run"] <= 6
+    assert history["best_epoch"] == int(np.argmin(history["val_loss"]))
+    with torch.no_grad():
+        model.eval()
+        E = model(torch.from_numpy(X_val))
+        groups = torch.from_numpy(target_groups(Z_val))
+        val_loss = InfoNCELoss(config.temperature)(E, torch.from_numpy(Z_val), same_group_mask(groups))[
+            "loss"
+        ]
+    assert float(val_loss) == pytest.approx(min(history["val_loss"]), rel=1e-4)
+
+
+def test_sensor_training_with_a_random_validation_fraction() -> None:
+    X, Z, _ = synthetic_stage2(n_per_class=10)
+    history = train_sensor_encoder(
+        SensorEncoder(SMALL),
+        X,
+        Z,
+        SensorTrainConfig(epochs=2, batch_size=8, val_fraction=0.2),
+        progress=False,
+    )
+    assert history["num_examples"] == 24 and len(history["val_loss"]) == 2
+
+
+def test_local_epochs_are_deterministic_and_leave_the_global_rng_alone() -> None:
+    X, Z, _ = synthetic_stage2(n_per_class=8)
+    model = SensorEncoder(SMALL)
+    first, second = copy.deepcopy(model), copy.deepcopy(model)
+    config = SensorTrainConfig(epochs=2, batch_size=8, lr=1e-3, seed=5)
+    rng_before = torch.get_rng_state()
+    result = train_sensor_epochs(first, X, Z, config, seed=11)
+    assert torch.equal(torch.get_rng_state(), rng_before)
+    train_sensor_epochs(second, X, Z, config, seed=11)
+    for a, b in zip(first.state_dict().values(), second.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    assert isinstance(result["loss"], float) and result["num_examples"] == 24
+    assert len(result["losses"]) == 2 and result["epochs"] == 2
+
+
+def test_proximal_term_keeps_local_weights_near_the_global_ones() -> None:
+    X, Z, _ = synthetic_stage2(n_per_class=8)
+    model = SensorEncoder(SMALL)
+    initial = [p.detach().clone() for p in model.parameters()]
+    config = SensorTrainConfig(epochs=3, batch_size=8, lr=3e-3, seed=0)
+
+    def drift(mu: float) -> float:
+        local = copy.deepcopy(model)
+        train_sensor_epochs(local, X, Z, config, proximal_mu=mu)
+        return float(
+            sum(((p.detach() - p0) ** 2).sum() for p, p0 in zip(local.parameters(), initial, strict=True))
+        )
+
+    assert drift(10.0) < 0.8 * drift(0.0)
+
+
+def test_sensor_training_rejects_mismatched_targets() -> None:
+    X, Z, _ = synthetic_stage2(n_per_class=2)
+    model = SensorEncoder(SMALL)
+    with pytest.raises(ValueError, match=r"Z must be \[6, 16\]"):
+        train_sensor_encoder(model, X, Z[:, :8], progress=False)
+    with pytest.raises(ValueError, match=r"X must have shape \[N, 120, 6\]"):
+        train_sensor_epochs(model, X[:, :60], Z, SensorTrainConfig())
+    with pytest.raises(ValueError, match="pass both X_val and Z_val"):
+        train_sensor_encoder(model, X, Z, SensorTrainConfig(epochs=1), progress=False, X_val=X)
