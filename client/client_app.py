@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
+from client.privacy import maybe_fail, perturb_summaries, privacy_mod
 from common import protocol
 from common.run_config import FederationConfig
 from common.sensor_encoder import SensorEncoder
@@ -25,20 +26,23 @@ app = ClientApp()
 
 
 @lru_cache(maxsize=64)
-def _client_data(node_items: tuple, run_items: tuple) -> ClientData:
-    config = FederationConfig.from_run_config(dict(run_items))
+def _client_data(node_items: tuple, config: FederationConfig) -> ClientData:
+    """Deterministic per (node, config), so rebuilt cheaply instead of kept in the node's state."""
     return load_client_data(client_spec_from_node_config(dict(node_items), config), config)
 
 
-def _setup(context: Context) -> tuple[FederationConfig, ClientData]:
+def _config(context: Context) -> FederationConfig:
     """The run config the server sent (kept in state) wins over the node's own: all clients share one."""
-    torch.set_num_threads(1)  # simulated clients share the machine's cores
     run_config = (
         context.state[protocol.RUN_CONFIG] if protocol.RUN_CONFIG in context.state else context.run_config
     )
-    run_items = tuple(sorted(run_config.items()))
-    config = FederationConfig.from_run_config(dict(run_items))
-    return config, _client_data(tuple(sorted(context.node_config.items())), run_items)
+    return FederationConfig.from_run_config(dict(run_config))
+
+
+def _setup(context: Context) -> tuple[FederationConfig, ClientData]:
+    torch.set_num_threads(1)  # simulated clients share the machine's cores
+    config = _config(context)
+    return config, _client_data(tuple(sorted(context.node_config.items())), config)
 
 
 def _model(context: Context, arrays: ArrayRecord) -> SensorEncoder:
@@ -51,7 +55,12 @@ def _model(context: Context, arrays: ArrayRecord) -> SensorEncoder:
 def send_summaries(msg: Message, context: Context) -> Message:
     context.state[protocol.RUN_CONFIG] = msg.content[protocol.RUN_CONFIG]
     config, data = _setup(context)
-    arrays = {"features": window_summaries(data.train)}
+    features = window_summaries(data.train)
+    arrays = {
+        "features": perturb_summaries(
+            features, config.summary_noise, seed=config.seed + data.spec.partition_id
+        )
+    }
     if config.raw_prompt_mode:
         log.warning("raw-prompt-mode is ON: client %s uploads its raw windows", data.spec.partition_id)
         arrays["windows"] = data.train.X
@@ -92,11 +101,12 @@ def store_labels(msg: Message, context: Context) -> Message:
     )
 
 
-@app.train()
+@app.train(mods=[lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
 def train(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
-    model = _model(context, msg.content["arrays"])
     round_config = msg.content["config"]
+    maybe_fail(config, "train", int(round_config.get("server-round", 0)), data.spec.partition_id)
+    model = _model(context, msg.content["arrays"])
     train_config = SensorTrainConfig(
         epochs=config.local_epochs,
         batch_size=config.batch_size,
@@ -108,14 +118,17 @@ def train(msg: Message, context: Context) -> Message:
     history = train_locally(
         model, data.train, targets, train_config, float(round_config.get("proximal-mu", 0.0))
     )
-    metrics = MetricRecord({"num-examples": len(data.train), "train-loss": float(history["loss"])})
+    metrics = MetricRecord(
+        {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
+    )
     content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
     return Message(content, reply_to=msg)
 
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    _, data = _setup(context)
+    config, data = _setup(context)
+    maybe_fail(config, "evaluate", int(msg.content["config"].get("server-round", 0)), data.spec.partition_id)
     model = _model(context, msg.content["arrays"])
     bank, new_labels = protocol.label_bank_from_records(
         RecordDict({key: context.state[key] for key in (protocol.BANK_ARRAYS, protocol.BANK_INFO)})

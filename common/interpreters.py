@@ -19,6 +19,7 @@ from common.knowledge import describe_label
 from common.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
 
 __all__ = [
+    "SIMPLE_CATEGORIES",
     "Interpreter",
     "RulesInterpreter",
     "SensorContext",
@@ -107,6 +108,10 @@ IRREGULAR = 0.45  # autocorrelation peak below which a movement has no rhythm wo
 FLAT_VERTICAL = 0.15  # m/s^2 std of the vertical acceleration; below this its shape is noise
 POSTURE_CHANGE = 25.0  # deg (after the swing factor) between the half-window gravity directions
 NEAR_THRESHOLD = 0.15  # relative distance to a threshold within which the careful pass re-decides
+
+# The rules analogue of the paper's "simple prompt" (ablation w/o IGP): only how strongly and how regularly
+# the body moves, none of the designed analysis of rhythm, vertical motion, impacts, shape, rotation, posture.
+SIMPLE_CATEGORIES: tuple[str, ...] = ("amplitude change", "periodicity")
 
 
 def placement_group(position: str) -> str:
@@ -355,7 +360,20 @@ class RulesInterpreter:
 
     name = "rules"
 
-    def __init__(self, swing_factors: dict[str, dict[str, float]] | None = None) -> None:
+    def __init__(
+        self,
+        swing_factors: dict[str, dict[str, float]] | None = None,
+        categories: Sequence[str] | None = None,
+    ) -> None:
+        """`categories`: the SENSOR_VOCABULARY categories the texts report (None: all of them, the default;
+        SIMPLE_CATEGORIES: the simple-prompt ablation)."""
+        self.categories = tuple(SENSOR_VOCABULARY) if categories is None else tuple(categories)
+        unknown_categories = [c for c in self.categories if c not in SENSOR_VOCABULARY]
+        if unknown_categories or not self.categories:
+            raise ValueError(
+                f"categories must be a non-empty subset of {list(SENSOR_VOCABULARY)}, "
+                f"got {list(self.categories)}"
+            )
         self.swing_factors = {group: dict(factors) for group, factors in SWING_FACTORS.items()}
         if swing_factors:
             unknown = set(swing_factors) - set(SWING_FACTORS)
@@ -415,12 +433,13 @@ class RulesInterpreter:
         return indices
 
     def _texts(self, features: np.ndarray, context: SensorContext, careful: bool) -> list[str]:
-        indices = self.phrase_indices(features, context, careful)
+        reported = [i for i, rule in enumerate(RULES) if rule.category in self.categories]
+        indices = self.phrase_indices(features, context, careful)[:, reported]
         if len(indices) == 0:
             return []
         # Many windows share a combination: format each distinct one once.
         combinations, inverse = np.unique(indices, axis=0, return_inverse=True)
-        categories = [rule.category for rule in RULES]
+        categories = [RULES[i].category for i in reported]
         texts = [
             format_interpretation({c: SENSOR_VOCABULARY[c][i] for c, i in zip(categories, row, strict=True)})
             for row in combinations

@@ -35,6 +35,8 @@ MODEL_CONFIG = "model-config"  # ConfigRecord of SensorEncoderConfig fields
 BANK_ARRAYS = "label-bank"  # ArrayRecord {"embeddings": [C, D]}
 BANK_INFO = "label-info"  # ConfigRecord {"labels": [...], "new-labels": [...], "version": int}
 ACK = "ack"
+# Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
+UNIFORM_WEIGHT = "uniform-weight"
 
 
 def array_record(**arrays: np.ndarray) -> ArrayRecord:

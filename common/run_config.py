@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
+DP_MODES = ("none", "central", "local")
 INTERPRETERS = ("rules", "openai", "local")
 PARTITIONINGS = ("by-user", "iid", "dirichlet")
 
@@ -77,6 +78,19 @@ class FederationConfig:
     min_train_nodes: int = 2
     min_available_nodes: int = 2
     round_timeout: float = 600.0
+    # --- faults and checkpoints --------------------------------------------------------------------
+    min_replies_fraction: float = 0.5  # a round aggregates only if this share of its clients replied
+    failure_rate: float = 0.0  # injected: probability that a client fails a train/evaluate message
+    checkpoint: bool = True  # save server state after every round into <out-dir>/checkpoint
+    resume: bool = False  # continue from <out-dir>/checkpoint
+    crash_after_round: int = 0  # injected: the server stops abruptly after this round (0 = never)
+    # --- privacy -----------------------------------------------------------------------------------
+    dp_mode: str = "none"  # "central": client-side clipping + server noise; "local": clients add noise
+    dp_clipping_norm: float = 1.0  # L2 bound of a client's model update
+    dp_noise_multiplier: float = 1.0  # central DP: noise std = multiplier x clipping norm / clients
+    dp_epsilon: float = 10.0  # local DP budget per release
+    dp_delta: float = 1e-5
+    summary_noise: float = 0.0  # Gaussian noise on uploaded summaries, std relative to each value (not DP)
 
     @classmethod
     def keys(cls) -> dict[str, Any]:
@@ -154,6 +168,21 @@ class FederationConfig:
             fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
         if self.windows_per_client < 0:
             fail("windows-per-client", f"must be >= 0 (0 = per device type), got {self.windows_per_client}")
+        if self.dp_mode not in DP_MODES:
+            fail("dp-mode", f"must be one of {DP_MODES}, got '{self.dp_mode}'")
+        for key in ("dp-clipping-norm", "dp-noise-multiplier", "dp-epsilon"):
+            if getattr(self, key.replace("-", "_")) <= 0:
+                fail(key, "must be > 0")
+        if not 0.0 < self.dp_delta < 1.0:
+            fail("dp-delta", f"must be in (0, 1), got {self.dp_delta}")
+        if not 0.0 <= self.failure_rate < 1.0:
+            fail("failure-rate", f"must be in [0, 1), got {self.failure_rate}")
+        if not 0.0 < self.min_replies_fraction <= 1.0:
+            fail("min-replies-fraction", f"must be in (0, 1], got {self.min_replies_fraction}")
+        if self.summary_noise < 0:
+            fail("summary-noise", f"must be >= 0, got {self.summary_noise}")
+        if self.crash_after_round < 0:
+            fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
         if not self.device_type_list:
             fail("device-types", "must name at least one device type")
 

@@ -353,8 +353,10 @@ def train_text_encoder(
             "labels": labels,
             "categories": categories,
             "max_length": config.max_length,
-            "sensor_tokens": _length_stats(pair_tokens) | {"cut": pairs_cut},
-            "description_tokens": _length_stats(description_tokens) | {"cut": descriptions_cut},
+            "token_lengths": {
+                "sensor": _length_stats(pair_tokens) | {"cut": pairs_cut},
+                "description": _length_stats(description_tokens) | {"cut": descriptions_cut},
+            },
             "decoder_vocab": len(used_ids),
             "config": asdict(config),
         }

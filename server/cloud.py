@@ -60,17 +60,21 @@ def load_source(config: FederationConfig) -> WindowSet:
 
 
 class Cloud:
-    def __init__(self, config: FederationConfig, out_dir: Path) -> None:
+    def __init__(self, config: FederationConfig, out_dir: Path, text_encoder_dir: Path | None = None) -> None:
         self.config = config
         self.out_dir = out_dir
         self.vocabulary = load_vocabulary()
         self.interpreter = make_run_interpreter(config)
         self.source = load_source(config)
         self.descriptions = describe_labels(self.interpreter, config.all_activities, DESCRIPTIONS_PER_LABEL)
-        if config.text_encoder_path:
-            log.info("stage 1: loading the trained text encoder from %s", config.text_encoder_path)
-            self.encoder = TextEncoder.load(Path(config.text_encoder_path))
-            self.stage1_history: dict = {"loaded-from": config.text_encoder_path}
+        trained_dir = text_encoder_dir or (
+            Path(config.text_encoder_path) if config.text_encoder_path else None
+        )
+        self.stage1_done = trained_dir is not None
+        if trained_dir is not None:
+            log.info("stage 1: loading the trained text encoder from %s", trained_dir)
+            self.encoder = TextEncoder.load(trained_dir)
+            self.stage1_history: dict = {"loaded-from": str(trained_dir)}
         else:
             self.encoder = TextEncoder(config.text_encoder)
             self.stage1_history = {}
@@ -80,7 +84,7 @@ class Cloud:
 
     def train_text_space(self) -> dict:
         """Stage 1 on the source interpretations (skipped when a stage-1 artifact was given)."""
-        if self.config.text_encoder_path:
+        if self.stage1_done:
             return self.stage1_history
         text_config = TextTrainConfig(
             max_steps=self.config.stage1_steps,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from flwr.serverapp import Grid
 
 from common import protocol
@@ -24,6 +24,15 @@ from common.export import export_sensor_model
 from common.metrics import classification_metrics, plot_curves
 from common.prompts import SensorContext
 from common.run_config import FederationConfig
+from common.runtime import set_seed
+from common.sensor_encoder import SensorEncoder
+from server.checkpoint import (
+    ServerState,
+    load_checkpoint,
+    restore_strategy_state,
+    save_checkpoint,
+    strategy_state,
+)
 from server.cloud import Cloud
 from server.strategy import make_strategy
 
@@ -189,38 +198,99 @@ def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[s
     return result
 
 
+class InjectedCrash(RuntimeError):
+    """The server stopping abruptly after a round (run config `crash-after-round`), for resume studies."""
+
+
+def preflight(config: FederationConfig) -> None:
+    """Fail before any work on what can be checked up front: device types, label names, data, paths."""
+    from common.devices import load_device_type
+    from common.labels import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    for label in config.all_activities:
+        vocabulary.canonical(label)  # DataError naming the unknown label
+    for name in {config.source_device, *config.device_type_list} - {"native"}:
+        load_device_type(name)  # DataError naming the file and field
+    if "native" in config.device_type_list and "synthetic" in config.clients_data_list:
+        raise ValueError(
+            "run config: device type 'native' means real data as recorded; synthetic clients need a file"
+        )
+    for name in {config.source, *config.clients_data_list} - {"synthetic"}:
+        if (
+            not (Path(config.data_dir) / f"{name}.npz").exists()
+            and not (Path(config.data_dir) / name).is_dir()
+        ):
+            raise FileNotFoundError(
+                f"run config: data set '{name}' not found in data-dir '{config.data_dir}'"
+            )
+    if config.text_encoder_path and not Path(config.text_encoder_path).is_dir():
+        raise FileNotFoundError(
+            f"run config: text-encoder-path '{config.text_encoder_path}' is not a directory"
+        )
+
+
 def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     t_start = time.monotonic()
+    preflight(config)
+    set_seed(config.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cloud = Cloud(config, out_dir)
-    log.info("stage 1: text encoder on %d source windows (%s)", len(cloud.source), config.source)
-    stage1 = cloud.train_text_space()
-    model, pretrain = cloud.pretrain_sensor_encoder()
+    resumed = load_checkpoint(out_dir) if config.resume else None
+    cloud = Cloud(config, out_dir, text_encoder_dir=out_dir / "text_encoder" if resumed else None)
+    if resumed:
+        log.info("resuming after round %d from %s", resumed.completed_round, out_dir / "checkpoint")
+        stage1, pretrain = {"loaded-from": str(out_dir / "text_encoder")}, {}
+        model = SensorEncoder(cloud.sensor_encoder_config())
+    else:
+        log.info("stage 1: text encoder on %d source windows (%s)", len(cloud.source), config.source)
+        stage1 = cloud.train_text_space()
+        model, pretrain = cloud.pretrain_sensor_encoder()
     t_setup = time.monotonic() - t_start
 
     exchange = Exchange(grid, config.round_timeout)
     nodes = wait_for_nodes(grid, config.min_available_nodes)
     targets_info = send_targets(cloud, exchange, nodes, config)
     nodes = targets_info["nodes_with_targets"]
-    labels, new_labels = config.activity_list, []
-    push_labels(cloud, exchange, nodes, labels, new_labels, version=1)
+    strategy = make_strategy(config, len(nodes))
+    if resumed:
+        arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
+        labels, new_labels, bank_version = resumed.labels, resumed.new_labels, resumed.bank_version
+        rng = np.random.default_rng()
+        rng.bit_generator.state = resumed.rng_state
+        restore_strategy_state(strategy, resumed.strategy_state)
+        rounds, exchange.failures = resumed.rounds, resumed.failures
+        first_round = resumed.completed_round + 1
+    else:
+        arrays = ArrayRecord(model.state_dict())
+        labels, new_labels, bank_version = config.activity_list, [], 1
+        rng = np.random.default_rng(config.seed)
+        rounds, first_round = [], 1
+    push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
 
-    strategy = make_strategy(config)
-    rng = np.random.default_rng(config.seed)
-    arrays = ArrayRecord(model.state_dict())
-    rounds: list[dict] = []
-    for server_round in range(1, config.num_server_rounds + 1):
+    for server_round in range(first_round, config.num_server_rounds + 1):
         t_round = time.monotonic()
         if config.new_activity_list and server_round == config.new_activities_round:
-            labels, new_labels = config.all_activities, config.new_activity_list
-            push_labels(cloud, exchange, nodes, labels, new_labels, version=2)
+            labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
+            push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
         train_messages = [
             m
             for m in strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
             if m.metadata.dst_node_id in nodes
         ]
         train_replies = exchange(train_messages, "train")
-        aggregated, train_metrics = strategy.aggregate_train(server_round, train_replies)
+        enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
+        aggregated, train_metrics = (None, None)
+        if enough:
+            aggregated, train_metrics = strategy.aggregate_train(server_round, train_replies)
+        else:
+            log.warning(
+                "round %d: only %d of %d clients replied (< min-replies-fraction %.2f): global model kept",
+                server_round,
+                len(train_replies),
+                len(train_messages),
+                config.min_replies_fraction,
+            )
+        update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
         if aggregated is not None:
             arrays = aggregated
         evaluate_content = RecordDict(
@@ -236,15 +306,38 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "round": server_round,
             "labels": list(labels),
             "clients_trained": len(train_replies),
+            "clients_sampled": len(train_messages),
             "clients_evaluated": len(eval_replies),
+            "aggregated": aggregated is not None,
+            "update_norm": update_norm,
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
             "seconds": time.monotonic() - t_round,
             **{k: v for k, v in metrics.items() if k != "confusion"},
             "confusion": metrics.get("confusion"),
         }
+        spent = getattr(strategy, "privacy_spent", lambda: None)()
+        if spent is not None:
+            record["dp_epsilon"], record["dp_delta"] = float(spent.epsilon), float(spent.delta)
         rounds.append(record)
         log.info(round_summary(record))
         _write_json(out_dir / "rounds.json", rounds)
+        if config.checkpoint:
+            save_checkpoint(
+                out_dir,
+                ServerState(
+                    completed_round=server_round,
+                    arrays={k: v.numpy() for k, v in arrays.items()},
+                    labels=list(labels),
+                    new_labels=list(new_labels),
+                    bank_version=bank_version,
+                    rng_state=rng.bit_generator.state,
+                    rounds=rounds,
+                    failures=exchange.failures,
+                    strategy_state=strategy_state(strategy),
+                ),
+            )
+        if server_round == config.crash_after_round:
+            raise InjectedCrash(f"crash-after-round {server_round}: stopping abruptly (checkpoint written)")
 
     model.load_state_dict(arrays.to_torch_state_dict())
     final_bank = cloud.label_bank(labels)
@@ -259,6 +352,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         "new_activity_accuracy_full_bank": final.get("new_activity_accuracy_full_bank"),
         "seed": config.seed,
         "config": config.as_dict(),
+        "resumed_after_round": resumed.completed_round if resumed else None,
         "rounds": rounds,
         "traffic": exchange.traffic.summary(),
         "traffic_per_client": {
@@ -267,6 +361,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         },
         "failures": exchange.failures,
         "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
+        "privacy": privacy_report(config, exchange, rounds),
         "targets": {"windows_interpreted": targets_info["windows_interpreted"], "clients": len(nodes)},
         "stage1": _jsonable(stage1),
         "server_pretrain": _jsonable(pretrain),
@@ -287,6 +382,34 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         out_dir,
     )
     return result
+
+
+def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[dict]) -> dict:
+    """What left the clients, and under which protection: the record researchers cite."""
+    report = {
+        "raw_windows_uploaded": config.raw_prompt_mode,
+        "summary_noise_relative_std": config.summary_noise,
+        "dp_mode": config.dp_mode,
+        "uploaded_fields": {phase: sorted(fields) for phase, fields in exchange.uploaded.items()},
+        "bytes_up_per_client_mean": exchange.traffic.summary()["bytes_up_per_client_mean"],
+    }
+    if config.dp_mode != "none":
+        report.update(clipping_norm=config.dp_clipping_norm, delta=config.dp_delta)
+    if config.dp_mode == "central":
+        report["noise_multiplier"] = config.dp_noise_multiplier
+        report["epsilon_spent"] = rounds[-1].get("dp_epsilon") if rounds else None
+    if config.dp_mode == "local":
+        report["local_epsilon_per_round"] = config.dp_epsilon
+    return report
+
+
+def _update_norm(before: ArrayRecord, after: ArrayRecord) -> float:
+    """L2 norm of the change of the global model in one round (what DP clipping and noise act on)."""
+    total = 0.0
+    for key, array in after.items():
+        delta = array.numpy().astype(np.float64) - before[key].numpy().astype(np.float64)
+        total += float(np.sum(delta * delta))
+    return total**0.5
 
 
 def round_summary(record: dict) -> str:

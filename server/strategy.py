@@ -1,24 +1,64 @@
-"""Aggregation strategy from the run config: FedAvg (default), FedProx or FedAdam, all Flower's own."""
+"""Aggregation strategy from the run config: FedAvg (default), FedProx or FedAdam, optionally with central DP.
+
+All of them are Flower's own. Only the train half of a strategy is used: evaluation replies are confusion
+counts that server/federation.py sums exactly.
+"""
 
 from __future__ import annotations
 
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyClientSideFixedClipping,
+    FedAdam,
+    FedAvg,
+    FedProx,
+    Strategy,
+)
+from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
+from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
+from common.protocol import UNIFORM_WEIGHT
 from common.run_config import FederationConfig
 
 
-def make_strategy(config: FederationConfig) -> FedAvg:
-    """Only the train half of a strategy is used: evaluation counts are summed by server/federation.py."""
+def train_sample_size(config: FederationConfig, num_nodes: int) -> int:
+    return min(num_nodes, max(int(num_nodes * config.fraction_train), config.min_train_nodes))
+
+
+def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
+    central_dp = config.dp_mode == "central"
     common = dict(
         fraction_train=config.fraction_train,
         min_train_nodes=config.min_train_nodes,
-        min_available_nodes=config.min_available_nodes,
+        min_available_nodes=min(config.min_available_nodes, num_nodes),
+        weighted_by_key=UNIFORM_WEIGHT if central_dp else "num-examples",
     )
     if config.strategy == "fedavg":
-        return FedAvg(**common)
-    if config.strategy == "fedprox":
+        strategy: Strategy = FedAvg(**common)
+    elif config.strategy == "fedprox":
         # Flower's FedProx puts "proximal-mu" into every train ConfigRecord; clients add the proximal term.
-        return FedProx(proximal_mu=config.proximal_mu, **common)
-    if config.strategy == "fedadam":
-        return FedAdam(eta=config.server_learning_rate, eta_l=config.learning_rate, **common)
-    raise ValueError(f"run config: key 'strategy' unknown value '{config.strategy}'")
+        strategy = FedProx(proximal_mu=config.proximal_mu, **common)
+    elif config.strategy == "fedadam":
+        strategy = FedAdam(eta=config.server_learning_rate, eta_l=config.learning_rate, **common)
+    else:
+        raise ValueError(f"run config: key 'strategy' unknown value '{config.strategy}'")
+    if not central_dp:
+        return strategy
+    # Client-side fixed clipping (clients clip their update to dp-clipping-norm, see client/privacy.py) with
+    # Gaussian noise added to the aggregate here; an RDP accountant reports the spent (epsilon, delta).
+    sample_size = train_sample_size(config, num_nodes)
+    accountant = RdpAccountant(
+        PrivacyConfig(
+            target_delta=config.dp_delta,
+            population_size=num_nodes,
+            # Flower's fixed-clipping accounting supports no sampling amplification (conservative).
+            neighboring_relation=NeighboringRelation.ADD_OR_REMOVE_ONE,
+            sampling_method=SamplingMethod.NO_AMPLIFICATION,
+        )
+    )
+    return DifferentialPrivacyClientSideFixedClipping(
+        strategy,
+        noise_multiplier=config.dp_noise_multiplier,
+        clipping_norm=config.dp_clipping_norm,
+        num_sampled_clients=sample_size,
+        accountant=accountant,
+    )

@@ -1,25 +1,33 @@
-"""Source-only supervised baselines on exactly LanHAR's split (`fedlanhar baseline`).
+"""Source-only baselines on exactly LanHAR's split (`fedlanhar baseline`, `fedlanhar experiment baselines`).
 
-`transformer` is the sensor encoder itself (same size, same input normalisation) with a linear classifier;
-`cnn` is a DCNN-style 1D CNN. Both train on the source's training users with cross-entropy, early-stop on the
-source's validation users, and are scored on the target's held-out users (`simulations.central.load_pair`).
+Supervised: `transformer` is the sensor encoder itself (same size, same input normalisation) with a linear
+classifier; `cnn` is a DCNN-style 1D CNN. Both train on the source's training users with cross-entropy.
+Language-supervised: NLS-HAR (`train_nls`), the same sensor encoder trained against activity sentences.
+All of them early-stop on the source's validation users and are scored on the target's held-out users
+(`simulations.central.load_pair`), the windows LanHAR is scored on.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from common.data import DataError, WindowSet, load_dataset
+from common.knowledge import describe_label
 from common.labels import load_vocabulary
+from common.losses import InfoNCELoss, same_group_mask
 from common.metrics import classification_metrics
 from common.runtime import set_seed
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
-from simulations.central import central_config, load_pair
+from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.text_encoder import TextEncoder
+from common.zero_shot import build_label_bank
+from simulations.central import CentralConfig, central_config, load_pair, rename_labels
 
 EPOCHS = {"small": 8, "default": 30, "full": 60}
 PATIENCE = 7
@@ -76,7 +84,18 @@ def run_supervised_baseline(
     model: str = "transformer",
 ) -> dict:
     config = central_config(budget, source=source, target=target, activities=activities, seed=seed)
+    return train_supervised(config, data_dir, out_dir, model)
+
+
+def train_supervised(
+    config: CentralConfig, data_dir: Path, out_dir: Path, model: str = "transformer"
+) -> dict:
+    """Cross-entropy on the source's labeled training users; scored on the target's held-out users."""
+    if model not in ("transformer", "cnn"):
+        raise DataError(f"supervised baseline '{model}' unknown; use transformer or cnn")
+    seed, budget = config.seed, config.budget
     set_seed(seed)
+    started = time.monotonic()
     splits = load_pair(config, data_dir)
     labels = splits["source_train"].label_names
     classifier: nn.Module = (
@@ -111,9 +130,178 @@ def run_supervised_baseline(
             "baseline": model,
             "source_val_accuracy": best_accuracy,
             "seed": seed,
+            "seconds": time.monotonic() - started,
             "config": config.resolved() | {"baseline": model, "epochs": EPOCHS[budget]},
         }
     )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+# ------------------------------------------------------------------------------------------------------------
+# NLS-HAR (Haresamudram et al., natural language supervision for HAR)
+#
+# CLIP-style training of the same sensor encoder against the frozen text encoder's embeddings of activity
+# sentences, on the source's labels only; zero-shot recognition by cosine similarity to each label's mean
+# sentence embedding. Three ways to write the sentences, as in the paper:
+#   base       the paper's one template, "This is wearable sensor data for a person engaged in {activity}"
+#   diverse    eight differently worded templates (the paper has an LLM write them; here they are fixed)
+#   knowledge  the diverse templates, each followed by one of the activity's knowledge descriptions
+#              (common.knowledge: general description, accelerometer/gyroscope patterns, body parts)
+# Every step draws a fresh sentence of its label for each window. Windows of the same label are positives of
+# each other (the paper's plain CLIP batches count them as negatives; this only helps the baseline). The
+# temperature is fixed at LanHAR's 0.07 instead of learned, and the text side has no projection head: the
+# sensor encoder maps into the text encoder's space, exactly like LanHAR's stage 2.
+
+NLS_VARIANTS = ("base", "diverse", "knowledge")
+NLS_BASE_TEMPLATE = "This is wearable sensor data for a person engaged in {activity}"
+NLS_TEMPLATES = (
+    NLS_BASE_TEMPLATE,
+    "A person is {activity} while wearing a motion sensor.",
+    "The accelerometer and gyroscope recorded someone {activity}.",
+    "Inertial measurements captured while a person was {activity}.",
+    "Body-worn sensor readings of a human {activity}.",
+    "A wearable device measured the movement of a person {activity}.",
+    "IMU signals of an individual who is {activity}.",
+    "Motion data of a subject during the activity: {activity}.",
+)
+# Label names that do not read as an activity inside a sentence.
+NLS_ACTIVITY_PHRASES = {
+    "upstairs": "walking upstairs",
+    "downstairs": "walking downstairs",
+    "stairs": "walking up and down stairs",
+}
+NLS_LR = 3e-4
+NLS_BATCH_SIZE = 64
+
+
+def nls_sentences(labels: list[str], variant: str) -> dict[str, list[str]]:
+    """The activity sentences of each label for an NLS-HAR variant."""
+    if variant not in NLS_VARIANTS:
+        raise DataError(f"NLS-HAR variant '{variant}' unknown; use one of {NLS_VARIANTS}")
+    sentences: dict[str, list[str]] = {}
+    for label in labels:
+        activity = NLS_ACTIVITY_PHRASES.get(label, label)
+        if variant == "base":
+            sentences[label] = [NLS_BASE_TEMPLATE.format(activity=activity)]
+        elif variant == "diverse":
+            sentences[label] = [template.format(activity=activity) for template in NLS_TEMPLATES]
+        else:
+            knowledge = describe_label(label, len(NLS_TEMPLATES))
+            sentences[label] = [
+                f"{template.format(activity=activity).rstrip('.')}. {description}"
+                for template, description in zip(NLS_TEMPLATES, knowledge, strict=True)
+            ]
+    return sentences
+
+
+def train_nls(
+    config: CentralConfig,
+    data_dir: Path,
+    out_dir: Path,
+    variant: str = "knowledge",
+    new_activities: list[str] | None = None,
+) -> dict:
+    """NLS-HAR on the source's labeled training users, zero-shot on the target's held-out users.
+
+    With `new_activities`, the held-out users' windows of those target activities are also scored among the
+    new labels only (their sentences are written the same way; the model never saw them).
+    """
+    set_seed(config.seed)
+    started = time.monotonic()
+    splits = load_pair(config, data_dir)
+    labels = splits["source_train"].label_names
+    vocabulary = load_vocabulary()
+    encoder = TextEncoder(config.text_encoder)
+    sentences = nls_sentences(labels, variant)
+    # One embedding matrix for all sentences; row lists per label.
+    flat = [sentence for label in labels for sentence in sentences[label]]
+    embeddings = torch.from_numpy(encoder.encode(flat))
+    rows_of_label, start = [], 0
+    for label in labels:
+        rows_of_label.append(torch.arange(start, start + len(sentences[label])))
+        start += len(sentences[label])
+    bank = build_label_bank(encoder, sentences)
+
+    model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=NLS_LR, weight_decay=0.01)
+    criterion = InfoNCELoss(config.temperature)
+    X = torch.from_numpy(splits["source_train"].X)
+    y = torch.from_numpy(splits["source_train"].y)
+    generator = torch.Generator().manual_seed(config.seed)
+    best, best_accuracy, waited, epochs_run = copy.deepcopy(model.state_dict()), -1.0, 0, 0
+    for _ in range(EPOCHS[config.budget]):
+        model.train()
+        for batch in torch.randperm(len(X), generator=generator).split(NLS_BATCH_SIZE):
+            if len(batch) < 2:
+                continue
+            # A fresh sentence of its label for every window (the text-side augmentation of NLS-HAR).
+            pick = [
+                rows_of_label[c][torch.randint(len(rows_of_label[c]), (1,), generator=generator)].item()
+                for c in y[batch].tolist()
+            ]
+            loss = criterion(model(X[batch]), embeddings[pick], same_group_mask(y[batch]))["loss"]
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+        epochs_run += 1
+        val = splits["source_val"]
+        accuracy = float(np.mean(bank.classify(encode_windows(model, val.X)) == val.y))
+        if accuracy > best_accuracy:
+            best, best_accuracy, waited = copy.deepcopy(model.state_dict()), accuracy, 0
+        else:
+            waited += 1
+            if waited >= PATIENCE:
+                break
+    model.load_state_dict(best)
+
+    held_out = splits["target_eval"]
+    predicted = bank.predict(encode_windows(model, held_out.X))
+    metrics = classification_metrics(held_out.labels(), predicted, labels, vocabulary.category)
+    if new_activities:
+        metrics["new_activities"] = _score_new_activities(
+            model, encoder, config, data_dir, held_out, new_activities, variant
+        )
+    metrics.update(
+        {
+            "baseline": f"nls-{variant}",
+            "source_val_accuracy": best_accuracy,
+            "epochs_run": epochs_run,
+            "sentences": sentences,
+            "seed": config.seed,
+            "seconds": time.monotonic() - started,
+            "config": config.resolved()
+            | {"baseline": f"nls-{variant}", "epochs": EPOCHS[config.budget], "lr": NLS_LR},
+        }
+    )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    return metrics
+
+
+def _score_new_activities(
+    model: SensorEncoder,
+    encoder: TextEncoder,
+    config: CentralConfig,
+    data_dir: Path,
+    held_out: WindowSet,
+    new_activities: list[str],
+    variant: str,
+) -> dict:
+    """Accuracy and top-3 among the new labels on the held-out users' windows of those activities."""
+    target = rename_labels(load_dataset(config.target, data_dir), config.merge_labels)
+    users = np.unique(held_out.user)
+    windows = target.subset(np.isin(target.user, users)).select_activities(new_activities)
+    bank = build_label_bank(encoder, nls_sentences(windows.label_names, variant))
+    scores = bank.scores(encode_windows(model, windows.X))
+    truth = windows.y  # an index into windows.label_names, the bank's label order
+    top3 = np.argsort(-scores, axis=1, kind="stable")[:, :3]
+    return {
+        "labels": windows.label_names,
+        "windows": len(windows),
+        "accuracy_among_new": float(np.mean(scores.argmax(axis=1) == truth)),
+        "top3_among_new": float(np.mean((top3 == truth[:, None]).any(axis=1))),
+        "chance": 1.0 / len(new_activities),
+    }

@@ -13,15 +13,14 @@ import json
 import logging
 import time
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from common.regeneration import RegenerationConfig
 
 from common.data import DataError, WindowSet, load_dataset, split_by_user
-from common.interpreters import make_interpreter
+from common.interpreters import SIMPLE_CATEGORIES, Interpreter, make_interpreter
 from common.labels import load_vocabulary
 from common.lanhar import (
     describe_labels,
@@ -31,6 +30,7 @@ from common.lanhar import (
     train_text_space,
 )
 from common.metrics import classification_metrics, plot_confusion
+from common.regeneration import RegenerationConfig
 from common.runtime import set_seed
 from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
 from common.text_encoder import TextEncoder
@@ -50,19 +50,36 @@ class CentralConfig:
     budget: str = "default"
     seed: int = 0
     interpreter: str = "rules"
-    text_encoder: str = "minilm"
+    simple_prompt: bool = False  # rules interpreter: report SIMPLE_CATEGORIES only (ablation w/o IGP)
+    text_encoder: str = "minilm"  # "minilm" (packaged) or any Hugging Face name / model directory
     descriptions_per_label: int = 6
     regeneration: bool = True
+    # Labels renamed before the activities are selected, e.g. {"upstairs": "stairs", "downstairs": "stairs"}
+    # for pairs with wisdm_phone, whose single "stairs" class mixes going up and going down.
+    merge_labels: dict[str, str] = field(default_factory=dict)
     source_eval_fraction: float = 0.2  # source users held out for stage-1/2 validation
     target_eval_fraction: float = 0.5  # target users held out for evaluation (never trained on)
     max_windows_per_class: int = 0  # 0 = all; budgets cap it to bound interpretation + stage-2 time
-    stage1_steps: int = 150
+    stage1_steps: int = 150  # 0 = no text-encoder training: the pretrained encoder as is (ablation w/o TTE)
     stage1_batch_size: int = 32
     stage1_lr: float = 2e-5
+    text_alpha: float = 0.5  # weight of the category subtasks ca1 + ca2 + ca3 (0 and 0: ablation w/o STE)
+    text_beta: float = 0.1  # weight of the reconstruction subtask
     stage2_epochs: int = 30
     stage2_batch_size: int = 64
     stage2_lr: float = 3e-4
     temperature: float = 0.07
+
+    def __post_init__(self) -> None:
+        if self.stage1_steps < 0 or self.stage2_epochs < 1:
+            raise DataError(
+                f"stage1_steps must be >= 0 and stage2_epochs >= 1, got {self.stage1_steps} and "
+                f"{self.stage2_epochs}"
+            )
+        if self.simple_prompt and self.interpreter != "rules":
+            raise DataError(
+                f"simple_prompt is implemented for the rules interpreter, not '{self.interpreter}'"
+            )
 
     def resolved(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -95,6 +112,36 @@ def central_config(budget: str = "default", config_file: Path | None = None, **o
     return CentralConfig(**values)
 
 
+def text_train_config(config: CentralConfig) -> TextTrainConfig | None:
+    """Stage-1 settings of a run; None when the run keeps the pretrained text encoder (stage1_steps = 0)."""
+    if config.stage1_steps == 0:
+        return None
+    return TextTrainConfig(
+        max_steps=config.stage1_steps,
+        batch_size=config.stage1_batch_size,
+        lr=config.stage1_lr,
+        temperature=config.temperature,
+        alpha=config.text_alpha,
+        beta=config.text_beta,
+        seed=config.seed,
+    )
+
+
+def central_interpreter(config: CentralConfig) -> Interpreter:
+    if config.simple_prompt:
+        return make_interpreter(config.interpreter, categories=SIMPLE_CATEGORIES)
+    return make_interpreter(config.interpreter)
+
+
+def rename_labels(ws: WindowSet, mapping: dict[str, str]) -> WindowSet:
+    """The same windows with labels renamed by `mapping`; several names may merge into one."""
+    if not mapping:
+        return ws
+    names = list(dict.fromkeys(mapping.get(name, name) for name in ws.label_names))
+    old_to_new = np.array([names.index(mapping.get(name, name)) for name in ws.label_names] + [-1])
+    return dataclasses.replace(ws, y=old_to_new[ws.y], label_names=names)  # y == -1 stays -1
+
+
 def _cap_per_class(ws: WindowSet, cap: int, seed: int) -> WindowSet:
     """Keep at most `cap` windows per class, taking whole recordings first-come (no random window picking)."""
     if cap <= 0:
@@ -114,8 +161,8 @@ def _cap_per_class(ws: WindowSet, cap: int, seed: int) -> WindowSet:
 
 def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
     """Source train/val and target train/eval windows of the run's activities (those each set has)."""
-    source = load_dataset(config.source, data_dir)
-    target = load_dataset(config.target, data_dir)
+    source = rename_labels(load_dataset(config.source, data_dir), config.merge_labels)
+    target = rename_labels(load_dataset(config.target, data_dir), config.merge_labels)
     activities = [a for a in config.activities if a in source.label_names and a in target.label_names]
     if len(activities) < 2:
         raise DataError(
@@ -143,7 +190,7 @@ def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress
     splits = load_pair(config, data_dir)
     activities = splits["source_train"].label_names
     vocabulary = load_vocabulary()
-    interpreter = make_interpreter(config.interpreter)
+    interpreter = central_interpreter(config)
     encoder = TextEncoder(config.text_encoder)
 
     source = interpret_windows(splits["source_train"], interpreter, activities)
@@ -153,22 +200,18 @@ def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress
     descriptions = describe_labels(interpreter, activities, config.descriptions_per_label)
     t_interpret = time.monotonic() - t0
 
-    text_config = TextTrainConfig(
-        max_steps=config.stage1_steps,
-        batch_size=config.stage1_batch_size,
-        lr=config.stage1_lr,
-        temperature=config.temperature,
-        seed=config.seed,
-    )
-    stage1 = train_text_space(
-        encoder,
-        source.texts,
-        splits["source_train"].labels(),
-        descriptions,
-        vocabulary,
-        text_config,
-        progress=progress,
-    )
+    text_config = text_train_config(config)
+    stage1: dict = {"skipped": "stage1_steps = 0: the pretrained text encoder is used as is"}
+    if text_config is not None:
+        stage1 = train_text_space(
+            encoder,
+            source.texts,
+            splits["source_train"].labels(),
+            descriptions,
+            vocabulary,
+            text_config,
+            progress=progress,
+        )
     t_stage1 = time.monotonic() - t0 - t_interpret
 
     # Stage 2: every window with an interpretation, labeled or not; target labels are never read here.
@@ -196,6 +239,8 @@ def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress
         "source": config.source,
         "target": config.target,
         "activities": activities,
+        "merge_labels": config.merge_labels,
+        "simple_prompt": config.simple_prompt,
         "source_train_users": sorted(set(splits["source_train"].user.tolist())),
         "source_val_users": sorted(set(splits["source_val"].user.tolist())),
         "target_train_users": sorted(set(splits["target_train"].user.tolist())),
@@ -254,7 +299,7 @@ def evaluate_central(
     known = list(split["activities"])
     new_activities = [vocabulary.canonical(a) for a in (new_activities or [])]
 
-    data = load_dataset(target, data_dir)
+    data = rename_labels(load_dataset(target, data_dir), split.get("merge_labels", {}))
     if target == split["target"]:
         data = data.subset(np.flatnonzero(np.isin(data.user, split["target_eval_users"])))
         evaluated_on = f"held-out users {split['target_eval_users']} of '{target}'"
@@ -267,7 +312,10 @@ def evaluate_central(
     if missing:
         raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
 
-    interpreter = make_interpreter(interpreter_kind)
+    if split.get("simple_prompt", False):  # the text path must read the texts the model was trained on
+        interpreter = make_interpreter(interpreter_kind, categories=SIMPLE_CATEGORIES)
+    else:
+        interpreter = make_interpreter(interpreter_kind)
     unseen = [a for a in new_activities if a not in descriptions]
     if unseen:
         descriptions.update(describe_labels(interpreter, unseen, len(next(iter(descriptions.values())))))

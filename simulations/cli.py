@@ -1,4 +1,4 @@
-"""The `fedlanhar` command: data, interpret, train, evaluate, export, baseline, bench.
+"""The `fedlanhar` command: data, interpret, train, evaluate, export, baseline, experiment, bench.
 
 Every command that produces results writes `<out>/metrics.json` (values + the resolved config + seed) and its
 artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2.
@@ -166,6 +166,23 @@ def cmd_baseline(args: argparse.Namespace) -> None:
     _print_metrics(metrics, ("accuracy", "macro_f1", "category_accuracy"))
 
 
+def cmd_experiment(args: argparse.Namespace) -> None:
+    from simulations.experiments import run_experiment
+
+    started = time.monotonic()
+    run_experiment(
+        args.protocol,
+        Path(args.data_dir),
+        args.budget,
+        Path(args.out),
+        config_file=Path(args.config) if args.config else None,
+        pairs=args.pairs,
+        command="fedlanhar " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["experiment"] else "",
+    )
+    seconds = time.monotonic() - started
+    print(f"{args.protocol}: report.md, results.json and figures in {args.out} ({seconds:.0f} s)")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from simulations.bench import run_core_benchmark
 
@@ -234,6 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_baseline)
+
+    from simulations.experiments import PROTOCOLS  # light: the protocols import their heavy parts lazily
+
+    p = with_data(
+        sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
+    )
+    p.add_argument("protocol", choices=list(PROTOCOLS))
+    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument(
+        "--config", default=None, help="settings TOML (default: configs/experiments/<protocol>.toml)"
+    )
+    p.add_argument("--pairs", default=None, help="source:target pairs, comma-separated, or 'all'")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=cmd_experiment)
 
     p = with_data(sub.add_parser("bench", help="core benchmark: interpretation, training, export"))
     p.add_argument("--out", required=True)

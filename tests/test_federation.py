@@ -10,6 +10,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
@@ -17,7 +18,7 @@ from flwr.simulation import run_simulation
 
 from client.client_app import app as client_app
 from common.run_config import FederationConfig
-from server.federation import run_federation
+from server.federation import InjectedCrash, run_federation
 
 WINDOW_SHAPE = [120, 6]
 
@@ -110,3 +111,71 @@ def test_raw_prompt_mode_uploads_windows_and_says_so(tmp_path):
     )
     assert metrics["uploaded_fields"]["summaries"]["features.windows"][-2:] == WINDOW_SHAPE
     assert metrics["config"]["raw-prompt-mode"] is True
+
+
+def run_expecting_crash(config: FederationConfig, num_clients: int) -> None:
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        with pytest.raises(InjectedCrash):
+            run_federation(grid, config, Path(config.out_dir))
+
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=num_clients,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+
+
+@pytest.mark.slow
+def test_failures_are_survived_and_a_crashed_run_resumes_to_the_same_result(tmp_path):
+    """30% injected client failures: rounds still complete. Crash after round 2 + resume == uninterrupted."""
+    faulty = dict(num_server_rounds=3, new_activities_round=3, failure_rate=0.3, min_replies_fraction=0.3)
+    uninterrupted = run_in_process(small_config(tmp_path / "whole", **faulty), num_clients=3)
+    assert uninterrupted["failures"], "30% failure injection produced no failure"
+    assert any("injected" in f["reason"] for f in uninterrupted["failures"])
+    for record in uninterrupted["rounds"]:
+        assert math.isfinite(record["accuracy"]) and math.isfinite(record["macro_f1"])
+    assert any(r["clients_trained"] < r["clients_sampled"] for r in uninterrupted["rounds"])
+
+    crashed_dir = tmp_path / "crashed"
+    run_expecting_crash(small_config(crashed_dir, crash_after_round=2, **faulty), num_clients=3)
+    assert not (crashed_dir / "metrics.json").exists() and (crashed_dir / "checkpoint" / "state.pkl").exists()
+    resumed = run_in_process(small_config(crashed_dir, resume=True, **faulty), num_clients=3)
+
+    assert resumed["resumed_after_round"] == 2
+    assert [r["round"] for r in resumed["rounds"]] == [1, 2, 3]
+    for key in ("accuracy", "macro_f1", "category_accuracy", "new_activity_accuracy"):
+        assert resumed[key] == pytest.approx(uninterrupted[key], abs=1e-6), key
+    assert resumed["rounds"][-1]["confusion"] == uninterrupted["rounds"][-1]["confusion"]
+
+
+@pytest.mark.slow
+def test_central_dp_clips_and_noises_the_aggregated_update(tmp_path):
+    clip, sigma, clients = 0.05, 2.0, 2
+    metrics = run_in_process(
+        small_config(
+            tmp_path,
+            num_server_rounds=1,
+            new_activities="",
+            dp_mode="central",
+            dp_clipping_norm=clip,
+            dp_noise_multiplier=sigma,
+            sensor_width=32,
+        ),
+        num_clients=clients,
+    )
+    parameters = sum(
+        int(np.prod(shape))
+        for shape in metrics["uploaded_fields"]["train"].values()
+        if isinstance(shape, list)
+    )
+    # Clipped updates average to a norm <= clip; the server's Gaussian noise (std sigma*clip/n per
+    # coordinate) has norm ~ sigma*clip/n*sqrt(P), far larger here: the observed change must match it.
+    expected_noise = sigma * clip / clients * math.sqrt(parameters)
+    observed = metrics["rounds"][0]["update_norm"]
+    assert expected_noise * 0.9 - clip <= observed <= expected_noise * 1.1 + clip
+    assert metrics["privacy"]["dp_mode"] == "central"
+    assert metrics["privacy"]["epsilon_spent"] > 0

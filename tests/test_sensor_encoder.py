@@ -112,6 +112,7 @@ def test_positions_are_sinusoidal_and_not_in_the_state_dict() -> None:
     assert "positions" not in model.state_dict()  # recomputed from the config, never sent to clients
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*non-constant submodule")
 def test_torchscript_gives_the_same_embeddings() -> None:
     model = SensorEncoder(SMALL).eval()
     scripted = torch.jit.script(model)

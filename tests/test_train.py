@@ -78,7 +78,8 @@ def test_text_training_reports_every_term_and_the_budget(tiny_text_encoder_dir: 
     assert history["unique_pairs"] == 8 and history["num_texts"] == 24
     assert history["num_descriptions"] == 12
     assert history["categories"] == ["locomotion", "static"]
-    assert history["sensor_tokens"]["max"] <= 8 and history["sensor_tokens"]["cut"] >= 1
+    assert history["token_lengths"]["sensor"]["max"] <= 8 and history["token_lengths"]["sensor"]["cut"] >= 1
+    assert history["token_lengths"]["description"]["max"] <= 8
     assert 10 < history["decoder_vocab"] < 200  # compact decoder vocabulary, not the 30k WordPiece one
     assert min(history["re"]) > 0 and min(history["ca1"]) > 0
     assert not encoder.training
@@ -103,6 +104,19 @@ def test_text_training_lowers_the_text_path_loss(tiny_text_encoder_dir: Path) ->
     config = TextTrainConfig(max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0)
     train_text_encoder(encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False)
     assert text_path_cross_entropy(encoder, texts, labels) < 0.7 * before
+
+
+def test_trainable_layers_freezes_the_bottom_of_the_encoder(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
+    encoder = TextEncoder(tiny_text_encoder_dir)
+    bottom = copy.deepcopy(encoder.model.encoder.layer[0].state_dict())
+    top = copy.deepcopy(encoder.model.encoder.layer[1].state_dict())
+    texts, labels = labeled_texts(repeats=1)
+    config = TextTrainConfig(max_steps=2, batch_size=8, lr=1e-3, trainable_layers=1, warmup_fraction=0.0)
+    train_text_encoder(encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False)
+    for name, value in encoder.model.encoder.layer[0].state_dict().items():
+        assert torch.equal(value, bottom[name]), name
+    assert any(not torch.equal(v, top[k]) for k, v in encoder.model.encoder.layer[1].state_dict().items())
+    assert all(p.requires_grad for p in encoder.parameters())  # handed back fully trainable
 
 
 def test_text_training_rejects_inconsistent_inputs(tiny_text_encoder_dir: Path) -> None:  # noqa: F811

@@ -1,0 +1,57 @@
+"""Client-side privacy and fault knobs, configured from the run config at message time (not at import).
+
+- `privacy_mod`: a Flower mod on the train handler. dp-mode "central" applies Flower's `fixedclipping_mod`
+  (the update is clipped to dp-clipping-norm; the server adds the noise), "local" applies Flower's
+  `LocalDpMod` (clip + Gaussian noise on the device before upload), "none" passes through.
+- `perturb_summaries`: optional Gaussian noise on the uploaded analysis features (summary-noise).
+- `maybe_fail`: injected failures for fault studies (failure-rate), reproducible per seed, round and client.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flwr.app import Context, Message
+from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
+
+from common.run_config import FederationConfig
+
+
+class InjectedFailure(RuntimeError):
+    """A client failure injected on purpose (run config `failure-rate`)."""
+
+
+def privacy_mod(config_of, msg: Message, context: Context, call_next) -> Message:
+    """Dispatch to Flower's DP mods by the run's dp-mode. `config_of(context)` gives the FederationConfig."""
+    config: FederationConfig = config_of(context)
+    if config.dp_mode == "central":
+        return fixedclipping_mod(msg, context, call_next)
+    if config.dp_mode == "local":
+        local_dp = LocalDpMod(
+            clipping_norm=config.dp_clipping_norm,
+            sensitivity=config.dp_clipping_norm,
+            epsilon=config.dp_epsilon,
+            delta=config.dp_delta,
+        )
+        return local_dp(msg, context, call_next)
+    return call_next(msg, context)
+
+
+def perturb_summaries(features: np.ndarray, relative_std: float, seed: int) -> np.ndarray:
+    """features * (1 + N(0, relative_std)): each value blurred in proportion to its size, units kept.
+
+    A privacy *knob* for studies, not a formal DP guarantee (there is no bounded sensitivity here).
+    """
+    if relative_std <= 0:
+        return features
+    rng = np.random.default_rng(seed)
+    return (features * (1.0 + relative_std * rng.standard_normal(features.shape))).astype(np.float32)
+
+
+def maybe_fail(config: FederationConfig, phase: str, server_round: int, partition_id: int) -> None:
+    if config.failure_rate <= 0:
+        return
+    rng = np.random.default_rng([config.seed, server_round, partition_id, len(phase)])
+    if rng.random() < config.failure_rate:
+        raise InjectedFailure(
+            f"injected {phase} failure (failure-rate {config.failure_rate}) round {server_round}"
+        )

@@ -1,0 +1,317 @@
+"""Centralised vs federated on the same split, and how the federation fares under three client partitionings.
+
+Per pair: the server holds the labeled source, `num_clients` clients share the target's windows (as
+recorded: device type "native"), each client's windows split in time into unlabeled training windows and
+held-out evaluation windows (simulations/partition.py).
+
+    stage 1        one text encoder per pair (the server's stage 1), shared by every run below
+    source only    the server's pre-trained sensor encoder, before any target window is used
+    centralised    that encoder trained further on all clients' training windows pooled in one place, for as
+                   many epochs as a client trains in total (rounds x local epochs)
+    federated      a real Flower simulation (server/federation.py, client/client_app.py, Ray), one per
+                   partitioning: by-user, iid, dirichlet (label skew)
+All of them are scored on exactly the same windows: the union of the clients' held-out windows (the
+partitions move whole recordings and the time split is per recording, so it does not depend on them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from client.device_client import window_summaries
+from common.data import DataError, WindowSet, load_dataset
+from common.lanhar import sensor_context
+from common.metrics import classification_metrics
+from common.run_config import PARTITIONINGS, FederationConfig
+from common.runtime import set_seed
+from common.sensor_encoder import encode_windows
+from common.train import SensorTrainConfig, train_sensor_encoder
+from server.cloud import Cloud
+from simulations.experiments.report import (
+    Report,
+    configuration_section,
+    grouped_bars,
+    setup_section,
+    write_report,
+    write_results,
+)
+from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs
+from simulations.partition import NATIVE_DEVICE, split_in_time
+
+
+@dataclass
+class Settings:
+    pairs: tuple[str, ...] = ("uci:dsads_torso",)
+    partitionings: tuple[str, ...] = PARTITIONINGS
+    num_clients: int = 8
+    rounds: int = 5
+    local_epochs: int = 3
+    strategy: str = "fedavg"
+    dirichlet_alpha: float = 0.5
+    client_eval_fraction: float = 0.3
+    seed: int = 0
+    # CentralConfig fields over the budget preset; used: stage1_steps, stage2_epochs (the server's
+    # pre-training epochs), stage1_batch_size, stage2_batch_size, stage2_lr, temperature, text_encoder.
+    central: dict[str, Any] = field(default_factory=dict)
+
+
+def federation_config(
+    settings: Settings, pair: Pair, experiment: Experiment, **overrides
+) -> FederationConfig:
+    """The run config of one federated run (also what the centralised run reproduces)."""
+    if pair.merges_stairs:
+        raise DataError(
+            f"federated: pair {pair.label} needs wisdm_phone's stairs merge, which the federation does not "
+            "do; use pairs among uci, dsads_torso, dsads_rightleg"
+        )
+    central = pair_config(pair, experiment.budget, settings.central, settings.seed)
+    if central.stage1_steps < 1:
+        raise DataError("federated: stage1_steps must be >= 1 (the server trains stage 1 once per pair)")
+    values = dict(
+        num_server_rounds=settings.rounds,
+        seed=settings.seed,
+        data_dir=str(Path(experiment.data_dir).resolve()),
+        source=pair.source,
+        activities=",".join(pair.activities),
+        new_activities="",
+        text_encoder=central.text_encoder,
+        stage1_steps=central.stage1_steps,
+        stage1_batch_size=central.stage1_batch_size,
+        server_pretrain_epochs=central.stage2_epochs,
+        clients_data=pair.target,
+        device_types=NATIVE_DEVICE,
+        partitioning="by-user",
+        dirichlet_alpha=settings.dirichlet_alpha,
+        client_eval_fraction=settings.client_eval_fraction,
+        local_epochs=settings.local_epochs,
+        batch_size=central.stage2_batch_size,
+        learning_rate=central.stage2_lr,
+        temperature=central.temperature,
+        strategy=settings.strategy,
+        min_available_nodes=settings.num_clients,
+        min_train_nodes=min(2, settings.num_clients),
+    )
+    values.update(overrides)
+    config = FederationConfig(**values)
+    config.validate()
+    return config
+
+
+def pooled_client_windows(config: FederationConfig) -> tuple[WindowSet, WindowSet]:
+    """All clients' training and held-out windows, pooled: the same windows whatever the partitioning."""
+    windows = load_dataset(config.clients_data, config.data_dir)
+    windows = windows.select_activities([a for a in config.activity_list if a in windows.label_names])
+    return split_in_time(windows, config.client_eval_fraction)
+
+
+def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
+    """Stage 1 (saved to out_dir/text_encoder for the federated runs), then the source-only and centralised
+    scores, all with the server's own code path (server/cloud.py)."""
+    started = time.monotonic()
+    set_seed(config.seed)
+    cloud = Cloud(config, out_dir)
+    cloud.train_text_space()  # writes out_dir / "text_encoder"
+    model, _ = cloud.pretrain_sensor_encoder()
+    train, held_out = pooled_client_windows(config)
+    bank = cloud.label_bank(config.activity_list)
+
+    def score(name: str) -> dict[str, Any]:
+        predicted = bank.predict(encode_windows(model, held_out.X))
+        metrics = classification_metrics(held_out.labels(), predicted, bank.labels, cloud.vocabulary.category)
+        return {
+            "setting": name,
+            **{k: metrics[k] for k in ("accuracy", "macro_f1", "category_accuracy", "n")},
+        }
+
+    source_only = score("source only")
+    # The targets the server computes from uploaded summaries, for all clients' windows at once.
+    targets, _ = cloud.targets_for(window_summaries(train), sensor_context(train, config.activity_list))
+    sensor_config = SensorTrainConfig(
+        epochs=config.num_server_rounds * config.local_epochs,
+        batch_size=config.batch_size,
+        lr=config.learning_rate,
+        temperature=config.temperature,
+        seed=config.seed,
+    )
+    history = train_sensor_encoder(model, train.X, targets, sensor_config, progress=False)
+    centralised = score("centralised") | {"epochs": history["epochs_run"], "train_windows": len(train)}
+    return {
+        "source_only": source_only,
+        "centralised": centralised,
+        "text_encoder_path": str(out_dir / "text_encoder"),
+        "seconds": time.monotonic() - started,
+    }
+
+
+def run_federated(config: FederationConfig, num_clients: int) -> dict[str, Any]:
+    """A Flower simulation in this process (Ray workers for the clients); returns its metrics.json."""
+    from flwr.app import Context
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.simulation import run_simulation
+
+    from client.client_app import app as client_app
+    from server.federation import run_federation
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:  # run_simulation passes an empty run config
+        set_seed(config.seed)  # as server/server_app.py: the same initial sensor encoder as centralised
+        run_federation(grid, config, Path(config.out_dir))
+
+    started = time.monotonic()
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=num_clients,
+        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+    )
+    metrics_path = Path(config.out_dir) / "metrics.json"
+    if not metrics_path.exists():
+        raise RuntimeError(f"federated run wrote no {metrics_path}; see the log above")
+    metrics = json.loads(metrics_path.read_text())
+    return metrics | {"wall_seconds": time.monotonic() - started}
+
+
+def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
+    unknown = [p for p in settings.partitionings if p not in PARTITIONINGS]
+    if unknown:
+        raise DataError(f"federated partitionings: unknown {unknown}; known: {list(PARTITIONINGS)}")
+    pairs = parse_pairs(settings.pairs)
+    records: list[dict[str, Any]] = []
+    for pair in pairs:
+        base = federation_config(settings, pair, experiment)
+        central_dir = experiment.run_dir(pair.name, "centralised")
+        central = run_centralised(base, central_dir)
+        shared = {"text_encoder_path": central["text_encoder_path"]}  # every federated run loads stage 1
+        for setting in ("source_only", "centralised"):
+            records.append({"pair": pair.label, **central[setting], "config": base.as_dict()})
+        print(
+            f"[federated] {pair.label:18s} source only {central['source_only']['accuracy']:.3f}  "
+            f"centralised {central['centralised']['accuracy']:.3f}  ({central['seconds']:.0f} s)",
+            flush=True,
+        )
+        write_results(experiment, settings, {"runs": records})
+        for partitioning in settings.partitionings:
+            out_dir = experiment.run_dir(pair.name, f"federated-{partitioning}")
+            config = federation_config(
+                settings,
+                pair,
+                experiment,
+                partitioning=partitioning,
+                out_dir=str(out_dir.resolve()),
+                **shared,
+            )
+            metrics = run_federated(config, settings.num_clients)
+            records.append(
+                {
+                    "pair": pair.label,
+                    "setting": f"federated, {partitioning}",
+                    "partitioning": partitioning,
+                    "accuracy": metrics["accuracy"],
+                    "macro_f1": metrics["macro_f1"],
+                    "category_accuracy": metrics["category_accuracy"],
+                    "n": metrics["rounds"][-1]["num_windows"],
+                    "rounds": [
+                        {
+                            k: r.get(k)
+                            for k in ("round", "accuracy", "macro_f1", "train_loss", "clients_trained")
+                        }
+                        for r in metrics["rounds"]
+                    ],
+                    "failures": metrics["failures"],
+                    "traffic": metrics["traffic"],
+                    "seconds": metrics["wall_seconds"],
+                    "config": config.as_dict(),
+                }
+            )
+            print(
+                f"[federated] {pair.label:18s} {partitioning:10s} accuracy {metrics['accuracy']:.3f}  "
+                f"macro-F1 {metrics['macro_f1']:.3f}  ({metrics['wall_seconds']:.0f} s)",
+                flush=True,
+            )
+            write_results(experiment, settings, {"runs": records})
+    results = {"runs": records}
+    write_results(experiment, settings, results)
+    write_report(experiment, build_report(experiment, settings, pairs, records))
+    return results
+
+
+def build_report(
+    experiment: Experiment, settings: Settings, pairs: list[Pair], records: list[dict]
+) -> Report:
+    report = Report(
+        "Centralised vs federated, and client partitionings",
+        "The same pair, stage-1 text encoder, held-out windows and training budget, with the target's "
+        "unlabeled windows pooled on one machine (centralised) or spread over Flower clients that never "
+        "share them (federated: only signal summaries and model updates leave a client).",
+    )
+    setup_section(
+        report,
+        experiment,
+        settings,
+        [
+            f"pairs: {', '.join(p.label for p in pairs)}; {settings.num_clients} clients, {settings.rounds} "
+            f"rounds x {settings.local_epochs} local epochs, strategy {settings.strategy}, Dirichlet alpha "
+            f"{settings.dirichlet_alpha}, {settings.client_eval_fraction:.0%} of each recording held out",
+        ],
+    )
+    report.section("Results")
+    report.table(
+        ["pair", "setting", "accuracy", "macro-F1", "category acc.", "held-out windows", "seconds"],
+        [
+            [
+                r["pair"],
+                r["setting"],
+                r["accuracy"],
+                r["macro_f1"],
+                r["category_accuracy"],
+                r["n"],
+                r.get("seconds"),
+            ]
+            for r in records
+        ],
+    )
+    federated = [r for r in records if "partitioning" in r]
+    if federated:
+        report.paragraph("Federated accuracy per round:")
+        rounds = max(len(r["rounds"]) for r in federated)
+        report.table(
+            ["pair", "partitioning", *(f"round {i + 1}" for i in range(rounds)), "failures"],
+            [
+                [r["pair"], r["partitioning"], *(x["accuracy"] for x in r["rounds"]), len(r["failures"])]
+                for r in federated
+            ],
+        )
+    report.section("Figures")
+    groups = [p.label for p in pairs]
+    settings_names = list(dict.fromkeys(r["setting"] for r in records))
+    by_key = {(r["pair"], r["setting"]): r for r in records}
+    figure = grouped_bars(
+        experiment.out_dir / "federated_scores.png",
+        groups,
+        {
+            title: {name: [by_key.get((g, name), {}).get(key) for g in groups] for name in settings_names}
+            for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+        },
+    )
+    report.figure(
+        figure, "Source only, centralised and federated (per partitioning) on the same held-out windows."
+    )
+    report.section("Notes")
+    report.bullets(
+        [
+            "Centralised = the federated protocol with one client holding every client's windows: same "
+            "server pre-training, same targets, rounds x local epochs of training.",
+            "Scale (wall time per round and memory at 10, 100, 1000 clients) is measured by "
+            "`python -m simulations.federated_bench` (real `flwr run .`); the core's speed and size by "
+            "`fedlanhar bench`. Not repeated here.",
+            f"The whole experiment took {experiment.elapsed():.0f} s.",
+        ]
+    )
+    configuration_section(report, experiment, settings)
+    return report

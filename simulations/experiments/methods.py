@@ -1,0 +1,118 @@
+"""Run one method on one source->target pair and return one uniform record.
+
+Every method is scored on the same windows: the target's held-out users of `simulations.central.load_pair`
+(LanHAR's stage 2 sees the other target users' windows, unlabeled; the baselines never see the target).
+
+    record = run_method("lanhar", config, data_dir, out_dir)
+    record["accuracy"], record["macro_f1"], record["category_accuracy"], record["seconds"], record["config"]
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from common.data import DataError
+from simulations.baselines import NLS_VARIANTS, train_nls, train_supervised
+from simulations.central import CentralConfig, evaluate_central, train_central
+
+SUPERVISED = ("transformer", "cnn")
+NLS = tuple(f"nls-{variant}" for variant in NLS_VARIANTS)
+METHODS = ("lanhar", *SUPERVISED, *NLS)
+METHOD_NAMES = {
+    "lanhar": "LanHAR",
+    "transformer": "Transformer (supervised)",
+    "cnn": "1D-CNN (supervised)",
+    "nls-base": "NLS-HAR (template)",
+    "nls-diverse": "NLS-HAR (diverse templates)",
+    "nls-knowledge": "NLS-HAR (templates + knowledge)",
+}
+# Keys of classification_metrics (common/metrics.py) carried into every record.
+SCORES = ("accuracy", "macro_f1", "category_accuracy", "n", "labels", "confusion", "per_class")
+
+
+def check_methods(methods: tuple[str, ...] | list[str], where: str) -> None:
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise DataError(f"{where}: unknown methods {unknown}; known: {list(METHODS)}")
+
+
+def run_method(
+    method: str,
+    config: CentralConfig,
+    data_dir: Path,
+    out_dir: Path,
+    new_activities: list[str] | None = None,
+    keep_models: bool = False,
+) -> dict[str, Any]:
+    """Train `method` on the pair of `config`, score it; `new_activities` also scores those target labels."""
+    started = time.monotonic()
+    if method == "lanhar":
+        record = _run_lanhar(config, data_dir, out_dir, new_activities, keep_models)
+    elif method in SUPERVISED:
+        metrics = train_supervised(config, data_dir, out_dir, method)
+        record = {key: metrics[key] for key in SCORES} | {
+            "source_val_accuracy": metrics["source_val_accuracy"]
+        }
+    elif method in NLS:
+        metrics = train_nls(config, data_dir, out_dir, method.removeprefix("nls-"), new_activities)
+        record = {key: metrics[key] for key in SCORES} | {
+            "source_val_accuracy": metrics["source_val_accuracy"],
+            "new_activities": metrics.get("new_activities"),
+        }
+    else:
+        raise DataError(f"method '{method}' unknown; known: {list(METHODS)}")
+    return {
+        "method": method,
+        "source": config.source,
+        "target": config.target,
+        **record,
+        "seconds": time.monotonic() - started,
+        "out_dir": str(out_dir),
+        "config": config.resolved(),
+    }
+
+
+def _run_lanhar(
+    config: CentralConfig,
+    data_dir: Path,
+    out_dir: Path,
+    new_activities: list[str] | None,
+    keep_models: bool,
+) -> dict[str, Any]:
+    model_dir = out_dir / "model"
+    training = train_central(config, data_dir, model_dir, progress=False)
+    evaluation = evaluate_central(
+        model_dir,
+        data_dir,
+        config.target,
+        out_dir / "eval",
+        new_activities=new_activities,
+        interpreter_kind=config.interpreter,
+        seed=config.seed,
+    )
+    if not keep_models:  # the fine-tuned text encoder is ~90 MB per run; the sensor model and bank stay
+        shutil.rmtree(model_dir / "text_encoder", ignore_errors=True)
+    record = {key: evaluation[key] for key in SCORES}
+    record.update(
+        {
+            "text_path_accuracy": evaluation["text_path_accuracy"],
+            "source_val_accuracy": training["source_val"]["accuracy"],
+            "train_seconds": training["seconds"],
+            "distinct_interpretations": training["distinct_interpretations"],
+            "regeneration": training["regeneration"],
+            "windows": training["windows"],
+        }
+    )
+    if new_activities:
+        record["new_activities"] = {
+            "labels": evaluation["new_activities"],
+            "windows": evaluation["new_activity_windows"],
+            "accuracy_among_new": evaluation["new_activity_accuracy"],
+            "top3_among_new": evaluation["new_activity_top3"],
+            "accuracy_full_bank": evaluation["new_activity_accuracy_full_bank"],
+            "chance": evaluation["new_activity_chance"],
+        }
+    return record

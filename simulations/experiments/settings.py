@@ -1,0 +1,195 @@
+"""What every protocol shares: the data sets, source->target pairs and their label space, settings files.
+
+A protocol's settings are a dataclass with explicit defaults, filled from one TOML file
+(configs/experiments/<protocol>.toml, or `--config FILE`):
+
+    pairs = ["uci:dsads_torso", "dsads_torso:uci"]   # or ["all"]: every ordered pair of DATASETS
+    seed = 0
+    [central]           # CentralConfig fields on top of the --budget preset (simulations/central.py)
+    stage1_steps = 150
+    [small]             # optional: settings replacing the above with --budget small (also: default, full)
+    rounds = 2
+
+Precedence: dataclass default < top level of the file < the table named after the budget < `--pairs`.
+Unknown keys are errors naming the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from common.data import DataError
+from simulations.central import BUDGETS, CentralConfig, central_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO / "configs" / "experiments"
+
+DATASETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")
+COMMON_ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting")
+# wisdm_phone has one "stairs" class that mixes going up and going down. Pairs with it compare in a 3-class
+# space: the other set's upstairs and downstairs become "stairs" (as baselines.md's 3-class variant).
+MIXED_STAIRS_DATASETS = ("wisdm_phone",)
+STAIRS_MERGE = {"upstairs": "stairs", "downstairs": "stairs"}
+MERGED_ACTIVITIES = ("walking", "stairs", "sitting")
+SHORT_NAMES = {"uci": "uci", "wisdm_phone": "wisdm", "dsads_torso": "dsads-t", "dsads_rightleg": "dsads-rl"}
+
+
+@dataclass(frozen=True)
+class Pair:
+    source: str
+    target: str
+
+    @property
+    def name(self) -> str:
+        """File-system friendly: "uci-dsads_torso"."""
+        return f"{self.source}-{self.target}"
+
+    @property
+    def label(self) -> str:
+        """For tables: "uci→dsads-t"."""
+        return f"{SHORT_NAMES.get(self.source, self.source)}→{SHORT_NAMES.get(self.target, self.target)}"
+
+    @property
+    def merges_stairs(self) -> bool:
+        return self.source in MIXED_STAIRS_DATASETS or self.target in MIXED_STAIRS_DATASETS
+
+    @property
+    def activities(self) -> tuple[str, ...]:
+        return MERGED_ACTIVITIES if self.merges_stairs else COMMON_ACTIVITIES
+
+    @property
+    def merge_labels(self) -> dict[str, str]:
+        return dict(STAIRS_MERGE) if self.merges_stairs else {}
+
+
+def all_pairs() -> list[Pair]:
+    return [Pair(s, t) for s in DATASETS for t in DATASETS if s != t]
+
+
+def parse_pairs(items: str | list[str] | tuple[str, ...]) -> list[Pair]:
+    """ "a:b,c:d" or a list of "a:b"; "all" = every ordered pair of DATASETS."""
+    if isinstance(items, str):
+        items = items.split(",")
+    pairs: list[Pair] = []
+    for item in (item.strip() for item in items):
+        if not item:
+            continue
+        if item == "all":
+            pairs.extend(all_pairs())
+            continue
+        source, sep, target = item.partition(":")
+        if not sep or not source or not target or source == target:
+            raise DataError(f"pairs: '{item}' is not 'source:target' with two different data sets")
+        pairs.append(Pair(source.strip(), target.strip()))
+    if not pairs:
+        raise DataError("pairs: no source:target pair given")
+    return list(dict.fromkeys(pairs))
+
+
+def pair_config(
+    pair: Pair, budget: str, central: dict[str, Any], seed: int, **overrides: Any
+) -> CentralConfig:
+    """The CentralConfig of one run: budget preset, the settings' [central] table, the pair, overrides."""
+    return central_config(
+        budget,
+        **{
+            **central,
+            "source": pair.source,
+            "target": pair.target,
+            "activities": pair.activities,
+            "merge_labels": pair.merge_labels,
+            "seed": seed,
+            **overrides,
+        },
+    )
+
+
+def check_central_keys(central: dict[str, Any], where: str) -> None:
+    known = {f.name for f in dataclasses.fields(CentralConfig)}
+    unknown = sorted(set(central) - known)
+    if unknown:
+        raise DataError(f"{where}: [central] has unknown keys {unknown}; known: {sorted(known)}")
+
+
+def load_settings(cls: type, path: Path | None, budget: str, pairs: str | None = None) -> Any:
+    """Settings dataclass `cls` from its defaults, the TOML file `path` (if any) and `--pairs`."""
+    if budget not in BUDGETS:
+        raise DataError(f"--budget: unknown '{budget}', choose one of {sorted(BUDGETS)}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    values: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as handle:
+                document = tomllib.load(handle)
+        except FileNotFoundError as error:
+            raise DataError(f"--config: {path} does not exist") from error
+        except tomllib.TOMLDecodeError as error:
+            raise DataError(f"{path}: invalid TOML: {error}") from error
+        per_budget = {name: document.pop(name) for name in list(BUDGETS) if name in document}
+        values.update(document)
+        values.update(per_budget.get(budget, {}))
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise DataError(
+                f"{path}: unknown keys {unknown}; known: {sorted(fields)} and tables {sorted(BUDGETS)}"
+            )
+    if pairs:
+        values["pairs"] = pairs.split(",")
+    for name, value in values.items():  # TOML lists -> tuples where the default is a tuple
+        if isinstance(value, list) and isinstance(fields[name].default, tuple):
+            values[name] = tuple(value)
+    settings = cls(**values)
+    if hasattr(settings, "central"):
+        check_central_keys(settings.central, str(path or cls.__name__))
+    if hasattr(settings, "pairs"):
+        parse_pairs(settings.pairs)  # fail early on a malformed pair
+    return settings
+
+
+@dataclass
+class Experiment:
+    """One `fedlanhar experiment` invocation: where it reads and writes, and what it was asked."""
+
+    name: str
+    data_dir: Path
+    budget: str
+    out_dir: Path
+    config_path: Path | None
+    command: str
+    started: float = dataclasses.field(default_factory=time.monotonic)
+    started_at: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    @property
+    def config_text(self) -> str:
+        if self.config_path is None:
+            return "# no settings file: dataclass defaults"
+        return Path(self.config_path).read_text()
+
+    def run_dir(self, *parts: str) -> Path:
+        path = self.out_dir.joinpath("runs", *parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
