@@ -163,13 +163,13 @@ def grouped_bars(
     groups: Sequence[str],
     panels: Mapping[str, Mapping[str, Sequence[float | None]]],
     ylabel: str = "score",
-    reference_lines: Mapping[str, float] | None = None,
+    reference_lines: Mapping[str, Mapping[str, float]] | None = None,
     ymax: float | None = 1.0,
 ) -> Path:
     """One panel per entry of `panels` (title -> series name -> one value per group); bars side by side.
 
-    `reference_lines` (label -> value) are drawn as dashed horizontal lines in every panel; `ymax` None
-    scales the y axis to the data.
+    `reference_lines` (panel title -> label -> value) are dashed horizontal lines; `ymax` None scales the y
+    axis to the data.
     """
     figure = _figure(max(6.0, 0.9 * len(groups) + 3.0), 3.6 * len(panels))
     for row, (title, series) in enumerate(panels.items()):
@@ -179,17 +179,18 @@ def grouped_bars(
         for i, (name, values) in enumerate(series.items()):
             heights = [np.nan if v is None else float(v) for v in values]
             axes.bar(x + (i - (len(series) - 1) / 2) * width, heights, width, label=name)
-        for j, (name, value) in enumerate((reference_lines or {}).items()):
+        for j, (name, value) in enumerate((reference_lines or {}).get(title, {}).items()):
             axes.axhline(value, color=f"C{len(series) + j}", linestyle="--", linewidth=1, label=name)
         axes.set_xticks(x, list(groups), rotation=30, ha="right", fontsize=8)
         axes.set_ylim(0.0, ymax)
         axes.set_ylabel(ylabel)
         axes.set_title(title, fontsize=10)
         axes.grid(axis="y", alpha=0.3)
-        axes.legend(fontsize=7, ncol=min(4, len(series) + len(reference_lines or {})))
+        if row == 0:  # one legend, right of the first panel
+            axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
 

@@ -1,0 +1,54 @@
+"""The main job exactly as the README runs it: `flwr run . --stream` on the embedded synthetic default."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.slow
+def test_flwr_run_default_completes_above_chance(tmp_path):
+    env = os.environ | {
+        "FLWR_HOME": str(tmp_path / "flwr-home"),  # a fresh local SuperLink for this test
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+    out_dir = tmp_path / "out"
+    try:
+        run = subprocess.run(
+            [
+                BIN / "flwr",
+                "run",
+                ".",
+                "--stream",
+                "--run-config",
+                f"out-dir='{out_dir}'",
+                "--federation-config",
+                "num-supernodes=10 client-resources-num-cpus=1",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=1200,
+        )
+    finally:
+        subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path}"], check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "round 4:" in run.stdout + run.stderr  # the per-round summary lines are streamed
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    chance = 1.0 / len(metrics["rounds"][-1]["labels"])
+    assert metrics["accuracy"] > chance
+    assert metrics["new_activity_accuracy"] > 0.5  # two new labels: chance is 0.5
+    assert metrics["targets"]["clients"] == 10
+    assert metrics["config"]["num-server-rounds"] == 4 and metrics["seed"] == 0
