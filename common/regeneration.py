@@ -245,4 +245,7 @@ def regenerate(
         replaced=replaced,
         stop_reason=stop_reason,
     )
+    record_kept = getattr(interpreter, "record_kept", None)  # LLM interpreters log which attempt was kept
+    if record_kept is not None:
+        record_kept(features, texts)
     return texts, report

@@ -33,7 +33,11 @@ DESCRIPTIONS_PER_LABEL = 6
 def make_run_interpreter(config: FederationConfig) -> Interpreter:
     if config.interpreter == "openai":
         return make_interpreter(
-            "openai", base_url=config.llm_base_url, model=config.llm_model, api_key_env=config.llm_api_key_env
+            "openai",
+            base_url=config.llm_base_url,
+            model=config.llm_model,
+            api_key_env=config.llm_api_key_env or None,  # "" = a local server that needs no key
+            cache_path=str(Path(config.out_dir or ".") / "llm_cache.sqlite"),
         )
     return make_interpreter(config.interpreter)
 

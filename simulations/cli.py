@@ -66,7 +66,12 @@ def cmd_interpret(args: argparse.Namespace) -> None:
         windows = windows.subset(windows.segment.argsort(kind="stable")[: args.limit])
     options = {}
     if args.interpreter == "openai":
-        options = {"base_url": args.llm_base_url, "model": args.llm_model, "cache_path": args.cache}
+        options = {
+            "base_url": args.llm_base_url,
+            "model": args.llm_model,
+            "cache_path": args.cache,
+            "api_key_env": args.llm_api_key_env or None,  # "" = a local server that needs no key
+        }
     interpreter = make_interpreter(args.interpreter, **options)
     start = time.monotonic()
     texts: list[str] = []
@@ -212,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpreter", default="rules", choices=["rules", "openai", "local"])
     p.add_argument("--llm-base-url", default="")
     p.add_argument("--llm-model", default="")
+    p.add_argument("--llm-api-key-env", default="OPENAI_API_KEY", help="env var holding the key; '' for none")
     p.add_argument("--cache", default=None, help="SQLite cache file for LLM answers")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", required=True)
