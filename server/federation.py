@@ -242,7 +242,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         stage1, pretrain = {"loaded-from": str(out_dir / "text_encoder")}, {}
         model = SensorEncoder(cloud.sensor_encoder_config())
     else:
-        log.info("stage 1: text encoder on %d source windows (%s)", len(cloud.source), config.source)
+        if not cloud.stage1_done:
+            log.info("stage 1: text encoder on %d source windows (%s)", len(cloud.source), config.source)
         stage1 = cloud.train_text_space()
         model, pretrain = cloud.pretrain_sensor_encoder()
     t_setup = time.monotonic() - t_start
