@@ -215,13 +215,10 @@ def train_nls(
     vocabulary = load_vocabulary()
     encoder = TextEncoder(config.text_encoder)
     sentences = nls_sentences(labels, variant)
-    # One embedding matrix for all sentences; row lists per label.
-    flat = [sentence for label in labels for sentence in sentences[label]]
-    embeddings = torch.from_numpy(encoder.encode(flat))
-    rows_of_label, start = [], 0
-    for label in labels:
-        rows_of_label.append(torch.arange(start, start + len(sentences[label])))
-        start += len(sentences[label])
+    # All sentences in one matrix, label after label: label c owns rows first[c] .. first[c] + counts[c] - 1.
+    embeddings = torch.from_numpy(encoder.encode([s for label in labels for s in sentences[label]]))
+    counts = torch.tensor([len(sentences[label]) for label in labels])
+    first = torch.cumsum(counts, 0) - counts
     bank = build_label_bank(encoder, sentences)
 
     model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim))
@@ -237,11 +234,9 @@ def train_nls(
             if len(batch) < 2:
                 continue
             # A fresh sentence of its label for every window (the text-side augmentation of NLS-HAR).
-            pick = [
-                rows_of_label[c][torch.randint(len(rows_of_label[c]), (1,), generator=generator)].item()
-                for c in y[batch].tolist()
-            ]
-            loss = criterion(model(X[batch]), embeddings[pick], same_group_mask(y[batch]))["loss"]
+            c = y[batch]
+            pick = first[c] + (torch.rand(len(batch), generator=generator) * counts[c]).long()
+            loss = criterion(model(X[batch]), embeddings[pick], same_group_mask(c))["loss"]
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 1.0)

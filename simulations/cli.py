@@ -182,7 +182,12 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         Path(args.out),
         config_file=Path(args.config) if args.config else None,
         pairs=args.pairs,
-        command="fedlanhar " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["experiment"] else "",
+        command=" ".join(
+            ["fedlanhar experiment", args.protocol, "--data-dir", args.data_dir, "--budget", args.budget]
+            + (["--config", args.config] if args.config else [])
+            + (["--pairs", args.pairs] if args.pairs else [])
+            + ["--out", args.out]
+        ),
     )
     seconds = time.monotonic() - started
     print(f"{args.protocol}: report.md, results.json and figures in {args.out} ({seconds:.0f} s)")

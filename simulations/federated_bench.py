@@ -74,6 +74,8 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     config = {**BENCH_RUN_CONFIG, "out-dir": str(run_out), **(extra or {})}
     if num_clients >= 100:
         config.setdefault("fraction-evaluate", 0.1)  # all clients still evaluate in the last round
+    if num_clients >= 1000:
+        config.setdefault("fraction-train", 0.1)  # cross-device style: 100 clients train per round
     run_config = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
     env = os.environ | {
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",

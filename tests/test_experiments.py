@@ -22,14 +22,12 @@ from simulations.experiments.report import Report, jsonable
 from simulations.experiments.settings import Pair, load_settings, parse_pairs
 
 # Small enough for CI: stage 1 and 2 barely train, so only structure and finiteness are asserted.
-TINY = """
-seed = 0
-[central]
-stage1_steps = 1
-stage2_epochs = 1
-max_windows_per_class = 16
-descriptions_per_label = 2
-"""
+TINY_CENTRAL = {
+    "stage1_steps": 1,
+    "stage2_epochs": 1,
+    "max_windows_per_class": 16,
+    "descriptions_per_label": 2,
+}
 SECTIONS = ("## Setup", "## Results", "## Figures", "## Notes", "## Configuration")
 
 
@@ -174,10 +172,12 @@ def test_report_markdown_and_strict_json() -> None:
 
 
 def _run(
-    protocol: str, tmp_path: Path, data_dir: Path, pairs: str, extra: str = ""
+    protocol: str, tmp_path: Path, data_dir: Path, pairs: str, extra: str = "", **central: int
 ) -> tuple[dict, str, Path]:
+    """`fedlanhar experiment` in-process with a tiny settings file; checks what every report must hold."""
     config = tmp_path / f"{protocol}.toml"
-    config.write_text(extra + TINY)
+    table = "\n".join(f"{key} = {value}" for key, value in (TINY_CENTRAL | central).items())
+    config.write_text(f"{extra}seed = 0\n[central]\n{table}\n")
     out = tmp_path / protocol
     argv = ["experiment", protocol, "--data-dir", str(data_dir), "--budget", "small"]
     assert main([*argv, "--config", str(config), "--pairs", pairs, "--out", str(out)]) == 0
@@ -264,7 +264,9 @@ def test_baselines_small_with_the_three_class_space(tmp_path: Path, data_dir: Pa
 @pytest.mark.slow
 def test_distribution_gap_small(tmp_path: Path, data_dir: Path) -> None:
     extra = "max_windows_per_activity = 40\ntsne_points_per_group = 15\n"
-    results, report, out = _run("distribution-gap", tmp_path, data_dir, "uci:dsads_torso", extra)
+    results, report, out = _run(
+        "distribution-gap", tmp_path, data_dir, "uci:dsads_torso", extra, max_windows_per_class=48
+    )
     (record,) = results["runs"]
     assert set(record["relative_kl"]) == {"raw", "sensor", "text_pretrained", "text_lanhar"}
     for space, values in record["relative_kl"].items():

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from common.data import WindowSet
+from common.data import DataError, WindowSet
 from common.lanhar import interpret_windows
 from common.sensor_encoder import SensorEncoder, encode_windows
 from common.text_encoder import TextEncoder
@@ -103,8 +103,16 @@ def symmetric_kl(p, q) -> float:
 def relative_kl(
     groups_a: dict[str, np.ndarray], groups_b: dict[str, np.ndarray], dims: int, ridge: float
 ) -> dict[str, float]:
-    """Relative KL divergence per activity between data sets A and B (activity -> [n, d] features)."""
-    labels = [label for label in groups_a if label in groups_b]
+    """Relative KL divergence per activity between data sets A and B (activity -> [n, d] features).
+
+    Activities with fewer than 2 windows in either set are left out (no distribution to fit).
+    """
+    labels = [label for label in groups_a if len(groups_a[label]) >= 2 and len(groups_b.get(label, ())) >= 2]
+    if len(labels) < 2:
+        raise DataError(
+            f"relative KL needs 2 activities with >= 2 windows in both sets, got {labels}; "
+            "use more windows (max_windows_per_class in [central])"
+        )
     projected = _project([groups_a[label] for label in labels] + [groups_b[label] for label in labels], dims)
     dims = projected[0].shape[1]
     regulariser = np.full(dims, ridge * np.concatenate(projected).var(axis=0).mean() + 1e-9)
@@ -281,7 +289,7 @@ def build_report(experiment, settings, pairs, records, summary, reduction, figur
     report.section("Results")
     rows = []
     for record in records:
-        for label in record["labels"]:
+        for label in record["relative_kl"]["raw"]:
             rows.append([record["pair"], label, *(record["relative_kl"][space][label] for space in SPACES)])
         rows.append([record["pair"], "**average**", *(record["average"][space] for space in SPACES)])
     rows.append(["all pairs", "**average**", *(summary[space] for space in SPACES)])
