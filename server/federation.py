@@ -190,6 +190,7 @@ def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[s
     result["num_unscored_windows"] = unscored
     if new_labels and new_windows:
         new_rows = [labels.index(label) for label in new_labels]
+        result["new_activity_windows"] = new_windows
         result["new_activity_accuracy"] = new_correct / new_windows  # choosing among the new labels only
         result["new_activity_top3"] = new_top3 / new_windows
         result["new_activity_accuracy_full_bank"] = float(

@@ -41,11 +41,11 @@ class MemorySampler(threading.Thread):
         self.baseline_used = psutil.virtual_memory().used
         self.peak_rss = 0
         self.peak_used_rise = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
         me = os.getpid()
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             rss = 0
             for process in psutil.process_iter(["pid", "create_time", "memory_info"]):
                 info = process.info
@@ -53,10 +53,10 @@ class MemorySampler(threading.Thread):
                     rss += info["memory_info"].rss
             self.peak_rss = max(self.peak_rss, rss)
             self.peak_used_rise = max(self.peak_used_rise, psutil.virtual_memory().used - self.baseline_used)
-            self._stop.wait(self.interval)
+            self._halt.wait(self.interval)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join()
 
 

@@ -273,7 +273,8 @@ def test_distribution_gap_small(tmp_path: Path, data_dir: Path) -> None:
         assert set(values) == {"walking", "upstairs", "downstairs", "sitting"}, space
         assert all(math.isfinite(v) and v >= 0 for v in values.values()), space
     assert all(math.isfinite(v) for v in results["summary"].values())
-    assert (out / "tsne_uci-dsads_torso.png").exists() and "Reduction of the average relative KL" in report
+    assert set(results["change_vs_raw"]) == {"sensor", "text_pretrained", "text_lanhar"}
+    assert (out / "tsne_uci-dsads_torso.png").exists() and "Change of the average relative KL" in report
 
 
 @pytest.mark.slow

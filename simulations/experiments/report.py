@@ -9,11 +9,14 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from simulations.experiments.settings import Experiment, machine
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # The paper's headline (average over its 12 cross-dataset pairs) and its strongest baselines.
 PAPER_LANHAR = {"accuracy": 0.774, "macro_f1": 0.731}
@@ -149,7 +152,7 @@ def write_report(experiment: Experiment, report: Report) -> Path:
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def _figure(width: float, height: float):
+def _figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
