@@ -167,7 +167,8 @@ def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: 
     if server_round == config.num_server_rounds or config.fraction_evaluate >= 1.0:
         return nodes
     size = max(1, int(round(len(nodes) * config.fraction_evaluate)))
-    return sorted(rng.choice(nodes, size=size, replace=False).tolist())
+    # Index the list: node ids are unsigned 64-bit and must stay Python ints (numpy would cast them).
+    return [nodes[i] for i in sorted(rng.choice(len(nodes), size=size, replace=False))]
 
 
 def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[str], category_of) -> dict:
