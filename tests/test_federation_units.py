@@ -14,4 +14,5 @@ def test_evaluator_sample_keeps_64_bit_node_ids_as_python_ints():
     chosen = sample_evaluators(nodes, config, server_round=1, rng=np.random.default_rng(0))
     assert len(chosen) == 2 and set(chosen) <= set(nodes)
     assert all(type(node) is int for node in chosen)
-    assert sample_evaluators(nodes, config, server_round=3, rng=np.random.default_rng(0)) == nodes  # last round
+    last_round = sample_evaluators(nodes, config, server_round=3, rng=np.random.default_rng(0))
+    assert last_round == nodes  # everyone evaluates in the final round
