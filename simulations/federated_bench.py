@@ -1,8 +1,10 @@
 """Federated scale benchmark: wall time per round and peak memory for 10, 100, 1000 simulated clients.
 
 Each size is a real `flwr run .` (local SuperLink, Ray simulation) with small data per client. Memory is
-sampled every 0.5 s as the summed RSS of the SuperLink, the simulation process and the Ray workers (every
-process started after the benchmark began), and as the machine's used-memory rise over its baseline.
+sampled every 0.5 s as the summed RSS of this run's own process tree: the `flwr run` command, and the
+SuperLink started for this run's FLWR_HOME with all its descendants (simulation process, ServerApp, Ray's
+GCS/raylet and ClientApp actors). The machine's used-memory rise over its baseline is recorded too, but it
+also counts anything else running on the machine.
 
     python -m simulations.federated_bench --clients 10,100,1000 --out runs/fed-bench
 """
@@ -35,25 +37,38 @@ BENCH_RUN_CONFIG = {
 
 
 class MemorySampler(threading.Thread):
-    def __init__(self, since: float, interval: float = 0.5) -> None:
+    def __init__(self, marker: str, interval: float = 0.5) -> None:
         super().__init__(daemon=True)
-        self.since, self.interval = since, interval
+        self.marker, self.interval = marker, interval
         self.baseline_used = psutil.virtual_memory().used
         self.peak_rss = 0
         self.peak_used_rise = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
-        me = os.getpid()
         while not self._halt.is_set():
-            rss = 0
-            for process in psutil.process_iter(["pid", "create_time", "memory_info"]):
-                info = process.info
-                if info["pid"] != me and info["create_time"] >= self.since and info["memory_info"]:
-                    rss += info["memory_info"].rss
-            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_rss = max(self.peak_rss, self._tree_rss())
             self.peak_used_rise = max(self.peak_used_rise, psutil.virtual_memory().used - self.baseline_used)
             self._halt.wait(self.interval)
+
+    def _tree_rss(self) -> int:
+        """RSS of the processes whose command line names this benchmark's directory, plus their children.
+
+        That is the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else running.
+        """
+        roots = []
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(process.info["cmdline"] or [])
+            if self.marker in cmdline:
+                roots.append(process)
+        seen: dict[int, int] = {}
+        for root in roots:
+            try:
+                for process in [root, *root.children(recursive=True)]:
+                    seen[process.pid] = process.memory_info().rss
+            except psutil.Error:
+                continue  # a process ended while we looked
+        return sum(seen.values())
 
     def stop(self) -> None:
         self._halt.set()
@@ -86,7 +101,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     }
     subprocess.run(["pkill", "-f", "flower-superlink"], check=False)
     start = time.time()
-    sampler = MemorySampler(since=start - 1)
+    sampler = MemorySampler(marker=str(out_dir))
     sampler.start()
     command = [
         "flwr",
