@@ -276,7 +276,7 @@ def build_report(
                 r["macro_f1"],
                 r["category_accuracy"],
                 r["n"],
-                r.get("seconds"),
+                round(r["seconds"]) if "seconds" in r else None,
             ]
             for r in records
         ],
