@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,7 +44,6 @@ class Interpretations:
     texts: list[str]
     regeneration: RegenerationReport | None = None
     context: SensorContext | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def interpret_windows(
