@@ -6,7 +6,6 @@ pushed, and no client message carrying an array shaped like a raw window unless 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -20,25 +19,14 @@ from client.client_app import app as client_app
 from common.features import FEATURE_NAMES
 from common.run_config import FederationConfig
 from server.federation import InjectedCrash, run_federation
+from simulations.experiments.federated import run_federated
 
 WINDOW_SHAPE = [120, 6]
 
 
 def run_in_process(config: FederationConfig, num_clients: int) -> dict:
     """run_simulation passes an empty run config: the server's config reaches clients in the first phase."""
-    server_app = ServerApp()
-
-    @server_app.main()
-    def main(grid: Grid, context: Context) -> None:
-        run_federation(grid, config, Path(config.out_dir))
-
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=num_clients,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
-    )
-    return json.loads((Path(config.out_dir) / "metrics.json").read_text())
+    return run_federated(config, num_clients)
 
 
 def small_config(out_dir: Path, **overrides) -> FederationConfig:
