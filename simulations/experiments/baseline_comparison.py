@@ -17,6 +17,7 @@ from simulations.experiments.report import (
     Report,
     configuration_section,
     grouped_bars,
+    print_run,
     setup_section,
     write_report,
     write_results,
@@ -45,11 +46,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed)
             record = run_method(method, config, experiment.data_dir, experiment.run_dir(pair.name, method))
             records.append(record | {"pair": pair.label})
-            print(
-                f"[baselines] {pair.label:18s} {method:14s} accuracy {record['accuracy']:.3f}  "
-                f"macro-F1 {record['macro_f1']:.3f}  ({record['seconds']:.0f} s)",
-                flush=True,
-            )
+            print_run("baselines", pair.label, method, record)
             write_results(experiment, settings, {"runs": records})
     summary = summarise(records, [p.label for p in pairs], settings.methods)
     results = {"runs": records, "summary": summary}

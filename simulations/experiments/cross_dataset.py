@@ -23,6 +23,7 @@ from simulations.experiments.report import (
     grouped_bars,
     matrix_heatmap,
     mean,
+    print_run,
     setup_section,
     signed,
     write_report,
@@ -54,11 +55,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
                 method, config, experiment.data_dir, out_dir, keep_models=settings.keep_models
             )
             records.append(record | {"pair": pair.label})
-            print(
-                f"[cross-dataset] {pair.label:18s} {method:14s} accuracy {record['accuracy']:.3f}  "
-                f"macro-F1 {record['macro_f1']:.3f}  ({record['seconds']:.0f} s)",
-                flush=True,
-            )
+            print_run("cross-dataset", pair.label, method, record)
             write_results(experiment, settings, {"runs": records})
 
     summary = summarise(records, [p.label for p in pairs], settings.methods)

@@ -24,6 +24,15 @@ PAPER_BEST_BASELINE = {"name": "UniHAR", "accuracy": 0.721, "macro_f1": 0.646}
 PAPER_TRANSFORMER = {"accuracy": 0.449, "macro_f1": 0.231}
 
 
+def print_run(protocol: str, pair_label: str, method: str, record: Mapping[str, Any]) -> None:
+    """One progress line per finished (pair, method) run of a protocol."""
+    print(
+        f"[{protocol}] {pair_label:18s} {method:14s} accuracy {record['accuracy']:.3f}  "
+        f"macro-F1 {record['macro_f1']:.3f}  ({record['seconds']:.0f} s)",
+        flush=True,
+    )
+
+
 def fmt(value: Any, digits: int = 3) -> str:
     """A table cell: numbers rounded, missing values as a dash."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
