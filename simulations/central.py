@@ -9,8 +9,10 @@ only ever scores the held-out users.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
+import shutil
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -182,8 +184,52 @@ def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
     }
 
 
-def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress: bool = True) -> dict:
-    """Stage 1 + stage 2; writes the model directory `out_dir` (loadable by `evaluate_central`)."""
+def stage1_key(
+    encoder: TextEncoder,
+    texts: list[str],
+    labels: list[str],
+    descriptions: dict[str, list[str]],
+    text_config: TextTrainConfig,
+) -> str:
+    """Content key of a stage-1 run: everything the trained text encoder depends on, and nothing else.
+
+    Stage 1 reads the source side only, so the pairs of one source (and the protocols that share its
+    settings) train the same text space; experiments reuse it by this key instead of training it again.
+    """
+    inputs = {
+        "encoder": encoder.source,
+        "max_length": encoder.max_length,
+        "texts": texts,
+        "labels": labels,
+        "descriptions": descriptions,
+        "config": dataclasses.asdict(text_config),
+    }
+    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "stage1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
+
+
+def _save_text_space(encoder: TextEncoder, history: dict, directory: Path) -> None:
+    """Write the trained text encoder whole or not at all (a crash mid-save must not look like a hit)."""
+    partial = directory.with_name(directory.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    encoder.save(partial / "text_encoder")
+    (partial / "stage1.json").write_text(json.dumps(history, indent=2, default=_json_default))
+    shutil.rmtree(directory, ignore_errors=True)
+    partial.rename(directory)
+
+
+def train_central(
+    config: CentralConfig,
+    data_dir: Path,
+    out_dir: Path,
+    progress: bool = True,
+    text_space_cache: Path | None = None,
+) -> dict:
+    """Stage 1 + stage 2; writes the model directory `out_dir` (loadable by `evaluate_central`).
+
+    With `text_space_cache`, the stage-1 text encoder is stored there under `stage1_key` and reused by any
+    later run with the same stage-1 inputs (e.g. the other targets of the same source).
+    """
     set_seed(config.seed)
     t0 = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -203,18 +249,24 @@ def train_central(config: CentralConfig, data_dir: Path, out_dir: Path, progress
     text_config = text_train_config(config)
     stage1: dict = {"skipped": "stage1_steps = 0: the pretrained text encoder is used as is"}
     if text_config is not None:
-        stage1 = train_text_space(
-            encoder,
-            source.texts,
-            splits["source_train"].labels(),
-            descriptions,
-            vocabulary,
-            text_config,
-            progress=progress,
-        )
+        source_labels = splits["source_train"].labels()
+        stage1_inputs = (source.texts, source_labels, descriptions, text_config)
+        cached = text_space_cache / stage1_key(encoder, *stage1_inputs) if text_space_cache else None
+        if cached is not None and (cached / "stage1.json").exists():
+            encoder = TextEncoder.load(cached / "text_encoder")
+            stage1 = json.loads((cached / "stage1.json").read_text()) | {"reused": str(cached)}
+            log.info("stage 1: reusing the text space trained on the same inputs in %s", cached)
+        else:
+            stage1 = train_text_space(
+                encoder, source.texts, source_labels, descriptions, vocabulary, text_config, progress=progress
+            )
+            if cached is not None:
+                _save_text_space(encoder, _summarise_history(stage1), cached)
     t_stage1 = time.monotonic() - t0 - t_interpret
 
     # Stage 2: every window with an interpretation, labeled or not; target labels are never read here.
+    # Re-seeded so that stage 2 starts from the same state whether stage 1 ran or was reused.
+    set_seed(config.seed)
     target = interpret_windows(splits["target_train"], interpreter, activities)
     windows = np.concatenate([splits["source_train"].X, splits["target_train"].X])
     targets = encoder.encode(source.texts + target.texts, progress=progress)

@@ -109,3 +109,27 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, data_dir, capsys)
     )
     assert code == 2
     assert "flying" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_stage1_is_trained_once_per_source_and_reuse_changes_nothing(tmp_path, data_dir):
+    """Two targets of one source share one stage-1 run; a reused text space gives the same model as training."""
+    from simulations.central import central_config, train_central
+
+    def config(target: str):
+        return central_config(
+            "small", source="uci", target=target, stage1_steps=3, stage2_epochs=1, max_windows_per_class=24
+        )
+
+    cache = tmp_path / "text-spaces"
+    first = train_central(config("dsads_torso"), data_dir, tmp_path / "torso", False, cache)
+    reused = train_central(config("dsads_rightleg"), data_dir, tmp_path / "leg", False, cache)
+    fresh = train_central(config("dsads_rightleg"), data_dir, tmp_path / "leg-fresh", False)
+
+    entries = sorted(p.name for p in cache.iterdir())
+    assert len(entries) == 1 and entries[0].startswith("stage1-")
+    assert "reused" not in first["stage1"] and reused["stage1"]["reused"] == str(cache / entries[0])
+    assert "reused" not in fresh["stage1"]
+    assert reused["source_val"] == fresh["source_val"]
+    assert reused["stage2"]["loss"] == fresh["stage2"]["loss"]
+    assert reused["seconds"]["stage1"] < first["seconds"]["stage1"]

@@ -80,7 +80,12 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed, **overrides)
             out_dir = experiment.run_dir(pair.name, variant.replace("=", "-"))
             record = run_method(
-                "lanhar", config, experiment.data_dir, out_dir, keep_models=settings.keep_models
+                "lanhar",
+                config,
+                experiment.data_dir,
+                out_dir,
+                keep_models=settings.keep_models,
+                text_space_cache=experiment.text_space_cache,
             )
             records.append(record | {"pair": pair.label, "variant": variant})
             print(

@@ -44,7 +44,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     for pair in pairs:
         for method in settings.methods:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed)
-            record = run_method(method, config, experiment.data_dir, experiment.run_dir(pair.name, method))
+            out_dir = experiment.run_dir(pair.name, method)
+            record = run_method(
+                method, config, experiment.data_dir, out_dir, text_space_cache=experiment.text_space_cache
+            )
             records.append(record | {"pair": pair.label})
             print_run("baselines", pair.label, method, record)
             write_results(experiment, settings, {"runs": records})

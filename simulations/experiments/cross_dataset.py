@@ -52,7 +52,12 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed)
             out_dir = experiment.run_dir(pair.name, method)
             record = run_method(
-                method, config, experiment.data_dir, out_dir, keep_models=settings.keep_models
+                method,
+                config,
+                experiment.data_dir,
+                out_dir,
+                keep_models=settings.keep_models,
+                text_space_cache=experiment.text_space_cache,
             )
             records.append(record | {"pair": pair.label})
             print_run("cross-dataset", pair.label, method, record)

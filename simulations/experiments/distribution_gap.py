@@ -168,7 +168,14 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         started = time.monotonic()
         config = pair_config(pair, experiment.budget, settings.central, settings.seed)
         out_dir = experiment.run_dir(pair.name)
-        lanhar = run_method("lanhar", config, experiment.data_dir, out_dir, keep_models=True)
+        lanhar = run_method(
+            "lanhar",
+            config,
+            experiment.data_dir,
+            out_dir,
+            keep_models=True,
+            text_space_cache=experiment.text_space_cache,
+        )
         splits = load_pair(config, experiment.data_dir)
         rng = np.random.default_rng(settings.seed)
         held_out = {

@@ -46,11 +46,15 @@ def run_method(
     out_dir: Path,
     new_activities: list[str] | None = None,
     keep_models: bool = False,
+    text_space_cache: Path | None = None,
 ) -> dict[str, Any]:
-    """Train `method` on the pair of `config`, score it; `new_activities` also scores those target labels."""
+    """Train `method` on the pair of `config`, score it; `new_activities` also scores those target labels.
+
+    `text_space_cache`: where LanHAR stores and reuses stage-1 text encoders (see central.stage1_key).
+    """
     started = time.monotonic()
     if method == "lanhar":
-        record = _run_lanhar(config, data_dir, out_dir, new_activities, keep_models)
+        record = _run_lanhar(config, data_dir, out_dir, new_activities, keep_models, text_space_cache)
     elif method in SUPERVISED:
         metrics = train_supervised(config, data_dir, out_dir, method)
         record = {key: metrics[key] for key in SCORES} | {
@@ -81,9 +85,10 @@ def _run_lanhar(
     out_dir: Path,
     new_activities: list[str] | None,
     keep_models: bool,
+    text_space_cache: Path | None,
 ) -> dict[str, Any]:
     model_dir = out_dir / "model"
-    training = train_central(config, data_dir, model_dir, progress=False)
+    training = train_central(config, data_dir, model_dir, progress=False, text_space_cache=text_space_cache)
     evaluation = evaluate_central(
         model_dir,
         data_dir,
@@ -101,6 +106,7 @@ def _run_lanhar(
             "text_path_accuracy": evaluation["text_path_accuracy"],
             "source_val_accuracy": training["source_val"]["accuracy"],
             "train_seconds": training["seconds"],
+            "stage1_reused": training["stage1"].get("reused"),
             "distinct_interpretations": training["distinct_interpretations"],
             "regeneration": training["regeneration"],
             "windows": training["windows"],

@@ -55,7 +55,15 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         for method in methods:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed)
             out_dir = experiment.run_dir(pair.name, method)
-            record = run_method(method, config, experiment.data_dir, out_dir, new, settings.keep_models)
+            record = run_method(
+                method,
+                config,
+                experiment.data_dir,
+                out_dir,
+                new,
+                settings.keep_models,
+                text_space_cache=experiment.text_space_cache,
+            )
             record = record | {"pair": pair.label}
             records.append(record)
             scores = record["new_activities"]

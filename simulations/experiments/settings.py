@@ -180,6 +180,11 @@ class Experiment:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
+    @property
+    def text_space_cache(self) -> Path:
+        """Stage-1 text encoders of this experiment, shared by its runs with the same stage-1 inputs."""
+        return self.out_dir / "text-spaces"
+
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
