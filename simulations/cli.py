@@ -182,10 +182,12 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         Path(args.out),
         config_file=Path(args.config) if args.config else None,
         pairs=args.pairs,
+        text_space_cache=Path(args.text_space_cache) if args.text_space_cache else None,
         command=" ".join(
             ["fedlanhar experiment", args.protocol, "--data-dir", args.data_dir, "--budget", args.budget]
             + (["--config", args.config] if args.config else [])
             + (["--pairs", args.pairs] if args.pairs else [])
+            + (["--text-space-cache", args.text_space_cache] if args.text_space_cache else [])
             + ["--out", args.out]
         ),
     )
@@ -274,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", default=None, help="settings TOML (default: configs/experiments/<protocol>.toml)"
     )
     p.add_argument("--pairs", default=None, help="source:target pairs, comma-separated, or 'all'")
+    p.add_argument(
+        "--text-space-cache",
+        default=None,
+        help="directory of stage-1 text encoders to reuse and fill, e.g. another experiment's "
+        "OUT/text-spaces (default: OUT/text-spaces); a run reuses one only if its stage-1 inputs are equal",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 

@@ -113,7 +113,7 @@ def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, data_dir, capsys)
 
 @pytest.mark.slow
 def test_stage1_is_trained_once_per_source_and_reuse_changes_nothing(tmp_path, data_dir):
-    """Two targets of one source share one stage-1 run; a reused text space gives the same model as training."""
+    """Two targets of one source share one stage-1 run; reusing it gives the model that training gives."""
     from simulations.central import central_config, train_central
 
     def config(target: str):

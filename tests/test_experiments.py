@@ -172,7 +172,13 @@ def test_report_markdown_and_strict_json() -> None:
 
 
 def _run(
-    protocol: str, tmp_path: Path, data_dir: Path, pairs: str, extra: str = "", **central: int
+    protocol: str,
+    tmp_path: Path,
+    data_dir: Path,
+    pairs: str,
+    extra: str = "",
+    argv_extra: tuple[str, ...] = (),
+    **central: int,
 ) -> tuple[dict, str, Path]:
     """`fedlanhar experiment` in-process with a tiny settings file; checks what every report must hold."""
     config = tmp_path / f"{protocol}.toml"
@@ -180,7 +186,7 @@ def _run(
     config.write_text(f"{extra}seed = 0\n[central]\n{table}\n")
     out = tmp_path / protocol
     argv = ["experiment", protocol, "--data-dir", str(data_dir), "--budget", "small"]
-    assert main([*argv, "--config", str(config), "--pairs", pairs, "--out", str(out)]) == 0
+    assert main([*argv, "--config", str(config), "--pairs", pairs, *argv_extra, "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     report = (out / "report.md").read_text()
     for section in SECTIONS:
@@ -213,12 +219,24 @@ def test_cross_dataset_small(tmp_path: Path, data_dir: Path) -> None:
     assert "**Goal table**" in report and "| LanHAR | Accuracy |" in report and "uci→dsads-t" in report
     assert (out / "runs" / "uci-dsads_torso" / "lanhar" / "eval" / "confusion.png").exists()
     assert not (out / "runs" / "uci-dsads_torso" / "lanhar" / "model" / "text_encoder").exists()
+    assert [p.name.startswith("stage1-") for p in (out / "text-spaces").iterdir()] == [True]
+    for record in (runs[0], runs[3]):  # LanHAR and NLS-HAR also named the target's other 15 activities
+        new = record["new_activities"]
+        assert len(new["labels"]) == 15 and 0.0 <= new["accuracy_among_new"] <= new["top3_among_new"] <= 1.0
+    assert runs[1].get("new_activities") is None  # a supervised classifier cannot name unseen labels
+    assert results["summary"]["new_activities"]["lanhar"]["chance"] == pytest.approx(1 / 15)
+    assert "New activities, same models" in report and "| uci→dsads-t | 15 |" in report
 
 
 @pytest.mark.slow
 def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
-    results, report, _ = _run("new-activity", tmp_path, data_dir, "uci:dsads_torso")
+    shared = tmp_path / "shared-text-spaces"  # e.g. the cross-dataset experiment's, to reuse its stage 1
+    results, report, _ = _run(
+        "new-activity", tmp_path, data_dir, "uci:dsads_torso", argv_extra=("--text-space-cache", str(shared))
+    )
     lanhar, nls = results["runs"]
+    assert len(list(shared.glob("stage1-*/text_encoder"))) == 1 and lanhar["stage1_reused"] is None
+    assert f"--text-space-cache {shared}" in report
     assert (lanhar["method"], nls["method"]) == ("lanhar", "nls-knowledge")
     for record in (lanhar, nls):
         new = record["new_activities"]

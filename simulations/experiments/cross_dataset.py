@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from simulations.experiments.methods import METHOD_NAMES, SUPERVISED, check_methods, run_method
+from simulations.experiments import new_activity
+from simulations.experiments.methods import METHOD_NAMES, NLS, SUPERVISED, check_methods, run_method
 from simulations.experiments.report import (
     PAPER_BEST_BASELINE,
     PAPER_LANHAR,
@@ -32,6 +33,7 @@ from simulations.experiments.report import (
 from simulations.experiments.settings import DATASETS, SHORT_NAMES, Experiment, pair_config, parse_pairs
 
 METRICS = (("accuracy", "Accuracy"), ("macro_f1", "F1"), ("category_accuracy", "Category acc."))
+_TEXT_METHODS = ("lanhar", *NLS)  # the methods that can name a label from its text alone
 
 
 @dataclass
@@ -40,6 +42,9 @@ class Settings:
     methods: tuple[str, ...] = ("lanhar", "transformer", "cnn", "nls-knowledge")
     seed: int = 0
     keep_models: bool = False  # keep each LanHAR run's fine-tuned text encoder (~90 MB) in runs/
+    # Also score the target's other activities with the same LanHAR and NLS-HAR models (the new-activity
+    # protocol at the cost of an evaluation, instead of training every model again).
+    score_new_activities: bool = True
     central: dict[str, Any] = field(default_factory=dict)  # CentralConfig fields over the budget preset
 
 
@@ -48,6 +53,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     pairs = parse_pairs(settings.pairs)
     records: list[dict[str, Any]] = []
     for pair in pairs:
+        new = new_activity.new_activities(pair, experiment.data_dir) if settings.score_new_activities else []
         for method in settings.methods:
             config = pair_config(pair, experiment.budget, settings.central, settings.seed)
             out_dir = experiment.run_dir(pair.name, method)
@@ -56,6 +62,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
                 config,
                 experiment.data_dir,
                 out_dir,
+                new_activities=new if method in _TEXT_METHODS else None,
                 keep_models=settings.keep_models,
                 text_space_cache=experiment.text_space_cache,
             )
@@ -64,10 +71,20 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             write_results(experiment, settings, {"runs": records})
 
     summary = summarise(records, [p.label for p in pairs], settings.methods)
+    new_methods = _new_activity_methods(settings)
+    if new_methods:
+        summary["new_activities"] = new_activity.summarise(records, new_methods)
     results = {"runs": records, "summary": summary}
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, records, summary))
     return results
+
+
+def _new_activity_methods(settings: Settings) -> list[str]:
+    """LanHAR and the first NLS-HAR variant run, when new activities are scored (the table's columns)."""
+    if not settings.score_new_activities or "lanhar" not in settings.methods:
+        return []
+    return ["lanhar"] + [m for m in settings.methods if m in NLS][:1]
 
 
 def _score(records: list[dict], pair: str, method: str, key: str) -> float | None:
@@ -194,6 +211,15 @@ def build_report(
                 for m in settings.methods
             ],
         )
+
+    new_methods = _new_activity_methods(settings)
+    if new_methods:
+        report.paragraph(
+            "New activities, same models: each target's activities outside the pair's label space, named "
+            "from their descriptions alone, choosing among the new labels (the new-activity protocol, "
+            "`fedlanhar experiment new-activity`, on these runs):"
+        )
+        report.table(*new_activity.results_table(pairs, new_methods, records, summary["new_activities"]))
 
     report.section("Figures")
     bars = grouped_bars(

@@ -75,17 +75,56 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             )
             write_results(experiment, settings, {"runs": records})
 
-    summary = {
+    summary = summarise(records, methods)
+    results = {"runs": records, "summary": summary}
+    write_results(experiment, settings, results)
+    write_report(experiment, build_report(experiment, settings, pairs, methods, records, summary))
+    return results
+
+
+def summarise(records: list[dict], methods: list[str]) -> dict[str, dict[str, float | None]]:
+    """Per method: mean accuracy among the new labels, top-3 and chance over the pairs."""
+    return {
         method: {
             key: mean([r["new_activities"][key] for r in records if r["method"] == method])
             for key in ("accuracy_among_new", "top3_among_new", "chance")
         }
         for method in methods
     }
-    results = {"runs": records, "summary": summary}
-    write_results(experiment, settings, results)
-    write_report(experiment, build_report(experiment, settings, pairs, methods, records, summary))
-    return results
+
+
+def results_table(
+    pairs: list[Pair], methods: list[str], records: list[dict], summary: dict[str, Any]
+) -> tuple[list[str], list[list]]:
+    """Header and rows (a row per pair, then the average): LanHAR, then NLS-HAR if run, against chance."""
+    by_pair = {(r["pair"], r["method"]): r for r in records}
+    header = ["pair", "new labels", "windows", "chance", "LanHAR acc.", "LanHAR top-3", "LanHAR full bank"]
+    if len(methods) > 1:
+        header += ["NLS-HAR acc.", "NLS-HAR top-3"]
+    header += ["LanHAR known-activity acc."]
+    rows = []
+    for pair in pairs:
+        lanhar = by_pair[(pair.label, "lanhar")]
+        new = lanhar["new_activities"]
+        row = [
+            pair.label,
+            len(new["labels"]),
+            new["windows"],
+            new["chance"],
+            new["accuracy_among_new"],
+            new["top3_among_new"],
+            new["accuracy_full_bank"],
+        ]
+        if len(methods) > 1:
+            nls = by_pair[(pair.label, methods[1])]["new_activities"]
+            row += [nls["accuracy_among_new"], nls["top3_among_new"]]
+        rows.append(row + [lanhar["accuracy"]])
+    average = ["average", "", "", summary["lanhar"]["chance"], summary["lanhar"]["accuracy_among_new"]]
+    average += [summary["lanhar"]["top3_among_new"], mean([r[6] for r in rows])]
+    if len(methods) > 1:
+        average += [summary[methods[1]]["accuracy_among_new"], summary[methods[1]]["top3_among_new"]]
+    rows.append(average + [mean([r[-1] for r in rows])])
+    return header, rows
 
 
 def build_report(
@@ -113,33 +152,7 @@ def build_report(
     )
     by_pair = {(r["pair"], r["method"]): r for r in records}
     report.section("Results")
-    header = ["pair", "new labels", "windows", "chance", "LanHAR acc.", "LanHAR top-3", "LanHAR full bank"]
-    if len(methods) > 1:
-        header += ["NLS-HAR acc.", "NLS-HAR top-3"]
-    header += ["LanHAR known-activity acc."]
-    rows = []
-    for pair in pairs:
-        lanhar = by_pair[(pair.label, "lanhar")]
-        new = lanhar["new_activities"]
-        row = [
-            pair.label,
-            len(new["labels"]),
-            new["windows"],
-            new["chance"],
-            new["accuracy_among_new"],
-            new["top3_among_new"],
-            new["accuracy_full_bank"],
-        ]
-        if len(methods) > 1:
-            nls = by_pair[(pair.label, methods[1])]["new_activities"]
-            row += [nls["accuracy_among_new"], nls["top3_among_new"]]
-        rows.append(row + [lanhar["accuracy"]])
-    average = ["average", "", "", summary["lanhar"]["chance"], summary["lanhar"]["accuracy_among_new"]]
-    average += [summary["lanhar"]["top3_among_new"], mean([r[6] for r in rows])]
-    if len(methods) > 1:
-        average += [summary[methods[1]]["accuracy_among_new"], summary[methods[1]]["top3_among_new"]]
-    rows.append(average + [mean([r[-1] for r in rows])])
-    report.table(header, rows)
+    report.table(*results_table(pairs, methods, records, summary))
     report.paragraph(
         "New labels per target: "
         + "; ".join(

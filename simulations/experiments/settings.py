@@ -166,6 +166,7 @@ class Experiment:
     out_dir: Path
     config_path: Path | None
     command: str
+    text_space_dir: Path | None = None  # None: out_dir / "text-spaces"
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 
@@ -182,8 +183,8 @@ class Experiment:
 
     @property
     def text_space_cache(self) -> Path:
-        """Stage-1 text encoders of this experiment, shared by its runs with the same stage-1 inputs."""
-        return self.out_dir / "text-spaces"
+        """Stage-1 text encoders shared by the runs with the same stage-1 inputs (central.stage1_key)."""
+        return self.text_space_dir or self.out_dir / "text-spaces"
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
