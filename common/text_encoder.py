@@ -14,7 +14,8 @@ import importlib.util
 import json
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -92,20 +93,28 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_pretrained(source: str) -> tuple[object, nn.Module]:
-    from transformers import AutoModel, AutoTokenizer
+@contextmanager
+def _no_transformers_progress_bars() -> Iterator[None]:
+    """One "Loading weights" / "Writing model shards" bar per encoder load or save is noise in logs."""
     from transformers.utils import logging as transformers_logging
 
+    bar_was_on = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bar_was_on:
+            transformers_logging.enable_progress_bar()
+
+
+def _load_pretrained(source: str) -> tuple[object, nn.Module]:
+    from transformers import AutoModel, AutoTokenizer
+
     def load(**options: bool) -> tuple[object, nn.Module]:
-        bar_was_on = transformers_logging.is_progress_bar_enabled()
-        transformers_logging.disable_progress_bar()  # one "Loading weights" bar per encoder is noise in logs
-        try:
+        with _no_transformers_progress_bars():
             return AutoTokenizer.from_pretrained(source, **options), AutoModel.from_pretrained(
                 source, **options
             )
-        finally:
-            if bar_was_on:
-                transformers_logging.enable_progress_bar()
 
     if Path(source).is_dir():
         try:
@@ -234,7 +243,8 @@ class TextEncoder(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self.tokenizer.save_pretrained(directory)
-        self.model.save_pretrained(directory)
+        with _no_transformers_progress_bars():
+            self.model.save_pretrained(directory)
         settings = {"max_length": self.max_length, "pooling": "mean", "dim": self.dim, "source": self.source}
         (directory / SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
