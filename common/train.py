@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from common.devices import rotation_matrix
 from common.losses import InfoNCELoss, ReconstructionLoss, TextAlignmentLoss, same_group_mask
 from common.sensor_encoder import SensorEncoder, check_windows
 from common.text_encoder import TextEncoder
@@ -85,6 +86,10 @@ class SensorTrainConfig:
     temperature: float = 0.07
     grad_clip: float = 1.0
     val_fraction: float = 0.0  # random hold-out for early stopping when no X_val is given (0: no early stop)
+    # Std (deg, per axis) of a random rotation applied to each training window's accelerometer and gyroscope
+    # triples. The interpretations are built from mostly orientation-invariant features, so a rotated window
+    # keeps its target; this teaches the encoder the same invariance across users' mountings. 0: off.
+    rotation_jitter_deg: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -96,6 +101,11 @@ class SensorTrainConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.rotation_jitter_deg <= 180.0:
+            raise ValueError(
+                "SensorTrainConfig.rotation_jitter_deg must be in [0, 180] degrees, "
+                f"got {self.rotation_jitter_deg}"
+            )
 
 
 # ----------------------------------------------------------------------------------------------- helpers
@@ -385,6 +395,14 @@ def target_groups(Z: np.ndarray) -> np.ndarray:
     return inverse.reshape(-1).astype(np.int64)
 
 
+def rotate_windows(X: Tensor, angles_deg: Tensor) -> Tensor:
+    """Windows [N, T, 6] with each window's acc and gyro triples rotated by its Euler angles [N, 3] (deg)."""
+    R = torch.from_numpy(rotation_matrix(angles_deg.numpy())).to(X.dtype)  # [N, 3, 3]
+    acc = torch.einsum("nij,ntj->nti", R, X[..., :3])
+    gyro = torch.einsum("nij,ntj->nti", R, X[..., 3:6])
+    return torch.cat([acc, gyro, X[..., 6:]], dim=-1)
+
+
 def _run_sensor_epoch(
     model: SensorEncoder,
     X: Tensor,
@@ -405,7 +423,11 @@ def _run_sensor_epoch(
         index = order[start : start + config.batch_size]
         if len(index) < 2:  # one pair has no negatives: the loss is identically 0
             continue
-        E = model(X[index])
+        windows = X[index]
+        if config.rotation_jitter_deg > 0:
+            angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
+            windows = rotate_windows(windows, angles)
+        E = model(windows)
         loss = criterion(E, Z[index], same_group_mask(groups[index]))["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:

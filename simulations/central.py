@@ -70,6 +70,7 @@ class CentralConfig:
     stage2_epochs: int = 30
     stage2_batch_size: int = 64
     stage2_lr: float = 3e-4
+    stage2_rotation_deg: float = 0.0  # random-rotation augmentation of stage-2 windows (SensorTrainConfig)
     temperature: float = 0.07
 
     def __post_init__(self) -> None:
@@ -276,6 +277,7 @@ def train_central(
         batch_size=config.stage2_batch_size,
         lr=config.stage2_lr,
         temperature=config.temperature,
+        rotation_jitter_deg=config.stage2_rotation_deg,
         seed=config.seed,
     )
     stage2 = train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=progress)

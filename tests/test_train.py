@@ -16,6 +16,7 @@ from common.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 from common.train import (
     SensorTrainConfig,
     TextTrainConfig,
+    rotate_windows,
     target_groups,
     train_sensor_encoder,
     train_sensor_epochs,
@@ -178,6 +179,34 @@ def test_sensor_training_aligns_windows_with_their_targets() -> None:
     assert history["windows_per_second"] > 0
     predicted = np.argmax(encode_windows(model, X) @ Z[[0, len(X) // 3, -1]].T, axis=1)
     assert np.mean(predicted == y) > 0.9
+
+
+def test_rotate_windows_turns_acc_and_gyro_alike_and_keeps_magnitudes() -> None:
+    X, _, _ = synthetic_stage2(n_per_class=2)
+    X_t = torch.from_numpy(X)
+    assert torch.allclose(rotate_windows(X_t, torch.zeros(len(X), 3)), X_t)
+    quarter_turn = torch.tensor([[0.0, 0.0, 90.0]]).repeat(len(X), 1)  # about z: (x, y) -> (-y, x)
+    rotated = rotate_windows(X_t, quarter_turn)
+    for offset in (0, 3):  # accelerometer, then gyroscope
+        assert torch.allclose(rotated[..., offset], -X_t[..., offset + 1], atol=1e-5)
+        assert torch.allclose(rotated[..., offset + 1], X_t[..., offset], atol=1e-5)
+        assert torch.allclose(rotated[..., offset + 2], X_t[..., offset + 2], atol=1e-5)
+    random = rotate_windows(X_t, torch.randn(len(X), 3) * 60)
+    for part in (slice(0, 3), slice(3, 6)):
+        assert torch.allclose(random[..., part].norm(dim=-1), X_t[..., part].norm(dim=-1), atol=1e-4)
+
+
+def test_sensor_training_with_rotation_augmentation_still_aligns() -> None:
+    X, Z, y = synthetic_stage2()
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, rotation_jitter_deg=30.0, seed=0)
+    history = train_sensor_encoder(model, X, Z, config, progress=False)
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    predicted = np.argmax(encode_windows(model, X) @ Z[[0, len(X) // 3, -1]].T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+    with pytest.raises(ValueError, match="rotation_jitter_deg must be in \\[0, 180\\] degrees, got -1"):
+        SensorTrainConfig(rotation_jitter_deg=-1.0)
 
 
 def test_sensor_training_keeps_the_best_validation_epoch() -> None:
