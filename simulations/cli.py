@@ -196,10 +196,18 @@ def cmd_experiment(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    from simulations.bench import run_core_benchmark
+    from simulations.bench import parse_clients, parse_parts, run_bench
 
-    results = run_core_benchmark(Path(args.data_dir), Path(args.out))
-    print(json.dumps(results, indent=2))
+    clients = parse_clients(args.clients) if args.clients else None
+    run_bench(
+        Path(args.data_dir),
+        Path(args.out),
+        budget=args.budget,
+        parts=parse_parts(args.parts),
+        llm_base_url=args.llm_base_url,
+        clients=clients,
+    )
+    print(f"bench: bench.json and bench.md in {args.out}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,7 +293,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 
-    p = with_data(sub.add_parser("bench", help="core benchmark: interpretation, training, export"))
+    p = with_data(
+        sub.add_parser("bench", help="speed, size and memory: interpretation, training, latency, federation")
+    )
+    p.add_argument("--budget", choices=["small", "default", "full"], default="default")
+    p.add_argument("--parts", default="core,llm,federated", help="comma-separated: core, llm, federated")
+    p.add_argument("--clients", default=None, help="federated client counts, e.g. 10,100,1000 (budget's)")
+    p.add_argument(
+        "--llm-base-url",
+        default=None,
+        help="a running OpenAI-compatible server serving model 'm' (default: start llama-cpp-python)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench)
     return parser

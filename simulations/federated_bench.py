@@ -1,4 +1,4 @@
-"""Federated scale benchmark: wall time per round and peak memory for 10, 100, 1000 simulated clients.
+"""Federated part of `fedlanhar bench`: wall time per round and peak memory for N simulated clients.
 
 Each size is a real `flwr run .` (local SuperLink, Ray simulation) with small data per client. Memory is
 sampled every 0.5 s as the summed RSS of this run's own process tree: the `flwr run` command, and the
@@ -6,12 +6,11 @@ SuperLink started for this run's FLWR_HOME with all its descendants (simulation 
 GCS/raylet and ClientApp actors). The machine's used-memory rise over its baseline is recorded too, but it
 also counts anything else running on the machine.
 
-    python -m simulations.federated_bench --clients 10,100,1000 --out runs/fed-bench
+    fedlanhar bench --parts federated --clients 10,100,1000 --out runs/bench
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -99,7 +98,10 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
         "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     }
-    subprocess.run(["pkill", "-f", "flower-superlink"], check=False)
+    # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
+    # never another run's on the same machine.
+    stop_superlink = ["pkill", "-f", f"flower-superlink.*{out_dir}"]
+    subprocess.run(stop_superlink, check=False)
     start = time.time()
     sampler = MemorySampler(marker=str(out_dir))
     sampler.start()
@@ -120,7 +122,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         )
     wall = time.time() - start
     sampler.stop()
-    subprocess.run(["pkill", "-f", "flower-superlink"], check=False)
+    subprocess.run(stop_superlink, check=False)
     metrics_path = run_out / "metrics.json"
     if process.returncode != 0 or not metrics_path.exists():
         raise RuntimeError(
@@ -142,27 +144,3 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         "failures": len(metrics["failures"]),
         "run_config": config,
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", default="10,100,1000")
-    parser.add_argument("--out", default=str(REPO / "runs" / "fed-bench"))
-    args = parser.parse_args(argv)
-    out_dir = Path(args.out).resolve()
-    results = []
-    for size in [int(s) for s in args.clients.split(",")]:
-        result = run_size(size, out_dir)
-        results.append(result)
-        print(
-            f"{size:5d} clients: {result['round_seconds_mean']:.1f} s/round, "
-            f"peak RSS {result['peak_rss_gb']:.2f} GB "
-            f"(machine +{result['peak_used_memory_rise_gb']:.2f} GB), wall {result['wall_seconds']:.0f} s",
-            flush=True,
-        )
-        (out_dir / "federated_bench.json").write_text(json.dumps(results, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,16 +1,15 @@
-"""Throughput of the LLM interpretation service, printed and written to `<out>/llm_bench.json`.
+"""LLM part of `fedlanhar bench`: throughput of the interpretation service, also in `<out>/llm_bench.json`.
 
 Live figures: real UCI windows interpreted through the openai backend against a local llama-cpp-python server
 (SmolLM2-135M GGUF unless another server is given), once per concurrency level, each with an empty cache so
 every window is really asked. Cache figures: the same windows again from the cache, and a larger set of
 windows whose answers are pre-filled into the cache (no server involved): the cost of a repeated run.
 
-Run: `python -m simulations.llm_bench --data-dir ../shared/data --out outputs/llm_bench`
+Run: `fedlanhar bench --parts llm --data-dir ../shared/data --out runs/bench`
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -177,33 +176,3 @@ def _print(results: dict) -> None:
     for name in ("cache_hit_same_windows", "cache_hit_prefilled"):
         run = results[name]
         print(f"  {name}: {run['windows_per_s']:.1f} windows/s ({run['windows']} windows)")
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
-    parser.add_argument("--out", default="outputs/llm_bench")
-    parser.add_argument("--windows", type=int, default=4)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--max-tokens", type=int, default=96)
-    parser.add_argument("--cached-windows", type=int, default=512)
-    parser.add_argument("--gguf", default=None)
-    parser.add_argument("--base-url", default=None, help="an already running server (model alias 'm')")
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    run_llm_benchmark(
-        args.data_dir,
-        args.out,
-        n_windows=args.windows,
-        concurrency_levels=args.concurrency,
-        max_tokens=args.max_tokens,
-        n_cached_windows=args.cached_windows,
-        gguf=args.gguf,
-        base_url=args.base_url,
-        n_threads=args.threads,
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -261,9 +261,9 @@ def build_report(
             "GPT-4.",
             "Seconds per run are in results.json (`runs[*].seconds`); the whole experiment took "
             f"{experiment.elapsed():.0f} s.",
-            "Federation scale (10/100/1000 clients) is measured by `python -m simulations.federated_bench`, "
-            "the core's speed and size by `fedlanhar bench`; centralised vs federated accuracy by "
-            "`fedlanhar experiment federated`.",
+            "Speed, size and memory (interpretation throughput, training time per epoch, latency, "
+            "federation at 10/100/1000 clients) are measured by `fedlanhar bench`; centralised vs "
+            "federated accuracy by `fedlanhar experiment federated`.",
         ]
     )
     configuration_section(report, experiment, settings)

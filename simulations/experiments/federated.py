@@ -312,9 +312,8 @@ def build_report(
         [
             "Centralised = the federated protocol with one client holding every client's windows: same "
             "server pre-training, same targets, rounds x local epochs of training.",
-            "Scale (wall time per round and memory at 10, 100, 1000 clients) is measured by "
-            "`python -m simulations.federated_bench` (real `flwr run .`); the core's speed and size by "
-            "`fedlanhar bench`. Not repeated here.",
+            "Scale (wall time per round and memory at 10, 100, 1000 clients, each a real `flwr run .`) "
+            "and the core's speed and size are measured by `fedlanhar bench`. Not repeated here.",
             f"The whole experiment took {experiment.elapsed():.0f} s.",
         ]
     )

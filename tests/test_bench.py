@@ -1,0 +1,98 @@
+"""`fedlanhar bench`: argument checking, and the whole suite end to end at --budget small on real data with
+the real MiniLM, a real llama-cpp-python OpenAI-compatible server and a real `flwr run .`."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from common.data import DataError
+from simulations.bench import BUDGETS, PARTS, bench_settings, parse_clients, parse_parts
+from simulations.cli import main
+
+
+def test_parts_keep_the_suite_order_and_reject_unknown_names() -> None:
+    assert parse_parts("federated, core") == ("core", "federated")
+    assert parse_parts(",".join(PARTS)) == PARTS
+    with pytest.raises(DataError, match="--parts: unknown \\['gpu'\\]"):
+        parse_parts("core,gpu")
+    with pytest.raises(DataError, match="--parts"):
+        parse_parts(" , ")
+
+
+def test_clients_are_positive_integers() -> None:
+    assert parse_clients("10,100,1000") == (10, 100, 1000)
+    with pytest.raises(DataError, match="--clients: expected comma-separated"):
+        parse_clients("10,many")
+    with pytest.raises(DataError, match="must be >= 1"):
+        parse_clients("0")
+
+
+def test_budgets_and_overrides() -> None:
+    assert bench_settings("default").clients == (10, 100, 1000)
+    assert bench_settings("full").stage1_max_timed_steps is None  # full: a whole stage-1 epoch, however long
+    assert bench_settings("small", clients=(5,)).clients == (5,)
+    assert bench_settings("small", clients=None) == BUDGETS["small"]
+    with pytest.raises(DataError, match="--budget: unknown 'huge'"):
+        bench_settings("huge")
+
+
+def test_bad_arguments_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--parts", "core,gpu", "--out", str(tmp_path)]) == 2
+    assert "fedlanhar bench: error: --parts: unknown ['gpu']" in capsys.readouterr().err
+    assert not (tmp_path / "bench.json").exists()
+
+
+def _finite_positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+def test_bench_suite_small(tmp_path: Path, data_dir: Path) -> None:
+    out = tmp_path / "bench"
+    assert (
+        main(["bench", "--data-dir", str(data_dir), "--budget", "small", "--clients", "2", "--out", str(out)])
+        == 0
+    )
+
+    results = json.loads((out / "bench.json").read_text())
+    assert results["parts"] == list(PARTS) and set(results["seconds"]) == set(PARTS)
+    assert results["settings"]["clients"] == [2]
+
+    core = results["core"]
+    assert _finite_positive(core["interpretation"]["windows_per_s"])
+    stage1 = core["stage1"]
+    # uci's rule interpretations give more than 2 batches of distinct pairs: small times 2 and extrapolates.
+    assert stage1["steps_timed"] == BUDGETS["small"].stage1_max_timed_steps < stage1["steps_per_epoch"]
+    assert not stage1["epoch_measured"]
+    assert stage1["seconds_per_epoch"] == pytest.approx(
+        stage1["seconds_per_step"] * stage1["steps_per_epoch"]
+    )
+    assert _finite_positive(stage1["seconds_for_default_run"])
+    assert core["stage2"]["windows"] == BUDGETS["small"].stage2_max_windows
+    assert _finite_positive(core["stage2"]["seconds_per_epoch"])
+    sensor = core["sensor_encoder"]
+    assert sensor["parameters"] > 0 and 0 < sensor["export_mb"] <= 25
+    assert _finite_positive(sensor["latency_ms_one_thread"]["median_ms"])
+    assert (out / "core" / "export" / "sensor_encoder.pt").is_file()
+
+    llm = results["llm"]
+    assert [run["concurrency"] for run in llm["live"]] == [1]
+    assert llm["live"][0]["requests"] >= 1 and not llm["live"][0]["errors"]  # errors: {kind: count}
+    assert _finite_positive(llm["live"][0]["windows_per_s"])
+    assert _finite_positive(llm["cache_hit_prefilled"]["windows_per_s"])
+
+    (federated,) = results["federated"]
+    assert federated["clients"] == 2 and federated["failures"] == 0
+    assert len(federated["round_seconds"]) == federated["run_config"]["num-server-rounds"]
+    assert all(_finite_positive(s) for s in federated["round_seconds"])
+    assert _finite_positive(federated["peak_rss_gb"]) and _finite_positive(federated["bytes_up_per_client"])
+
+    table = (out / "bench.md").read_text()
+    for heading in ("## Core", "## LLM interpretation service", "## Federation"):
+        assert heading in table
+    assert "| rules interpretations / s |" in table and "| live, concurrency 1 |" in table
+    assert "| 2 | " in table  # one federation row per client count
