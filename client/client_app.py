@@ -19,6 +19,7 @@ from common import protocol
 from common.run_config import FederationConfig
 from common.sensor_encoder import SensorEncoder
 from common.train import SensorTrainConfig
+from common.zero_shot import LabelBank
 from simulations.partition import ClientData, client_spec_from_node_config, load_client_data
 
 log = logging.getLogger("fedlanhar.client")
@@ -51,26 +52,41 @@ def _model(context: Context, arrays: ArrayRecord) -> SensorEncoder:
     return model
 
 
+def _label_bank(context: Context) -> tuple[LabelBank, list[str]]:
+    """The label bank last pushed to this node, and which of its labels are new."""
+    return protocol.label_bank_from_records(
+        RecordDict({key: context.state[key] for key in (protocol.BANK_ARRAYS, protocol.BANK_INFO)})
+    )
+
+
 @app.query("summaries")
 def send_summaries(msg: Message, context: Context) -> Message:
     context.state[protocol.RUN_CONFIG] = msg.content[protocol.RUN_CONFIG]
     config, data = _setup(context)
-    features = window_summaries(data.train)
-    arrays = {
-        "features": perturb_summaries(
-            features, config.summary_noise, seed=config.seed + data.spec.partition_id
+    seed = config.seed + data.spec.partition_id
+    arrays = {}
+    if data.trains:
+        arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
+    if data.evaluates:  # interpreted by the server for the text path; labels stay here
+        arrays["eval-features"] = perturb_summaries(
+            window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
         )
-    }
     if config.raw_prompt_mode:
         log.warning("raw-prompt-mode is ON: client %s uploads its raw windows", data.spec.partition_id)
-        arrays["windows"] = data.train.X
+        if data.trains:
+            arrays["windows"] = data.train.X
+        if data.evaluates:
+            arrays["eval-windows"] = data.eval.X
+    windows = data.train if data.trains else data.eval
     info = ConfigRecord(
         {
-            "sampling-rate": float(data.train.sampling_rate),
-            "position": data.train.position,
-            "device": data.train.device,
-            "has-gyro": bool(data.train.has_gyro),
+            "sampling-rate": float(windows.sampling_rate),
+            "position": windows.position,
+            "device": windows.device,
+            "has-gyro": bool(windows.has_gyro),
             "num-windows": len(data.train),
+            "num-eval-windows": len(data.eval),
+            "role": data.role,
             "raw-prompt-mode": bool(config.raw_prompt_mode),
         }
     )
@@ -82,10 +98,10 @@ def send_summaries(msg: Message, context: Context) -> Message:
 def store_targets(msg: Message, context: Context) -> Message:
     _, data = _setup(context)
     targets = msg.content[protocol.TARGET_ARRAYS]
-    if targets["z"].shape[0] != len(data.train):
-        raise ValueError(
-            f"targets: {targets['z'].shape[0]} rows for {len(data.train)} local training windows"
-        )
+    for key, windows in (("z", data.train), ("z-eval", data.eval)):
+        rows = targets[key].shape[0] if key in targets else 0
+        if rows != len(windows):
+            raise ValueError(f"targets: '{key}' has {rows} rows for {len(windows)} local windows")
     context.state[protocol.TARGET_ARRAYS] = targets
     context.state[protocol.MODEL_CONFIG] = msg.content[protocol.MODEL_CONFIG]
     return Message(RecordDict({protocol.ACK: MetricRecord({"stored": len(data.train)})}), reply_to=msg)
@@ -104,6 +120,10 @@ def store_labels(msg: Message, context: Context) -> Message:
 @app.train(mods=[lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
 def train(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
+    if not data.trains:
+        raise RuntimeError(
+            f"client {data.spec.partition_id} holds only held-out users (role '{data.role}'): it never trains"
+        )
     round_config = msg.content["config"]
     maybe_fail(config, "train", int(round_config.get("server-round", 0)), data.spec.partition_id)
     model = _model(context, msg.content["arrays"])
@@ -112,11 +132,13 @@ def train(msg: Message, context: Context) -> Message:
         batch_size=config.batch_size,
         lr=config.learning_rate,
         temperature=config.temperature,
+        distill_weight=config.distill_weight,
         seed=config.seed * 1000 + int(round_config.get("server-round", 0)) * 7919 + data.spec.partition_id,
     )
     targets = context.state[protocol.TARGET_ARRAYS]["z"].numpy()
+    bank = _label_bank(context)[0] if protocol.BANK_INFO in context.state else None
     history = train_locally(
-        model, data.train, targets, train_config, float(round_config.get("proximal-mu", 0.0))
+        model, data.train, targets, train_config, float(round_config.get("proximal-mu", 0.0)), bank
     )
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
@@ -128,21 +150,25 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
+    if not data.evaluates:
+        raise RuntimeError(f"client {data.spec.partition_id} has no evaluation windows (role '{data.role}')")
     maybe_fail(config, "evaluate", int(msg.content["config"].get("server-round", 0)), data.spec.partition_id)
     model = _model(context, msg.content["arrays"])
-    bank, new_labels = protocol.label_bank_from_records(
-        RecordDict({key: context.state[key] for key in (protocol.BANK_ARRAYS, protocol.BANK_INFO)})
-    )
-    counts = evaluate_locally(model, data.eval, bank, new_labels)
-    metrics = MetricRecord(
-        {
-            "num-examples": counts["num-scored"],
-            "confusion": counts["confusion"].ravel().tolist(),
-            "num-unscored": counts["num-unscored"],
-            "new-windows": counts["new-windows"],
-            "new-correct-among-new": counts["new-correct-among-new"],
-            "new-top3-among-new": counts["new-top3-among-new"],
-            "bank-version": int(context.state[protocol.BANK_INFO]["version"]),
-        }
-    )
+    bank, new_labels = _label_bank(context)
+    targets = context.state[protocol.TARGET_ARRAYS]
+    text_targets = targets["z-eval"].numpy() if "z-eval" in targets else None
+    counts = evaluate_locally(model, data.eval, bank, new_labels, text_targets)
+    values = {
+        "num-examples": counts["num-scored"],
+        "confusion": counts["confusion"].ravel().tolist(),
+        "num-unscored": counts["num-unscored"],
+        "new-windows": counts["new-windows"],
+        "new-correct-among-new": counts["new-correct-among-new"],
+        "new-top3-among-new": counts["new-top3-among-new"],
+        "bank-version": int(context.state[protocol.BANK_INFO]["version"]),
+    }
+    if "text-confusion" in counts:
+        values["text-confusion"] = counts["text-confusion"].ravel().tolist()
+        values["agreement"] = counts["agreement"]
+    metrics = MetricRecord(values)
     return Message(RecordDict({"metrics": metrics}), reply_to=msg)

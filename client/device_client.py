@@ -2,7 +2,9 @@
 
 The ClientApp (client/client_app.py) only moves records in and out of these functions. In the default mode the
 only thing derived from the device's windows that leaves it is the signal analysis (`common.features`) of its
-unlabeled training windows, the model update, and evaluation counts (a confusion matrix over label names).
+windows (training windows for the targets, evaluation windows for the text path, never with a label), the
+model update, and evaluation counts (confusion matrices over label names, for the sensor encoder and the text
+path, and how often the two agree).
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from common.train import SensorTrainConfig, train_sensor_epochs
 from common.zero_shot import LabelBank
 
 
-def window_summaries(train: WindowSet) -> np.ndarray:
-    """[N, F] analysis features of the unlabeled training windows: what is sent for interpretation."""
-    return analyze_windows(train.X, sampling_rate=train.sampling_rate, has_gyro=train.has_gyro)
+def window_summaries(windows: WindowSet) -> np.ndarray:
+    """[N, F] analysis features of windows (never their labels): what is sent for interpretation.
+
+    For the training windows the server answers with the targets Z; for the evaluation windows with their
+    text-space embeddings, from which the device scores the text path (see `evaluate_locally`).
+    """
+    return analyze_windows(windows.X, sampling_rate=windows.sampling_rate, has_gyro=windows.has_gyro)
 
 
 def train_locally(
@@ -27,21 +33,37 @@ def train_locally(
     targets: np.ndarray,
     config: SensorTrainConfig,
     proximal_mu: float = 0.0,
+    bank: LabelBank | None = None,
 ) -> dict[str, float]:
-    """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z."""
+    """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z.
+
+    With the label bank the device holds, the text path's label posterior is distilled too
+    (config.distill_weight), exactly as in central stage 2.
+    """
     if len(targets) != len(train):
         raise ValueError(f"targets: {len(targets)} rows for {len(train)} training windows (stale targets?)")
-    return train_sensor_epochs(model, train.X, targets, config, proximal_mu=proximal_mu)
+    label_embeddings = bank.embeddings if bank is not None and len(bank) >= 2 else None
+    return train_sensor_epochs(
+        model, train.X, targets, config, proximal_mu=proximal_mu, label_embeddings=label_embeddings
+    )
 
 
 def evaluate_locally(
-    model: SensorEncoder, held_out: WindowSet, bank: LabelBank, new_labels: list[str]
+    model: SensorEncoder,
+    held_out: WindowSet,
+    bank: LabelBank,
+    new_labels: list[str],
+    text_targets: np.ndarray | None = None,
 ) -> dict[str, object]:
     """Recognise held-out windows against the label bank; return counts the server can add up exactly.
 
     Only windows whose true activity is in the bank are scored (the others cannot be named yet). Returns the
     confusion matrix over `bank.labels` (rows truth, columns prediction), and for windows of `new_labels`
     how many were right when choosing among the new labels only, and how many within the top 3.
+
+    With `text_targets` (the server's text-space embedding of each held-out window's interpretation, one row
+    per window): also the text path's confusion matrix (nearest label to the interpretation's embedding) and
+    how many scored windows the sensor encoder and the text path label alike. Only counts leave the device.
     """
     truth = np.array(held_out.labels())
     scored = np.isin(truth, bank.labels)
@@ -52,6 +74,19 @@ def evaluate_locally(
     n_labels = len(bank.labels)
     confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
     np.add.at(confusion, (truth_index, predicted), 1)
+    text_path: dict[str, object] = {}
+    if text_targets is not None:
+        if len(text_targets) != len(held_out):
+            raise ValueError(
+                f"eval targets: {len(text_targets)} rows for {len(held_out)} evaluation windows (stale?)"
+            )
+        text_predicted = bank.classify(text_targets[scored])
+        text_confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
+        np.add.at(text_confusion, (truth_index, text_predicted), 1)
+        text_path = {
+            "text-confusion": text_confusion,
+            "agreement": int((text_predicted == predicted).sum()),
+        }
 
     new_columns = np.array(
         [bank.labels.index(label) for label in new_labels if label in bank.labels], dtype=np.int64
@@ -71,4 +106,5 @@ def evaluate_locally(
         "new-windows": int(is_new.sum()),
         "new-correct-among-new": new_correct,
         "new-top3-among-new": new_top3,
+        **text_path,
     }

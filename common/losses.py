@@ -6,6 +6,9 @@
 - `CategoryRankingLoss`: -mean log sigmoid(s(i, j) - s(i, k)) for j in i's group and k outside it (L_Ca1..3).
 - `ReconstructionLoss`: a small Transformer decoder rebuilding the tokens of a text from its embedding (L_re).
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
+- `LabelPosteriorDistillation`: KL(p_text || p_sensor) of the label posteriors that the text target and the
+  sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
+- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE + lambda * distillation.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -301,3 +304,64 @@ class TextAlignmentLoss(nn.Module):
             )
         loss = align + self.alpha * (ca1 + ca2 + ca3) + self.beta * re
         return {"loss": loss, "align": align, "ca1": ca1, "ca2": ca2, "ca3": ca3, "re": re}
+
+
+def label_posterior(embeddings: Tensor, label_embeddings: Tensor, temperature: float) -> Tensor:
+    """log softmax over labels of cos(embedding, label) / temperature: [B, D] x [C, D] -> [B, C]."""
+    logits = F.normalize(embeddings, dim=-1) @ F.normalize(label_embeddings, dim=-1).T / temperature
+    return F.log_softmax(logits, dim=-1)
+
+
+class LabelPosteriorDistillation(nn.Module):
+    """KL(p_text || p_sensor), mean over rows, with p = softmax over labels of cosine / temperature.
+
+    The text path (interpretation -> text encoder -> nearest label) names the activity far more often than a
+    sensor encoder trained on InfoNCE alone, which spends its capacity telling apart interpretations that
+    mean the same activity. This term hands the sensor encoder the text path's view of each window's label,
+    soft, so near-ties between labels stay near-ties. It needs no label: only the text target Z and the
+    label embeddings the device holds anyway. The label embeddings are constants (no gradient).
+    """
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, sensor: Tensor, text: Tensor, label_embeddings: Tensor) -> dict[str, Tensor]:
+        _check_pair(sensor, text)
+        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != sensor.shape[1]:
+            raise ValueError(
+                f"label_embeddings must be [C, {sensor.shape[1]}], got {list(label_embeddings.shape)}"
+            )
+        label_embeddings = label_embeddings.detach()
+        log_p_text = label_posterior(text.detach(), label_embeddings, self.temperature)
+        log_p_sensor = label_posterior(sensor, label_embeddings, self.temperature)
+        kl = (log_p_text.exp() * (log_p_text - log_p_sensor)).sum(dim=-1).mean()
+        agreement = (log_p_text.argmax(dim=-1) == log_p_sensor.argmax(dim=-1)).float().mean()
+        return {"loss": kl, "agreement": agreement}
+
+
+class SensorAlignmentLoss(nn.Module):
+    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) over the label bank.
+
+    Without label embeddings (or with distill_weight 0) it is the paper's stage-2 loss. Returns loss,
+    infonce, distill (0 when off).
+    """
+
+    def __init__(self, temperature: float = 0.07, distill_weight: float = 0.0) -> None:
+        super().__init__()
+        if distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
+        self.infonce = InfoNCELoss(temperature)
+        self.distillation = LabelPosteriorDistillation(temperature)
+        self.distill_weight = float(distill_weight)
+
+    def forward(
+        self, sensor: Tensor, text: Tensor, same: Tensor, label_embeddings: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        infonce = self.infonce(sensor, text, same)["loss"]
+        distill = infonce.new_zeros(())
+        if label_embeddings is not None and self.distill_weight > 0:
+            distill = self.distillation(sensor, text, label_embeddings)["loss"]
+        return {"loss": infonce + self.distill_weight * distill, "infonce": infonce, "distill": distill}

@@ -3,14 +3,19 @@
 Phases, in order (the server always asks; Flower clients cannot start a conversation):
 1. `query.summaries` server -> client: "send what you want interpreted", with the server's run config so that
    all clients work from one config (a simulation may give clients an empty one). Reply: the analysis
-   features of the client's unlabeled training windows (raw windows only in raw-prompt mode) and its
-   recording context.
-2. `query.targets` server -> client: the text-space targets Z (one row per training window), the sensor
-   encoder's architecture, optionally the interpretation texts. The client keeps them in `context.state`.
+   features of the client's unlabeled training windows ("features") and of its evaluation windows
+   ("eval-features"), each only if it has such windows (raw windows only in raw-prompt mode), its recording
+   context and its role ("train", "evaluate" or "train+evaluate"; see simulations/partition.py).
+2. `query.targets` server -> client: the text-space targets Z (one row per training window, "z"), the
+   text-space embedding of each evaluation window's interpretation ("z-eval": the text path, scored on the
+   client so that no per-window label ever leaves it), the sensor encoder's architecture, optionally the
+   interpretation texts. The client keeps them in `context.state`.
 3. `query.labels` server -> client: the label bank (names + embeddings), at the start and whenever the label
    set changes (new activities). Clients recognise new labels from then on without retraining.
-4. `train` / `evaluate`: the standard Flower rounds; train carries exactly one ArrayRecord (the sensor
-   encoder) and one ConfigRecord, so Flower's DP clipping mods apply unchanged.
+4. `train` / `evaluate`: the standard Flower rounds, each sent only to the clients whose role includes it;
+   train carries exactly one ArrayRecord (the sensor encoder) and one ConfigRecord, so Flower's DP clipping
+   mods apply unchanged. Evaluate replies are counts: the sensor encoder's and the text path's confusion
+   matrices and the number of windows on which the two agree.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ LABELS = "query.labels"
 
 # record keys
 RUN_CONFIG = "run-config"  # ConfigRecord: the server's resolved run config, kept by clients in context.state
-FEATURES = "features"  # ArrayRecord {"features": [N, F]} (+ {"windows": [N, T, 6]} in raw-prompt mode)
-CONTEXT = "context"  # ConfigRecord: sampling-rate, position, device, has-gyro, num-windows, raw-prompt-mode
-TARGET_ARRAYS = "targets"  # ArrayRecord {"z": [N, D]}
+# ArrayRecord {"features": [N, F], "eval-features": [M, F]} (+ "windows", "eval-windows" [., T, 6] in
+# raw-prompt mode); a key is left out when the client has no such windows.
+FEATURES = "features"
+# ConfigRecord: sampling-rate, position, device, has-gyro, num-windows, num-eval-windows, role,
+# raw-prompt-mode
+CONTEXT = "context"
+TARGET_ARRAYS = "targets"  # ArrayRecord {"z": [N, D], "z-eval": [M, D]} (each only when N, M > 0)
 TARGET_TEXTS = "target-texts"  # ConfigRecord {"texts": [...]} only when send-target-text is on
 MODEL_CONFIG = "model-config"  # ConfigRecord of SensorEncoderConfig fields
 BANK_ARRAYS = "label-bank"  # ArrayRecord {"embeddings": [C, D]}

@@ -15,10 +15,13 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.sensor_encoder import INPUT_FRAMES
+
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 DP_MODES = ("none", "central", "local")
 INTERPRETERS = ("rules", "openai", "local")
 PARTITIONINGS = ("by-user", "iid", "dirichlet")
+CLIENT_EVALS = ("held-out-users", "time")
 
 
 class ConfigError(ValueError):
@@ -56,6 +59,10 @@ class FederationConfig:
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
+    sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
+    # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
+    # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
+    distill_weight: float = 1.0
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -64,7 +71,15 @@ class FederationConfig:
     windows_per_client: int = 0  # synthetic clients: windows per client; 0 = the device type's `windows`
     partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
     dirichlet_alpha: float = 0.5
-    client_eval_fraction: float = 0.3  # held-out share of each client's windows (split by segment)
+    # How clients are scored. "held-out-users" (real data): the data set's users are split exactly as the
+    # central run splits its target (common.data.split_by_user, eval-users-fraction, seed), so the federated
+    # and `fedlanhar train` accuracies score the same users; clients holding training users only train,
+    # clients holding held-out users only evaluate (all their windows). "time": every client trains on the
+    # earlier windows of each recording and evaluates on the last client-eval-fraction of them. Synthetic
+    # clients always split in time (each generates its own single user: there is no user to hold out).
+    client_eval: str = "held-out-users"
+    eval_users_fraction: float = 0.5  # client-eval = held-out-users: share of users held out (central's 0.5)
+    client_eval_fraction: float = 0.3  # client-eval = time: held-out share of each recording's windows
     local_epochs: int = 2
     batch_size: int = 32
     learning_rate: float = 3e-4
@@ -141,6 +156,10 @@ class FederationConfig:
                 "new-activities-round",
                 f"must be within 1..num-server-rounds, got {self.new_activities_round}",
             )
+        if self.client_eval not in CLIENT_EVALS:
+            fail("client-eval", f"must be one of {CLIENT_EVALS}, got '{self.client_eval}'")
+        if not 0.0 < self.eval_users_fraction < 1.0:
+            fail("eval-users-fraction", f"must be in (0, 1), got {self.eval_users_fraction}")
         if not 0.0 < self.client_eval_fraction < 1.0:
             fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
         if not 0.0 < self.fraction_train <= 1.0:
@@ -149,6 +168,12 @@ class FederationConfig:
             fail("fraction-evaluate", f"must be in (0, 1], got {self.fraction_evaluate}")
         if self.sensor_width < 0 or (self.sensor_width and self.sensor_width % 2):
             fail("sensor-width", f"must be 0 (text encoder width) or an even number, got {self.sensor_width}")
+        if self.sensor_input_frame not in INPUT_FRAMES:
+            fail(
+                "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
+            )
+        if self.distill_weight < 0:
+            fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
         for key in (
             "local-epochs",
             "batch-size",

@@ -1,6 +1,6 @@
 """Sensor encoder f: raw IMU windows -> the text encoder's language space (LanHAR section 3.5.1).
 
-Pipeline: normalise (acc in g, plus orientation-invariant |acc| and |gyro| channels) -> cut the window into
+Pipeline: normalise the window into input channels (see `input_frame` below) -> cut the window into
 non-overlapping patches of `patch_size` samples -> Linear + LayerNorm -> sinusoidal positions -> Transformer
 encoder -> mean over patches -> Linear to `out_dim`.
 
@@ -16,6 +16,17 @@ Pre-norm layers (norm_first=True, plus a final LayerNorm) rather than the paper'
 stably from scratch at a high learning rate without a warm-up schedule, and federated clients restart a fresh
 optimizer for a few local epochs every round, so there is no room for a long warm-up.
 
+Input frame. A device's axes are arbitrary: the same walk reads differently on a waist phone, a chest strap
+and a phone upside down in a pocket, and the rules interpreter deliberately describes a window by quantities
+that do not depend on those axes (magnitudes, components along and across gravity). With
+`input_frame="device"` the encoder sees acc x,y,z (g), gyro x,y,z (rad/s) and the two magnitudes, and has to
+learn that invariance from a few source devices; across data sets it does not. With `input_frame="gravity"`
+(the default) it sees the window in the frame the interpreter reasons in: gravity is estimated as the window
+mean of the accelerometer (as in common.features), and per sample the encoder gets the dynamic acceleration
+along gravity (vertical, signed) and across it (horizontal, magnitude), |acc|, the angular velocity about the
+vertical (signed) and about the horizontal plane (magnitude), and |gyro|. Any fixed rotation of the device
+leaves these six channels unchanged (tests/test_sensor_encoder.py checks it).
+
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """
 
@@ -30,6 +41,7 @@ import torch
 from torch import Tensor, nn
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
+INPUT_FRAMES = ("gravity", "device")
 
 
 @dataclass
@@ -43,7 +55,10 @@ class SensorEncoderConfig:
     ff_dim: int = 384  # 1 x d_model, not the usual 4x: one window's latency is bound by reading the weights
     dropout: float = 0.1
     out_dim: int = 384  # must equal the text encoder's dim (the targets Z live there)
-    add_magnitude_channels: bool = True  # |acc| and |gyro|: invariant to how the phone is oriented
+    add_magnitude_channels: bool = True  # "device" frame: add |acc| and |gyro| (orientation invariant)
+    # "gravity": rotation-invariant channels relative to the window's gravity (module docstring); "device":
+    # the raw axes. Chosen a priori (physics of the signal, see docstring), confirmed by the ablation.
+    input_frame: str = "gravity"
 
     def __post_init__(self) -> None:
         if self.input_channels not in (3, 6):
@@ -59,6 +74,8 @@ class SensorEncoderConfig:
             raise ValueError(f"d_model ({self.d_model}) must be divisible by num_heads ({self.num_heads})")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.input_frame not in INPUT_FRAMES:
+            raise ValueError(f"input_frame must be one of {INPUT_FRAMES}, got {self.input_frame!r}")
 
     @property
     def num_patches(self) -> int:
@@ -66,7 +83,9 @@ class SensorEncoderConfig:
 
     @property
     def feature_channels(self) -> int:
-        """Channels after normalisation: the raw ones plus one magnitude per sensor when configured."""
+        """Channels after normalisation: 3 per sensor (gravity frame); raw + magnitudes (device frame)."""
+        if self.input_frame == "gravity":
+            return self.input_channels
         magnitudes = self.input_channels // 3 if self.add_magnitude_channels else 0
         return self.input_channels + magnitudes
 
@@ -79,7 +98,8 @@ class SensorEncoderConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown SensorEncoderConfig fields: {unknown}")
-        return cls(**values)
+        # Checkpoints written before input_frame existed were trained on the device axes.
+        return cls(**{"input_frame": "device", **values})
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
@@ -90,6 +110,29 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
+
+
+def _along_and_across(vectors: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
+    """Signed component of `vectors` [B, T, 3] along `unit` [B, 1, 3] and the norm of the rest ([B, T, 1])."""
+    along = (vectors * unit).sum(dim=-1, keepdim=True)
+    across = torch.linalg.vector_norm(vectors - along * unit, dim=-1, keepdim=True)
+    return along, across
+
+
+def gravity_frame_channels(acc: Tensor, gyro: Tensor | None) -> Tensor:
+    """Rotation-invariant channels of windows: acc [B, T, 3] in g, gyro [B, T, 3] in rad/s or None.
+
+    Gravity = the window mean of acc. Returns [B, T, 3] (acc only) or [B, T, 6]: dynamic acc along gravity,
+    its norm across gravity, |acc|, then gyro about the vertical, its norm across it, |gyro|.
+    """
+    gravity = acc.mean(dim=1, keepdim=True)
+    vertical = gravity / torch.linalg.vector_norm(gravity, dim=-1, keepdim=True).clamp_min(1e-6)
+    acc_along, acc_across = _along_and_across(acc - gravity, vertical)
+    parts = [acc_along, acc_across, torch.linalg.vector_norm(acc, dim=-1, keepdim=True)]
+    if gyro is not None:
+        gyro_along, gyro_across = _along_and_across(gyro, vertical)
+        parts.extend([gyro_along, gyro_across, torch.linalg.vector_norm(gyro, dim=-1, keepdim=True)])
+    return torch.cat(parts, dim=-1)
 
 
 class SensorEncoder(nn.Module):
@@ -103,6 +146,7 @@ class SensorEncoder(nn.Module):
         self.patch_size = config.patch_size
         self.num_patches = config.num_patches
         self.add_magnitude_channels = config.add_magnitude_channels
+        self.gravity_frame = config.input_frame == "gravity"
         self.gravity = STANDARD_GRAVITY
 
         self.patch_projection = nn.Linear(config.patch_size * config.feature_channels, config.d_model)
@@ -139,8 +183,10 @@ class SensorEncoder(nn.Module):
                 nn.init.zeros_(parameter)
 
     def normalize(self, x: Tensor) -> Tensor:
-        """Raw units -> model inputs: acc in g, gyro in rad/s, then |acc| (g) and |gyro| (rad/s)."""
+        """Raw units -> model input channels [B, T, feature_channels] (acc in g, gyro in rad/s)."""
         acc = x[:, :, 0:3] / self.gravity
+        if self.gravity_frame:
+            return gravity_frame_channels(acc, x[:, :, 3:6] if self.input_channels == 6 else None)
         parts = [acc]
         if self.input_channels == 6:
             parts.append(x[:, :, 3:6])

@@ -3,8 +3,10 @@
 Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that sensor interpretations land
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
-Z = g(interpretation of that window) under symmetric InfoNCE. `train_sensor_epochs` is the same loss for a few
-local epochs on a federated client (optionally with a FedProx proximal term).
+Z = g(interpretation of that window) under symmetric InfoNCE, plus (when label embeddings are given and
+`distill_weight` > 0) the distillation of the text path's label posterior (common.losses.SensorAlignmentLoss).
+`train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
+proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 
 Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 costs seconds, so the loop
 trains on distinct (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
@@ -27,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from common.devices import rotation_matrix
-from common.losses import InfoNCELoss, ReconstructionLoss, TextAlignmentLoss, same_group_mask
+from common.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
 from common.sensor_encoder import SensorEncoder, check_windows
 from common.text_encoder import TextEncoder
 
@@ -90,6 +92,9 @@ class SensorTrainConfig:
     # triples. The interpretations are built from mostly orientation-invariant features, so a rotated window
     # keeps its target; this teaches the encoder the same invariance across users' mountings. 0: off.
     rotation_jitter_deg: float = 0.0
+    # Weight of KL(p_text || p_sensor) over the label embeddings (common.losses.LabelPosteriorDistillation);
+    # used only when the caller passes label embeddings. 0: InfoNCE alone (the paper's stage 2).
+    distill_weight: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -101,6 +106,8 @@ class SensorTrainConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.distill_weight < 0:
+            raise ValueError(f"SensorTrainConfig.distill_weight must be >= 0, got {self.distill_weight}")
         if not 0.0 <= self.rotation_jitter_deg <= 180.0:
             raise ValueError(
                 "SensorTrainConfig.rotation_jitter_deg must be in [0, 180] degrees, "
@@ -389,6 +396,19 @@ def _check_targets(X: np.ndarray, Z: np.ndarray, model: SensorEncoder, field: st
         raise ValueError(f"{field} contains NaN or inf")
 
 
+def _label_tensor(label_embeddings: np.ndarray | None, model: SensorEncoder) -> Tensor | None:
+    """The label bank as a float tensor [C, out_dim], checked; None stays None."""
+    if label_embeddings is None:
+        return None
+    shape = tuple(np.shape(label_embeddings))
+    if len(shape) != 2 or shape[0] < 2 or shape[1] != model.config.out_dim:
+        raise ValueError(
+            f"label_embeddings must be [C >= 2, {model.config.out_dim}] (one text-space embedding per "
+            f"label), got {list(shape)}"
+        )
+    return torch.from_numpy(np.ascontiguousarray(label_embeddings, dtype=np.float32))
+
+
 def target_groups(Z: np.ndarray) -> np.ndarray:
     """int64 [N]: rows of Z that are exactly identical (the same interpretation text) share a group id."""
     _, inverse = np.unique(np.ascontiguousarray(Z, dtype=np.float32), axis=0, return_inverse=True)
@@ -409,13 +429,14 @@ def _run_sensor_epoch(
     Z: Tensor,
     groups: Tensor,
     optimizer: torch.optim.Optimizer,
-    criterion: InfoNCELoss,
+    criterion: SensorAlignmentLoss,
     config: SensorTrainConfig,
     generator: torch.Generator,
     anchor: list[Tensor] | None = None,
     proximal_mu: float = 0.0,
+    label_embeddings: Tensor | None = None,
 ) -> float:
-    """One shuffled pass; returns the mean InfoNCE loss (the proximal term is optimised, not reported)."""
+    """One shuffled pass; returns the mean stage-2 loss (the proximal term is optimised, not reported)."""
     model.train()
     order = torch.randperm(len(X), generator=generator)
     total, count = 0.0, 0
@@ -428,7 +449,7 @@ def _run_sensor_epoch(
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
         E = model(windows)
-        loss = criterion(E, Z[index], same_group_mask(groups[index]))["loss"]
+        loss = criterion(E, Z[index], same_group_mask(groups[index]), label_embeddings)["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
@@ -444,7 +465,13 @@ def _run_sensor_epoch(
 
 @torch.no_grad()
 def _evaluate_sensor_loss(
-    model: SensorEncoder, X: Tensor, Z: Tensor, groups: Tensor, criterion: InfoNCELoss, batch_size: int
+    model: SensorEncoder,
+    X: Tensor,
+    Z: Tensor,
+    groups: Tensor,
+    criterion: SensorAlignmentLoss,
+    batch_size: int,
+    label_embeddings: Tensor | None = None,
 ) -> float:
     model.eval()
     total, count = 0.0, 0
@@ -452,7 +479,8 @@ def _evaluate_sensor_loss(
         stop = min(start + batch_size, len(X))
         if stop - start < 2:
             continue
-        loss = criterion(model(X[start:stop]), Z[start:stop], same_group_mask(groups[start:stop]))["loss"]
+        same = same_group_mask(groups[start:stop])
+        loss = criterion(model(X[start:stop]), Z[start:stop], same, label_embeddings)["loss"]
         total += float(loss) * (stop - start)
         count += stop - start
     return total / max(count, 1)
@@ -466,8 +494,12 @@ def train_sensor_encoder(
     progress: bool = True,
     X_val: np.ndarray | None = None,
     Z_val: np.ndarray | None = None,
+    label_embeddings: np.ndarray | None = None,
 ) -> dict:
     """Stage 2 (central), in place on `model`: InfoNCE between f(X) and the text targets Z.
+
+    `label_embeddings` [C, D] (the label bank of the training activities) switch on the distillation term
+    when `config.distill_weight` > 0.
 
     Rows with identical Z (the same interpretation) are positives of each other. With a validation set
     (X_val/Z_val, or `config.val_fraction` of X at random) the weights of the best validation epoch are kept
@@ -492,7 +524,8 @@ def train_sensor_encoder(
     X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
     groups = torch.from_numpy(target_groups(Z))
-    criterion = InfoNCELoss(config.temperature)
+    labels_t = _label_tensor(label_embeddings, model)
+    criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
     optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
     if X_val is not None:
         X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
@@ -505,12 +538,14 @@ def train_sensor_encoder(
     bar = _progress(range(config.epochs), progress, desc="stage 2: sensor encoder", unit="epoch")
     for epoch in bar:
         history["loss"].append(
-            _run_sensor_epoch(model, X_t, Z_t, groups, optimizer, criterion, config, generator)
+            _run_sensor_epoch(
+                model, X_t, Z_t, groups, optimizer, criterion, config, generator, label_embeddings=labels_t
+            )
         )
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}
         if X_val is not None:
             val_loss = _evaluate_sensor_loss(
-                model, X_val_t, Z_val_t, val_groups, criterion, config.batch_size
+                model, X_val_t, Z_val_t, val_groups, criterion, config.batch_size, labels_t
             )
             history["val_loss"].append(val_loss)
             postfix["val"] = f"{val_loss:.3f}"
@@ -548,9 +583,11 @@ def train_sensor_epochs(
     config: SensorTrainConfig,
     seed: int | None = None,
     proximal_mu: float = 0.0,
+    label_embeddings: np.ndarray | None = None,
 ) -> dict:
     """A federated client's local update: `config.epochs` passes of the stage-2 loss, in place on `model`.
 
+    The same loss as central stage 2 (`train_sensor_encoder`), label embeddings and distillation included.
     A fresh AdamW per call (clients keep no optimizer state between rounds). `proximal_mu` > 0 adds FedProx's
     mu/2 ||w - w_global||^2 with w_global = the weights received. The global RNG state is left untouched.
     Returns loss (mean of the last epoch), losses per epoch, num_examples, seconds.
@@ -562,7 +599,8 @@ def train_sensor_epochs(
     X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
     Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
     groups = torch.from_numpy(target_groups(Z))
-    criterion = InfoNCELoss(config.temperature)
+    labels_t = _label_tensor(label_embeddings, model)
+    criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
     optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
     losses = []
@@ -573,7 +611,17 @@ def train_sensor_epochs(
         for _ in range(config.epochs):
             losses.append(
                 _run_sensor_epoch(
-                    model, X_t, Z_t, groups, optimizer, criterion, config, generator, anchor, proximal_mu
+                    model,
+                    X_t,
+                    Z_t,
+                    groups,
+                    optimizer,
+                    criterion,
+                    config,
+                    generator,
+                    anchor,
+                    proximal_mu,
+                    labels_t,
                 )
             )
     model.eval()

@@ -109,7 +109,12 @@ class Cloud:
 
     def sensor_encoder_config(self) -> SensorEncoderConfig:
         width = self.config.sensor_width or self.encoder.dim
-        return SensorEncoderConfig(d_model=width, ff_dim=2 * width, out_dim=self.encoder.dim)
+        return SensorEncoderConfig(
+            d_model=width,
+            ff_dim=2 * width,
+            out_dim=self.encoder.dim,
+            input_frame=self.config.sensor_input_frame,
+        )
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
         """Stage 2 on the server's own labeled-source windows: the global model the clients start from."""
@@ -122,9 +127,13 @@ class Cloud:
             batch_size=self.config.batch_size,
             lr=self.config.learning_rate,
             temperature=self.config.temperature,
+            distill_weight=self.config.distill_weight,
             seed=self.config.seed,
         )
-        history = train_sensor_encoder(model, self.source.X, targets, sensor_config, progress=False)
+        bank = self.label_bank(self.config.activity_list)
+        history = train_sensor_encoder(
+            model, self.source.X, targets, sensor_config, progress=False, label_embeddings=bank.embeddings
+        )
         return model, history
 
     def targets_for(

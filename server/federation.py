@@ -3,6 +3,14 @@
 See common/protocol.py for the phases. The strategy (FedAvg/FedProx/FedAdam) only configures and aggregates
 the training half of each round; evaluation replies are confusion-matrix counts that are summed here, so the
 federated accuracy and macro-F1 are exactly those of all clients' held-out windows pooled.
+
+Which clients train and which evaluate comes from their role (simulations/partition.py, run config
+`client-eval`): with held-out users, evaluation-only clients are never offered to the strategy's train
+sampling (it sees a view of the grid with the training clients only), so they send no update and weigh
+nothing in the aggregate; training-only clients are never asked to evaluate. Next to the sensor encoder's
+accuracy every round also scores the text path on the same windows (interpretation -> text encoder ->
+nearest label; the server sends each evaluation window's text-space embedding, the client returns counts)
+and how often the two agree.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ from server.checkpoint import (
 )
 from server.cloud import Cloud
 from server.strategy import make_strategy
+from simulations.partition import EVALUATE, TRAIN, evaluation_plan
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -111,23 +120,36 @@ def wait_for_nodes(grid: Grid, minimum: int, timeout: float = 300.0) -> list[int
     return sorted(nodes)
 
 
+class NodeSubset:
+    """A view of the grid that offers only `nodes` to a strategy's sampling (and nothing else changes)."""
+
+    def __init__(self, grid: Grid, nodes: list[int]) -> None:
+        self._grid = grid
+        self._nodes = list(nodes)
+
+    def get_node_ids(self) -> list[int]:
+        return list(self._nodes)
+
+    def __getattr__(self, name: str):
+        return getattr(self._grid, name)
+
+
 def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: FederationConfig) -> dict:
-    """Phases 1 and 2: collect summaries, interpret them on the server, send Z and the model architecture."""
+    """Phases 1 and 2: collect summaries, interpret them on the server, send Z and the model architecture.
+
+    Training windows' summaries become the targets Z; evaluation windows' summaries become their text-path
+    embeddings ("z-eval"), which the client compares with the label bank itself (no label comes back).
+    """
     request = RecordDict({protocol.RUN_CONFIG: ConfigRecord(config.as_dict())})
     replies = exchange(
         [Message(request, message_type=protocol.SUMMARIES, dst_node_id=node) for node in nodes], "summaries"
     )
     model_config = protocol.model_config_record(cloud.sensor_encoder_config())
-    outgoing, interpreted = [], 0
+    outgoing, roles, interpreted, eval_interpreted = [], {}, 0, 0
     for reply in replies:
+        node = reply.metadata.src_node_id
         info = reply.content[protocol.CONTEXT]
-        features = reply.content[protocol.FEATURES]["features"].numpy()
-        windows = None
-        if info["raw-prompt-mode"]:
-            windows = reply.content[protocol.FEATURES]["windows"].numpy()
-            log.warning(
-                "raw-prompt-mode: node %s uploaded %d raw windows", reply.metadata.src_node_id, len(windows)
-            )
+        uploaded = reply.content[protocol.FEATURES]
         context = SensorContext(
             sampling_rate=float(info["sampling-rate"]),
             position=str(info["position"]),
@@ -135,20 +157,36 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
             candidate_activities=config.all_activities,
             has_gyro=bool(info["has-gyro"]),
         )
-        targets, texts = cloud.targets_for(features, context, windows)
-        interpreted += len(texts)
+        arrays, texts = {}, []
+        for features_key, windows_key, target_key in (
+            ("features", "windows", "z"),
+            ("eval-features", "eval-windows", "z-eval"),
+        ):
+            if features_key not in uploaded:
+                continue
+            windows = None
+            if info["raw-prompt-mode"]:
+                windows = uploaded[windows_key].numpy()
+                log.warning("raw-prompt-mode: node %s uploaded %d raw windows", node, len(windows))
+            z, window_texts = cloud.targets_for(uploaded[features_key].numpy(), context, windows)
+            arrays[target_key] = z
+            if target_key == "z":
+                texts, interpreted = window_texts, interpreted + len(window_texts)
+            else:
+                eval_interpreted += len(window_texts)
         content = RecordDict(
-            {protocol.TARGET_ARRAYS: protocol.array_record(z=targets), protocol.MODEL_CONFIG: model_config}
+            {protocol.TARGET_ARRAYS: protocol.array_record(**arrays), protocol.MODEL_CONFIG: model_config}
         )
         if config.send_target_text:
             content[protocol.TARGET_TEXTS] = ConfigRecord({"texts": texts})
-        outgoing.append(
-            Message(content, message_type=protocol.TARGETS, dst_node_id=reply.metadata.src_node_id)
-        )
-    stored = exchange(outgoing, "targets")
+        roles[node] = str(info["role"])
+        outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
+    stored = sorted(m.metadata.src_node_id for m in exchange(outgoing, "targets"))
     return {
-        "nodes_with_targets": sorted(m.metadata.src_node_id for m in stored),
+        "nodes_with_targets": stored,
+        "roles": {node: roles[node] for node in stored},
         "windows_interpreted": interpreted,
+        "eval_windows_interpreted": eval_interpreted,
     }
 
 
@@ -160,6 +198,13 @@ def push_labels(
     exchange([Message(content, message_type=protocol.LABELS, dst_node_id=node) for node in nodes], "labels")
     log.info("label push v%d to %d clients: %s (new: %s)", version, len(nodes), labels, new or "none")
     return bank
+
+
+def evaluate_global(exchange: Exchange, arrays: ArrayRecord, nodes: list[int], server_round: int):
+    """Send the global model to `nodes` for scoring; the replies that came back."""
+    content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
+    messages = [Message(content, message_type="evaluate", dst_node_id=node) for node in nodes]
+    return exchange(messages, "evaluate")
 
 
 def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: int, rng) -> list[int]:
@@ -183,12 +228,24 @@ def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[s
         new_correct += int(metrics["new-correct-among-new"])
         new_top3 += int(metrics["new-top3-among-new"])
         unscored += int(metrics["num-unscored"])
-    truth = np.repeat(np.repeat(np.arange(n), n), confusion.ravel())
-    predicted = np.repeat(np.tile(np.arange(n), n), confusion.ravel())
-    names = np.array(labels)
-    result = classification_metrics(names[truth].tolist(), names[predicted].tolist(), labels, category_of)
+    result = _confusion_metrics(confusion, labels, category_of)
     result["num_windows"] = int(confusion.sum())
     result["num_unscored_windows"] = unscored
+    # The text path on the same windows, and how often it and the sensor encoder name the same label.
+    with_text = [
+        reply.content["metrics"] for reply in replies if "text-confusion" in reply.content["metrics"]
+    ]
+    if with_text and len(with_text) == len(replies):
+        text_confusion = sum(np.asarray(m["text-confusion"], dtype=np.int64).reshape(n, n) for m in with_text)
+        text = _confusion_metrics(text_confusion, labels, category_of)
+        result["text_path_accuracy"] = text["accuracy"]
+        result["text_path_macro_f1"] = text["macro_f1"]
+        result["text_path_category_accuracy"] = text["category_accuracy"]
+        result["sensor_text_agreement"] = sum(int(m["agreement"]) for m in with_text) / max(
+            int(confusion.sum()), 1
+        )
+        result["text_path_per_class"] = text["per_class"]
+        result["text_path_confusion"] = text["confusion"]
     if new_labels and new_windows:
         new_rows = [labels.index(label) for label in new_labels]
         result["new_activity_windows"] = new_windows
@@ -198,6 +255,15 @@ def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[s
             sum(confusion[i, i] for i in new_rows) / max(confusion[new_rows].sum(), 1)
         )
     return result
+
+
+def _confusion_metrics(confusion: np.ndarray, labels: list[str], category_of) -> dict:
+    """classification_metrics of the windows a confusion matrix counts (rows truth, columns prediction)."""
+    n = len(labels)
+    truth = np.repeat(np.repeat(np.arange(n), n), confusion.ravel())
+    predicted = np.repeat(np.tile(np.arange(n), n), confusion.ravel())
+    names = np.array(labels)
+    return classification_metrics(names[truth].tolist(), names[predicted].tolist(), labels, category_of)
 
 
 class InjectedCrash(RuntimeError):
@@ -253,8 +319,23 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     exchange = Exchange(grid, config.round_timeout)
     nodes = wait_for_nodes(grid, config.min_available_nodes)
     targets_info = send_targets(cloud, exchange, nodes, config)
-    nodes = targets_info["nodes_with_targets"]
-    strategy = make_strategy(config, len(nodes))
+    nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
+    train_nodes = [node for node in nodes if roles[node] != EVALUATE]
+    eval_nodes = [node for node in nodes if roles[node] != TRAIN]
+    if not train_nodes or not eval_nodes:
+        raise RuntimeError(
+            f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at least "
+            "one of each (see client-eval in common/run_config.py)"
+        )
+    log.info(
+        "%d clients train, %d evaluate (client-eval %s)",
+        len(train_nodes),
+        len(eval_nodes),
+        config.client_eval,
+    )
+    strategy = make_strategy(config, len(train_nodes))
+    train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
+    nodes_trained: set[int] = set()
     if resumed:
         arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
         labels, new_labels, bank_version = resumed.labels, resumed.new_labels, resumed.bank_version
@@ -269,18 +350,27 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1
     push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
+    pretrained = None
+    if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
+        replies = evaluate_global(exchange, arrays, eval_nodes, 0)
+        if replies:
+            pretrained = pooled_metrics(replies, labels, new_labels, cloud.vocabulary.category)
+            pretrained["clients_evaluated"] = len(replies)
+            log.info(
+                "round 0 (server pre-training only): accuracy %.3f | text path %.3f, agreement %.3f",
+                pretrained["accuracy"],
+                pretrained.get("text_path_accuracy", float("nan")),
+                pretrained.get("sensor_text_agreement", float("nan")),
+            )
 
     for server_round in range(first_round, config.num_server_rounds + 1):
         t_round = time.monotonic()
         if config.new_activity_list and server_round == config.new_activities_round:
             labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
             push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
-        train_messages = [
-            m
-            for m in strategy.configure_train(server_round, arrays, ConfigRecord(), grid)
-            if m.metadata.dst_node_id in nodes
-        ]
+        train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
         train_replies = exchange(train_messages, "train")
+        nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
         enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
         aggregated, train_metrics = (None, None)
         if enough:
@@ -296,14 +386,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
         if aggregated is not None:
             arrays = aggregated
-        evaluate_content = RecordDict(
-            {"arrays": arrays, "config": ConfigRecord({"server-round": server_round})}
-        )
-        evaluators = sample_evaluators(nodes, config, server_round, rng)
-        eval_replies = exchange(
-            [Message(evaluate_content, message_type="evaluate", dst_node_id=node) for node in evaluators],
-            "evaluate",
-        )
+        evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
+        eval_replies = evaluate_global(exchange, arrays, evaluators, server_round)
         metrics = pooled_metrics(eval_replies, labels, new_labels, cloud.vocabulary.category)
         record = {
             "round": server_round,
@@ -315,8 +399,9 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "update_norm": update_norm,
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
             "seconds": time.monotonic() - t_round,
-            **{k: v for k, v in metrics.items() if k != "confusion"},
+            **{k: v for k, v in metrics.items() if k not in ("confusion", "text_path_confusion")},
             "confusion": metrics.get("confusion"),
+            "text_path_confusion": metrics.get("text_path_confusion"),
         }
         spent = getattr(strategy, "privacy_spent", lambda: None)()
         if spent is not None:
@@ -353,6 +438,25 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         "new_activity_accuracy": final.get("new_activity_accuracy"),
         "new_activity_top3": final.get("new_activity_top3"),
         "new_activity_accuracy_full_bank": final.get("new_activity_accuracy_full_bank"),
+        "text_path_accuracy": final.get("text_path_accuracy"),
+        "text_path_macro_f1": final.get("text_path_macro_f1"),
+        "sensor_text_agreement": final.get("sensor_text_agreement"),
+        "confusion": final.get("confusion"),
+        "text_path_confusion": final.get("text_path_confusion"),
+        "per_class": final.get("per_class"),
+        "evaluation": {
+            "client_eval": config.client_eval,
+            "data_sets": evaluation_plan(config),  # per client data set: the split, the held-out users
+            "labels": final["labels"],
+            "windows": final["num_windows"],
+            "train_clients": len(train_nodes),
+            "eval_clients": len(eval_nodes),
+            "roles": {str(node): roles[node] for node in nodes},
+            # Evaluation-only clients that sent a training update (never: they are not offered to sampling).
+            "eval_only_clients_that_trained": sorted(
+                str(node) for node in nodes_trained if roles[node] == EVALUATE
+            ),
+        },
         "seed": config.seed,
         "config": config.as_dict(),
         "resumed_after_round": resumed.completed_round if resumed else None,
@@ -365,9 +469,15 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         "failures": exchange.failures,
         "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
         "privacy": privacy_report(config, exchange, rounds),
-        "targets": {"windows_interpreted": targets_info["windows_interpreted"], "clients": len(nodes)},
+        "targets": {
+            "windows_interpreted": targets_info["windows_interpreted"],
+            "eval_windows_interpreted": targets_info["eval_windows_interpreted"],
+            "clients": len(nodes),
+        },
         "stage1": _jsonable(stage1),
         "server_pretrain": _jsonable(pretrain),
+        # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
+        "server_pretrain_evaluation": pretrained,
         "export": export,
         "seconds": {"setup": t_setup, "total": time.monotonic() - t_start},
     }
@@ -424,6 +534,11 @@ def round_summary(record: dict) -> str:
     )
     if record.get("new_activity_accuracy") is not None:
         line += f"  new-activity {record['new_activity_accuracy']:.3f}"
+    if record.get("text_path_accuracy") is not None:
+        line += (
+            f" | text path {record['text_path_accuracy']:.3f}, "
+            f"agreement {record['sensor_text_agreement']:.3f}"
+        )
     return line + f" | {len(record['labels'])} labels, {record['seconds']:.1f} s"
 
 

@@ -28,7 +28,9 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
     central_dp = config.dp_mode == "central"
     common = dict(
         fraction_train=config.fraction_train,
-        min_train_nodes=config.min_train_nodes,
+        # num_nodes = the clients that train (evaluation-only clients are never sampled): Flower's sampling
+        # waits forever for more nodes than it is offered.
+        min_train_nodes=min(config.min_train_nodes, num_nodes),
         min_available_nodes=min(config.min_available_nodes, num_nodes),
         weighted_by_key=UNIFORM_WEIGHT if central_dp else "num-examples",
     )

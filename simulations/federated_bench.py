@@ -20,6 +20,8 @@ from pathlib import Path
 
 import psutil
 
+from simulations.processes import processes_naming, stop_processes_naming
+
 REPO = Path(__file__).resolve().parents[1]
 
 # Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
@@ -55,11 +57,7 @@ class MemorySampler(threading.Thread):
 
         That is the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else running.
         """
-        roots = []
-        for process in psutil.process_iter(["cmdline"]):
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if self.marker in cmdline:
-                roots.append(process)
+        roots = processes_naming(self.marker)
         seen: dict[int, int] = {}
         for root in roots:
             try:
@@ -100,8 +98,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     }
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
     # never another run's on the same machine.
-    stop_superlink = ["pkill", "-f", f"flower-superlink.*{out_dir}"]
-    subprocess.run(stop_superlink, check=False)
+    stop_processes_naming(str(out_dir))
     start = time.time()
     sampler = MemorySampler(marker=str(out_dir))
     sampler.start()
@@ -122,7 +119,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         )
     wall = time.time() - start
     sampler.stop()
-    subprocess.run(stop_superlink, check=False)
+    stop_processes_naming(str(out_dir))
     metrics_path = run_out / "metrics.json"
     if process.returncode != 0 or not metrics_path.exists():
         raise RuntimeError(

@@ -4,9 +4,20 @@ In simulation every node only knows its `partition-id` and `num-partitions`, so 
 here from those two numbers and the run config, deterministically (same seed, same clients). In a deployment,
 `--node-config` may name `device-type`, `data-set` and `user` directly (see `client_spec_from_node_config`).
 
-A client's windows are split in time: the earlier windows of each recording are its unlabeled training
-windows, the later ones its held-out evaluation windows. The two never overlap, and evaluation labels are used
-only for scoring on the client.
+How clients are scored (run config `client-eval`):
+
+- "held-out-users" (default; real data): the data set's users are split exactly as the central run splits
+  its target (`common.data.split_by_user` on the run's activities that the source and the data set share,
+  `eval-users-fraction` = central's target_eval_fraction 0.5, the run's seed), so for dsads_torso the
+  held-out users are those of `fedlanhar train --source uci --target dsads_torso`. The clients sharing the
+  data set are split in the same proportion (the last ones of them evaluate): training clients hold only
+  training users and never evaluate; evaluation clients hold only held-out users, never train, and score
+  all their windows. Training users are dealt by `partitioning`; held-out users are dealt whole (by user)
+  and every one of their windows lands on some evaluation client. 8 dsads_torso clients: 4 + 4.
+- "time": every client splits its own windows in time: the earlier windows of each recording are its
+  unlabeled training windows, the later ones its held-out evaluation windows.
+Synthetic clients always split in time: each generates a single user of its own, so none can be held out.
+Training windows are unlabeled; evaluation labels are used only for scoring on the client.
 """
 
 from __future__ import annotations
@@ -17,12 +28,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from common.data import DataError, WindowSet, load_dataset
+from common.data import DataError, WindowSet, load_dataset, split_by_user
 from common.devices import DeviceType, apply_device, load_device_type
 from common.run_config import FederationConfig, split_list
 from common.synthetic import generate_windows
 
 NATIVE_DEVICE = "native"  # real data as recorded: no simulated device transform
+# Client roles. A "time" client both trains (early windows) and evaluates (late windows).
+TRAIN, EVALUATE, TRAIN_AND_EVALUATE = "train", "evaluate", "train+evaluate"
 
 
 @dataclass(frozen=True)
@@ -37,8 +50,40 @@ class ClientSpec:
 @dataclass
 class ClientData:
     spec: ClientSpec
-    train: WindowSet  # unlabeled: y is all -1
-    eval: WindowSet  # labeled, for scoring only
+    train: WindowSet  # unlabeled: y is all -1 (empty for an evaluation client)
+    eval: WindowSet  # labeled, for scoring only (empty for a training client)
+    role: str = TRAIN_AND_EVALUATE  # TRAIN, EVALUATE or TRAIN_AND_EVALUATE
+    split: str = "time"  # "time" or "held-out-users"
+
+    @property
+    def trains(self) -> bool:
+        return len(self.train) > 0
+
+    @property
+    def evaluates(self) -> bool:
+        return len(self.eval) > 0
+
+
+@dataclass(frozen=True)
+class UserSplit:
+    """The held-out-users split of one real data set: the central run's target split."""
+
+    data_set: str
+    train_users: tuple[int, ...]
+    eval_users: tuple[int, ...]
+    activities: tuple[str, ...]  # the activity set the split was drawn on (as central's load_pair)
+    eval_fraction: float
+    seed: int
+
+    def as_dict(self) -> dict:
+        return {
+            "split": "held-out-users",
+            "train_users": list(self.train_users),
+            "eval_users": list(self.eval_users),
+            "activities": list(self.activities),
+            "eval_users_fraction": self.eval_fraction,
+            "seed": self.seed,
+        }
 
 
 def client_spec(partition_id: int, num_partitions: int, config: FederationConfig) -> ClientSpec:
@@ -72,22 +117,97 @@ def client_spec_from_node_config(node_config: Mapping[str, object], config: Fede
     )
 
 
+def client_eval_mode(data_set: str, config: FederationConfig) -> str:
+    """The split the clients of `data_set` use: synthetic data always splits in time (no user to hold out)."""
+    return "time" if data_set == "synthetic" else config.client_eval
+
+
 def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
-    """The client's local windows for its spec, device transform applied, split into train/eval in time."""
+    """The client's local windows for its spec, device transform applied, split into train and eval."""
     seed = config.seed * 100_003 + spec.partition_id
     if spec.data_set == "synthetic":
         device = load_device_type(spec.device_type)
         n_windows = config.windows_per_client or device.windows
         per_activity = max(4, n_windows // len(config.all_activities))
         windows = generate_windows(config.all_activities, per_activity, device=device, seed=seed, n_users=1)
+        role = TRAIN_AND_EVALUATE
     else:
-        windows = _real_client_windows(spec, config)
+        windows, role = _real_client_windows(spec, config)
         if spec.device_type != NATIVE_DEVICE:
             windows = apply_device(windows, load_device_type(spec.device_type), seed=seed)
-    train, held_out = split_in_time(windows, config.client_eval_fraction)
+    split = client_eval_mode(spec.data_set, config)
+    if role == TRAIN_AND_EVALUATE:
+        train, held_out = split_in_time(windows, config.client_eval_fraction)
+    elif role == TRAIN:
+        train, held_out = windows, windows.subset(np.arange(0))
+    else:
+        train, held_out = windows.subset(np.arange(0)), windows
     unlabeled = train.subset(np.arange(len(train)))
     unlabeled.y = np.full(len(unlabeled), -1, dtype=np.int64)
-    return ClientData(spec=spec, train=unlabeled, eval=held_out)
+    return ClientData(spec=spec, train=unlabeled, eval=held_out, role=role, split=split)
+
+
+def held_out_user_split(data_set: str, config: FederationConfig) -> UserSplit:
+    """The central run's target split of `data_set` (simulations/central.py load_pair): split_by_user on
+    the run's initial activities that both the server's source and `data_set` have, same fraction and seed.
+    """
+    return _user_split(
+        data_set,
+        config.data_dir,
+        tuple(config.activity_list),
+        config.source,
+        config.eval_users_fraction,
+        config.seed,
+    )
+
+
+@lru_cache(maxsize=8)
+def _user_split(
+    data_set: str, data_dir: str, activities: tuple[str, ...], source: str, fraction: float, seed: int
+) -> UserSplit:
+    windows = load_dataset(data_set, data_dir)
+    source_labels = activities if source == "synthetic" else _labels_of(source, data_dir)
+    shared = [a for a in activities if a in source_labels and a in windows.label_names]
+    if len(shared) < 2:
+        raise DataError(
+            f"client-eval 'held-out-users': only {shared} of the activities {list(activities)} are shared by "
+            f"the source '{source}' and '{data_set}' ({windows.label_names})"
+        )
+    train, held_out = split_by_user(windows.select_activities(shared), fraction, seed)
+    return UserSplit(
+        data_set=data_set,
+        train_users=tuple(int(u) for u in np.unique(train.user)),
+        eval_users=tuple(int(u) for u in np.unique(held_out.user)),
+        activities=tuple(shared),
+        eval_fraction=fraction,
+        seed=seed,
+    )
+
+
+@lru_cache(maxsize=4)
+def _labels_of(name: str, data_dir: str) -> tuple[str, ...]:
+    return tuple(load_dataset(name, data_dir).label_names)
+
+
+def evaluation_plan(config: FederationConfig) -> dict[str, dict]:
+    """Per client data set, which split scores it (and, for held-out users, which users): for metrics.json."""
+    plan: dict[str, dict] = {}
+    for data_set in dict.fromkeys(config.clients_data_list):
+        if client_eval_mode(data_set, config) == "held-out-users":
+            plan[data_set] = held_out_user_split(data_set, config).as_dict()
+        else:
+            plan[data_set] = {"split": "time", "client_eval_fraction": config.client_eval_fraction}
+    return plan
+
+
+def evaluation_peers(num_peers: int, num_users: int, num_eval_users: int) -> int:
+    """How many of the clients sharing a data set hold held-out users: the users' proportion, >= 1 each."""
+    if num_peers < 2:
+        raise DataError(
+            f"client-eval 'held-out-users' needs at least 2 clients per real data set (one trains, one "
+            f"evaluates), got {num_peers}; use more clients or client-eval='time'"
+        )
+    return min(max(int(round(num_peers * num_eval_users / num_users)), 1), num_peers - 1)
 
 
 def split_in_time(ws: WindowSet, eval_fraction: float) -> tuple[WindowSet, WindowSet]:
@@ -110,21 +230,61 @@ def split_in_time(ws: WindowSet, eval_fraction: float) -> tuple[WindowSet, Windo
     return ws.subset(np.flatnonzero(~eval_mask)), ws.subset(np.flatnonzero(eval_mask))
 
 
-def _real_client_windows(spec: ClientSpec, config: FederationConfig) -> WindowSet:
+def _real_client_windows(spec: ClientSpec, config: FederationConfig) -> tuple[WindowSet, str]:
+    """The client's windows of its real data set and its role (see the module docstring)."""
     windows = _load_for_clients(spec.data_set, config.data_dir, tuple(config.all_activities))
+    held_out_users = client_eval_mode(spec.data_set, config) == "held-out-users"
+    split = held_out_user_split(spec.data_set, config) if held_out_users else None
     if spec.users:
-        return windows.subset(np.flatnonzero(np.isin(windows.user, spec.users)))
+        own = windows.subset(np.flatnonzero(np.isin(windows.user, spec.users)))
+        if split is None:
+            return own, TRAIN_AND_EVALUATE
+        held = set(spec.users) & set(split.eval_users)
+        if held and held != set(spec.users):
+            raise DataError(
+                f"node config 'users' {list(spec.users)}: mixes held-out users {sorted(held)} with training "
+                f"users (client-eval 'held-out-users' holds out {list(split.eval_users)} of "
+                f"'{spec.data_set}'); pin users of one side, or use client-eval='time'"
+            )
+        return own, EVALUATE if held else TRAIN
     # The clients that share this data set (round-robin over data sets) split it among themselves.
     data_sets = config.clients_data_list
     peers = [p for p in range(spec.num_partitions) if data_sets[p % len(data_sets)] == spec.data_set]
-    index = partition_indices(windows, len(peers), config.partitioning, config.dirichlet_alpha, config.seed)
-    own = index[peers.index(spec.partition_id)]
+    if split is None:
+        role, side, side_peers = TRAIN_AND_EVALUATE, windows, peers
+        index = partition_indices(side, len(peers), config.partitioning, config.dirichlet_alpha, config.seed)
+    else:
+        n_users = len(split.train_users) + len(split.eval_users)
+        n_eval = evaluation_peers(len(peers), n_users, len(split.eval_users))
+        if spec.partition_id in peers[len(peers) - n_eval :]:
+            role, side_peers = EVALUATE, peers[len(peers) - n_eval :]
+            side = windows.subset(np.flatnonzero(np.isin(windows.user, split.eval_users)))
+            index = deal_whole_users(side, len(side_peers))
+        else:
+            role, side_peers = TRAIN, peers[: len(peers) - n_eval]
+            side = windows.subset(np.flatnonzero(np.isin(windows.user, split.train_users)))
+            index = partition_indices(
+                side, len(side_peers), config.partitioning, config.dirichlet_alpha, config.seed
+            )
+    own = index[side_peers.index(spec.partition_id)]
     if len(own) == 0:
         raise DataError(
             f"client {spec.partition_id}: no windows of '{spec.data_set}' left for it "
-            f"({len(peers)} clients share {len(windows)} windows); use fewer clients"
+            f"({len(side_peers)} clients share {len(side)} windows); use fewer clients"
         )
-    return windows.subset(own)
+    return side.subset(own), role
+
+
+def deal_whole_users(ws: WindowSet, num_clients: int) -> list[np.ndarray]:
+    """Window indices per client covering EVERY window: users dealt round-robin; with more clients than
+    users, the recordings (ordered by user) are cut into `num_clients` consecutive runs."""
+    users = np.unique(ws.user)
+    if num_clients <= len(users):
+        return [np.flatnonzero(np.isin(ws.user, users[i::num_clients])) for i in range(num_clients)]
+    order = np.lexsort((ws.segment, ws.user))
+    segments = list(dict.fromkeys(ws.segment[order].tolist()))  # by user, then recording
+    chunks = np.array_split(np.array(segments), num_clients)
+    return [np.flatnonzero(np.isin(ws.segment, chunk)) for chunk in chunks]
 
 
 @lru_cache(maxsize=4)
@@ -178,11 +338,20 @@ def partition_indices(
 
 
 __all__ = [
+    "EVALUATE",
+    "TRAIN",
+    "TRAIN_AND_EVALUATE",
     "ClientData",
     "ClientSpec",
     "DeviceType",
+    "UserSplit",
+    "client_eval_mode",
     "client_spec",
     "client_spec_from_node_config",
+    "deal_whole_users",
+    "evaluation_peers",
+    "evaluation_plan",
+    "held_out_user_split",
     "load_client_data",
     "partition_indices",
     "split_in_time",

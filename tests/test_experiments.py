@@ -5,21 +5,31 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from common.data import DataError, WindowSet
+from common.data import DataError, WindowSet, save_windowset
 from common.features import analyze_windows
 from common.interpreters import SIMPLE_CATEGORIES, RulesInterpreter
 from common.prompts import SENSOR_VOCABULARY, SensorContext
 from simulations.baselines import NLS_BASE_TEMPLATE, NLS_TEMPLATES, nls_sentences
 from simulations.central import central_config, central_interpreter, rename_labels, text_train_config
 from simulations.cli import main
+from simulations.experiments.cross_dataset import lanhar_diagnostics, matrix_axes, recall_rows
 from simulations.experiments.distribution_gap import relative_kl, symmetric_kl
+from simulations.experiments.new_activity import new_activities
 from simulations.experiments.report import Report, jsonable
-from simulations.experiments.settings import Pair, load_settings, parse_pairs
+from simulations.experiments.settings import (
+    Pair,
+    dataset_labels,
+    load_settings,
+    pair_label_space,
+    parse_pairs,
+    short_name,
+)
 
 # Small enough for CI: stage 1 and 2 barely train, so only structure and finiteness are asserted.
 TINY_CENTRAL = {
@@ -34,18 +44,77 @@ SECTIONS = ("## Setup", "## Results", "## Figures", "## Notes", "## Configuratio
 # ------------------------------------------------------------------------------------------ fast tests
 
 
-def test_pairs_and_their_label_spaces() -> None:
+UCI_LABELS = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
+WISDM_LABELS = ["walking", "jogging", "stairs", "sitting", "standing", "typing"]
+DSADS_LABELS = ["sitting", "standing", "lying on back", "upstairs", "downstairs", "walking", "jumping"]
+
+
+def _write_labels(directory: Path, name: str, labels: list[str]) -> None:
+    """A tiny valid npz window file with one window per label."""
+    n = len(labels)
+    ws = WindowSet(
+        X=np.zeros((n, 120, 6), dtype=np.float32),
+        y=np.arange(n),
+        label_names=labels,
+        user=np.arange(n),
+        segment=np.arange(n),
+        name=name,
+    )
+    save_windowset(ws, directory / f"{name}.npz")
+
+
+def test_pairs_and_their_label_spaces(tmp_path: Path) -> None:
     pairs = parse_pairs("all")
     assert len(pairs) == 12 and len(set(pairs)) == 12
-    assert Pair("uci", "dsads_torso").activities == ("walking", "upstairs", "downstairs", "sitting")
-    wisdm = parse_pairs("uci:wisdm_phone")[0]
+    for name, labels in (("uci", UCI_LABELS), ("wisdm_phone", WISDM_LABELS), ("dsads_torso", DSADS_LABELS)):
+        _write_labels(tmp_path, name, labels)
+    plain = pair_label_space(Pair("uci", "dsads_torso"), tmp_path)
+    assert plain.activities == ("walking", "upstairs", "downstairs", "sitting")
+    assert plain.merge_labels == {} and not plain.merges_stairs
+    wisdm = pair_label_space(parse_pairs("uci:wisdm_phone")[0], tmp_path)
     assert wisdm.activities == ("walking", "stairs", "sitting")
-    assert wisdm.merge_labels == {"upstairs": "stairs", "downstairs": "stairs"}
-    assert Pair("uci", "dsads_torso").merge_labels == {}
+    assert wisdm.merge_labels == {"upstairs": "stairs", "downstairs": "stairs"} and wisdm.merges_stairs
     assert parse_pairs(["uci:dsads_torso", "uci:dsads_torso"]) == [Pair("uci", "dsads_torso")]
     for bad in ("uci", "uci:uci", ":dsads_torso", ""):
         with pytest.raises(DataError, match="pair"):
             parse_pairs(bad)
+
+
+def test_label_space_comes_from_the_data_not_the_name(tmp_path: Path) -> None:
+    """Any name works; a set with one mixed "stairs" class merges the pair's stairs, whatever it is called."""
+    _write_labels(tmp_path, "my_chest", DSADS_LABELS)
+    _write_labels(tmp_path, "my_pocket", WISDM_LABELS)
+    _write_labels(tmp_path, "wisdm_phone", UCI_LABELS)  # a known name with up/down stairs: no merge
+    _write_labels(tmp_path, "no_walking", ["sitting", "standing", "stairs"])
+    _write_labels(tmp_path, "still_only", ["sitting", "standing"])
+    _write_labels(tmp_path, "spelled", ["Walking", "walking_upstairs", "walking_downstairs", "sitting"])
+    assert dataset_labels("spelled", tmp_path) == ("walking", "upstairs", "downstairs", "sitting")
+    merged = pair_label_space(Pair("my_pocket", "my_chest"), tmp_path)
+    assert (merged.activities, merged.merges_stairs) == (("walking", "stairs", "sitting"), True)
+    assert pair_label_space(Pair("wisdm_phone", "my_chest"), tmp_path).merge_labels == {}
+    assert pair_label_space(Pair("spelled", "my_chest"), tmp_path).activities == (
+        "walking",
+        "upstairs",
+        "downstairs",
+        "sitting",
+    )
+    partial = pair_label_space(Pair("no_walking", "my_chest"), tmp_path)  # restricted to what both have
+    assert (partial.activities, partial.merges_stairs) == (("stairs", "sitting"), True)
+    with pytest.raises(DataError, match="shared"):
+        pair_label_space(Pair("still_only", "my_chest"), tmp_path)  # "sitting" alone is no label space
+    with pytest.raises(DataError, match="nowhere"):
+        pair_label_space(Pair("nowhere", "my_chest"), tmp_path)
+    assert new_activities(Pair("my_pocket", "my_chest"), tmp_path) == [
+        "standing",
+        "lying on back",
+        "jumping",
+    ]
+    assert short_name("my_chest") == "my_chest" and short_name("dsads_torso") == "dsads-t"
+    assert matrix_axes(parse_pairs("dsads_rightleg:my_set,uci:my_set,my_set:uci")) == [
+        "dsads_rightleg",
+        "my_set",
+        "uci",
+    ]
 
 
 def test_settings_file_budget_table_and_unknown_keys(tmp_path: Path) -> None:
@@ -76,6 +145,51 @@ def test_ablation_knobs_reach_stage_one() -> None:
         central_config("small", stage1_steps=-1)
     with pytest.raises(DataError, match="simple_prompt"):
         central_config("small", simple_prompt=True, interpreter="openai")
+
+
+def test_lanhar_diagnostics_and_per_class_recall() -> None:
+    def per_class(recalls: dict[str, float]) -> dict:
+        return {label: {"recall": recall} for label, recall in recalls.items()}
+
+    records = [
+        {
+            "pair": "a→b",
+            "method": "lanhar",
+            "labels": ["walking", "sitting"],
+            "accuracy": 0.5,
+            "per_class": per_class({"walking": 1.0, "sitting": 0.0}),
+            "text_path_accuracy": 0.75,
+            "text_path": {"accuracy": 0.75, "per_class": per_class({"walking": 0.5, "sitting": 1.0})},
+            "path_agreement": 0.25,
+        },
+        {"pair": "a→b", "method": "cnn", "labels": ["walking", "sitting"], "accuracy": 0.9},
+        {
+            "pair": "c→b",
+            "method": "lanhar",
+            "labels": ["walking", "stairs"],
+            "accuracy": 1.0,
+            "per_class": per_class({"walking": 1.0, "stairs": 1.0}),
+            "text_path_accuracy": 0.25,
+            "text_path": {"accuracy": 0.25, "per_class": per_class({"walking": 0.0, "stairs": 0.5})},
+            "path_agreement": 0.75,
+        },
+    ]
+    diagnostics = lanhar_diagnostics(records)
+    assert diagnostics["pairs"]["a→b"] == {
+        "sensor_accuracy": 0.5,
+        "text_path_accuracy": 0.75,
+        "agreement": 0.25,
+    }
+    assert diagnostics["mean"] == {"sensor_accuracy": 0.75, "text_path_accuracy": 0.5, "agreement": 0.5}
+    assert lanhar_diagnostics(records[1:2]) is None  # baselines only
+    header, rows = recall_rows(records)
+    assert header == ["pair", "path", "walking recall", "sitting recall", "stairs recall", "accuracy"]
+    assert rows == [
+        ["a→b", "sensor encoder", 1.0, 0.0, "", 0.5],
+        ["a→b", "text path", 0.5, 1.0, "", 0.75],
+        ["c→b", "sensor encoder", 1.0, "", 1.0, 1.0],
+        ["c→b", "text path", 0.0, "", 0.5, 0.25],
+    ]
 
 
 def _gait_and_still_windows() -> np.ndarray:
@@ -229,6 +343,59 @@ def test_cross_dataset_small(tmp_path: Path, data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+def test_cross_dataset_on_any_data_set_with_diagnostics(tmp_path: Path, data_dir: Path) -> None:
+    """A data set under a name the code never saw; wisdm_phone's mixed stairs merge found from its labels."""
+    data = tmp_path / "data"
+    data.mkdir()
+    shutil.copy(data_dir / "dsads_torso.npz", data / "my_chest.npz")
+    for name in ("uci", "wisdm_phone"):
+        (data / f"{name}.npz").symlink_to((data_dir / f"{name}.npz").resolve())
+    extra = 'methods = ["lanhar", "cnn"]\n'
+    results, report, out = _run("cross-dataset", tmp_path, data, "uci:my_chest,wisdm_phone:my_chest", extra)
+    runs = {(r["pair"], r["method"]): r for r in results["runs"]}
+    assert list(runs) == [(p, m) for p in ("uci→my_chest", "wisdm→my_chest") for m in ("lanhar", "cnn")]
+    for (pair, _), record in runs.items():
+        _assert_scores(record)
+        assert record["target"] == "my_chest"
+        if pair == "wisdm→my_chest":  # my_chest's upstairs and downstairs merged into wisdm's "stairs"
+            assert record["labels"] == ["walking", "stairs", "sitting"]
+            assert record["config"]["merge_labels"] == {"upstairs": "stairs", "downstairs": "stairs"}
+        else:
+            assert record["labels"] == ["walking", "upstairs", "downstairs", "sitting"]
+            assert record["config"]["merge_labels"] == {}
+    for pair in ("uci→my_chest", "wisdm→my_chest"):
+        lanhar = runs[(pair, "lanhar")]
+        assert lanhar["n"] == runs[(pair, "cnn")]["n"] > 0  # the same held-out windows
+        _assert_scores(lanhar, ("text_path_accuracy", "path_agreement"))
+        labels, n = lanhar["labels"], lanhar["n"]
+        for confusion in (
+            lanhar["confusion"],
+            lanhar["text_path"]["confusion"],
+        ):  # rows truth, cols predicted
+            assert np.asarray(confusion).shape == (len(labels), len(labels)) and np.sum(confusion) == n
+        text_confusion = np.asarray(lanhar["text_path"]["confusion"])
+        assert np.trace(text_confusion) / n == pytest.approx(lanhar["text_path_accuracy"])
+        assert set(lanhar["text_path"]["per_class"]) == set(labels)
+        assert len(lanhar["new_activities"]["labels"]) == 15
+    diagnostics = results["summary"]["lanhar_diagnostics"]
+    assert set(diagnostics["pairs"]) == {"uci→my_chest", "wisdm→my_chest"}
+    for key in ("sensor_accuracy", "text_path_accuracy", "agreement"):
+        value = diagnostics["mean"][key]
+        assert isinstance(value, float) and math.isfinite(value) and 0.0 <= value <= 1.0, (key, value)
+    assert diagnostics["mean"]["agreement"] == pytest.approx(
+        np.mean([runs[(p, "lanhar")]["path_agreement"] for p in diagnostics["pairs"]])
+    )
+    assert "| source \\ target | uci | my_chest | wisdm_phone |" in report  # axes: the data sets run
+    assert "| my_chest | – | – | – |" in report and "uci→my_chest" in report
+    assert (
+        "**LanHAR diagnostics**" in report
+        and "| pair | sensor-encoder acc. | text-path acc. | agreement |" in report
+    )
+    assert "| wisdm→my_chest | text path |" in report and "stairs recall" in report
+    assert (out / "lanhar_matrix.png").exists()
+
+
+@pytest.mark.slow
 def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
     shared = tmp_path / "shared-text-spaces"  # e.g. the cross-dataset experiment's, to reuse its stage 1
     results, report, _ = _run(
@@ -249,10 +416,11 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
-    variants = 'variants = ["full", "no_text_training", "simple_prompt"]\n'
+    names = ["full", "no_text_training", "simple_prompt", "device_frame", "no_distillation"]
+    variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
     by_variant = {r["variant"]: r for r in results["runs"]}
-    assert list(by_variant) == ["full", "no_text_training", "simple_prompt"]
+    assert list(by_variant) == names
     for record in by_variant.values():
         _assert_scores(record, ("accuracy", "macro_f1", "category_accuracy", "text_path_accuracy"))
     assert by_variant["full"]["config"]["regeneration"] is True  # set by the variant, not the small budget
@@ -265,6 +433,15 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         < by_variant["full"]["distinct_interpretations"]["source"]
     )
     assert "Δ acc. vs full" in report and "MPNet was not run" in report
+    # The stage-2 switches reach stage 2 only: same text space (reused), other sensor encoder settings.
+    assert by_variant["full"]["config"]["sensor_input_frame"] == "gravity"
+    assert by_variant["device_frame"]["config"]["sensor_input_frame"] == "device"
+    assert by_variant["no_distillation"]["config"]["stage2_distill_weight"] == 0.0
+    assert by_variant["full"]["config"]["stage2_distill_weight"] > 0.0
+    assert by_variant["device_frame"]["stage1_reused"] and by_variant["no_distillation"]["stage1_reused"]
+    summary = results["summary"]["device_frame"]
+    assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
+    assert "worst pair acc." in report and "Largest loss of `full`" in report
 
 
 @pytest.mark.slow
@@ -305,7 +482,10 @@ def test_federated_small(tmp_path: Path, data_dir: Path) -> None:
         _assert_scores(record)
     assert len({r["n"] for r in results["runs"]}) == 1  # the same held-out windows everywhere
     federated = results["runs"][-1]
-    assert federated["failures"] == [] and federated["rounds"][0]["clients_trained"] == 2
+    # Held-out users (the central split): one client trains, the other holds the held-out users.
+    assert federated["failures"] == [] and federated["rounds"][0]["clients_trained"] == 1
+    assert federated["evaluation"]["data_sets"]["dsads_torso"]["split"] == "held-out-users"
+    assert 0.0 <= federated["text_path_accuracy"] <= 1.0
     assert federated["config"]["text-encoder-path"].endswith("centralised/text_encoder")  # stage 1 shared
 
 

@@ -1,11 +1,13 @@
 """The full federated protocol in-process (Flower simulation on Ray, real MiniLM, rules interpreter).
 
 Checks the issue's acceptance: metrics present and finite, a new activity recognised from the round it is
-pushed, and no client message carrying an array shaped like a raw window unless raw-prompt mode is on.
+pushed, and no client message carrying an array shaped like a raw window unless raw-prompt mode is on. On real
+data: clients are scored on the central run's held-out users, and the clients holding them never train.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from client.client_app import app as client_app
 from common.features import FEATURE_NAMES
 from common.run_config import FederationConfig
 from server.federation import InjectedCrash, run_federation
+from simulations.central import central_config, load_pair
 from simulations.experiments.federated import run_federated
 
 WINDOW_SHAPE = [120, 6]
@@ -64,7 +67,12 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     for record in rounds:
         for key in ("accuracy", "macro_f1", "category_accuracy", "train_loss"):
             assert math.isfinite(record[key]), (record["round"], key)
+        for key in ("text_path_accuracy", "sensor_text_agreement"):
+            assert 0.0 <= record[key] <= 1.0, (record["round"], key)
         assert record["clients_trained"] == 2 and record["clients_evaluated"] == 2
+    # Synthetic clients have no users to hold out: each trains and evaluates (time split).
+    assert metrics["evaluation"]["data_sets"] == {"synthetic": {"split": "time", "client_eval_fraction": 0.3}}
+    assert set(metrics["evaluation"]["roles"].values()) == {"train+evaluate"}
     # Round 1 knows only the initial four labels; the push at round 2 adds the new ones.
     assert rounds[0]["labels"] == ["walking", "upstairs", "downstairs", "sitting"]
     assert rounds[1]["labels"][-2:] == ["jogging", "cycling"]
@@ -80,11 +88,21 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     # Privacy: what left the clients, phase by phase: no raw window, no per-window label, no user id.
     uploaded = metrics["uploaded_fields"]
     assert set(uploaded) == {"summaries", "targets", "labels", "train", "evaluate"}
-    assert set(uploaded["summaries"]) == {"features.features"} | {
+    assert set(uploaded["summaries"]) == {"features.features", "features.eval-features"} | {
         f"context.{key}"
-        for key in ("sampling-rate", "position", "device", "has-gyro", "num-windows", "raw-prompt-mode")
+        for key in (
+            "sampling-rate",
+            "position",
+            "device",
+            "has-gyro",
+            "num-windows",
+            "num-eval-windows",
+            "role",
+            "raw-prompt-mode",
+        )
     }
     assert uploaded["summaries"]["features.features"][1] == len(FEATURE_NAMES)  # analysis features only
+    assert uploaded["summaries"]["features.eval-features"][1] == len(FEATURE_NAMES)
     assert set(uploaded["targets"]) == {"ack.stored"} and set(uploaded["labels"]) == {"ack.labels"}
     assert all(name.startswith("arrays.") for name in uploaded["train"] if not name.startswith("metrics."))
     assert {n for n in uploaded["train"] if n.startswith("metrics.")} == {
@@ -102,6 +120,8 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
             "new-correct-among-new",
             "new-top3-among-new",
             "bank-version",
+            "text-confusion",
+            "agreement",
         )
     }
     assert not any(
@@ -199,3 +219,72 @@ def test_central_dp_clips_and_noises_the_aggregated_update(tmp_path):
     assert expected_noise * 0.9 - clip <= observed <= expected_noise * 1.1 + clip
     assert metrics["privacy"]["dp_mode"] == "central"
     assert metrics["privacy"]["epsilon_spent"] > 0
+
+
+@pytest.mark.slow
+def test_real_data_scores_the_central_held_out_users_and_their_clients_never_train(tmp_path, data_dir):
+    """4 dsads_torso clients, server source uci, tiny budget: 2 clients train, 2 hold the held-out users."""
+    config = FederationConfig(
+        num_server_rounds=2,
+        source="uci",
+        clients_data="dsads_torso",
+        device_types="native",
+        data_dir=str(data_dir.resolve()),
+        new_activities="jumping",
+        new_activities_round=2,
+        stage1_steps=2,
+        server_pretrain_epochs=1,
+        local_epochs=1,
+        sensor_width=32,
+        min_available_nodes=4,
+        min_train_nodes=4,  # more than the 2 training clients: must not stall the strategy's sampling
+        out_dir=str(tmp_path),
+    )
+    metrics = run_in_process(config, num_clients=4)
+
+    central = load_pair(central_config("default", source="uci", target="dsads_torso", seed=0), data_dir)
+    central_eval_users = sorted(set(central["target_eval"].user.tolist()))
+    evaluation = metrics["evaluation"]
+    assert evaluation["client_eval"] == "held-out-users"
+    split = evaluation["data_sets"]["dsads_torso"]
+    assert split["split"] == "held-out-users" and split["eval_users"] == central_eval_users
+    assert not set(split["train_users"]) & set(split["eval_users"])
+    assert (evaluation["train_clients"], evaluation["eval_clients"]) == (2, 2)
+    assert sorted(evaluation["roles"].values()) == ["evaluate", "evaluate", "train", "train"]
+    assert evaluation["eval_only_clients_that_trained"] == []
+
+    # Evaluation-only clients sent no model update: their upload is smaller than one sensor encoder.
+    model_bytes = 4 * sum(
+        int(np.prod(shape))
+        for name, shape in metrics["uploaded_fields"]["train"].items()
+        if name.startswith("arrays.")
+    )
+    for node, role in evaluation["roles"].items():
+        up = metrics["traffic_per_client"][node]["up"]
+        assert (up < model_bytes) if role == "evaluate" else (up > model_bytes), (node, role, up)
+
+    # Every window of the held-out users (of the run's activities present at the end) is scored.
+    windows = np.load(data_dir / "dsads_torso.npz")
+    names = [str(n) for n in windows["label_names"]]
+    final_labels = metrics["rounds"][-1]["labels"]
+    in_run = np.isin(np.array(names)[windows["y"]], final_labels)
+    held_out = np.isin(windows["user"], central_eval_users)
+    assert evaluation["windows"] == int((in_run & held_out).sum())
+
+    for record in metrics["rounds"]:
+        assert record["clients_sampled"] == record["clients_trained"] == 2
+        assert record["clients_evaluated"] == 2
+        for key in ("accuracy", "text_path_accuracy", "sensor_text_agreement"):
+            assert 0.0 <= record[key] <= 1.0 and math.isfinite(record[key]), (record["round"], key)
+        size = len(record["labels"])
+        assert np.asarray(record["text_path_confusion"]).shape == (size, size)
+        assert np.asarray(record["text_path_confusion"]).sum() == record["num_windows"]
+    for key in ("text_path_accuracy", "sensor_text_agreement"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    pretrained = metrics["server_pretrain_evaluation"]  # round 0: the server's model, the same clients
+    assert pretrained["clients_evaluated"] == 2 and pretrained["labels"] == final_labels[:4]
+    for key in ("accuracy", "text_path_accuracy", "sensor_text_agreement"):
+        assert 0.0 <= pretrained[key] <= 1.0, key
+    assert {"metrics.text-confusion", "metrics.agreement"} <= set(metrics["uploaded_fields"]["evaluate"])
+    rounds_file = json.loads((tmp_path / "rounds.json").read_text())
+    assert rounds_file[-1]["text_path_accuracy"] == metrics["text_path_accuracy"]

@@ -10,7 +10,9 @@ import torch
 from common.losses import (
     CategoryRankingLoss,
     InfoNCELoss,
+    LabelPosteriorDistillation,
     ReconstructionLoss,
+    SensorAlignmentLoss,
     TextAlignmentLoss,
     identical_rows_mask,
     same_group_mask,
@@ -244,3 +246,51 @@ def test_text_alignment_loss_needs_tokens_for_reconstruction() -> None:
     ids = torch.tensor([0, 1])
     with pytest.raises(ValueError, match="sensor_tokens and description_tokens"):
         combined(torch.randn(2, 8), ids, ids, torch.randn(2, 8), ids, ids)
+
+
+# ------------------------------------------------------------------ stage 2: label-posterior distillation
+
+
+def test_distillation_is_zero_when_sensor_and_text_agree_and_kl_otherwise() -> None:
+    labels = torch.eye(3, 4)  # three orthonormal label embeddings in 4-D
+    text = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 2.0, 0.0, 0.0]])
+    loss = LabelPosteriorDistillation(temperature=0.5)
+    same = loss(text * 3.0, text, labels)  # only the direction counts (cosine)
+    assert same["loss"].item() == pytest.approx(0.0, abs=1e-6) and same["agreement"].item() == 1.0
+    # Closed form for one row: text on label 0, sensor on label 2; logits are cos / T = 2 or 0.
+    sensor = torch.tensor([[0.0, 0.0, 1.0, 0.0]])
+    p = torch.softmax(torch.tensor([2.0, 0.0, 0.0]), dim=0)
+    q = torch.softmax(torch.tensor([0.0, 0.0, 2.0]), dim=0)
+    expected = float((p * (p.log() - q.log())).sum())
+    result = loss(sensor, text[:1], labels)
+    assert result["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert result["agreement"].item() == 0.0
+
+
+def test_distillation_moves_only_the_sensor_embedding_towards_the_text_label() -> None:
+    labels = torch.eye(3, 4)
+    text = torch.tensor([[1.0, 0.2, 0.0, 0.0]], requires_grad=True)
+    sensor = torch.tensor([[0.1, 0.0, 1.0, 0.0]], requires_grad=True)
+    LabelPosteriorDistillation(0.1)(sensor, text, labels)["loss"].backward()
+    assert text.grad is None or torch.count_nonzero(text.grad) == 0  # the text path is the teacher
+    step = sensor - 0.01 * sensor.grad
+    assert (step @ labels.T)[0, 0] > (sensor @ labels.T)[0, 0]  # closer to label 0
+    assert (step @ labels.T)[0, 2] < (sensor @ labels.T)[0, 2]  # further from label 2
+
+
+def test_sensor_alignment_loss_adds_the_weighted_distillation() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sensor, text = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    labels = torch.randn(3, 8, generator=generator)
+    same = torch.eye(6, dtype=torch.bool)
+    plain = SensorAlignmentLoss(0.07, distill_weight=0.0)(sensor, text, same, labels)
+    assert plain["loss"].item() == pytest.approx(InfoNCELoss(0.07)(sensor, text, same)["loss"].item())
+    assert plain["distill"].item() == 0.0
+    weighted = SensorAlignmentLoss(0.07, distill_weight=2.0)(sensor, text, same, labels)
+    kl = LabelPosteriorDistillation(0.07)(sensor, text, labels)["loss"].item()
+    assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 2.0 * kl, rel=1e-5)
+    assert SensorAlignmentLoss(0.07, 2.0)(sensor, text, same)["distill"].item() == 0.0  # no labels: off
+    with pytest.raises(ValueError, match="distill_weight"):
+        SensorAlignmentLoss(0.07, distill_weight=-1.0)
+    with pytest.raises(ValueError, match=r"label_embeddings must be \[C, 8\]"):
+        LabelPosteriorDistillation()(sensor, text, torch.randn(3, 5))

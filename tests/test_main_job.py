@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from simulations.processes import stop_processes_naming
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
@@ -43,7 +45,7 @@ def test_flwr_run_default_completes_above_chance(tmp_path):
             timeout=1200,
         )
     finally:
-        subprocess.run(["pkill", "-f", f"flower-superlink.*{tmp_path}"], check=False)
+        stop_processes_naming(str(tmp_path))  # the SuperLink `flwr run` left, by pid
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     assert "round 4:" in run.stdout + run.stderr  # the per-round summary lines are streamed
     metrics = json.loads((out_dir / "metrics.json").read_text())

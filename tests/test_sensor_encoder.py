@@ -20,6 +20,7 @@ from common.sensor_encoder import (
 torch.set_num_threads(1)
 
 SMALL = SensorEncoderConfig(d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16, dropout=0.0)
+SMALL_DEVICE_FRAME = SensorEncoderConfig(**{**SMALL.to_dict(), "input_frame": "device"})
 
 
 def random_windows(n: int, seed: int = 0) -> torch.Tensor:
@@ -39,7 +40,9 @@ def test_default_config_matches_minilm_and_the_paper() -> None:
     config = SensorEncoderConfig()
     assert (config.d_model, config.out_dim, config.num_layers, config.num_heads) == (384, 384, 3, 2)
     assert config.window % config.patch_size == 0
-    assert config.feature_channels == 8  # 6 raw + |acc| + |gyro|
+    assert config.input_frame == "gravity"
+    assert config.feature_channels == 6  # along/across gravity + magnitude, for acc and for gyro
+    assert SensorEncoderConfig(input_frame="device").feature_channels == 8  # 6 raw + |acc| + |gyro|
 
 
 @pytest.mark.parametrize(
@@ -50,6 +53,7 @@ def test_default_config_matches_minilm_and_the_paper() -> None:
         ({"input_channels": 9}, "input_channels"),
         ({"dropout": 1.0}, "dropout"),
         ({"num_layers": 0}, "num_layers"),
+        ({"input_frame": "world"}, "input_frame"),
     ],
 )
 def test_config_rejects_inconsistent_sizes(changes: dict, message: str) -> None:
@@ -77,7 +81,7 @@ def test_forward_shape_and_input_checks() -> None:
 
 
 def test_normalisation_scales_acc_to_g_and_adds_rotation_invariant_magnitudes() -> None:
-    model = SensorEncoder(SMALL)
+    model = SensorEncoder(SMALL_DEVICE_FRAME)
     x = random_windows(3)
     features = model.normalize(x)
     assert features.shape == (3, 120, 8)
@@ -90,11 +94,62 @@ def test_normalisation_scales_acc_to_g_and_adds_rotation_invariant_magnitudes() 
 
 
 def test_without_magnitudes_and_accelerometer_only() -> None:
-    plain = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "add_magnitude_channels": False}))
+    plain = SensorEncoder(
+        SensorEncoderConfig(**{**SMALL_DEVICE_FRAME.to_dict(), "add_magnitude_channels": False})
+    )
     assert plain.normalize(random_windows(2)).shape == (2, 120, 6)
-    acc_only = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "input_channels": 3}))
+    acc_only = SensorEncoder(SensorEncoderConfig(**{**SMALL_DEVICE_FRAME.to_dict(), "input_channels": 3}))
     assert acc_only.normalize(random_windows(2)[..., :3]).shape == (2, 120, 4)
     assert acc_only(random_windows(2)[..., :3]).shape == (2, 16)
+    gravity_acc_only = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "input_channels": 3}))
+    assert gravity_acc_only.normalize(random_windows(2)[..., :3]).shape == (2, 120, 3)
+    assert gravity_acc_only(random_windows(2)[..., :3]).shape == (2, 16)
+
+
+def rotate(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x[..., :3] @ rotation.T, x[..., 3:6] @ rotation.T], dim=-1)
+
+
+def test_gravity_frame_input_and_embedding_are_invariant_to_any_device_rotation() -> None:
+    model = SensorEncoder(SMALL).eval()
+    x = random_windows(4)
+    for seed in range(3):
+        rotated = rotate(x, random_rotation(seed))
+        torch.testing.assert_close(model.normalize(rotated), model.normalize(x), rtol=1e-4, atol=1e-4)
+        with torch.no_grad():
+            torch.testing.assert_close(model(rotated), model(x), rtol=1e-4, atol=1e-4)
+    # The device frame is not invariant: the raw axes move with the device.
+    device_model = SensorEncoder(SMALL_DEVICE_FRAME).eval()
+    assert not torch.allclose(
+        device_model.normalize(rotate(x, random_rotation(0))), device_model.normalize(x)
+    )
+
+
+def test_gravity_frame_channels_closed_form() -> None:
+    """Gravity on z, a vertical bounce, a horizontal sway along x, a spin about the vertical."""
+    t = torch.arange(120, dtype=torch.float32) / 20.0
+    x = torch.zeros(1, 120, 6)
+    bounce = 0.2 * torch.sin(2 * torch.pi * 2.0 * t)  # g, zero mean over the 6 s window
+    sway = 0.1 * torch.sin(2 * torch.pi * 1.0 * t)
+    x[0, :, 2] = (1.0 + bounce) * STANDARD_GRAVITY
+    x[0, :, 0] = sway * STANDARD_GRAVITY
+    x[0, :, 5] = 0.5  # rad/s about z = about the vertical
+    x[0, :, 3] = 0.3  # rad/s about x = across the vertical
+    channels = SensorEncoder(SMALL).normalize(x)[0]
+    torch.testing.assert_close(channels[:, 0], bounce, atol=1e-5, rtol=0)  # along gravity, signed
+    torch.testing.assert_close(channels[:, 1], sway.abs(), atol=1e-5, rtol=0)  # across gravity, norm
+    expected_magnitude = torch.sqrt((1 + bounce) ** 2 + sway**2)
+    torch.testing.assert_close(channels[:, 2], expected_magnitude, atol=1e-5, rtol=0)
+    torch.testing.assert_close(channels[:, 3], torch.full((120,), 0.5), atol=1e-5, rtol=0)
+    torch.testing.assert_close(channels[:, 4], torch.full((120,), 0.3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        channels[:, 5], torch.full((120,), (0.5**2 + 0.3**2) ** 0.5), atol=1e-5, rtol=0
+    )
+
+
+def test_checkpoints_without_an_input_frame_load_as_device_frame() -> None:
+    legacy = {key: value for key, value in SMALL.to_dict().items() if key != "input_frame"}
+    assert SensorEncoderConfig.from_dict(legacy).input_frame == "device"
 
 
 def test_layers_start_from_different_weights() -> None:

@@ -209,6 +209,26 @@ def test_sensor_training_with_rotation_augmentation_still_aligns() -> None:
         SensorTrainConfig(rotation_jitter_deg=-1.0)
 
 
+def test_sensor_training_with_distillation_matches_the_text_path_labels() -> None:
+    X, Z, y = synthetic_stage2()
+    labels = Z[[0, len(X) // 3, -1]]  # the label bank: here each class's target is its label embedding
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, distill_weight=1.0, seed=0)
+    history = train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels)
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    assert np.mean(np.argmax(encode_windows(model, X) @ labels.T, axis=1) == y) > 0.9
+    local = SensorEncoder(SMALL)
+    result = train_sensor_epochs(
+        local, X, Z, SensorTrainConfig(epochs=1, distill_weight=1.0), label_embeddings=labels
+    )
+    assert np.isfinite(result["loss"])
+    with pytest.raises(ValueError, match=r"label_embeddings must be \[C >= 2, 16\]"):
+        train_sensor_epochs(local, X, Z, SensorTrainConfig(epochs=1), label_embeddings=labels[:, :8])
+    with pytest.raises(ValueError, match="distill_weight must be >= 0"):
+        SensorTrainConfig(distill_weight=-0.5)
+
+
 def test_sensor_training_keeps_the_best_validation_epoch() -> None:
     X, Z, _ = synthetic_stage2()
     X_val, Z_val, _ = synthetic_stage2(n_per_class=6, seed=1)

@@ -43,7 +43,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     records: list[dict[str, Any]] = []
     for pair in pairs:
         for method in settings.methods:
-            config = pair_config(pair, experiment.budget, settings.central, settings.seed)
+            config = pair_config(pair, experiment, settings.central, settings.seed)
             out_dir = experiment.run_dir(pair.name, method)
             record = run_method(
                 method, config, experiment.data_dir, out_dir, text_space_cache=experiment.text_space_cache

@@ -166,7 +166,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     figures = []
     for pair in pairs:
         started = time.monotonic()
-        config = pair_config(pair, experiment.budget, settings.central, settings.seed)
+        config = pair_config(pair, experiment, settings.central, settings.seed)
         out_dir = experiment.run_dir(pair.name)
         lanhar = run_method(
             "lanhar",

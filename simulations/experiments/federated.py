@@ -1,8 +1,11 @@
 """Centralised vs federated on the same split, and how the federation fares under three client partitionings.
 
 Per pair: the server holds the labeled source, `num_clients` clients share the target's windows (as
-recorded: device type "native"), each client's windows split in time into unlabeled training windows and
-held-out evaluation windows (simulations/partition.py).
+recorded: device type "native"). With `client_eval = "held-out-users"` (the default) the target's users are
+split exactly as the central run (`fedlanhar train`) splits them (common.data.split_by_user, the central
+target_eval_fraction, the seed): the clients holding training users train on their unlabeled windows, the
+clients holding the held-out users only evaluate, on all their windows (simulations/partition.py). With
+`client_eval = "time"` every client splits its own recordings in time instead.
 
     stage 1        one text encoder per pair (the server's stage 1), shared by every run below
     source only    the server's pre-trained sensor encoder, before any target window is used
@@ -10,8 +13,10 @@ held-out evaluation windows (simulations/partition.py).
                    many epochs as a client trains in total (rounds x local epochs)
     federated      a real Flower simulation (server/federation.py, client/client_app.py, Ray), one per
                    partitioning: by-user, iid, dirichlet (label skew)
-All of them are scored on exactly the same windows: the union of the clients' held-out windows (the
-partitions move whole recordings and the time split is per recording, so it does not depend on them).
+All of them are scored on exactly the same windows: every window of the held-out users (or, with the time
+split, the union of the clients' held-out windows: partitions move whole recordings and the time split is per
+recording, so it does not depend on them). Each run also reports the text path's accuracy on those windows
+(interpretation -> text encoder -> nearest label) and how often the sensor encoder agrees with it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from client.device_client import window_summaries
 from common.data import DataError, WindowSet, load_dataset
@@ -39,8 +46,8 @@ from simulations.experiments.report import (
     write_report,
     write_results,
 )
-from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs
-from simulations.partition import NATIVE_DEVICE, split_in_time
+from simulations.experiments.settings import Experiment, Pair, pair_config, pair_label_space, parse_pairs
+from simulations.partition import NATIVE_DEVICE, client_eval_mode, held_out_user_split, split_in_time
 
 
 @dataclass
@@ -52,7 +59,8 @@ class Settings:
     local_epochs: int = 3
     strategy: str = "fedavg"
     dirichlet_alpha: float = 0.5
-    client_eval_fraction: float = 0.3
+    client_eval: str = "held-out-users"  # or "time" (run config `client-eval`)
+    client_eval_fraction: float = 0.3  # client_eval = "time": held-out share of each recording
     seed: int = 0
     # CentralConfig fields over the budget preset; used: stage1_steps, stage2_epochs (the server's
     # pre-training epochs), stage1_batch_size, stage2_batch_size, stage2_lr, temperature, text_encoder.
@@ -63,12 +71,13 @@ def federation_config(
     settings: Settings, pair: Pair, experiment: Experiment, **overrides
 ) -> FederationConfig:
     """The run config of one federated run (also what the centralised run reproduces)."""
-    if pair.merges_stairs:
+    space = pair_label_space(pair, experiment.data_dir)
+    if space.merges_stairs:
         raise DataError(
-            f"federated: pair {pair.label} needs wisdm_phone's stairs merge, which the federation does not "
-            "do; use pairs among uci, dsads_torso, dsads_rightleg"
+            f"federated: pair {pair.label} needs a stairs merge (one set mixes up and down stairs), which "
+            "the federation does not do; use pairs among uci, dsads_torso, dsads_rightleg"
         )
-    central = pair_config(pair, experiment.budget, settings.central, settings.seed)
+    central = pair_config(pair, experiment, settings.central, settings.seed)
     if central.stage1_steps < 1:
         raise DataError("federated: stage1_steps must be >= 1 (the server trains stage 1 once per pair)")
     values = dict(
@@ -76,7 +85,7 @@ def federation_config(
         seed=settings.seed,
         data_dir=str(Path(experiment.data_dir).resolve()),
         source=pair.source,
-        activities=",".join(pair.activities),
+        activities=",".join(space.activities),
         new_activities="",
         text_encoder=central.text_encoder,
         stage1_steps=central.stage1_steps,
@@ -86,6 +95,8 @@ def federation_config(
         device_types=NATIVE_DEVICE,
         partitioning="by-user",
         dirichlet_alpha=settings.dirichlet_alpha,
+        client_eval=settings.client_eval,
+        eval_users_fraction=central.target_eval_fraction,  # the central run's target split
         client_eval_fraction=settings.client_eval_fraction,
         local_epochs=settings.local_epochs,
         batch_size=central.stage2_batch_size,
@@ -102,10 +113,25 @@ def federation_config(
 
 
 def pooled_client_windows(config: FederationConfig) -> tuple[WindowSet, WindowSet]:
-    """All clients' training and held-out windows, pooled: the same windows whatever the partitioning."""
+    """All clients' training and held-out windows, pooled: the same windows whatever the partitioning.
+
+    Held-out users: the training users' windows and the held-out users' windows (the central run's split).
+    """
     windows = load_dataset(config.clients_data, config.data_dir)
     windows = windows.select_activities([a for a in config.activity_list if a in windows.label_names])
+    if client_eval_mode(config.clients_data, config) == "held-out-users":
+        split = held_out_user_split(config.clients_data, config)
+        train = windows.subset(np.flatnonzero(np.isin(windows.user, split.train_users)))
+        return train, windows.subset(np.flatnonzero(np.isin(windows.user, split.eval_users)))
     return split_in_time(windows, config.client_eval_fraction)
+
+
+def evaluated_on(config: FederationConfig) -> str:
+    """Which windows score a run, in words (printed and reported next to the scores)."""
+    if client_eval_mode(config.clients_data, config) == "held-out-users":
+        users = list(held_out_user_split(config.clients_data, config).eval_users)
+        return f"held-out users {users} of {config.clients_data} (the central split)"
+    return f"last {config.client_eval_fraction:.0%} of each {config.clients_data} recording"
 
 
 def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
@@ -118,6 +144,13 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     model, _ = cloud.pretrain_sensor_encoder()
     train, held_out = pooled_client_windows(config)
     bank = cloud.label_bank(config.activity_list)
+    # The text path on the held-out windows, as the federation computes it: the server interprets their
+    # summaries, and the nearest label to each interpretation's embedding is its prediction.
+    text_z, _ = cloud.targets_for(window_summaries(held_out), sensor_context(held_out, config.activity_list))
+    text_predicted = bank.predict(text_z)
+    text_metrics = classification_metrics(
+        held_out.labels(), text_predicted, bank.labels, cloud.vocabulary.category
+    )
 
     def score(name: str) -> dict[str, Any]:
         predicted = bank.predict(encode_windows(model, held_out.X))
@@ -125,6 +158,9 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
         return {
             "setting": name,
             **{k: metrics[k] for k in ("accuracy", "macro_f1", "category_accuracy", "n")},
+            "text_path_accuracy": text_metrics["accuracy"],
+            "sensor_text_agreement": float(np.mean(np.array(predicted) == np.array(text_predicted))),
+            "evaluated_on": evaluated_on(config),
         }
 
     source_only = score("source only")
@@ -197,7 +233,9 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             records.append({"pair": pair.label, **central[setting], "config": base.as_dict()})
         print(
             f"[federated] {pair.label:18s} source only {central['source_only']['accuracy']:.3f}  "
-            f"centralised {central['centralised']['accuracy']:.3f}  ({central['seconds']:.0f} s)",
+            f"centralised {central['centralised']['accuracy']:.3f}  "
+            f"text path {central['centralised']['text_path_accuracy']:.3f}  ({central['seconds']:.0f} s) "
+            f"on {evaluated_on(base)}",
             flush=True,
         )
         write_results(experiment, settings, {"runs": records})
@@ -221,6 +259,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
                     "macro_f1": metrics["macro_f1"],
                     "category_accuracy": metrics["category_accuracy"],
                     "n": metrics["rounds"][-1]["num_windows"],
+                    "text_path_accuracy": metrics.get("text_path_accuracy"),
+                    "sensor_text_agreement": metrics.get("sensor_text_agreement"),
+                    "evaluated_on": evaluated_on(config),
+                    "evaluation": metrics.get("evaluation"),
                     "rounds": [
                         {
                             k: r.get(k)
@@ -235,8 +277,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
                 }
             )
             print(
-                f"[federated] {pair.label:18s} {partitioning:10s} accuracy {metrics['accuracy']:.3f}  "
-                f"macro-F1 {metrics['macro_f1']:.3f}  ({metrics['wall_seconds']:.0f} s)",
+                f"[federated] {pair.label:18s} {partitioning:10s} accuracy {metrics['accuracy']:.3f} "
+                f"vs centralised {central['centralised']['accuracy']:.3f} on the same windows  "
+                f"macro-F1 {metrics['macro_f1']:.3f}  text path {_fmt(metrics.get('text_path_accuracy'))}  "
+                f"agreement {_fmt(metrics.get('sensor_text_agreement'))}  ({metrics['wall_seconds']:.0f} s)",
                 flush=True,
             )
             write_results(experiment, settings, {"runs": records})
@@ -244,6 +288,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, records))
     return results
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def build_report(
@@ -262,12 +310,29 @@ def build_report(
         [
             f"pairs: {', '.join(p.label for p in pairs)}; {settings.num_clients} clients, {settings.rounds} "
             f"rounds x {settings.local_epochs} local epochs, strategy {settings.strategy}, Dirichlet alpha "
-            f"{settings.dirichlet_alpha}, {settings.client_eval_fraction:.0%} of each recording held out",
+            f"{settings.dirichlet_alpha}",
+            "evaluated on: "
+            + (
+                f"the held-out users of the central run's target split (`fedlanhar train`); clients holding "
+                f"them only evaluate, the others only train: {records[0].get('evaluated_on', '')}"
+                if settings.client_eval == "held-out-users"
+                else f"the last {settings.client_eval_fraction:.0%} of each client recording (time split)"
+            ),
         ],
     )
     report.section("Results")
     report.table(
-        ["pair", "setting", "accuracy", "macro-F1", "category acc.", "held-out windows", "seconds"],
+        [
+            "pair",
+            "setting",
+            "accuracy",
+            "macro-F1",
+            "category acc.",
+            "text-path acc.",
+            "agreement",
+            "held-out windows",
+            "seconds",
+        ],
         [
             [
                 r["pair"],
@@ -275,6 +340,8 @@ def build_report(
                 r["accuracy"],
                 r["macro_f1"],
                 r["category_accuracy"],
+                r.get("text_path_accuracy"),
+                r.get("sensor_text_agreement"),
                 r["n"],
                 round(r["seconds"]) if "seconds" in r else None,
             ]

@@ -5,6 +5,9 @@ Every method is scored on the same windows: the target's held-out users of `simu
 
     record = run_method("lanhar", config, data_dir, out_dir)
     record["accuracy"], record["macro_f1"], record["category_accuracy"], record["seconds"], record["config"]
+
+`confusion` (rows = true label, columns = predicted, in `labels` order) and `per_class` are the method's own;
+LanHAR records add the text path's (`text_path`), its accuracy and the two paths' agreement.
 """
 
 from __future__ import annotations
@@ -103,7 +106,12 @@ def _run_lanhar(
     record = {key: evaluation[key] for key in SCORES}
     record.update(
         {
+            # Diagnostics on the same windows: the text path (rules interpretation -> fine-tuned text
+            # encoder -> nearest label; its confusion and per-class scores) and its agreement with the sensor
+            # encoder (the fraction of windows where both predict the same label).
             "text_path_accuracy": evaluation["text_path_accuracy"],
+            "text_path": evaluation["text_path"],
+            "path_agreement": evaluation["path_agreement"],
             "source_val_accuracy": training["source_val"]["accuracy"],
             "train_seconds": training["seconds"],
             "stage1_reused": training["stage1"].get("reused"),

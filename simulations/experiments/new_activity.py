@@ -1,10 +1,10 @@
 """New-activity recognition (the paper's section 4.3): activities no model was trained on, named by text only.
 
-Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.Pair). Every other activity of
-the target is new: its label embedding comes from its descriptions (LanHAR) or sentences (NLS-HAR) alone.
-Scored on the held-out target users' windows of the new activities: accuracy choosing among the new labels,
-top-3 among them, against chance (1 / number of new labels). LanHAR also reports the accuracy when choosing
-among all labels, known and new ("full bank").
+Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pair_label_space). Every other
+activity of the target is new: its label embedding comes from its descriptions (LanHAR) or sentences
+(NLS-HAR) alone. Scored on the held-out target users' windows of the new activities: accuracy choosing among
+the new labels, top-3 among them, against chance (1 / number of new labels). LanHAR also reports the accuracy
+when choosing among all labels, known and new ("full bank").
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.data import DataError, load_dataset
-from simulations.central import rename_labels
+from common.data import DataError
 from simulations.experiments.methods import METHOD_NAMES, NLS, run_method
 from simulations.experiments.report import (
     Report,
@@ -24,7 +23,14 @@ from simulations.experiments.report import (
     write_report,
     write_results,
 )
-from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs
+from simulations.experiments.settings import (
+    Experiment,
+    Pair,
+    dataset_labels,
+    pair_config,
+    pair_label_space,
+    parse_pairs,
+)
 
 
 @dataclass
@@ -37,9 +43,10 @@ class Settings:
 
 
 def new_activities(pair: Pair, data_dir) -> list[str]:
-    """The target's activities outside the pair's label space (after wisdm's stairs merge)."""
-    target = rename_labels(load_dataset(pair.target, data_dir), pair.merge_labels)
-    return [label for label in target.label_names if label not in pair.activities]
+    """The target's activities outside the pair's label space (after its stairs merge, if any)."""
+    space = pair_label_space(pair, data_dir)
+    target = [space.merge_labels.get(label, label) for label in dataset_labels(pair.target, data_dir)]
+    return [label for label in dict.fromkeys(target) if label not in space.activities]
 
 
 def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
@@ -51,9 +58,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     for pair in pairs:
         new = new_activities(pair, experiment.data_dir)
         if not new:
-            raise DataError(f"new-activity: target '{pair.target}' has no activity outside {pair.activities}")
+            known = pair_label_space(pair, experiment.data_dir).activities
+            raise DataError(f"new-activity: target '{pair.target}' has no activity outside {list(known)}")
         for method in methods:
-            config = pair_config(pair, experiment.budget, settings.central, settings.seed)
+            config = pair_config(pair, experiment, settings.central, settings.seed)
             out_dir = experiment.run_dir(pair.name, method)
             record = run_method(
                 method,

@@ -17,31 +17,40 @@ Unknown keys are errors naming the file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import platform
 import sys
 import time
 import tomllib
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from common.data import DataError
+from common.data import DataError, load_dataset
+from common.labels import canonical
 from simulations.central import BUDGETS, CentralConfig, central_config
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG_DIR = REPO / "configs" / "experiments"
 
-DATASETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")
+DATASETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")  # what pairs = ["all"] expands to
 COMMON_ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting")
-# wisdm_phone has one "stairs" class that mixes going up and going down. Pairs with it compare in a 3-class
-# space: the other set's upstairs and downstairs become "stairs" (as baselines.md's 3-class variant).
-MIXED_STAIRS_DATASETS = ("wisdm_phone",)
+# A set with one "stairs" class and no "upstairs"/"downstairs" (wisdm_phone) mixes going up and going down.
+# Pairs with such a set compare in a 3-class space: the other set's upstairs and downstairs become "stairs"
+# (as baselines.md's 3-class variant).
 STAIRS_MERGE = {"upstairs": "stairs", "downstairs": "stairs"}
 MERGED_ACTIVITIES = ("walking", "stairs", "sitting")
 SHORT_NAMES = {"uci": "uci", "wisdm_phone": "wisdm", "dsads_torso": "dsads-t", "dsads_rightleg": "dsads-rl"}
+
+
+def short_name(data_set: str) -> str:
+    """For tables and figures: "dsads-t" for dsads_torso; any other data set by its own name."""
+    return SHORT_NAMES.get(data_set, data_set)
 
 
 @dataclass(frozen=True)
@@ -57,19 +66,64 @@ class Pair:
     @property
     def label(self) -> str:
         """For tables: "uci→dsads-t"."""
-        return f"{SHORT_NAMES.get(self.source, self.source)}→{SHORT_NAMES.get(self.target, self.target)}"
+        return f"{short_name(self.source)}→{short_name(self.target)}"
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """What a pair is compared in: labels renamed by `merge_labels` in both sets, then `activities`."""
+
+    activities: tuple[str, ...]
+    merge_labels: Mapping[str, str]
 
     @property
     def merges_stairs(self) -> bool:
-        return self.source in MIXED_STAIRS_DATASETS or self.target in MIXED_STAIRS_DATASETS
+        return bool(self.merge_labels)
 
-    @property
-    def activities(self) -> tuple[str, ...]:
-        return MERGED_ACTIVITIES if self.merges_stairs else COMMON_ACTIVITIES
 
-    @property
-    def merge_labels(self) -> dict[str, str]:
-        return dict(STAIRS_MERGE) if self.merges_stairs else {}
+def dataset_labels(name: str, data_dir: str | Path) -> tuple[str, ...]:
+    """The canonical label names of data set `name` in `data_dir`, as load_dataset reads them (once per
+    process and directory: an npz file's label_names only, not its windows)."""
+    return _dataset_labels(name, str(Path(data_dir).resolve()))
+
+
+@functools.cache
+def _dataset_labels(name: str, data_dir: str) -> tuple[str, ...]:
+    path = Path(data_dir) / f"{name}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                names = archive["label_names"] if "label_names" in archive.files else None
+        except (OSError, ValueError):
+            names = None
+        if names is not None and names.dtype.kind in "US" and names.ndim == 1:
+            return tuple(dict.fromkeys(canonical(str(label)) for label in names))
+    return tuple(load_dataset(name, data_dir).label_names)  # archives, and the errors of a broken file
+
+
+def mixes_stairs(labels: Collection[str]) -> bool:
+    """One "stairs" class for going up and down: no "upstairs" or "downstairs" beside it."""
+    return "stairs" in labels and not {"upstairs", "downstairs"} & set(labels)
+
+
+def pair_label_space(pair: Pair, data_dir: str | Path) -> LabelSpace:
+    """The pair's label space, from the label sets in the data (never from the data-set names).
+
+    COMMON_ACTIVITIES; or, when either set mixes stairs, MERGED_ACTIVITIES after STAIRS_MERGE in both sets;
+    restricted to the activities both sets have.
+    """
+    labels = {name: dataset_labels(name, data_dir) for name in (pair.source, pair.target)}
+    merges = any(mixes_stairs(names) for names in labels.values())
+    merge = dict(STAIRS_MERGE) if merges else {}
+    renamed = [{merge.get(label, label) for label in names} for names in labels.values()]
+    candidates = MERGED_ACTIVITIES if merges else COMMON_ACTIVITIES
+    activities = tuple(a for a in candidates if all(a in names for names in renamed))
+    if len(activities) < 2:
+        raise DataError(
+            f"pair {pair.source}:{pair.target}: only {list(activities)} of {list(candidates)} are shared by "
+            f"'{pair.source}' {list(labels[pair.source])} and '{pair.target}' {list(labels[pair.target])}"
+        )
+    return LabelSpace(activities, merge)
 
 
 def all_pairs() -> list[Pair]:
@@ -97,17 +151,18 @@ def parse_pairs(items: str | list[str] | tuple[str, ...]) -> list[Pair]:
 
 
 def pair_config(
-    pair: Pair, budget: str, central: dict[str, Any], seed: int, **overrides: Any
+    pair: Pair, experiment: Experiment, central: dict[str, Any], seed: int, **overrides: Any
 ) -> CentralConfig:
     """The CentralConfig of one run: budget preset, the settings' [central] table, the pair, overrides."""
+    space = pair_label_space(pair, experiment.data_dir)
     return central_config(
-        budget,
+        experiment.budget,
         **{
             **central,
             "source": pair.source,
             "target": pair.target,
-            "activities": pair.activities,
-            "merge_labels": pair.merge_labels,
+            "activities": space.activities,
+            "merge_labels": dict(space.merge_labels),
             "seed": seed,
             **overrides,
         },
