@@ -39,6 +39,12 @@ TREMOR_ACC = 0.02  # m/s^2, physiological tremor and soft-tissue wobble at the o
 TREMOR_GYRO = 0.005  # rad/s
 USER_MOUNT_DEG = 4.0  # std of a user's own sensor mounting offset per axis (deg)
 WINDOW_JITTER_DEG = 2.0  # std of the per-window orientation jitter per axis (deg)
+# The thigh's swing is not a sinusoid at the stride frequency: stance and swing phases differ, which puts a
+# strong component at the step frequency. It matters for the accelerometer: at the stride frequency a thigh
+# is close to a pendulum, whose tangential acceleration nearly cancels the swing of gravity's projection, so
+# the horizontal acceleration a thigh sensor reads (dsads right leg: ~5 m/s^2 rms in walking) comes mostly
+# from this faster component.
+THIGH_STEP_HARMONIC = 0.4  # its amplitude relative to the stride-frequency swing
 _CHUNK = 512  # windows simulated at once (bounds memory at ~10 MB per array)
 
 # Body placement words -> the simulated segment.
@@ -77,7 +83,7 @@ class SegmentModel:
 SEGMENTS = {
     "waist": SegmentModel(0.0, 1.0, 1.0, 0.0, 1.0),
     "chest": SegmentModel(0.0, 0.85, 0.7, 0.0, 0.8),
-    "thigh": SegmentModel(0.25, 1.0, 1.3, 1.0, 0.5),
+    "thigh": SegmentModel(0.1, 1.0, 1.0, 1.0, 0.5),
     "wrist": SegmentModel(0.55, 0.7, 0.45, 1.0, 0.6),
 }
 
@@ -98,14 +104,18 @@ class GaitProfile:
     thigh_swing_deg: float  # thigh swing amplitude (deg) at the stride frequency
     arm_swing_deg: float  # arm swing amplitude (deg) at the stride frequency
     trunk_sway_deg: float  # trunk roll/yaw oscillation amplitude (deg)
+    # Step-to-step variability: std of the slow wander of the step phase (in steps) and, relative, of the
+    # step amplitude. Level gait on flat ground is very regular; on stairs every flight has its first and
+    # last steps, landings and turns, so the rhythm and the effort change within seconds.
+    irregularity: float = 0.1
 
 
 GAITS = {
-    "walking": GaitProfile(1.85, 2.4, 0.6, 1.6, 0.8, 3.0, 0.035, 3.0, 8.0, 22.0, 18.0, 5.0),
-    "upstairs": GaitProfile(1.55, 2.6, 1.2, 1.1, 0.9, 1.4, 0.05, 10.0, 30.0, 28.0, 12.0, 5.5),
-    "downstairs": GaitProfile(2.0, 2.8, 0.8, 1.3, 1.1, 5.5, 0.02, 2.0, 15.0, 18.0, 14.0, 6.0),
-    "jogging": GaitProfile(2.7, 7.0, 1.8, 3.0, 1.4, 9.0, 0.025, 8.0, 20.0, 35.0, 35.0, 8.0),
-    "running": GaitProfile(2.85, 8.5, 2.2, 3.5, 1.5, 11.0, 0.022, 10.0, 22.0, 40.0, 40.0, 9.0),
+    "walking": GaitProfile(1.85, 2.0, 2.0, 2.4, 0.9, 4.0, 0.02, 3.0, 8.0, 22.0, 18.0, 6.0, 0.06),
+    "upstairs": GaitProfile(1.55, 2.6, 1.2, 2.0, 1.1, 1.4, 0.05, 10.0, 30.0, 28.0, 12.0, 10.0, 0.15),
+    "downstairs": GaitProfile(2.0, 2.8, 0.8, 1.3, 1.1, 7.0, 0.02, 2.0, 15.0, 18.0, 14.0, 9.0, 0.15),
+    "jogging": GaitProfile(2.7, 7.0, 1.8, 3.0, 1.4, 9.0, 0.025, 8.0, 20.0, 35.0, 35.0, 8.0, 0.06),
+    "running": GaitProfile(2.85, 8.5, 2.2, 3.5, 1.5, 11.0, 0.022, 10.0, 22.0, 40.0, 40.0, 9.0, 0.06),
 }
 # Treadmill variants move the body like their outdoor versions.
 GAIT_ALIASES = {"walking on treadmill": "walking", "running on treadmill": "running"}
@@ -325,14 +335,28 @@ def _simulate(
     return np.ascontiguousarray(binned.transpose(1, 2, 0), dtype=np.float32)
 
 
+def _slow_wander(batch: _Batch, frequencies_hz: tuple[float, ...]) -> np.ndarray:
+    """[n, T] zero-mean, unit-std slow fluctuation: sines at `frequencies_hz` with phases fixed per recording.
+
+    The phases derive from the recording's own phase, so consecutive windows of one recording continue the
+    same fluctuation.
+    """
+    total = np.zeros(batch.time.shape, dtype=np.float32)
+    for k, frequency in enumerate(frequencies_hz):
+        phase = 2 * np.pi * ((batch.phase * (k + 1) * 7.31) % 1.0)
+        total += np.sin(2 * np.pi * frequency * batch.time + phase[:, None])
+    return total * np.float32(np.sqrt(2.0 / len(frequencies_hz)))
+
+
 def _gait(
     gait: GaitProfile, segment: SegmentModel, segment_name: str, batch: _Batch
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis acceleration (world) and segment angles of a gait."""
     step_hz = gait.step_hz * batch.step_hz
-    steps = step_hz[:, None] * batch.time + batch.phase[:, None]  # step phase in cycles
+    wander = gait.irregularity * _slow_wander(batch, (0.13, 0.29, 0.47))  # steps
+    steps = step_hz[:, None] * batch.time + batch.phase[:, None] + wander  # step phase in cycles
     theta = 2 * np.pi * steps
-    amplitude = batch.amplitude[:, None]
+    amplitude = batch.amplitude[:, None] * (1.0 + gait.irregularity * _slow_wander(batch, (0.19, 0.37, 0.61)))
     time_since_strike = (steps % 1.0) / step_hz[:, None]
     # Heel strike: an alpha-function transient peaking impact_time after contact; the ipsilateral strike of
     # a limb-mounted sensor (every other step) is stronger.
@@ -362,7 +386,7 @@ def _gait(
         angles[0] = lean + 0.4 * sway * np.sin(theta + 1.0)
     elif segment_name == "thigh":
         angles[0] = np.deg2rad(gait.thigh_mean_deg) + np.deg2rad(gait.thigh_swing_deg) * amplitude * (
-            np.sin(theta / 2) + 0.15 * np.sin(theta + 0.5)
+            np.sin(theta / 2) + THIGH_STEP_HARMONIC * np.sin(theta + 0.5)
         )
     else:  # wrist: arm swing opposite to the same-side leg, elbow slightly flexed
         angles[0] = np.deg2rad(20.0) + np.deg2rad(gait.arm_swing_deg) * amplitude * np.sin(theta / 2 + np.pi)

@@ -7,6 +7,7 @@ import pytest
 
 from common.data import GRAVITY, DataError, WindowSet, validate_windows
 from common.devices import load_device_type
+from common.features import FEATURE_INDEX, analyze_windows
 from common.synthetic import SUPPORTED_ACTIVITIES, generate_windows
 
 ACTIVITIES = (
@@ -74,6 +75,22 @@ def test_intensity_ordering(waist: WindowSet) -> None:
     assert jerk("downstairs") > 1.3 * jerk("upstairs")
     # jumping includes flight: |acc| close to free fall in some samples
     assert float(np.linalg.norm(of(waist, "jumping")[..., :3], axis=-1).min(axis=1).mean()) < 3.0
+
+
+def test_stairs_are_less_regular_than_level_gait_and_the_waist_sees_real_amounts_of_horizontal_motion(
+    waist: WindowSet,
+) -> None:
+    """Calibrated on the real waist data (uci): walking autocorrelation ~0.88, stairs 0.5-0.8; walking
+    horizontal rms ~2 m/s^2 next to a vertical std ~2.1 (the rules call that "in balance")."""
+
+    def median(label: str, feature: str) -> float:
+        return float(np.median(analyze_windows(of(waist, label))[:, FEATURE_INDEX[feature]]))
+
+    assert median("walking", "autocorrelation_peak") > 0.8
+    for label in ("upstairs", "downstairs"):
+        assert 0.4 < median(label, "autocorrelation_peak") < median("walking", "autocorrelation_peak") - 0.1
+    share = median("walking", "vertical_std") ** 2 / median("walking", "horizontal_rms") ** 2
+    assert 0.6 < share < 2.0
 
 
 def test_postures_put_gravity_on_the_right_axis(waist: WindowSet) -> None:
