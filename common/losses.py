@@ -320,6 +320,8 @@ class LabelPosteriorDistillation(nn.Module):
     mean the same activity. This term hands the sensor encoder the text path's view of each window's label,
     soft, so near-ties between labels stay near-ties. It needs no label: only the text target Z and the
     label embeddings the device holds anyway. The label embeddings are constants (no gradient).
+    Where a row's label is known (`known` >= 0: the server's labeled source windows) the teacher is that
+    label itself (one-hot; the term is then the cross-entropy) rather than the text path's guess.
     """
 
     def __init__(self, temperature: float = 0.07) -> None:
@@ -328,17 +330,28 @@ class LabelPosteriorDistillation(nn.Module):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature = float(temperature)
 
-    def forward(self, sensor: Tensor, text: Tensor, label_embeddings: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, sensor: Tensor, text: Tensor, label_embeddings: Tensor, known: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """sensor, text [B, D]; label_embeddings [C, D]; known [B] label index or -1 (None: all -1)."""
         _check_pair(sensor, text)
         if label_embeddings.dim() != 2 or label_embeddings.shape[1] != sensor.shape[1]:
             raise ValueError(
                 f"label_embeddings must be [C, {sensor.shape[1]}], got {list(label_embeddings.shape)}"
             )
         label_embeddings = label_embeddings.detach()
-        log_p_text = label_posterior(text.detach(), label_embeddings, self.temperature)
+        p_teacher = label_posterior(text.detach(), label_embeddings, self.temperature).exp()
+        if known is not None:
+            if known.shape != (sensor.shape[0],) or bool((known >= len(label_embeddings)).any()):
+                raise ValueError(
+                    f"known must be [{sensor.shape[0]}] label indices below {len(label_embeddings)} or -1"
+                )
+            one_hot = F.one_hot(known.clamp_min(0), len(label_embeddings)).to(p_teacher.dtype)
+            p_teacher = torch.where((known >= 0).unsqueeze(1), one_hot, p_teacher)
         log_p_sensor = label_posterior(sensor, label_embeddings, self.temperature)
-        kl = (log_p_text.exp() * (log_p_text - log_p_sensor)).sum(dim=-1).mean()
-        agreement = (log_p_text.argmax(dim=-1) == log_p_sensor.argmax(dim=-1)).float().mean()
+        # KL(p || q) = sum p log p - sum p log q; 0 log 0 = 0 for one-hot teachers.
+        kl = (torch.special.xlogy(p_teacher, p_teacher) - p_teacher * log_p_sensor).sum(dim=-1).mean()
+        agreement = (p_teacher.argmax(dim=-1) == log_p_sensor.argmax(dim=-1)).float().mean()
         return {"loss": kl, "agreement": agreement}
 
 
@@ -358,10 +371,15 @@ class SensorAlignmentLoss(nn.Module):
         self.distill_weight = float(distill_weight)
 
     def forward(
-        self, sensor: Tensor, text: Tensor, same: Tensor, label_embeddings: Tensor | None = None
+        self,
+        sensor: Tensor,
+        text: Tensor,
+        same: Tensor,
+        label_embeddings: Tensor | None = None,
+        known: Tensor | None = None,
     ) -> dict[str, Tensor]:
         infonce = self.infonce(sensor, text, same)["loss"]
         distill = infonce.new_zeros(())
         if label_embeddings is not None and self.distill_weight > 0:
-            distill = self.distillation(sensor, text, label_embeddings)["loss"]
+            distill = self.distillation(sensor, text, label_embeddings, known)["loss"]
         return {"loss": infonce + self.distill_weight * distill, "infonce": infonce, "distill": distill}

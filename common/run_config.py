@@ -62,7 +62,7 @@ class FederationConfig:
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
     # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
-    distill_weight: float = 1.0
+    distill_weight: float = 0.0
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------

@@ -409,6 +409,20 @@ def _label_tensor(label_embeddings: np.ndarray | None, model: SensorEncoder) -> 
     return torch.from_numpy(np.ascontiguousarray(label_embeddings, dtype=np.float32))
 
 
+def _known_tensor(known_labels: np.ndarray | None, rows: int, labels: Tensor | None) -> Tensor | None:
+    """Known label index per row (-1 = unlabeled) as int64 [rows], checked against the label bank."""
+    if known_labels is None:
+        return None
+    known = np.asarray(known_labels)
+    if labels is None:
+        raise ValueError("known_labels need label_embeddings (the label bank they index)")
+    if known.shape != (rows,) or known.dtype.kind not in "iu" or known.min(initial=-1) < -1:
+        raise ValueError(f"known_labels must be int [{rows}] with -1 for unlabeled rows, got {known.shape}")
+    if known.max(initial=-1) >= len(labels):
+        raise ValueError(f"known_labels index the {len(labels)} labels of the bank, got {int(known.max())}")
+    return torch.from_numpy(known.astype(np.int64))
+
+
 def target_groups(Z: np.ndarray) -> np.ndarray:
     """int64 [N]: rows of Z that are exactly identical (the same interpretation text) share a group id."""
     _, inverse = np.unique(np.ascontiguousarray(Z, dtype=np.float32), axis=0, return_inverse=True)
@@ -435,6 +449,7 @@ def _run_sensor_epoch(
     anchor: list[Tensor] | None = None,
     proximal_mu: float = 0.0,
     label_embeddings: Tensor | None = None,
+    known: Tensor | None = None,
 ) -> float:
     """One shuffled pass; returns the mean stage-2 loss (the proximal term is optimised, not reported)."""
     model.train()
@@ -449,7 +464,8 @@ def _run_sensor_epoch(
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
         E = model(windows)
-        loss = criterion(E, Z[index], same_group_mask(groups[index]), label_embeddings)["loss"]
+        known_rows = known[index] if known is not None else None
+        loss = criterion(E, Z[index], same_group_mask(groups[index]), label_embeddings, known_rows)["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
@@ -495,11 +511,13 @@ def train_sensor_encoder(
     X_val: np.ndarray | None = None,
     Z_val: np.ndarray | None = None,
     label_embeddings: np.ndarray | None = None,
+    known_labels: np.ndarray | None = None,
 ) -> dict:
     """Stage 2 (central), in place on `model`: InfoNCE between f(X) and the text targets Z.
 
     `label_embeddings` [C, D] (the label bank of the training activities) switch on the distillation term
-    when `config.distill_weight` > 0.
+    when `config.distill_weight` > 0; `known_labels` [N] (row of the bank, -1 = unlabeled) make a labeled
+    source window's own label its teacher instead of the text path's posterior.
 
     Rows with identical Z (the same interpretation) are positives of each other. With a validation set
     (X_val/Z_val, or `config.val_fraction` of X at random) the weights of the best validation epoch are kept
@@ -514,6 +532,8 @@ def train_sensor_encoder(
         n_val = max(2, int(round(config.val_fraction * len(X))))
         X_val, Z_val = X[permutation[:n_val]], Z[permutation[:n_val]]
         X, Z = X[permutation[n_val:]], Z[permutation[n_val:]]
+        if known_labels is not None:
+            known_labels = np.asarray(known_labels)[permutation[n_val:]]
     if (X_val is None) != (Z_val is None):
         raise ValueError("pass both X_val and Z_val, or neither")
     if X_val is not None:
@@ -525,6 +545,7 @@ def train_sensor_encoder(
     Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
     groups = torch.from_numpy(target_groups(Z))
     labels_t = _label_tensor(label_embeddings, model)
+    known_t = _known_tensor(known_labels, len(X), labels_t)
     criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
     optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
     if X_val is not None:
@@ -539,7 +560,16 @@ def train_sensor_encoder(
     for epoch in bar:
         history["loss"].append(
             _run_sensor_epoch(
-                model, X_t, Z_t, groups, optimizer, criterion, config, generator, label_embeddings=labels_t
+                model,
+                X_t,
+                Z_t,
+                groups,
+                optimizer,
+                criterion,
+                config,
+                generator,
+                label_embeddings=labels_t,
+                known=known_t,
             )
         )
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}

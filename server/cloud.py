@@ -130,9 +130,17 @@ class Cloud:
             distill_weight=self.config.distill_weight,
             seed=self.config.seed,
         )
+        # The server's windows are labeled: their labels, not the text path's guess, teach the distillation.
         bank = self.label_bank(self.config.activity_list)
+        known = np.array([bank.labels.index(label) for label in self.source.labels()], dtype=np.int64)
         history = train_sensor_encoder(
-            model, self.source.X, targets, sensor_config, progress=False, label_embeddings=bank.embeddings
+            model,
+            self.source.X,
+            targets,
+            sensor_config,
+            progress=False,
+            label_embeddings=bank.embeddings,
+            known_labels=known,
         )
         return model, history
 

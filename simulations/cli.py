@@ -110,7 +110,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         interpreter=args.interpreter,
         text_encoder=args.text_encoder,
     )
-    metrics = train_central(config, Path(args.data_dir), Path(args.out))
+    cache = Path(args.text_space_cache) if args.text_space_cache else None
+    metrics = train_central(config, Path(args.data_dir), Path(args.out), text_space_cache=cache)
     print(f"trained LanHAR {config.source} -> {config.target} ({config.budget}); model in {args.out}")
     _print_metrics(metrics["source_val"], ("accuracy", "macro_f1"))
 
@@ -247,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--interpreter", default=None)
     p.add_argument("--text-encoder", default=None, help="name or directory of a BERT-family model")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument(
+        "--text-space-cache",
+        default=None,
+        help="directory of stage-1 text encoders to reuse and fill (e.g. an experiment's OUT/text-spaces)",
+    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 

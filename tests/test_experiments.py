@@ -416,7 +416,7 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
-    names = ["full", "no_text_training", "simple_prompt", "device_frame", "no_distillation"]
+    names = ["full", "no_text_training", "simple_prompt", "device_frame", "distillation"]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
     by_variant = {r["variant"]: r for r in results["runs"]}
@@ -436,9 +436,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     # The stage-2 switches reach stage 2 only: same text space (reused), other sensor encoder settings.
     assert by_variant["full"]["config"]["sensor_input_frame"] == "gravity"
     assert by_variant["device_frame"]["config"]["sensor_input_frame"] == "device"
-    assert by_variant["no_distillation"]["config"]["stage2_distill_weight"] == 0.0
-    assert by_variant["full"]["config"]["stage2_distill_weight"] > 0.0
-    assert by_variant["device_frame"]["stage1_reused"] and by_variant["no_distillation"]["stage1_reused"]
+    assert by_variant["distillation"]["config"]["stage2_distill_weight"] == 1.0
+    assert by_variant["full"]["config"]["stage2_distill_weight"] == 0.0
+    assert by_variant["device_frame"]["stage1_reused"] and by_variant["distillation"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

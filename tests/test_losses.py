@@ -278,6 +278,22 @@ def test_distillation_moves_only_the_sensor_embedding_towards_the_text_label() -
     assert (step @ labels.T)[0, 2] < (sensor @ labels.T)[0, 2]  # further from label 2
 
 
+def test_a_known_label_replaces_the_text_teacher_with_its_one_hot() -> None:
+    labels = torch.eye(3, 4)
+    text = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]])  # the text path says label 0 twice
+    sensor = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    loss = LabelPosteriorDistillation(temperature=0.5)
+    result = loss(sensor, text, labels, known=torch.tensor([1, -1]))  # row 0 is known to be label 1
+    q = torch.log_softmax(torch.tensor([0.0, 2.0, 0.0]), dim=0)
+    p = torch.softmax(torch.tensor([2.0, 0.0, 0.0]), dim=0)
+    cross_entropy = float(-q[1])  # one-hot teacher: KL = cross-entropy
+    kl_text = float((p * (p.log() - q)).sum())
+    assert result["loss"].item() == pytest.approx((cross_entropy + kl_text) / 2, rel=1e-5)
+    assert result["agreement"].item() == 0.5
+    with pytest.raises(ValueError, match="known must be"):
+        loss(sensor, text, labels, known=torch.tensor([3, -1]))
+
+
 def test_sensor_alignment_loss_adds_the_weighted_distillation() -> None:
     generator = torch.Generator().manual_seed(0)
     sensor, text = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)

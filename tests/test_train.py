@@ -229,6 +229,27 @@ def test_sensor_training_with_distillation_matches_the_text_path_labels() -> Non
         SensorTrainConfig(distill_weight=-0.5)
 
 
+def test_known_source_labels_teach_their_rows_even_against_misleading_targets() -> None:
+    """Class-2 windows carry class-1 text targets; their known labels still teach the right label."""
+    X, Z, y = synthetic_stage2()
+    labels = Z[[0, len(X) // 3, -1]]
+    misleading = Z.copy()
+    misleading[y == 2] = labels[1]
+    known = y.astype(np.int64)
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, distill_weight=3.0, seed=0)
+    train_sensor_encoder(
+        model, X, misleading, config, progress=False, label_embeddings=labels, known_labels=known
+    )
+    predicted = np.argmax(encode_windows(model, X) @ labels.T, axis=1)
+    assert np.mean(predicted[y == 2] == 2) > 0.8
+    with pytest.raises(ValueError, match="known_labels must be int"):
+        train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels, known_labels=y[:5])
+    with pytest.raises(ValueError, match="need label_embeddings"):
+        train_sensor_encoder(model, X, Z, config, progress=False, known_labels=known)
+
+
 def test_sensor_training_keeps_the_best_validation_epoch() -> None:
     X, Z, _ = synthetic_stage2()
     X_val, Z_val, _ = synthetic_stage2(n_per_class=6, seed=1)

@@ -7,9 +7,11 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
     no_regeneration   w/o IG: no iterative re-generation
     simple_prompt     w/o IGP: the simple interpretation (amplitude and periodicity only), no re-generation
 Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
-    device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
-    no_distillation   stage 2 without the text path's label posterior (InfoNCE only)
-    paper_stage2      both off: the paper's stage 2 (device axes, InfoNCE only)
+    device_frame      the sensor encoder reads the raw device axes instead of the gravity frame (with the
+                      default distillation weight 0 this is the paper's stage 2)
+    distillation      + the text path's label posterior distilled into the sensor encoder (weight 1; the
+                      labeled source windows are taught by their own label)
+    distillation_text_teacher   the same, with the text path as the teacher on source windows too
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -49,13 +51,13 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 on the device axes (no gravity frame)",
         {"regeneration": True, "sensor_input_frame": "device"},
     ),
-    "no_distillation": (
-        "stage 2 without label-posterior distillation",
-        {"regeneration": True, "stage2_distill_weight": 0.0},
+    "distillation": (
+        "stage 2 + label-posterior distillation (source windows: their label)",
+        {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": True},
     ),
-    "paper_stage2": (
-        "the paper's stage 2: device axes, InfoNCE only",
-        {"regeneration": True, "sensor_input_frame": "device", "stage2_distill_weight": 0.0},
+    "distillation_text_teacher": (
+        "stage 2 + label-posterior distillation (text path as teacher everywhere)",
+        {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": False},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
