@@ -161,6 +161,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     values = {
         "num-examples": counts["num-scored"],
         "confusion": counts["confusion"].ravel().tolist(),
+        "initial-confusion": counts["initial-confusion"].ravel().tolist(),
         "num-unscored": counts["num-unscored"],
         "new-windows": counts["new-windows"],
         "new-correct-among-new": counts["new-correct-among-new"],

@@ -59,7 +59,9 @@ def evaluate_locally(
 
     Only windows whose true activity is in the bank are scored (the others cannot be named yet). Returns the
     confusion matrix over `bank.labels` (rows truth, columns prediction), and for windows of `new_labels`
-    how many were right when choosing among the new labels only, and how many within the top 3.
+    how many were right when choosing among the new labels only, and how many within the top 3. The
+    `initial-confusion` counts the windows of the bank's other (initial) labels, choosing among those
+    labels only: the score the central run reports for the same activities, before and after a push.
 
     With `text_targets` (the server's text-space embedding of each held-out window's interpretation, one row
     per window): also the text path's confusion matrix (nearest label to the interpretation's embedding) and
@@ -99,8 +101,18 @@ def evaluate_locally(
         new_correct = int((new_columns[new_scores.argmax(axis=1)] == truth_new).sum())
         top3 = new_columns[np.argsort(-new_scores, axis=1)[:, :3]]
         new_top3 = int((top3 == truth_new[:, None]).any(axis=1).sum())
+    initial_columns = np.array(
+        [i for i, label in enumerate(bank.labels) if label not in new_labels], dtype=np.int64
+    )
+    is_initial = np.isin(truth_index, initial_columns)
+    initial_confusion = np.zeros((len(initial_columns), len(initial_columns)), dtype=np.int64)
+    if is_initial.any():
+        position = {int(column): i for i, column in enumerate(initial_columns)}
+        rows = np.array([position[int(t)] for t in truth_index[is_initial]], dtype=np.int64)
+        np.add.at(initial_confusion, (rows, scores[is_initial][:, initial_columns].argmax(axis=1)), 1)
     return {
         "confusion": confusion,
+        "initial-confusion": initial_confusion,
         "num-scored": int(scored.sum()),
         "num-unscored": int((~scored).sum()),
         "new-windows": int(is_new.sum()),

@@ -58,6 +58,11 @@ class FederationConfig:
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
+    # Local epochs the server also trains on its labeled source windows in every round, aggregated as one
+    # more participant weighted by its window count: the federated form of central stage 2, which trains
+    # on source and target windows together. 0 = the server only pre-trains. Not with DP (its update is not
+    # clipped).
+    server_train_epochs: int = 0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
@@ -171,6 +176,13 @@ class FederationConfig:
         if self.sensor_input_frame not in INPUT_FRAMES:
             fail(
                 "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
+            )
+        if self.server_train_epochs < 0:
+            fail("server-train-epochs", f"must be >= 0, got {self.server_train_epochs}")
+        if self.server_train_epochs > 0 and self.dp_mode != "none":
+            fail(
+                "server-train-epochs",
+                f"must be 0 with dp-mode '{self.dp_mode}': the server's own update would not be clipped",
             )
         if self.distill_weight < 0:
             fail("distill-weight", f"must be >= 0, got {self.distill_weight}")

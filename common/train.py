@@ -614,6 +614,7 @@ def train_sensor_epochs(
     seed: int | None = None,
     proximal_mu: float = 0.0,
     label_embeddings: np.ndarray | None = None,
+    known_labels: np.ndarray | None = None,
 ) -> dict:
     """A federated client's local update: `config.epochs` passes of the stage-2 loss, in place on `model`.
 
@@ -630,6 +631,7 @@ def train_sensor_epochs(
     Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
     groups = torch.from_numpy(target_groups(Z))
     labels_t = _label_tensor(label_embeddings, model)
+    known_t = _known_tensor(known_labels, len(X), labels_t)
     criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
     optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
@@ -652,6 +654,7 @@ def train_sensor_epochs(
                     anchor,
                     proximal_mu,
                     labels_t,
+                    known_t,
                 )
             )
     model.eval()

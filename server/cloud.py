@@ -22,7 +22,7 @@ from common.run_config import FederationConfig
 from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
 from common.synthetic import generate_windows
 from common.text_encoder import TextEncoder
-from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
+from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder, train_sensor_epochs
 from common.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar.server")
@@ -121,28 +121,46 @@ class Cloud:
         model = SensorEncoder(self.sensor_encoder_config())
         if self.config.server_pretrain_epochs == 0:
             return model, {}
-        targets = self.embed(self.source_interpretations.texts)
-        sensor_config = SensorTrainConfig(
-            epochs=self.config.server_pretrain_epochs,
+        history = train_sensor_encoder(
+            model,
+            self.source.X,
+            self.embed(self.source_interpretations.texts),
+            self._source_train_config(self.config.server_pretrain_epochs, self.config.seed),
+            progress=False,
+            **self._source_labels(),
+        )
+        return model, history
+
+    def train_round(self, model: SensorEncoder, server_round: int) -> dict:
+        """The server's own local update in a round (`server-train-epochs`), in place on `model`.
+
+        The same stage-2 loss as a client's (common.train.train_sensor_epochs), on the labeled source.
+        """
+        seed = self.config.seed * 1000 + server_round * 7919 + 999_983
+        return train_sensor_epochs(
+            model,
+            self.source.X,
+            self.embed(self.source_interpretations.texts),
+            self._source_train_config(self.config.server_train_epochs, seed),
+            **self._source_labels(),
+        )
+
+    def _source_train_config(self, epochs: int, seed: int) -> SensorTrainConfig:
+        return SensorTrainConfig(
+            epochs=epochs,
             batch_size=self.config.batch_size,
             lr=self.config.learning_rate,
             temperature=self.config.temperature,
             distill_weight=self.config.distill_weight,
-            seed=self.config.seed,
+            seed=seed,
         )
-        # The server's windows are labeled: their labels, not the text path's guess, teach the distillation.
+
+    def _source_labels(self) -> dict[str, np.ndarray]:
+        """Label bank and known labels of the source windows (used by the distillation term when it is on):
+        the server's windows are labeled, so their labels, not the text path's guess, teach it."""
         bank = self.label_bank(self.config.activity_list)
         known = np.array([bank.labels.index(label) for label in self.source.labels()], dtype=np.int64)
-        history = train_sensor_encoder(
-            model,
-            self.source.X,
-            targets,
-            sensor_config,
-            progress=False,
-            label_embeddings=bank.embeddings,
-            known_labels=known,
-        )
-        return model, history
+        return {"label_embeddings": bank.embeddings, "known_labels": known}
 
     def targets_for(
         self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
 from common import protocol
@@ -216,6 +216,24 @@ def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: 
     return [nodes[i] for i in sorted(rng.choice(len(nodes), size=size, replace=False))]
 
 
+def server_update(cloud: Cloud, arrays: ArrayRecord, server_round: int) -> Message:
+    """The server's own round update on its labeled source, shaped like a client's train reply."""
+    model = SensorEncoder(cloud.sensor_encoder_config())
+    model.load_state_dict(arrays.to_torch_state_dict())
+    history = cloud.train_round(model, server_round)
+    metrics = MetricRecord(
+        {
+            "num-examples": len(cloud.source),
+            protocol.UNIFORM_WEIGHT: 1,
+            "train-loss": float(history["loss"]),
+        }
+    )
+    request = Message(RecordDict(), dst_node_id=0, message_type=MessageType.TRAIN)
+    return Message(
+        RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=request
+    )
+
+
 def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[str], category_of) -> dict:
     """Sum the clients' confusion matrices and score the pooled held-out windows."""
     n = len(labels)
@@ -246,6 +264,21 @@ def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[s
         )
         result["text_path_per_class"] = text["per_class"]
         result["text_path_confusion"] = text["confusion"]
+    # The initial activities, choosing among them only: comparable with the central run of the same labels.
+    initial = [label for label in labels if label not in new_labels]
+    k = len(initial)
+    if all("initial-confusion" in reply.content["metrics"] for reply in replies):
+        initial_confusion = sum(
+            (np.asarray(reply.content["metrics"]["initial-confusion"], dtype=np.int64).reshape(k, k))
+            for reply in replies
+        )
+        scores = _confusion_metrics(np.asarray(initial_confusion), initial, category_of)
+        result["initial_activities"] = {
+            "labels": initial,
+            "accuracy": scores["accuracy"],
+            "macro_f1": scores["macro_f1"],
+            "windows": int(np.asarray(initial_confusion).sum()),
+        }
     if new_labels and new_windows:
         new_rows = [labels.index(label) for label in new_labels]
         result["new_activity_windows"] = new_windows
@@ -374,7 +407,10 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
         aggregated, train_metrics = (None, None)
         if enough:
-            aggregated, train_metrics = strategy.aggregate_train(server_round, train_replies)
+            participants = train_replies
+            if config.server_train_epochs > 0:
+                participants = [*train_replies, server_update(cloud, arrays, server_round)]
+            aggregated, train_metrics = strategy.aggregate_train(server_round, participants)
         else:
             log.warning(
                 "round %d: only %d of %d clients replied (< min-replies-fraction %.2f): global model kept",
@@ -393,6 +429,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "round": server_round,
             "labels": list(labels),
             "clients_trained": len(train_replies),
+            "server_trained": bool(enough and config.server_train_epochs > 0),
             "clients_sampled": len(train_messages),
             "clients_evaluated": len(eval_replies),
             "aggregated": aggregated is not None,
@@ -435,6 +472,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         "accuracy": final["accuracy"],
         "macro_f1": final["macro_f1"],
         "category_accuracy": final["category_accuracy"],
+        "initial_activities": final.get("initial_activities"),
         "new_activity_accuracy": final.get("new_activity_accuracy"),
         "new_activity_top3": final.get("new_activity_top3"),
         "new_activity_accuracy_full_bank": final.get("new_activity_accuracy_full_bank"),
@@ -533,6 +571,9 @@ def round_summary(record: dict) -> str:
         f"category {record['category_accuracy']:.3f}"
     )
     if record.get("new_activity_accuracy") is not None:
+        initial = record.get("initial_activities")
+        if initial is not None:
+            line += f"  initial {len(initial['labels'])} labels {initial['accuracy']:.3f}"
         line += f"  new-activity {record['new_activity_accuracy']:.3f}"
     if record.get("text_path_accuracy") is not None:
         line += (

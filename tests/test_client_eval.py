@@ -18,7 +18,7 @@ from client.device_client import evaluate_locally
 from common.data import DataError
 from common.labels import load_vocabulary
 from common.run_config import ConfigError, FederationConfig
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
 from common.synthetic import generate_windows
 from common.zero_shot import LabelBank
 from server.federation import NodeSubset, pooled_metrics
@@ -221,3 +221,36 @@ def test_text_path_counts_on_the_client_and_pooled_on_the_server():
     assert pooled["sensor_text_agreement"] == pytest.approx(6 / 12)
     assert pooled["text_path_confusion"] == [[5, 1], [2, 4]]
     assert pooled["text_path_per_class"]["sitting"]["support"] == 6
+
+
+def test_initial_activities_are_scored_among_themselves_after_a_push():
+    """After new labels join the bank, the initial ones are still scored choosing among themselves only."""
+    labels = ["walking", "sitting", "jogging"]  # jogging is pushed later: the new label
+    ws = generate_windows(labels, 6, seed=0, n_users=1)
+    model = SensorEncoder(SensorEncoderConfig(d_model=16, ff_dim=32, out_dim=4))
+    bank = LabelBank(labels=labels, embeddings=np.eye(3, 4, dtype=np.float32))
+    counts = evaluate_locally(model, ws, bank, ["jogging"])
+    initial = counts["initial-confusion"]
+    assert initial.shape == (2, 2) and initial.sum() == 12  # 6 walking + 6 sitting windows, none lost
+    scores = bank.scores(encode_windows(model, ws.X))
+    truth = np.array([labels.index(t) for t in ws.labels()])
+    among_initial = scores[truth < 2][:, :2].argmax(axis=1)
+    assert np.trace(initial) == int((among_initial == truth[truth < 2]).sum())
+
+    def reply(initial_confusion):
+        metrics = {
+            "confusion": np.eye(3, dtype=np.int64).ravel().tolist(),
+            "initial-confusion": np.asarray(initial_confusion).ravel().tolist(),
+            "new-windows": 0,
+            "new-correct-among-new": 0,
+            "new-top3-among-new": 0,
+            "num-unscored": 0,
+        }
+        return SimpleNamespace(content={"metrics": metrics})
+
+    pooled = pooled_metrics(
+        [reply([[3, 1], [0, 4]]), reply([[2, 0], [2, 0]])], labels, ["jogging"], load_vocabulary().category
+    )
+    assert pooled["initial_activities"]["labels"] == ["walking", "sitting"]
+    assert pooled["initial_activities"]["accuracy"] == pytest.approx(9 / 12)
+    assert pooled["initial_activities"]["windows"] == 12

@@ -234,6 +234,7 @@ def test_real_data_scores_the_central_held_out_users_and_their_clients_never_tra
         new_activities_round=2,
         stage1_steps=2,
         server_pretrain_epochs=1,
+        server_train_epochs=1,  # the server trains on its source in every round too
         local_epochs=1,
         sensor_width=32,
         min_available_nodes=4,
@@ -273,6 +274,7 @@ def test_real_data_scores_the_central_held_out_users_and_their_clients_never_tra
 
     for record in metrics["rounds"]:
         assert record["clients_sampled"] == record["clients_trained"] == 2
+        assert record["server_trained"] is True
         assert record["clients_evaluated"] == 2
         for key in ("accuracy", "text_path_accuracy", "sensor_text_agreement"):
             assert 0.0 <= record[key] <= 1.0 and math.isfinite(record[key]), (record["round"], key)
@@ -286,5 +288,11 @@ def test_real_data_scores_the_central_held_out_users_and_their_clients_never_tra
     for key in ("accuracy", "text_path_accuracy", "sensor_text_agreement"):
         assert 0.0 <= pretrained[key] <= 1.0, key
     assert {"metrics.text-confusion", "metrics.agreement"} <= set(metrics["uploaded_fields"]["evaluate"])
+    # After the push the initial labels are still scored among themselves, like the central run.
+    initial = metrics["initial_activities"]
+    assert initial["labels"] == final_labels[:4] and 0.0 <= initial["accuracy"] <= 1.0
+    assert initial["windows"] == int(
+        (np.isin(np.array(names)[windows["y"]], final_labels[:4]) & held_out).sum()
+    )
     rounds_file = json.loads((tmp_path / "rounds.json").read_text())
     assert rounds_file[-1]["text_path_accuracy"] == metrics["text_path_accuracy"]

@@ -31,6 +31,9 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"data-dir": "relative/data"}, "'data-dir' must be an absolute path"),
         ({"out-dir": "runs/x"}, "'out-dir' must be an absolute path"),
         ({"client-eval-fraction": 1.0}, "'client-eval-fraction' must be in (0, 1)"),
+        ({"sensor-input-frame": "world"}, "'sensor-input-frame' must be one of"),
+        ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
+        ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
     ],
 )
 def test_bad_run_config_names_the_key(overrides, message):
