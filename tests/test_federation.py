@@ -115,6 +115,7 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
         for key in (
             "num-examples",
             "confusion",
+            "initial-confusion",
             "num-unscored",
             "new-windows",
             "new-correct-among-new",
