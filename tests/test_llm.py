@@ -388,7 +388,9 @@ base_url, cache_path, data_path, n = sys.argv[1:5]
 with np.load(data_path) as data:
     X = data["X"][: int(n)]
 context = SensorContext(20.0, "waist", "Galaxy S II", {UCI_ACTIVITIES!r})
-options = dict(model="fake", api_key_env=None, concurrency=2, timeout_s=3.0, backoff_s=0.01, progress=False)
+# timeout_s: held requests time out and are retried 4 times; the test must notice the freeze and send its
+# signal before that runs out, also on a loaded machine (3 s was too short with 2 cores busy).
+options = dict(model="fake", api_key_env=None, concurrency=2, timeout_s=15.0, backoff_s=0.01, progress=False)
 with OpenAIInterpreter(base_url=base_url, cache_path=cache_path, **options) as interpreter:
     texts = interpreter.interpret(analyze_windows(X), context)
 print(json.dumps(texts))
