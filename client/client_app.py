@@ -1,7 +1,7 @@
 """FedLanHAR ClientApp: thin Flower wiring around client/device_client.py.
 
 Each handler rebuilds the node's local data from its spec (deterministic; cached per process), reads what the
-server sent earlier from `context.state`, and replies. See common/protocol.py for the phases.
+server sent earlier from `context.state`, and replies. See common/federation/protocol.py for the phases.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
-from common import protocol
-from common.run_config import FederationConfig
-from common.sensor_encoder import SensorEncoder
-from common.train import SensorTrainConfig
-from common.zero_shot import LabelBank
-from simulations.partition import ClientData, client_spec_from_node_config, load_client_data
+from common.federation import protocol
+from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
+from common.federation.run_config import FederationConfig
+from common.method.train import SensorTrainConfig
+from common.models.sensor_encoder import SensorEncoder
+from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar.client")
 app = ClientApp()

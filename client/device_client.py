@@ -1,7 +1,7 @@
 """What a device does in FedLanHAR, free of Flower: summarise, train locally, recognise, score.
 
 The ClientApp (client/client_app.py) only moves records in and out of these functions. In the default mode the
-only thing derived from the device's windows that leaves it is the signal analysis (`common.features`) of its
+only thing derived from the device's windows that leaves it is the signal analysis (data/features.py) of its
 windows (training windows for the targets, evaluation windows for the text path, never with a label), the
 model update, and evaluation counts (confusion matrices over label names, for the sensor encoder and the text
 path, and how often the two agree).
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.data import WindowSet
-from common.features import analyze_windows
-from common.sensor_encoder import SensorEncoder, encode_windows
-from common.train import SensorTrainConfig, train_sensor_epochs
-from common.zero_shot import LabelBank
+from common.data.features import analyze_windows
+from common.data.windows import WindowSet
+from common.method.train import SensorTrainConfig, train_sensor_epochs
+from common.models.sensor_encoder import SensorEncoder, encode_windows
+from common.models.zero_shot import LabelBank
 
 
 def window_summaries(windows: WindowSet) -> np.ndarray:

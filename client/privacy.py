@@ -13,7 +13,7 @@ import numpy as np
 from flwr.app import Context, Message
 from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
 
-from common.run_config import FederationConfig
+from common.federation.run_config import FederationConfig
 
 
 class InjectedFailure(RuntimeError):

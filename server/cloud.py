@@ -12,18 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import WindowSet, load_dataset
-from common.devices import load_device_type
-from common.interpreters import Interpreter, make_interpreter
-from common.labels import load_vocabulary
-from common.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
-from common.prompts import SensorContext
-from common.run_config import FederationConfig
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
-from common.synthetic import generate_windows
-from common.text_encoder import TextEncoder
-from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder, train_sensor_epochs
-from common.zero_shot import LabelBank
+from common.data.devices import load_device_type
+from common.data.labels import load_vocabulary
+from common.data.loading import load_dataset
+from common.data.synthetic import generate_windows
+from common.data.windows import WindowSet
+from common.federation.run_config import FederationConfig
+from common.language.factory import make_interpreter
+from common.language.interpreter import Interpreter
+from common.language.prompts import SensorContext
+from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
+from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder, train_sensor_epochs
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.models.text_encoder import TextEncoder
+from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -134,7 +136,7 @@ class Cloud:
     def train_round(self, model: SensorEncoder, server_round: int) -> dict:
         """The server's own local update in a round (`server-train-epochs`), in place on `model`.
 
-        The same stage-2 loss as a client's (common.train.train_sensor_epochs), on the labeled source.
+        The same stage-2 loss as a client's (common.method.train.train_sensor_epochs), on the labeled source.
         """
         seed = self.config.seed * 1000 + server_round * 7919 + 999_983
         return train_sensor_epochs(

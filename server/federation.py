@@ -1,10 +1,10 @@
 """The federated LanHAR protocol, run by the ServerApp: targets, label pushes, rounds, evaluation, outputs.
 
-See common/protocol.py for the phases. The strategy (FedAvg/FedProx/FedAdam) only configures and aggregates
-the training half of each round; evaluation replies are confusion-matrix counts that are summed here, so the
-federated accuracy and macro-F1 are exactly those of all clients' held-out windows pooled.
+See common/federation/protocol.py for the phases. The strategy (FedAvg/FedProx/FedAdam) only configures and
+aggregates the training half of each round; evaluation replies are confusion-matrix counts that are summed
+here, so the federated accuracy and macro-F1 are exactly those of all clients' held-out windows pooled.
 
-Which clients train and which evaluate comes from their role (simulations/partition.py, run config
+Which clients train and which evaluate comes from their role (common/federation/partition.py, run config
 `client-eval`): with held-out users, evaluation-only clients are never offered to the strategy's train
 sampling (it sees a view of the grid with the training clients only), so they send no update and weigh
 nothing in the aggregate; training-only clients are never asked to evaluate. Next to the sensor encoder's
@@ -27,13 +27,14 @@ import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
 
-from common import protocol
-from common.export import export_sensor_model
-from common.metrics import classification_metrics, plot_curves
-from common.prompts import SensorContext
-from common.run_config import FederationConfig
-from common.runtime import set_seed
-from common.sensor_encoder import SensorEncoder
+from common.base.metrics import classification_metrics, plot_curves
+from common.base.runtime import set_seed
+from common.federation import protocol
+from common.federation.partition import EVALUATE, TRAIN, evaluation_plan
+from common.federation.run_config import FederationConfig
+from common.language.prompts import SensorContext
+from common.models.export import export_sensor_model
+from common.models.sensor_encoder import SensorEncoder
 from server.checkpoint import (
     ServerState,
     load_checkpoint,
@@ -43,7 +44,6 @@ from server.checkpoint import (
 )
 from server.cloud import Cloud
 from server.strategy import make_strategy
-from simulations.partition import EVALUATE, TRAIN, evaluation_plan
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -305,8 +305,8 @@ class InjectedCrash(RuntimeError):
 
 def preflight(config: FederationConfig) -> None:
     """Fail before any work on what can be checked up front: device types, label names, data, paths."""
-    from common.devices import load_device_type
-    from common.labels import load_vocabulary
+    from common.data.devices import load_device_type
+    from common.data.labels import load_vocabulary
 
     vocabulary = load_vocabulary()
     for label in config.all_activities:
@@ -358,7 +358,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     if not train_nodes or not eval_nodes:
         raise RuntimeError(
             f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at least "
-            "one of each (see client-eval in common/run_config.py)"
+            "one of each (see client-eval in common/federation/run_config.py)"
         )
     log.info(
         "%d clients train, %d evaluate (client-eval %s)",

@@ -8,8 +8,8 @@ from pathlib import Path
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from common.run_config import FederationConfig
-from common.runtime import configure_logging, configure_torch_threads, set_seed
+from common.base.runtime import configure_logging, configure_torch_threads, set_seed
+from common.federation.run_config import FederationConfig
 from server.federation import run_federation
 
 app = ServerApp()

@@ -16,8 +16,8 @@ from flwr.serverapp.strategy import (
 from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
-from common.protocol import UNIFORM_WEIGHT
-from common.run_config import FederationConfig
+from common.federation.protocol import UNIFORM_WEIGHT
+from common.federation.run_config import FederationConfig
 
 
 def train_sample_size(config: FederationConfig, num_nodes: int) -> int:

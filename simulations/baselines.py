@@ -18,15 +18,17 @@ import numpy as np
 import torch
 from torch import nn
 
-from common.data import DataError, WindowSet, load_dataset
-from common.knowledge import describe_label
-from common.labels import load_vocabulary
-from common.losses import InfoNCELoss, same_group_mask
-from common.metrics import classification_metrics
-from common.runtime import set_seed
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
-from common.text_encoder import TextEncoder
-from common.zero_shot import build_label_bank
+from common.base.metrics import classification_metrics
+from common.base.runtime import set_seed
+from common.data.errors import DataError
+from common.data.labels import load_vocabulary
+from common.data.loading import load_dataset
+from common.data.windows import WindowSet
+from common.language.knowledge import describe_label
+from common.models.losses import InfoNCELoss, same_group_mask
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.text_encoder import TextEncoder
+from common.models.zero_shot import build_label_bank
 from simulations.central import CentralConfig, central_config, load_pair, rename_labels
 
 EPOCHS = {"small": 8, "default": 30, "full": 60}
@@ -148,7 +150,7 @@ def train_supervised(
 #   base       the paper's one template, "This is wearable sensor data for a person engaged in {activity}"
 #   diverse    eight differently worded templates (the paper has an LLM write them; here they are fixed)
 #   knowledge  the diverse templates, each followed by one of the activity's knowledge descriptions
-#              (common.knowledge: general description, accelerometer/gyroscope patterns, body parts)
+#              (common.language.knowledge: general description, accelerometer/gyroscope patterns, body parts)
 # Every step draws a fresh sentence of its label for each window. Windows of the same label are positives of
 # each other (the paper's plain CLIP batches count them as negatives; this only helps the baseline). The
 # temperature is fixed at LanHAR's 0.07 instead of learned, and the text side has no projection head: the

@@ -32,14 +32,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from common.data import DataError
-from common.export import export_sensor_model, measure_latency
-from common.labels import load_vocabulary
-from common.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
-from common.runtime import set_seed
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig
-from common.text_encoder import TextEncoder
-from common.train import SensorTrainConfig, train_sensor_encoder
+from common.base.runtime import set_seed
+from common.data.errors import DataError
+from common.data.labels import load_vocabulary
+from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
+from common.method.train import SensorTrainConfig, train_sensor_encoder
+from common.models.export import export_sensor_model, measure_latency
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.models.text_encoder import TextEncoder
 from simulations.central import (
     CentralConfig,
     central_config,

@@ -21,23 +21,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.data import DataError, WindowSet, load_dataset, split_by_user
-from common.interpreters import SIMPLE_CATEGORIES, Interpreter, make_interpreter
-from common.labels import load_vocabulary
-from common.lanhar import (
+from common.base.metrics import classification_metrics, plot_confusion
+from common.base.runtime import set_seed
+from common.data.errors import DataError
+from common.data.labels import load_vocabulary
+from common.data.loading import load_dataset
+from common.data.windows import WindowSet, split_by_user
+from common.language.factory import make_interpreter
+from common.language.interpreter import Interpreter
+from common.language.regeneration import RegenerationConfig
+from common.language.rules import SIMPLE_CATEGORIES
+from common.method.lanhar import (
     describe_labels,
     interpret_windows,
     label_bank,
     regenerate_interpretations,
     train_text_space,
 )
-from common.metrics import classification_metrics, plot_confusion
-from common.regeneration import RegenerationConfig
-from common.runtime import set_seed
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
-from common.text_encoder import TextEncoder
-from common.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
-from common.zero_shot import LabelBank
+from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.text_encoder import TextEncoder
+from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar")
 

@@ -27,8 +27,8 @@ def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from common.archives import ARCHIVE_URLS, download_archive
-    from common.data import load_dataset, save_windowset
+    from common.data.archives import ARCHIVE_URLS, download_archive
+    from common.data.loading import load_dataset, save_windowset
 
     if args.action == "download":
         path = download_archive(args.name, Path(args.out))
@@ -57,9 +57,9 @@ def cmd_interpret(args: argparse.Namespace) -> None:
     import numpy as np
     from tqdm import tqdm
 
-    from common.data import load_dataset
-    from common.interpreters import make_interpreter
-    from common.lanhar import interpret_windows
+    from common.data.loading import load_dataset
+    from common.language.factory import make_interpreter
+    from common.method.lanhar import interpret_windows
 
     windows = load_dataset(args.dataset, Path(args.data_dir))
     if args.limit:
@@ -143,9 +143,9 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from common.export import export_sensor_model, measure_latency
-    from common.sensor_encoder import SensorEncoder
-    from common.zero_shot import LabelBank
+    from common.models.export import export_sensor_model, measure_latency
+    from common.models.sensor_encoder import SensorEncoder
+    from common.models.zero_shot import LabelBank
 
     model_dir, out = Path(args.model), Path(args.out)
     report = export_sensor_model(
@@ -317,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from common.data import DataError
-    from common.runtime import configure_logging
+    from common.base.runtime import configure_logging
+    from common.data.errors import DataError
 
     configure_logging(verbose=args.verbose)
 

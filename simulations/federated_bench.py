@@ -20,9 +20,10 @@ from pathlib import Path
 
 import psutil
 
+from common.base.paths import PROJECT_ROOT
 from simulations.processes import processes_naming, stop_processes_naming
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = PROJECT_ROOT
 
 # Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
 BENCH_RUN_CONFIG = {

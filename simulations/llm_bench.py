@@ -20,11 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from common.cache import CacheEntry, InterpretationCache
-from common.features import analyze_windows, feature_dict
-from common.interpreters import RulesInterpreter
-from common.llm import LlamaServer, OpenAIInterpreter, find_smollm2_gguf, free_port
-from common.prompts import ANSWER_BEGIN, ANSWER_END, PROMPT_VERSION, SensorContext, render_sensor_prompt
+from common.data.features import analyze_windows, feature_dict
+from common.language.cache import CacheEntry, InterpretationCache
+from common.language.llm.backends import find_smollm2_gguf
+from common.language.llm.interpreters import OpenAIInterpreter
+from common.language.llm.server import LlamaServer, free_port
+from common.language.prompts import (
+    ANSWER_BEGIN,
+    ANSWER_END,
+    PROMPT_VERSION,
+    SensorContext,
+    render_sensor_prompt,
+)
+from common.language.rules import RulesInterpreter, describe_rule_scales
 
 UCI_CONTEXT = SensorContext(
     20.0, "waist", "Galaxy S II", ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
@@ -101,7 +109,7 @@ def _prefill_cache(cache_path: Path, features: np.ndarray, max_tokens: int) -> N
     entries = []
     for row, text in zip(features, texts, strict=True):
         answer = "\n".join([ANSWER_BEGIN, *text.rstrip(".").split("; "), ANSWER_END])
-        prompt = render_sensor_prompt(feature_dict(row), UCI_CONTEXT)
+        prompt = render_sensor_prompt(feature_dict(row), UCI_CONTEXT, rule_scales=describe_rule_scales())
         entries.append(CacheEntry.create(PROMPT_VERSION, prompt, MODEL_ALIAS, params, answer, 1700, 60))
     with InterpretationCache(cache_path) as cache:
         cache.put_many(entries)

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from common.run_config import FederationConfig
+from common.federation.run_config import FederationConfig
 from simulations.experiments.federated import run_federated
 
 SETTINGS: list[tuple[str, dict]] = [

@@ -1,4 +1,4 @@
-"""A small OpenAI-compatible chat endpoint that misbehaves on purpose, for fault tests of common.llm.
+"""A small OpenAI-compatible chat endpoint that misbehaves on purpose, for fault tests of the LLM service.
 
 `FakeChatServer(plan)` serves POST /v1/chat/completions on 127.0.0.1 (a free port) in a background thread.
 For each request, `plan(prompt, n)` (n = how often this prompt was asked before, from 0) picks what to do:
@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from common.prompts import ANSWER_BEGIN, ANSWER_END, SENSOR_VOCABULARY
+from common.language.prompts import ANSWER_BEGIN, ANSWER_END, SENSOR_VOCABULARY
 
 BEHAVIOURS = ("ok", "malformed", "429", "500", "401", "timeout", "hold")
 MALFORMED_TEXT = "I think the person is probably walking, or maybe sitting. Hard to say!"

@@ -24,7 +24,7 @@ def save_tiny_text_encoder(directory: Path, kind: str = "bert", seed: int = 0) -
     """
     from transformers import AutoTokenizer, BertConfig, BertModel, MPNetConfig, MPNetModel
 
-    from common.text_encoder import DEFAULT_TEXT_ENCODER, resolve_text_encoder
+    from common.models.text_encoder import DEFAULT_TEXT_ENCODER, resolve_text_encoder
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_text_encoder(DEFAULT_TEXT_ENCODER))
     sizes = dict(

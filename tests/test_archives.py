@@ -1,4 +1,4 @@
-"""Tests of common/archives.py on tiny files written in the exact formats of the original archives."""
+"""Tests of common/data/archives.py on tiny files written in the exact formats of the original archives."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.archives import (
+from common.data.archives import (
     ARCHIVE_URLS,
     DSADS_ACTIVITIES,
     WISDM_ACTIVITIES,
@@ -17,7 +17,9 @@ from common.archives import (
     read_uci_hapt,
     read_wisdm,
 )
-from common.data import GRAVITY, DataError, load_dataset
+from common.data.errors import DataError
+from common.data.loading import load_dataset
+from common.data.windows import GRAVITY
 
 
 # ------------------------------------------------------------------------------------------------- UCI HAPT

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from common.data import DataError
+from common.data.errors import DataError
 from simulations.bench import BUDGETS, PARTS, bench_settings, parse_clients, parse_parts
 from simulations.cli import main
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from common.cache import CacheEntry, InterpretationCache, cache_key
+from common.language.cache import CacheEntry, InterpretationCache, cache_key
 
 PARAMS = {"temperature": 0.0, "max_tokens": 64}
 

@@ -15,16 +15,10 @@ import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
 from client.device_client import evaluate_locally
-from common.data import DataError
-from common.labels import load_vocabulary
-from common.run_config import ConfigError, FederationConfig
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
-from common.synthetic import generate_windows
-from common.zero_shot import LabelBank
-from server.federation import NodeSubset, pooled_metrics
-from server.strategy import make_strategy
-from simulations.central import CentralConfig, central_config, load_pair
-from simulations.partition import (
+from common.data.errors import DataError
+from common.data.labels import load_vocabulary
+from common.data.synthetic import generate_windows
+from common.federation.partition import (
     EVALUATE,
     TRAIN,
     TRAIN_AND_EVALUATE,
@@ -36,6 +30,12 @@ from simulations.partition import (
     held_out_user_split,
     load_client_data,
 )
+from common.federation.run_config import ConfigError, FederationConfig
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.zero_shot import LabelBank
+from server.federation import NodeSubset, pooled_metrics
+from server.strategy import make_strategy
+from simulations.central import CentralConfig, central_config, load_pair
 
 NEW = "running on treadmill,cycling on exercise bike (horizontal),jumping,lying on back"
 

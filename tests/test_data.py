@@ -1,4 +1,4 @@
-"""Tests of common/data.py: the WindowSet container, npz loading, validation, splits, resampling."""
+"""Tests of common/data/windows.py: the WindowSet container, npz loading, validation, splits, resampling."""
 
 from __future__ import annotations
 
@@ -7,20 +7,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.data import (
+from common.data.errors import DataError
+from common.data.labels import COMMON_ACTIVITIES, default_vocabulary
+from common.data.loading import load_dataset, read_npz, save_windowset
+from common.data.windows import (
     GRAVITY,
-    DataError,
     WindowSet,
     cut_windows,
-    load_dataset,
-    read_npz,
     resample_signal,
-    save_windowset,
     split_by_segment,
     split_by_user,
     validate_windows,
 )
-from common.labels import COMMON_ACTIVITIES, default_vocabulary
 
 REAL_DATA_SETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")
 

@@ -1,4 +1,4 @@
-"""Tests of common/devices.py and configs/devices/*.toml."""
+"""Tests of common/data/devices.py and configs/devices/*.toml."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.data import GRAVITY, DataError, WindowSet
-from common.devices import DeviceType, apply_device, list_device_types, load_device_type, rotation_matrix
+from common.data.devices import DeviceType, apply_device, list_device_types, load_device_type, rotation_matrix
+from common.data.errors import DataError
+from common.data.windows import GRAVITY, WindowSet
 
 REQUIRED_TYPES = (
     "waist_phone",

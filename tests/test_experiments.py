@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.data import DataError, WindowSet, save_windowset
-from common.features import analyze_windows
-from common.interpreters import SIMPLE_CATEGORIES, RulesInterpreter
-from common.prompts import SENSOR_VOCABULARY, SensorContext
+from common.data.errors import DataError
+from common.data.features import analyze_windows
+from common.data.loading import dataset_labels, save_windowset
+from common.data.windows import WindowSet
+from common.language.prompts import SENSOR_VOCABULARY, SensorContext
+from common.language.rules import SIMPLE_CATEGORIES, RulesInterpreter
 from simulations.baselines import NLS_BASE_TEMPLATE, NLS_TEMPLATES, nls_sentences
 from simulations.central import central_config, central_interpreter, rename_labels, text_train_config
 from simulations.cli import main
@@ -24,7 +26,6 @@ from simulations.experiments.new_activity import new_activities
 from simulations.experiments.report import Report, jsonable
 from simulations.experiments.settings import (
     Pair,
-    dataset_labels,
     load_settings,
     pair_label_space,
     parse_pairs,
@@ -492,9 +493,9 @@ def test_federated_small(tmp_path: Path, data_dir: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("partitioning", ["by-user", "iid", "dirichlet"])
 def test_pooled_split_is_the_union_of_the_clients(data_dir: Path, partitioning: str) -> None:
-    from common.run_config import FederationConfig
+    from common.federation.partition import client_spec, load_client_data
+    from common.federation.run_config import FederationConfig
     from simulations.experiments.federated import pooled_client_windows
-    from simulations.partition import client_spec, load_client_data
 
     config = FederationConfig(
         source="uci",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from common.export import export_sensor_model, load_exported, measure_latency
-from common.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
-from common.zero_shot import LabelBank
+from common.models.export import export_sensor_model, load_exported, measure_latency
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.zero_shot import LabelBank
 
 torch.set_num_threads(1)
 

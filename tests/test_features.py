@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from common.features import (
+from common.data.features import (
     FEATURE_INDEX,
     FEATURE_NAMES,
     FEATURE_UNITS,

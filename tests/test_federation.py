@@ -18,8 +18,8 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.simulation import run_simulation
 
 from client.client_app import app as client_app
-from common.features import FEATURE_NAMES
-from common.run_config import FederationConfig
+from common.data.features import FEATURE_NAMES
+from common.federation.run_config import FederationConfig
 from server.federation import InjectedCrash, run_federation
 from simulations.central import central_config, load_pair
 from simulations.experiments.federated import run_federated

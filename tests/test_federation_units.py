@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from common.run_config import FederationConfig
+from common.federation.run_config import FederationConfig
 from server.federation import sample_evaluators
 
 

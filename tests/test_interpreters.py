@@ -6,18 +6,18 @@ import time
 import numpy as np
 import pytest
 
-from common.features import FEATURE_INDEX, FEATURE_NAMES, analyze_windows
-from common.interpreters import (
-    RULES,
-    Interpreter,
-    RulesInterpreter,
+from common.data.features import FEATURE_INDEX, FEATURE_NAMES, analyze_windows
+from common.data.labels import default_vocabulary
+from common.language.factory import make_interpreter
+from common.language.interpreter import Interpreter
+from common.language.knowledge import describe_label
+from common.language.prompts import (
+    SENSOR_VOCABULARY,
     SensorContext,
-    make_interpreter,
-    placement_group,
+    format_interpretation,
+    parse_sensor_answer,
 )
-from common.knowledge import describe_label
-from common.labels import default_vocabulary
-from common.prompts import SENSOR_VOCABULARY, format_interpretation, parse_sensor_answer
+from common.language.rules import RULES, RulesInterpreter, placement_group
 
 GRAVITY = 9.80665
 WAIST = SensorContext(20.0, "waist", "phone", ["walking", "running", "sitting"])
@@ -279,7 +279,7 @@ DATA_SET_ACTIVITIES = (
 
 
 def test_every_data_set_activity_has_rich_knowledge() -> None:
-    from common.knowledge import has_knowledge, load_label_knowledge
+    from common.language.knowledge import has_knowledge, load_label_knowledge
 
     knowledge = load_label_knowledge()
     phrases = [phrase for values in SENSOR_VOCABULARY.values() for phrase in values]
@@ -295,7 +295,7 @@ def test_every_data_set_activity_has_rich_knowledge() -> None:
 
 
 def test_knowledge_file_errors_name_the_problem(tmp_path) -> None:  # noqa: ANN001
-    from common.knowledge import KnowledgeError, activity_knowledge, load_label_knowledge
+    from common.language.knowledge import KnowledgeError, activity_knowledge, load_label_knowledge
 
     path = tmp_path / "knowledge.toml"
     path.write_text('[activities."hopping"]\ngeneral = ["Hopping on one leg."]\nsensor = ["Hard impacts."]\n')

@@ -1,4 +1,4 @@
-"""Tests of common/labels.py and configs/labels.toml: canonical names, aliases, categories, user files."""
+"""Tests of common/data/labels.py and configs/labels.toml: canonical names, aliases, categories, user files"""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from common.archives import DSADS_ACTIVITIES, HAPT_ACTIVITIES, WISDM_ACTIVITIES
-from common.data import DataError
-from common.labels import (
+from common.data.archives import DSADS_ACTIVITIES, HAPT_ACTIVITIES, WISDM_ACTIVITIES
+from common.data.errors import DataError
+from common.data.labels import (
     COMMON_ACTIVITIES,
     OTHER_CATEGORY,
     canonical,

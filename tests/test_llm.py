@@ -20,18 +20,14 @@ import numpy as np
 import pytest
 from llm_fakes import MALFORMED_TEXT, FakeChatServer, well_formed_answer
 
-from common.cache import InterpretationCache
-from common.features import analyze_windows, feature_dict
-from common.interpreters import Interpreter, RulesInterpreter, make_interpreter
-from common.llm import (
-    LLMConfig,
-    LLMServiceError,
-    LocalInterpreter,
-    OpenAIInterpreter,
-    find_smollm2_gguf,
-    window_id,
-)
-from common.prompts import (
+from common.data.features import analyze_windows, feature_dict
+from common.language.cache import InterpretationCache
+from common.language.factory import make_interpreter
+from common.language.interpreter import Interpreter
+from common.language.llm.backends import find_smollm2_gguf
+from common.language.llm.config import LLMConfig, LLMServiceError
+from common.language.llm.interpreters import LocalInterpreter, OpenAIInterpreter, window_id
+from common.language.prompts import (
     SENSOR_VOCABULARY,
     SensorContext,
     format_interpretation,
@@ -39,7 +35,8 @@ from common.prompts import (
     render_regeneration_prompt,
     render_sensor_prompt,
 )
-from common.regeneration import RegenerationConfig, regenerate
+from common.language.regeneration import RegenerationConfig, regenerate
+from common.language.rules import RulesInterpreter, describe_rule_scales
 
 REPO = Path(__file__).resolve().parents[1]
 UCI_ACTIVITIES = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
@@ -242,7 +239,10 @@ def test_exhausted_retries_fall_back_to_rules_for_that_window_only(tmp_path: Pat
 
 
 def _sensor_prompts(features: np.ndarray) -> list[str]:
-    return [render_sensor_prompt(feature_dict(row), CONTEXT) for row in features]
+    return [
+        render_sensor_prompt(feature_dict(row), CONTEXT, rule_scales=describe_rule_scales())
+        for row in features
+    ]
 
 
 def test_malformed_answers_are_reasked_once_then_fall_back(tmp_path: Path, features: np.ndarray):
@@ -384,9 +384,9 @@ import numpy as np
 # A process started in the background by a non-interactive shell inherits SIGINT ignored, and Python then
 # never raises KeyboardInterrupt: restore the default so that the SIGINT case tests what a user's Ctrl-C does.
 signal.signal(signal.SIGINT, signal.default_int_handler)
-from common.features import analyze_windows
-from common.llm import OpenAIInterpreter
-from common.prompts import SensorContext
+from common.data.features import analyze_windows
+from common.language.llm.interpreters import OpenAIInterpreter
+from common.language.prompts import SensorContext
 base_url, cache_path, data_path, n = sys.argv[1:5]
 with np.load(data_path) as data:
     X = data["X"][: int(n)]

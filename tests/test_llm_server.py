@@ -14,10 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.cache import InterpretationCache
-from common.features import analyze_windows
-from common.llm import LlamaServer, OpenAIInterpreter, find_smollm2_gguf, window_id
-from common.prompts import SENSOR_CATEGORIES, SensorContext
+from common.data.features import analyze_windows
+from common.language.cache import InterpretationCache
+from common.language.llm.backends import find_smollm2_gguf
+from common.language.llm.interpreters import OpenAIInterpreter, window_id
+from common.language.llm.server import LlamaServer
+from common.language.prompts import SENSOR_CATEGORIES, SensorContext
 
 UCI_ACTIVITIES = ["walking", "upstairs", "downstairs", "sitting", "standing", "lying"]
 CONTEXT = SensorContext(20.0, "waist", "Galaxy S II", UCI_ACTIVITIES)

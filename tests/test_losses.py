@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from common.losses import (
+from common.models.losses import (
     CategoryRankingLoss,
     InfoNCELoss,
     LabelPosteriorDistillation,

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.metrics import classification_metrics, plot_confusion, plot_curves
+from common.base.metrics import classification_metrics, plot_confusion, plot_curves
 
 LABELS = ["walking", "running", "sitting", "lying"]
 CATEGORY = {"walking": "locomotion", "running": "locomotion", "sitting": "static", "lying": "static"}

@@ -5,15 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.data import DataError, load_dataset
-from common.run_config import FederationConfig
-from simulations.partition import (
+from common.data.errors import DataError
+from common.data.loading import load_dataset
+from common.federation.partition import (
     client_spec,
     client_spec_from_node_config,
     load_client_data,
     partition_indices,
     split_in_time,
 )
+from common.federation.run_config import FederationConfig
 
 
 def test_device_types_and_data_sets_are_assigned_round_robin():

@@ -5,9 +5,9 @@ import re
 import numpy as np
 import pytest
 
-from common.features import analyze_windows, feature_dict
-from common.labels import default_vocabulary
-from common.prompts import (
+from common.data.features import analyze_windows, feature_dict
+from common.data.labels import default_vocabulary
+from common.language.prompts import (
     ANSWER_BEGIN,
     ANSWER_END,
     PROMPT_VERSION,
@@ -22,6 +22,7 @@ from common.prompts import (
     render_sensor_prompt,
     render_simple_sensor_prompt,
 )
+from common.language.rules import describe_rule_scales
 
 CONTEXT = SensorContext(
     sampling_rate=50.0,
@@ -70,7 +71,7 @@ def test_vocabulary_never_names_an_activity() -> None:
 
 
 def test_sensor_prompt_has_the_four_parts() -> None:
-    prompt = render_sensor_prompt(_features(), CONTEXT)
+    prompt = render_sensor_prompt(_features(), CONTEXT, rule_scales=describe_rule_scales())
     # (i) data introduction with the real rate, placement, device, columns and candidates
     assert "50 Hz" in prompt and "20 Hz" not in prompt
     assert "waist" in prompt and "Galaxy S II" in prompt
@@ -98,7 +99,7 @@ def test_sensor_prompt_has_the_four_parts() -> None:
 
 def test_raw_prompt_mode_adds_the_readings() -> None:
     window = _window()
-    prompt = render_sensor_prompt(_features(), CONTEXT, window=window)
+    prompt = render_sensor_prompt(_features(), CONTEXT, window=window, rule_scales=describe_rule_scales())
     rows = [
         line
         for line in prompt.splitlines()
@@ -108,12 +109,12 @@ def test_raw_prompt_mode_adds_the_readings() -> None:
     assert rows[0].split()[2] == f"{window[0, 2]:.2f}"
     assert "120 samples, 2.4 s" in prompt  # 120 samples at the stated 50 Hz
     with pytest.raises(ValueError, match=r"\[T, 6\]"):
-        render_sensor_prompt(_features(), CONTEXT, window=window[:, :3])
+        render_sensor_prompt(_features(), CONTEXT, window=window[:, :3], rule_scales=describe_rule_scales())
 
 
 def test_missing_gyroscope_is_stated() -> None:
     context = SensorContext(20.0, "pocket", "phone", ["walking"], has_gyro=False)
-    prompt = render_sensor_prompt(_features(), context)
+    prompt = render_sensor_prompt(_features(), context, rule_scales=describe_rule_scales())
     assert "NO gyroscope" in prompt
     assert "rotation: rotation not measured" in prompt
 
@@ -145,7 +146,7 @@ def test_label_prompt_asks_for_three_aspects_and_varies() -> None:
 
 
 def test_regeneration_prompt_contains_the_previous_answer_and_the_check() -> None:
-    original = render_sensor_prompt(_features(), CONTEXT)
+    original = render_sensor_prompt(_features(), CONTEXT, rule_scales=describe_rule_scales())
     prompt = render_regeneration_prompt(original, "BEGIN\namplitude change: strong acceleration change\nEND")
     assert prompt.startswith(original)
     assert "amplitude change: strong acceleration change" in prompt

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from common.interpreters import Interpreter, SensorContext
-from common.regeneration import RegenerationConfig, RegenerationReport, regenerate
+from common.language.interpreter import Interpreter
+from common.language.prompts import SensorContext
+from common.language.regeneration import RegenerationConfig, RegenerationReport, regenerate
 
 CONTEXT = SensorContext(20.0, "waist", "phone", ["walking", "sitting"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from common.run_config import ConfigError, FederationConfig
+from common.federation.run_config import ConfigError, FederationConfig
 
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from common.sensor_encoder import (
+from common.models.sensor_encoder import (
     STANDARD_GRAVITY,
     SensorEncoder,
     SensorEncoderConfig,

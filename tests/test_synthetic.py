@@ -1,14 +1,15 @@
-"""Tests of common/synthetic.py: shapes and units, gait frequencies, postures, devices, determinism."""
+"""Tests of common/data/synthetic.py: shapes and units, gait frequencies, postures, devices, determinism."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from common.data import GRAVITY, DataError, WindowSet, validate_windows
-from common.devices import load_device_type
-from common.features import FEATURE_INDEX, analyze_windows
-from common.synthetic import SUPPORTED_ACTIVITIES, generate_windows
+from common.data.devices import load_device_type
+from common.data.errors import DataError
+from common.data.features import FEATURE_INDEX, analyze_windows
+from common.data.synthetic import SUPPORTED_ACTIVITIES, generate_windows
+from common.data.windows import GRAVITY, WindowSet, validate_windows
 
 ACTIVITIES = (
     "walking",

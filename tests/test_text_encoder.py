@@ -9,7 +9,7 @@ import pytest
 import torch
 from models_fixtures import tiny_mpnet_encoder_dir, tiny_text_encoder_dir  # noqa: F401 (fixtures)
 
-from common.text_encoder import (
+from common.models.text_encoder import (
     DEFAULT_TEXT_ENCODER,
     TextEncoder,
     TextEncoderNotFoundError,

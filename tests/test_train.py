@@ -10,10 +10,7 @@ import pytest
 import torch
 from models_fixtures import tiny_text_encoder_dir  # noqa: F401 (fixture)
 
-from common.losses import InfoNCELoss, same_group_mask
-from common.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, encode_windows
-from common.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
-from common.train import (
+from common.method.train import (
     SensorTrainConfig,
     TextTrainConfig,
     rotate_windows,
@@ -22,6 +19,9 @@ from common.train import (
     train_sensor_epochs,
     train_text_encoder,
 )
+from common.models.losses import InfoNCELoss, same_group_mask
+from common.models.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 
 torch.set_num_threads(1)
 

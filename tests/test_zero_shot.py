@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.zero_shot import LabelBank, build_label_bank
+from common.models.zero_shot import LabelBank, build_label_bank
 
 
 def unit(*values: float) -> np.ndarray:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.data import DataError
+from common.data.errors import DataError
 from simulations.experiments.methods import run_method
 from simulations.experiments.report import (
     Report,
@@ -235,7 +235,7 @@ def build_report(
         [
             "w/o IGP in the paper removes the designed prompt of an LLM. The rules interpreter has no "
             "prompt; its analogue keeps only the amplitude and periodicity categories "
-            "(common.interpreters.SIMPLE_CATEGORIES) and drops re-generation.",
+            "(common.language.rules.SIMPLE_CATEGORIES) and drops re-generation.",
             "The `small` budget turns re-generation off by default; every variant here sets it explicitly.",
             "Text encoder swap: any Hugging Face name or model directory via `text_encoders` (alias "
             "`mpnet` = sentence-transformers/all-mpnet-base-v2). MPNet was not run on this machine: it is "

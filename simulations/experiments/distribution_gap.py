@@ -24,10 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from common.data import DataError, WindowSet
-from common.lanhar import interpret_windows
-from common.sensor_encoder import SensorEncoder, encode_windows
-from common.text_encoder import TextEncoder
+from common.data.errors import DataError
+from common.data.windows import WindowSet
+from common.method.lanhar import interpret_windows
+from common.models.sensor_encoder import SensorEncoder, encode_windows
+from common.models.text_encoder import TextEncoder
 from simulations.central import CentralConfig, central_interpreter, load_pair
 from simulations.experiments.methods import run_method
 from simulations.experiments.report import (

@@ -2,9 +2,9 @@
 
 Per pair: the server holds the labeled source, `num_clients` clients share the target's windows (as
 recorded: device type "native"). With `client_eval = "held-out-users"` (the default) the target's users are
-split exactly as the central run (`fedlanhar train`) splits them (common.data.split_by_user, the central
+split exactly as the central run (`fedlanhar train`) splits them (split_by_user, the central
 target_eval_fraction, the seed): the clients holding training users train on their unlabeled windows, the
-clients holding the held-out users only evaluate, on all their windows (simulations/partition.py). With
+clients holding the held-out users only evaluate, on all their windows (common/federation/partition.py). With
 `client_eval = "time"` every client splits its own recordings in time instead.
 
     stage 1        one text encoder per pair (the server's stage 1), shared by every run below
@@ -30,13 +30,16 @@ from typing import Any
 import numpy as np
 
 from client.device_client import window_summaries
-from common.data import DataError, WindowSet, load_dataset
-from common.lanhar import sensor_context
-from common.metrics import classification_metrics
-from common.run_config import PARTITIONINGS, FederationConfig
-from common.runtime import set_seed
-from common.sensor_encoder import encode_windows
-from common.train import SensorTrainConfig, train_sensor_encoder
+from common.base.metrics import classification_metrics
+from common.base.runtime import set_seed
+from common.data.errors import DataError
+from common.data.loading import load_dataset
+from common.data.windows import WindowSet
+from common.federation.partition import NATIVE_DEVICE, client_eval_mode, held_out_user_split, split_in_time
+from common.federation.run_config import PARTITIONINGS, FederationConfig
+from common.method.lanhar import sensor_context
+from common.method.train import SensorTrainConfig, train_sensor_encoder
+from common.models.sensor_encoder import encode_windows
 from server.cloud import Cloud
 from simulations.experiments.report import (
     Report,
@@ -47,7 +50,6 @@ from simulations.experiments.report import (
     write_results,
 )
 from simulations.experiments.settings import Experiment, Pair, pair_config, pair_label_space, parse_pairs
-from simulations.partition import NATIVE_DEVICE, client_eval_mode, held_out_user_split, split_in_time
 
 
 @dataclass

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common.data import DataError
+from common.data.errors import DataError
 from simulations.baselines import NLS_VARIANTS, train_nls, train_supervised
 from simulations.central import CentralConfig, evaluate_central, train_central
 
@@ -32,7 +32,7 @@ METHOD_NAMES = {
     "nls-diverse": "NLS-HAR (diverse templates)",
     "nls-knowledge": "NLS-HAR (templates + knowledge)",
 }
-# Keys of classification_metrics (common/metrics.py) carried into every record.
+# Keys of classification_metrics (common/base/metrics.py) carried into every record.
 SCORES = ("accuracy", "macro_f1", "category_accuracy", "n", "labels", "confusion", "per_class")
 
 

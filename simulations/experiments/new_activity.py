@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.data import DataError
+from common.data.errors import DataError
+from common.data.loading import dataset_labels
 from simulations.experiments.methods import METHOD_NAMES, NLS, run_method
 from simulations.experiments.report import (
     Report,
@@ -26,7 +27,6 @@ from simulations.experiments.report import (
 from simulations.experiments.settings import (
     Experiment,
     Pair,
-    dataset_labels,
     pair_config,
     pair_label_space,
     parse_pairs,

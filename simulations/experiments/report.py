@@ -1,6 +1,6 @@
 """Writing a protocol's outputs: report.md (Markdown), results.json and PNG figures.
 
-Figures use matplotlib's Figure/Agg directly (no global backend), like common/metrics.py.
+Figures use matplotlib's Figure/Agg directly (no global backend), like common/base/metrics.py.
 """
 
 from __future__ import annotations

@@ -17,7 +17,6 @@ Unknown keys are errors naming the file.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import platform
 import sys
@@ -28,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from common.data import DataError, load_dataset
-from common.labels import canonical
+from common.base.paths import PROJECT_ROOT
+from common.data.errors import DataError
+from common.data.loading import dataset_labels
 from simulations.central import BUDGETS, CentralConfig, central_config
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = PROJECT_ROOT
 CONFIG_DIR = REPO / "configs" / "experiments"
 
 DATASETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")  # what pairs = ["all"] expands to
@@ -79,26 +78,6 @@ class LabelSpace:
     @property
     def merges_stairs(self) -> bool:
         return bool(self.merge_labels)
-
-
-def dataset_labels(name: str, data_dir: str | Path) -> tuple[str, ...]:
-    """The canonical label names of data set `name` in `data_dir`, as load_dataset reads them (once per
-    process and directory: an npz file's label_names only, not its windows)."""
-    return _dataset_labels(name, str(Path(data_dir).resolve()))
-
-
-@functools.cache
-def _dataset_labels(name: str, data_dir: str) -> tuple[str, ...]:
-    path = Path(data_dir) / f"{name}.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as archive:
-                names = archive["label_names"] if "label_names" in archive.files else None
-        except (OSError, ValueError):
-            names = None
-        if names is not None and names.dtype.kind in "US" and names.ndim == 1:
-            return tuple(dict.fromkeys(canonical(str(label)) for label in names))
-    return tuple(load_dataset(name, data_dir).label_names)  # archives, and the errors of a broken file
 
 
 def mixes_stairs(labels: Collection[str]) -> bool:

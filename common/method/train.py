@@ -4,7 +4,7 @@ Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that 
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
 Z = g(interpretation of that window) under symmetric InfoNCE, plus (when label embeddings are given and
-`distill_weight` > 0) the distillation of the text path's label posterior (common.losses.SensorAlignmentLoss).
+`distill_weight` > 0) the distillation of the text path's label posterior (losses.SensorAlignmentLoss).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 
@@ -28,10 +28,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from common.devices import rotation_matrix
-from common.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
-from common.sensor_encoder import SensorEncoder, check_windows
-from common.text_encoder import TextEncoder
+from common.data.devices import rotation_matrix
+from common.models.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
+from common.models.sensor_encoder import SensorEncoder, check_windows
+from common.models.text_encoder import TextEncoder
 
 
 @dataclass
@@ -92,7 +92,7 @@ class SensorTrainConfig:
     # triples. The interpretations are built from mostly orientation-invariant features, so a rotated window
     # keeps its target; this teaches the encoder the same invariance across users' mountings. 0: off.
     rotation_jitter_deg: float = 0.0
-    # Weight of KL(p_text || p_sensor) over the label embeddings (common.losses.LabelPosteriorDistillation);
+    # Weight of KL(p_text || p_sensor) over the label embeddings (losses.LabelPosteriorDistillation);
     # used only when the caller passes label embeddings. 0: InfoNCE alone (the paper's stage 2).
     distill_weight: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
@@ -437,43 +437,72 @@ def rotate_windows(X: Tensor, angles_deg: Tensor) -> Tensor:
     return torch.cat([acc, gyro, X[..., 6:]], dim=-1)
 
 
+@dataclass
+class _Stage2Inputs:
+    """What central stage 2 and a client's local update both train on: tensors, loss and a fresh optimizer."""
+
+    X: torch.Tensor
+    Z: torch.Tensor
+    groups: torch.Tensor  # windows with identical targets share a group (positives of each other)
+    label_embeddings: torch.Tensor | None
+    known: torch.Tensor | None
+    criterion: SensorAlignmentLoss
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def build(
+        cls,
+        model: SensorEncoder,
+        X: np.ndarray,
+        Z: np.ndarray,
+        config: SensorTrainConfig,
+        label_embeddings: np.ndarray | None,
+        known_labels: np.ndarray | None,
+    ) -> _Stage2Inputs:
+        labels_t = _label_tensor(label_embeddings, model)
+        return cls(
+            X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)),
+            Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)),
+            groups=torch.from_numpy(target_groups(Z)),
+            label_embeddings=labels_t,
+            known=_known_tensor(known_labels, len(X), labels_t),
+            criterion=SensorAlignmentLoss(config.temperature, config.distill_weight),
+            optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
+        )
+
+
 def _run_sensor_epoch(
     model: SensorEncoder,
-    X: Tensor,
-    Z: Tensor,
-    groups: Tensor,
-    optimizer: torch.optim.Optimizer,
-    criterion: SensorAlignmentLoss,
+    data: _Stage2Inputs,
     config: SensorTrainConfig,
     generator: torch.Generator,
     anchor: list[Tensor] | None = None,
     proximal_mu: float = 0.0,
-    label_embeddings: Tensor | None = None,
-    known: Tensor | None = None,
 ) -> float:
     """One shuffled pass; returns the mean stage-2 loss (the proximal term is optimised, not reported)."""
     model.train()
-    order = torch.randperm(len(X), generator=generator)
+    order = torch.randperm(len(data.X), generator=generator)
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start : start + config.batch_size]
         if len(index) < 2:  # one pair has no negatives: the loss is identically 0
             continue
-        windows = X[index]
+        windows = data.X[index]
         if config.rotation_jitter_deg > 0:
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
         E = model(windows)
-        known_rows = known[index] if known is not None else None
-        loss = criterion(E, Z[index], same_group_mask(groups[index]), label_embeddings, known_rows)["loss"]
+        known_rows = data.known[index] if data.known is not None else None
+        mask = same_group_mask(data.groups[index])
+        loss = data.criterion(E, data.Z[index], mask, data.label_embeddings, known_rows)["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
             objective = loss + proximal_mu / 2 * drift
-        optimizer.zero_grad(set_to_none=True)
+        data.optimizer.zero_grad(set_to_none=True)
         objective.backward()
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
+        data.optimizer.step()
         total += float(loss.detach()) * len(index)
         count += len(index)
     return total / max(count, 1)
@@ -541,13 +570,7 @@ def train_sensor_encoder(
 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
-    groups = torch.from_numpy(target_groups(Z))
-    labels_t = _label_tensor(label_embeddings, model)
-    known_t = _known_tensor(known_labels, len(X), labels_t)
-    criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
-    optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
+    data = _Stage2Inputs.build(model, X, Z, config, label_embeddings, known_labels)
     if X_val is not None:
         X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
         Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32))
@@ -558,24 +581,11 @@ def train_sensor_encoder(
     started = time.perf_counter()
     bar = _progress(range(config.epochs), progress, desc="stage 2: sensor encoder", unit="epoch")
     for epoch in bar:
-        history["loss"].append(
-            _run_sensor_epoch(
-                model,
-                X_t,
-                Z_t,
-                groups,
-                optimizer,
-                criterion,
-                config,
-                generator,
-                label_embeddings=labels_t,
-                known=known_t,
-            )
-        )
+        history["loss"].append(_run_sensor_epoch(model, data, config, generator))
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}
         if X_val is not None:
             val_loss = _evaluate_sensor_loss(
-                model, X_val_t, Z_val_t, val_groups, criterion, config.batch_size, labels_t
+                model, X_val_t, Z_val_t, val_groups, data.criterion, config.batch_size, data.label_embeddings
             )
             history["val_loss"].append(val_loss)
             postfix["val"] = f"{val_loss:.3f}"
@@ -599,7 +609,7 @@ def train_sensor_encoder(
             "seconds": seconds,
             "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
             "num_examples": len(X),
-            "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
+            "distinct_targets": int(data.groups.max()) + 1 if len(data.groups) else 0,
             "config": asdict(config),
         }
     )
@@ -627,13 +637,7 @@ def train_sensor_epochs(
     if proximal_mu < 0:
         raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
     seed = config.seed if seed is None else int(seed)
-    X_t = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32))
-    Z_t = torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32))
-    groups = torch.from_numpy(target_groups(Z))
-    labels_t = _label_tensor(label_embeddings, model)
-    known_t = _known_tensor(known_labels, len(X), labels_t)
-    criterion = SensorAlignmentLoss(config.temperature, config.distill_weight)
-    optimizer = _adamw([(list(model.parameters()), config.lr)], config.weight_decay)
+    data = _Stage2Inputs.build(model, X, Z, config, label_embeddings, known_labels)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
     losses = []
     started = time.perf_counter()
@@ -641,22 +645,7 @@ def train_sensor_epochs(
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
         for _ in range(config.epochs):
-            losses.append(
-                _run_sensor_epoch(
-                    model,
-                    X_t,
-                    Z_t,
-                    groups,
-                    optimizer,
-                    criterion,
-                    config,
-                    generator,
-                    anchor,
-                    proximal_mu,
-                    labels_t,
-                    known_t,
-                )
-            )
+            losses.append(_run_sensor_epoch(model, data, config, generator, anchor, proximal_mu))
     model.eval()
     return {
         "loss": losses[-1],

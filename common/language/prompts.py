@@ -6,8 +6,8 @@ template or phrase below and bump the version.
 
 Sensor prompt (LanHAR section 3.3.1), four parts:
   (i)   data introduction: columns, units, real sampling rate, body position, device, candidate activities;
-  (ii)  data analysis: the computed signal features (common.features), rounded, as chain-of-thought material;
-  (iii) knowledge: typical accelerometer and gyroscope patterns of the candidates (common.knowledge);
+  (ii)  data analysis: the computed signal features (common/data/features.py), rounded, as reasoning material;
+  (iii) knowledge: typical accelerometer and gyroscope patterns of the candidates (common.language.knowledge);
   (iv)  task: for each category of `SENSOR_VOCABULARY` pick the fitting pattern phrase (or add a new one) and
         answer in a fixed format between the `BEGIN` and `END` markers.
 The answer is parsed by `parse_sensor_answer` and turned into the one canonical text used downstream by
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from common.features import FEATURE_UNITS
-from common.knowledge import activity_knowledge
+from common.data.features import FEATURE_UNITS
+from common.language.knowledge import activity_knowledge
 
 PROMPT_VERSION = "lanhar-v1"
 
@@ -186,7 +186,7 @@ def _raw_readings(window: np.ndarray, sampling_rate: float) -> str:
     )
 
 
-def _task_introduction(has_gyro: bool, with_scales: bool = True) -> str:
+def _task_introduction(has_gyro: bool, rule_scales: str = "") -> str:
     lines = [
         "Task:",
         "Describe the movement patterns in this window. For each category below choose the phrase that fits "
@@ -195,12 +195,10 @@ def _task_introduction(has_gyro: bool, with_scales: bool = True) -> str:
     ]
     for category, phrases in SENSOR_VOCABULARY.items():
         lines.append(f"- {category} ({CATEGORY_HINTS[category]}): [{', '.join(phrases)}]")
-    # The rules interpreter's scale, so that model answers and rule-based texts mean the same thing. Imported
-    # here because common.interpreters itself builds on this module.
-    if with_scales:
-        from common.interpreters import describe_rule_scales
-
-        lines.append(describe_rule_scales())
+    # The rules interpreter's scale, so that model answers and rule-based texts mean the same thing. The
+    # caller passes it in (common.language.rules.describe_rule_scales): the rules build on this module.
+    if rule_scales:
+        lines.append(rule_scales)
     if not has_gyro:
         lines.append("The gyroscope is missing, so answer 'rotation: rotation not measured'.")
     example = "\n".join(f"{category}: {phrases[0]}" for category, phrases in SENSOR_VOCABULARY.items())
@@ -216,9 +214,17 @@ def _task_introduction(has_gyro: bool, with_scales: bool = True) -> str:
 
 
 def render_sensor_prompt(
-    features_row: dict[str, float], context: SensorContext, window: np.ndarray | None = None
+    features_row: dict[str, float],
+    context: SensorContext,
+    window: np.ndarray | None = None,
+    *,
+    rule_scales: str,
 ) -> str:
-    """The four-part sensor prompt; with `window` the raw readings are added (the paper's raw-prompt mode)."""
+    """The four-part sensor prompt; with `window` the raw readings are added (the paper's raw-prompt mode).
+
+    `rule_scales` is the rules interpreter's scale in words (common.language.rules.describe_rule_scales),
+    shown in the task part so that model answers and rule-based texts mean the same thing.
+    """
     n_samples = None if window is None else int(np.shape(window)[0])
     parts = [_data_introduction(context, n_samples), _data_analysis(features_row)]
     if window is not None:
@@ -227,7 +233,7 @@ def render_sensor_prompt(
         "Knowledge (typical sensor patterns of the candidate activities):\n"
         + activity_knowledge(context.candidate_activities)
     )
-    parts.append(_task_introduction(context.has_gyro))
+    parts.append(_task_introduction(context.has_gyro, rule_scales))
     return "\n\n".join(parts)
 
 
@@ -243,7 +249,7 @@ def render_simple_sensor_prompt(
         parts.append(_raw_readings(window, context.sampling_rate))
     else:
         parts.append(_data_analysis(features_row))
-    parts.append(_task_introduction(context.has_gyro, with_scales=False))
+    parts.append(_task_introduction(context.has_gyro))
     return "\n\n".join(parts)
 
 

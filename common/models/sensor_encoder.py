@@ -22,7 +22,7 @@ that do not depend on those axes (magnitudes, components along and across gravit
 `input_frame="device"` the encoder sees acc x,y,z (g), gyro x,y,z (rad/s) and the two magnitudes, and has to
 learn that invariance from a few source devices; across data sets it does not. With `input_frame="gravity"`
 (the default) it sees the window in the frame the interpreter reasons in: gravity is estimated as the window
-mean of the accelerometer (as in common.features), and per sample the encoder gets the dynamic acceleration
+mean of the accelerometer (as in data/features.py), and per sample the encoder gets the dynamic acceleration
 along gravity (vertical, signed) and across it (horizontal, magnitude), |acc|, the angular velocity about the
 vertical (signed) and about the horizontal plane (magnitude), and |gyro|. Any fixed rotation of the device
 leaves these six channels unchanged (tests/test_sensor_encoder.py checks it).
@@ -215,7 +215,7 @@ class SensorEncoder(nn.Module):
         return self.output_projection(tokens.mean(dim=1))
 
     def save(self, path: str | Path) -> None:
-        """A plain checkpoint (config + weights) for resuming training; use common.export for deployment."""
+        """A plain checkpoint (config + weights) for resuming training; models/export.py is for deployment."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"config": self.config.to_dict(), "state_dict": self.state_dict()}, path)

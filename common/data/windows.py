@@ -3,7 +3,7 @@
 A window set holds non-overlapping windows ``X`` float32 [N, T, 6]: acc x,y,z in m/s^2 INCLUDING gravity, then
 gyro x,y,z in rad/s, at 20 Hz with T = 120 for everything the models see. On disk it is an ``.npz`` with keys
 X, y, label_names, user, segment, device, position (the layout of ../shared/data, see save_windowset);
-original public archives are read by common/archives.py.
+original public archives are read by common/data/archives.py.
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+from scipy.signal import resample_poly
 
-if TYPE_CHECKING:  # common.labels imports DataError from this module, so only for type hints here
-    from common.labels import LabelVocabulary
+from common.data.errors import DataError
+from common.data.labels import canonical
 
 MODEL_RATE_HZ = 20.0
 WINDOW_LENGTH = 120
@@ -31,15 +30,11 @@ UNLABELED_NAME = "unlabeled"
 REQUIRED_NPZ_KEYS = ("X", "y", "label_names", "user", "segment")
 
 
-class DataError(ValueError):
-    """Bad input data; the message always names the file/source and the field, shape or unit."""
-
-
 @dataclass
 class WindowSet:
     X: np.ndarray  # float32 [N, T, 6]
     y: np.ndarray  # int64 [N], index into label_names, -1 = unlabeled
-    label_names: list[str]  # canonical names (common.labels)
+    label_names: list[str]  # canonical names (common.data.labels)
     user: np.ndarray  # int64 [N]
     segment: np.ndarray  # int64 [N], windows with one id are consecutive pieces of one recording
     name: str  # data set name, e.g. "uci"
@@ -51,7 +46,7 @@ class WindowSet:
     def __post_init__(self) -> None:
         source = f"WindowSet {self.name!r}"
         if not isinstance(self.X, np.ndarray) or self.X.dtype.kind != "f":
-            raise DataError(f"{source}: field 'X' must be a float numpy array, got {_describe(self.X)}")
+            raise DataError(f"{source}: field 'X' must be a float numpy array, got {describe(self.X)}")
         if self.X.ndim != 3 or self.X.shape[2] != CHANNELS:
             raise DataError(
                 f"{source}: field 'X' must have shape [N, T, {CHANNELS}], got {list(self.X.shape)}"
@@ -62,7 +57,7 @@ class WindowSet:
             values = getattr(self, field_name)
             if not isinstance(values, np.ndarray) or values.dtype.kind not in "iu":
                 raise DataError(
-                    f"{source}: field {field_name!r} must be an integer numpy array, got {_describe(values)}"
+                    f"{source}: field {field_name!r} must be an integer numpy array, got {describe(values)}"
                 )
             if values.shape != (n_windows,):
                 raise DataError(
@@ -106,8 +101,6 @@ class WindowSet:
         Names are canonicalised first (so "walking_upstairs" selects "upstairs"); a name this set lacks is
         an error listing the ones it has.
         """
-        from common.labels import canonical  # imported here: common.labels imports DataError from this module
-
         wanted = [canonical(name, allow_unknown=True) for name in names]
         if len(set(wanted)) != len(wanted):
             raise DataError(f"WindowSet {self.name!r}: select_activities got duplicate names {list(names)}")
@@ -134,7 +127,8 @@ class WindowSet:
         return {name: int(count) for name, count in zip(self.label_names, counts, strict=True)}
 
 
-def _describe(value: object) -> str:
+def describe(value: object) -> str:
+    """How a bad value looks in an error message: an array by dtype and shape, anything else by type."""
     if isinstance(value, np.ndarray):
         return f"array of dtype {value.dtype} and shape {list(value.shape)}"
     return type(value).__name__
@@ -204,41 +198,18 @@ def validate_windows(
 def resample_signal(x: np.ndarray, from_rate: float, to_rate: float, axis: int = 0) -> np.ndarray:
     """Resample ``x`` along ``axis`` from ``from_rate`` to ``to_rate`` Hz with an anti-alias filter.
 
-    Uses scipy.signal.resample_poly (polyphase FIR; the signal is extended linearly at its ends so gravity
-    does not leak in as a step) when scipy is installed; otherwise a centred moving mean (box low-pass)
-    followed by linear interpolation onto the new time grid. Output length = round(len * to_rate / from_rate).
+    scipy.signal.resample_poly: a polyphase FIR filter; the signal is extended linearly at its ends so
+    gravity does not leak in as a step. Output length = round(len * to_rate / from_rate).
     """
     if from_rate <= 0 or to_rate <= 0:
         raise DataError(f"resample_signal: sampling rates must be > 0 Hz, got {from_rate} -> {to_rate}")
     x = np.asarray(x)
     if from_rate == to_rate:
         return x.copy()
-    n_in = x.shape[axis]
-    n_out = int(round(n_in * to_rate / from_rate))
-    try:
-        from scipy.signal import resample_poly
-    except ImportError:  # numpy fallback: box filter over one output period, then linear interpolation
-        return _resample_numpy(x, from_rate, to_rate, axis, n_out)
+    n_out = int(round(x.shape[axis] * to_rate / from_rate))
     ratio = Fraction(to_rate / from_rate).limit_denominator(1000)
     resampled = resample_poly(x, ratio.numerator, ratio.denominator, axis=axis, padtype="line")
     return _fit_length(resampled, n_out, axis)
-
-
-def _resample_numpy(x: np.ndarray, from_rate: float, to_rate: float, axis: int, n_out: int) -> np.ndarray:
-    moved = np.moveaxis(x.astype(np.float64), axis, 0)
-    if to_rate < from_rate:
-        # Centred moving mean over about one output period (odd width so it does not shift the signal).
-        width = max(int(round(from_rate / to_rate)), 1) | 1
-        half = width // 2
-        padded = np.concatenate([np.repeat(moved[:1], half, 0), moved, np.repeat(moved[-1:], half, 0)])
-        cumulative = np.concatenate([np.zeros_like(padded[:1]), np.cumsum(padded, axis=0)])
-        moved = (cumulative[width:] - cumulative[:-width]) / width
-    t_in = np.arange(len(moved)) / from_rate
-    t_out = np.arange(n_out) / to_rate
-    flat = moved.reshape(len(moved), -1)
-    out = np.stack([np.interp(t_out, t_in, flat[:, i]) for i in range(flat.shape[1])], axis=1)
-    out = out.reshape((n_out, *moved.shape[1:])).astype(x.dtype, copy=False)
-    return np.moveaxis(out, 0, axis)
 
 
 def _fit_length(x: np.ndarray, n: int, axis: int) -> np.ndarray:
@@ -254,134 +225,6 @@ def cut_windows(signal: np.ndarray, window: int = WINDOW_LENGTH) -> np.ndarray:
     """Non-overlapping windows [n, window, C] from a [T, C] stream; the incomplete tail is dropped."""
     n_windows = signal.shape[0] // window
     return signal[: n_windows * window].reshape(n_windows, window, *signal.shape[1:])
-
-
-def load_dataset(name: str, data_dir: str | Path, vocabulary: LabelVocabulary | None = None) -> WindowSet:
-    """Load ``<data_dir>/<name>.npz``, or the original public archive in the directory ``<data_dir>/<name>``.
-
-    For archives the directory may also be named after the data set family ("dsads" for "dsads_torso" and
-    "dsads_rightleg", "wisdm" for "wisdm_phone"). Label names are canonicalised with ``vocabulary``
-    (a common.labels.LabelVocabulary; default the built-in one): unknown labels are errors.
-    """
-    data_dir = Path(data_dir)
-    npz_path = data_dir / f"{name}.npz"
-    if npz_path.is_file():
-        return read_npz(npz_path, name=name, vocabulary=vocabulary)
-    for directory in (data_dir / name, data_dir / name.split("_")[0]):
-        if directory.is_dir():
-            from common.archives import read_archive  # local: archives imports this module
-
-            windows = read_archive(directory, name=name)
-            return _canonicalise_labels(windows, str(directory), vocabulary)
-    raise DataError(
-        f"data set {name!r}: neither {npz_path} nor an archive directory {data_dir / name} exists "
-        f"(data_dir={data_dir})"
-    )
-
-
-def read_npz(
-    path: str | Path, name: str | None = None, vocabulary: LabelVocabulary | None = None
-) -> WindowSet:
-    """Read one npz window file (layout: see save_windowset); per-window position/device -> most common."""
-    path = Path(path)
-    name = name or path.stem
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"{path}: cannot read as an npz window file ({error})") from error
-    with archive:
-        missing = [key for key in REQUIRED_NPZ_KEYS if key not in archive.files]
-        if missing:
-            raise DataError(
-                f"{path}: missing field(s) {missing}; an npz window file needs {list(REQUIRED_NPZ_KEYS)}"
-            )
-        X = archive["X"]
-        validate_windows(X, str(path), "X")
-        n_windows = X.shape[0]
-        arrays = {}
-        for key in ("y", "user", "segment"):
-            values = archive[key]
-            if values.dtype.kind not in "iu" or values.shape != (n_windows,):
-                raise DataError(
-                    f"{path}: field {key!r} must be integers of shape [{n_windows}], got {_describe(values)}"
-                )
-            arrays[key] = values.astype(np.int64)
-        label_names = archive["label_names"]
-        if label_names.dtype.kind not in "US" or label_names.ndim != 1:
-            raise DataError(
-                f"{path}: field 'label_names' must be a 1-D string array, got {_describe(label_names)}"
-            )
-        metadata = {key: _most_common(archive[key]) for key in ("position", "device") if key in archive.files}
-        sampling_rate = float(archive["sampling_rate"]) if "sampling_rate" in archive.files else MODEL_RATE_HZ
-        if "has_gyro" in archive.files:
-            has_gyro = bool(archive["has_gyro"])
-        else:  # older files: a missing gyroscope is stored as all-zero gyro channels
-            has_gyro = bool(np.any(X[..., 3:] != 0))
-        try:
-            windows = WindowSet(
-                X=X.astype(np.float32),
-                y=arrays["y"],
-                label_names=[str(label) for label in label_names],
-                user=arrays["user"],
-                segment=arrays["segment"],
-                name=name,
-                sampling_rate=sampling_rate,
-                has_gyro=has_gyro,
-                **metadata,
-            )
-        except DataError as error:
-            raise DataError(f"{path}: {error}") from error
-    return _canonicalise_labels(windows, str(path), vocabulary)
-
-
-def _most_common(values: np.ndarray) -> str:
-    if values.ndim == 0:
-        return str(values)
-    if values.size == 0:
-        return "unknown"
-    return str(Counter(values.tolist()).most_common(1)[0][0])
-
-
-def _canonicalise_labels(windows: WindowSet, source: str, vocabulary: LabelVocabulary | None) -> WindowSet:
-    """Rename labels to their canonical spelling; two spellings of one activity are merged into one class."""
-    from common.labels import default_vocabulary
-
-    vocabulary = vocabulary or default_vocabulary()
-    canonical_names: list[str] = []
-    old_to_new = np.full(len(windows.label_names) + 1, UNLABELED, dtype=np.int64)  # last slot: y == -1
-    for old_index, label in enumerate(windows.label_names):
-        try:
-            canonical_name = vocabulary.canonical(label)
-        except DataError as error:
-            raise DataError(f"{source}: field 'label_names': {error}") from error
-        if canonical_name not in canonical_names:
-            canonical_names.append(canonical_name)
-        old_to_new[old_index] = canonical_names.index(canonical_name)
-    return replace(windows, y=old_to_new[windows.y], label_names=canonical_names)
-
-
-def save_windowset(ws: WindowSet, path: str | Path) -> Path:
-    """Write ``ws`` as an npz window file that read_npz/load_dataset read back unchanged."""
-    path = Path(path)
-    if path.suffix != ".npz":
-        path = path.with_suffix(".npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n_windows = len(ws)
-    np.savez_compressed(
-        path,
-        X=ws.X.astype(np.float32),
-        y=ws.y.astype(np.int64),
-        label_names=np.array(ws.label_names, dtype=str),
-        user=ws.user.astype(np.int64),
-        segment=ws.segment.astype(np.int64),
-        device=np.full(n_windows, ws.device),
-        position=np.full(n_windows, ws.position),
-        sampling_rate=np.float64(ws.sampling_rate),
-        has_gyro=np.bool_(ws.has_gyro),
-        name=np.str_(ws.name),
-        info=np.str_(f"written by FedLanHAR save_windowset from data set {ws.name!r}"),
-    )
-    return path
 
 
 def split_by_user(ws: WindowSet, eval_fraction: float, seed: int) -> tuple[WindowSet, WindowSet]:

@@ -5,7 +5,7 @@ Phases, in order (the server always asks; Flower clients cannot start a conversa
    all clients work from one config (a simulation may give clients an empty one). Reply: the analysis
    features of the client's unlabeled training windows ("features") and of its evaluation windows
    ("eval-features"), each only if it has such windows (raw windows only in raw-prompt mode), its recording
-   context and its role ("train", "evaluate" or "train+evaluate"; see simulations/partition.py).
+   context and its role ("train", "evaluate" or "train+evaluate"; see common/federation/partition.py).
 2. `query.targets` server -> client: the text-space targets Z (one row per training window, "z"), the
    text-space embedding of each evaluation window's interpretation ("z-eval": the text path, scored on the
    client so that no per-window label ever leaves it), the sensor encoder's architecture, optionally the
@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from common.sensor_encoder import SensorEncoderConfig
-from common.zero_shot import LabelBank
+from common.models.sensor_encoder import SensorEncoderConfig
+from common.models.zero_shot import LabelBank
 
 SUMMARIES = "query.summaries"
 TARGETS = "query.targets"

@@ -123,7 +123,7 @@ class ReconstructionLoss(nn.Module):
     The embedding is projected to `memory_tokens` memory vectors the decoder cross-attends to; the decoder
     sees the true previous tokens (teacher forcing) under a causal mask and predicts the next one; padding is
     ignored. The output projection is tied to the decoder's own token embedding table. Token ids must be in
-    [0, vocab_size): training maps the text encoder's ids to a compact vocabulary first (see common.train).
+    [0, vocab_size): training maps the text encoder's ids to a compact vocabulary first (method/train.py).
     """
 
     def __init__(

@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import DataError, WindowSet, resample_signal
+from common.base.paths import CONFIGS_DIR
+from common.data.errors import DataError
+from common.data.windows import WindowSet, resample_signal
 
-DEVICES_DIR = Path(__file__).resolve().parents[1] / "configs" / "devices"
+DEVICES_DIR = CONFIGS_DIR / "devices"
 
 
 @dataclass(frozen=True)

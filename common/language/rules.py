@@ -1,78 +1,28 @@
-"""Interpreters turn the signal analysis of IMU windows (and activity names) into text.
+"""The rules interpreter: the signal analysis of IMU windows turned into text by fixed thresholds.
 
-`Interpreter` is the contract every backend follows: the offline, deterministic `RulesInterpreter` defined
-here, and the language-model backends `OpenAIInterpreter` / `LocalInterpreter` in `common.llm`. All of them
-write sensor interpretations in the same vocabulary and format (`common.prompts.format_interpretation`), so
-the text encoder sees one kind of text whatever produced it.
+Offline and deterministic; it follows the `Interpreter` contract (common/language/interpreter.py) and writes
+the same vocabulary and format as the language-model interpreters (`prompts.format_interpretation`), so the
+text encoder sees one kind of text whatever produced it. `describe_rule_scales` puts its scale in words for
+the sensor prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from common.features import FEATURE_INDEX, FEATURE_NAMES
-from common.knowledge import describe_label
-from common.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
+from common.data.features import FEATURE_INDEX, FEATURE_NAMES
+from common.language.knowledge import describe_label
+from common.language.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
 
 __all__ = [
     "SIMPLE_CATEGORIES",
-    "Interpreter",
     "RulesInterpreter",
-    "SensorContext",
     "describe_rule_scales",
-    "make_interpreter",
     "placement_group",
 ]
-
-
-@runtime_checkable
-class Interpreter(Protocol):
-    """Produces sensor interpretations and label descriptions."""
-
-    name: str  # "rules", "openai", "local"
-
-    def interpret(
-        self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None
-    ) -> list[str]:
-        """One canonical interpretation text per row of `features` ([N, F], common.features order).
-
-        `windows` ([N, T, 6]) is only given in the raw-prompt mode.
-        """
-        ...
-
-    def reinterpret(
-        self,
-        features: np.ndarray,
-        previous: list[str],
-        context: SensorContext,
-        windows: np.ndarray | None = None,
-    ) -> list[str]:
-        """The re-generation ask: re-check each row's `previous` interpretation and return a corrected one."""
-        ...
-
-    def describe_labels(self, labels: Sequence[str], n: int) -> dict[str, list[str]]:
-        """`n` three-aspect descriptions per label (general, accelerometer/gyroscope patterns, body parts)."""
-        ...
-
-
-def make_interpreter(kind: str = "rules", **options) -> Interpreter:
-    """Build an interpreter by kind: "rules" (offline, default), "openai" or "local" (from common.llm)."""
-    kind_normalised = kind.strip().lower()
-    if kind_normalised == "rules":
-        return RulesInterpreter(**options)
-    if kind_normalised == "openai":
-        from common.llm import OpenAIInterpreter
-
-        return OpenAIInterpreter(**options)
-    if kind_normalised == "local":
-        from common.llm import LocalInterpreter
-
-        return LocalInterpreter(**options)
-    raise ValueError(f"unknown interpreter kind {kind!r}; choose one of 'rules', 'openai', 'local'")
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -124,7 +74,7 @@ def placement_group(position: str) -> str:
 
 
 class _Features:
-    """Named column access to a feature matrix [N, F] (common.features order), as float64."""
+    """Named column access to a feature matrix [N, F] (common.data.features order), as float64."""
 
     def __init__(self, features: np.ndarray, swing: dict[str, float]) -> None:
         self.values = np.asarray(features, dtype=np.float64)
@@ -419,7 +369,7 @@ class RulesInterpreter:
         features = np.asarray(features)
         if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
             raise ValueError(
-                f"features must have shape [N, {len(FEATURE_NAMES)}] (common.features.FEATURE_NAMES order), "
+                f"features must have shape [N, {len(FEATURE_NAMES)}] (FEATURE_NAMES order), "
                 f"got {features.shape}"
             )
         if not np.isfinite(features).all():

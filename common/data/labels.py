@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from common.data import DataError
+from common.base.paths import CONFIGS_DIR
+from common.data.errors import DataError
 
-VOCABULARY_FILE = Path(__file__).resolve().parents[1] / "configs" / "labels.toml"
+VOCABULARY_FILE = CONFIGS_DIR / "labels.toml"
 OTHER_CATEGORY = "other"
 
 # The paper's four activities shared by its cross-data-set pairs.

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.cluster import KMeans
 
-from common.interpreters import Interpreter
-from common.prompts import SensorContext
+from common.language.interpreter import Interpreter
+from common.language.prompts import SensorContext
 
 EmbedFunction = Callable[[list[str]], np.ndarray]
 

@@ -1,7 +1,7 @@
 """Activity knowledge: several three-aspect descriptions per activity, from configs/label_knowledge.toml.
 
 Each description covers (1) a general description, (2) the patterns an accelerometer and gyroscope record,
-worded with the same pattern vocabulary as the sensor interpretations (common.prompts.SENSOR_VOCABULARY),
+worded with the same pattern vocabulary as the sensor interpretations (prompts.SENSOR_VOCABULARY),
 and (3) the body parts involved. The knowledge file stores each aspect in a few differently worded variants;
 the descriptions are their combinations, ordered so that consecutive descriptions differ in every aspect.
 They are the label texts of the offline rules interpreter, and the sensor aspect is part (iii) of the sensor
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from common.labels import canonical
+from common.base.paths import CONFIGS_DIR
+from common.data.labels import canonical
 
-DEFAULT_KNOWLEDGE_PATH = Path(__file__).resolve().parent.parent / "configs" / "label_knowledge.toml"
+DEFAULT_KNOWLEDGE_PATH = CONFIGS_DIR / "label_knowledge.toml"
 _ASPECTS = ("general", "sensor", "body")
 _ALLOWED_KEYS = {*_ASPECTS, "aliases", "descriptions"}
 

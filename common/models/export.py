@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.sensor_encoder import SensorEncoder
-from common.zero_shot import LabelBank
+from common.models.sensor_encoder import SensorEncoder
+from common.models.zero_shot import LabelBank
 
 MODEL_FILE = "sensor_encoder.pt"
 MODEL_INFO_FILE = "sensor_encoder.json"

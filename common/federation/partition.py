@@ -7,7 +7,7 @@ here from those two numbers and the run config, deterministically (same seed, sa
 How clients are scored (run config `client-eval`):
 
 - "held-out-users" (default; real data): the data set's users are split exactly as the central run splits
-  its target (`common.data.split_by_user` on the run's activities that the source and the data set share,
+  its target (`split_by_user` on the run's activities that the source and the data set share,
   `eval-users-fraction` = central's target_eval_fraction 0.5, the run's seed), so for dsads_torso the
   held-out users are those of `fedlanhar train --source uci --target dsads_torso`. The clients sharing the
   data set are split in the same proportion (the last ones of them evaluate): training clients hold only
@@ -28,10 +28,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from common.data import DataError, WindowSet, load_dataset, split_by_user
-from common.devices import DeviceType, apply_device, load_device_type
-from common.run_config import FederationConfig, split_list
-from common.synthetic import generate_windows
+from common.data.devices import DeviceType, apply_device, load_device_type
+from common.data.errors import DataError
+from common.data.loading import dataset_labels, load_dataset
+from common.data.synthetic import generate_windows
+from common.data.windows import WindowSet, split_by_user
+from common.federation.run_config import FederationConfig, split_list
 
 NATIVE_DEVICE = "native"  # real data as recorded: no simulated device transform
 # Client roles. A "time" client both trains (early windows) and evaluates (late windows).
@@ -166,7 +168,7 @@ def _user_split(
     data_set: str, data_dir: str, activities: tuple[str, ...], source: str, fraction: float, seed: int
 ) -> UserSplit:
     windows = load_dataset(data_set, data_dir)
-    source_labels = activities if source == "synthetic" else _labels_of(source, data_dir)
+    source_labels = activities if source == "synthetic" else dataset_labels(source, data_dir)
     shared = [a for a in activities if a in source_labels and a in windows.label_names]
     if len(shared) < 2:
         raise DataError(
@@ -182,11 +184,6 @@ def _user_split(
         eval_fraction=fraction,
         seed=seed,
     )
-
-
-@lru_cache(maxsize=4)
-def _labels_of(name: str, data_dir: str) -> tuple[str, ...]:
-    return tuple(load_dataset(name, data_dir).label_names)
 
 
 def evaluation_plan(config: FederationConfig) -> dict[str, dict]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from common.sensor_encoder import INPUT_FRAMES
+from common.models.sensor_encoder import INPUT_FRAMES
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 DP_MODES = ("none", "central", "local")
@@ -77,7 +77,7 @@ class FederationConfig:
     partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
     dirichlet_alpha: float = 0.5
     # How clients are scored. "held-out-users" (real data): the data set's users are split exactly as the
-    # central run splits its target (common.data.split_by_user, eval-users-fraction, seed), so the federated
+    # central run splits its target (split_by_user, eval-users-fraction, seed), so the federated
     # and `fedlanhar train` accuracies score the same users; clients holding training users only train,
     # clients holding held-out users only evaluate (all their windows). "time": every client trains on the
     # earlier windows of each recording and evaluates on the last client-eval-fraction of them. Synthetic

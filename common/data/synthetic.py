@@ -16,7 +16,7 @@ acceleration with harmonics, heel-strike transients (sharp for downstairs, soft 
 sway and trunk rotation at the stride frequency, and limb swing. Postures are gravity directions plus
 breathing, sway and tremor; cycling is a smooth pedalling rotation; jumping alternates free fall and landing.
 The motion is computed at 4x the output rate and bin-averaged (an anti-alias low-pass), per-user traits and a
-per-window orientation jitter are added, then either a device type (common.devices.apply_device) or a
+per-window orientation jitter are added, then either a device type (common.data.devices.apply_device) or a
 default sensor noise. Windows of one segment are consecutive pieces of one continuous recording.
 """
 
@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.data import GRAVITY, DataError, WindowSet
-from common.devices import DeviceType, apply_device
-from common.labels import canonical
+from common.data.devices import DeviceType, apply_device
+from common.data.errors import DataError
+from common.data.labels import canonical
+from common.data.windows import GRAVITY, WindowSet
 
 OVERSAMPLING = 4  # motion is simulated at 4x the output rate, then bin-averaged
 DEFAULT_PLACEMENT = "waist"

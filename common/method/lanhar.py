@@ -14,15 +14,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common.data import WindowSet
-from common.features import analyze_windows
-from common.interpreters import Interpreter
-from common.labels import LabelVocabulary
-from common.prompts import SensorContext
-from common.regeneration import RegenerationConfig, RegenerationReport, regenerate
-from common.text_encoder import TextEncoder
-from common.train import TextTrainConfig, train_text_encoder
-from common.zero_shot import LabelBank, build_label_bank
+from common.data.features import analyze_windows
+from common.data.labels import LabelVocabulary
+from common.data.windows import WindowSet
+from common.language.interpreter import Interpreter
+from common.language.prompts import SensorContext
+from common.language.regeneration import RegenerationConfig, RegenerationReport, regenerate
+from common.method.train import TextTrainConfig, train_text_encoder
+from common.models.text_encoder import TextEncoder
+from common.models.zero_shot import LabelBank, build_label_bank
 
 log = logging.getLogger("fedlanhar")
 

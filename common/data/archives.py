@@ -4,7 +4,7 @@ Each reader takes the directory the official zip was extracted into, checks ever
 line is a DataError naming the file, the line number and the field), converts to acc m/s^2 incl. gravity and
 gyro rad/s, resamples to 20 Hz with an anti-alias filter and cuts non-overlapping 120-sample windows inside
 one continuous recording of one activity (a "segment"). Label names are the data set's own activity names in
-lowercase; common.data.load_dataset canonicalises them.
+lowercase; common.data.loading.load_dataset canonicalises them.
 
 - UCI HAPT (id 341): RawData/acc_expXX_userYY.txt (g), gyro_expXX_userYY.txt (rad/s), 50 Hz, labels.txt rows
   "exp user activity start end" (1-based, inclusive sample indices). Activities 1-6 kept, transitions dropped.
@@ -25,15 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data import (
-    GRAVITY,
-    MODEL_RATE_HZ,
-    WINDOW_LENGTH,
-    DataError,
-    WindowSet,
-    cut_windows,
-    resample_signal,
-)
+from common.data.errors import DataError
+from common.data.windows import GRAVITY, MODEL_RATE_HZ, WINDOW_LENGTH, WindowSet, cut_windows, resample_signal
 
 # Official download links of the UCI Machine Learning Repository (all CC BY 4.0).
 ARCHIVE_URLS = {
