@@ -15,6 +15,7 @@ from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
+from common.base.device import resolve_device
 from common.federation import protocol
 from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
 from common.federation.run_config import FederationConfig
@@ -49,7 +50,7 @@ def _setup(context: Context) -> tuple[FederationConfig, ClientData]:
 def _model(context: Context, arrays: ArrayRecord) -> SensorEncoder:
     model = SensorEncoder(protocol.model_config_from_record(context.state[protocol.MODEL_CONFIG]))
     model.load_state_dict(arrays.to_torch_state_dict())
-    return model
+    return model.to(resolve_device(_config(context).device))
 
 
 def _label_bank(context: Context) -> tuple[LabelBank, list[str]]:
@@ -143,7 +144,7 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
     )
-    content = RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics})
+    content = RecordDict({"arrays": protocol.model_arrays(model), "metrics": metrics})
     return Message(content, reply_to=msg)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.base.device import resolve_device
 from common.data.devices import load_device_type
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
@@ -69,6 +70,7 @@ class Cloud:
     def __init__(self, config: FederationConfig, out_dir: Path, text_encoder_dir: Path | None = None) -> None:
         self.config = config
         self.out_dir = out_dir
+        self.device = resolve_device(config.device)
         self.vocabulary = load_vocabulary()
         self.interpreter = make_run_interpreter(config)
         self.source = load_source(config)
@@ -79,10 +81,10 @@ class Cloud:
         self.stage1_done = trained_dir is not None
         if trained_dir is not None:
             log.info("stage 1: loading the trained text encoder from %s", trained_dir)
-            self.encoder = TextEncoder.load(trained_dir)
+            self.encoder = TextEncoder.load(trained_dir).to(self.device)
             self.stage1_history: dict = {"loaded-from": str(trained_dir)}
         else:
-            self.encoder = TextEncoder(config.text_encoder)
+            self.encoder = TextEncoder(config.text_encoder).to(self.device)
             self.stage1_history = {}
         self.source_interpretations = interpret_windows(self.source, self.interpreter, config.activity_list)
         # Interpretations repeat across windows and clients (a fixed vocabulary): embed each text once.
@@ -120,7 +122,7 @@ class Cloud:
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
         """Stage 2 on the server's own labeled-source windows: the global model the clients start from."""
-        model = SensorEncoder(self.sensor_encoder_config())
+        model = SensorEncoder(self.sensor_encoder_config()).to(self.device)
         if self.config.server_pretrain_epochs == 0:
             return model, {}
         history = train_sensor_encoder(

@@ -220,7 +220,7 @@ def server_update(cloud: Cloud, arrays: ArrayRecord, server_round: int) -> Messa
     """The server's own round update on its labeled source, shaped like a client's train reply."""
     model = SensorEncoder(cloud.sensor_encoder_config())
     model.load_state_dict(arrays.to_torch_state_dict())
-    history = cloud.train_round(model, server_round)
+    history = cloud.train_round(model.to(cloud.device), server_round)
     metrics = MetricRecord(
         {
             "num-examples": len(cloud.source),
@@ -229,9 +229,7 @@ def server_update(cloud: Cloud, arrays: ArrayRecord, server_round: int) -> Messa
         }
     )
     request = Message(RecordDict(), dst_node_id=0, message_type=MessageType.TRAIN)
-    return Message(
-        RecordDict({"arrays": ArrayRecord(model.state_dict()), "metrics": metrics}), reply_to=request
-    )
+    return Message(RecordDict({"arrays": protocol.model_arrays(model), "metrics": metrics}), reply_to=request)
 
 
 def pooled_metrics(replies: list[Message], labels: list[str], new_labels: list[str], category_of) -> dict:
@@ -378,7 +376,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         rounds, exchange.failures = resumed.rounds, resumed.failures
         first_round = resumed.completed_round + 1
     else:
-        arrays = ArrayRecord(model.state_dict())
+        arrays = protocol.model_arrays(model)
         labels, new_labels, bank_version = config.activity_list, [], 1
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from common.base.device import module_device, resolve_device
 from common.base.metrics import classification_metrics
 from common.base.runtime import set_seed
 from common.data.errors import DataError
@@ -63,15 +64,19 @@ class CNNClassifier(nn.Module):
         self.head = nn.Linear(width, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.tensor([9.80665] * 3 + [1.0] * 3, dtype=x.dtype)
+        scale = torch.tensor([9.80665] * 3 + [1.0] * 3, dtype=x.dtype, device=x.device)
         return self.head(self.features((x / scale).transpose(1, 2)))
 
 
 def _predict(model: nn.Module, X: np.ndarray) -> np.ndarray:
     model.eval()
+    device = module_device(model)
     with torch.no_grad():
         return np.concatenate(
-            [model(torch.from_numpy(X[i : i + 512])).argmax(1).numpy() for i in range(0, len(X), 512)]
+            [
+                model(torch.from_numpy(X[i : i + 512]).to(device)).argmax(1).cpu().numpy()
+                for i in range(0, len(X), 512)
+            ]
         )
 
 
@@ -84,8 +89,11 @@ def run_supervised_baseline(
     out_dir: Path,
     seed: int = 0,
     model: str = "transformer",
+    device: str = "auto",
 ) -> dict:
-    config = central_config(budget, source=source, target=target, activities=activities, seed=seed)
+    config = central_config(
+        budget, source=source, target=target, activities=activities, seed=seed, device=device
+    )
     return train_supervised(config, data_dir, out_dir, model)
 
 
@@ -100,9 +108,10 @@ def train_supervised(
     started = time.monotonic()
     splits = load_pair(config, data_dir)
     labels = splits["source_train"].label_names
+    device = resolve_device(config.device)
     classifier: nn.Module = (
         TransformerClassifier(len(labels)) if model == "transformer" else CNNClassifier(len(labels))
-    )
+    ).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3 if model == "cnn" else 3e-4)
     X, y = splits["source_train"].X, splits["source_train"].y
     best, best_accuracy, waited = copy.deepcopy(classifier.state_dict()), -1.0, 0
@@ -110,8 +119,9 @@ def train_supervised(
     for _ in range(EPOCHS[budget]):
         classifier.train()
         for batch in torch.randperm(len(X), generator=generator).split(64):
+            windows = torch.from_numpy(X[batch.numpy()]).to(device)
             loss = nn.functional.cross_entropy(
-                classifier(torch.from_numpy(X[batch.numpy()])), torch.from_numpy(y[batch.numpy()])
+                classifier(windows), torch.from_numpy(y[batch.numpy()]).to(device)
             )
             optimizer.zero_grad()
             loss.backward()
@@ -215,19 +225,22 @@ def train_nls(
     splits = load_pair(config, data_dir)
     labels = splits["source_train"].label_names
     vocabulary = load_vocabulary()
-    encoder = TextEncoder(config.text_encoder)
+    device = resolve_device(config.device)
+    encoder = TextEncoder(config.text_encoder).to(device)
     sentences = nls_sentences(labels, variant)
     # All sentences in one matrix, label after label: label c owns rows first[c] .. first[c] + counts[c] - 1.
-    embeddings = torch.from_numpy(encoder.encode([s for label in labels for s in sentences[label]]))
-    counts = torch.tensor([len(sentences[label]) for label in labels])
+    embeddings = torch.from_numpy(encoder.encode([s for label in labels for s in sentences[label]])).to(
+        device
+    )
+    counts = torch.tensor([len(sentences[label]) for label in labels], device=device)
     first = torch.cumsum(counts, 0) - counts
     bank = build_label_bank(encoder, sentences)
 
-    model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim))
+    model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=NLS_LR, weight_decay=0.01)
     criterion = InfoNCELoss(config.temperature)
-    X = torch.from_numpy(splits["source_train"].X)
-    y = torch.from_numpy(splits["source_train"].y)
+    X = torch.from_numpy(splits["source_train"].X).to(device)
+    y = torch.from_numpy(splits["source_train"].y).to(device)
     generator = torch.Generator().manual_seed(config.seed)
     best, best_accuracy, waited, epochs_run = copy.deepcopy(model.state_dict()), -1.0, 0, 0
     for _ in range(EPOCHS[config.budget]):
@@ -237,7 +250,7 @@ def train_nls(
                 continue
             # A fresh sentence of its label for every window (the text-side augmentation of NLS-HAR).
             c = y[batch]
-            pick = first[c] + (torch.rand(len(batch), generator=generator) * counts[c]).long()
+            pick = first[c] + (torch.rand(len(batch), generator=generator).to(device) * counts[c]).long()
             loss = criterion(model(X[batch]), embeddings[pick], same_group_mask(c))["loss"]
             optimizer.zero_grad()
             loss.backward()

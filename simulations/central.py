@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
 from common.data.errors import DataError
@@ -83,6 +84,9 @@ class CentralConfig:
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
     temperature: float = 0.07
+    # Where the models run: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N" (common/base/device.py).
+    # Not part of what a result depends on beyond floating-point noise, so stage-1 reuse ignores it.
+    device: str = "auto"
 
     def __post_init__(self) -> None:
         if self.stage1_steps < 0 or self.stage2_epochs < 1:
@@ -242,6 +246,7 @@ def train_central(
     With `text_space_cache`, the stage-1 text encoder is stored there under `stage1_key` and reused by any
     later run with the same stage-1 inputs (e.g. the other targets of the same source).
     """
+    device = resolve_device(config.device)
     set_seed(config.seed)
     t0 = time.monotonic()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -249,7 +254,7 @@ def train_central(
     activities = splits["source_train"].label_names
     vocabulary = load_vocabulary()
     interpreter = central_interpreter(config)
-    encoder = TextEncoder(config.text_encoder)
+    encoder = TextEncoder(config.text_encoder).to(device)
 
     source = interpret_windows(splits["source_train"], interpreter, activities)
     if config.regeneration:
@@ -265,7 +270,7 @@ def train_central(
         stage1_inputs = (source.texts, source_labels, descriptions, text_config)
         cached = text_space_cache / stage1_key(encoder, *stage1_inputs) if text_space_cache else None
         if cached is not None and (cached / "stage1.json").exists():
-            encoder = TextEncoder.load(cached / "text_encoder")
+            encoder = TextEncoder.load(cached / "text_encoder").to(device)
             stage1 = json.loads((cached / "stage1.json").read_text()) | {"reused": str(cached)}
             log.info("stage 1: reusing the text space trained on the same inputs in %s", cached)
         else:
@@ -285,7 +290,7 @@ def train_central(
     bank = label_bank(encoder, descriptions, activities)
     sensor_encoder = SensorEncoder(
         SensorEncoderConfig(out_dim=encoder.dim, input_frame=config.sensor_input_frame)
-    )
+    ).to(device)
     sensor_config = SensorTrainConfig(
         epochs=config.stage2_epochs,
         batch_size=config.stage2_batch_size,
@@ -371,14 +376,16 @@ def evaluate_central(
     new_activities: list[str] | None = None,
     interpreter_kind: str = "rules",
     seed: int = 0,
+    device: str = "auto",
 ) -> dict:
     """Score a trained model on a target's held-out windows; new activities by their descriptions only."""
+    torch_device = resolve_device(device)
     set_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     split = json.loads((model_dir / "split.json").read_text())
     vocabulary = load_vocabulary()
-    encoder = TextEncoder.load(model_dir / "text_encoder")
-    sensor_encoder = SensorEncoder.load(model_dir / "sensor_encoder.pt")
+    encoder = TextEncoder.load(model_dir / "text_encoder").to(torch_device)
+    sensor_encoder = SensorEncoder.load(model_dir / "sensor_encoder.pt").to(torch_device)
     descriptions = json.loads((model_dir / "descriptions.json").read_text())
     known = list(split["activities"])
     new_activities = [vocabulary.canonical(a) for a in (new_activities or [])]

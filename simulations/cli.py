@@ -109,6 +109,7 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         interpreter=args.interpreter,
         text_encoder=args.text_encoder,
+        device=args.device,
     )
     cache = Path(args.text_space_cache) if args.text_space_cache else None
     metrics = train_central(config, Path(args.data_dir), Path(args.out), text_space_cache=cache)
@@ -126,6 +127,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         Path(args.out),
         new_activities=_activities(args.new_activities) if args.new_activities else None,
         seed=args.seed,
+        device=args.device,
     )
     print(f"evaluated on {metrics['evaluated_on']}")
     _print_metrics(
@@ -168,6 +170,7 @@ def cmd_baseline(args: argparse.Namespace) -> None:
         Path(args.out),
         seed=args.seed,
         model=args.model,
+        device=args.device,
     )
     _print_metrics(metrics, ("accuracy", "macro_f1", "category_accuracy"))
 
@@ -184,12 +187,13 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         config_file=Path(args.config) if args.config else None,
         pairs=args.pairs,
         text_space_cache=Path(args.text_space_cache) if args.text_space_cache else None,
+        device=args.device,
         command=" ".join(
             ["fedlanhar experiment", args.protocol, "--data-dir", args.data_dir, "--budget", args.budget]
             + (["--config", args.config] if args.config else [])
             + (["--pairs", args.pairs] if args.pairs else [])
             + (["--text-space-cache", args.text_space_cache] if args.text_space_cache else [])
-            + ["--out", args.out]
+            + ["--device", args.device, "--out", args.out]
         ),
     )
     seconds = time.monotonic() - started
@@ -207,6 +211,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         parts=parse_parts(args.parts),
         llm_base_url=args.llm_base_url,
         clients=clients,
+        device=args.device,
     )
     print(f"bench: bench.json and bench.md in {args.out}")
 
@@ -215,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_device(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--device",
+            default="auto",
+            help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
+        )
+        return p
 
     def with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
@@ -239,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_interpret)
 
-    p = with_data(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)"))
+    p = with_device(with_data(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)")))
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
@@ -256,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
-    p = with_data(sub.add_parser("evaluate", help="evaluate a trained model on a target"))
+    p = with_device(with_data(sub.add_parser("evaluate", help="evaluate a trained model on a target")))
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--new-activities", default="")
@@ -269,7 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 
-    p = with_data(sub.add_parser("baseline", help="source-only supervised baseline on the same split"))
+    p = with_device(
+        with_data(sub.add_parser("baseline", help="source-only supervised baseline on the same split"))
+    )
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
@@ -281,8 +296,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from simulations.experiments import PROTOCOLS  # light: the protocols import their heavy parts lazily
 
-    p = with_data(
-        sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
+    p = with_device(
+        with_data(
+            sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
+        )
     )
     p.add_argument("protocol", choices=list(PROTOCOLS))
     p.add_argument("--budget", default="default", choices=["small", "default", "full"])
@@ -299,8 +316,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 
-    p = with_data(
-        sub.add_parser("bench", help="speed, size and memory: interpretation, training, latency, federation")
+    p = with_device(
+        with_data(
+            sub.add_parser(
+                "bench", help="speed, size and memory: interpretation, training, latency, federation"
+            )
+        )
     )
     p.add_argument("--budget", choices=["small", "default", "full"], default="default")
     p.add_argument("--parts", default="core,llm,federated", help="comma-separated: core, llm, federated")
@@ -317,14 +338,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from common.base.device import DeviceError, resolve_device
     from common.base.runtime import configure_logging
     from common.data.errors import DataError
 
     configure_logging(verbose=args.verbose)
 
     try:
+        if getattr(args, "device", None) is not None:
+            resolve_device(args.device)  # a device this machine lacks fails now, not after data loading
         args.func(args)
-    except (DataError, FileNotFoundError) as error:
+    except (DataError, DeviceError, FileNotFoundError) as error:
         print(f"fedlanhar {args.command}: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -20,8 +20,11 @@ Phases, in order (the server always asks; Flower clients cannot start a conversa
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
+from torch import nn
 
 from common.models.sensor_encoder import SensorEncoderConfig
 from common.models.zero_shot import LabelBank
@@ -46,6 +49,13 @@ BANK_INFO = "label-info"  # ConfigRecord {"labels": [...], "new-labels": [...], 
 ACK = "ack"
 # Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
 UNIFORM_WEIGHT = "uniform-weight"
+
+
+def model_arrays(model: nn.Module) -> ArrayRecord:
+    """A model's weights as a message record, copied to the CPU whatever device the model trains on."""
+    return ArrayRecord(
+        OrderedDict((name, value.detach().cpu()) for name, value in model.state_dict().items())
+    )
 
 
 def array_record(**arrays: np.ndarray) -> ArrayRecord:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from common.base.device import DeviceError, resolve_device
 from common.models.sensor_encoder import INPUT_FRAMES
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
@@ -65,6 +66,9 @@ class FederationConfig:
     server_train_epochs: int = 0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
+    # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
+    # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
+    device: str = "auto"
     # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
     # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
     distill_weight: float = 0.0
@@ -205,6 +209,10 @@ class FederationConfig:
             fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
         if self.windows_per_client < 0:
             fail("windows-per-client", f"must be >= 0 (0 = per device type), got {self.windows_per_client}")
+        try:
+            resolve_device(self.device)
+        except DeviceError as error:
+            fail("device", str(error))
         if self.dp_mode not in DP_MODES:
             fail("dp-mode", f"must be one of {DP_MODES}, got '{self.dp_mode}'")
         for key in ("dp-clipping-norm", "dp-noise-multiplier", "dp-epsilon"):

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from common.base.device import autocast, module_device
 from common.data.devices import rotation_matrix
 from common.models.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
 from common.models.sensor_encoder import SensorEncoder, check_windows
@@ -324,25 +325,29 @@ def train_text_encoder(
                 seen_of_label[c] += 1
                 pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
 
-            Z, sensor_ids, sensor_mask = _embed_padded(
-                encoder, [pair_tokens[i] for i in step_texts], encoder.pad_token_id
-            )
-            H, description_ids, description_mask = _embed_padded(
-                encoder, [description_tokens[i] for i in step_descriptions], encoder.pad_token_id
-            )
             sensor_labels_t = torch.tensor([pair_label[i] for i in step_texts])
             description_labels_t = torch.tensor([description_label[i] for i in step_descriptions])
-            result = criterion(
-                Z,
-                sensor_labels_t.to(device),
-                category_of_label[sensor_labels_t].to(device),
-                H,
-                description_labels_t.to(device),
-                category_of_label[description_labels_t].to(device),
-                pairs=torch.tensor(pair_rows, device=device),
-                sensor_tokens=(to_compact[sensor_ids].to(device), sensor_mask.to(device)),
-                description_tokens=(to_compact[description_ids].to(device), description_mask.to(device)),
-            )
+            with autocast(device):
+                Z, sensor_ids, sensor_mask = _embed_padded(
+                    encoder, [pair_tokens[i] for i in step_texts], encoder.pad_token_id
+                )
+                H, description_ids, description_mask = _embed_padded(
+                    encoder, [description_tokens[i] for i in step_descriptions], encoder.pad_token_id
+                )
+                result = criterion(
+                    Z,
+                    sensor_labels_t.to(device),
+                    category_of_label[sensor_labels_t].to(device),
+                    H,
+                    description_labels_t.to(device),
+                    category_of_label[description_labels_t].to(device),
+                    pairs=torch.tensor(pair_rows, device=device),
+                    sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
+                    description_tokens=(
+                        to_compact[description_ids.cpu()].to(device),
+                        description_mask.to(device),
+                    ),
+                )
             optimizer.zero_grad(set_to_none=True)
             result["loss"].backward()
             nn.utils.clip_grad_norm_(trained_parameters, config.grad_clip)
@@ -431,7 +436,7 @@ def target_groups(Z: np.ndarray) -> np.ndarray:
 
 def rotate_windows(X: Tensor, angles_deg: Tensor) -> Tensor:
     """Windows [N, T, 6] with each window's acc and gyro triples rotated by its Euler angles [N, 3] (deg)."""
-    R = torch.from_numpy(rotation_matrix(angles_deg.numpy())).to(X.dtype)  # [N, 3, 3]
+    R = torch.from_numpy(rotation_matrix(angles_deg.cpu().numpy())).to(X.device, X.dtype)  # [N, 3, 3]
     acc = torch.einsum("nij,ntj->nti", R, X[..., :3])
     gyro = torch.einsum("nij,ntj->nti", R, X[..., 3:6])
     return torch.cat([acc, gyro, X[..., 6:]], dim=-1)
@@ -459,13 +464,15 @@ class _Stage2Inputs:
         label_embeddings: np.ndarray | None,
         known_labels: np.ndarray | None,
     ) -> _Stage2Inputs:
+        device = module_device(model)
         labels_t = _label_tensor(label_embeddings, model)
+        known_t = _known_tensor(known_labels, len(X), labels_t)
         return cls(
-            X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)),
-            Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)),
-            groups=torch.from_numpy(target_groups(Z)),
-            label_embeddings=labels_t,
-            known=_known_tensor(known_labels, len(X), labels_t),
+            X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device),
+            Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
+            groups=torch.from_numpy(target_groups(Z)).to(device),
+            label_embeddings=labels_t.to(device) if labels_t is not None else None,
+            known=known_t.to(device) if known_t is not None else None,
             criterion=SensorAlignmentLoss(config.temperature, config.distill_weight),
             optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
         )
@@ -491,10 +498,11 @@ def _run_sensor_epoch(
         if config.rotation_jitter_deg > 0:
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
-        E = model(windows)
         known_rows = data.known[index] if data.known is not None else None
         mask = same_group_mask(data.groups[index])
-        loss = data.criterion(E, data.Z[index], mask, data.label_embeddings, known_rows)["loss"]
+        with autocast(data.X.device):
+            E = model(windows)
+            loss = data.criterion(E, data.Z[index], mask, data.label_embeddings, known_rows)["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
@@ -525,7 +533,8 @@ def _evaluate_sensor_loss(
         if stop - start < 2:
             continue
         same = same_group_mask(groups[start:stop])
-        loss = criterion(model(X[start:stop]), Z[start:stop], same, label_embeddings)["loss"]
+        with autocast(X.device):
+            loss = criterion(model(X[start:stop]), Z[start:stop], same, label_embeddings)["loss"]
         total += float(loss) * (stop - start)
         count += stop - start
     return total / max(count, 1)
@@ -572,9 +581,9 @@ def train_sensor_encoder(
     generator = torch.Generator().manual_seed(config.seed)
     data = _Stage2Inputs.build(model, X, Z, config, label_embeddings, known_labels)
     if X_val is not None:
-        X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32))
-        Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32))
-        val_groups = torch.from_numpy(target_groups(Z_val))
+        X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32)).to(data.X.device)
+        Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32)).to(data.X.device)
+        val_groups = torch.from_numpy(target_groups(Z_val)).to(data.X.device)
 
     history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
     best_loss, best_state, stale = math.inf, None, 0

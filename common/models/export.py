@@ -64,8 +64,10 @@ def export_sensor_model(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / MODEL_FILE
+    # A wearable runs the model on its own CPU: script a CPU copy, whatever device trained this one.
+    cpu_model = copy.deepcopy(model).cpu()
     with _quiet_torchscript():
-        torch.jit.save(script_sensor_model(model, freeze=freeze), str(model_path))
+        torch.jit.save(script_sensor_model(cpu_model, freeze=freeze), str(model_path))
     bank_path = bank.save(out_dir / BANK_FILE)
     config = model.config
     info = {

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from common.base.device import autocast, module_device
+
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
 
@@ -248,11 +250,14 @@ def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np
         check_windows(X, model.config)
     was_training = model.training
     model.eval()
+    device = module_device(model)
     outputs = []
     try:
         for start in range(0, len(X), batch_size):
-            chunk = torch.as_tensor(np.asarray(X[start : start + batch_size], dtype=np.float32))
-            outputs.append(nn.functional.normalize(model(chunk), dim=-1).cpu().numpy())
+            chunk = torch.as_tensor(np.asarray(X[start : start + batch_size], dtype=np.float32)).to(device)
+            with autocast(device):
+                embeddings = model(chunk)
+            outputs.append(nn.functional.normalize(embeddings.float(), dim=-1).cpu().numpy())
     finally:
         model.train(was_training)
     if not outputs:

@@ -38,6 +38,7 @@ def run_experiment(
     pairs: str | None = None,
     command: str = "",
     text_space_cache: Path | None = None,
+    device: str = "auto",
 ) -> dict[str, Any]:
     """Run protocol `name`; settings from `config_file` (default configs/experiments/<name>.toml)."""
     from simulations.experiments.settings import CONFIG_DIR, Experiment, load_settings
@@ -54,6 +55,7 @@ def run_experiment(
         config_path=Path(config_file).resolve() if config_file else None,
         command=command or f"fedlanhar experiment {name} --budget {budget} --out {out_dir}",
         text_space_dir=Path(text_space_cache).resolve() if text_space_cache else None,
+        device=device,
     )
     experiment.out_dir.mkdir(parents=True, exist_ok=True)
     return module.run(settings, experiment)

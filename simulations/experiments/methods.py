@@ -100,6 +100,7 @@ def _run_lanhar(
         new_activities=new_activities,
         interpreter_kind=config.interpreter,
         seed=config.seed,
+        device=config.device,
     )
     if not keep_models:  # the fine-tuned text encoder is ~90 MB per run; the sensor model and bank stay
         shutil.rmtree(model_dir / "text_encoder", ignore_errors=True)

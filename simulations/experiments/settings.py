@@ -143,6 +143,7 @@ def pair_config(
             "activities": space.activities,
             "merge_labels": dict(space.merge_labels),
             "seed": seed,
+            "device": experiment.device,
             **overrides,
         },
     )
@@ -201,6 +202,7 @@ class Experiment:
     config_path: Path | None
     command: str
     text_space_dir: Path | None = None  # None: out_dir / "text-spaces"
+    device: str = "auto"  # where every run's models train (CentralConfig.device)
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 
