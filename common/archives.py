@@ -34,6 +34,7 @@ from common.data import (
     cut_windows,
     resample_signal,
 )
+from common.paper_archives import PAPER_ARCHIVE_URLS
 
 # Official download links of the UCI Machine Learning Repository (all CC BY 4.0).
 ARCHIVE_URLS = {
@@ -42,6 +43,7 @@ ARCHIVE_URLS = {
     "wisdm": "https://archive.ics.uci.edu/static/public/507/"
     "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset.zip",
     "dsads": "https://archive.ics.uci.edu/static/public/256/daily+and+sports+activities.zip",
+    **PAPER_ARCHIVE_URLS,  # the LanHAR paper's HHAR, MotionSense, Shoaib, PAMAP2 (common/paper_archives)
 }
 
 # ------------------------------------------------------------------------------------------------- UCI HAPT
@@ -133,9 +135,15 @@ def read_archive(directory: str | Path, name: str = "", **options: object) -> Wi
         if "position" not in options and "_" in name:
             options["position"] = name.split("_", 1)[1]
         return read_dsads(directory, name=name or "dsads_torso", **options)
+    from common.paper_archives import read_paper_archive  # local: its readers import this module
+
+    windows = read_paper_archive(directory, name, **options)
+    if windows is not None:
+        return windows
     raise DataError(
         f"{directory}: not a known archive layout (expected UCI HAPT RawData/labels.txt, WISDM "
-        f"wisdm-dataset/raw/phone/accel, or DSADS data/aXX/pY/sZZ.txt)"
+        f"wisdm-dataset/raw/phone/accel, DSADS data/aXX/pY/sZZ.txt, HHAR Phones_accelerometer.csv, "
+        f"MotionSense A_DeviceMotion_data/dws_1, Shoaib Participant_1.csv or PAMAP2 Protocol/subject101.dat)"
     )
 
 
@@ -311,9 +319,9 @@ def _read_wisdm_file(path: Path, subject: int) -> dict[str, tuple[np.ndarray, np
     return result
 
 
-def _continuous_runs(times_s: np.ndarray) -> list[tuple[float, float]]:
-    """[start, end] of the stretches without a pause longer than WISDM_MAX_GAP_S."""
-    breaks = np.flatnonzero(np.diff(times_s) > WISDM_MAX_GAP_S)
+def _continuous_runs(times_s: np.ndarray, max_gap_s: float = WISDM_MAX_GAP_S) -> list[tuple[float, float]]:
+    """[start, end] of the stretches without a pause longer than ``max_gap_s`` (sorted times in s)."""
+    breaks = np.flatnonzero(np.diff(times_s) > max_gap_s)
     starts = np.concatenate([[0], breaks + 1])
     ends = np.concatenate([breaks, [len(times_s) - 1]])
     return [(float(times_s[s]), float(times_s[e])) for s, e in zip(starts, ends, strict=True) if e > s]
@@ -507,10 +515,10 @@ def _consecutive_runs(numbered: list[tuple[int, Path]]) -> list[list[Path]]:
 
 # ------------------------------------------------------------------------------------------------ download
 def download_archive(name: str, dest_dir: str | Path) -> Path:
-    """Download the official zip of ``name`` ("uci", "wisdm", "dsads") and extract it into dest_dir/name.
+    """Download the official archive of ``name`` (a key of ARCHIVE_URLS) and extract it into dest_dir/name.
 
-    Nested zips (the WISDM download wraps wisdm-dataset.zip) are extracted too. Needs internet access to
-    archive.ics.uci.edu; returns the directory to pass to read_archive / load_dataset.
+    Nested zips (the WISDM download wraps wisdm-dataset.zip) are extracted too; the Shoaib RAR needs unrar, 7z
+    or bsdtar. Needs internet access; returns the directory to pass to read_archive / load_dataset.
     """
     if name not in ARCHIVE_URLS:
         raise DataError(
@@ -518,12 +526,18 @@ def download_archive(name: str, dest_dir: str | Path) -> Path:
         )
     target = Path(dest_dir) / name
     target.mkdir(parents=True, exist_ok=True)
-    zip_path = target / f"{name}.zip"
+    is_rar = ARCHIVE_URLS[name].endswith(".rar")
+    zip_path = target / f"{name}.rar" if is_rar else target / f"{name}.zip"
     try:
         with urllib.request.urlopen(ARCHIVE_URLS[name], timeout=60) as response, open(zip_path, "wb") as out:
             shutil.copyfileobj(response, out)
     except OSError as error:
         raise DataError(f"download_archive: could not fetch {ARCHIVE_URLS[name]}: {error}") from error
+    if is_rar:
+        from common.paper_archives import extract_rar
+
+        extract_rar(zip_path)
+        return target
     pending = [zip_path]
     while pending:
         archive_path = pending.pop()

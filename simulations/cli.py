@@ -29,6 +29,7 @@ def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
 def cmd_data(args: argparse.Namespace) -> None:
     from common.archives import ARCHIVE_URLS, download_archive
     from common.data import load_dataset, save_windowset
+    from common.paper_archives import PAPER_DATA_SETS
 
     if args.action == "download":
         path = download_archive(args.name, Path(args.out))
@@ -38,6 +39,8 @@ def cmd_data(args: argparse.Namespace) -> None:
         print("public archives (fedlanhar data download NAME --out DIR):")
         for name, url in ARCHIVE_URLS.items():
             print(f"  {name:16s} {url}")
+            if name in PAPER_DATA_SETS:
+                print(f"  {'':16s} data sets: {', '.join(PAPER_DATA_SETS[name])}")
         for path in sorted(Path(args.data_dir).glob("*.npz")):
             print(f"  local: {path}")
         return
