@@ -251,7 +251,7 @@ def test_unknown_directory_layout(tmp_path: Path) -> None:
 
 
 def test_archive_urls_are_the_official_uci_downloads() -> None:
-    assert {"uci", "wisdm", "dsads"} <= set(ARCHIVE_URLS)  # the paper's archives: tests/test_paper_archives.py
+    assert {"uci", "wisdm", "dsads"} <= set(ARCHIVE_URLS)  # the others: tests/test_paper_archives.py
     for name in ("uci", "wisdm", "dsads"):
         url = ARCHIVE_URLS[name]
         assert url.startswith("https://archive.ics.uci.edu/static/public/") and url.endswith(".zip"), name

@@ -325,7 +325,9 @@ def test_pamap2_drops_transients_and_splits_at_long_holes(tmp_path: Path) -> Non
     root = write_pamap2(tmp_path / "pamap2")
     ws = read_pamap2(root, position="chest")
     assert ws.X.shape == (5, 120, 6)
-    assert ws.label_names == list(PAMAP2_ACTIVITIES.values()) and len(ws.label_names) == 18
+    # the 12 protocol activities; the optional ones (watching TV ...) only with include_optional
+    assert len(ws.label_names) == 12 and "watching tv" not in ws.label_names
+    assert len(read_pamap2(root, include_optional=True).label_names) == len(PAMAP2_ACTIVITIES) == 18
     assert ws.labels() == ["lying", "lying", "walking", "walking", "rope jumping"]
     assert ws.user.tolist() == [101] * 5
     assert ws.segment[0] != ws.segment[1]  # the 1 s gyro hole splits lying
@@ -386,3 +388,66 @@ def test_data_list_shows_the_data_set_names(capsys: pytest.CaptureFixture[str], 
 
 def test_unknown_layout_is_none_for_the_paper_readers(tmp_path: Path) -> None:
     assert read_paper_archive(tmp_path) is None
+
+
+# ------------------------------------------------------------------------------------ experiment configs
+def reader_labels() -> dict[str, list[str]]:
+    """Data set name -> the label names its reader produces (before canonicalisation)."""
+    from common.archives import HAPT_ACTIVITIES
+    from common.paper_archives.hhar import HHAR_ACTIVITIES
+    from common.paper_archives.motionsense import MOTIONSENSE_ACTIVITIES
+    from common.paper_archives.pamap2 import PAMAP2_OPTIONAL_IDS
+    from common.paper_archives.shoaib import SHOAIB_ACTIVITIES
+
+    protocol = [label for i, label in PAMAP2_ACTIVITIES.items() if i not in PAMAP2_OPTIONAL_IDS]
+    labels = {"uci": list(HAPT_ACTIVITIES.values()), "motionsense": list(MOTIONSENSE_ACTIVITIES.values())}
+    labels.update({name: list(HHAR_ACTIVITIES) for name in PAPER_DATA_SETS["hhar"]})
+    labels.update({name: list(SHOAIB_ACTIVITIES) for name in PAPER_DATA_SETS["shoaib"]})
+    labels.update({name: protocol for name in PAPER_DATA_SETS["pamap2"]})
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("protocol", "config", "n_pairs"),
+    [("cross_dataset", "paper-table2.toml", 12), ("new_activity", "paper-table2-new-activity.toml", 4)],
+)
+def test_paper_configs_parse_and_name_known_data_sets(
+    tmp_path: Path, protocol: str, config: str, n_pairs: int
+) -> None:
+    import importlib
+
+    from common.labels import COMMON_ACTIVITIES, default_vocabulary
+    from simulations.experiments.new_activity import new_activities
+    from simulations.experiments.settings import CONFIG_DIR, load_settings, pair_label_space, parse_pairs
+
+    settings = load_settings(importlib.import_module(f"simulations.experiments.{protocol}").Settings,
+                             CONFIG_DIR / config, "small")  # fmt: skip
+    pairs = parse_pairs(settings.pairs)
+    assert len(pairs) == n_pairs == len(set(pairs))
+    labels = reader_labels()
+    names = {name for pair in pairs for name in (pair.source, pair.target)}
+    assert names <= set(labels), names - set(labels)  # every data set has a reader
+    vocabulary = default_vocabulary()
+    for name in names:  # every label is in the vocabulary; the label files stand in for the archives
+        canonical = [vocabulary.canonical(label) for label in labels[name]]
+        np.savez(tmp_path / f"{name}.npz", label_names=np.array(canonical))
+    for pair in pairs:
+        assert pair_label_space(pair, tmp_path).activities == COMMON_ACTIVITIES, pair
+    if protocol == "cross_dataset":  # the paper's 12 pairs: every ordered pair of its four data sets
+        assert {(p.source, p.target) for p in pairs} == {(s, t) for s in names for t in names if s != t}
+    else:
+        for pair in pairs:
+            assert pair.target.startswith("pamap2_")
+            new = new_activities(pair, tmp_path)
+            assert {"rope jumping", "vacuum cleaning", "ironing", "nordic walking"} <= set(new)
+            assert not set(new) & set(COMMON_ACTIVITIES)
+
+
+def test_every_paper_activity_has_knowledge() -> None:
+    from common.knowledge import has_knowledge
+    from common.labels import default_vocabulary
+
+    vocabulary = default_vocabulary()
+    labels = {vocabulary.canonical(label) for names in reader_labels().values() for label in names}
+    labels |= {vocabulary.canonical(label) for label in PAMAP2_ACTIVITIES.values()}  # the optional ones too
+    assert not [label for label in sorted(labels) if not has_knowledge(label)]

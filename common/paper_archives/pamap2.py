@@ -51,6 +51,7 @@ PAMAP2_ACTIVITIES = {  # readme.pdf, table of activity IDs; 9-11 and 18-20 are t
     20: "playing soccer",
     24: "rope jumping",
 }
+PAMAP2_OPTIONAL_IDS = (9, 10, 11, 18, 19, 20)  # recorded by some subjects only, in Optional/
 # IMU -> (first column, 0-based, of its 17; WindowSet position).
 PAMAP2_IMUS = {"hand": (3, "dominant wrist"), "chest": (20, "chest"), "ankle": (37, "dominant ankle")}
 _ACC16, _GYRO = slice(1, 4), slice(7, 10)  # within an IMU's 17 columns
@@ -81,7 +82,6 @@ def read_pamap2(
     first_column, body_position = PAMAP2_IMUS[imu]
     imu_columns = np.r_[first_column + _ACC16.start : first_column + _ACC16.stop,
                         first_column + _GYRO.start : first_column + _GYRO.stop]  # fmt: skip
-    collector = WindowCollector(list(PAMAP2_ACTIVITIES.values()))
     folders = ["Protocol", "Optional"] if include_optional else ["Protocol"]
     files = sorted(
         (folder, int(match.group(1)), path)
@@ -90,6 +90,7 @@ def read_pamap2(
         for path in (root / folder).iterdir()
         if (match := _SUBJECT_FILE.match(path.name))
     )
+    recordings = []  # (20 Hz stream, label, subject), collected first: the label list depends on them
     for _, subject, path in files:
         table = _read_subject(path)
         for start, end in _activity_runs(table[:, 1]):
@@ -101,11 +102,20 @@ def read_pamap2(
             times, values = rows[valid, 0], rows[valid][:, imu_columns]
             for run_start, run_end in _continuous_runs(times, PAMAP2_MAX_GAP_S):
                 stream = on_grid(times, values, run_start, run_end, PAMAP2_RATE_HZ)
-                collector.add(
-                    resample_signal(stream, PAMAP2_RATE_HZ, MODEL_RATE_HZ),
-                    PAMAP2_ACTIVITIES[activity_id],
-                    subject,
-                )
+                stream = resample_signal(stream, PAMAP2_RATE_HZ, MODEL_RATE_HZ)
+                recordings.append((stream, PAMAP2_ACTIVITIES[activity_id], subject))
+    # The protocol activities always; the optional ones only when read or present, so that a new-activity
+    # evaluation does not offer labels that no window can have.
+    present = {label for _, label, _ in recordings}
+    collector = WindowCollector(
+        [
+            label
+            for activity_id, label in PAMAP2_ACTIVITIES.items()
+            if activity_id not in PAMAP2_OPTIONAL_IDS or include_optional or label in present
+        ]
+    )
+    for stream, label, subject in recordings:
+        collector.add(stream, label, subject)
     return collector.build(root, name, body_position, device="colibri imu")
 
 
