@@ -27,8 +27,8 @@ def _print_metrics(metrics: dict, keys: tuple[str, ...]) -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from common.data.archives import ARCHIVE_URLS, download_archive
     from common.data.loading import load_dataset, save_windowset
+    from common.data.sources import ARCHIVE_DATA_SETS, ARCHIVE_URLS, download_archive
 
     if args.action == "download":
         path = download_archive(args.name, Path(args.out))
@@ -38,6 +38,7 @@ def cmd_data(args: argparse.Namespace) -> None:
         print("public archives (fedlanhar data download NAME --out DIR):")
         for name, url in ARCHIVE_URLS.items():
             print(f"  {name:16s} {url}")
+            print(f"  {'':16s} data sets: {', '.join(ARCHIVE_DATA_SETS[name])}")
         for path in sorted(Path(args.data_dir).glob("*.npz")):
             print(f"  local: {path}")
         return

@@ -1,4 +1,4 @@
-"""Readers for the ORIGINAL public archives of the three real data sets, producing model-ready windows.
+"""Readers for the ORIGINAL public archives of UCI-HAPT, WISDM 2019 and Daily and Sports, into windows.
 
 Each reader takes the directory the official zip was extracted into, checks every file it reads (a malformed
 line is a DataError naming the file, the line number and the field), converts to acc m/s^2 incl. gravity and
@@ -17,25 +17,13 @@ lowercase; common.data.loading.load_dataset canonicalises them.
 from __future__ import annotations
 
 import re
-import shutil
-import urllib.request
 import warnings
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from common.data.errors import DataError
 from common.data.windows import GRAVITY, MODEL_RATE_HZ, WINDOW_LENGTH, WindowSet, cut_windows, resample_signal
-
-# Official download links of the UCI Machine Learning Repository (all CC BY 4.0).
-ARCHIVE_URLS = {
-    "uci": "https://archive.ics.uci.edu/static/public/341/"
-    "smartphone+based+recognition+of+human+activities+and+postural+transitions.zip",
-    "wisdm": "https://archive.ics.uci.edu/static/public/507/"
-    "wisdm+smartphone+and+smartwatch+activity+and+biometrics+dataset.zip",
-    "dsads": "https://archive.ics.uci.edu/static/public/256/daily+and+sports+activities.zip",
-}
 
 # ------------------------------------------------------------------------------------------------- UCI HAPT
 HAPT_RATE_HZ = 50.0
@@ -100,7 +88,9 @@ _DSADS_POSITION_ALIASES = {
     "t": "torso",
     "chest": "torso",
     "ra": "right arm",
+    "rightarm": "right arm",
     "la": "left arm",
+    "leftarm": "left arm",
     "rl": "right leg",
     "rightleg": "right leg",
     "ll": "left leg",
@@ -108,32 +98,8 @@ _DSADS_POSITION_ALIASES = {
 }
 
 
-def read_archive(directory: str | Path, name: str = "", **options: object) -> WindowSet:
-    """Detect which archive ``directory`` holds and read it; a suffix of ``name`` picks the variant.
-
-    "dsads_rightleg" reads the right-leg unit, "dsads_torso" (or plain "dsads") the torso unit,
-    "wisdm_watch" the watch streams instead of the phone's; options are passed to the reader
-    (e.g. position="left leg").
-    """
-    directory = Path(directory)
-    if _find_hapt_root(directory) is not None:
-        return read_uci_hapt(directory, name=name or "uci", **options)
-    if _find_wisdm_root(directory, "phone") is not None or _find_wisdm_root(directory, "watch") is not None:
-        if "device" not in options and name.endswith("_watch"):
-            options["device"] = "watch"
-        return read_wisdm(directory, name=name or "wisdm_phone", **options)
-    if _find_dsads_root(directory) is not None:
-        if "position" not in options and "_" in name:
-            options["position"] = name.split("_", 1)[1]
-        return read_dsads(directory, name=name or "dsads_torso", **options)
-    raise DataError(
-        f"{directory}: not a known archive layout (expected UCI HAPT RawData/labels.txt, WISDM "
-        f"wisdm-dataset/raw/phone/accel, or DSADS data/aXX/pY/sZZ.txt)"
-    )
-
-
 # ------------------------------------------------------------------------------------------------- UCI HAPT
-def _find_hapt_root(directory: Path) -> Path | None:
+def find_hapt_root(directory: Path) -> Path | None:
     for candidate in (directory, directory / "RawData", *directory.glob("*/RawData")):
         if (candidate / "labels.txt").is_file() and any(candidate.glob("acc_exp*_user*.txt")):
             return candidate
@@ -171,7 +137,7 @@ def _read_number_table(path: Path, n_columns: int, what: str) -> np.ndarray:
 def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
     """UCI HAPT RawData -> 20 Hz windows of activities 1-6 (acc g -> m/s^2; gyro rad/s)."""
     directory = Path(directory)
-    root = _find_hapt_root(directory)
+    root = find_hapt_root(directory)
     if root is None:
         raise DataError(f"{directory}: no UCI HAPT RawData (labels.txt and acc_expXX_userYY.txt) found")
     labels_path = root / "labels.txt"
@@ -241,7 +207,7 @@ def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- WISDM 2019
-def _find_wisdm_root(directory: Path, device: str) -> Path | None:
+def find_wisdm_root(directory: Path, device: str) -> Path | None:
     for candidate in (
         directory / "wisdm-dataset" / "raw" / device,
         directory / "raw" / device,
@@ -304,15 +270,15 @@ def _read_wisdm_file(path: Path, subject: int) -> dict[str, tuple[np.ndarray, np
     return result
 
 
-def _continuous_runs(times_s: np.ndarray) -> list[tuple[float, float]]:
-    """[start, end] of the stretches without a pause longer than WISDM_MAX_GAP_S."""
-    breaks = np.flatnonzero(np.diff(times_s) > WISDM_MAX_GAP_S)
+def continuous_runs(times_s: np.ndarray, max_gap_s: float = WISDM_MAX_GAP_S) -> list[tuple[float, float]]:
+    """[start, end] of the stretches without a pause longer than ``max_gap_s`` (sorted times in s)."""
+    breaks = np.flatnonzero(np.diff(times_s) > max_gap_s)
     starts = np.concatenate([[0], breaks + 1])
     ends = np.concatenate([breaks, [len(times_s) - 1]])
     return [(float(times_s[s]), float(times_s[e])) for s, e in zip(starts, ends, strict=True) if e > s]
 
 
-def _intersect(
+def intersect_runs(
     first: list[tuple[float, float]], second: list[tuple[float, float]]
 ) -> list[tuple[float, float]]:
     overlaps = []
@@ -334,7 +300,7 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
     directory = Path(directory)
     if device not in WISDM_POSITIONS:
         raise DataError(f"read_wisdm: device {device!r} unknown, expected one of {sorted(WISDM_POSITIONS)}")
-    root = _find_wisdm_root(directory, device)
+    root = find_wisdm_root(directory, device)
     if root is None:
         raise DataError(f"{directory}: no WISDM raw/{device}/accel and raw/{device}/gyro directories found")
     pattern = re.compile(rf"data_(\d+)_accel_{device}\.txt$")
@@ -359,7 +325,7 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
             acc_times, acc = acc_streams[code]
             gyro_times, gyro = gyro_streams[code]
             acc_s, gyro_s = acc_times / 1e9, gyro_times / 1e9
-            for start, end in _intersect(_continuous_runs(acc_s), _continuous_runs(gyro_s)):
+            for start, end in intersect_runs(continuous_runs(acc_s), continuous_runs(gyro_s)):
                 grid = start + np.arange(int((end - start) * MODEL_RATE_HZ) + 1) / MODEL_RATE_HZ
                 stream = np.stack(
                     [np.interp(grid, acc_s, acc[:, i]) for i in range(3)]
@@ -392,7 +358,7 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
 
 
 # ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
-def _find_dsads_root(directory: Path) -> Path | None:
+def find_dsads_root(directory: Path) -> Path | None:
     for candidate in (directory / "data", directory):
         if candidate.is_dir() and any(
             re.fullmatch(r"a\d\d", p.name) and p.is_dir() for p in candidate.iterdir()
@@ -443,7 +409,7 @@ def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str =
     concatenated, resampled 25 -> 20 Hz and cut into windows (one segment per run).
     """
     directory = Path(directory)
-    root = _find_dsads_root(directory)
+    root = find_dsads_root(directory)
     if root is None:
         raise DataError(f"{directory}: no DSADS data/aXX/pY/sZZ.txt layout found")
     unit = _dsads_unit(position)
@@ -496,33 +462,3 @@ def _consecutive_runs(numbered: list[tuple[int, Path]]) -> list[list[Path]]:
         runs[-1].append(path)
         previous = number
     return runs
-
-
-# ------------------------------------------------------------------------------------------------ download
-def download_archive(name: str, dest_dir: str | Path) -> Path:
-    """Download the official zip of ``name`` ("uci", "wisdm", "dsads") and extract it into dest_dir/name.
-
-    Nested zips (the WISDM download wraps wisdm-dataset.zip) are extracted too. Needs internet access to
-    archive.ics.uci.edu; returns the directory to pass to read_archive / load_dataset.
-    """
-    if name not in ARCHIVE_URLS:
-        raise DataError(
-            f"download_archive: unknown data set {name!r}, expected one of {sorted(ARCHIVE_URLS)}"
-        )
-    target = Path(dest_dir) / name
-    target.mkdir(parents=True, exist_ok=True)
-    zip_path = target / f"{name}.zip"
-    try:
-        with urllib.request.urlopen(ARCHIVE_URLS[name], timeout=60) as response, open(zip_path, "wb") as out:
-            shutil.copyfileobj(response, out)
-    except OSError as error:
-        raise DataError(f"download_archive: could not fetch {ARCHIVE_URLS[name]}: {error}") from error
-    pending = [zip_path]
-    while pending:
-        archive_path = pending.pop()
-        with zipfile.ZipFile(archive_path) as archive:
-            archive.extractall(archive_path.parent)
-            inner = [archive_path.parent / n for n in archive.namelist() if n.lower().endswith(".zip")]
-        archive_path.unlink()
-        pending += inner
-    return target

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.archives import read_archive
 from common.data.errors import DataError
 from common.data.labels import LabelVocabulary, canonical, default_vocabulary
+from common.data.sources import read_archive
 from common.data.windows import (
     MODEL_RATE_HZ,
     REQUIRED_NPZ_KEYS,
