@@ -1,6 +1,6 @@
 """The method's code, in layers; each sub-package's docstring says what it owns and what it may import.
 
-    base        seeds, threads, logging, metrics, project paths        imports nothing of ours
+    base        seeds, threads, logging, metrics, paths, device        imports nothing of ours
     data        IMU windows: containers, files, archives, labels,      base
                 device types, synthetic data, signal analysis
     language    text about windows and labels: prompts, the rules      base, data
