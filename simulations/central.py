@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import time
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from common.base.runtime import set_seed
 from common.data.errors import DataError
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
+from common.data.toml_files import read_toml
 from common.data.windows import WindowSet, split_by_user
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
@@ -117,8 +117,7 @@ def central_config(budget: str = "default", config_file: Path | None = None, **o
         raise DataError(f"--budget: unknown '{budget}', choose one of {sorted(BUDGETS)}")
     values: dict = {"budget": budget, **BUDGETS[budget]}
     if config_file is not None:
-        with open(config_file, "rb") as handle:
-            file_values = tomllib.load(handle)
+        file_values = read_toml(config_file, "central settings file")
         known = {f.name for f in dataclasses.fields(CentralConfig)}
         unknown = sorted(set(file_values) - known)
         if unknown:

@@ -11,7 +11,6 @@ acc_bias and acc_noise_std m/s^2; gyro_bias and gyro_noise_std rad/s.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from common.base.paths import CONFIGS_DIR
 from common.data.errors import DataError
+from common.data.toml_files import read_toml
 from common.data.windows import WindowSet, resample_signal
 
 DEVICES_DIR = CONFIGS_DIR / "devices"
@@ -98,11 +98,7 @@ def load_device_type(name_or_path: str | Path) -> DeviceType:
         raise DataError(
             f"device type {str(name_or_path)!r}: no file {path}; shipped device types: {list_device_types()}"
         )
-    try:
-        with open(path, "rb") as handle:
-            document = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as error:
-        raise DataError(f"{path}: not valid TOML: {error}") from error
+    document = read_toml(path, "device type file")
     known = {f.name for f in fields(DeviceType)}
     unknown = sorted(set(document) - known)
     if unknown:

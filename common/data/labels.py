@@ -9,13 +9,13 @@ framework compares label names across data sets, so every name is mapped to the 
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from common.base.paths import CONFIGS_DIR
 from common.data.errors import DataError
+from common.data.toml_files import read_toml
 
 VOCABULARY_FILE = CONFIGS_DIR / "labels.toml"
 OTHER_CATEGORY = "other"
@@ -77,13 +77,7 @@ class LabelVocabulary:
     def merge_file(self, path: Path) -> None:
         """Add the categories, labels and aliases of one TOML file (format: configs/labels.toml)."""
         path = Path(path)
-        try:
-            with open(path, "rb") as handle:
-                document = tomllib.load(handle)
-        except FileNotFoundError as error:
-            raise DataError(f"label vocabulary file {path} does not exist") from error
-        except tomllib.TOMLDecodeError as error:
-            raise DataError(f"label vocabulary file {path} is not valid TOML: {error}") from error
+        document = read_toml(path, "label vocabulary file")
         self.sources.append(str(path))
 
         unknown = set(document) - _ALLOWED_TOP_KEYS

@@ -11,21 +11,22 @@ prompt. Labels without an entry get template descriptions.
 from __future__ import annotations
 
 import itertools
-import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from common.base.paths import CONFIGS_DIR
+from common.data.errors import DataError
 from common.data.labels import canonical
+from common.data.toml_files import read_toml
 
 DEFAULT_KNOWLEDGE_PATH = CONFIGS_DIR / "label_knowledge.toml"
 _ASPECTS = ("general", "sensor", "body")
 _ALLOWED_KEYS = {*_ASPECTS, "aliases", "descriptions"}
 
 
-class KnowledgeError(ValueError):
+class KnowledgeError(DataError):
     """The label knowledge file is missing or malformed (the message names the file and the field)."""
 
 
@@ -79,13 +80,7 @@ def _parse_entry(path: Path, label: str, entry: object) -> ActivityKnowledge:
 
 @lru_cache(maxsize=8)
 def _load_entries_cached(path: Path) -> dict[str, ActivityKnowledge]:
-    try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
-    except FileNotFoundError as error:
-        raise KnowledgeError(f"label knowledge file not found: {path}") from error
-    except tomllib.TOMLDecodeError as error:
-        raise KnowledgeError(f"{path}: invalid TOML: {error}") from error
+    document = read_toml(path, "label knowledge file", error=KnowledgeError)
     activities = document.get("activities")
     if not isinstance(activities, dict) or not activities:
         raise KnowledgeError(f'{path}: expected one table [activities."<label>"] per activity')

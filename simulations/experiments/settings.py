@@ -21,7 +21,6 @@ import os
 import platform
 import sys
 import time
-import tomllib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 from common.base.paths import PROJECT_ROOT
 from common.data.errors import DataError
 from common.data.loading import dataset_labels
+from common.data.toml_files import read_toml
 from simulations.central import BUDGETS, CentralConfig, central_config
 
 REPO = PROJECT_ROOT
@@ -163,13 +163,7 @@ def load_settings(cls: type, path: Path | None, budget: str, pairs: str | None =
     fields = {f.name: f for f in dataclasses.fields(cls)}
     values: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as handle:
-                document = tomllib.load(handle)
-        except FileNotFoundError as error:
-            raise DataError(f"--config: {path} does not exist") from error
-        except tomllib.TOMLDecodeError as error:
-            raise DataError(f"{path}: invalid TOML: {error}") from error
+        document = read_toml(path, "--config: experiment settings file")
         per_budget = {name: document.pop(name) for name in list(BUDGETS) if name in document}
         values.update(document)
         values.update(per_budget.get(budget, {}))
