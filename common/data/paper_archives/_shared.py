@@ -7,7 +7,7 @@ at pauses is common.archives' continuous_runs (also used by the WISDM reader).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,27 @@ def parse_number(text: str, where: str, field: str, allow_nan: bool = False) -> 
     if np.isinf(value) or (np.isnan(value) and not allow_nan):
         raise DataError(f"{where}: field {field!r} = {text.strip()!r} is not a finite number")
     return value
+
+
+def csv_rows(path: Path, required: Sequence[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """("<path>, line <n>", {column: field}) for each data row of a comma-separated file with a header row.
+
+    The header must name every `required` column (quotes around names are ignored); every row must have as
+    many fields as the header; blank lines are skipped. Errors name the file, the line and what is wrong.
+    """
+    with open(path, encoding="utf-8") as handle:
+        header = [field.strip().strip('"') for field in handle.readline().rstrip("\r\n").split(",")]
+        missing = [column for column in required if column not in header]
+        if missing:
+            raise DataError(f"{path}, line 1: header lacks column(s) {missing}; expected {list(required)}")
+        for line_number, line in enumerate(handle, start=2):
+            if not line.strip():
+                continue
+            fields = line.rstrip("\r\n").split(",")
+            where = f"{path}, line {line_number}"
+            if len(fields) != len(header):
+                raise DataError(f"{where}: expected {len(header)} comma-separated fields, got {len(fields)}")
+            yield where, dict(zip(header, fields, strict=True))
 
 
 def find_folder(directory: Path, accepts: Callable[[Path], bool], depth: int = 2) -> Path | None:

@@ -28,7 +28,7 @@ import numpy as np
 
 from common.data.archives import continuous_runs, intersect_runs
 from common.data.errors import DataError
-from common.data.paper_archives._shared import WindowCollector, find_folder, on_grid, parse_number
+from common.data.paper_archives._shared import WindowCollector, csv_rows, find_folder, on_grid, parse_number
 from common.data.windows import MODEL_RATE_HZ, WindowSet, resample_signal
 
 HHAR_COLUMNS = ("Index", "Arrival_Time", "Creation_Time", "x", "y", "z", "User", "Model", "Device", "gt")
@@ -85,42 +85,27 @@ def _read_hhar_file(path: Path, models: dict[str, str]) -> _Streams:
     if not path.is_file():
         raise DataError(f"{path} is missing (HHAR needs the accelerometer and the gyroscope file)")
     streams: _Streams = {}
-    with open(path, encoding="utf-8") as handle:
-        header = [field.strip() for field in handle.readline().split(",")]
-        missing = [column for column in HHAR_COLUMNS if column not in header]
-        if missing:
+    for where, row in csv_rows(path, HHAR_COLUMNS):
+        activity = row["gt"].strip()
+        if activity == HHAR_NULL_LABEL:
+            continue
+        if activity not in HHAR_ACTIVITIES:
             raise DataError(
-                f"{path}, line 1: header lacks column(s) {missing}; expected {list(HHAR_COLUMNS)}"
+                f"{where}: field 'gt' = {activity!r} is not one of {[*HHAR_ACTIVITIES, HHAR_NULL_LABEL]}"
             )
-        column = {name: header.index(name) for name in HHAR_COLUMNS}
-        for line_number, line in enumerate(handle, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(",")
-            where = f"{path}, line {line_number}"
-            if len(fields) != len(header):
-                raise DataError(f"{where}: expected {len(header)} comma-separated fields, got {len(fields)}")
-            activity = fields[column["gt"]].strip()
-            if activity == HHAR_NULL_LABEL:
-                continue
-            if activity not in HHAR_ACTIVITIES:
-                raise DataError(
-                    f"{where}: field 'gt' = {activity!r} is not one of {[*HHAR_ACTIVITIES, HHAR_NULL_LABEL]}"
-                )
-            user, device = fields[column["User"]].strip(), fields[column["Device"]].strip()
-            _user_id(user, where)
-            try:
-                timestamp = int(fields[column["Creation_Time"]])
-            except ValueError as error:
-                raise DataError(
-                    f"{where}: field 'Creation_Time' = {fields[column['Creation_Time']]!r} is not an integer "
-                    f"(nanoseconds)"
-                ) from error
-            xyz = [parse_number(fields[column[axis]], where, axis) for axis in ("x", "y", "z")]
-            models.setdefault(device, fields[column["Model"]].strip())
-            times, values = streams.setdefault((user, device, activity), (array("q"), array("d")))
-            times.append(timestamp)
-            values.extend(xyz)
+        user, device = row["User"].strip(), row["Device"].strip()
+        _user_id(user, where)
+        try:
+            timestamp = int(row["Creation_Time"])
+        except ValueError as error:
+            raise DataError(
+                f"{where}: field 'Creation_Time' = {row['Creation_Time']!r} is not an integer (nanoseconds)"
+            ) from error
+        xyz = [parse_number(row[axis], where, axis) for axis in ("x", "y", "z")]
+        models.setdefault(device, row["Model"].strip())
+        times, values = streams.setdefault((user, device, activity), (array("q"), array("d")))
+        times.append(timestamp)
+        values.extend(xyz)
     return streams
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from common.data.errors import DataError
-from common.data.paper_archives._shared import WindowCollector, find_folder, parse_number
+from common.data.paper_archives._shared import WindowCollector, csv_rows, find_folder, parse_number
 from common.data.windows import GRAVITY, MODEL_RATE_HZ, WindowSet, resample_signal
 
 MOTIONSENSE_RATE_HZ = 50.0
@@ -94,21 +94,10 @@ def read_motionsense(directory: str | Path, name: str = "motionsense") -> Window
 
 def _read_device_motion(path: Path) -> np.ndarray:
     """[n, 9] MOTIONSENSE_COLUMNS of one sub_<n>.csv, checked field by field."""
-    with open(path, encoding="utf-8") as handle:
-        header = [field.strip().strip('"') for field in handle.readline().rstrip("\r\n").split(",")]
-        missing = [column for column in MOTIONSENSE_COLUMNS if column not in header]
-        if missing:
-            raise DataError(f"{path}, line 1: header lacks column(s) {missing}")
-        indices = [header.index(column) for column in MOTIONSENSE_COLUMNS]
-        rows = []
-        for line_number, line in enumerate(handle, start=2):
-            if not line.strip():
-                continue
-            fields = line.rstrip("\r\n").split(",")
-            where = f"{path}, line {line_number}"
-            if len(fields) != len(header):
-                raise DataError(f"{where}: expected {len(header)} comma-separated fields, got {len(fields)}")
-            rows.append([parse_number(fields[i], where, header[i]) for i in indices])
+    rows = [
+        [parse_number(row[column], where, column) for column in MOTIONSENSE_COLUMNS]
+        for where, row in csv_rows(path, MOTIONSENSE_COLUMNS)
+    ]
     if not rows:
         raise DataError(f"{path}: file holds no data rows")
     return np.asarray(rows, dtype=np.float64)
