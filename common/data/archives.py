@@ -18,12 +18,61 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from common.data.errors import DataError
 from common.data.windows import GRAVITY, MODEL_RATE_HZ, WINDOW_LENGTH, WindowSet, cut_windows, resample_signal
+
+# ------------------------------------------------------------------------------------------ windowing
+
+
+class WindowCollector:
+    """Windows of many recordings: each add() is one recording (one segment id) of one label and user."""
+
+    def __init__(self, label_names: Sequence[str]) -> None:
+        self.label_names = list(label_names)
+        self._windows: list[np.ndarray] = []
+        self._labels: list[int] = []
+        self._users: list[int] = []
+        self._segments: list[int] = []
+
+    def add(self, stream: np.ndarray, label: str, user: int) -> int:
+        """Cut a [T, 6] stream at MODEL_RATE_HZ into windows; returns how many it gave (the tail is dropped).
+
+        Called once per continuous recording of one activity, so no window spans two recordings or labels.
+        """
+        windows = cut_windows(stream)
+        if len(windows):
+            self._windows.append(windows)
+            segment = len(self._windows)  # 1, 2, ... one id per recording that gave windows
+            self._labels += [self.label_names.index(label)] * len(windows)
+            self._users += [user] * len(windows)
+            self._segments += [segment] * len(windows)
+        return len(windows)
+
+    def build(self, source: Path, name: str, position: str, device: str, missing: str = "") -> WindowSet:
+        """The collected windows as one WindowSet; none at all is an error about `source` (what `missing`
+        says was not found, by default a recording of a known activity as long as one window)."""
+        if not self._windows:
+            missing = missing or (
+                f"no recording of a known activity lasts a full {WINDOW_LENGTH}-sample window "
+                f"({WINDOW_LENGTH / MODEL_RATE_HZ:g} s)"
+            )
+            raise DataError(f"{source}: {missing}")
+        return WindowSet(
+            X=np.concatenate(self._windows).astype(np.float32),
+            y=np.asarray(self._labels, dtype=np.int64),
+            label_names=self.label_names,
+            user=np.asarray(self._users, dtype=np.int64),
+            segment=np.asarray(self._segments, dtype=np.int64),
+            name=name,
+            position=position,
+            device=device,
+        )
+
 
 # ------------------------------------------------------------------------------------------------- UCI HAPT
 HAPT_RATE_HZ = 50.0
@@ -143,7 +192,8 @@ def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
     labels_path = root / "labels.txt"
     label_rows = _read_number_table(labels_path, 5, "label (exp user activity start end)").astype(np.int64)
 
-    windows, activity, users, segments = [], [], [], []
+    label_names = [HAPT_ACTIVITIES[i] for i in sorted(HAPT_ACTIVITIES)]
+    collector = WindowCollector(label_names)
     streams: dict[tuple[int, int], np.ndarray] = {}
     for row_number, (experiment, user, activity_id, start, end) in enumerate(label_rows, start=1):
         where = f"{labels_path}, line {row_number}"
@@ -167,26 +217,13 @@ def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
         # resampled once so the anti-alias filter sees no artificial edges at label boundaries.
         first = int(np.ceil((start - 1) * MODEL_RATE_HZ / HAPT_RATE_HZ))
         last = int(np.floor(end * MODEL_RATE_HZ / HAPT_RATE_HZ))
-        cut = cut_windows(stream[first:last])
-        if len(cut) == 0:
-            continue
-        windows.append(cut)
-        activity += [activity_id - 1] * len(cut)
-        users += [int(user)] * len(cut)
-        segments += [row_number] * len(cut)
-    if not windows:
-        raise DataError(
-            f"{labels_path}: no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window"
-        )
-    return WindowSet(
-        X=np.concatenate(windows).astype(np.float32),
-        y=np.asarray(activity, dtype=np.int64),
-        label_names=[HAPT_ACTIVITIES[i] for i in sorted(HAPT_ACTIVITIES)],
-        user=np.asarray(users, dtype=np.int64),
-        segment=np.asarray(segments, dtype=np.int64),
-        name=name,
+        collector.add(stream[first:last], HAPT_ACTIVITIES[activity_id], int(user))
+    return collector.build(
+        labels_path,
+        name,
         position="waist",
         device="samsung_galaxy_s2",
+        missing=f"no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window",
     )
 
 
@@ -309,7 +346,7 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
         raise DataError(f"{root / 'accel'}: no data_<subject>_accel_{device}.txt files")
 
     codes = list(WISDM_ACTIVITIES)
-    windows, activity, users, segments = [], [], [], []
+    collector = WindowCollector([WISDM_ACTIVITIES[code] for code in codes])
     skipped = []
     for subject in subjects:
         acc_path = root / "accel" / f"data_{subject}_accel_{device}.txt"
@@ -332,28 +369,15 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
                     + [np.interp(grid, gyro_s, gyro[:, i]) for i in range(3)],
                     axis=1,
                 )
-                cut = cut_windows(stream)
-                if len(cut) == 0:
-                    continue
-                windows.append(cut)
-                activity += [codes.index(code)] * len(cut)
-                users += [subject] * len(cut)
-                segments += [len(windows)] * len(cut)
+                collector.add(stream, WISDM_ACTIVITIES[code], subject)
     if skipped:
         warnings.warn(f"{root}: skipped subjects without a gyro file: {skipped}", stacklevel=2)
-    if not windows:
-        raise DataError(
-            f"{root}: no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro"
-        )
-    return WindowSet(
-        X=np.concatenate(windows).astype(np.float32),
-        y=np.asarray(activity, dtype=np.int64),
-        label_names=[WISDM_ACTIVITIES[code] for code in codes],
-        user=np.asarray(users, dtype=np.int64),
-        segment=np.asarray(segments, dtype=np.int64),
-        name=name,
+    return collector.build(
+        root,
+        name,
         position=WISDM_POSITIONS[device],
         device=device,
+        missing=f"no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro",
     )
 
 
@@ -416,7 +440,7 @@ def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str =
     columns = slice(unit * 9, unit * 9 + 6)  # acc x,y,z then gyro x,y,z of the chosen unit
     file_pattern = re.compile(r"s(\d+)\.txt$")
 
-    windows, activity, users, segments = [], [], [], []
+    collector = WindowCollector(DSADS_ACTIVITIES)
     for activity_index in range(len(DSADS_ACTIVITIES)):
         activity_dir = root / f"a{activity_index + 1:02d}"
         if not activity_dir.is_dir():
@@ -430,26 +454,14 @@ def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str =
             )
             for run in _consecutive_runs(numbered):
                 stream = np.concatenate([_read_dsads_file(path, columns) for path in run])
-                cut = cut_windows(resample_signal(stream, DSADS_RATE_HZ, MODEL_RATE_HZ))
-                if len(cut) == 0:
-                    continue
-                windows.append(cut)
-                activity += [activity_index] * len(cut)
-                users += [subject] * len(cut)
-                segments += [len(windows)] * len(cut)
-    if not windows:
-        raise DataError(
-            f"{root}: no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files"
-        )
-    return WindowSet(
-        X=np.concatenate(windows).astype(np.float32),
-        y=np.asarray(activity, dtype=np.int64),
-        label_names=list(DSADS_ACTIVITIES),
-        user=np.asarray(users, dtype=np.int64),
-        segment=np.asarray(segments, dtype=np.int64),
-        name=name,
+                resampled = resample_signal(stream, DSADS_RATE_HZ, MODEL_RATE_HZ)
+                collector.add(resampled, DSADS_ACTIVITIES[activity_index], subject)
+    return collector.build(
+        root,
+        name,
         position=DSADS_UNITS[unit],
         device="xsens mtx",
+        missing=f"no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files",
     )
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from common.data.errors import DataError
-from common.data.windows import MODEL_RATE_HZ, WINDOW_LENGTH, WindowSet, cut_windows
 
 # Folders that archive tools add beside the data (macOS resource forks in the MotionSense zip, for one).
 _IGNORED_FOLDERS = {"__MACOSX"}
@@ -78,45 +77,3 @@ def on_grid(times_s: np.ndarray, values: np.ndarray, start: float, end: float, r
     """[n, C] linear interpolation of irregular samples onto the uniform grid start, start + 1/rate .. end."""
     grid = start + np.arange(int((end - start) * rate_hz) + 1) / rate_hz
     return np.stack([np.interp(grid, times_s, values[:, i]) for i in range(values.shape[1])], axis=1)
-
-
-class WindowCollector:
-    """Windows of many recordings: each add() is one recording (one segment id) of one label and user."""
-
-    def __init__(self, label_names: Sequence[str]) -> None:
-        self.label_names = list(label_names)
-        self._windows: list[np.ndarray] = []
-        self._labels: list[int] = []
-        self._users: list[int] = []
-        self._segments: list[int] = []
-
-    def add(self, stream: np.ndarray, label: str, user: int) -> int:
-        """Cut a [T, 6] stream at MODEL_RATE_HZ into windows; returns how many it gave (the tail is dropped).
-
-        Called once per continuous recording of one activity, so no window spans two recordings or labels.
-        """
-        windows = cut_windows(stream)
-        if len(windows):
-            self._windows.append(windows)
-            segment = len(self._windows)  # 1, 2, ... one id per recording that gave windows
-            self._labels += [self.label_names.index(label)] * len(windows)
-            self._users += [user] * len(windows)
-            self._segments += [segment] * len(windows)
-        return len(windows)
-
-    def build(self, source: Path, name: str, position: str, device: str) -> WindowSet:
-        if not self._windows:
-            raise DataError(
-                f"{source}: no recording of a known activity lasts a full {WINDOW_LENGTH}-sample window "
-                f"({WINDOW_LENGTH / MODEL_RATE_HZ:g} s)"
-            )
-        return WindowSet(
-            X=np.concatenate(self._windows).astype(np.float32),
-            y=np.asarray(self._labels, dtype=np.int64),
-            label_names=self.label_names,
-            user=np.asarray(self._users, dtype=np.int64),
-            segment=np.asarray(self._segments, dtype=np.int64),
-            name=name,
-            position=position,
-            device=device,
-        )

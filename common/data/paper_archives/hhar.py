@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.archives import continuous_runs, intersect_runs
+from common.data.archives import WindowCollector, continuous_runs, intersect_runs
 from common.data.errors import DataError
-from common.data.paper_archives._shared import WindowCollector, csv_rows, find_folder, on_grid, parse_number
+from common.data.paper_archives._shared import csv_rows, find_folder, on_grid, parse_number
 from common.data.windows import MODEL_RATE_HZ, WindowSet, resample_signal
 
 HHAR_COLUMNS = ("Index", "Arrival_Time", "Creation_Time", "x", "y", "z", "User", "Model", "Device", "gt")

@@ -23,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from common.data.archives import WindowCollector
 from common.data.errors import DataError
-from common.data.paper_archives._shared import WindowCollector, csv_rows, find_folder, parse_number
+from common.data.paper_archives._shared import csv_rows, find_folder, parse_number
 from common.data.windows import GRAVITY, MODEL_RATE_HZ, WindowSet, resample_signal
 
 MOTIONSENSE_RATE_HZ = 50.0
