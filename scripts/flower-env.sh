@@ -9,3 +9,13 @@ export FLWR_HOME="${FLWR_HOME:-$(pwd)/.flwr}"
 export PATH="$(pwd)/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export OMP_NUM_THREADS=1
+# Ray: with RAY_ADDRESS unset, `ray.init()` attaches to the last cluster `ray start` left on this machine. "local"
+# keeps every simulation on a private instance unless RAY_ADDRESS names a cluster (README "Simulation on a Ray
+# cluster").
+export RAY_ADDRESS="${RAY_ADDRESS:-local}"
+if [ "$RAY_ADDRESS" != local ]; then
+  # `flwr run .` reuses any SuperLink answering on its local port, and that SuperLink kept the RAY_ADDRESS it
+  # was started with: cluster runs get a port of their own, apart from the SuperLink of private runs.
+  export FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="${FLWR_LOCAL_SUPERLINK_HTTP_API_PORT:-39191}"
+  export FLWR_LOCAL_CONTROL_API_PORT="${FLWR_LOCAL_CONTROL_API_PORT:-39193}"
+fi

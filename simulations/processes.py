@@ -8,6 +8,12 @@ ones it started: those are stopped by pid, with their children, and nothing else
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterable
+
 import psutil
 
 
@@ -28,13 +34,54 @@ def stop_processes_naming(marker: str, timeout: float = 10.0) -> list[int]:
 
     Returns the pids that were signalled.
     """
+    return _stop(_with_descendants(processes_naming(marker)), timeout)
+
+
+def stop_process_trees(roots: Iterable[int | subprocess.Popen], timeout: float = 10.0) -> list[int]:
+    """Stop processes this program started, given by pid or Popen, with every descendant, by pid.
+
+    A root started with `start_new_session=True` leads its own process group: members of that group are
+    stopped too, which catches helpers re-parented away from the root (Ray's raylet and GCS; a SuperNode's
+    SuperExec once the SuperNode has exited). A group id is its leader's pid: for a pid, the leader must be
+    alive while we look, so the group cannot be someone else's; for a Popen (our own child) the group is
+    looked up even after the leader has exited. SIGTERM first, SIGKILL after `timeout` s.
+    Returns the pids that were signalled.
+    """
+    found: list[psutil.Process] = []
+    for root in roots:
+        pid = root.pid if isinstance(root, subprocess.Popen) else root
+        # An exited child's group can only hold processes it started (a new group of that id would need
+        # its pid to be reused within moments).
+        leads_group = _pgid(pid) == pid or (isinstance(root, subprocess.Popen) and root.poll() is not None)
+        try:
+            found.append(psutil.Process(pid))
+        except psutil.Error:
+            pass  # already ended
+        if leads_group:
+            found.extend(p for p in psutil.process_iter() if p.pid != pid and _pgid(p.pid) == pid)
+    return _stop(_with_descendants(found), timeout)
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
+
+
+def _with_descendants(roots: Iterable[psutil.Process]) -> dict[int, psutil.Process]:
     targets: dict[int, psutil.Process] = {}
-    for root in processes_naming(marker):
+    for root in roots:
         try:
             for process in [root, *root.children(recursive=True)]:
                 targets[process.pid] = process
         except psutil.Error:
             continue  # it ended while we looked
+    targets.pop(psutil.Process().pid, None)  # never this process
+    return targets
+
+
+def _stop(targets: dict[int, psutil.Process], timeout: float) -> list[int]:
     for process in targets.values():
         try:
             process.terminate()
@@ -47,3 +94,33 @@ def stop_processes_naming(marker: str, timeout: float = 10.0) -> list[int]:
         except psutil.Error:
             pass
     return sorted(targets)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now (another program may take it before use: bind soon after)."""
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports free on loopback now: held open together, so none is handed out twice."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
+    """Wait until something listens on 127.0.0.1:`port`; fail early if `process` (the server) has exited."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with code {process.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")

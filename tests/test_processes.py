@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -9,7 +10,7 @@ import time
 import psutil
 import pytest
 
-from simulations.processes import processes_naming, stop_processes_naming
+from simulations.processes import processes_naming, stop_process_trees, stop_processes_naming
 
 SLEEPER = "import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); time.sleep(60)"  # noqa: E501
 
@@ -38,3 +39,47 @@ def test_stops_only_the_processes_naming_the_marker_and_their_children(tmp_path)
 def test_refuses_a_marker_too_short_to_be_one_runs_own() -> None:
     with pytest.raises(ValueError, match="too short"):
         processes_naming("flwr")
+
+
+# A session leader whose child starts a grandchild and exits: the grandchild is re-parented away from the
+# leader (as daemons like Ray's raylet are) but stays in the leader's process group.
+ORPHANING = (
+    "import subprocess, sys, time; "
+    "subprocess.Popen([sys.executable, '-c', "
+    "'import subprocess, sys; subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(60)\"])'"
+    "]).wait(); "
+    "time.sleep(60)"
+)
+
+
+def test_stops_a_started_process_with_its_group_and_descendants_only() -> None:
+    ours = subprocess.Popen([sys.executable, "-c", ORPHANING], start_new_session=True)
+    theirs = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        orphan = None
+        for _ in range(100):  # wait until the grandchild exists
+            members = [
+                p for p in psutil.process_iter() if p.pid != ours.pid and _pgid(p.pid) == ours.pid
+            ]
+            orphan = members[0] if len(members) == 1 and members[0].ppid() != ours.pid else None
+            if orphan is not None:  # its parent has exited: only the process group still ties it to ours
+                break
+            time.sleep(0.1)
+        assert orphan is not None
+        stopped = stop_process_trees([ours], timeout=5)
+        assert ours.pid in stopped and orphan.pid in stopped
+        assert ours.wait(timeout=5) is not None
+        assert not orphan.is_running() or orphan.status() == "zombie"
+        assert theirs.poll() is None
+    finally:
+        for process in (ours, theirs):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
