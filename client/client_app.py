@@ -15,6 +15,7 @@ from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
+from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from common.federation import protocol
 from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
 from common.federation.run_config import FederationConfig
@@ -117,7 +118,14 @@ def store_labels(msg: Message, context: Context) -> Message:
     )
 
 
-@app.train(mods=[lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
+# SecAgg+ stages 1, 2 and 4 (client/secagg.py); stage 3 is the train message, masked by secagg_mod.
+app.query("secagg_setup")(handle_setup)
+app.query("secagg_share_keys")(handle_share_keys)
+app.query("secagg_unmask")(handle_unmask)
+
+
+# secagg_mod first = outermost: it masks what the DP mods (clipping, local noise) have already produced.
+@app.train(mods=[secagg_mod, lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
 def train(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
     if not data.trains:

@@ -247,18 +247,24 @@ class FederationConfig:
         if self.secagg_clipping_range <= 0:
             fail("secagg-clipping-range", f"must be > 0, got {self.secagg_clipping_range}")
         if not 2 <= self.secagg_quantization_range < 2**31:
-            fail("secagg-quantization-range", f"must be within 2..2**31-1, got {self.secagg_quantization_range}")
+            fail(
+                "secagg-quantization-range",
+                f"must be within 2..2**31-1, got {self.secagg_quantization_range}",
+            )
         if self.interpret_on_client:
             if self.interpreter != "rules":
                 fail(
                     "interpret-on-client",
                     f"needs interpreter 'rules', got '{self.interpreter}': an LLM interpreter runs on the "
-                    "server, so the client's summaries would have to leave it (use interpret-on-client=false)",
+                    "server, so the client's summaries would have to leave it (set it to false)",
                 )
             if self.raw_prompt_mode:
                 fail("interpret-on-client", "contradicts raw-prompt-mode (which uploads raw windows)")
             if self.summary_noise > 0:
-                fail("interpret-on-client", "makes summary-noise pointless (no summary is uploaded): set it to 0")
+                fail(
+                    "interpret-on-client",
+                    "makes summary-noise pointless (no summary is uploaded): set it to 0",
+                )
 
     @property
     def activity_list(self) -> list[str]:

@@ -4,15 +4,15 @@ Secure aggregation (Bonawitz et al. 2017, SecAgg+ of Bell et al. 2020, as Flower
 `SecAggPlusWorkflow` / `secaggplus_mod` implement it): the server learns the SUM of the sampled clients'
 weighted updates and nothing about any single one. Per round, four stages (the server always asks):
 
-1. setup       `query.secagg-setup` -> the round's parameters; reply: two public keys (pk1 for the pairwise
+1. setup       `query.secagg_setup` -> the round's parameters; reply: two public keys (pk1 for the pairwise
                masks, pk2 for encrypting key shares to neighbours).
-2. share keys  `query.secagg-share-keys` -> the public keys of the client's neighbours (a ring of
+2. share keys  `query.secagg_share_keys` -> the public keys of the client's neighbours (a ring of
                `num_shares` clients, itself included); reply: per neighbour, Shamir shares of the client's
                mask seed and of its private key 1, encrypted for that neighbour (the server only routes them).
 3. collect     `train` -> the usual train message, its ConfigRecord also carrying the ciphertexts addressed to
                the client; reply: its quantised weighted update and weight, masked with its own seed's mask
                plus one pairwise mask per live neighbour (they cancel in the sum), as one uint32 vector.
-4. unmask      `query.secagg-unmask` -> which neighbours survived and which dropped after stage 2; reply: the
+4. unmask      `query.secagg_unmask` -> which neighbours survived and which dropped after stage 2; reply: the
                mask-seed shares of survivors and the private-key shares of the dropped (never both for one
                node). The server rebuilds the survivors' own masks and the dropped clients' pairwise masks.
 
@@ -52,9 +52,9 @@ from flwr.supercore.primitives.asymmetric import (
     public_key_to_bytes,
 )
 
-SETUP = "query.secagg-setup"
-SHARE_KEYS = "query.secagg-share-keys"
-UNMASK = "query.secagg-unmask"
+SETUP = "query.secagg_setup"
+SHARE_KEYS = "query.secagg_share_keys"
+UNMASK = "query.secagg_unmask"
 # The collect stage is the round's ordinary `train` message; these keys ride in its ConfigRecord.
 CIPHERTEXTS = "secagg-ciphertexts"  # list[bytes], one per neighbour that shared keys
 SOURCES = "secagg-sources"  # list[str]: node id of each ciphertext's sender (str: ids are unsigned 64-bit)
