@@ -35,7 +35,10 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
         ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
-        ({"secagg-reconstruction-threshold": 9}, "'secagg-reconstruction-threshold' must be within 2..7"),
+        (
+            {"secagg-reconstruction-threshold": 9},
+            "'secagg-reconstruction-threshold' must be within 2..secagg-num-shares (7)",
+        ),
         ({"secagg-clipping-range": 0.0}, "'secagg-clipping-range' must be > 0"),
         ({"secagg-quantization-range": 1}, "'secagg-quantization-range' must be within"),
         ({"interpret-on-client": True, "interpreter": "openai"}, "'interpret-on-client' needs interpreter"),
