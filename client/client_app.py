@@ -14,6 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
+from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
 from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from common.federation import protocol
@@ -25,6 +26,7 @@ from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar.client")
 app = ClientApp()
+LOCAL_TEXTS = "local-texts"  # context.state: per-window interpretation texts (interpret-on-client only)
 
 
 @lru_cache(maxsize=64)
@@ -66,6 +68,9 @@ def send_summaries(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
     seed = config.seed + data.spec.partition_id
     arrays = {}
+    local_texts = interpret_locally(data, config) if config.interpret_on_client else None
+    if local_texts is not None:  # only distinct texts leave; the per-window ones stay for the targets phase
+        context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
     if data.trains:
         arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
     if data.evaluates:  # interpreted by the server for the text path; labels stay here
@@ -92,12 +97,21 @@ def send_summaries(msg: Message, context: Context) -> Message:
         }
     )
     content = RecordDict({protocol.FEATURES: protocol.array_record(**arrays), protocol.CONTEXT: info})
+    if local_texts is not None:
+        content = RecordDict(
+            {protocol.INTERPRETATIONS: distinct_texts_record(local_texts), protocol.CONTEXT: info}
+        )
     return Message(content, reply_to=msg)
 
 
 @app.query("targets")
 def store_targets(msg: Message, context: Context) -> Message:
     _, data = _setup(context)
+    if protocol.TEXT_TABLE in msg.content:  # interpret-on-client: look the own texts up in the table
+        local_texts = {key: list(values) for key, values in context.state[LOCAL_TEXTS].items()}
+        msg.content[protocol.TARGET_ARRAYS] = targets_from_table(msg.content, local_texts)[
+            protocol.TARGET_ARRAYS
+        ]
     targets = msg.content[protocol.TARGET_ARRAYS]
     for key, windows in (("z", data.train), ("z-eval", data.eval)):
         rows = targets[key].shape[0] if key in targets else 0

@@ -44,6 +44,7 @@ from server.checkpoint import (
     strategy_state,
 )
 from server.cloud import Cloud
+from server.local_interpretation import text_table_records
 from server.secagg import secagg_train_round
 from server.strategy import make_strategy
 
@@ -152,6 +153,12 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
     for reply in replies:
         node = reply.metadata.src_node_id
         info = reply.content[protocol.CONTEXT]
+        roles[node] = str(info["role"])
+        num_windows[node] = int(info["num-windows"])  # SecAgg+ scales the masked weights by the largest
+        if protocol.INTERPRETATIONS in reply.content:  # interpret-on-client: only distinct texts came up
+            content = text_table_records(cloud, reply.content[protocol.INTERPRETATIONS], model_config)
+            outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
+            continue
         uploaded = reply.content[protocol.FEATURES]
         context = SensorContext(
             sampling_rate=float(info["sampling-rate"]),
@@ -182,8 +189,6 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
         )
         if config.send_target_text:
             content[protocol.TARGET_TEXTS] = ConfigRecord({"texts": texts})
-        roles[node] = str(info["role"])
-        num_windows[node] = int(info["num-windows"])  # SecAgg+ scales the masked weights by the largest
         outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
     stored = sorted(m.metadata.src_node_id for m in exchange(outgoing, "targets"))
     return {
@@ -572,12 +577,35 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         "dp_mode": config.dp_mode,
         "uploaded_fields": {phase: sorted(fields) for phase, fields in exchange.uploaded.items()},
         "bytes_up_per_client_mean": exchange.traffic.summary()["bytes_up_per_client_mean"],
+        # Which protections were on, and what the server could see of a client's update and windows.
+        "protections": {
+            "secagg": config.secagg,
+            "dp": config.dp_mode,
+            "summary_noise": config.summary_noise > 0,
+            "local_interpretation": config.interpret_on_client,
+        },
+        "server_sees_individual_updates": not config.secagg,
+        # A per-window upload: any array whose first axis counts this client's windows (summaries, windows).
+        "per_window_arrays_uploaded": sorted(
+            f"{phase}:{name}"
+            for phase, fields in exchange.uploaded.items()
+            for name, shape in fields.items()
+            if phase == "summaries" and isinstance(shape, list)
+        ),
+        "epsilon_spent": rounds[-1].get("dp_epsilon") if rounds else None,
     }
+    if config.secagg:
+        report["secagg"] = {
+            "num_shares": config.secagg_num_shares,
+            "reconstruction_threshold": config.secagg_reconstruction_threshold,
+            "clipping_range": config.secagg_clipping_range,
+            "quantization_range": config.secagg_quantization_range,
+            "rounds_refused": sum(1 for r in rounds if (r.get("secagg") or {}).get("refused")),
+        }
     if config.dp_mode != "none":
         report.update(clipping_norm=config.dp_clipping_norm, delta=config.dp_delta)
     if config.dp_mode == "central":
         report["noise_multiplier"] = config.dp_noise_multiplier
-        report["epsilon_spent"] = rounds[-1].get("dp_epsilon") if rounds else None
     if config.dp_mode == "local":
         report["local_epsilon_per_round"] = config.dp_epsilon
     return report
