@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
 from flwr.client.mod.utils import make_ffn
 from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.task_identity import TaskIdentity
@@ -214,3 +214,20 @@ def test_a_client_never_releases_both_secrets_of_one_node():
         secagg.client_unmask_shares(restored, [1, 2], [2])
     with pytest.raises(secagg.SecAggError, match="its own private key"):
         secagg.client_unmask_shares(restored, [2, 3], [1])
+
+
+def test_fedadam_applies_its_server_step_to_the_secure_average():
+    config, nodes, updates, weights, global_model = federation(5, seed=4, strategy="fedadam")
+    outcome, *_ = secure_round(config, nodes, updates, weights, global_model)
+    reference = make_strategy(config, len(nodes))
+    list(reference.configure_train(1, global_model, ConfigRecord(), FakeGrid(nodes, updates, weights)))
+    request = Message(RecordDict(), dst_node_id=0, message_type=MessageType.TRAIN)
+    average = plain_fedavg(
+        FederationConfig(**{**config.__dict__, "strategy": "fedavg"}), nodes, updates, weights, global_model
+    )
+    metrics = MetricRecord({"num-examples": 1, "uniform-weight": 1, "train-loss": 0.5})
+    expected, _ = reference.aggregate_train(
+        1, [Message(RecordDict({"arrays": average, "metrics": metrics}), reply_to=request)]
+    )
+    assert max_difference(outcome.aggregated, expected) < 1e-4  # Adam's step: quantisation error / sqrt(v)
+    assert max_difference(outcome.aggregated, global_model) > 1e-3  # and it did move the model
