@@ -13,7 +13,7 @@ recordings over several clients; the central run's held-out users are scored by 
 never train). Settings: none, SecAgg+, central DP at several noise multipliers (with SecAgg+, as deployed),
 local interpretation, and SecAgg+ with local interpretation. Writes
 privacy_study.{json,md} (one table) and privacy_study.png (accuracy vs epsilon). Stage 1 is trained once (the
-first setting) and reused by the others (`--text-encoder` skips it).
+study's start) and loaded by every row (`--text-encoder` skips it; `--only 0,3` reruns rows into the table).
 
     python -m simulations.privacy_sweep --study --data-dir ../shared/data --out runs/privacy-study
 """
@@ -46,10 +46,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="store_true", help="the #14 study (>= 100 clients, SecAgg+ etc.)")
     parser.add_argument("--clients", type=int, default=100, help="--study: number of clients")
     parser.add_argument("--rounds", type=int, default=2, help="--study: federated rounds")
+    parser.add_argument("--only", default="", help="--study: comma-separated row indices to (re)run")
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     if args.study:
-        study(Path(args.data_dir).resolve(), out, args.clients, args.rounds, args.text_encoder)
+        only = [int(i) for i in args.only.split(",")] if args.only else None
+        encoder = str(Path(args.text_encoder).resolve()) if args.text_encoder else ""
+        study(Path(args.data_dir).resolve(), out, args.clients, args.rounds, encoder, only)
         return 0
     if not args.text_encoder:
         parser.error("--text-encoder is required for the sweep (without --study)")
@@ -134,16 +137,38 @@ def study_config(
     return FederationConfig(**values)
 
 
-def study(data_dir: Path, out: Path, num_clients: int, rounds: int, text_encoder: str = "") -> list[dict]:
-    """Run every STUDY_SETTINGS row; write the table (md + json) and the accuracy-vs-epsilon figure."""
+def study(
+    data_dir: Path,
+    out: Path,
+    num_clients: int,
+    rounds: int,
+    text_encoder: str = "",
+    only: list[int] | None = None,
+) -> list[dict]:
+    """Run the STUDY_SETTINGS rows (`only`: these indices, replacing their rows in an earlier table); write
+    the table (md + json) and the accuracy-vs-epsilon figure."""
     out.mkdir(parents=True, exist_ok=True)
+    if not text_encoder:
+        # Stage 1 once, before any row: every row then loads the same text space and starts from the same
+        # RNG state (a row that trained stage 1 itself would draw a different initial sensor encoder).
+        from server.cloud import Cloud
+
+        stage1_dir = out / "stage1"
+        stage1_dir.mkdir(parents=True, exist_ok=True)
+        Cloud(study_config(data_dir, stage1_dir, num_clients, rounds), stage1_dir).train_text_space()
+        text_encoder = str(stage1_dir / "text_encoder")
+    table = out / "privacy_study.json"
+    earlier = {r["setting"]: r for r in json.loads(table.read_text())} if only and table.exists() else {}
     results: list[dict] = []
     for index, (name, extra) in enumerate(STUDY_SETTINGS):
-        shared = {"text_encoder_path": text_encoder} if text_encoder else {}
-        config = study_config(data_dir, out / f"setting-{index}", num_clients, rounds, **shared, **extra)
+        if only and index not in only:
+            if name in earlier:
+                results.append(earlier[name])
+            continue
+        config = study_config(
+            data_dir, out / f"setting-{index}", num_clients, rounds, text_encoder_path=text_encoder, **extra
+        )
         metrics = run_federated(config, num_clients=num_clients)
-        if not text_encoder:  # every later setting reuses the first one's stage 1
-            text_encoder = str(out / "setting-0" / "text_encoder")
         privacy = metrics["privacy"]
         results.append(
             {
