@@ -22,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from common.base.paths import PROJECT_ROOT
-from simulations.processes import processes_naming, stop_processes_naming
+from simulations.processes import own_local_superlink_env, processes_naming, stop_processes_naming
 
 REPO = PROJECT_ROOT
 
@@ -96,6 +96,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
+        **own_local_superlink_env(),
         # The running interpreter's environment first (a worktree may have no .venv of its own).
         "PATH": f"{Path(sys.executable).parent}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     }

@@ -8,7 +8,29 @@ ones it started: those are stopped by pid, with their children, and nothing else
 
 from __future__ import annotations
 
+import socket
+
 import psutil
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (the OS picks it)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def own_local_superlink_env() -> dict[str, str]:
+    """Environment for `flwr run` to start a local SuperLink on ports of its own.
+
+    `flwr run` reuses ANY local SuperLink listening on the default ports (39091/39093), whoever started it: on
+    a shared machine a run would land in another user's SuperLink (their FLWR_HOME, their code). Free ports
+    make it start its own, which `stop_processes_naming` can then stop by pid.
+    """
+    return {
+        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(free_port()),
+    }
 
 
 def processes_naming(marker: str) -> list[psutil.Process]:
