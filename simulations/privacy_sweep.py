@@ -46,7 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--study", action="store_true", help="the #14 study (>= 100 clients, SecAgg+ etc.)")
     parser.add_argument("--clients", type=int, default=100, help="--study: number of clients")
     parser.add_argument("--rounds", type=int, default=2, help="--study: federated rounds")
-    parser.add_argument("--only", default="", help="--study: comma-separated row indices to (re)run")
+    parser.add_argument(
+        "--only", default="", help="--study: comma-separated row indices to (re)run (-1: rebuild the table)"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
     if args.study:
@@ -145,8 +147,8 @@ def study(
     text_encoder: str = "",
     only: list[int] | None = None,
 ) -> list[dict]:
-    """Run the STUDY_SETTINGS rows (`only`: these indices, replacing their rows in an earlier table); write
-    the table (md + json) and the accuracy-vs-epsilon figure."""
+    """Run the STUDY_SETTINGS rows (`only`: these indices; the other rows are read from their earlier runs'
+    metrics.json); write the table (md + json) and the accuracy-vs-epsilon figure."""
     out.mkdir(parents=True, exist_ok=True)
     if not text_encoder:
         # Stage 1 once, before any row: every row then loads the same text space and starts from the same
@@ -157,40 +159,41 @@ def study(
         stage1_dir.mkdir(parents=True, exist_ok=True)
         Cloud(study_config(data_dir, stage1_dir, num_clients, rounds), stage1_dir).train_text_space()
         text_encoder = str(stage1_dir / "text_encoder")
-    table = out / "privacy_study.json"
-    earlier = {r["setting"]: r for r in json.loads(table.read_text())} if only and table.exists() else {}
     results: list[dict] = []
     for index, (name, extra) in enumerate(STUDY_SETTINGS):
-        if only and index not in only:
-            if name in earlier:
-                results.append(earlier[name])
+        row_dir = out / f"setting-{index}"
+        config = study_config(data_dir, row_dir, num_clients, rounds, text_encoder_path=text_encoder, **extra)
+        if only and index not in only:  # not rerun: its earlier run's metrics, if there is one
+            if (row_dir / "metrics.json").exists():
+                results.append(study_row(name, config, json.loads((row_dir / "metrics.json").read_text())))
             continue
-        config = study_config(
-            data_dir, out / f"setting-{index}", num_clients, rounds, text_encoder_path=text_encoder, **extra
-        )
         metrics = run_federated(config, num_clients=num_clients)
-        privacy = metrics["privacy"]
-        results.append(
-            {
-                "setting": name,
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "epsilon": privacy.get("epsilon_spent"),
-                "delta": config.dp_delta if config.dp_mode == "central" else None,
-                "noise_multiplier": config.dp_noise_multiplier if config.dp_mode == "central" else None,
-                "protections": privacy["protections"],
-                "per_window_arrays_uploaded": privacy["per_window_arrays_uploaded"],
-                "train_clients": metrics["evaluation"]["train_clients"],
-                "eval_clients": metrics["evaluation"]["eval_clients"],
-                "round_seconds": [r["seconds"] for r in metrics["rounds"]],
-                "bytes_up_per_client_mean": metrics["traffic"]["bytes_up_per_client_mean"],
-                "wall_seconds": metrics["wall_seconds"],
-                "config": config.as_dict(),
-            }
-        )
+        results.append(study_row(name, config, metrics))
         print(f"{name:56s} accuracy {metrics['accuracy']:.3f}  epsilon {results[-1]['epsilon']}", flush=True)
         write_study(out, results)
+    write_study(out, results)
     return results
+
+
+def study_row(name: str, config: FederationConfig, metrics: dict) -> dict:
+    """One table row from a run's metrics.json."""
+    privacy = metrics["privacy"]
+    return {
+        "setting": name,
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
+        "epsilon": privacy.get("epsilon_spent"),
+        "delta": config.dp_delta if config.dp_mode == "central" else None,
+        "noise_multiplier": config.dp_noise_multiplier if config.dp_mode == "central" else None,
+        "protections": privacy["protections"],
+        "per_window_arrays_uploaded": privacy["per_window_arrays_uploaded"],
+        "train_clients": metrics["evaluation"]["train_clients"],
+        "eval_clients": metrics["evaluation"]["eval_clients"],
+        "round_seconds": [r["seconds"] for r in metrics["rounds"]],
+        "bytes_up_per_client_mean": metrics["traffic"]["bytes_up_per_client_mean"],
+        "wall_seconds": metrics["seconds"]["total"],
+        "config": config.as_dict(),
+    }
 
 
 def write_study(out: Path, results: list[dict]) -> None:
