@@ -71,9 +71,9 @@ def send_summaries(msg: Message, context: Context) -> Message:
     local_texts = interpret_locally(data, config) if config.interpret_on_client else None
     if local_texts is not None:  # only distinct texts leave; the per-window ones stay for the targets phase
         context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
-    if data.trains:
+    if data.trains and local_texts is None:
         arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
-    if data.evaluates:  # interpreted by the server for the text path; labels stay here
+    if data.evaluates and local_texts is None:  # interpreted by the server for the text path; labels stay
         arrays["eval-features"] = perturb_summaries(
             window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
         )
