@@ -14,7 +14,9 @@ from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, 
 from flwr.clientapp import ClientApp
 
 from client.device_client import evaluate_locally, train_locally, window_summaries
+from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
+from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from common.base.device import resolve_device
 from common.federation import protocol
 from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
@@ -25,6 +27,7 @@ from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar.client")
 app = ClientApp()
+LOCAL_TEXTS = "local-texts"  # context.state: per-window interpretation texts (interpret-on-client only)
 
 
 @lru_cache(maxsize=64)
@@ -66,9 +69,12 @@ def send_summaries(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
     seed = config.seed + data.spec.partition_id
     arrays = {}
-    if data.trains:
+    local_texts = interpret_locally(data, config) if config.interpret_on_client else None
+    if local_texts is not None:  # only distinct texts leave; the per-window ones stay for the targets phase
+        context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
+    if data.trains and local_texts is None:
         arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
-    if data.evaluates:  # interpreted by the server for the text path; labels stay here
+    if data.evaluates and local_texts is None:  # interpreted by the server for the text path; labels stay
         arrays["eval-features"] = perturb_summaries(
             window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
         )
@@ -92,12 +98,21 @@ def send_summaries(msg: Message, context: Context) -> Message:
         }
     )
     content = RecordDict({protocol.FEATURES: protocol.array_record(**arrays), protocol.CONTEXT: info})
+    if local_texts is not None:
+        content = RecordDict(
+            {protocol.INTERPRETATIONS: distinct_texts_record(local_texts), protocol.CONTEXT: info}
+        )
     return Message(content, reply_to=msg)
 
 
 @app.query("targets")
 def store_targets(msg: Message, context: Context) -> Message:
     _, data = _setup(context)
+    if protocol.TEXT_TABLE in msg.content:  # interpret-on-client: look the own texts up in the table
+        local_texts = {key: list(values) for key, values in context.state[LOCAL_TEXTS].items()}
+        msg.content[protocol.TARGET_ARRAYS] = targets_from_table(msg.content, local_texts)[
+            protocol.TARGET_ARRAYS
+        ]
     targets = msg.content[protocol.TARGET_ARRAYS]
     for key, windows in (("z", data.train), ("z-eval", data.eval)):
         rows = targets[key].shape[0] if key in targets else 0
@@ -118,7 +133,14 @@ def store_labels(msg: Message, context: Context) -> Message:
     )
 
 
-@app.train(mods=[lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
+# SecAgg+ stages 1, 2 and 4 (client/secagg.py); stage 3 is the train message, masked by secagg_mod.
+app.query("secagg_setup")(handle_setup)
+app.query("secagg_share_keys")(handle_share_keys)
+app.query("secagg_unmask")(handle_unmask)
+
+
+# secagg_mod first = outermost: it masks what the DP mods (clipping, local noise) have already produced.
+@app.train(mods=[secagg_mod, lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
 def train(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
     if not data.trains:

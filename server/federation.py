@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,8 @@ from server.checkpoint import (
     strategy_state,
 )
 from server.cloud import Cloud
+from server.local_interpretation import text_table_records
+from server.secagg import secagg_train_round
 from server.strategy import make_strategy
 
 log = logging.getLogger("fedlanhar.server")
@@ -146,9 +149,16 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
     )
     model_config = protocol.model_config_record(cloud.sensor_encoder_config())
     outgoing, roles, interpreted, eval_interpreted = [], {}, 0, 0
+    num_windows: dict[int, int] = {}
     for reply in replies:
         node = reply.metadata.src_node_id
         info = reply.content[protocol.CONTEXT]
+        roles[node] = str(info["role"])
+        num_windows[node] = int(info["num-windows"])  # SecAgg+ scales the masked weights by the largest
+        if protocol.INTERPRETATIONS in reply.content:  # interpret-on-client: only distinct texts came up
+            content = text_table_records(cloud, reply.content[protocol.INTERPRETATIONS], model_config)
+            outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
+            continue
         uploaded = reply.content[protocol.FEATURES]
         context = SensorContext(
             sampling_rate=float(info["sampling-rate"]),
@@ -179,12 +189,12 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
         )
         if config.send_target_text:
             content[protocol.TARGET_TEXTS] = ConfigRecord({"texts": texts})
-        roles[node] = str(info["role"])
         outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
     stored = sorted(m.metadata.src_node_id for m in exchange(outgoing, "targets"))
     return {
         "nodes_with_targets": stored,
         "roles": {node: roles[node] for node in stored},
+        "num_windows": {node: num_windows[node] for node in stored},
         "windows_interpreted": interpreted,
         "eval_windows_interpreted": eval_interpreted,
     }
@@ -399,17 +409,35 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         if config.new_activity_list and server_round == config.new_activities_round:
             labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
             push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
-        train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
-        train_replies = exchange(train_messages, "train")
-        nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
-        enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
-        aggregated, train_metrics = (None, None)
-        if enough:
+        traffic_before = exchange.traffic.summary()
+        secure = None
+        if config.secagg:  # the four SecAgg+ stages (server/secagg.py): the server sees only masked updates
+            secure = secagg_train_round(
+                exchange,
+                strategy,
+                server_round,
+                arrays,
+                train_grid,
+                config,
+                targets_info["num_windows"],
+                partial(server_update, cloud, arrays, server_round) if config.server_train_epochs else None,
+            )
+            train_messages, train_replies = secure.sampled, secure.survivors
+            nodes_trained.update(secure.survivors)
+            enough = secure.refused is None
+            aggregated, train_metrics = secure.aggregated, secure.metrics
+        else:
+            train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
+            train_replies = exchange(train_messages, "train")
+            nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
+            enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
+            aggregated, train_metrics = (None, None)
+        if enough and secure is None:
             participants = train_replies
             if config.server_train_epochs > 0:
                 participants = [*train_replies, server_update(cloud, arrays, server_round)]
             aggregated, train_metrics = strategy.aggregate_train(server_round, participants)
-        else:
+        elif secure is None:
             log.warning(
                 "round %d: only %d of %d clients replied (< min-replies-fraction %.2f): global model kept",
                 server_round,
@@ -434,10 +462,16 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "update_norm": update_norm,
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
             "seconds": time.monotonic() - t_round,
+            "bytes_up": exchange.traffic.summary()["bytes_up_total"] - traffic_before["bytes_up_total"],
+            "bytes_down": exchange.traffic.summary()["bytes_down_total"] - traffic_before["bytes_down_total"],
             **{k: v for k, v in metrics.items() if k not in ("confusion", "text_path_confusion")},
             "confusion": metrics.get("confusion"),
             "text_path_confusion": metrics.get("text_path_confusion"),
         }
+        if secure is not None:
+            record["secagg"] = secure.summary()
+            if secure.refused is not None:
+                exchange.failures.append({"phase": "secagg", "node": None, "reason": secure.refused})
         spent = getattr(strategy, "privacy_spent", lambda: None)()
         if spent is not None:
             record["dp_epsilon"], record["dp_delta"] = float(spent.epsilon), float(spent.delta)
@@ -541,12 +575,35 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         "dp_mode": config.dp_mode,
         "uploaded_fields": {phase: sorted(fields) for phase, fields in exchange.uploaded.items()},
         "bytes_up_per_client_mean": exchange.traffic.summary()["bytes_up_per_client_mean"],
+        # Which protections were on, and what the server could see of a client's update and windows.
+        "protections": {
+            "secagg": config.secagg,
+            "dp": config.dp_mode,
+            "summary_noise": config.summary_noise > 0,
+            "local_interpretation": config.interpret_on_client,
+        },
+        "server_sees_individual_updates": not config.secagg,
+        # A per-window upload: any array whose first axis counts this client's windows (summaries, windows).
+        "per_window_arrays_uploaded": sorted(
+            f"{phase}:{name}"
+            for phase, fields in exchange.uploaded.items()
+            for name, shape in fields.items()
+            if phase == "summaries" and isinstance(shape, list)
+        ),
+        "epsilon_spent": rounds[-1].get("dp_epsilon") if rounds else None,
     }
+    if config.secagg:
+        report["secagg"] = {
+            "num_shares": config.secagg_num_shares,
+            "reconstruction_threshold": config.secagg_reconstruction_threshold,
+            "clipping_range": config.secagg_clipping_range,
+            "quantization_range": config.secagg_quantization_range,
+            "rounds_refused": sum(1 for r in rounds if (r.get("secagg") or {}).get("refused")),
+        }
     if config.dp_mode != "none":
         report.update(clipping_norm=config.dp_clipping_norm, delta=config.dp_delta)
     if config.dp_mode == "central":
         report["noise_multiplier"] = config.dp_noise_multiplier
-        report["epsilon_spent"] = rounds[-1].get("dp_epsilon") if rounds else None
     if config.dp_mode == "local":
         report["local_epsilon_per_round"] = config.dp_epsilon
     return report

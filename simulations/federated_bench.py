@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import psutil
 
 from common.base.paths import PROJECT_ROOT
-from simulations.processes import processes_naming, stop_processes_naming
+from simulations.processes import own_local_superlink_env, processes_naming, stop_processes_naming
 
 REPO = PROJECT_ROOT
 
@@ -95,7 +96,9 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
-        "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
+        **own_local_superlink_env(),
+        # The running interpreter's environment first (a worktree may have no .venv of its own).
+        "PATH": f"{Path(sys.executable).parent}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     }
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
     # never another run's on the same machine.
@@ -140,5 +143,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
         "bytes_down_per_client": metrics["traffic"]["bytes_down_per_client_mean"],
         "final_accuracy": metrics["accuracy"],
         "failures": len(metrics["failures"]),
+        "bytes_up_per_round": [r.get("bytes_up") for r in metrics["rounds"]],
+        "bytes_down_per_round": [r.get("bytes_down") for r in metrics["rounds"]],
         "run_config": config,
     }

@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from common.base.network import free_port
 from common.data.features import analyze_windows, feature_dict
 from common.language.cache import CacheEntry, InterpretationCache
 from common.language.llm.backends import find_smollm2_gguf
 from common.language.llm.interpreters import OpenAIInterpreter
-from common.language.llm.server import LlamaServer, free_port
+from common.language.llm.server import LlamaServer
 from common.language.prompts import (
     ANSWER_BEGIN,
     ANSWER_END,

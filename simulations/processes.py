@@ -16,6 +16,22 @@ from collections.abc import Iterable
 
 import psutil
 
+from common.base.network import free_ports
+
+
+def own_local_superlink_env() -> dict[str, str]:
+    """Environment for `flwr run` to start a local SuperLink on ports of its own.
+
+    `flwr run` reuses ANY local SuperLink listening on the default ports (39091/39093), whoever started it: on
+    a shared machine a run would land in another user's SuperLink (their FLWR_HOME, their code). Free ports
+    make it start its own, which `stop_processes_naming` can then stop by pid.
+    """
+    http_port, control_port = free_ports(2)
+    return {
+        "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
+        "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
+    }
+
 
 def processes_naming(marker: str) -> list[psutil.Process]:
     """Running processes whose command line contains `marker` (a run's own directory), this one excluded."""
@@ -94,23 +110,6 @@ def _stop(targets: dict[int, psutil.Process], timeout: float) -> list[int]:
         except psutil.Error:
             pass
     return sorted(targets)
-
-
-def free_port() -> int:
-    """A TCP port free on loopback now (another program may take it before use: bind soon after)."""
-    return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct TCP ports free on loopback now: held open together, so none is handed out twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:

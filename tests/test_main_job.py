@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import stop_processes_naming
+from simulations.processes import own_local_superlink_env, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -19,7 +19,8 @@ BIN = Path(sys.executable).parent
 @pytest.mark.slow
 def test_flwr_run_default_completes_above_chance(tmp_path):
     env = os.environ | {
-        "FLWR_HOME": str(tmp_path / "flwr-home"),  # a fresh local SuperLink for this test
+        "FLWR_HOME": str(tmp_path / "flwr-home"),  # a fresh local SuperLink for this test,
+        **own_local_superlink_env(),  # on ports of its own: never a SuperLink someone else left running
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",

@@ -46,7 +46,7 @@ def test_refuses_a_marker_too_short_to_be_one_runs_own() -> None:
 ORPHANING = (
     "import subprocess, sys, time; "
     "subprocess.Popen([sys.executable, '-c', "
-    "'import subprocess, sys; subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(60)\"])'"
+    '\'import subprocess, sys; subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])\''
     "]).wait(); "
     "time.sleep(60)"
 )
@@ -58,9 +58,7 @@ def test_stops_a_started_process_with_its_group_and_descendants_only() -> None:
     try:
         orphan = None
         for _ in range(100):  # wait until the grandchild exists
-            members = [
-                p for p in psutil.process_iter() if p.pid != ours.pid and _pgid(p.pid) == ours.pid
-            ]
+            members = [p for p in psutil.process_iter() if p.pid != ours.pid and _pgid(p.pid) == ours.pid]
             orphan = members[0] if len(members) == 1 and members[0].ppid() != ours.pid else None
             if orphan is not None:  # its parent has exited: only the process group still ties it to ours
                 break

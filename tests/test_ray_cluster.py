@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import free_port, free_ports, stop_process_trees, stop_processes_naming
+from common.base.network import free_ports
+from simulations.processes import own_local_superlink_env, stop_process_trees, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -86,8 +87,7 @@ def test_flwr_run_attaches_to_a_running_ray_cluster() -> None:
             "RAY_ADDRESS": address,
             # `flwr run .` reuses any SuperLink on its local port, whoever started it and with whatever Ray:
             # this run gets a SuperLink of its own, started with this environment.
-            "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(free_port()),
-            "FLWR_LOCAL_CONTROL_API_PORT": str(free_port()),
+            **own_local_superlink_env(),
             # A private Ray instance, had one started, would put its session here: the test looks for it.
             "RAY_TMPDIR": str(private_dir),
         }

@@ -34,6 +34,15 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"sensor-input-frame": "world"}, "'sensor-input-frame' must be one of"),
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
+        ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
+        (
+            {"secagg-reconstruction-threshold": 9},
+            "'secagg-reconstruction-threshold' must be within 2..secagg-num-shares (7)",
+        ),
+        ({"secagg-clipping-range": 0.0}, "'secagg-clipping-range' must be > 0"),
+        ({"secagg-quantization-range": 1}, "'secagg-quantization-range' must be within"),
+        ({"interpret-on-client": True, "interpreter": "openai"}, "'interpret-on-client' needs interpreter"),
+        ({"interpret-on-client": True, "raw-prompt-mode": True}, "'interpret-on-client' contradicts"),
     ],
 )
 def test_bad_run_config_names_the_key(overrides, message):

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import free_port, stop_process_trees, wait_for_port
+from common.base.network import free_port
+from simulations.processes import stop_process_trees, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -47,6 +47,13 @@ MODEL_CONFIG = "model-config"  # ConfigRecord of SensorEncoderConfig fields
 BANK_ARRAYS = "label-bank"  # ArrayRecord {"embeddings": [C, D]}
 BANK_INFO = "label-info"  # ConfigRecord {"labels": [...], "new-labels": [...], "version": int}
 ACK = "ack"
+# interpret-on-client (client/local_interpretation.py): the summaries reply carries INTERPRETATIONS instead of
+# FEATURES, ConfigRecord {"texts": [distinct texts of training windows], "eval-texts": [... of evaluation
+# windows]}; the targets message carries TEXT_TABLE {"embeddings": [K, D]} and TEXT_TABLE_TEXTS {"texts": [K]}
+# instead of per-window targets.
+INTERPRETATIONS = "interpretations"
+TEXT_TABLE = "text-table"
+TEXT_TABLE_TEXTS = "text-table-texts"
 # Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
 UNIFORM_WEIGHT = "uniform-weight"
 

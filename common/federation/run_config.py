@@ -115,6 +115,20 @@ class FederationConfig:
     dp_epsilon: float = 10.0  # local DP budget per release
     dp_delta: float = 1e-5
     summary_noise: float = 0.0  # Gaussian noise on uploaded summaries, std relative to each value (not DP)
+    # SecAgg+ on the training rounds (server/secagg.py, client/secagg.py): the server learns only the sum of
+    # the sampled clients' weighted updates. Each client shares its secrets with `secagg-num-shares` ring
+    # neighbours (itself included; the whole round when fewer clients are sampled), any
+    # `secagg-reconstruction-threshold` of which can rebuild them; a round with fewer survivors in some
+    # neighbourhood is refused. Updates (trained - global) are clipped to +-secagg-clipping-range per
+    # coordinate and quantised to secagg-quantization-range levels before masking.
+    secagg: bool = False
+    secagg_num_shares: int = 7
+    secagg_reconstruction_threshold: int = 4
+    secagg_clipping_range: float = 1.0
+    secagg_quantization_range: int = 4194304  # 2**22: sums of up to 1024 clients fit the 2**32 modulus
+    # Local interpretation: rules-interpreter clients interpret their own windows and upload only the set of
+    # distinct interpretation texts (no per-window data); the server answers with their embeddings.
+    interpret_on_client: bool = False
 
     @classmethod
     def keys(cls) -> dict[str, Any]:
@@ -230,6 +244,35 @@ class FederationConfig:
             fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
         if not self.device_type_list:
             fail("device-types", "must name at least one device type")
+        if self.secagg_num_shares < 3:
+            fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
+        if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:
+            fail(
+                "secagg-reconstruction-threshold",
+                f"must be within 2..secagg-num-shares ({self.secagg_num_shares}), "
+                f"got {self.secagg_reconstruction_threshold}",
+            )
+        if self.secagg_clipping_range <= 0:
+            fail("secagg-clipping-range", f"must be > 0, got {self.secagg_clipping_range}")
+        if not 2 <= self.secagg_quantization_range < 2**31:
+            fail(
+                "secagg-quantization-range",
+                f"must be within 2..2**31-1, got {self.secagg_quantization_range}",
+            )
+        if self.interpret_on_client:
+            if self.interpreter != "rules":
+                fail(
+                    "interpret-on-client",
+                    f"needs interpreter 'rules', got '{self.interpreter}': an LLM interpreter runs on the "
+                    "server, so the client's summaries would have to leave it (set it to false)",
+                )
+            if self.raw_prompt_mode:
+                fail("interpret-on-client", "contradicts raw-prompt-mode (which uploads raw windows)")
+            if self.summary_noise > 0:
+                fail(
+                    "interpret-on-client",
+                    "makes summary-noise pointless (no summary is uploaded): set it to 0",
+                )
 
     @property
     def activity_list(self) -> list[str]:

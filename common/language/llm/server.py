@@ -4,20 +4,13 @@ without an API account."""
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from common.base.network import free_port
 from common.language.llm.config import LLMServiceError
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class LlamaServer:

@@ -1,0 +1,399 @@
+"""SecAgg+ for the training rounds, on the Message API: message types, record keys and the protocol's maths.
+
+Secure aggregation (Bonawitz et al. 2017, SecAgg+ of Bell et al. 2020, as Flower's legacy
+`SecAggPlusWorkflow` / `secaggplus_mod` implement it): the server learns the SUM of the sampled clients'
+weighted updates and nothing about any single one. Per round, four stages (the server always asks):
+
+1. setup       `query.secagg_setup` -> the round's parameters; reply: two public keys (pk1 for the pairwise
+               masks, pk2 for encrypting key shares to neighbours).
+2. share keys  `query.secagg_share_keys` -> the public keys of the client's neighbours (a ring of
+               `num_shares` clients, itself included); reply: per neighbour, Shamir shares of the client's
+               mask seed and of its private key 1, encrypted for that neighbour (the server only routes them).
+3. collect     `train` -> the usual train message, its ConfigRecord also carrying the ciphertexts addressed to
+               the client; reply: its quantised weighted update and weight, masked with its own seed's mask
+               plus one pairwise mask per live neighbour (they cancel in the sum), as one uint32 vector.
+4. unmask      `query.secagg_unmask` -> which neighbours survived and which dropped after stage 2; reply: the
+               mask-seed shares of survivors and the private-key shares of the dropped (never both for one
+               node). The server rebuilds the survivors' own masks and the dropped clients' pairwise masks.
+
+Weighting (as Flower's workflow): a client multiplies its update by r = weight / max_weight (max_weight is the
+largest weight sampled this round, announced in stage 1), quantised as q = round(r * Q); q rides in the masked
+vector as element 0. The server divides the unmasked sum by sum(q) / Q: a num_examples-weighted average up to
+quantisation error (the weight key is "num-examples", or the uniform weight 1 under central DP).
+
+What is masked is the UPDATE (trained - global), clipped to +-clipping_range per coordinate: updates are
+small, so a narrow range keeps the quantisation step (2 * clipping_range / Q) far below their size.
+
+Only Flower's primitives do cryptography here (ECDH key pairs, shared-key derivation, authenticated
+symmetric encryption, Shamir sharing, the seeded mask generator, stochastic quantisation); this module is free
+of messages so that tests can simulate N clients and the server exchanging exactly these values.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+from flwr.common.secure_aggregation.crypto.shamir import combine_shares, create_shares
+from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt, encrypt, generate_shared_key
+from flwr.common.secure_aggregation.quantization import quantize
+from flwr.common.secure_aggregation.secaggplus_utils import (
+    pseudo_rand_gen,
+    share_keys_plaintext_concat,
+    share_keys_plaintext_separate,
+)
+from flwr.supercore.primitives.asymmetric import (
+    bytes_to_private_key,
+    bytes_to_public_key,
+    generate_key_pairs,
+    private_key_to_bytes,
+    public_key_to_bytes,
+)
+
+SETUP = "query.secagg_setup"
+SHARE_KEYS = "query.secagg_share_keys"
+UNMASK = "query.secagg_unmask"
+# The collect stage is the round's ordinary `train` message; these keys ride in its ConfigRecord.
+CIPHERTEXTS = "secagg-ciphertexts"  # list[bytes], one per neighbour that shared keys
+SOURCES = "secagg-sources"  # list[str]: node id of each ciphertext's sender (str: ids are unsigned 64-bit)
+
+PARAMS = "secagg-params"  # ConfigRecord of SecAggParams (stage 1)
+KEYS = "secagg-keys"  # ConfigRecord: setup reply {pk1, pk2}; share-keys request {str(node): [pk1, pk2]}
+# ConfigRecord: share-keys reply {destinations, ciphertexts}; unmask reply {owners, shares}
+SHARES = "secagg-shares"
+MASKED = "secagg-masked"  # ArrayRecord {"vector": uint32 [1 + parameters]} (collect reply)
+NEIGHBOURS = "secagg-neighbours"  # ConfigRecord {"active": [str], "dropped": [str]} (unmask request)
+STATE = "secagg-state"  # the client's protocol state, in context.state (never sent)
+
+MODULUS = 2**32  # arithmetic of the masked vectors (a power of two: the mod is a mask)
+
+
+class SecAggError(RuntimeError):
+    """A secure-aggregation round cannot complete (too few survivors, inconsistent messages)."""
+
+
+@dataclass(frozen=True)
+class SecAggParams:
+    """One round's protocol parameters, sent to every sampled client in stage 1."""
+
+    num_shares: int  # neighbourhood size, the client itself included
+    threshold: int  # shares needed to rebuild a secret
+    clipping_range: float
+    quantization_range: int
+    max_weight: float
+    weight_key: str  # the train-reply metric that weighs the client ("num-examples" or "uniform-weight")
+    modulus: int = MODULUS
+
+    def to_config(self) -> dict[str, object]:
+        return {
+            "num-shares": self.num_shares,
+            "threshold": self.threshold,
+            "clipping-range": float(self.clipping_range),
+            "quantization-range": self.quantization_range,
+            "max-weight": float(self.max_weight),
+            "weight-key": self.weight_key,
+            "modulus": self.modulus,
+        }
+
+    @classmethod
+    def from_config(cls, values: dict) -> SecAggParams:
+        return cls(
+            num_shares=int(values["num-shares"]),
+            threshold=int(values["threshold"]),
+            clipping_range=float(values["clipping-range"]),
+            quantization_range=int(values["quantization-range"]),
+            max_weight=float(values["max-weight"]),
+            weight_key=str(values["weight-key"]),
+            modulus=int(values["modulus"]),
+        )
+
+
+# ----------------------------------------------------------------------------------------------- client side
+@dataclass
+class ClientSecrets:
+    """A client's state across the four stages of one round (kept in its context, never sent as is)."""
+
+    node_id: int
+    params: SecAggParams
+    sk1: bytes
+    pk1: bytes
+    sk2: bytes
+    pk2: bytes
+    mask_seed: bytes = b""
+    public_keys: dict[int, tuple[bytes, bytes]] = field(default_factory=dict)  # neighbours', own included
+    seed_shares: dict[int, bytes] = field(default_factory=dict)  # owner -> its mask-seed share held here
+    sk1_shares: dict[int, bytes] = field(default_factory=dict)  # owner -> its private-key-1 share held here
+    live_neighbours: list[int] = field(default_factory=list)  # those whose shares arrived (stage 3)
+
+    def to_config(self) -> dict[str, object]:
+        """Flat ConfigRecord values (ints as str: node ids are unsigned 64-bit)."""
+        return {
+            "node-id": str(self.node_id),
+            **{f"param-{k}": v for k, v in self.params.to_config().items()},
+            "sk1": self.sk1,
+            "pk1": self.pk1,
+            "sk2": self.sk2,
+            "pk2": self.pk2,
+            "mask-seed": self.mask_seed,
+            "key-owners": [str(n) for n in self.public_keys],
+            "key-pk1": [keys[0] for keys in self.public_keys.values()],
+            "key-pk2": [keys[1] for keys in self.public_keys.values()],
+            "seed-share-owners": [str(n) for n in self.seed_shares],
+            "seed-shares": list(self.seed_shares.values()),
+            "sk1-share-owners": [str(n) for n in self.sk1_shares],
+            "sk1-shares": list(self.sk1_shares.values()),
+            "live-neighbours": [str(n) for n in self.live_neighbours],
+        }
+
+    @classmethod
+    def from_config(cls, values: dict) -> ClientSecrets:
+        def ids(key: str) -> list[int]:
+            return [int(n) for n in values.get(key, [])]
+
+        params = {k[len("param-") :]: v for k, v in values.items() if k.startswith("param-")}
+        return cls(
+            node_id=int(values["node-id"]),
+            params=SecAggParams.from_config(params),
+            sk1=values["sk1"],
+            pk1=values["pk1"],
+            sk2=values["sk2"],
+            pk2=values["pk2"],
+            mask_seed=values.get("mask-seed", b""),
+            public_keys=dict(
+                zip(
+                    ids("key-owners"),
+                    zip(values.get("key-pk1", []), values.get("key-pk2", []), strict=True),
+                    strict=True,
+                )
+            ),
+            seed_shares=dict(zip(ids("seed-share-owners"), values.get("seed-shares", []), strict=True)),
+            sk1_shares=dict(zip(ids("sk1-share-owners"), values.get("sk1-shares", []), strict=True)),
+            live_neighbours=ids("live-neighbours"),
+        )
+
+
+def client_setup(node_id: int, params: SecAggParams) -> ClientSecrets:
+    """Stage 1: two fresh key pairs for this round."""
+    sk1, pk1 = generate_key_pairs()
+    sk2, pk2 = generate_key_pairs()
+    return ClientSecrets(
+        node_id=node_id,
+        params=params,
+        sk1=private_key_to_bytes(sk1),
+        pk1=public_key_to_bytes(pk1),
+        sk2=private_key_to_bytes(sk2),
+        pk2=public_key_to_bytes(pk2),
+    )
+
+
+def client_share_keys(
+    secrets: ClientSecrets, neighbour_keys: dict[int, tuple[bytes, bytes]]
+) -> dict[int, bytes]:
+    """Stage 2: Shamir-share a fresh mask seed and private key 1; encrypt each neighbour's pair of shares.
+
+    `neighbour_keys` are the public keys of the live neighbourhood, the client's own included (it keeps its
+    own shares). Returns destination node -> ciphertext.
+    """
+    if len(neighbour_keys) < secrets.params.threshold:
+        raise SecAggError(
+            f"node {secrets.node_id}: {len(neighbour_keys)} live neighbours, fewer than the reconstruction "
+            f"threshold {secrets.params.threshold}"
+        )
+    if neighbour_keys.get(secrets.node_id) != (secrets.pk1, secrets.pk2):
+        raise SecAggError(f"node {secrets.node_id}: the server relayed a wrong public key for this node")
+    all_keys = [key for pair in neighbour_keys.values() for key in pair]
+    if len(set(all_keys)) != len(all_keys):
+        raise SecAggError(f"node {secrets.node_id}: two neighbours advertise the same public key")
+    secrets.public_keys = dict(neighbour_keys)
+    secrets.mask_seed = os.urandom(32)
+    seed_shares = create_shares(secrets.mask_seed, secrets.params.threshold, len(neighbour_keys))
+    sk1_shares = create_shares(secrets.sk1, secrets.params.threshold, len(neighbour_keys))
+    ciphertexts = {}
+    for index, (node, (_, pk2)) in enumerate(neighbour_keys.items()):
+        if node == secrets.node_id:
+            secrets.seed_shares[node], secrets.sk1_shares[node] = seed_shares[index], sk1_shares[index]
+            continue
+        key = generate_shared_key(bytes_to_private_key(secrets.sk2), bytes_to_public_key(pk2))
+        plaintext = share_keys_plaintext_concat(secrets.node_id, node, seed_shares[index], sk1_shares[index])
+        ciphertexts[node] = encrypt(key, plaintext)
+    return ciphertexts
+
+
+def client_masked_vector(
+    secrets: ClientSecrets, ciphertexts: dict[int, bytes], update: list[np.ndarray], weight: float
+) -> tuple[np.ndarray, int]:
+    """Stage 3: decrypt the neighbours' shares, then mask the weighted, quantised update.
+
+    `ciphertexts`: sender -> ciphertext (the neighbours that completed stage 2). Returns the masked uint32
+    vector [q_weight, update...] and how many coordinates were clipped to the clipping range.
+    """
+    params = secrets.params
+    for source, ciphertext in ciphertexts.items():
+        if source not in secrets.public_keys:
+            raise SecAggError(f"node {secrets.node_id}: shares from {source}, which is not a neighbour")
+        key = generate_shared_key(
+            bytes_to_private_key(secrets.sk2), bytes_to_public_key(secrets.public_keys[source][1])
+        )
+        sender, destination, seed_share, sk1_share = share_keys_plaintext_separate(decrypt(key, ciphertext))
+        if (sender, destination) != (source, secrets.node_id):
+            raise SecAggError(
+                f"node {secrets.node_id}: a ciphertext from {source} names {sender} -> {destination}"
+            )
+        secrets.seed_shares[source], secrets.sk1_shares[source] = seed_share, sk1_share
+    if len(ciphertexts) + 1 < params.threshold:
+        raise SecAggError(
+            f"node {secrets.node_id}: shares from {len(ciphertexts)} neighbours, fewer than the threshold "
+            f"{params.threshold} - 1"
+        )
+    secrets.live_neighbours = sorted(ciphertexts)
+    if weight > params.max_weight:
+        raise SecAggError(
+            f"node {secrets.node_id}: weight {weight} above the round's max-weight {params.max_weight}"
+        )
+    q_weight = int(round(weight / params.max_weight * params.quantization_range))
+    scale = q_weight / params.quantization_range  # the dequantised ratio: what the server divides by
+    flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in update]) * scale
+    clipped = int(np.count_nonzero(np.abs(flat) > params.clipping_range))
+    quantized = quantize([flat], params.clipping_range, params.quantization_range)[0].astype(np.int64)
+    vector = np.concatenate([np.array([q_weight], dtype=np.int64), quantized])
+    vector += pseudo_rand_gen(secrets.mask_seed, params.modulus, [vector.shape])[0]
+    for neighbour in secrets.live_neighbours:
+        vector += _pairwise_mask(
+            secrets.sk1, secrets.public_keys[neighbour][0], secrets.node_id, neighbour, params, vector.shape
+        )
+    return (vector % params.modulus).astype(np.uint32), clipped
+
+
+def client_unmask_shares(secrets: ClientSecrets, active: list[int], dropped: list[int]) -> dict[int, bytes]:
+    """Stage 4: mask-seed shares of surviving neighbours, private-key shares of dropped ones.
+
+    Refuses to reveal both secrets of one node: with both the server could unmask that node alone.
+    """
+    if set(active) & set(dropped):
+        raise SecAggError(f"node {secrets.node_id}: nodes listed as both active and dropped")
+    if len(active) < secrets.params.threshold:
+        raise SecAggError(
+            f"node {secrets.node_id}: {len(active)} surviving neighbours, fewer than the threshold "
+            f"{secrets.params.threshold}"
+        )
+    unknown = (set(active) | set(dropped)) - set(secrets.seed_shares)
+    if unknown:
+        raise SecAggError(f"node {secrets.node_id}: holds no shares of {sorted(unknown)}")
+    if secrets.node_id in dropped:
+        raise SecAggError(f"node {secrets.node_id}: asked for its own private key as a dropped node")
+    shares = {node: secrets.seed_shares[node] for node in active}
+    shares.update({node: secrets.sk1_shares[node] for node in dropped})
+    return shares
+
+
+def _pairwise_mask(
+    own_sk1: bytes, other_pk1: bytes, own: int, other: int, params: SecAggParams, shape: tuple[int, ...]
+) -> np.ndarray:
+    """+mask for the larger node id, -mask for the smaller: the pair's masks cancel in the sum."""
+    key = generate_shared_key(bytes_to_private_key(own_sk1), bytes_to_public_key(other_pk1))
+    mask = pseudo_rand_gen(key, params.modulus, [shape])[0]
+    return mask if own > other else -mask
+
+
+# ----------------------------------------------------------------------------------------------- server side
+def neighbourhoods(nodes: list[int], num_shares: int, seed: int) -> dict[int, set[int]]:
+    """SecAgg+'s ring: nodes shuffled, each with num_shares // 2 neighbours on both sides (itself included).
+
+    With fewer nodes than that, every node's neighbourhood is the whole round (plain SecAgg).
+    """
+    order = list(nodes)
+    random.Random(seed).shuffle(order)
+    half = num_shares // 2
+    if 2 * half + 1 >= len(order):
+        return {node: set(order) for node in order}
+    return {
+        node: {order[(index + offset) % len(order)] for offset in range(-half, half + 1)}
+        for index, node in enumerate(order)
+    }
+
+
+def threshold_shortfall(graph: dict[int, set[int]], alive: set[int], threshold: int) -> str | None:
+    """Why the round cannot go on (a live node's neighbourhood has < threshold alive), or None."""
+    for node in sorted(alive):
+        live = graph[node] & alive
+        if len(live) < threshold:
+            return (
+                f"node {node} has {len(live)} live neighbours (itself included), fewer than the "
+                f"reconstruction threshold {threshold}"
+            )
+    return None
+
+
+def route_ciphertexts(sent: dict[int, dict[int, bytes]], alive: set[int]) -> dict[int, dict[int, bytes]]:
+    """Stage 2 -> 3: sender -> {destination: ciphertext} becomes destination -> {sender: ciphertext}."""
+    inbox: dict[int, dict[int, bytes]] = {node: {} for node in alive}
+    for sender, by_destination in sent.items():
+        if sender not in alive:
+            continue
+        for destination, ciphertext in by_destination.items():
+            if destination in inbox:
+                inbox[destination][sender] = ciphertext
+    return inbox
+
+
+def unmask_sum(
+    masked: dict[int, np.ndarray],
+    shares: dict[int, list[bytes]],
+    dropped: set[int],
+    graph: dict[int, set[int]],
+    public_keys: dict[int, tuple[bytes, bytes]],
+    params: SecAggParams,
+) -> tuple[np.ndarray, float]:
+    """Stage 4 on the server: the weighted average update of the clients in `masked`, and their total weight.
+
+    `masked`: survivor -> masked vector; `shares`: owner -> the shares its neighbours released (mask seeds of
+    survivors, private keys of `dropped`). Returns (flat float64 average update, sum of dequantised weights).
+    """
+    total = np.zeros_like(next(iter(masked.values())), dtype=np.int64)
+    for vector in masked.values():
+        total = (total + vector.astype(np.int64)) % params.modulus
+    for node in list(masked) + sorted(dropped):
+        if len(shares.get(node, [])) < params.threshold:
+            raise SecAggError(
+                f"only {len(shares.get(node, []))} shares of node {node}'s secret arrived, fewer than the "
+                f"reconstruction threshold {params.threshold}"
+            )
+        secret = combine_shares(shares[node])
+        if node in masked:  # a survivor: remove its own mask
+            total -= pseudo_rand_gen(secret, params.modulus, [total.shape])[0]
+        else:  # a dropped node: remove the pairwise masks the survivors added for it
+            for neighbour in graph[node] & set(masked):
+                mask = _pairwise_mask(secret, public_keys[neighbour][0], node, neighbour, params, total.shape)
+                total += mask  # survivors added -mask_of(dropped's view); this cancels it
+        total %= params.modulus
+    q_weight_sum = int(total[0])
+    if q_weight_sum <= 0:
+        raise SecAggError("the unmasked weights sum to 0 (wrong shares or max-weight)")
+    weight_sum = q_weight_sum / params.quantization_range
+    # Dequantise the sum of n quantised values: each carried an offset of +clipping_range.
+    step = 2 * params.clipping_range / params.quantization_range
+    weighted_sum = total[1:].astype(np.float64) * step - len(masked) * params.clipping_range
+    return weighted_sum / weight_sum, weight_sum
+
+
+def check_modulus(num_clients: int, quantization_range: int, modulus: int = MODULUS) -> None:
+    """The sum of num_clients values in 0..quantization_range must not wrap around the modulus."""
+    if num_clients * quantization_range >= modulus:
+        raise SecAggError(
+            f"{num_clients} clients x secagg-quantization-range {quantization_range} overflow the 2**32 "
+            "modulus: "
+            f"lower secagg-quantization-range below {modulus // num_clients}"
+        )
+
+
+def split_update(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """A flat vector back into arrays of `shapes` (the global model's order)."""
+    sizes = [int(np.prod(shape)) for shape in shapes]
+    if sum(sizes) != flat.size:
+        raise SecAggError(
+            f"the unmasked vector has {flat.size} values for a model of {sum(sizes)} parameters"
+        )
+    parts = np.split(flat, np.cumsum(sizes)[:-1])
+    return [part.reshape(shape) for part, shape in zip(parts, shapes, strict=True)]

@@ -1,0 +1,123 @@
+"""Privacy modes end to end (#14): SecAgg+ through a real `flwr run`, local interpretation in-process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_federation import run_in_process, small_config
+
+from simulations.processes import own_local_superlink_env, stop_processes_naming
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+CONTEXT_FIELDS = {
+    f"context.{key}"
+    for key in (
+        "sampling-rate",
+        "position",
+        "device",
+        "has-gyro",
+        "num-windows",
+        "num-eval-windows",
+        "role",
+        "raw-prompt-mode",
+    )
+}
+
+
+@pytest.mark.slow
+def test_local_interpretation_uploads_no_per_window_data_and_scores_like_summaries_mode(tmp_path):
+    tiny = dict(num_server_rounds=1, new_activities="", stage1_steps=1, sensor_width=32)
+    summaries = run_in_process(small_config(tmp_path / "summaries", **tiny), num_clients=2)
+    local = run_in_process(small_config(tmp_path / "local", interpret_on_client=True, **tiny), num_clients=2)
+
+    uploaded = local["uploaded_fields"]["summaries"]
+    assert set(uploaded) == CONTEXT_FIELDS | {"interpretations.texts", "interpretations.eval-texts"}
+    assert not any(isinstance(shape, list) for shape in uploaded.values())  # no array at all
+    assert set(local["uploaded_fields"]["targets"]) == {"ack.stored"}
+    assert local["privacy"]["per_window_arrays_uploaded"] == []
+    assert local["privacy"]["protections"]["local_interpretation"] is True
+    assert summaries["privacy"]["per_window_arrays_uploaded"] == [
+        "summaries:features.eval-features",
+        "summaries:features.features",
+    ]
+    # The rules are deterministic: the same targets, hence the same model and scores.
+    assert local["accuracy"] == pytest.approx(summaries["accuracy"], abs=1e-9)
+    assert local["text_path_accuracy"] == pytest.approx(summaries["text_path_accuracy"], abs=1e-9)
+    assert local["confusion"] == summaries["confusion"]
+
+
+@pytest.mark.slow
+def test_secagg_with_central_dp_through_flwr_run(tmp_path):
+    """The smallest real run: 3 synthetic clients, 1 round, SecAgg+ and central DP together."""
+    out_dir = tmp_path / "out"
+    run_config = " ".join(
+        [
+            f"out-dir='{out_dir}'",
+            "num-server-rounds=1",
+            "new-activities=''",
+            "source-windows-per-activity=24",
+            "stage1-steps=1",
+            "server-pretrain-epochs=1",
+            "windows-per-client=40",
+            "local-epochs=1",
+            "sensor-width=32",
+            "secagg=true",
+            "secagg-num-shares=3",
+            "secagg-reconstruction-threshold=2",
+            "dp-mode='central'",
+            "dp-noise-multiplier=0.1",
+            "dp-clipping-norm=1.0",
+            "min-train-nodes=3",
+            "min-available-nodes=3",
+        ]
+    )
+    env = os.environ | {
+        "FLWR_HOME": str(tmp_path / "flwr-home"),
+        **own_local_superlink_env(),  # never another user's SuperLink on the default ports
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+    }
+    try:
+        run = subprocess.run(
+            [
+                BIN / "flwr",
+                "run",
+                ".",
+                "--stream",
+                "--run-config",
+                run_config,
+                "--federation-config",
+                "num-supernodes=3 client-resources-num-cpus=1",
+            ],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        stop_processes_naming(str(tmp_path))  # the SuperLink `flwr run` left, by pid
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    record = metrics["rounds"][0]
+    assert record["secagg"]["refused"] is None and record["secagg"]["survivors"] == 3
+    assert record["aggregated"] is True and record["clients_trained"] == 3
+    assert set(metrics["uploaded_fields"]["train"]) == {"secagg-masked.vector", "metrics.train-loss"}
+    assert {"secagg-setup", "secagg-share-keys", "secagg-unmask"} <= set(metrics["uploaded_fields"])
+    privacy = metrics["privacy"]
+    assert privacy["protections"] == {
+        "secagg": True,
+        "dp": "central",
+        "summary_noise": False,
+        "local_interpretation": False,
+    }
+    assert privacy["server_sees_individual_updates"] is False and privacy["epsilon_spent"] > 0
+    assert 0.0 <= metrics["accuracy"] <= 1.0
