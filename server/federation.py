@@ -15,6 +15,7 @@ and how often the two agree.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -30,11 +31,13 @@ from flwr.serverapp import Grid
 from common.base.metrics import classification_metrics, plot_curves
 from common.base.runtime import set_seed
 from common.federation import protocol
+from common.federation.mixed import parse_clients_data, real_data_sets, run_scoring_labels
 from common.federation.partition import EVALUATE, TRAIN, evaluation_plan
 from common.federation.run_config import FederationConfig
 from common.language.prompts import SensorContext
 from common.models.export import export_sensor_model
 from common.models.sensor_encoder import SensorEncoder
+from server.breakdown import breakdown_summary, client_distribution, per_group, plot_group_accuracy
 from server.checkpoint import (
     ServerState,
     load_checkpoint,
@@ -44,6 +47,7 @@ from server.checkpoint import (
 )
 from server.cloud import Cloud
 from server.strategy import make_strategy
+from server.updates import clip_updates, decode_replies, downlink_arrays, make_lean
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -78,6 +82,7 @@ class Exchange:
         # What left the clients, per phase: "record.field" -> array shape (or value type). The privacy
         # report in metrics.json and the tests read it: no raw window may appear unless raw-prompt mode is on.
         self.uploaded: dict[str, dict[str, object]] = defaultdict(dict)
+        self.refused: list[dict] = []  # clients whose preflight failed: node, partition and their reason
 
     def __call__(self, messages: Iterable[Message], phase: str) -> list[Message]:
         messages = list(messages)
@@ -148,6 +153,11 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
     outgoing, roles, interpreted, eval_interpreted = [], {}, 0, 0
     for reply in replies:
         node = reply.metadata.src_node_id
+        if protocol.REFUSED in reply.content:  # the client's preflight failed: go on without it
+            refusal = reply.content[protocol.REFUSED]
+            exchange.refused.append({"node": node, **dict(refusal.items())})
+            log.warning("node %s: %s", node, refusal["reason"])
+            continue
         info = reply.content[protocol.CONTEXT]
         uploaded = reply.content[protocol.FEATURES]
         context = SensorContext(
@@ -191,10 +201,16 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
 
 
 def push_labels(
-    cloud: Cloud, exchange: Exchange, nodes: list[int], labels: list[str], new: list[str], version: int
+    cloud: Cloud,
+    exchange: Exchange,
+    nodes: list[int],
+    labels: list[str],
+    new: list[str],
+    version: int,
+    scoring: list[str] | None = None,
 ):
     bank = cloud.label_bank(labels)
-    content = protocol.label_bank_records(bank, new, version)
+    content = protocol.label_bank_records(bank, new, version, scoring)
     exchange([Message(content, message_type=protocol.LABELS, dst_node_id=node) for node in nodes], "labels")
     log.info("label push v%d to %d clients: %s (new: %s)", version, len(nodes), labels, new or "none")
     return bank
@@ -313,11 +329,14 @@ def preflight(config: FederationConfig) -> None:
         vocabulary.canonical(label)  # DataError naming the unknown label
     for name in {config.source_device, *config.device_type_list} - {"native"}:
         load_device_type(name)  # DataError naming the file and field
-    if "native" in config.device_type_list and "synthetic" in config.clients_data_list:
+    # A "synthetic:<device>" entry's device type is the client's own: an unknown one is refused by that
+    # client at its preflight (common/federation/preflight.py), the run goes on without it.
+    unpinned = any(source.synthetic and not source.device_type for source in parse_clients_data(config))
+    if "native" in config.device_type_list and unpinned:
         raise ValueError(
             "run config: device type 'native' means real data as recorded; synthetic clients need a file"
         )
-    for name in {config.source, *config.clients_data_list} - {"synthetic"}:
+    for name in {config.source, *real_data_sets(config)} - {"synthetic"}:
         if (
             not (Path(config.data_dir) / f"{name}.npz").exists()
             and not (Path(config.data_dir) / name).is_dir()
@@ -382,12 +401,13 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         labels, new_labels, bank_version = config.activity_list, [], 1
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1
-    push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
+    scoring = run_scoring_labels(config, labels)
+    push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
     pretrained = None
     if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
-        replies = evaluate_global(exchange, arrays, eval_nodes, 0)
+        replies = evaluate_global(exchange, downlink_arrays(arrays, config), eval_nodes, 0)
         if replies:
-            pretrained = pooled_metrics(replies, labels, new_labels, cloud.vocabulary.category)
+            pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
             pretrained["clients_evaluated"] = len(replies)
             log.info(
                 "round 0 (server pre-training only): accuracy %.3f | text path %.3f, agreement %.3f",
@@ -400,9 +420,15 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         t_round = time.monotonic()
         if config.new_activity_list and server_round == config.new_activities_round:
             labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
-            push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
+            scoring = run_scoring_labels(config, labels)
+            push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
         train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
+        train_messages = make_lean(train_messages, config)  # float16 global model with lean updates on
+        bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
         train_replies = exchange(train_messages, "train")
+        bytes_up = sum(protocol.record_nbytes(r.content) for r in train_replies)
+        decode_replies(train_replies, arrays)  # lean updates back to float32 weights
+        clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
         nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
         enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
         aggregated, train_metrics = (None, None)
@@ -423,8 +449,14 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         if aggregated is not None:
             arrays = aggregated
         evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
-        eval_replies = evaluate_global(exchange, arrays, evaluators, server_round)
-        metrics = pooled_metrics(eval_replies, labels, new_labels, cloud.vocabulary.category)
+        eval_replies = evaluate_global(exchange, downlink_arrays(arrays, config), evaluators, server_round)
+        metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
+        groups = per_group(
+            eval_replies,
+            functools.partial(
+                pooled_metrics, labels=scoring, new_labels=new_labels, category_of=cloud.vocabulary.category
+            ),
+        )
         record = {
             "round": server_round,
             "labels": list(labels),
@@ -435,6 +467,11 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "aggregated": aggregated is not None,
             "update_norm": update_norm,
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
+            "train_bytes_down_per_client": bytes_down / max(len(train_messages), 1),
+            "train_bytes_up_per_client": bytes_up / max(len(train_replies), 1),
+            "updates_clipped": clipping["clipped"],
+            "per_group": groups,
+            "client_accuracy": client_distribution(eval_replies),
             "seconds": time.monotonic() - t_round,
             **{k: v for k, v in metrics.items() if k not in ("confusion", "text_path_confusion")},
             "confusion": metrics.get("confusion"),
@@ -505,6 +542,12 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             for node in nodes
         },
         "failures": exchange.failures,
+        "refused_clients": exchange.refused,
+        # Per device type / data set, and over clients, in the final round (every client evaluates then).
+        "per_group": final.get("per_group"),
+        "client_accuracy": final.get("client_accuracy"),
+        "scoring_labels": scoring,
+        "update_bytes": update_bytes_report(config, rounds, arrays),
         "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
         "privacy": privacy_report(config, exchange, rounds),
         "targets": {
@@ -526,6 +569,11 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         xlabel="round",
         new_labels_round=config.new_activities_round if config.new_activity_list else None,
     )
+    plot_group_accuracy(
+        rounds,
+        out_dir / "accuracy_per_device.png",
+        new_labels_round=config.new_activities_round if config.new_activity_list else None,
+    )
     log.info(
         "FedLanHAR finished: accuracy %.3f, macro-F1 %.3f; outputs in %s",
         result["accuracy"],
@@ -533,6 +581,24 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         out_dir,
     )
     return result
+
+
+def update_bytes_report(config: FederationConfig, rounds: list[dict], arrays: ArrayRecord) -> dict:
+    """Bytes per training client per round, both ways, next to what float32 weights would take."""
+    ups = [r["train_bytes_up_per_client"] for r in rounds if r.get("clients_trained")]
+    downs = [r["train_bytes_down_per_client"] for r in rounds if r.get("clients_sampled")]
+    dense = int(sum(array.numpy().astype(np.float32).nbytes for array in arrays.values()))
+    up = float(np.mean(ups)) if ups else float("nan")
+    down = float(np.mean(downs)) if downs else float("nan")
+    return {
+        "compression": config.update_compression,
+        "topk_fraction": config.update_topk_fraction if config.update_compression == "sparse-int8" else None,
+        "up_per_client_per_round": up,
+        "down_per_client_per_round": down,
+        "float32_model_bytes": dense,
+        "up_reduction_vs_float32": dense / up if up else None,
+        "down_reduction_vs_float32": dense / down if down else None,
+    }
 
 
 def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[dict]) -> dict:
@@ -580,6 +646,7 @@ def round_summary(record: dict) -> str:
             f" | text path {record['text_path_accuracy']:.3f}, "
             f"agreement {record['sensor_text_agreement']:.3f}"
         )
+    line += breakdown_summary(record)
     return line + f" | {len(record['labels'])} labels, {record['seconds']:.1f} s"
 
 
