@@ -225,7 +225,8 @@ def evaluate_global(exchange: Exchange, arrays: ArrayRecord, nodes: list[int], s
 
 def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: int, rng) -> list[int]:
     """A `fraction-evaluate` share of the clients each round; every client in the final round."""
-    if server_round == config.num_server_rounds or config.fraction_evaluate >= 1.0:
+    last = server_round == config.num_server_rounds and config.final_round_evaluate_all
+    if last or config.fraction_evaluate >= 1.0:
         return nodes
     size = max(1, int(round(len(nodes) * config.fraction_evaluate)))
     # Index the list: node ids are unsigned 64-bit and must stay Python ints (numpy would cast them).
@@ -416,6 +417,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
                 pretrained.get("sensor_text_agreement", float("nan")),
             )
 
+    t_client_setup = time.monotonic() - t_start - t_setup  # summaries, targets, label push, round 0
     for server_round in range(first_round, config.num_server_rounds + 1):
         t_round = time.monotonic()
         if config.new_activity_list and server_round == config.new_activities_round:
@@ -560,7 +562,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
         "server_pretrain_evaluation": pretrained,
         "export": export,
-        "seconds": {"setup": t_setup, "total": time.monotonic() - t_start},
+        "seconds": {"setup": t_setup, "client_setup": t_client_setup, "total": time.monotonic() - t_start},
     }
     _write_json(out_dir / "metrics.json", result)
     plot_curves(

@@ -14,7 +14,7 @@ from common.federation.partition import ClientData
 
 # A window whose every channel moves less than this over its 6 s is flat (m/s^2 or rad/s): no real
 # body-worn IMU is that still (its noise alone is larger).
-FLAT_STD = 1e-6
+FLAT_STD = 1e-4
 # Refuse when more than this share of a client's windows is flat.
 MAX_FLAT_SHARE = 0.5
 
@@ -29,7 +29,7 @@ def windows_problem(windows: WindowSet, part: str) -> str | None:
             f"{part} windows hold NaN/inf values: {bad} of {len(X)} windows, first at window {window}, "
             f"sample {sample}, channel {channel}"
         )
-    flat = (X.std(axis=1) < FLAT_STD).all(axis=1)
+    flat = (X.astype(np.float64).std(axis=1) < FLAT_STD).all(axis=1)
     if flat.mean() > MAX_FLAT_SHARE:
         return f"{part} windows are constant: {int(flat.sum())} of {len(X)} windows do not move at all"
     return None

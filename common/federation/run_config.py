@@ -105,6 +105,9 @@ class FederationConfig:
     server_learning_rate: float = 0.05  # FedAdam's eta
     fraction_train: float = 1.0
     fraction_evaluate: float = 1.0  # share of clients that evaluate each round (all of them in the last)
+    # The last round scores every evaluating client (true) or a fraction-evaluate sample like the others
+    # (false: at 10,000 clients scoring all of them dominates the run).
+    final_round_evaluate_all: bool = True
     min_train_nodes: int = 2
     # Clip every client update (its change of the global model) to this multiple of the round's median update
     # norm before aggregating: one outlier device cannot drag the model. 0 = off.
