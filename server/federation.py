@@ -15,6 +15,7 @@ and how often the two agree.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -46,6 +47,7 @@ from server.checkpoint import (
     strategy_state,
 )
 from server.cloud import Cloud
+from server.enrolment import Enrolment
 from server.strategy import make_strategy
 from server.updates import clip_updates, decode_replies, downlink_arrays, make_lean
 
@@ -371,23 +373,40 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
 
     exchange = Exchange(grid, config.round_timeout)
     nodes = wait_for_nodes(grid, config.min_available_nodes)
-    targets_info = send_targets(cloud, exchange, nodes, config)
-    nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
-    train_nodes = [node for node in nodes if roles[node] != EVALUATE]
-    eval_nodes = [node for node in nodes if roles[node] != TRAIN]
-    if not train_nodes or not eval_nodes:
-        raise RuntimeError(
-            f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at least "
-            "one of each (see client-eval in common/federation/run_config.py)"
+    enrolment = None
+    if config.lazy_enrolment:  # clients are set up when first sampled (server/enrolment.py)
+        enrolment = Enrolment(
+            nodes,
+            setup=lambda fresh: send_targets(cloud, exchange, fresh, config),
+            push=lambda fresh, labels, new, version, scoring: push_labels(
+                cloud, exchange, fresh, labels, new, version=version, scoring=scoring
+            ),
         )
-    log.info(
-        "%d clients train, %d evaluate (client-eval %s)",
-        len(train_nodes),
-        len(eval_nodes),
-        config.client_eval,
-    )
-    strategy = make_strategy(config, len(train_nodes))
-    train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
+        roles = enrolment.roles
+        train_size = enrolment.sample_size(config.fraction_train, config.min_train_nodes)
+        # The enrolment samples; the strategy takes every client it is offered.
+        strategy = make_strategy(
+            dataclasses.replace(config, fraction_train=1.0, min_train_nodes=1, min_available_nodes=1),
+            train_size,
+        )
+    else:
+        targets_info = send_targets(cloud, exchange, nodes, config)
+        nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
+        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
+        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
+        if not train_nodes or not eval_nodes:
+            raise RuntimeError(
+                f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at "
+                "least one of each (see client-eval in common/federation/run_config.py)"
+            )
+        log.info(
+            "%d clients train, %d evaluate (client-eval %s)",
+            len(train_nodes),
+            len(eval_nodes),
+            config.client_eval,
+        )
+        strategy = make_strategy(config, len(train_nodes))
+        train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
     nodes_trained: set[int] = set()
     if resumed:
         arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
@@ -403,10 +422,15 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1
     scoring = run_scoring_labels(config, labels)
-    push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
+    if enrolment:
+        enrolment.set_labels(labels, new_labels, bank_version, scoring)
+        eval_size = enrolment.sample_size(config.fraction_evaluate)
+    else:
+        push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
     pretrained = None
     if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
-        replies = evaluate_global(exchange, downlink_arrays(arrays, config), eval_nodes, 0)
+        round0 = enrolment.sample(rng, eval_size, EVALUATE) if enrolment else eval_nodes
+        replies = evaluate_global(exchange, downlink_arrays(arrays, config), round0, 0)
         if replies:
             pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
             pretrained["clients_evaluated"] = len(replies)
@@ -423,8 +447,20 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         if config.new_activity_list and server_round == config.new_activities_round:
             labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
             scoring = run_scoring_labels(config, labels)
-            push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
-        train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
+            if enrolment:
+                enrolment.set_labels(labels, new_labels, bank_version, scoring)
+            else:
+                push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
+        if enrolment:
+            trainers = enrolment.sample(rng, train_size, TRAIN)
+            round_grid = NodeSubset(grid, trainers) if trainers else None
+        else:
+            round_grid = train_grid
+        train_messages = (
+            list(strategy.configure_train(server_round, arrays, ConfigRecord(), round_grid))
+            if round_grid
+            else []
+        )
         train_messages = make_lean(train_messages, config)  # float16 global model with lean updates on
         bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
         train_replies = exchange(train_messages, "train")
@@ -450,9 +486,17 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
         if aggregated is not None:
             arrays = aggregated
-        evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
+        if enrolment:
+            evaluators = enrolment.sample(rng, eval_size, EVALUATE)
+        else:
+            evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
         eval_replies = evaluate_global(exchange, downlink_arrays(arrays, config), evaluators, server_round)
-        metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
+        if eval_replies:
+            metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
+        else:  # no evaluating client replied (all sampled ones failed): the round is not scored
+            log.warning("round %d: no evaluation replies", server_round)
+            nan = float("nan")
+            metrics = {"accuracy": nan, "macro_f1": nan, "category_accuracy": nan, "num_windows": 0}
         groups = per_group(
             eval_replies,
             functools.partial(
@@ -503,6 +547,14 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         if server_round == config.crash_after_round:
             raise InjectedCrash(f"crash-after-round {server_round}: stopping abruptly (checkpoint written)")
 
+    if enrolment:  # the clients that took part: what the result describes below
+        nodes = sorted(roles)
+        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
+        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
+        targets_info = {
+            "windows_interpreted": enrolment.windows_interpreted,
+            "eval_windows_interpreted": enrolment.eval_windows_interpreted,
+        }
     model.load_state_dict(arrays.to_torch_state_dict())
     final_bank = cloud.label_bank(labels)
     export = export_sensor_model(model, final_bank, out_dir)

@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         default="sampled",
         help="the last round scores a sample too (default) or every client",
     )
+    parser.add_argument(
+        "--eager", action="store_true", help="set every client up before round 1 (default: lazy enrolment)"
+    )
     parser.add_argument("--set", nargs="*", default=[], help="more run-config overrides, key=value")
     args = parser.parse_args(argv)
     out_dir = Path(args.out).resolve()
@@ -184,6 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         "fraction-evaluate": args.fraction_evaluate,
         "min-train-nodes": 2,
         "final-round-evaluate-all": args.final_evaluation == "all",
+        "lazy-enrolment": not args.eager,
     }
     for item in args.set:
         key, _, value = item.partition("=")

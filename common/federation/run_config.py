@@ -108,6 +108,10 @@ class FederationConfig:
     # The last round scores every evaluating client (true) or a fraction-evaluate sample like the others
     # (false: at 10,000 clients scoring all of them dominates the run).
     final_round_evaluate_all: bool = True
+    # Set a client up (summaries -> targets, label bank) only when it is first sampled, sampling from every
+    # connected node each round (server/enrolment.py): for very many clients. The round-0 and last
+    # evaluations then score a fraction-evaluate sample too.
+    lazy_enrolment: bool = False
     min_train_nodes: int = 2
     # Clip every client update (its change of the global model) to this multiple of the round's median update
     # norm before aggregating: one outlier device cannot drag the model. 0 = off.
@@ -216,7 +220,8 @@ class FederationConfig:
         ):
             if getattr(self, key.replace("-", "_")) < 1:
                 fail(key, "must be >= 1")
-        needs_files = self.source != "synthetic" or self.clients_data != "synthetic"
+        real_clients = any(e.partition(":")[0] != "synthetic" for e in self.clients_data_list)
+        needs_files = self.source != "synthetic" or real_clients
         if needs_files and not self.data_dir:
             fail("data-dir", "must be set (absolute path) when source or clients-data name real data sets")
         if self.data_dir and not Path(self.data_dir).is_absolute():
@@ -244,6 +249,11 @@ class FederationConfig:
             fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
         if self.clients_per_user < 0:
             fail("clients-per-user", f"must be >= 0, got {self.clients_per_user}")
+        if self.lazy_enrolment and self.dp_mode != "none":
+            fail(
+                "lazy-enrolment",
+                f"must be false with dp-mode '{self.dp_mode}' (DP accounts its own sampling)",
+            )
         if self.users_per_data_set < 0:
             fail("users-per-data-set", f"must be >= 0 (0 = all), got {self.users_per_data_set}")
         if self.update_clip_factor < 0:
