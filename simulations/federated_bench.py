@@ -46,29 +46,40 @@ class MemorySampler(threading.Thread):
         self.marker, self.interval = marker, interval
         self.baseline_used = psutil.virtual_memory().used
         self.peak_rss = 0
+        # RSS counts a page shared by several processes (torch's libraries in every Ray worker) once per
+        # process; PSS splits it among them, so the tree's PSS is what the run really occupies.
+        self.peak_pss = 0
         self.peak_used_rise = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak_rss = max(self.peak_rss, self._tree_rss())
+            rss, pss = self._tree_memory()
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
             self.peak_used_rise = max(self.peak_used_rise, psutil.virtual_memory().used - self.baseline_used)
             self._halt.wait(self.interval)
 
-    def _tree_rss(self) -> int:
-        """RSS of the processes whose command line names this benchmark's directory, plus their children.
-
-        That is the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else running.
+    def _tree_memory(self) -> tuple[int, int]:
+        """Summed RSS and PSS of the processes whose command line names this benchmark's directory, plus
+        their children: the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else.
         """
         roots = processes_naming(self.marker)
-        seen: dict[int, int] = {}
+        seen: dict[int, tuple[int, int]] = {}
         for root in roots:
             try:
                 for process in [root, *root.children(recursive=True)]:
-                    seen[process.pid] = process.memory_info().rss
+                    if process.pid in seen:
+                        continue
+                    try:
+                        info = process.memory_full_info()
+                        seen[process.pid] = (info.rss, getattr(info, "pss", info.rss))
+                    except psutil.AccessDenied:
+                        rss = process.memory_info().rss
+                        seen[process.pid] = (rss, rss)
             except psutil.Error:
                 continue  # a process ended while we looked
-        return sum(seen.values())
+        return sum(v[0] for v in seen.values()), sum(v[1] for v in seen.values())
 
     def stop(self) -> None:
         self._halt.set()
@@ -147,6 +158,7 @@ def run_size(
         "round_seconds": round_seconds,
         "round_seconds_mean": sum(round_seconds) / len(round_seconds),
         "peak_rss_gb": sampler.peak_rss / 1e9,
+        "peak_pss_gb": sampler.peak_pss / 1e9,
         "peak_used_memory_rise_gb": sampler.peak_used_rise / 1e9,
         "bytes_up_per_client": metrics["traffic"]["bytes_up_per_client_mean"],
         "bytes_down_per_client": metrics["traffic"]["bytes_down_per_client_mean"],
@@ -211,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             f"{size:>6} clients: setup {row['setup_seconds']:.1f} s server + "
             f"{row['client_setup_seconds']:.1f} s clients, rounds {rounds} s "
             f"(mean {row['round_seconds_mean']:.1f}), "
-            f"peak RSS {row['peak_rss_gb']:.2f} GB, wall {row['wall_seconds']:.0f} s",
+            f"peak RSS {row['peak_rss_gb']:.2f} GB (PSS {row['peak_pss_gb']:.2f} GB), "
+            f"wall {row['wall_seconds']:.0f} s",
             flush=True,
         )
     print(f"written {out_dir / 'federated_bench.json'}")
