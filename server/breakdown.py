@@ -74,7 +74,9 @@ def breakdown_summary(record: dict) -> str:
     parts = []
     groups = record.get("per_group") or {}
     if groups:
-        parts.append("per device: " + ", ".join(f"{g} {v['accuracy']:.3f}" for g, v in groups.items()))
+        parts.append(
+            "per device: " + ", ".join(_group_text(group, values) for group, values in groups.items())
+        )
     clients = record.get("client_accuracy") or {}
     if clients.get("clients"):
         parts.append(
@@ -82,6 +84,13 @@ def breakdown_summary(record: dict) -> str:
             f"worst {clients['worst']:.3f} ({clients['worst_group']})"
         )
     return "".join(f" | {part}" for part in parts)
+
+
+def _group_text(group: str, values: dict) -> str:
+    text = f"{group} {values['accuracy']:.3f} (F1 {values['macro_f1']:.3f}"
+    if values.get("new_activity_accuracy") is not None:
+        text += f", new {values['new_activity_accuracy']:.3f}"
+    return text + ")"
 
 
 def plot_group_accuracy(rounds: list[dict], path: Path, new_labels_round: int | None = None) -> None:

@@ -159,7 +159,7 @@ def test_per_device_breakdown_pools_each_group_and_spreads_over_clients():
     assert spread["worst_10pct_mean"] == 0.0  # 10% of 10 clients = the worst one
     assert spread["mean"] == pytest.approx((1 + 0.5 + 0 + 7 * 0.75) / 10)
     line = breakdown_summary({"per_group": groups, "client_accuracy": spread})
-    assert "dsads_torso 0.833" in line and "worst 0.000 (synthetic:wrist_watch)" in line
+    assert "dsads_torso 0.833 (F1 " in line and "worst 0.000 (synthetic:wrist_watch)" in line
 
 
 # --- preflight ------------------------------------------------------------------------------------------
