@@ -49,7 +49,7 @@ from server.checkpoint import (
 from server.cloud import Cloud
 from server.enrolment import Enrolment
 from server.strategy import make_strategy
-from server.updates import clip_updates, decode_replies, downlink_arrays, make_lean
+from server.updates import clip_updates, decode_replies, make_lean
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -430,7 +430,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     pretrained = None
     if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
         round0 = enrolment.sample(rng, eval_size, EVALUATE) if enrolment else eval_nodes
-        replies = evaluate_global(exchange, downlink_arrays(arrays, config), round0, 0)
+        replies = evaluate_global(exchange, arrays, round0, 0)
         if replies:
             pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
             pretrained["clients_evaluated"] = len(replies)
@@ -490,7 +490,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             evaluators = enrolment.sample(rng, eval_size, EVALUATE)
         else:
             evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
-        eval_replies = evaluate_global(exchange, downlink_arrays(arrays, config), evaluators, server_round)
+        eval_replies = evaluate_global(exchange, arrays, evaluators, server_round)
         if eval_replies:
             metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
         else:  # no evaluating client replied (all sampled ones failed): the round is not scored
