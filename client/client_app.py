@@ -121,6 +121,9 @@ def store_targets(msg: Message, context: Context) -> Message:
             raise ValueError(f"targets: '{key}' has {rows} rows for {len(windows)} local windows")
     context.state[protocol.TARGET_ARRAYS] = targets
     context.state[protocol.MODEL_CONFIG] = msg.content[protocol.MODEL_CONFIG]
+    if protocol.BANK_INFO in msg.content:  # lazy enrolment: the label bank comes with the targets
+        context.state[protocol.BANK_ARRAYS] = msg.content[protocol.BANK_ARRAYS]
+        context.state[protocol.BANK_INFO] = msg.content[protocol.BANK_INFO]
     return Message(RecordDict({protocol.ACK: MetricRecord({"stored": len(data.train)})}), reply_to=msg)
 
 

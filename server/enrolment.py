@@ -24,11 +24,11 @@ class Enrolment:
     def __init__(
         self,
         nodes: list[int],
-        setup: Callable[[list[int]], dict],
+        setup: Callable[[list[int], tuple[list[str], list[str], int, list[str]]], dict],
         push: Callable[[list[int], list[str], list[str], int, list[str]], object],
     ) -> None:
         self.nodes = list(nodes)  # every connected node id (what the grid lists anyway)
-        self._setup = setup  # send_targets for these nodes -> its info dict
+        self._setup = setup  # send_targets for these nodes, with the current label bank -> its info dict
         self._push = push  # push_labels(nodes, labels, new, version, scoring)
         self.roles: dict[int, str] = {}  # enrolled clients only
         self.unusable: set[int] = set()  # refused at preflight, or no reply to the setup
@@ -46,14 +46,14 @@ class Enrolment:
         fresh = [node for node in candidates if node not in self.roles and node not in self.unusable]
         if not fresh:
             return
-        info = self._setup(fresh)
+        if self.bank is None:
+            raise RuntimeError("enrolment: set_labels must come before the first client is enrolled")
+        info = self._setup(fresh, self.bank)  # the targets message carries the current label bank
         self.windows_interpreted += info["windows_interpreted"]
         self.eval_windows_interpreted += info["eval_windows_interpreted"]
         stored = info["nodes_with_targets"]
         self.roles.update(info["roles"])
         self.unusable.update(set(fresh) - set(stored))
-        if stored and self.bank is not None:
-            self._push(list(stored), *self.bank)
 
     def sample(self, rng: np.random.Generator, size: int, role: str) -> list[int]:
         """Up to `size` nodes that may take `role` (TRAIN or EVALUATE), enrolled; those that can."""

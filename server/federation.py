@@ -141,8 +141,17 @@ class NodeSubset:
         return getattr(self._grid, name)
 
 
-def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: FederationConfig) -> dict:
+def send_targets(
+    cloud: Cloud,
+    exchange: Exchange,
+    nodes: list[int],
+    config: FederationConfig,
+    bank: RecordDict | None = None,
+) -> dict:
     """Phases 1 and 2: collect summaries, interpret them on the server, send Z and the model architecture.
+
+    With `bank` (label-bank records, lazy enrolment) the targets message carries the label bank as well,
+    saving the separate phase-3 push.
 
     Training windows' summaries become the targets Z; evaluation windows' summaries become their text-path
     embeddings ("z-eval"), which the client compares with the label bank itself (no label comes back).
@@ -191,6 +200,8 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
         )
         if config.send_target_text:
             content[protocol.TARGET_TEXTS] = ConfigRecord({"texts": texts})
+        for key, record in (bank or {}).items():
+            content[key] = record
         roles[node] = str(info["role"])
         outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
     stored = sorted(m.metadata.src_node_id for m in exchange(outgoing, "targets"))
@@ -377,7 +388,13 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     if config.lazy_enrolment:  # clients are set up when first sampled (server/enrolment.py)
         enrolment = Enrolment(
             nodes,
-            setup=lambda fresh: send_targets(cloud, exchange, fresh, config),
+            setup=lambda fresh, bank: send_targets(
+                cloud,
+                exchange,
+                fresh,
+                config,
+                protocol.label_bank_records(cloud.label_bank(bank[0]), *bank[1:]),
+            ),
             push=lambda fresh, labels, new, version, scoring: push_labels(
                 cloud, exchange, fresh, labels, new, version=version, scoring=scoring
             ),

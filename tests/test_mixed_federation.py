@@ -322,3 +322,33 @@ def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_p
     assert lean["compression"] == "sparse-int8" and lean["up_reduction_vs_float32"] > 10
     assert (out_dir / "accuracy_per_device.png").stat().st_size > 0
     assert metrics["config"]["clients-data"] == run_config["clients-data"] and metrics["seed"] == 0
+
+
+def test_lazy_enrolment_sets_up_only_sampled_clients_and_learns_their_roles():
+    from server.enrolment import Enrolment
+
+    setups, pushes = [], []
+
+    def setup(fresh, bank):
+        setups.append((list(fresh), bank[2]))
+        stored = [node for node in fresh if node != 9]  # node 9 refuses at its preflight
+        return {
+            "nodes_with_targets": stored,
+            "roles": {node: (TRAIN if node % 2 == 0 else EVALUATE) for node in stored},
+            "windows_interpreted": len(stored),
+            "eval_windows_interpreted": 0,
+        }
+
+    enrolment = Enrolment(list(range(10)), setup, lambda nodes, *bank: pushes.append((list(nodes), bank[2])))
+    enrolment.set_labels(["walking", "sitting"], [], 1, ["walking", "sitting"])
+    assert pushes == [] and setups == []  # nobody is set up before being sampled
+    rng = np.random.default_rng(0)
+    trainers = enrolment.sample(rng, 4, TRAIN)
+    assert setups[0][1] == 1 and len(setups[0][0]) == 4  # enrolled with the current bank, in one message
+    assert all(node % 2 == 0 for node in trainers) and set(trainers) <= set(enrolment.roles)
+    for _ in range(5):  # evaluation-only clients, once known, are never offered for training again
+        assert all(enrolment.roles[node] == TRAIN for node in enrolment.sample(rng, 4, TRAIN))
+    assert len(enrolment.roles) + len(enrolment.unusable) <= 10
+    enrolment.set_labels(["walking", "sitting", "jogging"], ["jogging"], 2, ["walking", "sitting", "jogging"])
+    assert pushes[-1] == (sorted(enrolment.roles), 2)  # a later push goes to the clients met so far only
+    assert all(node not in enrolment.roles for node in enrolment.unusable)

@@ -9,7 +9,8 @@ Phases, in order (the server always asks; Flower clients cannot start a conversa
 2. `query.targets` server -> client: the text-space targets Z (one row per training window, "z"), the
    text-space embedding of each evaluation window's interpretation ("z-eval": the text path, scored on the
    client so that no per-window label ever leaves it), the sensor encoder's architecture, optionally the
-   interpretation texts. The client keeps them in `context.state`.
+   interpretation texts, and with lazy enrolment (server/enrolment.py) the label bank of phase 3. The client
+   keeps them in `context.state`.
 3. `query.labels` server -> client: the label bank (names + embeddings), at the start and whenever the label
    set changes (new activities). Clients recognise new labels from then on without retraining.
 4. `train` / `evaluate`: the standard Flower rounds, each sent only to the clients whose role includes it;
