@@ -17,9 +17,13 @@ from client.device_client import evaluate_locally, train_locally, window_summari
 from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
 from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
+from client.updates import reply_arrays
 from common.base.device import resolve_device
+from common.data.errors import DataError
 from common.federation import protocol
+from common.federation.mixed import client_group
 from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
+from common.federation.preflight import client_data_problem
 from common.federation.run_config import FederationConfig
 from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import SensorEncoder
@@ -66,7 +70,20 @@ def _label_bank(context: Context) -> tuple[LabelBank, list[str]]:
 @app.query("summaries")
 def send_summaries(msg: Message, context: Context) -> Message:
     context.state[protocol.RUN_CONFIG] = msg.content[protocol.RUN_CONFIG]
-    config, data = _setup(context)
+    try:  # preflight: a client that cannot take part says why and the run goes on without it
+        config, data = _setup(context)
+        problem = client_data_problem(data)
+    except DataError as error:
+        data, problem = None, str(error)
+    if problem:
+        partition = context.node_config.get("partition-id", "?")
+        where = f" ({client_group(data.spec.data_set, data.spec.device_type)})" if data else ""
+        reason = f"client {partition}{where} refused: {problem}"
+        log.warning(reason)
+        refusal = ConfigRecord(
+            {"reason": reason, "partition-id": int(partition) if str(partition).isdigit() else -1}
+        )
+        return Message(RecordDict({protocol.REFUSED: refusal}), reply_to=msg)
     seed = config.seed + data.spec.partition_id
     arrays = {}
     local_texts = interpret_locally(data, config) if config.interpret_on_client else None
@@ -120,6 +137,9 @@ def store_targets(msg: Message, context: Context) -> Message:
             raise ValueError(f"targets: '{key}' has {rows} rows for {len(windows)} local windows")
     context.state[protocol.TARGET_ARRAYS] = targets
     context.state[protocol.MODEL_CONFIG] = msg.content[protocol.MODEL_CONFIG]
+    if protocol.BANK_INFO in msg.content:  # lazy enrolment: the label bank comes with the targets
+        context.state[protocol.BANK_ARRAYS] = msg.content[protocol.BANK_ARRAYS]
+        context.state[protocol.BANK_INFO] = msg.content[protocol.BANK_INFO]
     return Message(RecordDict({protocol.ACK: MetricRecord({"stored": len(data.train)})}), reply_to=msg)
 
 
@@ -166,7 +186,8 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
     )
-    content = RecordDict({"arrays": protocol.model_arrays(model), "metrics": metrics})
+    arrays = reply_arrays(model, msg.content["arrays"], context.state, config)
+    content = RecordDict({"arrays": arrays, "metrics": metrics})
     return Message(content, reply_to=msg)
 
 
@@ -180,7 +201,8 @@ def evaluate(msg: Message, context: Context) -> Message:
     bank, new_labels = _label_bank(context)
     targets = context.state[protocol.TARGET_ARRAYS]
     text_targets = targets["z-eval"].numpy() if "z-eval" in targets else None
-    counts = evaluate_locally(model, data.eval, bank, new_labels, text_targets)
+    scoring_labels = protocol.scoring_labels_from_records(context.state[protocol.BANK_INFO])
+    counts = evaluate_locally(model, data.eval, bank, new_labels, text_targets, scoring_labels)
     values = {
         "num-examples": counts["num-scored"],
         "confusion": counts["confusion"].ravel().tolist(),
@@ -195,4 +217,5 @@ def evaluate(msg: Message, context: Context) -> Message:
         values["text-confusion"] = counts["text-confusion"].ravel().tolist()
         values["agreement"] = counts["agreement"]
     metrics = MetricRecord(values)
-    return Message(RecordDict({"metrics": metrics}), reply_to=msg)
+    group = ConfigRecord({"group": client_group(data.spec.data_set, data.spec.device_type)})
+    return Message(RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group}), reply_to=msg)

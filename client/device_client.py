@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from common.data.features import analyze_windows
+from common.data.label_spaces import client_label_space
 from common.data.windows import WindowSet
 from common.method.train import SensorTrainConfig, train_sensor_epochs
 from common.models.sensor_encoder import SensorEncoder, encode_windows
@@ -54,62 +55,80 @@ def evaluate_locally(
     bank: LabelBank,
     new_labels: list[str],
     text_targets: np.ndarray | None = None,
+    scoring_labels: list[str] | None = None,
 ) -> dict[str, object]:
     """Recognise held-out windows against the label bank; return counts the server can add up exactly.
 
-    Only windows whose true activity is in the bank are scored (the others cannot be named yet). Returns the
-    confusion matrix over `bank.labels` (rows truth, columns prediction), and for windows of `new_labels`
-    how many were right when choosing among the new labels only, and how many within the top 3. The
-    `initial-confusion` counts the windows of the bank's other (initial) labels, choosing among those
-    labels only: the score the central run reports for the same activities, before and after a push.
+    The device chooses only among the bank's labels its own data has, after the merge its label set calls
+    for (common/data/label_spaces.py: a set with one mixed "stairs" class scores upstairs and downstairs
+    predictions as "stairs"). Only windows whose true activity can be named are scored. Returns the confusion
+    matrix over `scoring_labels` (the server's index space: the bank's labels plus merged names; default the
+    bank's labels), rows truth, columns prediction, and for windows of `new_labels` how many were right when
+    choosing among the new labels only, and how many within the top 3. The `initial-confusion` counts the
+    windows of the other (initial) scoring labels, choosing among those only: the score the central run
+    reports for the same activities, before and after a push.
 
     With `text_targets` (the server's text-space embedding of each held-out window's interpretation, one row
     per window): also the text path's confusion matrix (nearest label to the interpretation's embedding) and
     how many scored windows the sensor encoder and the text path label alike. Only counts leave the device.
     """
+    columns, names = client_label_space(bank.labels, held_out.label_names)
+    labels = list(scoring_labels) if scoring_labels is not None else list(bank.labels)
+    labels += [name for name in dict.fromkeys(names) if name not in labels]  # merged names, e.g. "stairs"
+    columns_array = np.array(columns, dtype=np.int64)
+    # Index into `labels` of what each candidate bank column is scored as.
+    scored_as = np.array([labels.index(name) for name in names], dtype=np.int64)
     truth = np.array(held_out.labels())
-    scored = np.isin(truth, bank.labels)
-    embeddings = encode_windows(model, held_out.X[scored])
-    truth_index = np.array([bank.labels.index(t) for t in truth[scored]], dtype=np.int64)
-    scores = bank.scores(embeddings)  # [n, C] cosine similarities
-    predicted = scores.argmax(axis=1)
-    n_labels = len(bank.labels)
+    scored = np.isin(truth, names)
+    truth_index = np.array([labels.index(t) for t in truth[scored]], dtype=np.int64)
+    n_labels = len(labels)
     confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
-    np.add.at(confusion, (truth_index, predicted), 1)
+    scores = np.zeros((int(scored.sum()), len(columns)), dtype=np.float32)
+    if len(columns) and scored.any():
+        scores = bank.scores(encode_windows(model, held_out.X[scored]))[:, columns_array]
+        np.add.at(confusion, (truth_index, scored_as[scores.argmax(axis=1)]), 1)
+    predicted = scored_as[scores.argmax(axis=1)] if len(scores) else np.zeros(0, dtype=np.int64)
     text_path: dict[str, object] = {}
     if text_targets is not None:
         if len(text_targets) != len(held_out):
             raise ValueError(
                 f"eval targets: {len(text_targets)} rows for {len(held_out)} evaluation windows (stale?)"
             )
-        text_predicted = bank.classify(text_targets[scored])
         text_confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
-        np.add.at(text_confusion, (truth_index, text_predicted), 1)
+        text_predicted = np.zeros(0, dtype=np.int64)
+        if len(scores):
+            text_scores = bank.scores(text_targets[scored])[:, columns_array]
+            text_predicted = scored_as[text_scores.argmax(axis=1)]
+            np.add.at(text_confusion, (truth_index, text_predicted), 1)
         text_path = {
             "text-confusion": text_confusion,
             "agreement": int((text_predicted == predicted).sum()),
         }
 
-    new_columns = np.array(
-        [bank.labels.index(label) for label in new_labels if label in bank.labels], dtype=np.int64
+    # Candidates (positions in `columns`) that are new labels; a truth is new when its label is.
+    new_positions = np.array(
+        [i for i, c in enumerate(columns) if bank.labels[c] in new_labels], dtype=np.int64
     )
-    is_new = np.isin(truth_index, new_columns)
+    is_new = np.isin(truth[scored], new_labels)
     new_correct = new_top3 = 0
-    if is_new.any() and len(new_columns):
-        new_scores = scores[is_new][:, new_columns]
+    if is_new.any() and len(new_positions):
+        new_scores = scores[is_new][:, new_positions]
         truth_new = truth_index[is_new]
-        new_correct = int((new_columns[new_scores.argmax(axis=1)] == truth_new).sum())
-        top3 = new_columns[np.argsort(-new_scores, axis=1)[:, :3]]
+        candidates = scored_as[new_positions]
+        new_correct = int((candidates[new_scores.argmax(axis=1)] == truth_new).sum())
+        top3 = candidates[np.argsort(-new_scores, axis=1)[:, :3]]
         new_top3 = int((top3 == truth_new[:, None]).any(axis=1).sum())
-    initial_columns = np.array(
-        [i for i, label in enumerate(bank.labels) if label not in new_labels], dtype=np.int64
+    initial_labels = [label for label in labels if label not in new_labels]
+    initial_positions = np.array(
+        [i for i, c in enumerate(columns) if bank.labels[c] not in new_labels], dtype=np.int64
     )
-    is_initial = np.isin(truth_index, initial_columns)
-    initial_confusion = np.zeros((len(initial_columns), len(initial_columns)), dtype=np.int64)
-    if is_initial.any():
-        position = {int(column): i for i, column in enumerate(initial_columns)}
+    initial_confusion = np.zeros((len(initial_labels), len(initial_labels)), dtype=np.int64)
+    is_initial = ~is_new
+    if is_initial.any() and len(initial_positions):
+        position = {labels.index(label): i for i, label in enumerate(initial_labels)}
         rows = np.array([position[int(t)] for t in truth_index[is_initial]], dtype=np.int64)
-        np.add.at(initial_confusion, (rows, scores[is_initial][:, initial_columns].argmax(axis=1)), 1)
+        chosen = scored_as[initial_positions][scores[is_initial][:, initial_positions].argmax(axis=1)]
+        np.add.at(initial_confusion, (rows, np.array([position[int(c)] for c in chosen], dtype=np.int64)), 1)
     return {
         "confusion": confusion,
         "initial-confusion": initial_confusion,

@@ -18,6 +18,8 @@ from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
 from common.data.synthetic import generate_windows
 from common.data.windows import WindowSet
+from common.federation.mixed import real_data_sets, uses_user_layout
+from common.federation.partition import client_eval_mode, held_out_user_split
 from common.federation.run_config import FederationConfig
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
@@ -57,6 +59,14 @@ def load_source(config: FederationConfig) -> WindowSet:
             n_users=6,
         )
     windows = load_dataset(config.source, config.data_dir)
+    if (
+        uses_user_layout(config)
+        and config.source in real_data_sets(config)
+        and client_eval_mode(config.source, config) == "held-out-users"
+    ):
+        # The source's held-out users are clients (they only evaluate): the server keeps its training users.
+        train_users = held_out_user_split(config.source, config).train_users
+        windows = windows.subset(np.flatnonzero(np.isin(windows.user, train_users)))
     present = [a for a in config.activity_list if a in windows.label_names]
     if len(present) < 2:
         raise ValueError(

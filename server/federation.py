@@ -15,6 +15,8 @@ and how often the two agree.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import logging
 import time
@@ -31,11 +33,13 @@ from flwr.serverapp import Grid
 from common.base.metrics import classification_metrics, plot_curves
 from common.base.runtime import set_seed
 from common.federation import protocol
+from common.federation.mixed import parse_clients_data, real_data_sets, run_scoring_labels
 from common.federation.partition import EVALUATE, TRAIN, evaluation_plan
 from common.federation.run_config import FederationConfig
 from common.language.prompts import SensorContext
 from common.models.export import export_sensor_model
 from common.models.sensor_encoder import SensorEncoder
+from server.breakdown import breakdown_summary, client_distribution, per_group, plot_group_accuracy
 from server.checkpoint import (
     ServerState,
     load_checkpoint,
@@ -44,9 +48,11 @@ from server.checkpoint import (
     strategy_state,
 )
 from server.cloud import Cloud
+from server.enrolment import Enrolment
 from server.local_interpretation import text_table_records
 from server.secagg import secagg_train_round
 from server.strategy import make_strategy
+from server.updates import clip_updates, decode_replies, make_lean
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -81,6 +87,7 @@ class Exchange:
         # What left the clients, per phase: "record.field" -> array shape (or value type). The privacy
         # report in metrics.json and the tests read it: no raw window may appear unless raw-prompt mode is on.
         self.uploaded: dict[str, dict[str, object]] = defaultdict(dict)
+        self.refused: list[dict] = []  # clients whose preflight failed: node, partition and their reason
 
     def __call__(self, messages: Iterable[Message], phase: str) -> list[Message]:
         messages = list(messages)
@@ -137,8 +144,17 @@ class NodeSubset:
         return getattr(self._grid, name)
 
 
-def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: FederationConfig) -> dict:
+def send_targets(
+    cloud: Cloud,
+    exchange: Exchange,
+    nodes: list[int],
+    config: FederationConfig,
+    bank: RecordDict | None = None,
+) -> dict:
     """Phases 1 and 2: collect summaries, interpret them on the server, send Z and the model architecture.
+
+    With `bank` (label-bank records, lazy enrolment) the targets message carries the label bank as well,
+    saving the separate phase-3 push.
 
     Training windows' summaries become the targets Z; evaluation windows' summaries become their text-path
     embeddings ("z-eval"), which the client compares with the label bank itself (no label comes back).
@@ -152,6 +168,11 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
     num_windows: dict[int, int] = {}
     for reply in replies:
         node = reply.metadata.src_node_id
+        if protocol.REFUSED in reply.content:  # the client's preflight failed: go on without it
+            refusal = reply.content[protocol.REFUSED]
+            exchange.refused.append({"node": node, **dict(refusal.items())})
+            log.warning("node %s: %s", node, refusal["reason"])
+            continue
         info = reply.content[protocol.CONTEXT]
         roles[node] = str(info["role"])
         num_windows[node] = int(info["num-windows"])  # SecAgg+ scales the masked weights by the largest
@@ -189,6 +210,9 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
         )
         if config.send_target_text:
             content[protocol.TARGET_TEXTS] = ConfigRecord({"texts": texts})
+        for key, record in (bank or {}).items():
+            content[key] = record
+        roles[node] = str(info["role"])
         outgoing.append(Message(content, message_type=protocol.TARGETS, dst_node_id=node))
     stored = sorted(m.metadata.src_node_id for m in exchange(outgoing, "targets"))
     return {
@@ -201,10 +225,16 @@ def send_targets(cloud: Cloud, exchange: Exchange, nodes: list[int], config: Fed
 
 
 def push_labels(
-    cloud: Cloud, exchange: Exchange, nodes: list[int], labels: list[str], new: list[str], version: int
+    cloud: Cloud,
+    exchange: Exchange,
+    nodes: list[int],
+    labels: list[str],
+    new: list[str],
+    version: int,
+    scoring: list[str] | None = None,
 ):
     bank = cloud.label_bank(labels)
-    content = protocol.label_bank_records(bank, new, version)
+    content = protocol.label_bank_records(bank, new, version, scoring)
     exchange([Message(content, message_type=protocol.LABELS, dst_node_id=node) for node in nodes], "labels")
     log.info("label push v%d to %d clients: %s (new: %s)", version, len(nodes), labels, new or "none")
     return bank
@@ -219,7 +249,8 @@ def evaluate_global(exchange: Exchange, arrays: ArrayRecord, nodes: list[int], s
 
 def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: int, rng) -> list[int]:
     """A `fraction-evaluate` share of the clients each round; every client in the final round."""
-    if server_round == config.num_server_rounds or config.fraction_evaluate >= 1.0:
+    last = server_round == config.num_server_rounds and config.final_round_evaluate_all
+    if last or config.fraction_evaluate >= 1.0:
         return nodes
     size = max(1, int(round(len(nodes) * config.fraction_evaluate)))
     # Index the list: node ids are unsigned 64-bit and must stay Python ints (numpy would cast them).
@@ -321,11 +352,14 @@ def preflight(config: FederationConfig) -> None:
         vocabulary.canonical(label)  # DataError naming the unknown label
     for name in {config.source_device, *config.device_type_list} - {"native"}:
         load_device_type(name)  # DataError naming the file and field
-    if "native" in config.device_type_list and "synthetic" in config.clients_data_list:
+    # A "synthetic:<device>" entry's device type is the client's own: an unknown one is refused by that
+    # client at its preflight (common/federation/preflight.py), the run goes on without it.
+    unpinned = any(source.synthetic and not source.device_type for source in parse_clients_data(config))
+    if "native" in config.device_type_list and unpinned:
         raise ValueError(
             "run config: device type 'native' means real data as recorded; synthetic clients need a file"
         )
-    for name in {config.source, *config.clients_data_list} - {"synthetic"}:
+    for name in {config.source, *real_data_sets(config)} - {"synthetic"}:
         if (
             not (Path(config.data_dir) / f"{name}.npz").exists()
             and not (Path(config.data_dir) / name).is_dir()
@@ -359,23 +393,46 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
 
     exchange = Exchange(grid, config.round_timeout)
     nodes = wait_for_nodes(grid, config.min_available_nodes)
-    targets_info = send_targets(cloud, exchange, nodes, config)
-    nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
-    train_nodes = [node for node in nodes if roles[node] != EVALUATE]
-    eval_nodes = [node for node in nodes if roles[node] != TRAIN]
-    if not train_nodes or not eval_nodes:
-        raise RuntimeError(
-            f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at least "
-            "one of each (see client-eval in common/federation/run_config.py)"
+    enrolment = None
+    if config.lazy_enrolment:  # clients are set up when first sampled (server/enrolment.py)
+        enrolment = Enrolment(
+            nodes,
+            setup=lambda fresh, bank: send_targets(
+                cloud,
+                exchange,
+                fresh,
+                config,
+                protocol.label_bank_records(cloud.label_bank(bank[0]), *bank[1:]),
+            ),
+            push=lambda fresh, labels, new, version, scoring: push_labels(
+                cloud, exchange, fresh, labels, new, version=version, scoring=scoring
+            ),
         )
-    log.info(
-        "%d clients train, %d evaluate (client-eval %s)",
-        len(train_nodes),
-        len(eval_nodes),
-        config.client_eval,
-    )
-    strategy = make_strategy(config, len(train_nodes))
-    train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
+        roles = enrolment.roles
+        train_size = enrolment.sample_size(config.fraction_train, config.min_train_nodes)
+        # The enrolment samples; the strategy takes every client it is offered.
+        strategy = make_strategy(
+            dataclasses.replace(config, fraction_train=1.0, min_train_nodes=1, min_available_nodes=1),
+            train_size,
+        )
+    else:
+        targets_info = send_targets(cloud, exchange, nodes, config)
+        nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
+        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
+        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
+        if not train_nodes or not eval_nodes:
+            raise RuntimeError(
+                f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at "
+                "least one of each (see client-eval in common/federation/run_config.py)"
+            )
+        log.info(
+            "%d clients train, %d evaluate (client-eval %s)",
+            len(train_nodes),
+            len(eval_nodes),
+            config.client_eval,
+        )
+        strategy = make_strategy(config, len(train_nodes))
+        train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
     nodes_trained: set[int] = set()
     if resumed:
         arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
@@ -390,12 +447,18 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         labels, new_labels, bank_version = config.activity_list, [], 1
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1
-    push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
+    scoring = run_scoring_labels(config, labels)
+    if enrolment:
+        enrolment.set_labels(labels, new_labels, bank_version, scoring)
+        eval_size = enrolment.sample_size(config.fraction_evaluate)
+    else:
+        push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
     pretrained = None
     if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
-        replies = evaluate_global(exchange, arrays, eval_nodes, 0)
+        round0 = enrolment.sample(rng, eval_size, EVALUATE) if enrolment else eval_nodes
+        replies = evaluate_global(exchange, arrays, round0, 0)
         if replies:
-            pretrained = pooled_metrics(replies, labels, new_labels, cloud.vocabulary.category)
+            pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
             pretrained["clients_evaluated"] = len(replies)
             log.info(
                 "round 0 (server pre-training only): accuracy %.3f | text path %.3f, agreement %.3f",
@@ -404,13 +467,18 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
                 pretrained.get("sensor_text_agreement", float("nan")),
             )
 
+    t_client_setup = time.monotonic() - t_start - t_setup  # summaries, targets, label push, round 0
     for server_round in range(first_round, config.num_server_rounds + 1):
         t_round = time.monotonic()
         if config.new_activity_list and server_round == config.new_activities_round:
             labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
-            push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version)
+            scoring = run_scoring_labels(config, labels)
+            if enrolment:
+                enrolment.set_labels(labels, new_labels, bank_version, scoring)
+            else:
+                push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
         traffic_before = exchange.traffic.summary()
-        secure = None
+        secure, clipping = None, {"clipped": 0}
         if config.secagg:  # the four SecAgg+ stages (server/secagg.py): the server sees only masked updates
             secure = secagg_train_round(
                 exchange,
@@ -426,9 +494,26 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             nodes_trained.update(secure.survivors)
             enough = secure.refused is None
             aggregated, train_metrics = secure.aggregated, secure.metrics
+            traffic_now = exchange.traffic.summary()
+            bytes_down = traffic_now["bytes_down_total"] - traffic_before["bytes_down_total"]
+            bytes_up = traffic_now["bytes_up_total"] - traffic_before["bytes_up_total"]
         else:
-            train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), train_grid))
+            if enrolment:
+                trainers = enrolment.sample(rng, train_size, TRAIN)
+                round_grid = NodeSubset(grid, trainers) if trainers else None
+            else:
+                round_grid = train_grid
+            train_messages = (
+                list(strategy.configure_train(server_round, arrays, ConfigRecord(), round_grid))
+                if round_grid
+                else []
+            )
+            train_messages = make_lean(train_messages, config)  # float16 global model with lean updates on
+            bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
             train_replies = exchange(train_messages, "train")
+            bytes_up = sum(protocol.record_nbytes(r.content) for r in train_replies)
+            decode_replies(train_replies, arrays)  # lean updates back to float32 weights
+            clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
             nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
             enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
             aggregated, train_metrics = (None, None)
@@ -448,9 +533,23 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
         if aggregated is not None:
             arrays = aggregated
-        evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
+        if enrolment:
+            evaluators = enrolment.sample(rng, eval_size, EVALUATE)
+        else:
+            evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
         eval_replies = evaluate_global(exchange, arrays, evaluators, server_round)
-        metrics = pooled_metrics(eval_replies, labels, new_labels, cloud.vocabulary.category)
+        if eval_replies:
+            metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
+        else:  # no evaluating client replied (all sampled ones failed): the round is not scored
+            log.warning("round %d: no evaluation replies", server_round)
+            nan = float("nan")
+            metrics = {"accuracy": nan, "macro_f1": nan, "category_accuracy": nan, "num_windows": 0}
+        groups = per_group(
+            eval_replies,
+            functools.partial(
+                pooled_metrics, labels=scoring, new_labels=new_labels, category_of=cloud.vocabulary.category
+            ),
+        )
         record = {
             "round": server_round,
             "labels": list(labels),
@@ -461,6 +560,11 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "aggregated": aggregated is not None,
             "update_norm": update_norm,
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
+            "train_bytes_down_per_client": bytes_down / max(len(train_messages), 1),
+            "train_bytes_up_per_client": bytes_up / max(len(train_replies), 1),
+            "updates_clipped": clipping["clipped"],
+            "per_group": groups,
+            "client_accuracy": client_distribution(eval_replies),
             "seconds": time.monotonic() - t_round,
             "bytes_up": exchange.traffic.summary()["bytes_up_total"] - traffic_before["bytes_up_total"],
             "bytes_down": exchange.traffic.summary()["bytes_down_total"] - traffic_before["bytes_down_total"],
@@ -496,6 +600,14 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         if server_round == config.crash_after_round:
             raise InjectedCrash(f"crash-after-round {server_round}: stopping abruptly (checkpoint written)")
 
+    if enrolment:  # the clients that took part: what the result describes below
+        nodes = sorted(roles)
+        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
+        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
+        targets_info = {
+            "windows_interpreted": enrolment.windows_interpreted,
+            "eval_windows_interpreted": enrolment.eval_windows_interpreted,
+        }
     model.load_state_dict(arrays.to_torch_state_dict())
     final_bank = cloud.label_bank(labels)
     export = export_sensor_model(model, final_bank, out_dir)
@@ -537,6 +649,12 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             for node in nodes
         },
         "failures": exchange.failures,
+        "refused_clients": exchange.refused,
+        # Per device type / data set, and over clients, in the final round (every client evaluates then).
+        "per_group": final.get("per_group"),
+        "client_accuracy": final.get("client_accuracy"),
+        "scoring_labels": scoring,
+        "update_bytes": update_bytes_report(config, rounds, arrays),
         "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
         "privacy": privacy_report(config, exchange, rounds),
         "targets": {
@@ -549,13 +667,18 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
         "server_pretrain_evaluation": pretrained,
         "export": export,
-        "seconds": {"setup": t_setup, "total": time.monotonic() - t_start},
+        "seconds": {"setup": t_setup, "client_setup": t_client_setup, "total": time.monotonic() - t_start},
     }
     _write_json(out_dir / "metrics.json", result)
     plot_curves(
         {key: [r.get(key) for r in rounds] for key in ("accuracy", "macro_f1", "new_activity_accuracy")},
         out_dir / "metrics_over_rounds.png",
         xlabel="round",
+        new_labels_round=config.new_activities_round if config.new_activity_list else None,
+    )
+    plot_group_accuracy(
+        rounds,
+        out_dir / "accuracy_per_device.png",
         new_labels_round=config.new_activities_round if config.new_activity_list else None,
     )
     log.info(
@@ -565,6 +688,24 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         out_dir,
     )
     return result
+
+
+def update_bytes_report(config: FederationConfig, rounds: list[dict], arrays: ArrayRecord) -> dict:
+    """Bytes per training client per round, both ways, next to what float32 weights would take."""
+    ups = [r["train_bytes_up_per_client"] for r in rounds if r.get("clients_trained")]
+    downs = [r["train_bytes_down_per_client"] for r in rounds if r.get("clients_sampled")]
+    dense = int(sum(array.numpy().astype(np.float32).nbytes for array in arrays.values()))
+    up = float(np.mean(ups)) if ups else float("nan")
+    down = float(np.mean(downs)) if downs else float("nan")
+    return {
+        "compression": config.update_compression,
+        "topk_fraction": config.update_topk_fraction if config.update_compression == "sparse-int8" else None,
+        "up_per_client_per_round": up,
+        "down_per_client_per_round": down,
+        "float32_model_bytes": dense,
+        "up_reduction_vs_float32": dense / up if up else None,
+        "down_reduction_vs_float32": dense / down if down else None,
+    }
 
 
 def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[dict]) -> dict:
@@ -635,6 +776,7 @@ def round_summary(record: dict) -> str:
             f" | text path {record['text_path_accuracy']:.3f}, "
             f"agreement {record['sensor_text_agreement']:.3f}"
         )
+    line += breakdown_summary(record)
     return line + f" | {len(record['labels'])} labels, {record['seconds']:.1f} s"
 
 

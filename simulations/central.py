@@ -24,6 +24,7 @@ from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
 from common.data.errors import DataError
+from common.data.label_spaces import rename_labels
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
 from common.data.toml_files import read_toml
@@ -148,15 +149,6 @@ def central_interpreter(config: CentralConfig) -> Interpreter:
     if config.simple_prompt:
         return make_interpreter(config.interpreter, categories=SIMPLE_CATEGORIES)
     return make_interpreter(config.interpreter)
-
-
-def rename_labels(ws: WindowSet, mapping: dict[str, str]) -> WindowSet:
-    """The same windows with labels renamed by `mapping`; several names may merge into one."""
-    if not mapping:
-        return ws
-    names = list(dict.fromkeys(mapping.get(name, name) for name in ws.label_names))
-    old_to_new = np.array([names.index(mapping.get(name, name)) for name in ws.label_names] + [-1])
-    return dataclasses.replace(ws, y=old_to_new[ws.y], label_names=names)  # y == -1 stays -1
 
 
 def _cap_per_class(ws: WindowSet, cap: int, seed: int) -> WindowSet:

@@ -11,6 +11,7 @@ also counts anything else running on the machine.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -45,29 +46,40 @@ class MemorySampler(threading.Thread):
         self.marker, self.interval = marker, interval
         self.baseline_used = psutil.virtual_memory().used
         self.peak_rss = 0
+        # RSS counts a page shared by several processes (torch's libraries in every Ray worker) once per
+        # process; PSS splits it among them, so the tree's PSS is what the run really occupies.
+        self.peak_pss = 0
         self.peak_used_rise = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.is_set():
-            self.peak_rss = max(self.peak_rss, self._tree_rss())
+            rss, pss = self._tree_memory()
+            self.peak_rss = max(self.peak_rss, rss)
+            self.peak_pss = max(self.peak_pss, pss)
             self.peak_used_rise = max(self.peak_used_rise, psutil.virtual_memory().used - self.baseline_used)
             self._halt.wait(self.interval)
 
-    def _tree_rss(self) -> int:
-        """RSS of the processes whose command line names this benchmark's directory, plus their children.
-
-        That is the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else running.
+    def _tree_memory(self) -> tuple[int, int]:
+        """Summed RSS and PSS of the processes whose command line names this benchmark's directory, plus
+        their children: the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else.
         """
         roots = processes_naming(self.marker)
-        seen: dict[int, int] = {}
+        seen: dict[int, tuple[int, int]] = {}
         for root in roots:
             try:
                 for process in [root, *root.children(recursive=True)]:
-                    seen[process.pid] = process.memory_info().rss
+                    if process.pid in seen:
+                        continue
+                    try:
+                        info = process.memory_full_info()
+                        seen[process.pid] = (info.rss, getattr(info, "pss", info.rss))
+                    except psutil.AccessDenied:
+                        rss = process.memory_info().rss
+                        seen[process.pid] = (rss, rss)
             except psutil.Error:
                 continue  # a process ended while we looked
-        return sum(seen.values())
+        return sum(v[0] for v in seen.values()), sum(v[1] for v in seen.values())
 
     def stop(self) -> None:
         self._halt.set()
@@ -82,22 +94,27 @@ def _toml_value(value: object) -> str:
     return str(value)
 
 
-def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict:
+def run_size(num_clients: int, out_dir: Path, extra: dict | None = None, plain_run: bool = False) -> dict:
+    """One `flwr run .` with `num_clients` supernodes: the benchmark's row. With `plain_run`, the run config
+    is `extra` alone (no benchmark defaults, e.g. an experiment's TOML) and the run's metrics.json comes
+    back, with wall time and peak RSS."""
     run_out = out_dir / f"clients-{num_clients}"
     run_out.mkdir(parents=True, exist_ok=True)
-    config = {**BENCH_RUN_CONFIG, "out-dir": str(run_out), **(extra or {})}
-    if num_clients >= 100:
+    config = {**({} if plain_run else BENCH_RUN_CONFIG), "out-dir": str(run_out), **(extra or {})}
+    if num_clients >= 100 and not plain_run:
         config.setdefault("fraction-evaluate", 0.1)  # all clients still evaluate in the last round
-    if num_clients >= 1000:
+    if num_clients >= 1000 and not plain_run:
         config.setdefault("fraction-train", 0.1)  # cross-device style: 100 clients train per round
-    run_config = " ".join(f"{k}={_toml_value(v)}" for k, v in config.items())
+    # One TOML file, not "k=v" pairs: long strings and many keys stay readable in the run's directory.
+    run_config = str(run_out / "run-config.toml")
+    (run_out / "run-config.toml").write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))
     env = os.environ | {
         "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
         "FLWR_TELEMETRY_ENABLED": "0",
         "FLWR_DISABLE_UPDATE_CHECK": "1",
         "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
         **own_local_superlink_env(),
-        # The running interpreter's environment first (a worktree may have no .venv of its own).
+        # The flwr of the Python running this (a shared virtualenv may live outside the repo).
         "PATH": f"{Path(sys.executable).parent}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
     }
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
@@ -130,20 +147,90 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
             f"flwr run with {num_clients} clients failed (exit {process.returncode}); see {log_path}"
         )
     metrics = json.loads(metrics_path.read_text())
+    if plain_run:
+        return metrics | {"wall_seconds": wall, "peak_rss_gb": sampler.peak_rss / 1e9}
     round_seconds = [r["seconds"] for r in metrics["rounds"]]
     return {
         "clients": num_clients,
         "wall_seconds": wall,
         "setup_seconds": metrics["seconds"]["setup"],
+        "client_setup_seconds": metrics["seconds"].get("client_setup"),
         "round_seconds": round_seconds,
         "round_seconds_mean": sum(round_seconds) / len(round_seconds),
         "peak_rss_gb": sampler.peak_rss / 1e9,
+        "peak_pss_gb": sampler.peak_pss / 1e9,
         "peak_used_memory_rise_gb": sampler.peak_used_rise / 1e9,
         "bytes_up_per_client": metrics["traffic"]["bytes_up_per_client_mean"],
         "bytes_down_per_client": metrics["traffic"]["bytes_down_per_client_mean"],
         "final_accuracy": metrics["accuracy"],
+        "clients_trained_per_round": [r["clients_trained"] for r in metrics["rounds"]],
+        "clients_evaluated_per_round": [r["clients_evaluated"] for r in metrics["rounds"]],
         "failures": len(metrics["failures"]),
         "bytes_up_per_round": [r.get("bytes_up") for r in metrics["rounds"]],
         "bytes_down_per_round": [r.get("bytes_down") for r in metrics["rounds"]],
         "run_config": config,
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m simulations.federated_bench --clients 100,1000,10000`: one table row per size, JSON out."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", default="100,1000,10000", help="comma-separated client counts")
+    parser.add_argument("--out", default=str(REPO / "runs" / "federated-bench"), help="output directory")
+    parser.add_argument(
+        "--fraction-train", type=float, default=0.01, help="share of clients training per round"
+    )
+    parser.add_argument("--fraction-evaluate", type=float, default=0.01, help="share evaluating per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--final-evaluation",
+        choices=("sampled", "all"),
+        default="sampled",
+        help="the last round scores a sample too (default) or every client",
+    )
+    parser.add_argument(
+        "--eager", action="store_true", help="set every client up before round 1 (default: lazy enrolment)"
+    )
+    parser.add_argument("--set", nargs="*", default=[], help="more run-config overrides, key=value")
+    args = parser.parse_args(argv)
+    out_dir = Path(args.out).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    extra: dict = {
+        "num-server-rounds": args.rounds,
+        "fraction-train": args.fraction_train,
+        "fraction-evaluate": args.fraction_evaluate,
+        "min-train-nodes": 2,
+        "final-round-evaluate-all": args.final_evaluation == "all",
+        "lazy-enrolment": not args.eager,
+    }
+    for item in args.set:
+        key, _, value = item.partition("=")
+        extra[key] = json.loads(value) if value[:1] in "0123456789-tf[" and value not in ("",) else value
+    rows = []
+    for size in [int(n) for n in args.clients.split(",") if n.strip()]:
+        start = time.time()
+        try:
+            row = run_size(size, out_dir, extra)
+        except RuntimeError as error:
+            row = {"clients": size, "error": str(error), "wall_seconds": time.time() - start}
+        rows.append(row)
+        (out_dir / "federated_bench.json").write_text(
+            json.dumps({"rows": rows, "run_config": extra}, indent=2)
+        )
+        if "error" in row:
+            print(f"{size:>6} clients: FAILED after {row['wall_seconds']:.0f} s: {row['error']}", flush=True)
+            continue
+        rounds = ", ".join(f"{seconds:.1f}" for seconds in row["round_seconds"])
+        print(
+            f"{size:>6} clients: setup {row['setup_seconds']:.1f} s server + "
+            f"{row['client_setup_seconds']:.1f} s clients, rounds {rounds} s "
+            f"(mean {row['round_seconds_mean']:.1f}), "
+            f"peak RSS {row['peak_rss_gb']:.2f} GB (PSS {row['peak_pss_gb']:.2f} GB), "
+            f"wall {row['wall_seconds']:.0f} s",
+            flush=True,
+        )
+    print(f"written {out_dir / 'federated_bench.json'}")
+
+
+if __name__ == "__main__":
+    main()

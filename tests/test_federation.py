@@ -124,7 +124,7 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
             "text-confusion",
             "agreement",
         )
-    }
+    } | {"client.group"}  # the client's data set / device type, for the per-device breakdown
     assert not any(
         "user" in name or "label" in name.split(".")[-1]
         for p in uploaded.values()

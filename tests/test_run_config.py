@@ -22,6 +22,12 @@ def test_pyproject_declares_every_key_with_its_default():
     ("overrides", "message"),
     [
         ({"num-server-round": 3}, "unknown key 'num-server-round'"),
+        (
+            {"secagg": True, "update-compression": "int8"},
+            "'secagg' cannot be combined with update-compression",
+        ),
+        ({"secagg": True, "update-clip-factor": 3.0}, "'secagg' cannot be combined with update-clip-factor"),
+        ({"secagg": True, "lazy-enrolment": True}, "'secagg' cannot be combined with lazy-enrolment"),
         ({"num-server-rounds": "3"}, "'num-server-rounds' must be int"),
         ({"local-epochs": True}, "'local-epochs' must be int"),
         ({"strategy": "fedsgd"}, "'strategy' must be one of"),

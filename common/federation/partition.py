@@ -30,9 +30,11 @@ import numpy as np
 
 from common.data.devices import DeviceType, apply_device, load_device_type
 from common.data.errors import DataError
+from common.data.label_spaces import label_merges, merged_names, rename_labels
 from common.data.loading import dataset_labels, load_dataset
 from common.data.synthetic import generate_windows
 from common.data.windows import WindowSet, split_by_user
+from common.federation.mixed import client_data_sets, parse_clients_data, uses_user_layout
 from common.federation.run_config import FederationConfig, split_list
 
 NATIVE_DEVICE = "native"  # real data as recorded: no simulated device transform
@@ -47,6 +49,8 @@ class ClientSpec:
     device_type: str  # a configs/devices name, or "native"
     data_set: str  # "synthetic" or a data set name
     users: tuple[int, ...] = ()  # real data: the users this client holds ("" = decided by partitioning)
+    share: int = 0  # clients-per-user > 1: which of the `shares` clients of its user this one is
+    shares: int = 1
 
 
 @dataclass
@@ -89,7 +93,12 @@ class UserSplit:
 
 
 def client_spec(partition_id: int, num_partitions: int, config: FederationConfig) -> ClientSpec:
-    """Device types are assigned round-robin; real data sets too (clients of one set get its users)."""
+    """Device types are assigned round-robin; real data sets too (clients of one set get its users).
+
+    With the user layout (common/federation/mixed.py) the partitions are the slots of `user_layout_slots`.
+    """
+    if uses_user_layout(config):
+        return user_layout_spec(partition_id, num_partitions, config)
     device_types = config.device_type_list
     data_sets = config.clients_data_list
     return ClientSpec(
@@ -98,6 +107,56 @@ def client_spec(partition_id: int, num_partitions: int, config: FederationConfig
         device_type=device_types[partition_id % len(device_types)],
         data_set=data_sets[partition_id % len(data_sets)],
     )
+
+
+@lru_cache(maxsize=8)
+def user_layout_slots(config: FederationConfig) -> tuple[tuple[str, tuple[int, ...], int, int], ...]:
+    """The real clients of the user layout, in partition order: (data set, users, share, shares).
+
+    Every user of every real set in clients-data, `clients-per-user` clients each (training users first,
+    then held-out users, per set in clients-data order). The server's source users are never clients: when
+    the source is one of the sets, only its held-out users are (the server holds its training users).
+    """
+    per_user = max(config.clients_per_user, 1)
+    slots = []
+    for data_set in dict.fromkeys(s.data_set for s in parse_clients_data(config) if not s.synthetic):
+        if client_eval_mode(data_set, config) == "held-out-users":
+            split = held_out_user_split(data_set, config)
+            train_users, eval_users = split.train_users, split.eval_users
+            if config.users_per_data_set:
+                train_users = train_users[: config.users_per_data_set]
+                eval_users = eval_users[: config.users_per_data_set]
+            users = eval_users if data_set == config.source else train_users + eval_users
+        else:
+            if data_set == config.source:
+                raise DataError(
+                    f"clients-data '{data_set}' is the server's source: with client-eval 'time' every one of "
+                    "its users would be both on the server and a client; use client-eval 'held-out-users'"
+                )
+            users = tuple(int(u) for u in np.unique(load_dataset(data_set, config.data_dir).user))
+            users = users[: 2 * config.users_per_data_set] if config.users_per_data_set else users
+        slots.extend((data_set, (user,), share, per_user) for user in users for share in range(per_user))
+    return tuple(slots)
+
+
+def user_layout_spec(partition_id: int, num_partitions: int, config: FederationConfig) -> ClientSpec:
+    """Partition `partition_id` of the user layout: a real user's client, else a synthetic client."""
+    real = user_layout_slots(config)
+    if partition_id < len(real):
+        data_set, users, share, shares = real[partition_id]
+        return ClientSpec(partition_id, num_partitions, "native", data_set, users, share, shares)
+    synthetic = [s for s in parse_clients_data(config) if s.synthetic]
+    if not synthetic:
+        raise DataError(
+            f"client {partition_id}: clients-data '{config.clients_data}' makes {len(real)} real clients "
+            f"(clients-per-user {max(config.clients_per_user, 1)}) and has no synthetic entry for the "
+            f"{num_partitions - len(real)} other partitions; run {len(real)} clients (num-supernodes)"
+        )
+    index = partition_id - len(real)
+    source = synthetic[index % len(synthetic)]
+    device_types = config.device_type_list
+    device = source.device_type or device_types[(index // len(synthetic)) % len(device_types)]
+    return ClientSpec(partition_id, num_partitions, device, source.data_set)
 
 
 def client_spec_from_node_config(node_config: Mapping[str, object], config: FederationConfig) -> ClientSpec:
@@ -115,7 +174,9 @@ def client_spec_from_node_config(node_config: Mapping[str, object], config: Fede
         num_partitions=num_partitions,
         device_type=str(node_config.get("device-type", spec.device_type)),
         data_set=str(node_config.get("data-set", spec.data_set)),
-        users=users,
+        users=users or spec.users,
+        share=spec.share if not users else 0,
+        shares=spec.shares if not users else 1,
     )
 
 
@@ -135,6 +196,18 @@ def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
         role = TRAIN_AND_EVALUATE
     else:
         windows, role = _real_client_windows(spec, config)
+        if spec.shares > 1:  # one of several clients of one user: whole recordings, dealt among them
+            index = (
+                deal_whole_users(windows, spec.shares)
+                if role == EVALUATE
+                else partition_indices(windows, spec.shares, "by-user", config.dirichlet_alpha, config.seed)
+            )[spec.share]
+            if len(index) == 0:
+                raise DataError(
+                    f"client {spec.partition_id}: user {list(spec.users)} of '{spec.data_set}' has too few "
+                    f"recordings for {spec.shares} clients (clients-per-user)"
+                )
+            windows = windows.subset(index)
         if spec.device_type != NATIVE_DEVICE:
             windows = apply_device(windows, load_device_type(spec.device_type), seed=seed)
     split = client_eval_mode(spec.data_set, config)
@@ -169,6 +242,11 @@ def _user_split(
 ) -> UserSplit:
     windows = load_dataset(data_set, data_dir)
     source_labels = activities if source == "synthetic" else dataset_labels(source, data_dir)
+    # As central's pair_label_space: a set that mixes stairs makes both sides compare in merged names.
+    merge = label_merges(windows.label_names) | label_merges(source_labels)
+    windows = rename_labels(windows, merge)
+    source_labels = merged_names(source_labels, merge)
+    activities = tuple(merged_names(activities, merge))
     shared = [a for a in activities if a in source_labels and a in windows.label_names]
     if len(shared) < 2:
         raise DataError(
@@ -189,7 +267,7 @@ def _user_split(
 def evaluation_plan(config: FederationConfig) -> dict[str, dict]:
     """Per client data set, which split scores it (and, for held-out users, which users): for metrics.json."""
     plan: dict[str, dict] = {}
-    for data_set in dict.fromkeys(config.clients_data_list):
+    for data_set in client_data_sets(config):
         if client_eval_mode(data_set, config) == "held-out-users":
             plan[data_set] = held_out_user_split(data_set, config).as_dict()
         else:
@@ -288,7 +366,10 @@ def deal_whole_users(ws: WindowSet, num_clients: int) -> list[np.ndarray]:
 def _load_for_clients(name: str, data_dir: str, activities: tuple[str, ...]) -> WindowSet:
     """A data set restricted to the run's activities it has (loaded once per process: clients share it)."""
     windows = load_dataset(name, data_dir)
-    present = [a for a in activities if a in windows.label_names]
+    # A set that mixes stairs keeps its "stairs" windows when the run has upstairs or downstairs.
+    present = [
+        a for a in merged_names(activities, label_merges(windows.label_names)) if a in windows.label_names
+    ]
     if not present:
         raise DataError(
             f"data set '{name}': none of the run's activities {list(activities)} is among its labels "
@@ -352,4 +433,6 @@ __all__ = [
     "load_client_data",
     "partition_indices",
     "split_in_time",
+    "user_layout_slots",
+    "user_layout_spec",
 ]

@@ -9,7 +9,8 @@ Phases, in order (the server always asks; Flower clients cannot start a conversa
 2. `query.targets` server -> client: the text-space targets Z (one row per training window, "z"), the
    text-space embedding of each evaluation window's interpretation ("z-eval": the text path, scored on the
    client so that no per-window label ever leaves it), the sensor encoder's architecture, optionally the
-   interpretation texts. The client keeps them in `context.state`.
+   interpretation texts, and with lazy enrolment (server/enrolment.py) the label bank of phase 3. The client
+   keeps them in `context.state`.
 3. `query.labels` server -> client: the label bank (names + embeddings), at the start and whenever the label
    set changes (new activities). Clients recognise new labels from then on without retraining.
 4. `train` / `evaluate`: the standard Flower rounds, each sent only to the clients whose role includes it;
@@ -54,6 +55,11 @@ ACK = "ack"
 INTERPRETATIONS = "interpretations"
 TEXT_TABLE = "text-table"
 TEXT_TABLE_TEXTS = "text-table-texts"
+# ConfigRecord a client answers phase 1 with INSTEAD of summaries when its preflight fails:
+# {"reason": ..., "partition-id": int} (common/federation/preflight.py). The server goes on without it.
+REFUSED = "refused"
+# ConfigRecord of an evaluate reply: {"group": data set / device type} for the per-device breakdown.
+CLIENT_INFO = "client"
 # Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
 UNIFORM_WEIGHT = "uniform-weight"
 
@@ -77,8 +83,19 @@ def model_config_from_record(record: ConfigRecord) -> SensorEncoderConfig:
     return SensorEncoderConfig.from_dict(dict(record.items()))
 
 
-def label_bank_records(bank: LabelBank, new_labels: list[str], version: int) -> RecordDict:
-    info = ConfigRecord({"labels": list(bank.labels), "new-labels": list(new_labels), "version": version})
+def label_bank_records(
+    bank: LabelBank, new_labels: list[str], version: int, scoring_labels: list[str] | None = None
+) -> RecordDict:
+    """The bank push. `scoring_labels` (bank labels + merged names such as "stairs") index every client's
+    confusion counts, so that clients scoring different label spaces add up (common/data/label_spaces.py)."""
+    info = ConfigRecord(
+        {
+            "labels": list(bank.labels),
+            "new-labels": list(new_labels),
+            "version": version,
+            "scoring-labels": list(scoring_labels or bank.labels),
+        }
+    )
     return RecordDict(
         {BANK_ARRAYS: array_record(embeddings=bank.embeddings.astype(np.float32)), BANK_INFO: info}
     )
@@ -88,6 +105,10 @@ def label_bank_from_records(records: RecordDict) -> tuple[LabelBank, list[str]]:
     info = records[BANK_INFO]
     bank = LabelBank(labels=list(info["labels"]), embeddings=records[BANK_ARRAYS]["embeddings"].numpy())
     return bank, list(info["new-labels"])
+
+
+def scoring_labels_from_records(info: ConfigRecord) -> list[str]:
+    return list(info["scoring-labels"]) if "scoring-labels" in info else list(info["labels"])
 
 
 def record_nbytes(content: RecordDict) -> int:

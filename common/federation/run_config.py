@@ -23,6 +23,7 @@ DP_MODES = ("none", "central", "local")
 INTERPRETERS = ("rules", "openai", "local")
 PARTITIONINGS = ("by-user", "iid", "dirichlet")
 CLIENT_EVALS = ("held-out-users", "time")
+UPDATE_COMPRESSIONS = ("none", "int8", "sparse-int8")
 
 
 class ConfigError(ValueError):
@@ -75,7 +76,16 @@ class FederationConfig:
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
-    clients_data: str = "synthetic"  # "synthetic" or comma-separated data set names split across clients
+    # "synthetic" or comma-separated data set names split across clients; "synthetic:<device type>" entries
+    # add synthetic clients of that device type (see common/federation/mixed.py).
+    clients_data: str = "synthetic"
+    # > 0: every user of every real set in clients-data becomes this many clients (the server's own source
+    # users excepted), synthetic entries fill the remaining partitions. 0: the clients of a data set share it
+    # by `partitioning` (round-robin over the sets).
+    clients_per_user: int = 0
+    # User layout: at most this many training and this many held-out users of each real set become clients
+    # (the first ones of the split); 0 = all. For short runs and tests.
+    users_per_data_set: int = 0
     device_types: str = "waist_phone,trouser_pocket_phone,wrist_watch,chest_strap"  # assigned round-robin
     windows_per_client: int = 0  # synthetic clients: windows per client; 0 = the device type's `windows`
     partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
@@ -99,7 +109,24 @@ class FederationConfig:
     server_learning_rate: float = 0.05  # FedAdam's eta
     fraction_train: float = 1.0
     fraction_evaluate: float = 1.0  # share of clients that evaluate each round (all of them in the last)
+    # The last round scores every evaluating client (true) or a fraction-evaluate sample like the others
+    # (false: at 10,000 clients scoring all of them dominates the run).
+    final_round_evaluate_all: bool = True
+    # Set a client up (summaries -> targets, label bank) only when it is first sampled, sampling from every
+    # connected node each round (server/enrolment.py): for very many clients. The round-0 and last
+    # evaluations then score a fraction-evaluate sample too.
+    lazy_enrolment: bool = False
     min_train_nodes: int = 2
+    # Clip every client update (its change of the global model) to this multiple of the round's median update
+    # norm before aggregating: one outlier device cannot drag the model. 0 = off.
+    update_clip_factor: float = 0.0
+    # What a client sends back: "none" (float32 weights), "int8" (its update quantised, 4x smaller),
+    # "sparse-int8" (the largest update-topk-fraction of its update, int8 + a bit mask: 12x at 0.2). Both
+    # compressed modes keep the quantisation error on the client and add it to the next update (error
+    # feedback); the global model then goes down to training clients as float16 (evaluation always scores
+    # the float32 model).
+    update_compression: str = "none"
+    update_topk_fraction: float = 0.2
     min_available_nodes: int = 2
     round_timeout: float = 600.0
     # --- faults and checkpoints --------------------------------------------------------------------
@@ -212,7 +239,8 @@ class FederationConfig:
         ):
             if getattr(self, key.replace("-", "_")) < 1:
                 fail(key, "must be >= 1")
-        needs_files = self.source != "synthetic" or self.clients_data != "synthetic"
+        real_clients = any(e.partition(":")[0] != "synthetic" for e in self.clients_data_list)
+        needs_files = self.source != "synthetic" or real_clients
         if needs_files and not self.data_dir:
             fail("data-dir", "must be set (absolute path) when source or clients-data name real data sets")
         if self.data_dir and not Path(self.data_dir).is_absolute():
@@ -242,8 +270,41 @@ class FederationConfig:
             fail("summary-noise", f"must be >= 0, got {self.summary_noise}")
         if self.crash_after_round < 0:
             fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
+        if self.clients_per_user < 0:
+            fail("clients-per-user", f"must be >= 0, got {self.clients_per_user}")
+        if self.lazy_enrolment and self.dp_mode != "none":
+            fail(
+                "lazy-enrolment",
+                f"must be false with dp-mode '{self.dp_mode}' (DP accounts its own sampling)",
+            )
+        if self.users_per_data_set < 0:
+            fail("users-per-data-set", f"must be >= 0 (0 = all), got {self.users_per_data_set}")
+        if self.update_clip_factor < 0:
+            fail("update-clip-factor", f"must be >= 0 (0 = off), got {self.update_clip_factor}")
+        if self.update_compression not in UPDATE_COMPRESSIONS:
+            fail(
+                "update-compression", f"must be one of {UPDATE_COMPRESSIONS}, got '{self.update_compression}'"
+            )
+        if not 0.0 < self.update_topk_fraction <= 1.0:
+            fail("update-topk-fraction", f"must be in (0, 1], got {self.update_topk_fraction}")
+        if self.update_compression != "none" and self.dp_mode != "none":
+            fail(
+                "update-compression",
+                f"must be 'none' with dp-mode '{self.dp_mode}': DP clips and noises full-precision weights",
+            )
         if not self.device_type_list:
             fail("device-types", "must name at least one device type")
+        if self.secagg:
+            # SecAgg+ shows the server only the masked sum: per-client steps on the server are impossible.
+            if self.update_compression != "none":
+                fail("secagg", "cannot be combined with update-compression: masking needs the plain update")
+            if self.update_clip_factor > 0:
+                fail("secagg", "cannot be combined with update-clip-factor: the server never sees one update")
+            if self.lazy_enrolment:
+                fail(
+                    "secagg",
+                    "cannot be combined with lazy-enrolment: key agreement needs the sampled clients",
+                )
         if self.secagg_num_shares < 3:
             fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
         if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:

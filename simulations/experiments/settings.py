@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import torch
 
 from common.base.paths import PROJECT_ROOT
 from common.data.errors import DataError
+from common.data.label_spaces import STAIRS_MERGE, mixes_stairs
 from common.data.loading import dataset_labels
 from common.data.toml_files import read_toml
 from simulations.central import BUDGETS, CentralConfig, central_config
@@ -42,7 +43,6 @@ COMMON_ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting")
 # A set with one "stairs" class and no "upstairs"/"downstairs" (wisdm_phone) mixes going up and going down.
 # Pairs with such a set compare in a 3-class space: the other set's upstairs and downstairs become "stairs"
 # (as baselines.md's 3-class variant).
-STAIRS_MERGE = {"upstairs": "stairs", "downstairs": "stairs"}
 MERGED_ACTIVITIES = ("walking", "stairs", "sitting")
 SHORT_NAMES = {"uci": "uci", "wisdm_phone": "wisdm", "dsads_torso": "dsads-t", "dsads_rightleg": "dsads-rl"}
 
@@ -78,11 +78,6 @@ class LabelSpace:
     @property
     def merges_stairs(self) -> bool:
         return bool(self.merge_labels)
-
-
-def mixes_stairs(labels: Collection[str]) -> bool:
-    """One "stairs" class for going up and down: no "upstairs" or "downstairs" beside it."""
-    return "stairs" in labels and not {"upstairs", "downstairs"} & set(labels)
 
 
 def pair_label_space(pair: Pair, data_dir: str | Path) -> LabelSpace:
