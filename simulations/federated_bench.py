@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from common.base.paths import PROJECT_ROOT
-from simulations.processes import own_local_superlink_env, processes_naming, stop_processes_naming
+from simulations.processes import flower_env, processes_naming, stop_processes_naming
 
 REPO = PROJECT_ROOT
 
@@ -108,15 +106,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None, plain_r
     # One TOML file, not "k=v" pairs: long strings and many keys stay readable in the run's directory.
     run_config = str(run_out / "run-config.toml")
     (run_out / "run-config.toml").write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))
-    env = os.environ | {
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_HOME": str(out_dir / ".flwr"),  # a fresh SuperLink per benchmark, measured from its start
-        **own_local_superlink_env(),
-        # The flwr of the Python running this (a shared virtualenv may live outside the repo).
-        "PATH": f"{Path(sys.executable).parent}:{REPO / '.venv' / 'bin'}:{os.environ['PATH']}",
-    }
+    env = flower_env(out_dir / ".flwr")  # a fresh SuperLink per benchmark, measured from its start
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
     # never another run's on the same machine.
     stop_processes_naming(str(out_dir))

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 import psutil
 
@@ -31,6 +33,25 @@ def own_local_superlink_env() -> dict[str, str]:
         "FLWR_LOCAL_SUPERLINK_HTTP_API_PORT": str(http_port),
         "FLWR_LOCAL_CONTROL_API_PORT": str(control_port),
     }
+
+
+def flower_env(flwr_home: Path, own_superlink: bool = True) -> dict[str, str]:
+    """The environment for the Flower commands a test or benchmark starts, as scripts/flower-env.sh sets it.
+
+    This Python's bin first on PATH (its flwr and Flower executables), a FLWR_HOME of the caller's own, no
+    telemetry, update check or runtime dependency installation, one OpenMP thread, a private Ray instance
+    unless RAY_ADDRESS is set; with `own_superlink`, `flwr run`'s local SuperLink on free ports of its own.
+    """
+    env = os.environ | {
+        "FLWR_HOME": str(flwr_home),
+        "FLWR_TELEMETRY_ENABLED": "0",
+        "FLWR_DISABLE_UPDATE_CHECK": "1",
+        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        "RAY_ADDRESS": os.environ.get("RAY_ADDRESS", "local"),
+    }
+    return env | own_local_superlink_env() if own_superlink else env
 
 
 def processes_naming(marker: str) -> list[psutil.Process]:

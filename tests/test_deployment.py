@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from common.base.network import free_port
+from simulations.processes import flower_env
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -31,14 +31,7 @@ def wait_for_port(port: int, timeout: float = 60.0) -> None:
 
 @pytest.mark.slow
 def test_two_supernodes_on_loopback_run_the_protocol(tmp_path):
-    env = os.environ | {
-        "FLWR_HOME": str(tmp_path / "flwr-home"),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = flower_env(tmp_path / "flwr-home", own_superlink=False)  # the test starts its SuperLink
     link_port = free_port()
     (tmp_path / "flwr-home").mkdir()
     (tmp_path / "flwr-home" / "config.toml").write_text(

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from simulations.processes import own_local_superlink_env, stop_processes_naming
+from simulations.processes import flower_env, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -18,14 +17,7 @@ BIN = Path(sys.executable).parent
 
 @pytest.mark.slow
 def test_flwr_run_default_completes_above_chance(tmp_path):
-    env = os.environ | {
-        "FLWR_HOME": str(tmp_path / "flwr-home"),  # a fresh local SuperLink for this test,
-        **own_local_superlink_env(),  # on ports of its own: never a SuperLink someone else left running
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+    env = flower_env(tmp_path / "flwr-home")  # a fresh local SuperLink on ports of its own
     out_dir = tmp_path / "out"
     try:
         run = subprocess.run(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ from common.models.zero_shot import LabelBank
 from server.breakdown import breakdown_summary, client_distribution, per_group
 from server.cloud import load_source
 from server.updates import clip_updates, update_norms
-from simulations.processes import stop_processes_naming
+from simulations.processes import flower_env, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -277,13 +276,7 @@ def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_p
     }
     config_file = tmp_path / "run-config.toml"
     config_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in run_config.items()))
-    env = os.environ | {
-        "FLWR_HOME": str(tmp_path / "flwr-home"),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+    env = flower_env(tmp_path / "flwr-home")
     command = [BIN / "flwr", "run", ".", "--stream", "--run-config", str(config_file)]
     command += ["--federation-config", "num-supernodes=8 client-resources-num-cpus=1"]
     try:

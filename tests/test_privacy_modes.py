@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import pytest
 from test_federation import run_in_process, small_config
 
-from simulations.processes import own_local_superlink_env, stop_processes_naming
+from simulations.processes import flower_env, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -77,14 +76,7 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
             "min-available-nodes=3",
         ]
     )
-    env = os.environ | {
-        "FLWR_HOME": str(tmp_path / "flwr-home"),
-        **own_local_superlink_env(),  # never another user's SuperLink on the default ports
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+    env = flower_env(tmp_path / "flwr-home")  # and a SuperLink of its own, never another user's
     try:
         run = subprocess.run(
             [

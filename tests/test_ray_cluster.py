@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 
 from common.base.network import free_ports
-from simulations.processes import own_local_superlink_env, stop_process_trees, stop_processes_naming
+from simulations.processes import (
+    flower_env,
+    stop_process_trees,
+    stop_processes_naming,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -77,17 +81,10 @@ def test_flwr_run_attaches_to_a_running_ray_cluster() -> None:
     head = None
     try:
         head, address = start_ray_head(cluster_dir, base / "head.log")
-        env = os.environ | {
-            "FLWR_HOME": str(base / "flwr-home"),
-            "FLWR_TELEMETRY_ENABLED": "0",
-            "FLWR_DISABLE_UPDATE_CHECK": "1",
-            "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-            "PATH": f"{BIN}:{os.environ['PATH']}",
-            "OMP_NUM_THREADS": "1",
+        # `flwr run .` reuses any SuperLink on its local port, whoever started it and with whatever Ray:
+        # this run gets a SuperLink of its own (flower_env), started with this cluster's address.
+        env = flower_env(base / "flwr-home") | {
             "RAY_ADDRESS": address,
-            # `flwr run .` reuses any SuperLink on its local port, whoever started it and with whatever Ray:
-            # this run gets a SuperLink of its own, started with this environment.
-            **own_local_superlink_env(),
             # A private Ray instance, had one started, would put its session here: the test looks for it.
             "RAY_TMPDIR": str(private_dir),
         }

@@ -8,7 +8,6 @@ with an unregistered key are refused, then the two registered nodes run the prot
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from common.base.network import free_port
-from simulations.processes import stop_process_trees, wait_for_port
+from simulations.processes import flower_env, stop_process_trees, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -73,14 +72,7 @@ def test_only_registered_nodes_with_the_ca_join_and_run_the_protocol(tmp_path: P
         f'[superlink.secure]\naddress = "127.0.0.1:{port}"\nroot-certificates = "{certs / "ca.crt"}"\n\n'
         f'[superlink.no-ca]\naddress = "127.0.0.1:{port}"\n'
     )
-    env = os.environ | {
-        "FLWR_HOME": str(home),
-        "FLWR_TELEMETRY_ENABLED": "0",
-        "FLWR_DISABLE_UPDATE_CHECK": "1",
-        "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "OMP_NUM_THREADS": "1",
-    }
+    env = flower_env(home, own_superlink=False)  # the test starts its SuperLink
     started: list[subprocess.Popen] = []
     link_log = open(tmp_path / "superlink.log", "w")
     nodes_log = open(tmp_path / "supernodes.log", "w")
