@@ -22,6 +22,7 @@ from common.base.device import module_device, resolve_device
 from common.base.metrics import classification_metrics
 from common.base.runtime import set_seed
 from common.data.errors import DataError
+from common.data.label_spaces import rename_labels
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
 from common.data.windows import WindowSet
@@ -30,7 +31,7 @@ from common.models.losses import InfoNCELoss, same_group_mask
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import build_label_bank
-from simulations.central import CentralConfig, central_config, load_pair, rename_labels
+from simulations.central import CentralConfig, central_config, load_pair
 
 EPOCHS = {"small": 8, "default": 30, "full": 60}
 PATIENCE = 7

@@ -13,12 +13,13 @@ import pytest
 
 from common.data.errors import DataError
 from common.data.features import analyze_windows
+from common.data.label_spaces import rename_labels
 from common.data.loading import dataset_labels, save_windowset
 from common.data.windows import WindowSet
 from common.language.prompts import SENSOR_VOCABULARY, SensorContext
 from common.language.rules import SIMPLE_CATEGORIES, RulesInterpreter
 from simulations.baselines import NLS_BASE_TEMPLATE, NLS_TEMPLATES, nls_sentences
-from simulations.central import central_config, central_interpreter, rename_labels, text_train_config
+from simulations.central import central_config, central_interpreter, text_train_config
 from simulations.cli import main
 from simulations.experiments.cross_dataset import lanhar_diagnostics, matrix_axes, recall_rows
 from simulations.experiments.distribution_gap import relative_kl, symmetric_kl

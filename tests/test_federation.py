@@ -25,6 +25,20 @@ from simulations.central import central_config, load_pair
 from simulations.experiments.federated import run_federated
 
 WINDOW_SHAPE = [120, 6]
+# What a client's summaries reply says about its data besides the analysis: no window, label or user id.
+CONTEXT_FIELDS = {
+    f"context.{key}"
+    for key in (
+        "sampling-rate",
+        "position",
+        "device",
+        "has-gyro",
+        "num-windows",
+        "num-eval-windows",
+        "role",
+        "raw-prompt-mode",
+    )
+}
 
 
 def run_in_process(config: FederationConfig, num_clients: int) -> dict:
@@ -88,19 +102,7 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     # Privacy: what left the clients, phase by phase: no raw window, no per-window label, no user id.
     uploaded = metrics["uploaded_fields"]
     assert set(uploaded) == {"summaries", "targets", "labels", "train", "evaluate"}
-    assert set(uploaded["summaries"]) == {"features.features", "features.eval-features"} | {
-        f"context.{key}"
-        for key in (
-            "sampling-rate",
-            "position",
-            "device",
-            "has-gyro",
-            "num-windows",
-            "num-eval-windows",
-            "role",
-            "raw-prompt-mode",
-        )
-    }
+    assert set(uploaded["summaries"]) == {"features.features", "features.eval-features"} | CONTEXT_FIELDS
     assert uploaded["summaries"]["features.features"][1] == len(FEATURE_NAMES)  # analysis features only
     assert uploaded["summaries"]["features.eval-features"][1] == len(FEATURE_NAMES)
     assert set(uploaded["targets"]) == {"ack.stored"} and set(uploaded["labels"]) == {"ack.labels"}

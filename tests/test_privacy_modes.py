@@ -8,25 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_federation import run_in_process, small_config
+from test_federation import CONTEXT_FIELDS, run_in_process, small_config
 
 from simulations.processes import flower_env, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-CONTEXT_FIELDS = {
-    f"context.{key}"
-    for key in (
-        "sampling-rate",
-        "position",
-        "device",
-        "has-gyro",
-        "num-windows",
-        "num-eval-windows",
-        "role",
-        "raw-prompt-mode",
-    )
-}
 
 
 @pytest.mark.slow

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from common.data.errors import DataError
+from common.data.label_spaces import rename_labels
 from common.data.labels import LabelVocabulary, canonical, default_vocabulary
 from common.data.sources import read_archive
 from common.data.windows import (
     MODEL_RATE_HZ,
     REQUIRED_NPZ_KEYS,
-    UNLABELED,
     WindowSet,
     describe,
     validate_windows,
@@ -133,17 +132,13 @@ def _most_common(values: np.ndarray) -> str:
 def _canonicalise_labels(windows: WindowSet, source: str, vocabulary: LabelVocabulary | None) -> WindowSet:
     """Rename labels to their canonical spelling; two spellings of one activity are merged into one class."""
     vocabulary = vocabulary or default_vocabulary()
-    canonical_names: list[str] = []
-    old_to_new = np.full(len(windows.label_names) + 1, UNLABELED, dtype=np.int64)  # last slot: y == -1
-    for old_index, label in enumerate(windows.label_names):
+    canonical_names = {}
+    for label in windows.label_names:
         try:
-            canonical_name = vocabulary.canonical(label)
+            canonical_names[label] = vocabulary.canonical(label)
         except DataError as error:
             raise DataError(f"{source}: field 'label_names': {error}") from error
-        if canonical_name not in canonical_names:
-            canonical_names.append(canonical_name)
-        old_to_new[old_index] = canonical_names.index(canonical_name)
-    return replace(windows, y=old_to_new[windows.y], label_names=canonical_names)
+    return rename_labels(windows, canonical_names)
 
 
 def save_windowset(ws: WindowSet, path: str | Path) -> Path:
