@@ -128,6 +128,7 @@ class Cloud:
             ff_dim=2 * width,
             out_dim=self.encoder.dim,
             input_frame=self.config.sensor_input_frame,
+            analysis_token=self.config.sensor_analysis_token,
         )
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:

@@ -40,7 +40,8 @@ PATIENCE = 7
 class TransformerClassifier(nn.Module):
     def __init__(self, num_classes: int) -> None:
         super().__init__()
-        self.encoder = SensorEncoder(SensorEncoderConfig())
+        # The supervised baseline reads the raw window only, as in the papers' Transformer baseline.
+        self.encoder = SensorEncoder(SensorEncoderConfig(analysis_token=False))
         self.head = nn.Linear(self.encoder.config.out_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -237,7 +238,8 @@ def train_nls(
     first = torch.cumsum(counts, 0) - counts
     bank = build_label_bank(encoder, sentences)
 
-    model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim)).to(device)
+    # NLS-HAR's sensor encoder reads the raw window only (its paper): no LanHAR analysis token.
+    model = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim, analysis_token=False)).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=NLS_LR, weight_decay=0.01)
     criterion = InfoNCELoss(config.temperature)
     X = torch.from_numpy(splits["source_train"].X).to(device)

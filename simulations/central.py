@@ -82,6 +82,7 @@ class CentralConfig:
     # where it does not (docs/results); the ablation keeps it as a row.
     stage2_distill_weight: float = 0.0
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
+    sensor_analysis_token: bool = False  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
     temperature: float = 0.07
@@ -280,7 +281,11 @@ def train_central(
     targets = encoder.encode(source.texts + target.texts, progress=progress)
     bank = label_bank(encoder, descriptions, activities)
     sensor_encoder = SensorEncoder(
-        SensorEncoderConfig(out_dim=encoder.dim, input_frame=config.sensor_input_frame)
+        SensorEncoderConfig(
+            out_dim=encoder.dim,
+            input_frame=config.sensor_input_frame,
+            analysis_token=config.sensor_analysis_token,
+        )
     ).to(device)
     sensor_config = SensorTrainConfig(
         epochs=config.stage2_epochs,

@@ -67,6 +67,9 @@ class FederationConfig:
     server_train_epochs: int = 0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
+    # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
+    # client computes it from its own windows, as it does for its uploaded summaries.
+    sensor_analysis_token: bool = False
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"

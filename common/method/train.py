@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from common.base.device import autocast, module_device
 from common.data.devices import rotation_matrix
 from common.models.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
-from common.models.sensor_encoder import SensorEncoder, check_windows
+from common.models.sensor_encoder import SensorEncoder, check_windows, window_analysis
 from common.models.text_encoder import TextEncoder
 
 
@@ -447,6 +447,7 @@ class _Stage2Inputs:
     """What central stage 2 and a client's local update both train on: tensors, loss and a fresh optimizer."""
 
     X: torch.Tensor
+    analysis: torch.Tensor | None  # the analysis token's input, computed once per window
     Z: torch.Tensor
     groups: torch.Tensor  # windows with identical targets share a group (positives of each other)
     label_embeddings: torch.Tensor | None
@@ -467,8 +468,10 @@ class _Stage2Inputs:
         device = module_device(model)
         labels_t = _label_tensor(label_embeddings, model)
         known_t = _known_tensor(known_labels, len(X), labels_t)
+        analysis = torch.from_numpy(window_analysis(X, model.config)) if model.config.analysis_token else None
         return cls(
             X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device),
+            analysis=analysis.to(device) if analysis is not None else None,
             Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
             groups=torch.from_numpy(target_groups(Z)).to(device),
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
@@ -495,13 +498,18 @@ def _run_sensor_epoch(
         if len(index) < 2:  # one pair has no negatives: the loss is identically 0
             continue
         windows = data.X[index]
+        analysis = data.analysis[index] if data.analysis is not None else None
         if config.rotation_jitter_deg > 0:
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
+            if analysis is not None and model.config.input_frame != "gravity":
+                # The device frame's analysis reads per-axis features, which rotate with the window.
+                rotated = window_analysis(windows.cpu().numpy(), model.config)
+                analysis = torch.from_numpy(rotated).to(windows.device)
         known_rows = data.known[index] if data.known is not None else None
         mask = same_group_mask(data.groups[index])
         with autocast(data.X.device):
-            E = model(windows)
+            E = model(windows, analysis) if analysis is not None else model(windows)
             loss = data.criterion(E, data.Z[index], mask, data.label_embeddings, known_rows)["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:

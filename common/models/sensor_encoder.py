@@ -27,6 +27,16 @@ along gravity (vertical, signed) and across it (horizontal, magnitude), |acc|, t
 vertical (signed) and about the horizontal plane (magnitude), and |gyro|. Any fixed rotation of the device
 leaves these six channels unchanged (tests/test_sensor_encoder.py checks it).
 
+Analysis token (`analysis_token=True`). The text targets are written from the signal analysis of
+data/features.py (step rate, periodicity, vertical impacts, gravity stability...); six 1-s patch tokens must
+rediscover those window-level quantities from a few source devices, and across data sets they underfit them
+(issue #11: the sensor encoder trails the text path on its own training windows). With the token on, the
+model takes that analysis as a second input, `analysis` [B, F] (`window_analysis`), squashes it with
+sign(f) log(1 + |f|) (the features span 1e-3 to 1e3 in their units), maps it with a 2-layer MLP to one more
+token and appends it to the patch tokens. The features it reads follow the input frame: the rotation-invariant
+ones (`INVARIANT_FEATURES`) in the gravity frame, so the model stays invariant to how the device is worn, and
+all of them in the device frame.
+
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """
 
@@ -41,6 +51,8 @@ import torch
 from torch import Tensor, nn
 
 from common.base.device import autocast, module_device
+from common.data.features import FEATURE_INDEX, FEATURE_NAMES, INVARIANT_FEATURES, analyze_windows
+from common.data.windows import MODEL_RATE_HZ
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
@@ -61,6 +73,8 @@ class SensorEncoderConfig:
     # "gravity": rotation-invariant channels relative to the window's gravity (module docstring); "device":
     # the raw axes. Chosen a priori (physics of the signal, see docstring), confirmed by the ablation.
     input_frame: str = "gravity"
+    # One more token carrying the window's signal analysis (module docstring); it needs `analysis` inputs.
+    analysis_token: bool = False
 
     def __post_init__(self) -> None:
         if self.input_channels not in (3, 6):
@@ -91,6 +105,13 @@ class SensorEncoderConfig:
         magnitudes = self.input_channels // 3 if self.add_magnitude_channels else 0
         return self.input_channels + magnitudes
 
+    @property
+    def analysis_features(self) -> tuple[str, ...]:
+        """The data/features.py columns the analysis token reads (none when it is off)."""
+        if not self.analysis_token:
+            return ()
+        return INVARIANT_FEATURES if self.input_frame == "gravity" else FEATURE_NAMES
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -100,8 +121,8 @@ class SensorEncoderConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(f"unknown SensorEncoderConfig fields: {unknown}")
-        # Checkpoints written before input_frame existed were trained on the device axes.
-        return cls(**{"input_frame": "device", **values})
+        # Checkpoints written before input_frame / analysis_token existed: device axes, no analysis token.
+        return cls(**{"input_frame": "device", "analysis_token": False, **values})
 
 
 def sinusoidal_positions(length: int, dim: int) -> Tensor:
@@ -112,6 +133,21 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
+
+
+def window_analysis(X: np.ndarray, config: SensorEncoderConfig) -> np.ndarray:
+    """The analysis input of an analysis-token encoder: float32 [N, len(config.analysis_features)].
+
+    X [N, window, input_channels] in raw units at the model's 20 Hz; the gyro features are those of a
+    gyro-less device when the encoder reads the accelerometer only.
+    """
+    check_windows(X, config)
+    X = np.asarray(X, dtype=np.float32)
+    if config.input_channels == 3:
+        X = np.concatenate([X, np.zeros_like(X)], axis=2)
+    features = analyze_windows(X, sampling_rate=MODEL_RATE_HZ, has_gyro=config.input_channels == 6)
+    columns = [FEATURE_INDEX[name] for name in config.analysis_features]
+    return np.ascontiguousarray(features[:, columns], dtype=np.float32)
 
 
 def _along_and_across(vectors: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
@@ -174,6 +210,16 @@ class SensorEncoder(nn.Module):
         )
         self.output_projection = nn.Linear(config.d_model, config.out_dim)
         self._init_weights()
+        # Built last, so the other weights draw the same random numbers with the token on or off.
+        self.analysis_size = len(config.analysis_features)
+        self.analysis_projection: nn.Module | None = None
+        if config.analysis_token:
+            self.analysis_projection = nn.Sequential(
+                nn.Linear(self.analysis_size, config.d_model),
+                nn.GELU(),
+                nn.Linear(config.d_model, config.d_model),
+                nn.LayerNorm(config.d_model),
+            )
 
     def _init_weights(self) -> None:
         # nn.TransformerEncoder deep-copies one layer, so all layers would start identical; draw each layer's
@@ -198,8 +244,9 @@ class SensorEncoder(nn.Module):
                 parts.append(torch.linalg.vector_norm(x[:, :, 3:6], dim=-1, keepdim=True))
         return torch.cat(parts, dim=-1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x [B, window, input_channels] in raw units -> embeddings [B, out_dim] (not normalised)."""
+    def forward(self, x: Tensor, analysis: Tensor | None = None) -> Tensor:
+        """x [B, window, input_channels] in raw units (and, with the analysis token, `analysis` [B, F] from
+        `window_analysis`) -> embeddings [B, out_dim] (not normalised)."""
         if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
             raise ValueError(
                 "SensorEncoder expects x of shape [B, "
@@ -213,6 +260,20 @@ class SensorEncoder(nn.Module):
         features = self.normalize(x.float())
         patches = features.reshape(batch, self.num_patches, -1)
         tokens = self.patch_norm(self.patch_projection(patches)) + self.positions
+        projection = self.analysis_projection
+        if projection is not None:
+            if analysis is None or analysis.dim() != 2 or analysis.shape[0] != batch:
+                raise ValueError(
+                    "this SensorEncoder has an analysis token: pass analysis [B, "
+                    + str(self.analysis_size)
+                    + "] from window_analysis(x) as its second input"
+                )
+            if analysis.shape[1] != self.analysis_size:
+                columns = str(analysis.shape[1])
+                raise ValueError("analysis must have " + str(self.analysis_size) + " columns, got " + columns)
+            analysis = analysis.float()
+            squashed = torch.sign(analysis) * torch.log1p(analysis.abs())
+            tokens = torch.cat([tokens, projection(squashed).unsqueeze(1)], dim=1)
         tokens = self.encoder(self.dropout(tokens))
         return self.output_projection(tokens.mean(dim=1))
 
@@ -246,6 +307,7 @@ def check_windows(X: np.ndarray | Tensor, config: SensorEncoderConfig, field: st
 @torch.no_grad()
 def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C], in eval mode."""
+    analysis_token = isinstance(model, SensorEncoder) and model.config.analysis_token
     if isinstance(model, SensorEncoder):
         check_windows(X, model.config)
     was_training = model.training
@@ -254,9 +316,14 @@ def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np
     outputs = []
     try:
         for start in range(0, len(X), batch_size):
-            chunk = torch.as_tensor(np.asarray(X[start : start + batch_size], dtype=np.float32)).to(device)
+            windows = np.asarray(X[start : start + batch_size], dtype=np.float32)
+            chunk = torch.as_tensor(windows).to(device)
             with autocast(device):
-                embeddings = model(chunk)
+                if analysis_token:
+                    analysis = torch.from_numpy(window_analysis(windows, model.config)).to(device)
+                    embeddings = model(chunk, analysis)
+                else:
+                    embeddings = model(chunk)
             outputs.append(nn.functional.normalize(embeddings.float(), dim=-1).cpu().numpy())
     finally:
         model.train(was_training)

@@ -51,6 +51,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 on the device axes (no gravity frame)",
         {"regeneration": True, "sensor_input_frame": "device"},
     ),
+    "analysis_token": (
+        "stage 2 + the window's signal analysis as one more token",
+        {"regeneration": True, "sensor_analysis_token": True},
+    ),
     "distillation": (
         "stage 2 + label-posterior distillation (source windows: their label)",
         {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": True},
