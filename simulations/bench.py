@@ -39,13 +39,14 @@ from common.data.labels import load_vocabulary
 from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
 from common.method.train import SensorTrainConfig, train_sensor_encoder
 from common.models.export import export_sensor_model, measure_latency
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.models.sensor_encoder import SensorEncoder
 from common.models.text_encoder import TextEncoder
 from simulations.central import (
     CentralConfig,
     central_config,
     central_interpreter,
     load_pair,
+    sensor_encoder_config,
     text_train_config,
 )
 from simulations.experiments.report import Report, jsonable
@@ -156,7 +157,7 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
         chosen = np.random.default_rng(settings.seed).permutation(len(windows))[: settings.stage2_max_windows]
         windows, texts = windows[chosen], [texts[i] for i in chosen]
     targets = encoder.encode(texts, progress=False)
-    sensor_encoder = SensorEncoder(SensorEncoderConfig(out_dim=encoder.dim)).to(device)
+    sensor_encoder = SensorEncoder(sensor_encoder_config(config, encoder.dim)).to(device)
     sensor_config = SensorTrainConfig(
         epochs=1, batch_size=config.stage2_batch_size, lr=config.stage2_lr, seed=settings.seed
     )

@@ -82,7 +82,7 @@ class CentralConfig:
     # where it does not (docs/results); the ablation keeps it as a row.
     stage2_distill_weight: float = 0.0
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
-    sensor_analysis_token: bool = False  # SensorEncoderConfig.analysis_token (signal analysis as a token)
+    sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
     temperature: float = 0.07
@@ -143,6 +143,13 @@ def text_train_config(config: CentralConfig) -> TextTrainConfig | None:
         alpha=config.text_alpha,
         beta=config.text_beta,
         seed=config.seed,
+    )
+
+
+def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderConfig:
+    """The stage-2 sensor encoder of a central run, mapping into a text space of width `out_dim`."""
+    return SensorEncoderConfig(
+        out_dim=out_dim, input_frame=config.sensor_input_frame, analysis_token=config.sensor_analysis_token
     )
 
 
@@ -280,13 +287,7 @@ def train_central(
     windows = np.concatenate([splits["source_train"].X, splits["target_train"].X])
     targets = encoder.encode(source.texts + target.texts, progress=progress)
     bank = label_bank(encoder, descriptions, activities)
-    sensor_encoder = SensorEncoder(
-        SensorEncoderConfig(
-            out_dim=encoder.dim,
-            input_frame=config.sensor_input_frame,
-            analysis_token=config.sensor_analysis_token,
-        )
-    ).to(device)
+    sensor_encoder = SensorEncoder(sensor_encoder_config(config, encoder.dim)).to(device)
     sensor_config = SensorTrainConfig(
         epochs=config.stage2_epochs,
         batch_size=config.stage2_batch_size,

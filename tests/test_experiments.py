@@ -418,7 +418,7 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
-    names = ["full", "no_text_training", "simple_prompt", "device_frame", "distillation"]
+    names = ["full", "no_text_training", "simple_prompt", "device_frame", "distillation", "no_analysis_token"]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
     by_variant = {r["variant"]: r for r in results["runs"]}
@@ -440,6 +440,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["device_frame"]["config"]["sensor_input_frame"] == "device"
     assert by_variant["distillation"]["config"]["stage2_distill_weight"] == 1.0
     assert by_variant["full"]["config"]["stage2_distill_weight"] == 0.0
+    assert by_variant["full"]["config"]["sensor_analysis_token"] is True
+    assert by_variant["no_analysis_token"]["config"]["sensor_analysis_token"] is False
+    assert by_variant["no_analysis_token"]["stage1_reused"]
     assert by_variant["device_frame"]["stage1_reused"] and by_variant["distillation"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0

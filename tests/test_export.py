@@ -9,13 +9,16 @@ import numpy as np
 import pytest
 import torch
 
+from common.data.features import INVARIANT_FEATURES
 from common.models.export import export_sensor_model, load_exported, measure_latency
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, window_analysis
 from common.models.zero_shot import LabelBank
 
 torch.set_num_threads(1)
 
-SMALL = SensorEncoderConfig(d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16)
+SMALL = SensorEncoderConfig(
+    d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16, analysis_token=False
+)
 
 
 def small_bank(dim: int = 16) -> LabelBank:
@@ -45,6 +48,25 @@ def test_exported_model_reloads_with_identical_outputs(tmp_path: Path) -> None:
     assert info["input"]["shape"] == ["batch", 120, 6] and info["config"] == SMALL.to_dict()
     with pytest.raises(torch.jit.Error, match="expects x of shape"):
         module(torch.zeros(1, 120, 3))
+
+
+def test_analysis_token_model_exports_with_its_analysis_input(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
+    model = SensorEncoder(config)
+    bank = small_bank()
+    export_sensor_model(model, bank, tmp_path)
+    module, _ = load_exported(tmp_path)
+    X = torch.randn(5, 120, 6) * 3
+    X[:, :, 2] += 9.81
+    analysis = torch.from_numpy(window_analysis(X.numpy(), config))
+    with torch.no_grad():
+        on_device = bank.classify(module(X, analysis).numpy())
+    np.testing.assert_array_equal(on_device, bank.classify(encode_windows(model, X.numpy())))
+    info = json.loads((tmp_path / "sensor_encoder.json").read_text())
+    assert info["analysis_input"] == {"shape": ["batch", 34], "features": list(INVARIANT_FEATURES)}
+    timings = measure_latency(tmp_path, threads=1, repeats=5, warmup=1)  # analysis + forward
+    assert 0 < timings["min_ms"] <= timings["median_ms"]
 
 
 def test_default_model_fits_the_size_budget(tmp_path: Path) -> None:

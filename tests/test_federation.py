@@ -144,6 +144,10 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     ):
         assert (tmp_path / name).exists(), name
     assert metrics["config"]["seed"] == 0 and metrics["seed"] == 0
+    # The default model reads each window's signal analysis too, computed on the device (nothing uploaded).
+    exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
+    assert exported["config"]["analysis_token"] is True
+    assert exported["analysis_input"]["shape"] == ["batch", 34]
 
 
 @pytest.mark.slow
@@ -154,6 +158,20 @@ def test_raw_prompt_mode_uploads_windows_and_says_so(tmp_path):
     )
     assert metrics["uploaded_fields"]["summaries"]["features.windows"][-2:] == WINDOW_SHAPE
     assert metrics["config"]["raw-prompt-mode"] is True
+
+
+@pytest.mark.slow
+def test_analysis_token_switch_reaches_the_server_every_client_and_the_exported_model(tmp_path):
+    """sensor-analysis-token (on by default, tests above) switched off: the server's pretraining, every
+    client's local epochs and evaluation and the exported model use the plain encoder, in one run."""
+    config = small_config(tmp_path, sensor_analysis_token=False, num_server_rounds=1, new_activities="")
+    metrics = run_in_process(config, num_clients=2)
+    assert metrics["config"]["sensor-analysis-token"] is False
+    record = metrics["rounds"][0]
+    assert record["clients_trained"] == 2 and record["clients_evaluated"] == 2
+    assert math.isfinite(record["accuracy"]) and math.isfinite(record["train_loss"])
+    exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
+    assert exported["config"]["analysis_token"] is False and exported["analysis_input"] is None
 
 
 def run_expecting_crash(config: FederationConfig, num_clients: int) -> None:

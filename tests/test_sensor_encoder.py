@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.data.features import FEATURE_NAMES, INVARIANT_FEATURES
 from common.models.sensor_encoder import (
     STANDARD_GRAVITY,
     SensorEncoder,
@@ -15,12 +16,17 @@ from common.models.sensor_encoder import (
     check_windows,
     encode_windows,
     sinusoidal_positions,
+    window_analysis,
 )
 
 torch.set_num_threads(1)
 
-SMALL = SensorEncoderConfig(d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16, dropout=0.0)
+# The patch path alone; SMALL_TOKEN adds the analysis token (the product default).
+SMALL = SensorEncoderConfig(
+    d_model=32, num_heads=2, num_layers=2, ff_dim=64, out_dim=16, dropout=0.0, analysis_token=False
+)
 SMALL_DEVICE_FRAME = SensorEncoderConfig(**{**SMALL.to_dict(), "input_frame": "device"})
+SMALL_TOKEN = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
 
 
 def random_windows(n: int, seed: int = 0) -> torch.Tensor:
@@ -41,6 +47,7 @@ def test_default_config_matches_minilm_and_the_paper() -> None:
     assert (config.d_model, config.out_dim, config.num_layers, config.num_heads) == (384, 384, 3, 2)
     assert config.window % config.patch_size == 0
     assert config.input_frame == "gravity"
+    assert config.analysis_token and config.analysis_features == INVARIANT_FEATURES
     assert config.feature_channels == 6  # along/across gravity + magnitude, for acc and for gyro
     assert SensorEncoderConfig(input_frame="device").feature_channels == 8  # 6 raw + |acc| + |gyro|
 
@@ -192,3 +199,70 @@ def test_save_load_and_encode_windows(tmp_path: Path) -> None:
     torch.save({"weights": 1}, tmp_path / "other.pt")
     with pytest.raises(ValueError, match="not a SensorEncoder checkpoint"):
         SensorEncoder.load(tmp_path / "other.pt")
+
+
+def test_analysis_token_reads_the_features_its_input_frame_can_see() -> None:
+    assert SMALL.analysis_features == ()
+    assert SMALL_TOKEN.analysis_features == INVARIANT_FEATURES  # gravity frame: rotation-invariant ones
+    assert SensorEncoderConfig(input_frame="device", analysis_token=True).analysis_features == FEATURE_NAMES
+    x = random_windows(3).numpy()
+    analysis = window_analysis(x, SMALL_TOKEN)
+    assert analysis.shape == (3, len(INVARIANT_FEATURES)) and analysis.dtype == np.float32
+    acc_only = SensorEncoderConfig(**{**SMALL_TOKEN.to_dict(), "input_channels": 3})
+    no_gyro = window_analysis(x[:, :, :3], acc_only)
+    assert np.all(no_gyro[:, INVARIANT_FEATURES.index("gyro_available")] == 0)
+    assert np.all(no_gyro[:, INVARIANT_FEATURES.index("gyro_magnitude_mean")] == 0)
+    with pytest.raises(ValueError, match="must have shape"):
+        window_analysis(x, acc_only)
+
+
+def test_analysis_token_is_one_more_input_and_leaves_the_other_weights_as_they_were() -> None:
+    torch.manual_seed(0)
+    plain = SensorEncoder(SMALL)
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL_TOKEN).eval()
+    for name, weight in plain.state_dict().items():  # the token's layers are drawn after all the others
+        torch.testing.assert_close(model.state_dict()[name], weight)
+    assert {name.split(".")[0] for name in set(model.state_dict()) - set(plain.state_dict())} == {
+        "analysis_projection"
+    }
+    x = random_windows(4)
+    analysis = torch.from_numpy(window_analysis(x.numpy(), SMALL_TOKEN))
+    with torch.no_grad():
+        embeddings = model(x, analysis)
+        changed = analysis.clone()
+        changed[:, INVARIANT_FEATURES.index("step_rate")] += 2.0
+        assert embeddings.shape == (4, 16)
+        assert not torch.allclose(model(x, changed), embeddings)  # the model reads the analysis
+    np.testing.assert_allclose(
+        encode_windows(model, x.numpy()), torch.nn.functional.normalize(embeddings, dim=-1).numpy(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="pass analysis \\[B, 34\\] from window_analysis"):
+        model(x)
+    with pytest.raises(ValueError, match="analysis must have 34 columns, got 52"):
+        model(x, torch.zeros(4, 52))
+
+
+def test_analysis_token_model_stays_invariant_to_device_rotation() -> None:
+    model = SensorEncoder(SMALL_TOKEN).eval()
+    x = random_windows(4)
+    reference = encode_windows(model, x.numpy())
+    for seed in range(3):
+        rotated = rotate(x, random_rotation(seed)).numpy()
+        np.testing.assert_allclose(encode_windows(model, rotated), reference, atol=1e-4)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:.*non-constant submodule")
+def test_analysis_token_model_scripts_with_two_inputs_and_loads_from_old_configs(tmp_path: Path) -> None:
+    model = SensorEncoder(SMALL_TOKEN).eval()
+    scripted = torch.jit.freeze(torch.jit.script(model))
+    x = random_windows(4)
+    analysis = torch.from_numpy(window_analysis(x.numpy(), SMALL_TOKEN))
+    with torch.no_grad():
+        torch.testing.assert_close(scripted(x, analysis), model(x, analysis))
+    with pytest.raises(torch.jit.Error, match="has an analysis token"):
+        scripted(x)
+    model.save(tmp_path / "token.pt")
+    assert SensorEncoder.load(tmp_path / "token.pt").config == SMALL_TOKEN
+    legacy = {key: value for key, value in SMALL.to_dict().items() if key != "analysis_token"}
+    assert SensorEncoderConfig.from_dict(legacy).analysis_token is False  # written before the token existed

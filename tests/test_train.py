@@ -20,7 +20,13 @@ from common.method.train import (
     train_text_encoder,
 )
 from common.models.losses import InfoNCELoss, same_group_mask
-from common.models.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.sensor_encoder import (
+    STANDARD_GRAVITY,
+    SensorEncoder,
+    SensorEncoderConfig,
+    encode_windows,
+    window_analysis,
+)
 from common.models.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 
 torch.set_num_threads(1)
@@ -181,6 +187,31 @@ def test_sensor_training_aligns_windows_with_their_targets() -> None:
     assert np.mean(predicted == y) > 0.9
 
 
+@pytest.mark.parametrize(("input_frame", "rotation_deg"), [("gravity", 0.0), ("device", 30.0)])
+def test_sensor_training_with_the_analysis_token_aligns(input_frame: str, rotation_deg: float) -> None:
+    """Central stage 2 and a client's local epochs with the analysis token (device frame + rotation: the
+    per-axis analysis is recomputed for each rotated batch)."""
+    X, Z, y = synthetic_stage2()
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True, "input_frame": input_frame})
+    torch.manual_seed(0)
+    model = SensorEncoder(config)
+    before = copy.deepcopy(model.analysis_projection.state_dict())
+    train_config = SensorTrainConfig(
+        epochs=12, batch_size=16, lr=3e-3, rotation_jitter_deg=rotation_deg, seed=0
+    )
+    history = train_sensor_encoder(model, X, Z, train_config, progress=False)
+    assert history["loss"][-1] < 0.7 * history["loss"][0]
+    predicted = np.argmax(encode_windows(model, X) @ Z[[0, len(X) // 3, -1]].T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+    assert any(not torch.equal(w, model.analysis_projection.state_dict()[k]) for k, w in before.items())
+    local = train_sensor_epochs(SensorEncoder(config), X, Z, SensorTrainConfig(epochs=1, seed=0))
+    assert np.isfinite(local["loss"])
+    early_stopped = train_sensor_encoder(
+        SensorEncoder(config), X, Z, SensorTrainConfig(epochs=2, val_fraction=0.25, seed=0), progress=False
+    )
+    assert len(early_stopped["val_loss"]) == 2 and np.all(np.isfinite(early_stopped["val_loss"]))
+
+
 def test_rotate_windows_turns_acc_and_gyro_alike_and_keeps_magnitudes() -> None:
     X, _, _ = synthetic_stage2(n_per_class=2)
     X_t = torch.from_numpy(X)
@@ -261,7 +292,7 @@ def test_sensor_training_keeps_the_best_validation_epoch() -> None:
     assert history["best_epoch"] == int(np.argmin(history["val_loss"]))
     with torch.no_grad():
         model.eval()
-        E = model(torch.from_numpy(X_val))
+        E = model(torch.from_numpy(X_val), torch.from_numpy(window_analysis(X_val, model.config)))
         groups = torch.from_numpy(target_groups(Z_val))
         val_loss = InfoNCELoss(config.temperature)(E, torch.from_numpy(Z_val), same_group_mask(groups))[
             "loss"

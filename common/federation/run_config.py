@@ -69,7 +69,7 @@ class FederationConfig:
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
-    sensor_analysis_token: bool = False
+    sensor_analysis_token: bool = True
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"

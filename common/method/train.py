@@ -442,6 +442,13 @@ def rotate_windows(X: Tensor, angles_deg: Tensor) -> Tensor:
     return torch.cat([acc, gyro, X[..., 6:]], dim=-1)
 
 
+def _analysis_input(model: SensorEncoder, X: np.ndarray) -> Tensor | None:
+    """The analysis-token input of windows X on the model's device; None for a model without the token."""
+    if not model.config.analysis_token:
+        return None
+    return torch.from_numpy(window_analysis(X, model.config)).to(module_device(model))
+
+
 @dataclass
 class _Stage2Inputs:
     """What central stage 2 and a client's local update both train on: tensors, loss and a fresh optimizer."""
@@ -468,10 +475,9 @@ class _Stage2Inputs:
         device = module_device(model)
         labels_t = _label_tensor(label_embeddings, model)
         known_t = _known_tensor(known_labels, len(X), labels_t)
-        analysis = torch.from_numpy(window_analysis(X, model.config)) if model.config.analysis_token else None
         return cls(
             X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device),
-            analysis=analysis.to(device) if analysis is not None else None,
+            analysis=_analysis_input(model, X),
             Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
             groups=torch.from_numpy(target_groups(Z)).to(device),
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
@@ -528,6 +534,7 @@ def _run_sensor_epoch(
 def _evaluate_sensor_loss(
     model: SensorEncoder,
     X: Tensor,
+    analysis: Tensor | None,
     Z: Tensor,
     groups: Tensor,
     criterion: SensorAlignmentLoss,
@@ -542,7 +549,8 @@ def _evaluate_sensor_loss(
             continue
         same = same_group_mask(groups[start:stop])
         with autocast(X.device):
-            loss = criterion(model(X[start:stop]), Z[start:stop], same, label_embeddings)["loss"]
+            E = model(X[start:stop], analysis[start:stop]) if analysis is not None else model(X[start:stop])
+            loss = criterion(E, Z[start:stop], same, label_embeddings)["loss"]
         total += float(loss) * (stop - start)
         count += stop - start
     return total / max(count, 1)
@@ -591,6 +599,7 @@ def train_sensor_encoder(
     if X_val is not None:
         X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32)).to(data.X.device)
         Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32)).to(data.X.device)
+        analysis_val = _analysis_input(model, X_val)
         val_groups = torch.from_numpy(target_groups(Z_val)).to(data.X.device)
 
     history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
@@ -602,7 +611,14 @@ def train_sensor_encoder(
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}
         if X_val is not None:
             val_loss = _evaluate_sensor_loss(
-                model, X_val_t, Z_val_t, val_groups, data.criterion, config.batch_size, data.label_embeddings
+                model,
+                X_val_t,
+                analysis_val,
+                Z_val_t,
+                val_groups,
+                data.criterion,
+                config.batch_size,
+                data.label_embeddings,
             )
             history["val_loss"].append(val_loss)
             postfix["val"] = f"{val_loss:.3f}"

@@ -1,7 +1,8 @@
 """Deployment artifact: a TorchScript sensor encoder plus the label bank (what a phone needs, nothing else).
 
-`out_dir/sensor_encoder.pt`   TorchScript, input float32 [B, T, 6] raw units, output [B, D] (not normalised)
-`out_dir/sensor_encoder.json` input/output description and the encoder config
+`out_dir/sensor_encoder.pt`   TorchScript, input float32 [B, T, 6] raw units, output [B, D] (not normalised);
+                              an analysis-token encoder takes its signal analysis [B, F] as a second input
+`out_dir/sensor_encoder.json` input/output description (the analysis columns by name) and the encoder config
 `out_dir/label_bank.npz`      prototypes [C, D] L2-normalised + labels; `label_bank.json` the labels again
 
 The module is scripted (not traced) so the input shape check survives, then frozen: freezing folds the
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.models.sensor_encoder import SensorEncoder
+from common.models.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, window_analysis
 from common.models.zero_shot import LabelBank
 
 MODEL_FILE = "sensor_encoder.pt"
@@ -78,6 +79,13 @@ def export_sensor_model(
             "sampling_rate_hz": 20.0,
         },
         "output": {"shape": ["batch", config.out_dim], "note": "L2-normalise, then dot with label_bank rows"},
+        # The device computes these with common/data/features.py (window_analysis) from the same window.
+        "analysis_input": {
+            "shape": ["batch", len(config.analysis_features)],
+            "features": config.analysis_features,
+        }
+        if config.analysis_token
+        else None,
         "config": config.to_dict(),
         "frozen": freeze,
         "torch": torch.__version__,
@@ -122,22 +130,29 @@ def measure_latency(
         raise ValueError(f"repeats, threads and batch must be >= 1, got {repeats}, {threads}, {batch}")
     with _quiet_torchscript():
         module = torch.jit.load(str(path), map_location="cpu")
-    window, channels = 120, 6
+    config = SensorEncoderConfig()
     info_path = path.with_name(MODEL_INFO_FILE)
     if info_path.is_file():
-        config = json.loads(info_path.read_text())["config"]
-        window, channels = int(config["window"]), int(config["input_channels"])
-    x = torch.randn(batch, window, channels) * 2.0
+        config = SensorEncoderConfig.from_dict(json.loads(info_path.read_text())["config"])
+    x = torch.randn(batch, config.window, config.input_channels) * 2.0
+    x[:, :, 2] += STANDARD_GRAVITY  # a plausible window: the signal analysis checks the accelerometer's unit
+
+    def classify_once() -> None:
+        if config.analysis_token:  # the device computes the window's signal analysis first: timed too
+            module(x, torch.from_numpy(window_analysis(x.numpy(), config)))
+        else:
+            module(x)
+
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
             for _ in range(warmup):
-                module(x)
+                classify_once()
             timings = np.empty(repeats)
             for i in range(repeats):
                 start = time.perf_counter()
-                module(x)
+                classify_once()
                 timings[i] = (time.perf_counter() - start) * 1e3
     finally:
         torch.set_num_threads(previous_threads)

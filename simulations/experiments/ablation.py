@@ -7,6 +7,7 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
     no_regeneration   w/o IG: no iterative re-generation
     simple_prompt     w/o IGP: the simple interpretation (amplitude and periodicity only), no re-generation
 Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
+    no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
     device_frame      the sensor encoder reads the raw device axes instead of the gravity frame (with the
                       default distillation weight 0 this is the paper's stage 2)
     distillation      + the text path's label posterior distilled into the sensor encoder (weight 1; the
@@ -51,9 +52,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 on the device axes (no gravity frame)",
         {"regeneration": True, "sensor_input_frame": "device"},
     ),
-    "analysis_token": (
-        "stage 2 + the window's signal analysis as one more token",
-        {"regeneration": True, "sensor_analysis_token": True},
+    "no_analysis_token": (
+        "stage 2 without the analysis token (patch tokens only)",
+        {"regeneration": True, "sensor_analysis_token": False},
     ),
     "distillation": (
         "stage 2 + label-posterior distillation (source windows: their label)",
