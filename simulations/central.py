@@ -212,7 +212,8 @@ def stage1_key(
     settings) train the same text space; experiments reuse it by this key instead of training it again.
     """
     inputs = {
-        "encoder": encoder.source,
+        # What the encoder is, not where it is installed: a checkout with its own .venv reuses the cache.
+        "encoder": encoder.content_digest(),
         "max_length": encoder.max_length,
         "texts": texts,
         "labels": labels,

