@@ -36,7 +36,9 @@ sign(f) log(1 + |f|) (the features span 1e-3 to 1e3 in their units), maps it wit
 token and appends it to the patch tokens. The features it reads follow the input frame: the rotation-invariant
 ones (`INVARIANT_FEATURES`) in the gravity frame, so the model stays invariant to how the device is worn, and
 all of them in the device frame. Measured on the 12-pair matrix: docs/results (the `no_analysis_token`
-ablation row).
+ablation row). Cost on a device: 0.16 M parameters (frozen TorchScript 12.1 MB instead of 11.5 MB) and the
+numpy analysis of the window, about 1.5 ms; one window end to end (`export.measure_latency`, 1 thread, the
+2-core machine under load ~3) 6.0 ms median with the token against 3.4 ms without, once per 6-s window.
 
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """

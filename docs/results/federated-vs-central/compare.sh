@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Federated (8 dsads_torso clients by user; the held-out users' clients only evaluate) vs central, same
+# source, target users, stage-1 text space and stage-2 defaults. Run from the repository root:
+#   bash docs/results/federated-vs-central/compare.sh OUT [TEXT_SPACE_CACHE]
+# Central trains first (stage 1 reused from the cache when it holds it); the federation loads its text encoder.
+set -euo pipefail
+OUT=$(realpath -m "$1")
+CACHE=${2:-$OUT/text-spaces}
+DATA_DIR=${FEDLANHAR_DATA_DIR:-../shared/data}
+mkdir -p "$OUT"
+start=$(date +%s)
+.venv/bin/fedlanhar train --data-dir "$DATA_DIR" --source uci --target dsads_torso --budget default \
+    --out "$OUT/central" --text-space-cache "$CACHE"
+.venv/bin/fedlanhar evaluate --data-dir "$DATA_DIR" --model "$OUT/central" --target dsads_torso \
+    --out "$OUT/central/eval"
+echo "central: $(( $(date +%s) - start )) s"
+cp configs/federated-real.toml "$OUT/federated.toml"
+echo "text-encoder-path = \"$OUT/central/text_encoder\"" >> "$OUT/federated.toml"
+start=$(date +%s)
+NUM_CLIENTS=8 FEDLANHAR_OUT="$OUT/federated" bash scripts/run.sh "$OUT/federated.toml"
+echo "federated: $(( $(date +%s) - start )) s"
