@@ -13,9 +13,11 @@ export OMP_NUM_THREADS=1
 # keeps every simulation on a private instance unless RAY_ADDRESS names a cluster (README "Simulation on a Ray
 # cluster").
 export RAY_ADDRESS="${RAY_ADDRESS:-local}"
-if [ "$RAY_ADDRESS" != local ]; then
-  # `flwr run .` reuses any SuperLink answering on its local port, and that SuperLink kept the RAY_ADDRESS it
-  # was started with: cluster runs get a port of their own, apart from the SuperLink of private runs.
-  export FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="${FLWR_LOCAL_SUPERLINK_HTTP_API_PORT:-39191}"
-  export FLWR_LOCAL_CONTROL_API_PORT="${FLWR_LOCAL_CONTROL_API_PORT:-39193}"
-fi
+# `flwr run .` reuses any SuperLink answering on its local ports (default 39091/39093), and that SuperLink keeps
+# the FLWR_HOME, Python and RAY_ADDRESS it was started with: a run from a second checkout would execute in the
+# first one's. Each checkout gets ports of its own, derived from its path (later runs reuse its SuperLink), and
+# cluster runs get others again.
+slot=$(( $(printf '%s' "$(pwd)" | cksum | cut -d' ' -f1) % 1000 ))
+[ "$RAY_ADDRESS" != local ] && slot=$(( slot + 1000 ))
+export FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="${FLWR_LOCAL_SUPERLINK_HTTP_API_PORT:-$(( 41000 + 2 * slot ))}"
+export FLWR_LOCAL_CONTROL_API_PORT="${FLWR_LOCAL_CONTROL_API_PORT:-$(( 41001 + 2 * slot ))}"

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -81,3 +82,30 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except OSError:
         return None
+
+
+def _superlink_ports(checkout, **env) -> tuple[str, str]:
+    """The local SuperLink ports scripts/flower-env.sh sets in `checkout` (the script sourced from there)."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "flower-env.sh"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("FLWR_LOCAL_", "RAY_ADDRESS"))}
+    shell = f'source "{script}"; echo "$FLWR_LOCAL_SUPERLINK_HTTP_API_PORT $FLWR_LOCAL_CONTROL_API_PORT"'
+    out = subprocess.run(["bash", "-c", shell], cwd=checkout, env=clean | env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    http, control = out.stdout.split()
+    return http, control
+
+
+def test_each_checkout_gets_its_own_local_superlink_ports(tmp_path) -> None:
+    """`flwr run .` reuses any SuperLink on its ports with that SuperLink's FLWR_HOME and Python: a second
+    checkout must not land in the first one's."""
+    first = tmp_path / "checkout"
+    others = [tmp_path / f"other-checkout-{i}" for i in range(5)]
+    for directory in (first, *others):
+        directory.mkdir()
+    ports = _superlink_ports(first)
+    assert ports == _superlink_ports(first)  # the same checkout reuses its SuperLink
+    # 1,000 port pairs: two checkouts share one by chance 1 time in 1,000, all five others never do.
+    assert any(_superlink_ports(other) != ports for other in others)
+    assert ports != _superlink_ports(first, RAY_ADDRESS="10.0.0.1:6379")  # a cluster run gets its own
+    assert all(41000 <= int(port) < 45000 for port in ports) and ports[0] != ports[1]
+    assert _superlink_ports(first, FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="50001")[0] == "50001"
