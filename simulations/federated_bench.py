@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from common.base.paths import PROJECT_ROOT
-from simulations.processes import flower_env, processes_naming, stop_processes_naming
+from simulations.processes import flower_env, flwr_run_simulation, processes_naming, stop_processes_naming
 
 REPO = PROJECT_ROOT
 
@@ -113,16 +113,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None, plain_r
     start = time.time()
     sampler = MemorySampler(marker=str(out_dir))
     sampler.start()
-    command = [
-        "flwr",
-        "run",
-        ".",
-        "--stream",
-        "--run-config",
-        run_config,
-        "--federation-config",
-        f"num-supernodes={num_clients} client-resources-num-cpus=1",
-    ]
+    command = flwr_run_simulation(run_config, num_supernodes=num_clients)
     log_path = run_out / "flwr.log"
     with open(log_path, "w") as log:
         process = subprocess.run(

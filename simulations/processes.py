@@ -54,6 +54,21 @@ def flower_env(flwr_home: Path, own_superlink: bool = True) -> dict[str, str]:
     return env | own_local_superlink_env() if own_superlink else env
 
 
+def flwr_run_simulation(run_config: str | Path, num_supernodes: int) -> list[str]:
+    """`flwr run` of this app in the local simulation, as scripts/run.sh runs it: `run_config` is key=value
+    pairs or a TOML file; one CPU per simulated client. Run it from the repository root with `flower_env`."""
+    return [
+        str(Path(sys.executable).parent / "flwr"),
+        "run",
+        ".",
+        "--stream",
+        "--run-config",
+        str(run_config),
+        "--federation-config",
+        f"num-supernodes={num_supernodes} client-resources-num-cpus=1",
+    ]
+
+
 def processes_naming(marker: str) -> list[psutil.Process]:
     """Running processes whose command line contains `marker` (a run's own directory), this one excluded."""
     if len(marker) < 8:

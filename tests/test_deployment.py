@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from flower_runs import SMALL_RUN
 
 from common.base.network import free_port
 from simulations.processes import flower_env
@@ -82,11 +83,7 @@ def test_two_supernodes_on_loopback_run_the_protocol(tmp_path):
                 )
             )
         out_dir = tmp_path / "out"
-        run_config = (
-            f"out-dir='{out_dir}' num-server-rounds=2 new-activities='jogging' new-activities-round=2 "
-            "stage1-steps=2 server-pretrain-epochs=1 source-windows-per-activity=16 windows-per-client=40 "
-            "local-epochs=1 sensor-width=64"
-        )
+        run_config = f"out-dir='{out_dir}' {SMALL_RUN}"
         run = subprocess.run(
             [BIN / "flwr", "run", str(REPO), "loopback", "--stream", "--run-config", run_config],
             env=env,

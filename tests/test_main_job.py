@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from simulations.processes import flower_env, stop_processes_naming
+from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
@@ -21,16 +19,7 @@ def test_flwr_run_default_completes_above_chance(tmp_path):
     out_dir = tmp_path / "out"
     try:
         run = subprocess.run(
-            [
-                BIN / "flwr",
-                "run",
-                ".",
-                "--stream",
-                "--run-config",
-                f"out-dir='{out_dir}'",
-                "--federation-config",
-                "num-supernodes=10 client-resources-num-cpus=1",
-            ],
+            flwr_run_simulation(f"out-dir='{out_dir}'", num_supernodes=10),
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -37,10 +36,9 @@ from common.models.zero_shot import LabelBank
 from server.breakdown import breakdown_summary, client_distribution, per_group
 from server.cloud import load_source
 from server.updates import clip_updates, update_norms
-from simulations.processes import flower_env, stop_processes_naming
+from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 RUN_LABELS = ["walking", "upstairs", "downstairs", "sitting"]
 
 
@@ -277,8 +275,7 @@ def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_p
     config_file = tmp_path / "run-config.toml"
     config_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in run_config.items()))
     env = flower_env(tmp_path / "flwr-home")
-    command = [BIN / "flwr", "run", ".", "--stream", "--run-config", str(config_file)]
-    command += ["--federation-config", "num-supernodes=8 client-resources-num-cpus=1"]
+    command = flwr_run_simulation(config_file, num_supernodes=8)
     try:
         run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
     finally:

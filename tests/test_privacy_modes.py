@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from test_federation import CONTEXT_FIELDS, run_in_process, small_config
 
-from simulations.processes import flower_env, stop_processes_naming
+from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 
 @pytest.mark.slow
@@ -66,16 +64,7 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
     env = flower_env(tmp_path / "flwr-home")  # and a SuperLink of its own, never another user's
     try:
         run = subprocess.run(
-            [
-                BIN / "flwr",
-                "run",
-                ".",
-                "--stream",
-                "--run-config",
-                run_config,
-                "--federation-config",
-                "num-supernodes=3 client-resources-num-cpus=1",
-            ],
+            flwr_run_simulation(run_config, num_supernodes=3),
             cwd=REPO,
             env=env,
             capture_output=True,

@@ -13,22 +13,18 @@ import time
 from pathlib import Path
 
 import pytest
+from flower_runs import SMALL_RUN
 
 from common.base.network import free_ports
 from simulations.processes import (
     flower_env,
+    flwr_run_simulation,
     stop_process_trees,
     stop_processes_naming,
 )
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# The deployment test's run config: the smallest that still runs every phase of the protocol.
-SMALL_RUN = (
-    "num-server-rounds=2 new-activities='jogging' new-activities-round=2 stage1-steps=2 "
-    "server-pretrain-epochs=1 source-windows-per-activity=16 windows-per-client=40 local-epochs=1 "
-    "sensor-width=64"
-)
 
 
 def start_ray_head(temp_dir: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
@@ -91,16 +87,7 @@ def test_flwr_run_attaches_to_a_running_ray_cluster() -> None:
         out_dir = base / "out"
         started = time.monotonic()
         run = subprocess.run(
-            [
-                BIN / "flwr",
-                "run",
-                ".",
-                "--stream",
-                "--run-config",
-                f"out-dir='{out_dir}' {SMALL_RUN}",
-                "--federation-config",
-                "num-supernodes=2 client-resources-num-cpus=1",
-            ],
+            flwr_run_simulation(f"out-dir='{out_dir}' {SMALL_RUN}", num_supernodes=2),
             cwd=REPO,
             env=env,
             capture_output=True,

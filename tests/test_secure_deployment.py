@@ -13,17 +13,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from flower_runs import SMALL_RUN
 
 from common.base.network import free_port
 from simulations.processes import flower_env, stop_process_trees, wait_for_port
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-SMALL_RUN = (
-    "num-server-rounds=2 new-activities='jogging' new-activities-round=2 stage1-steps=2 "
-    "server-pretrain-epochs=1 source-windows-per-activity=16 windows-per-client=40 local-epochs=1 "
-    "sensor-width=64"
-)
 
 
 def supernode_command(port: int, certs: Path, key: str, node_config: str, with_ca: bool = True) -> list[str]:
