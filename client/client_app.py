@@ -17,7 +17,7 @@ from client.device_client import evaluate_locally, train_locally, window_summari
 from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
 from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
-from client.updates import reply_arrays
+from client.updates import held_version, received_model, reply_arrays
 from common.base.device import resolve_device
 from common.data.errors import DataError
 from common.federation import protocol
@@ -169,7 +169,8 @@ def train(msg: Message, context: Context) -> Message:
         )
     round_config = msg.content["config"]
     maybe_fail(config, "train", int(round_config.get("server-round", 0)), data.spec.partition_id)
-    model = _model(context, msg.content["arrays"])
+    received = received_model(msg.content, context.state)  # whole, or steps to the model held (lean downlink)
+    model = _model(context, received)
     train_config = SensorTrainConfig(
         epochs=config.local_epochs,
         batch_size=config.batch_size,
@@ -186,8 +187,8 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
     )
-    arrays = reply_arrays(model, msg.content["arrays"], context.state, config)
-    content = RecordDict({"arrays": arrays, "metrics": metrics})
+    arrays = reply_arrays(model, received, context.state, config)
+    content = RecordDict({"arrays": arrays, "metrics": metrics, **held_version(msg.content)})
     return Message(content, reply_to=msg)
 
 
@@ -197,7 +198,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     if not data.evaluates:
         raise RuntimeError(f"client {data.spec.partition_id} has no evaluation windows (role '{data.role}')")
     maybe_fail(config, "evaluate", int(msg.content["config"].get("server-round", 0)), data.spec.partition_id)
-    model = _model(context, msg.content["arrays"])
+    model = _model(context, received_model(msg.content, context.state))
     bank, new_labels = _label_bank(context)
     targets = context.state[protocol.TARGET_ARRAYS]
     text_targets = targets["z-eval"].numpy() if "z-eval" in targets else None
@@ -218,4 +219,7 @@ def evaluate(msg: Message, context: Context) -> Message:
         values["agreement"] = counts["agreement"]
     metrics = MetricRecord(values)
     group = ConfigRecord({"group": client_group(data.spec.data_set, data.spec.device_type)})
-    return Message(RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group}), reply_to=msg)
+    return Message(
+        RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group, **held_version(msg.content)}),
+        reply_to=msg,
+    )

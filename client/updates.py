@@ -1,19 +1,60 @@
-"""The client's side of lean updates (run config update-compression): encode the reply, keep the residual.
+"""The client's side of lean updates (run config update-compression): rebuild the model, encode the reply.
 
-See common/federation/compression.py. The residual (what compression left out, fed back next time) is the
-only extra state, kept in the node's `context.state` and only on clients that trained with compression on.
+See common/federation/compression.py and server/updates.py. Two things are kept in the node's `context.state`,
+only with compression on: the global model the client holds with its version (the downlink sends only the
+steps since), and on training clients the residual (what compression left out, fed back next time).
 """
 
 from __future__ import annotations
 
-from flwr.app import ArrayRecord, RecordDict
+import numpy as np
+from flwr.app import ArrayRecord, ConfigRecord, RecordDict
 
-from common.federation.compression import encode_update
+from common.federation import protocol
+from common.federation.compression import apply_deltas, encode_update, unpack_deltas
 from common.federation.protocol import array_record, model_arrays
 from common.federation.run_config import FederationConfig
 from common.models.sensor_encoder import SensorEncoder
 
 RESIDUAL = "update-residual"
+HELD_MODEL, HELD_VERSION = "downlink-model", "downlink-version"
+
+
+def received_model(content: RecordDict, state: RecordDict) -> ArrayRecord:
+    """The float32 global model a train/evaluate message stands for: sent whole, or steps to the one held."""
+    if protocol.DOWNLINK not in content:  # lean updates off: the whole float32 model
+        return content["arrays"]
+    version, base = int(content[protocol.DOWNLINK]["version"]), int(content[protocol.DOWNLINK]["base"])
+    if "arrays" in content:
+        weights = {
+            name: value.astype(np.float32) if value.dtype == np.float16 else value
+            for name, value in ((name, array.numpy()) for name, array in content["arrays"].items())
+        }
+    else:
+        held = int(state[HELD_VERSION]["version"]) if HELD_VERSION in state else None
+        if held is None or held < base:
+            raise RuntimeError(
+                f"downlink: this client holds model version {held}, the server sent the steps from version "
+                f"{base}; it gets the whole model next time"
+            )
+        steps = unpack_deltas(
+            {name: array.numpy() for name, array in content[protocol.MODEL_DELTAS].items()}
+            if protocol.MODEL_DELTAS in content
+            else {}
+        )
+        weights, held = apply_deltas({n: a.numpy() for n, a in state[HELD_MODEL].items()}, held, steps)
+        if held != version:
+            raise RuntimeError(f"downlink: the steps sent end at version {held}, not at {version}")
+    model = array_record(**weights)
+    state[HELD_MODEL], state[HELD_VERSION] = model, ConfigRecord({"version": version})
+    return model
+
+
+def held_version(content: RecordDict) -> dict[str, ConfigRecord]:
+    """What a reply adds so the server knows which model version this client now holds (lean downlink)."""
+    if protocol.DOWNLINK not in content:
+        return {}
+    return {protocol.DOWNLINK: ConfigRecord({"version": int(content[protocol.DOWNLINK]["version"])})}
 
 
 def reply_arrays(
@@ -32,4 +73,4 @@ def reply_arrays(
     return array_record(**sent)
 
 
-__all__ = ["RESIDUAL", "reply_arrays"]
+__all__ = ["HELD_MODEL", "HELD_VERSION", "RESIDUAL", "held_version", "received_model", "reply_arrays"]

@@ -52,7 +52,7 @@ from server.enrolment import Enrolment
 from server.local_interpretation import text_table_records
 from server.secagg import secagg_train_round
 from server.strategy import make_strategy
-from server.updates import clip_updates, decode_replies, make_lean
+from server.updates import Downlink, clip_updates, decode_replies
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -240,11 +240,25 @@ def push_labels(
     return bank
 
 
-def evaluate_global(exchange: Exchange, arrays: ArrayRecord, nodes: list[int], server_round: int):
+def evaluate_global(
+    exchange: Exchange, arrays: ArrayRecord, nodes: list[int], server_round: int, downlink: Downlink | None
+):
     """Send the global model to `nodes` for scoring; the replies that came back."""
     content = RecordDict({"arrays": arrays, "config": ConfigRecord({"server-round": server_round})})
     messages = [Message(content, message_type="evaluate", dst_node_id=node) for node in nodes]
-    return exchange(messages, "evaluate")
+    return send_models(exchange, messages, "evaluate", downlink)
+
+
+def send_models(
+    exchange: Exchange, messages: list[Message], phase: str, downlink: Downlink | None
+) -> tuple[list[Message], list[Message]]:
+    """(messages as sent, replies): with the lean downlink each client gets only the model steps it lacks."""
+    if downlink is None:
+        return messages, exchange(messages, phase)
+    messages = downlink.address(messages)
+    replies = exchange(messages, phase)
+    downlink.confirm(messages, replies)
+    return messages, replies
 
 
 def sample_evaluators(nodes: list[int], config: FederationConfig, server_round: int, rng) -> list[int]:
@@ -448,6 +462,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         rng = np.random.default_rng(config.seed)
         rounds, first_round = [], 1
     scoring = run_scoring_labels(config, labels)
+    # Lean downlink (server/updates.py); after a resume every client first gets the whole model again.
+    downlink = Downlink(config, arrays, first_round - 1) if config.update_compression != "none" else None
     if enrolment:
         enrolment.set_labels(labels, new_labels, bank_version, scoring)
         eval_size = enrolment.sample_size(config.fraction_evaluate)
@@ -456,7 +472,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     pretrained = None
     if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
         round0 = enrolment.sample(rng, eval_size, EVALUATE) if enrolment else eval_nodes
-        replies = evaluate_global(exchange, arrays, round0, 0)
+        _, replies = evaluate_global(exchange, arrays, round0, 0, downlink)
         if replies:
             pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
             pretrained["clients_evaluated"] = len(replies)
@@ -508,9 +524,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
                 if round_grid
                 else []
             )
-            train_messages = make_lean(train_messages, config)  # float16 global model with lean updates on
+            train_messages, train_replies = send_models(exchange, train_messages, "train", downlink)
             bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
-            train_replies = exchange(train_messages, "train")
             bytes_up = sum(protocol.record_nbytes(r.content) for r in train_replies)
             decode_replies(train_replies, arrays)  # lean updates back to float32 weights
             clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
@@ -530,6 +545,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
                 len(train_messages),
                 config.min_replies_fraction,
             )
+        if aggregated is not None and downlink:  # the global model moves by one compressed step
+            aggregated = downlink.advance(aggregated, server_round)
         update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
         if aggregated is not None:
             arrays = aggregated
@@ -537,7 +554,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             evaluators = enrolment.sample(rng, eval_size, EVALUATE)
         else:
             evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
-        eval_replies = evaluate_global(exchange, arrays, evaluators, server_round)
+        eval_messages, eval_replies = evaluate_global(exchange, arrays, evaluators, server_round, downlink)
         if eval_replies:
             metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
         else:  # no evaluating client replied (all sampled ones failed): the round is not scored
@@ -562,6 +579,8 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
             "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
             "train_bytes_down_per_client": bytes_down / max(len(train_messages), 1),
             "train_bytes_up_per_client": bytes_up / max(len(train_replies), 1),
+            "eval_bytes_down_per_client": sum(protocol.record_nbytes(m.content) for m in eval_messages)
+            / max(len(eval_messages), 1),
             "updates_clipped": clipping["clipped"],
             "per_group": groups,
             "client_accuracy": client_distribution(eval_replies),
@@ -654,7 +673,7 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         "per_group": final.get("per_group"),
         "client_accuracy": final.get("client_accuracy"),
         "scoring_labels": scoring,
-        "update_bytes": update_bytes_report(config, rounds, arrays),
+        "update_bytes": update_bytes_report(config, rounds, arrays, downlink),
         "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
         "privacy": privacy_report(config, exchange, rounds),
         "targets": {
@@ -690,10 +709,14 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
     return result
 
 
-def update_bytes_report(config: FederationConfig, rounds: list[dict], arrays: ArrayRecord) -> dict:
-    """Bytes per training client per round, both ways, next to what float32 weights would take."""
+def update_bytes_report(
+    config: FederationConfig, rounds: list[dict], arrays: ArrayRecord, downlink: Downlink | None
+) -> dict:
+    """Bytes per training client per round, both ways, next to what float32 weights would take; with the lean
+    downlink also how the models went down: whole (a client's first copy), as steps, or already current."""
     ups = [r["train_bytes_up_per_client"] for r in rounds if r.get("clients_trained")]
     downs = [r["train_bytes_down_per_client"] for r in rounds if r.get("clients_sampled")]
+    eval_downs = [r["eval_bytes_down_per_client"] for r in rounds if r.get("clients_evaluated")]
     dense = int(sum(array.numpy().astype(np.float32).nbytes for array in arrays.values()))
     up = float(np.mean(ups)) if ups else float("nan")
     down = float(np.mean(downs)) if downs else float("nan")
@@ -705,6 +728,9 @@ def update_bytes_report(config: FederationConfig, rounds: list[dict], arrays: Ar
         "float32_model_bytes": dense,
         "up_reduction_vs_float32": dense / up if up else None,
         "down_reduction_vs_float32": dense / down if down else None,
+        "eval_down_per_client_per_round": float(np.mean(eval_downs)) if eval_downs else float("nan"),
+        # train and evaluate messages together, rounds 0..N: "whole", "steps", "current" -> count, mean bytes
+        "downlink_messages": downlink.summary() if downlink else None,
     }
 
 

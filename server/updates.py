@@ -1,8 +1,16 @@
 """What the server does to client updates before aggregating them: decode lean updates, clip outliers.
 
-Lean updates (run config update-compression, common/federation/compression.py): the global model goes down
-as float16 and replies carry a compressed update, decoded here against the round's float32 global weights, so
-the strategy aggregates ordinary weights (weighted by each client's windows, "num-examples").
+Lean updates (run config update-compression, common/federation/compression.py) work both ways:
+- up: replies carry a compressed update, decoded here against the round's global weights, so the strategy
+  aggregates ordinary weights (weighted by each client's windows, "num-examples");
+- down (`Downlink`): the global model changes only by compressed steps. After aggregating, the server encodes
+  the change of the global model with the same compression and its own residual (error feedback, as on the
+  clients: what one step leaves out goes into the next) and the new global model is the old one plus that
+  decoded step. A client that holds an earlier version therefore needs only the steps since, not the model:
+  it gets the whole model (float16) the first time it is addressed, then the chain of steps. The server keeps
+  the recent steps (at most a float16 model's worth; older holders get the whole model again) and, per client,
+  only the version number it last confirmed. The global model that is evaluated, checkpointed and exported is
+  exactly what the clients hold (up to float16 rounding of their first copy).
 
 Clipping (update-clip-factor): a mixed federation has devices whose updates differ in size by orders of
 magnitude (a chest strap at 25 Hz beside a wrist watch); one outlier can drag the average. Each update (a
@@ -12,10 +20,19 @@ that norm before aggregation. Only the round's own updates are looked at: nothin
 
 from __future__ import annotations
 
-import numpy as np
-from flwr.app import Array, ArrayRecord, Message
+from collections import OrderedDict
 
-from common.federation.compression import decode_arrays, is_compressed
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
+
+from common.federation import protocol
+from common.federation.compression import (
+    decode_arrays,
+    encode_update,
+    is_compressed,
+    nbytes,
+    pack_deltas,
+)
 from common.federation.run_config import FederationConfig
 
 ARRAYS = "arrays"
@@ -25,26 +42,81 @@ def _numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
     return {name: array.numpy() for name, array in record.items()}
 
 
-def downlink_arrays(arrays: ArrayRecord, config: FederationConfig) -> ArrayRecord:
-    """The global model as sent to clients: float16 with lean updates on, else unchanged."""
-    if config.update_compression == "none":
-        return arrays
-    return ArrayRecord(
-        {
-            name: Array(value.astype(np.float16) if value.dtype == np.float32 else value)
-            for name, value in _numpy(arrays).items()
+class Downlink:
+    """The lean downlink: which version of the global model each client holds, and what it must be sent."""
+
+    def __init__(self, config: FederationConfig, arrays: ArrayRecord, version: int = 0) -> None:
+        self.mode, self.topk_fraction = config.update_compression, config.update_topk_fraction
+        self.model = {name: value.copy() for name, value in _numpy(arrays).items()}
+        self.version = version  # the round whose aggregate made the model (0: server pre-training)
+        self.residual: dict[str, np.ndarray] | None = None
+        self.steps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # version -> step to it
+        self.held: dict[int, int] = {}  # node -> the version it confirmed holding: one counter per client
+        self._whole: tuple[int, ArrayRecord] | None = None
+        self.sent = {"whole": [0, 0], "steps": [0, 0], "current": [0, 0]}  # kind -> [messages, bytes]
+
+    def _whole_model(self) -> ArrayRecord:
+        if self._whole is None or self._whole[0] != self.version:
+            half = {n: v.astype(np.float16) if v.dtype == np.float32 else v for n, v in self.model.items()}
+            self._whole = (self.version, ArrayRecord({name: Array(value) for name, value in half.items()}))
+        return self._whole[1]
+
+    def address(self, messages: list[Message]) -> list[Message]:
+        """Each message with the model as its client needs it: whole, or the steps since the version held."""
+        addressed = []
+        for message in messages:
+            node = message.metadata.dst_node_id
+            content = RecordDict({key: record for key, record in message.content.items() if key != ARRAYS})
+            held = self.held.get(node)
+            if held is not None and (held == self.version or held + 1 in self.steps):
+                steps = {version: step for version, step in self.steps.items() if version > held}
+                if steps:
+                    content[protocol.MODEL_DELTAS] = protocol.array_record(**pack_deltas(steps))
+                kind, base = ("steps" if steps else "current"), held
+            else:
+                content[ARRAYS] = self._whole_model()
+                kind, base = "whole", -1
+            content[protocol.DOWNLINK] = ConfigRecord({"version": self.version, "base": base})
+            self.sent[kind][0] += 1
+            self.sent[kind][1] += protocol.record_nbytes(content)
+            metadata = message.metadata
+            addressed.append(
+                Message(
+                    content=content,
+                    dst_node_id=node,
+                    message_type=metadata.message_type,
+                    group_id=metadata.group_id,
+                )
+            )
+        return addressed
+
+    def confirm(self, messages: list[Message], replies: list[Message]) -> None:
+        """Learn what the replying clients now hold; a client that did not reply gets the whole model next."""
+        for message in messages:
+            self.held.pop(message.metadata.dst_node_id, None)
+        for reply in replies:
+            if protocol.DOWNLINK in reply.content:
+                self.held[reply.metadata.src_node_id] = int(reply.content[protocol.DOWNLINK]["version"])
+
+    def advance(self, aggregated: ArrayRecord, version: int) -> ArrayRecord:
+        """The new global model: the current one plus the compressed step towards `aggregated`."""
+        step, self.residual = encode_update(
+            _numpy(aggregated), self.model, self.residual, self.mode, self.topk_fraction
+        )
+        self.model = decode_arrays(step, self.model)
+        self.version = version
+        self.steps[version] = step
+        # A chain longer than the whole float16 model is never sent: older steps are dropped.
+        whole = sum(v.size * (2 if v.dtype == np.float32 else v.itemsize) for v in self.model.values())
+        while sum(nbytes(s) for s in self.steps.values()) > whole:
+            self.steps.popitem(last=False)
+        return ArrayRecord({name: Array(value) for name, value in self.model.items()})
+
+    def summary(self) -> dict:
+        return {
+            kind: {"messages": count, "bytes_per_message": total / count if count else None}
+            for kind, (count, total) in self.sent.items()
         }
-    )
-
-
-def make_lean(messages: list[Message], config: FederationConfig) -> list[Message]:
-    """Train messages with the global model in float16 (one conversion shared by all of them)."""
-    if config.update_compression == "none" or not messages:
-        return messages
-    lean = downlink_arrays(messages[0].content[ARRAYS], config)
-    for message in messages:
-        message.content[ARRAYS] = lean
-    return messages
 
 
 def decode_replies(replies: list[Message], global_arrays: ArrayRecord) -> list[Message]:
@@ -100,4 +172,4 @@ def clip_updates(replies: list[Message], global_arrays: ArrayRecord, factor: flo
     }
 
 
-__all__ = ["clip_updates", "decode_replies", "downlink_arrays", "make_lean", "update_norms"]
+__all__ = ["Downlink", "clip_updates", "decode_replies", "update_norms"]

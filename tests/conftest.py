@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from flwr.supercore.task_identity import TaskIdentity
 
 
 @pytest.fixture(scope="session")
@@ -20,3 +21,12 @@ def data_dir() -> Path:
             pytrace=False,
         )
     return directory
+
+
+@pytest.fixture
+def run_identity():
+    """Messages need a run id (and replies a node id); Flower sets them in a real run."""
+    previous = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1  # node 0: the ServerApp
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = previous

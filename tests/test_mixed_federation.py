@@ -249,7 +249,8 @@ def test_lean_and_clipping_config_is_checked():
 def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_path, data_dir):
     """3 real sets (1 training + 1 held-out user each) + synthetic wrist watch + a client of an unknown
     device type, through `flwr run .`: the bad client is refused by name, the run completes, every group is
-    scored with finite metrics, lean updates cut the bytes up more than 10x."""
+    scored with finite metrics, lean updates cut the bytes up, and down after a client's first model, more
+    than 10x."""
     out_dir = tmp_path / "out"
     run_config = {
         "num-server-rounds": 2,
@@ -310,6 +311,12 @@ def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_p
     assert confusion[up].sum() > 0 and confusion[down].sum() > 0
     lean = metrics["update_bytes"]
     assert lean["compression"] == "sparse-int8" and lean["up_reduction_vs_float32"] > 10
+    # Downlink: each client's first model goes whole (float16), every later one as the steps since.
+    sent = lean["downlink_messages"]
+    assert sent["whole"]["messages"] == 7  # every client that took part, once (the refused one: never)
+    dense = lean["float32_model_bytes"]
+    assert sent["steps"]["messages"] > 0 and sent["steps"]["bytes_per_message"] < dense / 10
+    assert sent["whole"]["bytes_per_message"] < 0.6 * dense  # float16 + ~128 header bytes per tensor
     assert (out_dir / "accuracy_per_device.png").stat().st_size > 0
     assert metrics["config"]["clients-data"] == run_config["clients-data"] and metrics["seed"] == 0
 

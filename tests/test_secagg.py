@@ -23,17 +23,11 @@ from server.secagg import secagg_train_round
 from server.strategy import make_strategy
 
 SHAPES = {"encoder.weight": (16, 8), "encoder.bias": (8,), "head": (3, 5)}
-SERVER = 0  # the ServerApp's node id in a message's metadata
 QUANTISATION_STEP = 2 * 1.0 / 4194304  # 2 x secagg-clipping-range / secagg-quantization-range (defaults)
 
 
-@pytest.fixture(autouse=True)
-def run_identity():
-    """Messages need a run id (and replies a node id); Flower sets them in a real run."""
-    previous = TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, SERVER, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = previous
+SERVER = 0  # the ServerApp's node id in a message's metadata, as the run_identity fixture sets it
+pytestmark = pytest.mark.usefixtures("run_identity")  # tests/conftest.py: messages need a run id
 
 
 class FakeGrid:

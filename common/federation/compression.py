@@ -13,6 +13,10 @@ stays bounded by the compression error of one round instead of growing.
 The server decodes a reply back into full weights with the global weights of that round
 (`decode_arrays`), so aggregation, clipping and checkpoints see ordinary float32 weights. Keys of a
 reply: see QUANTISED, SCALE, MASK below; a non-float tensor goes as is under its own name.
+
+The downlink uses the same code the other way round (server/updates.py `Downlink`): the server compresses
+each change of the global model with its own residual, and a client that holds an earlier version receives
+the chain of changes since (`pack_deltas`, `apply_deltas`) instead of the whole model.
 """
 
 from __future__ import annotations
@@ -119,8 +123,43 @@ def decode_arrays(sent: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> d
     return weights
 
 
+def pack_deltas(deltas: dict[int, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Compressed model changes {version: encoded change to it from version - 1} as one flat record."""
+    return {f"{version}/{key}": value for version, delta in deltas.items() for key, value in delta.items()}
+
+
+def unpack_deltas(packed: dict[str, np.ndarray]) -> dict[int, dict[str, np.ndarray]]:
+    deltas: dict[int, dict[str, np.ndarray]] = {}
+    for name, value in packed.items():
+        version, key = name.split("/", 1)
+        deltas.setdefault(int(version), {})[key] = value
+    return dict(sorted(deltas.items()))
+
+
+def apply_deltas(
+    weights: dict[str, np.ndarray], version: int, deltas: dict[int, dict[str, np.ndarray]]
+) -> tuple[dict[str, np.ndarray], int]:
+    """(weights, version) after every change newer than `version`, in order; a gap in the chain raises."""
+    for target, delta in sorted(deltas.items()):
+        if target <= version:  # already held (the client is ahead of what the server knew of it)
+            continue
+        if target != version + 1:
+            raise ValueError(f"downlink: the model held is version {version}, the next step sent is {target}")
+        weights, version = decode_arrays(delta, weights), target
+    return weights, version
+
+
 def nbytes(arrays: dict[str, np.ndarray]) -> int:
     return int(sum(np.asarray(value).nbytes for value in arrays.values()))
 
 
-__all__ = ["COMPRESSIONS", "decode_arrays", "encode_update", "is_compressed", "nbytes"]
+__all__ = [
+    "COMPRESSIONS",
+    "apply_deltas",
+    "decode_arrays",
+    "encode_update",
+    "is_compressed",
+    "nbytes",
+    "pack_deltas",
+    "unpack_deltas",
+]

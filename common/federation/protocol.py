@@ -15,8 +15,9 @@ Phases, in order (the server always asks; Flower clients cannot start a conversa
    set changes (new activities). Clients recognise new labels from then on without retraining.
 4. `train` / `evaluate`: the standard Flower rounds, each sent only to the clients whose role includes it;
    train carries exactly one ArrayRecord (the sensor encoder) and one ConfigRecord, so Flower's DP clipping
-   mods apply unchanged. Evaluate replies are counts: the sensor encoder's and the text path's confusion
-   matrices and the number of windows on which the two agree.
+   mods apply unchanged (with lean updates on, which excludes DP, the model may come as changes to the one
+   the client holds: DOWNLINK below). Evaluate replies are counts: the sensor encoder's and the text path's
+   confusion matrices and the number of windows on which the two agree.
 """
 
 from __future__ import annotations
@@ -60,6 +61,11 @@ TEXT_TABLE_TEXTS = "text-table-texts"
 REFUSED = "refused"
 # ConfigRecord of an evaluate reply: {"group": data set / device type} for the per-device breakdown.
 CLIENT_INFO = "client"
+# Lean downlink (update-compression on, server/updates.py): train and evaluate messages carry DOWNLINK, a
+# ConfigRecord {"version": the global model's version, "base": the version the changes in MODEL_DELTAS start
+# from, or -1 when "arrays" holds the whole model (float16)}; the reply echoes {"version": the one now held}.
+DOWNLINK = "downlink"
+MODEL_DELTAS = "model-deltas"  # ArrayRecord of compression.pack_deltas
 # Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
 UNIFORM_WEIGHT = "uniform-weight"
 

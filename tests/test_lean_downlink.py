@@ -1,0 +1,135 @@
+"""Issue #13, lean downlink: the server sends a client only the compressed steps of the global model since the
+version it holds (server/updates.py `Downlink`, client/updates.py `received_model`). Production code on both
+ends, messages passed in-process; the end-to-end run is tests/test_mixed_federation.py."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
+
+from client.updates import held_version, received_model
+from common.federation import protocol
+from common.federation.run_config import FederationConfig
+from server.updates import Downlink
+
+pytestmark = pytest.mark.usefixtures("run_identity")  # tests/conftest.py: messages need a run id
+SHAPES = {"encoder.weight": (256, 128), "encoder.bias": (128,), "head.weight": (128, 64)}
+
+
+def _weights(seed: int, scale: float = 1.0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {name: (scale * rng.normal(size=shape)).astype(np.float32) for name, shape in SHAPES.items()}
+
+
+def _numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
+    return {name: array.numpy() for name, array in record.items()}
+
+
+def _float32_bytes() -> int:
+    return sum(4 * int(np.prod(shape)) for shape in SHAPES.values())
+
+
+class Clients:
+    """In-process clients: each keeps its own state, as a node's context.state does in a run."""
+
+    def __init__(self, downlink: Downlink) -> None:
+        self.downlink = downlink
+        self.states: dict[int, RecordDict] = {}
+
+    def evaluate(self, nodes: list[int], fail: set[int] = frozenset()) -> dict[int, tuple[str, int, dict]]:
+        """One evaluate exchange: per replying node (kind of message, bytes down, the model it now holds)."""
+        record = protocol.array_record(**self.downlink.model)
+        content = RecordDict({"arrays": record, "config": ConfigRecord({"server-round": 1})})
+        messages = self.downlink.address(
+            [Message(content, message_type="evaluate", dst_node_id=node) for node in nodes]
+        )
+        replies, seen = [], {}
+        for message in messages:
+            node = message.metadata.dst_node_id
+            if node in fail:
+                continue
+            model = received_model(message.content, self.states.setdefault(node, RecordDict()))
+            kind = "whole" if "arrays" in message.content else "steps"
+            seen[node] = (kind, protocol.record_nbytes(message.content), _numpy(model))
+            reply = held_version(message.content)
+            replies.append(SimpleNamespace(content=reply, metadata=SimpleNamespace(src_node_id=node)))
+        self.downlink.confirm(messages, replies)
+        return seen
+
+
+def test_a_client_gets_the_whole_model_once_then_only_the_steps_it_lacks():
+    config = FederationConfig.from_run_config({"update-compression": "sparse-int8"})
+    start = _weights(0)
+    downlink = Downlink(config, protocol.array_record(**start))
+    clients = Clients(downlink)
+
+    first = clients.evaluate([1, 2])
+    for kind, nbytes, model in first.values():  # first contact: the whole model in float16
+        assert kind == "whole" and nbytes < 0.51 * _float32_bytes()
+        for name in start:
+            np.testing.assert_allclose(model[name], start[name], rtol=1e-3, atol=1e-4)
+
+    for version in (1, 2, 3):  # three aggregates; client 1 follows every one, client 2 none
+        target = {k: v + 0.05 * _weights(10 + version)[k] for k, v in downlink.model.items()}
+        global_model = _numpy(downlink.advance(protocol.array_record(**target), version))
+        ((kind, nbytes, model),) = clients.evaluate([1]).values()
+        assert kind == "steps" and nbytes < _float32_bytes() / 10  # one step: >10x less than float32
+        # The client holds the server's model, offset only by the float16 rounding of its first copy.
+        for name in start:
+            offset = start[name] - start[name].astype(np.float16).astype(np.float32)
+            np.testing.assert_allclose(model[name] + offset, global_model[name], atol=1e-6)
+
+    ((kind, nbytes, model),) = clients.evaluate([2]).values()  # three versions behind: the chain of 3 steps
+    assert kind == "steps" and nbytes < 3.1 * _float32_bytes() / 10
+    np.testing.assert_allclose(model["head.weight"], clients.evaluate([1])[1][2]["head.weight"], atol=1e-6)
+    ((kind, _, model),) = clients.evaluate([3]).values()  # never addressed: the whole current model
+    np.testing.assert_allclose(model["encoder.bias"], global_model["encoder.bias"], rtol=1e-3, atol=1e-4)
+    assert kind == "whole"
+    sent = {kind: values["messages"] for kind, values in downlink.summary().items()}
+    assert sent == {"whole": 3, "steps": 4, "current": 1}  # client 1 was current when asked the 2nd time
+
+
+def test_a_client_that_lost_its_model_or_fell_too_far_behind_gets_the_whole_model_again():
+    config = FederationConfig.from_run_config({"update-compression": "sparse-int8"})
+    downlink = Downlink(config, protocol.array_record(**_weights(0)))
+    clients = Clients(downlink)
+    clients.evaluate([1, 2])
+    downlink.advance(protocol.array_record(**_weights(1)), 1)
+    clients.states[1] = RecordDict()  # client 1 lost its state (e.g. the device was reset)
+    with pytest.raises(RuntimeError, match="holds model version None.*whole model next time"):
+        clients.evaluate([1])
+    clients.evaluate([1], fail={1})  # the failed exchange: the server forgets what client 1 held
+    assert clients.evaluate([1])[1][0] == "whole"
+    # Many versions later the chain would outweigh the whole float16 model: older steps are dropped (the
+    # server keeps at most a model's worth) and client 2, still at version 0, gets the whole model.
+    for version in range(2, 40):
+        downlink.advance(protocol.array_record(**_weights(version)), version)
+    kept = sum(v.nbytes for step in downlink.steps.values() for v in step.values())
+    assert kept <= _float32_bytes() / 2 and min(downlink.steps) > 1
+    assert clients.evaluate([2])[2][0] == "whole"
+
+
+def test_what_one_step_leaves_out_is_sent_later_and_the_gap_stays_bounded():
+    """Error feedback on the server: each round's aggregate is the held model plus that round's update; the
+    model moves by compressed steps, and their sum tracks the sum of the true updates up to the residual,
+    which stays the size of about one round's compression error instead of growing with the rounds."""
+    config = FederationConfig.from_run_config(
+        {"update-compression": "sparse-int8", "update-topk-fraction": 0.2}
+    )
+    start = _weights(0)
+    downlink = Downlink(config, protocol.array_record(**start))
+    true_total = {k: np.zeros_like(v) for k, v in start.items()}
+    gaps = []
+    for version in range(1, 41):
+        update = _weights(100 + version, scale=0.01)
+        aggregate = {k: downlink.model[k] + update[k] for k in start}
+        model = _numpy(downlink.advance(protocol.array_record(**aggregate), version))
+        for k in start:
+            true_total[k] += update[k]
+            np.testing.assert_allclose(model[k] + downlink.residual[k], start[k] + true_total[k], atol=1e-5)
+        gaps.append(np.sqrt(sum(float(np.sum(downlink.residual[k] ** 2)) for k in start)))
+    one_update = np.sqrt(sum(float(np.sum(v**2)) for v in update.values()))
+    assert max(gaps[20:]) < 4 * one_update and max(gaps[20:]) < 1.5 * max(gaps[:20])
