@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from common.base.device import resolve_device
+from common.base.runtime import set_seed
 from common.data.devices import load_device_type
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
@@ -133,6 +134,8 @@ class Cloud:
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
         """Stage 2 on the server's own labeled-source windows: the global model the clients start from."""
+        # Re-seeded, as the central run's stage 2: the same model whether stage 1 ran here or was loaded.
+        set_seed(self.config.seed)
         model = SensorEncoder(self.sensor_encoder_config()).to(self.device)
         if self.config.server_pretrain_epochs == 0:
             return model, {}
