@@ -171,6 +171,7 @@ def train(msg: Message, context: Context) -> Message:
     maybe_fail(config, "train", int(round_config.get("server-round", 0)), data.spec.partition_id)
     received = received_model(msg.content, context.state)  # whole, or steps to the model held (lean downlink)
     model = _model(context, received)
+    model.train_only(model.top_layer_names(config.client_train_layers))  # the rest stays as pre-trained
     train_config = SensorTrainConfig(
         epochs=config.local_epochs,
         batch_size=config.batch_size,

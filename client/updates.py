@@ -60,14 +60,24 @@ def held_version(content: RecordDict) -> dict[str, ConfigRecord]:
 def reply_arrays(
     model: SensorEncoder, received: ArrayRecord, state: RecordDict, config: FederationConfig
 ) -> ArrayRecord:
-    """The train reply's one ArrayRecord: the weights, or with compression on the encoded update."""
+    """The train reply's one ArrayRecord: the weights the client trains (client-train-layers), or with
+    compression on their encoded update. The server fills in what was not sent from the global model."""
+    trained = set(model.top_layer_names(config.client_train_layers))
+    weights = {name: value for name, value in model.state_dict().items() if name in trained}
     if config.update_compression == "none":
-        return model_arrays(model)
-    weights = {name: value.detach().cpu().numpy() for name, value in model.state_dict().items()}
+        return (
+            model_arrays(model)
+            if len(weights) == len(model.state_dict())
+            else array_record(**{name: value.detach().cpu().numpy() for name, value in weights.items()})
+        )
     base = {name: array.numpy() for name, array in received.items()}
     residual = {name: a.numpy() for name, a in state[RESIDUAL].items()} if RESIDUAL in state else None
     sent, residual = encode_update(
-        weights, base, residual, config.update_compression, config.update_topk_fraction
+        {name: value.detach().cpu().numpy() for name, value in weights.items()},
+        base,
+        residual,
+        config.update_compression,
+        config.update_topk_fraction,
     )
     state[RESIDUAL] = array_record(**residual)
     return array_record(**sent)

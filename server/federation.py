@@ -275,6 +275,7 @@ def server_update(cloud: Cloud, arrays: ArrayRecord, server_round: int) -> Messa
     """The server's own round update on its labeled source, shaped like a client's train reply."""
     model = SensorEncoder(cloud.sensor_encoder_config())
     model.load_state_dict(arrays.to_torch_state_dict())
+    model.train_only(model.top_layer_names(cloud.config.client_train_layers))  # as the clients do
     history = cloud.train_round(model.to(cloud.device), server_round)
     metrics = MetricRecord(
         {

@@ -120,14 +120,18 @@ class Downlink:
 
 
 def decode_replies(replies: list[Message], global_arrays: ArrayRecord) -> list[Message]:
-    """Compressed replies turned into full float32 weights in place (others are left as they are)."""
-    base = None
+    """Every reply turned into full float32 weights in place: compressed ones decoded, and the tensors a
+    client does not train (client-train-layers) taken from the global model."""
+    base = _numpy(global_arrays)
     for reply in replies:
         record = reply.content[ARRAYS]
         if is_compressed(list(record.keys())):
-            base = base if base is not None else _numpy(global_arrays)
             weights = decode_arrays(_numpy(record), base)
-            reply.content[ARRAYS] = ArrayRecord({name: Array(value) for name, value in weights.items()})
+        elif set(record.keys()) != set(base):
+            weights = {name: record[name].numpy() if name in record else v for name, v in base.items()}
+        else:
+            continue
+        reply.content[ARRAYS] = ArrayRecord({name: Array(value) for name, value in weights.items()})
     return replies
 
 

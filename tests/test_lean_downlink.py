@@ -133,3 +133,56 @@ def test_what_one_step_leaves_out_is_sent_later_and_the_gap_stays_bounded():
         gaps.append(np.sqrt(sum(float(np.sum(downlink.residual[k] ** 2)) for k in start)))
     one_update = np.sqrt(sum(float(np.sum(v**2)) for v in update.values()))
     assert max(gaps[20:]) < 4 * one_update and max(gaps[20:]) < 1.5 * max(gaps[:20])
+
+
+def test_a_client_that_trains_only_the_top_layer_sends_and_receives_only_that_part():
+    """client-train-layers = 1: the frozen tensors keep their weights through local training, are left out
+    of the reply, filled in from the global model by the server, and never appear in a downlink step."""
+    import torch
+
+    from client.updates import reply_arrays
+    from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+    from server.updates import decode_replies
+
+    torch.manual_seed(0)
+    model = SensorEncoder(SensorEncoderConfig(d_model=32, ff_dim=64, out_dim=16))
+    top = model.top_layer_names(1)
+    assert set(top) < set(model.state_dict()) and all(
+        name.startswith(("encoder.layers.2.", "encoder.norm.", "output_projection.")) for name in top
+    )
+    assert model.top_layer_names(0) == list(model.state_dict())
+    with pytest.raises(ValueError, match="4 asked, the encoder has 3"):
+        model.top_layer_names(4)
+    received = protocol.model_arrays(model)
+    model.train_only(top)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    model(torch.randn(4, 120, 6), torch.randn(4, len(SensorEncoderConfig().analysis_features))).sum().backward()
+    optimizer.step()
+    after = model.state_dict()
+    for name, value in received.items():  # frozen tensors unchanged, the top layer trained
+        assert torch.equal(after[name], torch.from_numpy(value.numpy())) == (name not in top), name
+
+    for compression in ("none", "int8"):
+        config = FederationConfig.from_run_config(
+            {"update-compression": compression, "client-train-layers": 1}
+        )
+        reply = reply_arrays(model, received, RecordDict(), config)
+        dense = sum(value.numel() * 4 for value in after.values())
+        sent = sum(len(array.data) for array in reply.values())
+        assert sent < (0.45 if compression == "none" else 0.12) * dense  # about a third of the weights
+        message = SimpleNamespace(content={"arrays": reply})
+        (decoded,) = decode_replies([message], received)
+        weights = {name: array.numpy() for name, array in decoded.content["arrays"].items()}
+        assert list(weights) == list(received.keys())
+        for name, value in received.items():
+            if name not in top:
+                np.testing.assert_array_equal(weights[name], value.numpy())
+            else:
+                np.testing.assert_allclose(weights[name], after[name].numpy(), atol=2e-2)
+        if compression == "none":
+            continue
+        downlink = Downlink(config, received)  # the step towards that aggregate carries the top layer only
+        downlink.advance(decoded.content["arrays"], 1)
+        (step,) = downlink.steps.values()
+        flags = np.unpackbits(step["update|t"], count=len(downlink.model)).astype(bool)
+        assert {name for name, flag in zip(downlink.model, flags, strict=True) if flag} == set(top)

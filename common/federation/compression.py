@@ -10,9 +10,12 @@ Error feedback (Seide et al. 2014; Karimireddy et al. 2019): what compression dr
 client (`residual`) and is added to its next update, so nothing is lost for good, only delayed; the residual
 stays bounded by the compression error of one round instead of growing.
 
+A tensor that did not change (one a client does not train, run config client-train-layers) is not sent: a
+bit per float tensor says which ones are.
+
 The server decodes a reply back into full weights with the global weights of that round
 (`decode_arrays`), so aggregation, clipping and checkpoints see ordinary float32 weights. Keys of a
-reply: see QUANTISED, SCALE, MASK below; a non-float tensor goes as is under its own name.
+reply: see QUANTISED, SCALE, MASK, TENSORS below; a non-float tensor goes as is under its own name.
 
 The downlink uses the same code the other way round (server/updates.py `Downlink`): the server compresses
 each change of the global model with its own residual, and a client that holds an earlier version receives
@@ -23,10 +26,11 @@ from __future__ import annotations
 
 import numpy as np
 
-# Keys of the reply: all float tensors' values in one int8 vector (state-dict order), one float32 scale per
-# tensor, with sparse-int8 one packed bit mask over all weights. One array each: every array in a Flower
-# record carries a ~128-byte header, which per tensor would cost more than a small tensor's values.
-QUANTISED, SCALE, MASK = "update|q", "update|s", "update|m"
+# Keys of the reply: the sent float tensors' values in one int8 vector (state-dict order), one float32 scale
+# per sent tensor, with sparse-int8 one packed bit mask over their weights, and one packed bit per float
+# tensor of the model saying whether it was sent. One array each: every array in a Flower record carries a
+# ~128-byte header, which per tensor would cost more than a small tensor's values.
+QUANTISED, SCALE, MASK, TENSORS = "update|q", "update|s", "update|m", "update|t"
 COMPRESSIONS = ("int8", "sparse-int8")
 
 
@@ -34,6 +38,10 @@ def _quantise(values: np.ndarray) -> tuple[np.ndarray, np.float32]:
     peak = float(np.max(np.abs(values))) if values.size else 0.0
     scale = np.float32(peak / 127.0 if peak > 0 else 1.0)
     return np.clip(np.rint(values / scale), -127, 127).astype(np.int8), scale
+
+
+def _float_names(arrays: dict[str, np.ndarray]) -> list[str]:
+    return [name for name, value in arrays.items() if np.asarray(value).dtype.kind == "f"]
 
 
 def encode_update(
@@ -45,22 +53,25 @@ def encode_update(
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """(arrays to send, the new residual) for trained `weights` that started from `base`.
 
-    `residual` is the previous round's error (None at first); the new one is what this round's arrays do not
-    carry of update + old residual. With sparse-int8 each tensor keeps its `topk_fraction` largest entries.
+    `weights` may hold only some of `base`'s tensors (the others did not change). `residual` is the previous
+    round's error (None at first); the new one is what this round's arrays do not carry of update + old
+    residual. With sparse-int8 each tensor keeps its `topk_fraction` largest entries.
     """
     if mode not in COMPRESSIONS:
         raise ValueError(f"update compression '{mode}' unknown; use one of {COMPRESSIONS}")
     sent: dict[str, np.ndarray] = {}
     new_residual: dict[str, np.ndarray] = {}
-    values, scales, masks = [], [], []
-    for name, value in weights.items():
-        value = np.asarray(value)
-        if value.dtype.kind != "f":
-            sent[name] = value
-            continue
-        update = value.astype(np.float32) - np.asarray(base[name], dtype=np.float32)
+    values, scales, masks, carried = [], [], [], []
+    for name in _float_names(base):
+        reference = np.asarray(base[name], dtype=np.float32)
+        update = np.zeros_like(reference)
+        if name in weights:
+            update = np.asarray(weights[name], dtype=np.float32) - reference
         if residual is not None and name in residual:
             update = update + residual[name]
+        carried.append(bool(np.any(update)))
+        if not carried[-1]:  # unchanged: nothing to send, nothing left over
+            continue
         flat = update.ravel()
         if mode == "int8":
             q, scale = _quantise(flat)
@@ -76,10 +87,14 @@ def encode_update(
         values.append(q)
         scales.append(scale)
         new_residual[name] = (flat - decoded).reshape(update.shape)
+    for name, value in weights.items():
+        if np.asarray(value).dtype.kind != "f":
+            sent[name] = np.asarray(value)
     sent[QUANTISED] = np.concatenate(values) if values else np.zeros(0, np.int8)
     sent[SCALE] = np.asarray(scales, dtype=np.float32)
-    if masks:
-        sent[MASK] = np.packbits(np.concatenate(masks))
+    sent[TENSORS] = np.packbits(np.asarray(carried, dtype=bool))
+    if mode == "sparse-int8":
+        sent[MASK] = np.packbits(np.concatenate(masks)) if masks else np.zeros(0, np.uint8)
     return sent, new_residual
 
 
@@ -89,11 +104,13 @@ def is_compressed(arrays: dict[str, np.ndarray] | list[str]) -> bool:
 
 def decode_arrays(sent: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Full weights (in `base`'s key order) from a compressed reply and the global weights it started from."""
-    floats = [name for name, value in base.items() if np.asarray(value).dtype.kind == "f"]
+    floats = _float_names(base)
+    carried = np.unpackbits(np.asarray(sent[TENSORS]), count=len(floats)).astype(bool)
     scales = np.asarray(sent[SCALE], dtype=np.float32)
-    if len(scales) != len(floats):
-        raise ValueError(f"compressed update: {len(scales)} scales for {len(floats)} float tensors")
-    total = sum(np.asarray(base[name]).size for name in floats)
+    if len(scales) != int(carried.sum()):
+        raise ValueError(f"compressed update: {len(scales)} scales for {int(carried.sum())} sent tensors")
+    changed = [name for name, flag in zip(floats, carried, strict=True) if flag]
+    total = sum(np.asarray(base[name]).size for name in changed)
     chosen = np.unpackbits(np.asarray(sent[MASK]), count=total).astype(bool) if MASK in sent else None
     quantised = np.asarray(sent[QUANTISED]).astype(np.float32)
     expected = int(chosen.sum()) if chosen is not None else total
@@ -101,13 +118,11 @@ def decode_arrays(sent: dict[str, np.ndarray], base: dict[str, np.ndarray]) -> d
         raise ValueError(f"compressed update: {quantised.size} values, expected {expected}")
     weights: dict[str, np.ndarray] = {}
     offset = value_offset = 0
-    scale_of = dict(zip(floats, scales, strict=True))
+    scale_of = dict(zip(changed, scales, strict=True))
     for name, reference in base.items():
         reference = np.asarray(reference)
-        if name not in scale_of:
-            if name not in sent:
-                raise ValueError(f"compressed update: tensor '{name}' missing")
-            weights[name] = np.asarray(sent[name])
+        if name not in scale_of:  # unchanged float tensor, or a non-float one (sent as is when it changed)
+            weights[name] = np.asarray(sent[name]) if name in sent else reference
             continue
         size = reference.size
         if chosen is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.base.device import DeviceError, resolve_device
-from common.models.sensor_encoder import INPUT_FRAMES
+from common.models.sensor_encoder import INPUT_FRAMES, SensorEncoderConfig
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
 DP_MODES = ("none", "central", "local")
@@ -123,13 +123,17 @@ class FederationConfig:
     # Clip every client update (its change of the global model) to this multiple of the round's median update
     # norm before aggregating: one outlier device cannot drag the model. 0 = off.
     update_clip_factor: float = 0.0
-    # What a client sends back: "none" (float32 weights), "int8" (its update quantised, 4x smaller),
-    # "sparse-int8" (the largest update-topk-fraction of its update, int8 + a bit mask: 12x at 0.2). Both
-    # compressed modes keep the quantisation error on the client and add it to the next update (error
-    # feedback); the global model then goes down to training clients as float16 (evaluation always scores
-    # the float32 model).
+    # Lean updates both ways: "none" (float32 weights up and down), "int8" (updates quantised, 4x smaller),
+    # "sparse-int8" (the largest update-topk-fraction of each update, int8 + a bit mask: 12x at 0.2). Up, each
+    # client keeps what compression left out and adds it to its next update (error feedback); down, the global
+    # model moves by steps compressed the same way (the server keeps its own residual), and a client gets the
+    # whole model (float16) once, then only the steps since the version it holds (server/updates.py).
     update_compression: str = "none"
     update_topk_fraction: float = 0.2
+    # Clients train (and send, and receive changes of) only the top N transformer layers of the sensor encoder
+    # and the output projection above them; the input embeddings and lower layers stay as the server
+    # pre-trained them. 0 = the whole model. With N = 1 a client exchanges about a third of the weights.
+    client_train_layers: int = 0
     min_available_nodes: int = 2
     round_timeout: float = 600.0
     # --- faults and checkpoints --------------------------------------------------------------------
@@ -290,6 +294,17 @@ class FederationConfig:
             )
         if not 0.0 < self.update_topk_fraction <= 1.0:
             fail("update-topk-fraction", f"must be in (0, 1], got {self.update_topk_fraction}")
+        if not 0 <= self.client_train_layers <= SensorEncoderConfig().num_layers:
+            fail(
+                "client-train-layers",
+                f"must be 0 (all) to {SensorEncoderConfig().num_layers} (the encoder's layers), "
+                f"got {self.client_train_layers}",
+            )
+        if self.client_train_layers and (self.dp_mode != "none" or self.secagg):
+            fail(
+                "client-train-layers",
+                "must be 0 with dp-mode or secagg: their clipping and masking work on the whole model",
+            )
         if self.update_compression != "none" and self.dp_mode != "none":
             fail(
                 "update-compression",

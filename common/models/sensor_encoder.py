@@ -280,6 +280,25 @@ class SensorEncoder(nn.Module):
         tokens = self.encoder(self.dropout(tokens))
         return self.output_projection(tokens.mean(dim=1))
 
+    def top_layer_names(self, layers: int) -> list[str]:
+        """State-dict names of the top `layers` transformer layers and of what lies above them (final norm,
+        output projection); all names for layers = 0. A federated client trains and exchanges only these
+        (run config client-train-layers): the lower layers and input embeddings stay as pre-trained."""
+        names = list(self.state_dict())
+        if layers == 0:
+            return names
+        if not 0 < layers <= self.config.num_layers:
+            raise ValueError(f"top layers: {layers} asked, the encoder has {self.config.num_layers}")
+        total = self.config.num_layers
+        top = tuple(f"encoder.layers.{i}." for i in range(total - layers, total))
+        return [name for name in names if name.startswith((*top, "encoder.norm.", "output_projection."))]
+
+    def train_only(self, names: list[str]) -> None:
+        """Freeze every parameter not in `names` (no gradient: the optimiser leaves it as it is)."""
+        chosen = set(names)
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name in chosen)
+
     def save(self, path: str | Path) -> None:
         """A plain checkpoint (config + weights) for resuming training; models/export.py is for deployment."""
         path = Path(path)
