@@ -464,7 +464,10 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
         rounds, first_round = [], 1
     scoring = run_scoring_labels(config, labels)
     # Lean downlink (server/updates.py); after a resume every client first gets the whole model again.
-    downlink = Downlink(config, arrays, first_round - 1) if config.update_compression != "none" else None
+    downlink = None
+    if config.update_compression != "none":
+        trained = model.top_layer_names(config.client_train_layers)
+        downlink = Downlink(config, arrays, first_round - 1, trained)
     if enrolment:
         enrolment.set_labels(labels, new_labels, bank_version, scoring)
         eval_size = enrolment.sample_size(config.fraction_evaluate)

@@ -45,9 +45,18 @@ def _numpy(record: ArrayRecord) -> dict[str, np.ndarray]:
 class Downlink:
     """The lean downlink: which version of the global model each client holds, and what it must be sent."""
 
-    def __init__(self, config: FederationConfig, arrays: ArrayRecord, version: int = 0) -> None:
+    def __init__(
+        self,
+        config: FederationConfig,
+        arrays: ArrayRecord,
+        version: int = 0,
+        trained: list[str] | None = None,
+    ) -> None:
         self.mode, self.topk_fraction = config.update_compression, config.update_topk_fraction
         self.model = {name: value.copy() for name, value in _numpy(arrays).items()}
+        # The tensors clients train (client-train-layers); the others never move, and averaging identical
+        # copies of them may still change their last bits, which must not cost a step.
+        self.trained = set(trained) if trained is not None else set(self.model)
         self.version = version  # the round whose aggregate made the model (0: server pre-training)
         self.residual: dict[str, np.ndarray] | None = None
         self.steps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # version -> step to it
@@ -100,9 +109,8 @@ class Downlink:
 
     def advance(self, aggregated: ArrayRecord, version: int) -> ArrayRecord:
         """The new global model: the current one plus the compressed step towards `aggregated`."""
-        step, self.residual = encode_update(
-            _numpy(aggregated), self.model, self.residual, self.mode, self.topk_fraction
-        )
+        target = {name: value for name, value in _numpy(aggregated).items() if name in self.trained}
+        step, self.residual = encode_update(target, self.model, self.residual, self.mode, self.topk_fraction)
         self.model = decode_arrays(step, self.model)
         self.version = version
         self.steps[version] = step

@@ -156,7 +156,8 @@ def test_a_client_that_trains_only_the_top_layer_sends_and_receives_only_that_pa
     received = protocol.model_arrays(model)
     model.train_only(top)
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
-    model(torch.randn(4, 120, 6), torch.randn(4, len(SensorEncoderConfig().analysis_features))).sum().backward()
+    analysis = torch.randn(4, len(SensorEncoderConfig().analysis_features))
+    model(torch.randn(4, 120, 6), analysis).sum().backward()
     optimizer.step()
     after = model.state_dict()
     for name, value in received.items():  # frozen tensors unchanged, the top layer trained
@@ -181,8 +182,13 @@ def test_a_client_that_trains_only_the_top_layer_sends_and_receives_only_that_pa
                 np.testing.assert_allclose(weights[name], after[name].numpy(), atol=2e-2)
         if compression == "none":
             continue
-        downlink = Downlink(config, received)  # the step towards that aggregate carries the top layer only
-        downlink.advance(decoded.content["arrays"], 1)
+        # The step towards the aggregate carries the top layer only, even where averaging the clients'
+        # identical frozen copies changed their last bits.
+        downlink = Downlink(config, received, trained=top)
+        aggregate = {
+            name: array.numpy() * np.float32(1 + 1e-7) for name, array in decoded.content["arrays"].items()
+        }
+        downlink.advance(protocol.array_record(**aggregate), 1)
         (step,) = downlink.steps.values()
         flags = np.unpackbits(step["update|t"], count=len(downlink.model)).astype(bool)
         assert {name for name, flag in zip(downlink.model, flags, strict=True) if flag} == set(top)
