@@ -242,6 +242,10 @@ def test_lean_and_clipping_config_is_checked():
         FederationConfig.from_run_config({"update-compression": "int8", "dp-mode": "central"})
     with pytest.raises(ConfigError, match="update-clip-factor"):
         FederationConfig.from_run_config({"update-clip-factor": -1.0})
+    with pytest.raises(ConfigError, match="client-train-layers.*0 \\(all\\) to 3"):
+        FederationConfig.from_run_config({"client-train-layers": 4})
+    with pytest.raises(ConfigError, match="client-train-layers.*whole model"):
+        FederationConfig.from_run_config({"client-train-layers": 1, "dp-mode": "central"})
 
 
 # --- end to end -----------------------------------------------------------------------------------------
@@ -249,8 +253,8 @@ def test_lean_and_clipping_config_is_checked():
 def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_path, data_dir):
     """3 real sets (1 training + 1 held-out user each) + synthetic wrist watch + a client of an unknown
     device type, through `flwr run .`: the bad client is refused by name, the run completes, every group is
-    scored with finite metrics, lean updates cut the bytes up, and down after a client's first model, more
-    than 10x."""
+    scored with finite metrics; lean updates (the top layer's changes, sparse int8) cut the bytes up, and down
+    after a client's first model, more than 10x."""
     out_dir = tmp_path / "out"
     run_config = {
         "num-server-rounds": 2,
@@ -270,6 +274,7 @@ def test_flwr_run_mixed_federation_per_device_metrics_and_a_refused_client(tmp_p
         "windows-per-client": 48,
         "min-available-nodes": 8,
         "update-compression": "sparse-int8",
+        "client-train-layers": 1,
         "update-clip-factor": 3.0,
         "checkpoint": False,
     }
