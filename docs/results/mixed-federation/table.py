@@ -19,12 +19,15 @@ def row(run_dir: Path) -> str:
     groups = metrics["per_group"]
     clients = metrics["client_accuracy"]
     lean = metrics["update_bytes"]
-    down = lean["downlink_messages"] or {}
+    down = lean.get("downlink_messages") or {}  # absent before the lean downlink (float16 whole models)
+    layers = metrics["config"].get("client-train-layers", 0)
+    updates = metrics["config"].get("update-compression", "none")
+    updates += f", top {layers} layer" if layers else ""
     steps = (down.get("steps") or {}).get("bytes_per_message")
     return " | ".join(
         [
             "",
-            metrics["config"].get("update-compression", "none"),
+            updates,
             str(metrics["seed"]),
             f"{metrics['accuracy']:.3f} ({' '.join(f'{a:.3f}'.lstrip('0') for a in accuracy)})",
             f"{metrics['macro_f1']:.3f}",
