@@ -25,11 +25,11 @@ def received_model(content: RecordDict, state: RecordDict) -> ArrayRecord:
     if protocol.DOWNLINK not in content:  # lean updates off: the whole float32 model
         return content["arrays"]
     version, base = int(content[protocol.DOWNLINK]["version"]), int(content[protocol.DOWNLINK]["base"])
-    if "arrays" in content:
-        weights = {
-            name: value.astype(np.float32) if value.dtype == np.float16 else value
-            for name, value in ((name, array.numpy()) for name, array in content["arrays"].items())
-        }
+    if "arrays" in content:  # the whole model, float16 on the wire
+        weights = {}
+        for name, array in content["arrays"].items():
+            value = array.numpy()
+            weights[name] = value.astype(np.float32) if value.dtype == np.float16 else value
     else:
         held = int(state[HELD_VERSION]["version"]) if HELD_VERSION in state else None
         if held is None or held < base:
@@ -62,22 +62,14 @@ def reply_arrays(
 ) -> ArrayRecord:
     """The train reply's one ArrayRecord: the weights the client trains (client-train-layers), or with
     compression on their encoded update. The server fills in what was not sent from the global model."""
-    trained = set(model.top_layer_names(config.client_train_layers))
-    weights = {name: value for name, value in model.state_dict().items() if name in trained}
+    trained = model_arrays(model, model.top_layer_names(config.client_train_layers))
     if config.update_compression == "none":
-        return (
-            model_arrays(model)
-            if len(weights) == len(model.state_dict())
-            else array_record(**{name: value.detach().cpu().numpy() for name, value in weights.items()})
-        )
+        return trained
+    weights = {name: array.numpy() for name, array in trained.items()}
     base = {name: array.numpy() for name, array in received.items()}
     residual = {name: a.numpy() for name, a in state[RESIDUAL].items()} if RESIDUAL in state else None
     sent, residual = encode_update(
-        {name: value.detach().cpu().numpy() for name, value in weights.items()},
-        base,
-        residual,
-        config.update_compression,
-        config.update_topk_fraction,
+        weights, base, residual, config.update_compression, config.update_topk_fraction
     )
     state[RESIDUAL] = array_record(**residual)
     return array_record(**sent)

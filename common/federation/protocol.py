@@ -70,10 +70,16 @@ MODEL_DELTAS = "model-deltas"  # ArrayRecord of compression.pack_deltas
 UNIFORM_WEIGHT = "uniform-weight"
 
 
-def model_arrays(model: nn.Module) -> ArrayRecord:
-    """A model's weights as a message record, copied to the CPU whatever device the model trains on."""
+def model_arrays(model: nn.Module, names: list[str] | None = None) -> ArrayRecord:
+    """A model's weights (only `names`, when given) as a message record, copied to the CPU whatever device
+    the model trains on."""
+    chosen = set(names) if names is not None else None
     return ArrayRecord(
-        OrderedDict((name, value.detach().cpu()) for name, value in model.state_dict().items())
+        OrderedDict(
+            (name, value.detach().cpu())
+            for name, value in model.state_dict().items()
+            if chosen is None or name in chosen
+        )
     )
 
 
