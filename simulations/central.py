@@ -420,21 +420,14 @@ def evaluate_central(
 
     known_windows = data.select_activities(known_present)
     bank = label_bank(encoder, descriptions, known_present)
-    known_truth = known_windows.labels()
-    sensor_pred = bank.predict(encode_windows(sensor_encoder, known_windows.X))
-    scored = classification_metrics(known_truth, sensor_pred, bank.labels, vocabulary.category)
+    scored, text_scored, agreement = _score_both_paths(
+        known_windows, bank, sensor_encoder, encoder, interpreter, vocabulary
+    )
     result.update(scored)
     plot_confusion(np.asarray(scored["confusion"]), known_present, out_dir / "confusion.png")
-    # The text path (interpretation -> text encoder -> nearest label) on the same windows: what stage 2 can
-    # reach through its targets; `path_agreement` = how often the sensor encoder predicts what it predicts.
-    text_path = interpret_windows(known_windows, interpreter, known_present)
-    text_pred = bank.predict(encoder.encode(text_path.texts))
-    text_scored = classification_metrics(known_truth, text_pred, bank.labels, vocabulary.category)
     result["text_path_accuracy"] = text_scored["accuracy"]
-    result["text_path"] = {
-        key: text_scored[key] for key in ("accuracy", "macro_f1", "labels", "confusion", "per_class")
-    }
-    result["path_agreement"] = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_pred)))
+    result["text_path"] = text_scored
+    result["path_agreement"] = agreement
 
     if new_activities:
         new_windows = data.select_activities(new_activities)
@@ -452,8 +445,44 @@ def evaluate_central(
         result["new_activity_accuracy_full_bank"] = float(
             np.mean(np.array([full_bank.labels[i] for i in predicted]) == np.array(new_windows.labels()))
         )
+        # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
+        new_scored, new_text_scored, new_agreement = _score_both_paths(
+            new_windows, new_bank, sensor_encoder, encoder, interpreter, vocabulary, embeddings
+        )
+        result["new_activity_paths"] = {
+            "sensor": new_scored,
+            "text_path": new_text_scored,
+            "agreement": new_agreement,
+        }
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _score_both_paths(
+    windows: WindowSet,
+    bank: LabelBank,
+    sensor_encoder: SensorEncoder,
+    encoder: TextEncoder,
+    interpreter: Interpreter,
+    vocabulary,
+    embeddings: np.ndarray | None = None,
+) -> tuple[dict, dict, float]:
+    """Scores of the sensor encoder and of the text path on the same windows, and how often they agree.
+
+    The text path (interpretation -> text encoder -> nearest label) is what stage 2 can reach through its
+    targets; the agreement is the fraction of windows where both name the same label.
+    """
+    if embeddings is None:
+        embeddings = encode_windows(sensor_encoder, windows.X)
+    truth = windows.labels()
+    sensor_pred = bank.predict(embeddings)
+    sensor = classification_metrics(truth, sensor_pred, bank.labels, vocabulary.category)
+    texts = interpret_windows(windows, interpreter, bank.labels).texts
+    text_pred = bank.predict(encoder.encode(texts))
+    text = classification_metrics(truth, text_pred, bank.labels, vocabulary.category)
+    text = {key: text[key] for key in ("accuracy", "macro_f1", "labels", "confusion", "per_class")}
+    agreement = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_pred)))
+    return sensor, text, agreement
 
 
 def _summarise_history(history: dict) -> dict:

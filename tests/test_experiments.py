@@ -23,7 +23,7 @@ from simulations.central import central_config, central_interpreter, text_train_
 from simulations.cli import main
 from simulations.experiments.cross_dataset import lanhar_diagnostics, matrix_axes, recall_rows
 from simulations.experiments.distribution_gap import relative_kl, symmetric_kl
-from simulations.experiments.new_activity import new_activities
+from simulations.experiments.new_activity import new_activities, per_label_table
 from simulations.experiments.report import Report, jsonable
 from simulations.experiments.settings import (
     Pair,
@@ -193,6 +193,38 @@ def test_lanhar_diagnostics_and_per_class_recall() -> None:
         ["c→b", "text path", 0.0, "", 0.5, 0.25],
     ]
 
+
+
+def test_new_activity_recall_per_label_over_pairs() -> None:
+    def new_record(pair: str, labels: list[str], confusion: list[list[int]], text_recall: list[float]) -> dict:
+        def recalls(values: list[float]) -> dict:
+            return {label: {"recall": value} for label, value in zip(labels, values, strict=True)}
+
+        sensor_recall = [row[i] / sum(row) for i, row in enumerate(confusion)]
+        return {
+            "pair": pair,
+            "method": "lanhar",
+            "new_activities": {
+                "labels": labels,
+                "sensor": {"confusion": confusion, "per_class": recalls(sensor_recall)},
+                "text_path": {"per_class": recalls(text_recall)},
+            },
+        }
+
+    records = [
+        new_record("a→b", ["rowing", "cycling"], [[1, 3], [0, 4]], [0.5, 1.0]),
+        {"pair": "a→b", "method": "nls-knowledge", "new_activities": {"labels": ["rowing", "cycling"]}},
+        new_record("c→b", ["rowing", "jumping"], [[3, 1], [1, 3]], [0.0, 1.0]),
+        new_record("d→e", ["rowing", "jumping"], [[4, 0], [0, 4]], [1.0, 1.0]),  # a pair not asked for
+    ]
+    header, rows = per_label_table([Pair("a", "b"), Pair("c", "b")], records)
+    assert header[:4] == ["new label", "pairs", "sensor encoder recall", "text path recall"]
+    # rowing: recalls 1/4 and 3/4; its 8 windows were named rowing 4, cycling 3 and jumping once
+    assert rows == [
+        ["rowing", 2, 0.5, 0.25, "rowing"],
+        ["cycling", 1, 1.0, 1.0, "cycling"],
+        ["jumping", 1, 0.75, 1.0, "jumping"],
+    ]
 
 def _gait_and_still_windows() -> np.ndarray:
     rng = np.random.default_rng(0)
@@ -414,6 +446,17 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
         assert 0.0 <= new["accuracy_among_new"] <= new["top3_among_new"] <= 1.0
     assert 0.0 <= lanhar["new_activities"]["accuracy_full_bank"] <= 1.0
     assert "| uci→dsads-t | 15 |" in report
+    # The known labels' diagnostics, among the new ones: both paths' confusions on the same windows.
+    new = lanhar["new_activities"]
+    sensor_confusion = np.asarray(new["sensor"]["confusion"])
+    text_confusion = np.asarray(new["text_path"]["confusion"])
+    for confusion in (sensor_confusion, text_confusion):
+        assert confusion.shape == (15, 15) and confusion.sum() == new["windows"]
+    assert np.trace(sensor_confusion) / new["windows"] == pytest.approx(new["accuracy_among_new"])
+    assert np.trace(text_confusion) / new["windows"] == pytest.approx(new["text_path_accuracy_among_new"])
+    assert 0.0 <= new["path_agreement"] <= 1.0
+    assert "| new label | pairs | sensor encoder recall | text path recall |" in report
+    assert "| jumping | 1 |" in report
 
 
 @pytest.mark.slow

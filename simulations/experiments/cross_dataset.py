@@ -275,6 +275,7 @@ def build_report(
             "`fedlanhar experiment new-activity`, on these runs):"
         )
         report.table(*new_activity.results_table(pairs, new_methods, records, summary["new_activities"]))
+        new_activity.per_label_section(report, pairs, records)
 
     report.section("Figures")
     bars = grouped_bars(

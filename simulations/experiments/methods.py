@@ -122,6 +122,7 @@ def _run_lanhar(
         }
     )
     if new_activities:
+        paths = evaluation["new_activity_paths"]
         record["new_activities"] = {
             "labels": evaluation["new_activities"],
             "windows": evaluation["new_activity_windows"],
@@ -129,5 +130,11 @@ def _run_lanhar(
             "top3_among_new": evaluation["new_activity_top3"],
             "accuracy_full_bank": evaluation["new_activity_accuracy_full_bank"],
             "chance": evaluation["new_activity_chance"],
+            # Diagnostics among the new labels, as for the known ones: the text path on the same windows, the
+            # agreement of the two paths, and per-label confusions of both.
+            "text_path_accuracy_among_new": paths["text_path"]["accuracy"],
+            "path_agreement": paths["agreement"],
+            "sensor": {key: paths["sensor"][key] for key in ("macro_f1", "confusion", "per_class")},
+            "text_path": paths["text_path"],
         }
     return record

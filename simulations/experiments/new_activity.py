@@ -4,7 +4,9 @@ Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pai
 activity of the target is new: its label embedding comes from its descriptions (LanHAR) or sentences
 (NLS-HAR) alone. Scored on the held-out target users' windows of the new activities: accuracy choosing among
 the new labels, top-3 among them, against chance (1 / number of new labels). LanHAR also reports the accuracy
-when choosing among all labels, known and new ("full bank").
+when choosing among all labels, known and new ("full bank"), and the same diagnostics as for the known labels:
+the text path's accuracy among the new labels, the agreement of the two paths, and per label the recall of
+both and what the sensor encoder calls that label's windows.
 """
 
 from __future__ import annotations
@@ -107,6 +109,7 @@ def results_table(
     """Header and rows (a row per pair, then the average): LanHAR, then NLS-HAR if run, against chance."""
     by_pair = {(r["pair"], r["method"]): r for r in records}
     header = ["pair", "new labels", "windows", "chance", "LanHAR acc.", "LanHAR top-3", "LanHAR full bank"]
+    header += ["text path acc.", "agreement"]
     if len(methods) > 1:
         header += ["NLS-HAR acc.", "NLS-HAR top-3"]
     header += ["LanHAR known-activity acc."]
@@ -122,17 +125,59 @@ def results_table(
             new["accuracy_among_new"],
             new["top3_among_new"],
             new["accuracy_full_bank"],
+            new["text_path_accuracy_among_new"],
+            new["path_agreement"],
         ]
         if len(methods) > 1:
             nls = by_pair[(pair.label, methods[1])]["new_activities"]
             row += [nls["accuracy_among_new"], nls["top3_among_new"]]
         rows.append(row + [lanhar["accuracy"]])
     average = ["average", "", "", summary["lanhar"]["chance"], summary["lanhar"]["accuracy_among_new"]]
-    average += [summary["lanhar"]["top3_among_new"], mean([r[6] for r in rows])]
+    average += [summary["lanhar"]["top3_among_new"], *(mean([r[i] for r in rows]) for i in (6, 7, 8))]
     if len(methods) > 1:
         average += [summary[methods[1]]["accuracy_among_new"], summary[methods[1]]["top3_among_new"]]
     rows.append(average + [mean([r[-1] for r in rows])])
     return header, rows
+
+
+def per_label_table(pairs: list[Pair], records: list[dict]) -> tuple[list[str], list[list]]:
+    """Header and rows (a row per new label, over the pairs where it is new): what each path names it.
+
+    Recall of the sensor encoder and of the text path among the new labels, their mean over the pairs, and
+    the label the sensor encoder names most often for its windows: where the zero-shot step fails, by label.
+    """
+    recalls: dict[str, dict[str, list[float]]] = {}
+    mistaken_for: dict[str, dict[str, int]] = {}
+    for record in records:
+        if record["method"] != "lanhar" or record["pair"] not in {p.label for p in pairs}:
+            continue
+        new = record["new_activities"]
+        labels = new["labels"]
+        confusion = new["sensor"]["confusion"]
+        for i, label in enumerate(labels):
+            entry = recalls.setdefault(label, {"sensor": [], "text": []})
+            entry["sensor"].append(new["sensor"]["per_class"][label]["recall"])
+            entry["text"].append(new["text_path"]["per_class"][label]["recall"])
+            counts = mistaken_for.setdefault(label, {})
+            for j, other in enumerate(labels):
+                counts[other] = counts.get(other, 0) + int(confusion[i][j])
+    header = ["new label", "pairs", "sensor encoder recall", "text path recall", "most often named (sensor)"]
+    rows = [
+        [
+            label,
+            len(entry["sensor"]),
+            mean(entry["sensor"]),
+            mean(entry["text"]),
+            max(mistaken_for[label], key=mistaken_for[label].get),
+        ]
+        for label, entry in recalls.items()
+    ]
+    return header, rows
+
+
+def per_label_section(report: Report, pairs: list[Pair], records: list[dict]) -> None:
+    report.paragraph("Per new label, mean over the pairs where it is new:")
+    report.table(*per_label_table(pairs, records))
 
 
 def build_report(
@@ -168,6 +213,7 @@ def build_report(
             for p in {p.target: p for p in pairs}.values()
         )
     )
+    per_label_section(report, pairs, records)
 
     report.section("Figures")
     groups = [p.label for p in pairs]
