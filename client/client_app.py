@@ -178,6 +178,7 @@ def train(msg: Message, context: Context) -> Message:
         lr=config.learning_rate,
         temperature=config.temperature,
         distill_weight=config.distill_weight,
+        im_weight=config.im_weight,
         seed=config.seed * 1000 + int(round_config.get("server-round", 0)) * 7919 + data.spec.partition_id,
     )
     targets = context.state[protocol.TARGET_ARRAYS]["z"].numpy()

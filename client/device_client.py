@@ -39,7 +39,8 @@ def train_locally(
     """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z.
 
     With the label bank the device holds, the text path's label posterior is distilled too
-    (config.distill_weight), exactly as in central stage 2.
+    (config.distill_weight) and information maximisation reads the bank (config.im_weight), exactly as in
+    central stage 2.
     """
     if len(targets) != len(train):
         raise ValueError(f"targets: {len(targets)} rows for {len(train)} training windows (stale targets?)")

@@ -170,6 +170,7 @@ class Cloud:
             lr=self.config.learning_rate,
             temperature=self.config.temperature,
             distill_weight=self.config.distill_weight,
+            im_weight=self.config.im_weight,
             seed=seed,
         )
 

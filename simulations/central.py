@@ -81,6 +81,9 @@ class CentralConfig:
     # on the 12-pair matrix it helped where the text path beats the sensor encoder and cost up to 9 points
     # where it does not (docs/results); the ablation keeps it as a row.
     stage2_distill_weight: float = 0.0
+    # Weight of information maximisation on the unlabeled target windows (SensorTrainConfig.im_weight): the
+    # sensor encoder's own posterior over the label bank made confident and spread over the labels.
+    stage2_im_weight: float = 0.0
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
@@ -296,6 +299,7 @@ def train_central(
         temperature=config.temperature,
         rotation_jitter_deg=config.stage2_rotation_deg,
         distill_weight=config.stage2_distill_weight,
+        im_weight=config.stage2_im_weight,
         seed=config.seed,
     )
     # The source windows' labels are known: they, not the text path's guess, teach those rows' label

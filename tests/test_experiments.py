@@ -194,9 +194,10 @@ def test_lanhar_diagnostics_and_per_class_recall() -> None:
     ]
 
 
-
 def test_new_activity_recall_per_label_over_pairs() -> None:
-    def new_record(pair: str, labels: list[str], confusion: list[list[int]], text_recall: list[float]) -> dict:
+    def new_record(
+        pair: str, labels: list[str], confusion: list[list[int]], text_recall: list[float]
+    ) -> dict:
         def recalls(values: list[float]) -> dict:
             return {label: {"recall": value} for label, value in zip(labels, values, strict=True)}
 
@@ -225,6 +226,7 @@ def test_new_activity_recall_per_label_over_pairs() -> None:
         ["cycling", 1, 1.0, 1.0, "cycling"],
         ["jumping", 1, 0.75, 1.0, "jumping"],
     ]
+
 
 def _gait_and_still_windows() -> np.ndarray:
     rng = np.random.default_rng(0)

@@ -76,6 +76,10 @@ class FederationConfig:
     # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
     # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
     distill_weight: float = 0.0
+    # Weight of information maximisation on the clients' unlabeled windows (SensorTrainConfig.im_weight: their
+    # own posterior over the label bank they hold, made confident and spread over the labels; 0 = off). The
+    # server's labeled source windows are never in it.
+    im_weight: float = 0.0
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -238,6 +242,8 @@ class FederationConfig:
             )
         if self.distill_weight < 0:
             fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
+        if self.im_weight < 0:
+            fail("im-weight", f"must be >= 0, got {self.im_weight}")
         for key in (
             "local-epochs",
             "batch-size",

@@ -4,7 +4,8 @@ Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that 
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
 Z = g(interpretation of that window) under symmetric InfoNCE, plus (when label embeddings are given and
-`distill_weight` > 0) the distillation of the text path's label posterior (losses.SensorAlignmentLoss).
+`distill_weight` > 0) the distillation of the text path's label posterior and (`im_weight` > 0) information
+maximisation on the unlabeled windows (losses.SensorAlignmentLoss).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 
@@ -96,6 +97,10 @@ class SensorTrainConfig:
     # Weight of KL(p_text || p_sensor) over the label embeddings (losses.LabelPosteriorDistillation);
     # used only when the caller passes label embeddings. 0: InfoNCE alone (the paper's stage 2).
     distill_weight: float = 0.0
+    # Weight of information maximisation on the unlabeled windows (losses.InformationMaximization): their
+    # own label posterior over the label embeddings made confident and spread over the labels. Used only
+    # when the caller passes label embeddings. 0: off.
+    im_weight: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -107,8 +112,11 @@ class SensorTrainConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.distill_weight < 0:
-            raise ValueError(f"SensorTrainConfig.distill_weight must be >= 0, got {self.distill_weight}")
+        if self.distill_weight < 0 or self.im_weight < 0:
+            raise ValueError(
+                "SensorTrainConfig.distill_weight and im_weight must be >= 0, "
+                f"got {self.distill_weight} and {self.im_weight}"
+            )
         if not 0.0 <= self.rotation_jitter_deg <= 180.0:
             raise ValueError(
                 "SensorTrainConfig.rotation_jitter_deg must be in [0, 180] degrees, "
@@ -482,7 +490,7 @@ class _Stage2Inputs:
             groups=torch.from_numpy(target_groups(Z)).to(device),
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
             known=known_t.to(device) if known_t is not None else None,
-            criterion=SensorAlignmentLoss(config.temperature, config.distill_weight),
+            criterion=SensorAlignmentLoss(config.temperature, config.distill_weight, config.im_weight),
             optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
         )
 

@@ -8,7 +8,10 @@
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
 - `LabelPosteriorDistillation`: KL(p_text || p_sensor) of the label posteriors that the text target and the
   sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
-- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE + lambda * distillation.
+- `InformationMaximization`: mean entropy of the sensor encoder's own label posteriors on unlabeled windows
+  minus the entropy of their mean: confident, and spread over the labels (unsupervised adaptation).
+- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE + lambda * distillation + mu * information
+  maximisation.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -355,20 +358,68 @@ class LabelPosteriorDistillation(nn.Module):
         return {"loss": kl, "agreement": agreement}
 
 
-class SensorAlignmentLoss(nn.Module):
-    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) over the label bank.
+class InformationMaximization(nn.Module):
+    """mean_i H(p_i) - H(mean_i p_i) over the rows in `rows`, p = the sensor encoder's label posterior.
 
-    Without label embeddings (or with distill_weight 0) it is the paper's stage-2 loss. Returns loss,
-    infonce, distill (0 when off).
+    Unsupervised domain adaptation in the label space the device already holds (information maximisation,
+    as in SHOT, Liang et al. 2020): the first term makes each unlabeled window's posterior confident, which
+    moves decision boundaries out of dense regions of the new device's windows; the second keeps the
+    windows spread over the labels, so that confidence cannot be bought by naming one label for everything.
+    Its only assumption is that every label of the bank occurs among the unlabeled windows, none dominating.
+    It needs no label and no text: the label embeddings are constants (no gradient). Bounds: between
+    -log C (every row certain, the labels used equally) and log C; 0 for uniform posteriors. Fewer than two
+    rows give 0 (no batch mean to spread).
     """
 
-    def __init__(self, temperature: float = 0.07, distill_weight: float = 0.0) -> None:
+    def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if distill_weight < 0:
-            raise ValueError(f"distill_weight must be >= 0, got {distill_weight}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(
+        self, sensor: Tensor, label_embeddings: Tensor, rows: Tensor | None = None
+    ) -> dict[str, Tensor]:
+        """sensor [B, D]; label_embeddings [C, D]; rows: bool [B], the unlabeled rows (None: all)."""
+        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != sensor.shape[1]:
+            raise ValueError(
+                f"label_embeddings must be [C, {sensor.shape[1]}], got {list(label_embeddings.shape)}"
+            )
+        if rows is not None:
+            if rows.shape != (sensor.shape[0],) or rows.dtype != torch.bool:
+                raise ValueError(
+                    f"rows must be a bool mask [{sensor.shape[0]}], got {rows.dtype} {list(rows.shape)}"
+                )
+            sensor = sensor[rows]
+        if len(sensor) < 2:
+            zero = label_embeddings.new_zeros(()) + sensor.sum() * 0.0
+            return {"loss": zero, "entropy": zero, "diversity": zero}
+        log_p = label_posterior(sensor, label_embeddings.detach(), self.temperature)
+        entropy = -(log_p.exp() * log_p).sum(dim=-1).mean()
+        mean_p = log_p.exp().mean(dim=0)
+        diversity = -torch.special.xlogy(mean_p, mean_p).sum()
+        return {"loss": entropy - diversity, "entropy": entropy, "diversity": diversity}
+
+
+class SensorAlignmentLoss(nn.Module):
+    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM.
+
+    Both extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
+    is unknown (`known` < 0, or every row when `known` is None). Without label embeddings (or with both
+    weights 0) it is the paper's stage-2 loss. Returns loss, infonce, distill and im (0 when off).
+    """
+
+    def __init__(
+        self, temperature: float = 0.07, distill_weight: float = 0.0, im_weight: float = 0.0
+    ) -> None:
+        super().__init__()
+        if distill_weight < 0 or im_weight < 0:
+            raise ValueError(f"distill_weight and im_weight must be >= 0, got {distill_weight}, {im_weight}")
         self.infonce = InfoNCELoss(temperature)
         self.distillation = LabelPosteriorDistillation(temperature)
+        self.information = InformationMaximization(temperature)
         self.distill_weight = float(distill_weight)
+        self.im_weight = float(im_weight)
 
     def forward(
         self,
@@ -380,6 +431,11 @@ class SensorAlignmentLoss(nn.Module):
     ) -> dict[str, Tensor]:
         infonce = self.infonce(sensor, text, same)["loss"]
         distill = infonce.new_zeros(())
+        im = infonce.new_zeros(())
         if label_embeddings is not None and self.distill_weight > 0:
             distill = self.distillation(sensor, text, label_embeddings, known)["loss"]
-        return {"loss": infonce + self.distill_weight * distill, "infonce": infonce, "distill": distill}
+        if label_embeddings is not None and self.im_weight > 0:
+            unlabeled = known < 0 if known is not None else None
+            im = self.information(sensor, label_embeddings, unlabeled)["loss"]
+        loss = infonce + self.distill_weight * distill + self.im_weight * im
+        return {"loss": loss, "infonce": infonce, "distill": distill, "im": im}

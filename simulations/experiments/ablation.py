@@ -13,6 +13,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
     distillation      + the text path's label posterior distilled into the sensor encoder (weight 1; the
                       labeled source windows are taught by their own label)
     distillation_text_teacher   the same, with the text path as the teacher on source windows too
+    information_maximization    + information maximisation on the unlabeled target windows (weight 1): the
+                      sensor encoder's own label posterior made confident and spread over the labels
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -63,6 +65,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "distillation_text_teacher": (
         "stage 2 + label-posterior distillation (text path as teacher everywhere)",
         {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": False},
+    ),
+    "information_maximization": (
+        "stage 2 + information maximisation on the unlabeled target windows",
+        {"regeneration": True, "stage2_im_weight": 1.0},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
