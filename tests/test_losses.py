@@ -6,10 +6,12 @@ import math
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from common.models.losses import (
     CategoryRankingLoss,
     InfoNCELoss,
+    InformationMaximization,
     LabelPosteriorDistillation,
     ReconstructionLoss,
     SensorAlignmentLoss,
@@ -310,3 +312,64 @@ def test_sensor_alignment_loss_adds_the_weighted_distillation() -> None:
         SensorAlignmentLoss(0.07, distill_weight=-1.0)
     with pytest.raises(ValueError, match=r"label_embeddings must be \[C, 8\]"):
         LabelPosteriorDistillation()(sensor, text, torch.randn(3, 5))
+
+
+def test_information_maximization_closed_forms() -> None:
+    labels = torch.eye(3)
+    loss = InformationMaximization(temperature=0.01)
+    confident_and_spread = loss(torch.eye(3) * 5.0, labels)  # each row certain, every label used once
+    assert confident_and_spread["entropy"].item() == pytest.approx(0.0, abs=1e-6)
+    assert confident_and_spread["diversity"].item() == pytest.approx(math.log(3), rel=1e-6)
+    assert confident_and_spread["loss"].item() == pytest.approx(-math.log(3), rel=1e-6)  # the minimum
+    uniform = loss(torch.ones(4, 3), labels)  # equidistant from every label: no information
+    assert uniform["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    collapsed = loss(torch.tensor([[1.0, 0.0, 0.0]] * 4), labels)  # certain, but one label for everything
+    assert collapsed["loss"].item() == pytest.approx(0.0, abs=1e-6)
+    # A general case against the definition, at a soft temperature.
+    generator = torch.Generator().manual_seed(0)
+    sensor, bank = torch.randn(5, 4, generator=generator), torch.randn(3, 4, generator=generator)
+    p = torch.softmax(F.normalize(sensor, dim=-1) @ F.normalize(bank, dim=-1).T / 0.5, dim=-1)
+    expected = -(p * p.log()).sum(-1).mean() + (p.mean(0) * p.mean(0).log()).sum()
+    assert InformationMaximization(0.5)(sensor, bank)["loss"].item() == pytest.approx(
+        expected.item(), rel=1e-5
+    )
+
+
+def test_information_maximization_reads_only_the_unlabeled_rows_and_leaves_labels_constant() -> None:
+    generator = torch.Generator().manual_seed(1)
+    sensor = torch.randn(6, 8, generator=generator, requires_grad=True)
+    bank = torch.randn(3, 8, generator=generator, requires_grad=True)
+    unlabeled = torch.tensor([True, False, True, True, False, False])
+    loss = InformationMaximization(0.07)
+    masked = loss(sensor, bank, unlabeled)
+    assert masked["loss"].item() == pytest.approx(loss(sensor[unlabeled], bank)["loss"].item(), rel=1e-6)
+    masked["loss"].backward()
+    assert bank.grad is None  # the label embeddings are constants
+    assert torch.all(sensor.grad[~unlabeled] == 0) and torch.any(sensor.grad[unlabeled] != 0)
+    one_row = loss(sensor, bank, torch.tensor([True] + [False] * 5))  # no batch mean to spread
+    assert one_row["loss"].item() == 0.0
+    with pytest.raises(ValueError, match=r"rows must be a bool mask \[6\]"):
+        loss(sensor, bank, torch.tensor([1, 0, 1, 1, 0, 0]))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        InformationMaximization(0.0)
+
+
+def test_sensor_alignment_loss_adds_information_maximization_on_unknown_rows() -> None:
+    generator = torch.Generator().manual_seed(2)
+    sensor, text = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    labels = torch.randn(3, 8, generator=generator)
+    same = torch.eye(6, dtype=torch.bool)
+    known = torch.tensor([0, 2, -1, -1, -1, 1])  # rows 2-4: the unlabeled target windows
+    plain = SensorAlignmentLoss(0.07)(sensor, text, same, labels, known)
+    assert plain["im"].item() == 0.0
+    weighted = SensorAlignmentLoss(0.07, im_weight=0.5)(sensor, text, same, labels, known)
+    im = InformationMaximization(0.07)(sensor[2:5], labels)["loss"].item()
+    assert weighted["im"].item() == pytest.approx(im, rel=1e-6)
+    assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * im, rel=1e-5)
+    every_row = SensorAlignmentLoss(0.07, im_weight=0.5)(sensor, text, same, labels)  # known=None: all rows
+    assert every_row["im"].item() == pytest.approx(
+        InformationMaximization(0.07)(sensor, labels)["loss"].item()
+    )
+    assert SensorAlignmentLoss(0.07, im_weight=0.5)(sensor, text, same)["im"].item() == 0.0  # no labels: off
+    with pytest.raises(ValueError, match="im_weight must be >= 0"):
+        SensorAlignmentLoss(0.07, im_weight=-1.0)

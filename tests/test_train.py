@@ -256,8 +256,34 @@ def test_sensor_training_with_distillation_matches_the_text_path_labels() -> Non
     assert np.isfinite(result["loss"])
     with pytest.raises(ValueError, match=r"label_embeddings must be \[C >= 2, 16\]"):
         train_sensor_epochs(local, X, Z, SensorTrainConfig(epochs=1), label_embeddings=labels[:, :8])
-    with pytest.raises(ValueError, match="distill_weight must be >= 0"):
+    with pytest.raises(ValueError, match="distill_weight and im_weight must be >= 0"):
         SensorTrainConfig(distill_weight=-0.5)
+
+
+def test_information_maximization_makes_unlabeled_posteriors_confident_and_keeps_them_right() -> None:
+    X, Z, y = synthetic_stage2()
+    labels = Z[[0, len(X) // 3, -1]]
+    known = np.where(np.arange(len(X)) % 2 == 0, y, -1).astype(np.int64)  # every other window unlabeled
+    unlabeled = known < 0
+
+    def posterior_entropy(model: SensorEncoder) -> float:
+        logits = encode_windows(model, X[unlabeled]) @ labels.T / 0.07
+        p = np.exp(logits - logits.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        return float(-(p * np.log(p + 1e-12)).sum(axis=1).mean())
+
+    entropies = {}
+    for weight in (0.0, 1.0):
+        torch.manual_seed(0)
+        model = SensorEncoder(SMALL)
+        config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, im_weight=weight, seed=0)
+        train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels, known_labels=known)
+        predicted = np.argmax(encode_windows(model, X[unlabeled]) @ labels.T, axis=1)
+        assert np.mean(predicted == y[unlabeled]) > 0.9
+        entropies[weight] = posterior_entropy(model)
+    assert entropies[1.0] < entropies[0.0]
+    with pytest.raises(ValueError, match="distill_weight and im_weight must be >= 0"):
+        SensorTrainConfig(im_weight=-0.1)
 
 
 def test_known_source_labels_teach_their_rows_even_against_misleading_targets() -> None:
