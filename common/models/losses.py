@@ -315,7 +315,22 @@ def label_posterior(embeddings: Tensor, label_embeddings: Tensor, temperature: f
     return F.log_softmax(logits, dim=-1)
 
 
-class LabelPosteriorDistillation(nn.Module):
+class _LabelPosteriorLoss(nn.Module):
+    """Base of the losses over a label posterior softmax(cos(embedding, label) / temperature)."""
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    @staticmethod
+    def _check_label_embeddings(label_embeddings: Tensor, dim: int) -> None:
+        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != dim:
+            raise ValueError(f"label_embeddings must be [C, {dim}], got {list(label_embeddings.shape)}")
+
+
+class LabelPosteriorDistillation(_LabelPosteriorLoss):
     """KL(p_text || p_sensor), mean over rows, with p = softmax over labels of cosine / temperature.
 
     The text path (interpretation -> text encoder -> nearest label) names the activity far more often than a
@@ -327,21 +342,12 @@ class LabelPosteriorDistillation(nn.Module):
     label itself (one-hot; the term is then the cross-entropy) rather than the text path's guess.
     """
 
-    def __init__(self, temperature: float = 0.07) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
-
     def forward(
         self, sensor: Tensor, text: Tensor, label_embeddings: Tensor, known: Tensor | None = None
     ) -> dict[str, Tensor]:
         """sensor, text [B, D]; label_embeddings [C, D]; known [B] label index or -1 (None: all -1)."""
         _check_pair(sensor, text)
-        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != sensor.shape[1]:
-            raise ValueError(
-                f"label_embeddings must be [C, {sensor.shape[1]}], got {list(label_embeddings.shape)}"
-            )
+        self._check_label_embeddings(label_embeddings, sensor.shape[1])
         label_embeddings = label_embeddings.detach()
         p_teacher = label_posterior(text.detach(), label_embeddings, self.temperature).exp()
         if known is not None:
@@ -358,7 +364,7 @@ class LabelPosteriorDistillation(nn.Module):
         return {"loss": kl, "agreement": agreement}
 
 
-class InformationMaximization(nn.Module):
+class InformationMaximization(_LabelPosteriorLoss):
     """mean_i H(p_i) - H(mean_i p_i) over the rows in `rows`, p = the sensor encoder's label posterior.
 
     Unsupervised domain adaptation in the label space the device already holds (information maximisation,
@@ -371,20 +377,11 @@ class InformationMaximization(nn.Module):
     rows give 0 (no batch mean to spread).
     """
 
-    def __init__(self, temperature: float = 0.07) -> None:
-        super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
-
     def forward(
         self, sensor: Tensor, label_embeddings: Tensor, rows: Tensor | None = None
     ) -> dict[str, Tensor]:
         """sensor [B, D]; label_embeddings [C, D]; rows: bool [B], the unlabeled rows (None: all)."""
-        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != sensor.shape[1]:
-            raise ValueError(
-                f"label_embeddings must be [C, {sensor.shape[1]}], got {list(label_embeddings.shape)}"
-            )
+        self._check_label_embeddings(label_embeddings, sensor.shape[1])
         if rows is not None:
             if rows.shape != (sensor.shape[0],) or rows.dtype != torch.bool:
                 raise ValueError(
