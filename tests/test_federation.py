@@ -174,6 +174,18 @@ def test_analysis_token_switch_reaches_the_server_every_client_and_the_exported_
     assert exported["config"]["analysis_token"] is False and exported["analysis_input"] is None
 
 
+@pytest.mark.slow
+def test_information_maximization_reaches_every_clients_loss(tmp_path):
+    """im-weight reaches the clients' local epochs: InfoNCE and distillation are >= 0, so only information
+    maximisation (between -log C and 0 for posteriors spread over the labels) can make the loss negative."""
+    config = small_config(tmp_path, im_weight=100.0, num_server_rounds=1, new_activities="")
+    metrics = run_in_process(config, num_clients=2)
+    assert metrics["config"]["im-weight"] == 100.0
+    record = metrics["rounds"][0]
+    assert record["clients_trained"] == 2 and math.isfinite(record["accuracy"])
+    assert record["train_loss"] < 0
+
+
 def run_expecting_crash(config: FederationConfig, num_clients: int) -> None:
     server_app = ServerApp()
 
