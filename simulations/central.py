@@ -437,9 +437,13 @@ def evaluate_central(
         new_windows = data.select_activities(new_activities)
         new_bank = label_bank(encoder, descriptions, new_activities)
         embeddings = encode_windows(sensor_encoder, new_windows.X)
+        # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
+        new_scored, new_text_scored, new_agreement = _score_both_paths(
+            new_windows, new_bank, sensor_encoder, encoder, interpreter, vocabulary, embeddings
+        )
+        result["new_activity_accuracy"] = new_scored["accuracy"]
         scores = new_bank.scores(embeddings)
         truth = np.array([new_activities.index(t) for t in new_windows.labels()])
-        result["new_activity_accuracy"] = float(np.mean(scores.argmax(axis=1) == truth))
         top3 = np.argsort(-scores, axis=1)[:, :3]
         result["new_activity_top3"] = float(np.mean((top3 == truth[:, None]).any(axis=1)))
         result["new_activity_chance"] = 1.0 / len(new_activities)
@@ -448,10 +452,6 @@ def evaluate_central(
         predicted = full_bank.classify(embeddings)
         result["new_activity_accuracy_full_bank"] = float(
             np.mean(np.array([full_bank.labels[i] for i in predicted]) == np.array(new_windows.labels()))
-        )
-        # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
-        new_scored, new_text_scored, new_agreement = _score_both_paths(
-            new_windows, new_bank, sensor_encoder, encoder, interpreter, vocabulary, embeddings
         )
         result["new_activity_paths"] = {
             "sensor": new_scored,

@@ -146,10 +146,11 @@ def per_label_table(pairs: list[Pair], records: list[dict]) -> tuple[list[str], 
     Recall of the sensor encoder and of the text path among the new labels, their mean over the pairs, and
     the label the sensor encoder names most often for its windows: where the zero-shot step fails, by label.
     """
+    asked = {pair.label for pair in pairs}
     recalls: dict[str, dict[str, list[float]]] = {}
-    mistaken_for: dict[str, dict[str, int]] = {}
+    named_as: dict[str, dict[str, int]] = {}  # per true label: how often the sensor encoder named each label
     for record in records:
-        if record["method"] != "lanhar" or record["pair"] not in {p.label for p in pairs}:
+        if record["method"] != "lanhar" or record["pair"] not in asked:
             continue
         new = record["new_activities"]
         labels = new["labels"]
@@ -158,7 +159,7 @@ def per_label_table(pairs: list[Pair], records: list[dict]) -> tuple[list[str], 
             entry = recalls.setdefault(label, {"sensor": [], "text": []})
             entry["sensor"].append(new["sensor"]["per_class"][label]["recall"])
             entry["text"].append(new["text_path"]["per_class"][label]["recall"])
-            counts = mistaken_for.setdefault(label, {})
+            counts = named_as.setdefault(label, {})
             for j, other in enumerate(labels):
                 counts[other] = counts.get(other, 0) + int(confusion[i][j])
     header = ["new label", "pairs", "sensor encoder recall", "text path recall", "most often named (sensor)"]
@@ -168,7 +169,7 @@ def per_label_table(pairs: list[Pair], records: list[dict]) -> tuple[list[str], 
             len(entry["sensor"]),
             mean(entry["sensor"]),
             mean(entry["text"]),
-            max(mistaken_for[label], key=mistaken_for[label].get),
+            max(named_as[label], key=named_as[label].get),
         ]
         for label, entry in recalls.items()
     ]
