@@ -84,6 +84,9 @@ class CentralConfig:
     # Weight of information maximisation on the unlabeled target windows (SensorTrainConfig.im_weight): the
     # sensor encoder's own posterior over the label bank made confident and spread over the labels.
     stage2_im_weight: float = 0.0
+    # Share of the last stage-2 epochs whose weights are averaged into the sensor encoder
+    # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
+    stage2_weight_averaging: float = 0.0
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
@@ -300,6 +303,7 @@ def train_central(
         rotation_jitter_deg=config.stage2_rotation_deg,
         distill_weight=config.stage2_distill_weight,
         im_weight=config.stage2_im_weight,
+        weight_averaging=config.stage2_weight_averaging,
         seed=config.seed,
     )
     # The source windows' labels are known: they, not the text path's guess, teach those rows' label

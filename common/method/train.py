@@ -5,7 +5,8 @@ near the descriptions of their label, with category-level ranking and a reconstr
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
 Z = g(interpretation of that window) under symmetric InfoNCE, plus (when label embeddings are given and
 `distill_weight` > 0) the distillation of the text path's label posterior and (`im_weight` > 0) information
-maximisation on the unlabeled windows (losses.SensorAlignmentLoss).
+maximisation on the unlabeled windows (losses.SensorAlignmentLoss). With `weight_averaging` > 0 both return
+the mean of the end-of-epoch weights over the last epochs instead of the last iterate (`_WeightAverage`).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 
@@ -101,6 +102,12 @@ class SensorTrainConfig:
     # own label posterior over the label embeddings made confident and spread over the labels. Used only
     # when the caller passes label embeddings. 0: off.
     im_weight: float = 0.0
+    # Share of the epochs, counted from the end, whose end-of-epoch weights are averaged into the returned
+    # model (stochastic weight averaging; SWAD for domain shift). Stage 2 runs at a constant learning rate,
+    # so the last iterate is one noisy point of the region the optimiser wanders in; the mean of several
+    # lies nearer the centre of that flat region, which is what transfers to other devices. 0: the last
+    # iterate. Cannot be combined with early stopping (both would choose the returned weights).
+    weight_averaging: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -116,6 +123,11 @@ class SensorTrainConfig:
             raise ValueError(
                 "SensorTrainConfig.distill_weight and im_weight must be >= 0, "
                 f"got {self.distill_weight} and {self.im_weight}"
+            )
+        if not 0.0 <= self.weight_averaging <= 1.0:
+            raise ValueError(
+                f"SensorTrainConfig.weight_averaging must be in [0, 1] (a share of the epochs), "
+                f"got {self.weight_averaging}"
             )
         if not 0.0 <= self.rotation_jitter_deg <= 180.0:
             raise ValueError(
@@ -495,6 +507,41 @@ class _Stage2Inputs:
         )
 
 
+class _WeightAverage:
+    """Running mean of a model's weights over the last `config.weight_averaging` share of the epochs.
+
+    `after_epoch(epoch)` is called at the end of every epoch and adds the weights of the averaged ones;
+    `apply()` puts the mean into the model (a no-op when averaging is off). Only floating-point entries
+    of the state dict are averaged; the sensor encoder has no batch statistics to recompute.
+    """
+
+    def __init__(self, model: nn.Module, config: SensorTrainConfig) -> None:
+        self.model = model
+        averaged = math.ceil(config.weight_averaging * config.epochs)
+        self.first_epoch = config.epochs - averaged if averaged > 0 else None
+        self.mean: dict[str, Tensor] = {}
+        self.count = 0
+
+    @torch.no_grad()
+    def after_epoch(self, epoch: int) -> None:
+        if self.first_epoch is None or epoch < self.first_epoch:
+            return
+        self.count += 1
+        for name, value in self.model.state_dict().items():
+            if not value.is_floating_point():
+                continue
+            if name not in self.mean:
+                self.mean[name] = value.detach().clone()
+            else:
+                self.mean[name] += (value.detach() - self.mean[name]) / self.count
+
+    def apply(self) -> int:
+        """Load the mean into the model; returns how many epochs it averages (0: the model is untouched)."""
+        if self.count > 0:
+            self.model.load_state_dict(self.mean, strict=False)
+        return self.count
+
+
 def _run_sensor_epoch(
     model: SensorEncoder,
     data: _Stage2Inputs,
@@ -600,6 +647,11 @@ def train_sensor_encoder(
         raise ValueError("pass both X_val and Z_val, or neither")
     if X_val is not None:
         _check_targets(X_val, Z_val, model, field="Z_val")
+        if config.weight_averaging > 0:
+            raise ValueError(
+                "SensorTrainConfig.weight_averaging > 0 cannot be combined with early stopping (X_val or "
+                "val_fraction): both choose the returned weights"
+            )
 
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -612,10 +664,12 @@ def train_sensor_encoder(
 
     history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
     best_loss, best_state, stale = math.inf, None, 0
+    average = _WeightAverage(model, config)
     started = time.perf_counter()
     bar = _progress(range(config.epochs), progress, desc="stage 2: sensor encoder", unit="epoch")
     for epoch in bar:
         history["loss"].append(_run_sensor_epoch(model, data, config, generator))
+        average.after_epoch(epoch)
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}
         if X_val is not None:
             val_loss = _evaluate_sensor_loss(
@@ -642,11 +696,13 @@ def train_sensor_encoder(
     seconds = time.perf_counter() - started
     if best_state is not None:
         model.load_state_dict(best_state)
+    averaged_epochs = average.apply()
     model.eval()
     epochs_run = len(history["loss"])
     history.update(
         {
             "epochs_run": epochs_run,
+            "averaged_epochs": averaged_epochs,
             "seconds": seconds,
             "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
             "num_examples": len(X),
@@ -685,13 +741,17 @@ def train_sensor_epochs(
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG; keep the caller's stream
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        for _ in range(config.epochs):
+        average = _WeightAverage(model, config)
+        for epoch in range(config.epochs):
             losses.append(_run_sensor_epoch(model, data, config, generator, anchor, proximal_mu))
+            average.after_epoch(epoch)
+    averaged_epochs = average.apply()
     model.eval()
     return {
         "loss": losses[-1],
         "losses": losses,
         "num_examples": len(X),
         "epochs": config.epochs,
+        "averaged_epochs": averaged_epochs,
         "seconds": time.perf_counter() - started,
     }

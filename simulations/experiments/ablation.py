@@ -15,6 +15,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
     distillation_text_teacher   the same, with the text path as the teacher on source windows too
     information_maximization    + information maximisation on the unlabeled target windows (weight 1): the
                       sensor encoder's own label posterior made confident and spread over the labels
+    weight_averaging  the sensor encoder's weights averaged over the second half of the stage-2 epochs
+                      (stochastic weight averaging) instead of the last iterate
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -69,6 +71,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "information_maximization": (
         "stage 2 + information maximisation on the unlabeled target windows",
         {"regeneration": True, "stage2_im_weight": 1.0},
+    ),
+    "weight_averaging": (
+        "stage 2 weights averaged over the second half of the epochs",
+        {"regeneration": True, "stage2_weight_averaging": 0.5},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
