@@ -179,6 +179,7 @@ def train(msg: Message, context: Context) -> Message:
         temperature=config.temperature,
         distill_weight=config.distill_weight,
         im_weight=config.im_weight,
+        weight_averaging=config.weight_averaging,
         seed=config.seed * 1000 + int(round_config.get("server-round", 0)) * 7919 + data.spec.partition_id,
     )
     targets = context.state[protocol.TARGET_ARRAYS]["z"].numpy()

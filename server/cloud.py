@@ -171,6 +171,7 @@ class Cloud:
             temperature=self.config.temperature,
             distill_weight=self.config.distill_weight,
             im_weight=self.config.im_weight,
+            weight_averaging=self.config.weight_averaging,
             seed=seed,
         )
 

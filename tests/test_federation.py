@@ -186,6 +186,18 @@ def test_information_maximization_reaches_every_clients_loss(tmp_path):
     assert record["train_loss"] < 0
 
 
+@pytest.mark.slow
+def test_weight_averaging_reaches_the_servers_pretraining_and_the_clients(tmp_path):
+    config = small_config(
+        tmp_path, weight_averaging=1.0, local_epochs=2, num_server_rounds=1, new_activities=""
+    )
+    metrics = run_in_process(config, num_clients=2)
+    assert metrics["config"]["weight-averaging"] == 1.0
+    assert metrics["server_pretrain"]["averaged_epochs"] == config.server_pretrain_epochs
+    record = metrics["rounds"][0]
+    assert record["clients_trained"] == 2 and math.isfinite(record["accuracy"])
+
+
 def run_expecting_crash(config: FederationConfig, num_clients: int) -> None:
     server_app = ServerApp()
 

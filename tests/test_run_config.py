@@ -40,6 +40,7 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"sensor-input-frame": "world"}, "'sensor-input-frame' must be one of"),
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
+        ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
         ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
         (

@@ -286,6 +286,41 @@ def test_information_maximization_makes_unlabeled_posteriors_confident_and_keeps
         SensorTrainConfig(im_weight=-0.1)
 
 
+def _weights(model: SensorEncoder) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in model.state_dict().items()}
+
+
+def test_weight_averaging_returns_the_mean_of_the_last_end_of_epoch_weights() -> None:
+    """Averaging does not change the trajectory, so the end-of-epoch weights of a 4-epoch run are those of
+    runs of 1..4 epochs; with weight_averaging 0.5 the result is the mean of epochs 3 and 4."""
+    X, Z, _ = synthetic_stage2()
+
+    def train(epochs: int, share: float, local: bool = False) -> tuple[SensorEncoder, dict]:
+        torch.manual_seed(0)
+        model = SensorEncoder(SMALL)
+        config = SensorTrainConfig(epochs=epochs, batch_size=16, lr=3e-3, weight_averaging=share, seed=0)
+        if local:
+            return model, train_sensor_epochs(model, X, Z, config)
+        return model, train_sensor_encoder(model, X, Z, config, progress=False)
+
+    for local in (False, True):  # central stage 2 and a client's local epochs
+        snapshots = [_weights(train(epochs, 0.0, local)[0]) for epochs in (3, 4)]
+        averaged, history = train(4, 0.5, local)
+        assert history["averaged_epochs"] == 2
+        for name, value in _weights(averaged).items():
+            torch.testing.assert_close(value, (snapshots[0][name] + snapshots[1][name]) / 2)
+        last, history = train(4, 0.0, local)
+        assert history["averaged_epochs"] == 0
+        assert all(torch.equal(value, snapshots[1][name]) for name, value in _weights(last).items())
+        assert train(4, 0.1, local)[1]["averaged_epochs"] == 1  # a share under one epoch: the last iterate
+
+    with pytest.raises(ValueError, match=r"weight_averaging must be in \[0, 1\]"):
+        SensorTrainConfig(weight_averaging=1.5)
+    with pytest.raises(ValueError, match="cannot be combined with early stopping"):
+        config = SensorTrainConfig(epochs=2, batch_size=16, weight_averaging=0.5, val_fraction=0.2)
+        train_sensor_encoder(SensorEncoder(SMALL), X, Z, config, progress=False)
+
+
 def test_known_source_labels_teach_their_rows_even_against_misleading_targets() -> None:
     """Class-2 windows carry class-1 text targets; their known labels still teach the right label."""
     X, Z, y = synthetic_stage2()

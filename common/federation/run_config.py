@@ -80,6 +80,10 @@ class FederationConfig:
     # own posterior over the label bank they hold, made confident and spread over the labels; 0 = off). The
     # server's labeled source windows are never in it.
     im_weight: float = 0.0
+    # Share of the last epochs of every stage-2 run (the server's pre-training, its rounds and each client's
+    # local epochs) whose end-of-epoch weights are averaged into the model it returns
+    # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
+    weight_averaging: float = 0.0
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -244,6 +248,10 @@ class FederationConfig:
             fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
         if self.im_weight < 0:
             fail("im-weight", f"must be >= 0, got {self.im_weight}")
+        if not 0.0 <= self.weight_averaging <= 1.0:
+            fail(
+                "weight-averaging", f"must be in [0, 1] (a share of the epochs), got {self.weight_averaging}"
+            )
         for key in (
             "local-epochs",
             "batch-size",
