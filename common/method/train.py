@@ -105,7 +105,7 @@ class SensorTrainConfig:
     # Share of the epochs, counted from the end, whose end-of-epoch weights are averaged into the returned
     # model (stochastic weight averaging; SWAD for domain shift). Stage 2 runs at a constant learning rate,
     # so the last iterate is one noisy point of the region the optimiser wanders in; the mean of several
-    # lies nearer the centre of that flat region, which is what transfers to other devices. 0: the last
+    # lies nearer its centre. On the 12-pair matrix it left the mean unchanged (docs/results). 0: the last
     # iterate. Cannot be combined with early stopping (both would choose the returned weights).
     weight_averaging: float = 0.0
     patience: int = 5  # epochs without a better validation loss before stopping
