@@ -517,14 +517,14 @@ class _WeightAverage:
 
     def __init__(self, model: nn.Module, config: SensorTrainConfig) -> None:
         self.model = model
-        averaged = math.ceil(config.weight_averaging * config.epochs)
-        self.first_epoch = config.epochs - averaged if averaged > 0 else None
+        # Off (0) gives first_epoch == epochs: no epoch is averaged and apply() leaves the model as it is.
+        self.first_epoch = config.epochs - math.ceil(config.weight_averaging * config.epochs)
         self.mean: dict[str, Tensor] = {}
         self.count = 0
 
     @torch.no_grad()
     def after_epoch(self, epoch: int) -> None:
-        if self.first_epoch is None or epoch < self.first_epoch:
+        if epoch < self.first_epoch:
             return
         self.count += 1
         for name, value in self.model.state_dict().items():
