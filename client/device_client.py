@@ -15,7 +15,7 @@ from common.data.features import analyze_windows
 from common.data.label_spaces import client_label_space
 from common.data.windows import WindowSet
 from common.method.train import SensorTrainConfig, train_sensor_epochs
-from common.models.sensor_encoder import SensorEncoder, encode_windows
+from common.models.sensor_encoder import SensorEncoder, encode_windows, sensor_input
 from common.models.zero_shot import LabelBank
 
 
@@ -45,8 +45,9 @@ def train_locally(
     if len(targets) != len(train):
         raise ValueError(f"targets: {len(targets)} rows for {len(train)} training windows (stale targets?)")
     label_embeddings = bank.embeddings if bank is not None and len(bank) >= 2 else None
+    windows = sensor_input(train.X, train.position, model.config)  # as recorded, or trunk-equivalent
     return train_sensor_epochs(
-        model, train.X, targets, config, proximal_mu=proximal_mu, label_embeddings=label_embeddings
+        model, windows, targets, config, proximal_mu=proximal_mu, label_embeddings=label_embeddings
     )
 
 
@@ -86,7 +87,9 @@ def evaluate_locally(
     confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
     scores = np.zeros((int(scored.sum()), len(columns)), dtype=np.float32)
     if len(columns) and scored.any():
-        scores = bank.scores(encode_windows(model, held_out.X[scored]))[:, columns_array]
+        scores = bank.scores(encode_windows(model, held_out.X[scored], position=held_out.position))[
+            :, columns_array
+        ]
         np.add.at(confusion, (truth_index, scored_as[scores.argmax(axis=1)]), 1)
     predicted = scored_as[scores.argmax(axis=1)] if len(scores) else np.zeros(0, dtype=np.int64)
     text_path: dict[str, object] = {}

@@ -27,7 +27,7 @@ from common.language.interpreter import Interpreter
 from common.language.prompts import SensorContext
 from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
 from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder, train_sensor_epochs
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, sensor_input
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank
 
@@ -130,6 +130,7 @@ class Cloud:
             out_dim=self.encoder.dim,
             input_frame=self.config.sensor_input_frame,
             analysis_token=self.config.sensor_analysis_token,
+            trunk_equivalent=self.config.sensor_trunk_equivalent,
         )
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:
@@ -141,7 +142,7 @@ class Cloud:
             return model, {}
         history = train_sensor_encoder(
             model,
-            self.source.X,
+            sensor_input(self.source.X, self.source.position, model.config),
             self.embed(self.source_interpretations.texts),
             self._source_train_config(self.config.server_pretrain_epochs, self.config.seed),
             progress=False,
@@ -157,7 +158,7 @@ class Cloud:
         seed = self.config.seed * 1000 + server_round * 7919 + 999_983
         return train_sensor_epochs(
             model,
-            self.source.X,
+            sensor_input(self.source.X, self.source.position, model.config),
             self.embed(self.source_interpretations.texts),
             self._source_train_config(self.config.server_train_epochs, seed),
             **self._source_labels(),

@@ -47,6 +47,7 @@ from simulations.central import (
     central_interpreter,
     load_pair,
     sensor_encoder_config,
+    stage2_windows,
     text_train_config,
 )
 from simulations.experiments.report import Report, jsonable
@@ -151,13 +152,14 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
 
     # Stage 2 as the central run has it: source-train and (unlabeled) target-train windows, one epoch.
     target = interpret_windows(splits["target_train"], interpreter, activities)
-    windows = np.concatenate([splits["source_train"].X, splits["target_train"].X])
+    model_config = sensor_encoder_config(config, encoder.dim)
+    windows = stage2_windows(splits, model_config)
     texts = source.texts + target.texts
     if settings.stage2_max_windows:
         chosen = np.random.default_rng(settings.seed).permutation(len(windows))[: settings.stage2_max_windows]
         windows, texts = windows[chosen], [texts[i] for i in chosen]
     targets = encoder.encode(texts, progress=False)
-    sensor_encoder = SensorEncoder(sensor_encoder_config(config, encoder.dim)).to(device)
+    sensor_encoder = SensorEncoder(model_config).to(device)
     sensor_config = SensorTrainConfig(
         epochs=1, batch_size=config.stage2_batch_size, lr=config.stage2_lr, seed=settings.seed
     )

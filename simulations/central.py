@@ -41,7 +41,7 @@ from common.method.lanhar import (
     train_text_space,
 )
 from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, sensor_input
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank
 
@@ -89,6 +89,8 @@ class CentralConfig:
     stage2_weight_averaging: float = 0.0
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
+    # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
+    sensor_trunk_equivalent: bool = False
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
     temperature: float = 0.07
@@ -155,7 +157,10 @@ def text_train_config(config: CentralConfig) -> TextTrainConfig | None:
 def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderConfig:
     """The stage-2 sensor encoder of a central run, mapping into a text space of width `out_dim`."""
     return SensorEncoderConfig(
-        out_dim=out_dim, input_frame=config.sensor_input_frame, analysis_token=config.sensor_analysis_token
+        out_dim=out_dim,
+        input_frame=config.sensor_input_frame,
+        analysis_token=config.sensor_analysis_token,
+        trunk_equivalent=config.sensor_trunk_equivalent,
     )
 
 
@@ -203,6 +208,13 @@ def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
         "target_train": target_train,
         "target_eval": target_eval,
     }
+
+
+def stage2_windows(splits: dict[str, WindowSet], model_config: SensorEncoderConfig) -> np.ndarray:
+    """Stage 2's windows, source-train then target-train, each as the encoder reads it (`sensor_input`:
+    trunk-equivalent or as recorded, by its own data set's body position)."""
+    parts = (splits["source_train"], splits["target_train"])
+    return np.concatenate([sensor_input(ws.X, ws.position, model_config) for ws in parts])
 
 
 def stage1_key(
@@ -291,10 +303,11 @@ def train_central(
     # Re-seeded so that stage 2 starts from the same state whether stage 1 ran or was reused.
     set_seed(config.seed)
     target = interpret_windows(splits["target_train"], interpreter, activities)
-    windows = np.concatenate([splits["source_train"].X, splits["target_train"].X])
+    model_config = sensor_encoder_config(config, encoder.dim)
+    windows = stage2_windows(splits, model_config)
     targets = encoder.encode(source.texts + target.texts, progress=progress)
     bank = label_bank(encoder, descriptions, activities)
-    sensor_encoder = SensorEncoder(sensor_encoder_config(config, encoder.dim)).to(device)
+    sensor_encoder = SensorEncoder(model_config).to(device)
     sensor_config = SensorTrainConfig(
         epochs=config.stage2_epochs,
         batch_size=config.stage2_batch_size,
@@ -368,7 +381,7 @@ def train_central(
 
 
 def _score(model: SensorEncoder, bank: LabelBank, ws: WindowSet, vocabulary) -> dict:
-    predicted = bank.classify(encode_windows(model, ws.X))
+    predicted = bank.classify(encode_windows(model, ws.X, position=ws.position))
     return classification_metrics(
         ws.labels(), [bank.labels[i] for i in predicted], bank.labels, vocabulary.category
     )
@@ -440,7 +453,7 @@ def evaluate_central(
     if new_activities:
         new_windows = data.select_activities(new_activities)
         new_bank = label_bank(encoder, descriptions, new_activities)
-        embeddings = encode_windows(sensor_encoder, new_windows.X)
+        embeddings = encode_windows(sensor_encoder, new_windows.X, position=new_windows.position)
         # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
         new_scored, new_text_scored, new_agreement = _score_both_paths(
             new_windows, new_bank, sensor_encoder, encoder, interpreter, vocabulary, embeddings
@@ -481,7 +494,7 @@ def _score_both_paths(
     targets; the agreement is the fraction of windows where both name the same label.
     """
     if embeddings is None:
-        embeddings = encode_windows(sensor_encoder, windows.X)
+        embeddings = encode_windows(sensor_encoder, windows.X, position=windows.position)
     truth = windows.labels()
     sensor_pred = bank.predict(embeddings)
     sensor = classification_metrics(truth, sensor_pred, bank.labels, vocabulary.category)

@@ -463,7 +463,15 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
 
 @pytest.mark.slow
 def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
-    names = ["full", "no_text_training", "simple_prompt", "device_frame", "distillation", "no_analysis_token"]
+    names = [
+        "full",
+        "no_text_training",
+        "simple_prompt",
+        "device_frame",
+        "distillation",
+        "no_analysis_token",
+        "trunk_equivalent",
+    ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
     by_variant = {r["variant"]: r for r in results["runs"]}
@@ -489,6 +497,10 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["no_analysis_token"]["config"]["sensor_analysis_token"] is False
     assert by_variant["no_analysis_token"]["stage1_reused"]
     assert by_variant["device_frame"]["stage1_reused"] and by_variant["distillation"]["stage1_reused"]
+    # Waist to torso: both trunk sensors, whose windows the rescaling leaves bit for bit, so the same model.
+    assert by_variant["trunk_equivalent"]["config"]["sensor_trunk_equivalent"] is True
+    assert by_variant["trunk_equivalent"]["accuracy"] == by_variant["full"]["accuracy"]
+    assert by_variant["trunk_equivalent"]["confusion"] == by_variant["full"]["confusion"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

@@ -70,6 +70,9 @@ class FederationConfig:
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
     sensor_analysis_token: bool = True
+    # The sensor encoder reads each window rescaled to what the trunk would see (limb swing divided out,
+    # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
+    sensor_trunk_equivalent: bool = False
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES
+from common.data.placement import SWING_FACTORS, placement_group
 from common.language.knowledge import describe_label
 from common.language.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
 
@@ -33,24 +34,8 @@ __all__ = [
 # device and in any data set. Most values are orientation invariant (magnitudes, components along and
 # across gravity).
 #
-# Placement: a sensor on a limb rotates with the limb, so the same whole-body movement shows larger
-# rotation, tilt and horizontal acceleration on the thigh or wrist than on the trunk (during gait the thigh
-# swings through about 40 degrees per stride, the pelvis and chest through a few). Those three quantities are
-# divided by the placement's swing factors before binning. The factors are round numbers close to the ratio
-# thigh/trunk seen for level walking in the development data (rotation ~2.5x, tilt ~2x). Vertical
-# quantities are not scaled: the up-down motion of the body reaches every placement.
-
-SWING_FACTORS: dict[str, dict[str, float]] = {
-    "trunk": {"rotation": 1.0, "horizontal": 1.0, "tilt": 1.0},
-    "leg": {"rotation": 2.5, "horizontal": 2.5, "tilt": 2.0},
-    "arm": {"rotation": 2.5, "horizontal": 2.5, "tilt": 2.0},
-    "unknown": {"rotation": 1.0, "horizontal": 1.0, "tilt": 1.0},
-}
-_PLACEMENT_WORDS: dict[str, tuple[str, ...]] = {
-    "trunk": ("waist", "chest", "torso", "back", "hip", "belt", "pelvis", "trunk", "sternum", "abdomen"),
-    "leg": ("thigh", "leg", "pocket", "trouser", "pants", "knee", "shank", "ankle", "foot", "shin"),
-    "arm": ("wrist", "arm", "hand", "forearm", "elbow", "watch"),
-}
+# Placement: rotation, tilt and horizontal acceleration are divided by the placement's swing factors
+# (common/data/placement.py) before binning: a limb swings more than the trunk in the same movement.
 
 STILL_AMPLITUDE = 0.1  # m/s^2 std of |acc|; below this the body is still: no motion pattern is described
 QUIET_AMPLITUDE = 0.3  # m/s^2 std of |acc|; below this no rhythm can be judged (sensor noise, small fidgets)
@@ -62,15 +47,6 @@ NEAR_THRESHOLD = 0.15  # relative distance to a threshold within which the caref
 # The rules analogue of the paper's "simple prompt" (ablation w/o IGP): only how strongly and how regularly
 # the body moves, none of the designed analysis of rhythm, vertical motion, impacts, shape, rotation, posture.
 SIMPLE_CATEGORIES: tuple[str, ...] = ("amplitude change", "periodicity")
-
-
-def placement_group(position: str) -> str:
-    """ "trunk", "leg", "arm" or "unknown" for a body position such as "waist" or "right thigh"."""
-    words = position.strip().lower()
-    for group, keys in _PLACEMENT_WORDS.items():
-        if any(key in words for key in keys):
-            return group
-    return "unknown"
 
 
 class _Features:

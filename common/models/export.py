@@ -77,6 +77,9 @@ def export_sensor_model(
             "dtype": "float32",
             "units": "acc x,y,z in m/s^2 including gravity, gyro x,y,z in rad/s",
             "sampling_rate_hz": 20.0,
+            # With trunk_equivalent the device first rescales its window by its own body position
+            # (common/data/placement.py: trunk_equivalent(X, position)); the analysis is computed after that.
+            "trunk_equivalent": config.trunk_equivalent,
         },
         "output": {"shape": ["batch", config.out_dim], "note": "L2-normalise, then dot with label_bank rows"},
         # The device computes these with common/data/features.py (window_analysis) from the same window.

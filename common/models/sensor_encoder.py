@@ -55,6 +55,7 @@ from torch import Tensor, nn
 
 from common.base.device import autocast, module_device
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES, INVARIANT_FEATURES, analyze_windows
+from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
@@ -78,6 +79,10 @@ class SensorEncoderConfig:
     input_frame: str = "gravity"
     # One more token carrying the window's signal analysis (module docstring); it needs `analysis` inputs.
     analysis_token: bool = True
+    # Read every window rescaled to what the trunk would see (data/placement.py: a limb's horizontal motion
+    # and rotation divided by the swing factors the rules interpreter words them with); `sensor_input` applies
+    # it, so whoever feeds the encoder passes each window's body position.
+    trunk_equivalent: bool = False
 
     def __post_init__(self) -> None:
         if self.input_channels not in (3, 6):
@@ -136,6 +141,22 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
+
+
+def sensor_input(X: np.ndarray, position: str | None, config: SensorEncoderConfig) -> np.ndarray:
+    """The windows the encoder reads: X as recorded, or its trunk equivalent (`config.trunk_equivalent`).
+
+    X [N, window, input_channels] in raw units from a sensor at body `position` (e.g. "waist", "right
+    thigh"); the position may be None only for an encoder that does not rescale.
+    """
+    if not config.trunk_equivalent:
+        return X
+    if position is None:
+        raise ValueError(
+            "this SensorEncoder reads trunk-equivalent windows (trunk_equivalent=True): pass the body "
+            "position of the windows' sensor"
+        )
+    return trunk_equivalent(X, position)
 
 
 def window_analysis(X: np.ndarray, config: SensorEncoderConfig) -> np.ndarray:
@@ -327,11 +348,15 @@ def check_windows(X: np.ndarray | Tensor, config: SensorEncoderConfig, field: st
 
 
 @torch.no_grad()
-def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
-    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C], in eval mode."""
+def encode_windows(
+    model: nn.Module, X: np.ndarray, batch_size: int = 512, position: str | None = None
+) -> np.ndarray:
+    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C] recorded at body `position`
+    (needed by a trunk-equivalent encoder, see `sensor_input`), in eval mode."""
     analysis_token = isinstance(model, SensorEncoder) and model.config.analysis_token
     if isinstance(model, SensorEncoder):
         check_windows(X, model.config)
+        X = sensor_input(X, position, model.config)
     was_training = model.training
     model.eval()
     device = module_device(model)

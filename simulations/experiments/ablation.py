@@ -17,6 +17,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       sensor encoder's own label posterior made confident and spread over the labels
     weight_averaging  the sensor encoder's weights averaged over the second half of the stage-2 epochs
                       (stochastic weight averaging) instead of the last iterate
+    trunk_equivalent  the sensor encoder reads limb windows rescaled to the trunk's swing (the rules
+                      interpreter's placement factors, common/data/placement.py)
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -75,6 +77,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "weight_averaging": (
         "stage 2 weights averaged over the second half of the epochs",
         {"regeneration": True, "stage2_weight_averaging": 0.5},
+    ),
+    "trunk_equivalent": (
+        "stage 2 on trunk-equivalent windows (limb swing divided out)",
+        {"regeneration": True, "sensor_trunk_equivalent": True},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted

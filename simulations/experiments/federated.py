@@ -39,7 +39,7 @@ from common.federation.partition import NATIVE_DEVICE, client_eval_mode, held_ou
 from common.federation.run_config import PARTITIONINGS, FederationConfig
 from common.method.lanhar import sensor_context
 from common.method.train import SensorTrainConfig, train_sensor_encoder
-from common.models.sensor_encoder import encode_windows
+from common.models.sensor_encoder import encode_windows, sensor_input
 from server.cloud import Cloud
 from simulations.experiments.report import (
     Report,
@@ -155,7 +155,7 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     )
 
     def score(name: str) -> dict[str, Any]:
-        predicted = bank.predict(encode_windows(model, held_out.X))
+        predicted = bank.predict(encode_windows(model, held_out.X, position=held_out.position))
         metrics = classification_metrics(held_out.labels(), predicted, bank.labels, cloud.vocabulary.category)
         return {
             "setting": name,
@@ -175,7 +175,8 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
         temperature=config.temperature,
         seed=config.seed,
     )
-    history = train_sensor_encoder(model, train.X, targets, sensor_config, progress=False)
+    windows = sensor_input(train.X, train.position, model.config)
+    history = train_sensor_encoder(model, windows, targets, sensor_config, progress=False)
     seconds = time.monotonic() - started  # stage 1, server pre-training and the centralised training
     centralised = score("centralised") | {
         "epochs": history["epochs_run"],
