@@ -131,6 +131,7 @@ class Cloud:
             input_frame=self.config.sensor_input_frame,
             analysis_token=self.config.sensor_analysis_token,
             trunk_equivalent=self.config.sensor_trunk_equivalent,
+            acc_level=self.config.sensor_acc_level,
         )
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:

@@ -91,6 +91,8 @@ class CentralConfig:
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
     sensor_trunk_equivalent: bool = False
+    # SensorEncoderConfig.acc_level: False = the encoder does not read the absolute |acc| level (gain errors).
+    sensor_acc_level: bool = True
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
     temperature: float = 0.07
@@ -161,6 +163,7 @@ def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderC
         input_frame=config.sensor_input_frame,
         analysis_token=config.sensor_analysis_token,
         trunk_equivalent=config.sensor_trunk_equivalent,
+        acc_level=config.sensor_acc_level,
     )
 
 

@@ -471,6 +471,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "distillation",
         "no_analysis_token",
         "trunk_equivalent",
+        "no_acc_level",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -501,6 +502,8 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["trunk_equivalent"]["config"]["sensor_trunk_equivalent"] is True
     assert by_variant["trunk_equivalent"]["accuracy"] == by_variant["full"]["accuracy"]
     assert by_variant["trunk_equivalent"]["confusion"] == by_variant["full"]["confusion"]
+    assert by_variant["no_acc_level"]["config"]["sensor_acc_level"] is False
+    assert by_variant["no_acc_level"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

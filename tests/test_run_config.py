@@ -38,6 +38,10 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"out-dir": "runs/x"}, "'out-dir' must be an absolute path"),
         ({"client-eval-fraction": 1.0}, "'client-eval-fraction' must be in (0, 1)"),
         ({"sensor-input-frame": "world"}, "'sensor-input-frame' must be one of"),
+        (
+            {"sensor-acc-level": False, "sensor-input-frame": "device"},
+            "'sensor-acc-level' false needs sensor-input-frame = 'gravity'",
+        ),
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
         ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),

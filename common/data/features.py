@@ -120,6 +120,12 @@ INVARIANT_FEATURES: tuple[str, ...] = (
     "gyro_available",
 )
 
+# Rotation-invariant features that read the absolute |acc| level. At rest it is g times the accelerometer's
+# gain error, which differs between devices more than between activities (median |acc| of the still windows,
+# per user: uci 9.89-10.14, wisdm phones 9.21-10.02, dsads 9.78-9.82 m/s^2), and the rules interpreter never
+# reads it.
+ACC_LEVEL_FEATURES: tuple[str, ...] = ("acc_mag_mean", "acc_mag_min", "acc_mag_max", "gravity_magnitude")
+
 MIN_FREQUENCY = 0.3  # Hz; slower drifts are posture changes, not rhythm
 MIN_LAG_SECONDS = 0.3  # s; autocorrelation search range (up to 3.3 cycles/s) ...
 MAX_LAG_SECONDS = 2.5  # s; ... down to 0.4 cycles/s

@@ -73,6 +73,9 @@ class FederationConfig:
     # The sensor encoder reads each window rescaled to what the trunk would see (limb swing divided out,
     # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
     sensor_trunk_equivalent: bool = False
+    # The sensor encoder reads the absolute |acc| level (SensorEncoderConfig.acc_level; false: it does not, so
+    # that an accelerometer's gain error cannot pass for an activity).
+    sensor_acc_level: bool = True
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"
@@ -239,6 +242,10 @@ class FederationConfig:
         if self.sensor_input_frame not in INPUT_FRAMES:
             fail(
                 "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
+            )
+        if not self.sensor_acc_level and self.sensor_input_frame != "gravity":
+            fail(
+                "sensor-acc-level", "false needs sensor-input-frame = 'gravity' (device axes carry the level)"
             )
         if self.server_train_epochs < 0:
             fail("server-train-epochs", f"must be >= 0, got {self.server_train_epochs}")

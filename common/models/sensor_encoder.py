@@ -40,6 +40,11 @@ ablation row). Cost on a device: 0.16 M parameters (frozen TorchScript 12.1 MB i
 numpy analysis of the window, about 1.5 ms; one window end to end (`export.measure_latency`, 1 thread, the
 2-core machine under load ~3) 6.0 ms median with the token against 3.4 ms without, once per 6-s window.
 
+Absolute |acc| level (`acc_level`, on by default). At rest |acc| is g times the accelerometer's gain error,
+which differs more between devices than between activities (data/features.py ACC_LEVEL_FEATURES). With it off
+the |acc| channel is taken relative to the window's gravity estimate and the analysis token leaves out the
+four features that read the level; the rules interpreter never reads them.
+
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """
 
@@ -54,7 +59,13 @@ import torch
 from torch import Tensor, nn
 
 from common.base.device import autocast, module_device
-from common.data.features import FEATURE_INDEX, FEATURE_NAMES, INVARIANT_FEATURES, analyze_windows
+from common.data.features import (
+    ACC_LEVEL_FEATURES,
+    FEATURE_INDEX,
+    FEATURE_NAMES,
+    INVARIANT_FEATURES,
+    analyze_windows,
+)
 from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
 
@@ -83,6 +94,10 @@ class SensorEncoderConfig:
     # and rotation divided by the swing factors the rules interpreter words them with); `sensor_input` applies
     # it, so whoever feeds the encoder passes each window's body position.
     trunk_equivalent: bool = False
+    # Read the absolute |acc| level (gravity frame): the |acc| channel and the ACC_LEVEL_FEATURES of the
+    # analysis. False: the |acc| channel minus the window's gravity estimate, and the analysis without those
+    # features, so that an accelerometer's gain error (data/features.py) cannot pass for an activity.
+    acc_level: bool = True
 
     def __post_init__(self) -> None:
         if self.input_channels not in (3, 6):
@@ -100,6 +115,10 @@ class SensorEncoderConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.input_frame not in INPUT_FRAMES:
             raise ValueError(f"input_frame must be one of {INPUT_FRAMES}, got {self.input_frame!r}")
+        if not self.acc_level and self.input_frame != "gravity":
+            raise ValueError(
+                "acc_level=False is defined for the gravity frame (the device axes carry the level)"
+            )
 
     @property
     def num_patches(self) -> int:
@@ -118,7 +137,11 @@ class SensorEncoderConfig:
         """The data/features.py columns the analysis token reads (none when it is off)."""
         if not self.analysis_token:
             return ()
-        return INVARIANT_FEATURES if self.input_frame == "gravity" else FEATURE_NAMES
+        if self.input_frame == "device":
+            return FEATURE_NAMES
+        if self.acc_level:
+            return INVARIANT_FEATURES
+        return tuple(name for name in INVARIANT_FEATURES if name not in ACC_LEVEL_FEATURES)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -181,16 +204,19 @@ def _along_and_across(vectors: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
     return along, across
 
 
-def gravity_frame_channels(acc: Tensor, gyro: Tensor | None) -> Tensor:
+def gravity_frame_channels(acc: Tensor, gyro: Tensor | None, acc_level: bool = True) -> Tensor:
     """Rotation-invariant channels of windows: acc [B, T, 3] in g, gyro [B, T, 3] in rad/s or None.
 
     Gravity = the window mean of acc. Returns [B, T, 3] (acc only) or [B, T, 6]: dynamic acc along gravity,
-    its norm across gravity, |acc|, then gyro about the vertical, its norm across it, |gyro|.
+    its norm across gravity, |acc| (minus |gravity| when not `acc_level`), then gyro about the vertical, its
+    norm across it, |gyro|.
     """
     gravity = acc.mean(dim=1, keepdim=True)
-    vertical = gravity / torch.linalg.vector_norm(gravity, dim=-1, keepdim=True).clamp_min(1e-6)
+    gravity_norm = torch.linalg.vector_norm(gravity, dim=-1, keepdim=True)
+    vertical = gravity / gravity_norm.clamp_min(1e-6)
     acc_along, acc_across = _along_and_across(acc - gravity, vertical)
-    parts = [acc_along, acc_across, torch.linalg.vector_norm(acc, dim=-1, keepdim=True)]
+    magnitude = torch.linalg.vector_norm(acc, dim=-1, keepdim=True)
+    parts = [acc_along, acc_across, magnitude if acc_level else magnitude - gravity_norm]
     if gyro is not None:
         gyro_along, gyro_across = _along_and_across(gyro, vertical)
         parts.extend([gyro_along, gyro_across, torch.linalg.vector_norm(gyro, dim=-1, keepdim=True)])
@@ -209,6 +235,7 @@ class SensorEncoder(nn.Module):
         self.num_patches = config.num_patches
         self.add_magnitude_channels = config.add_magnitude_channels
         self.gravity_frame = config.input_frame == "gravity"
+        self.acc_level = config.acc_level
         self.gravity = STANDARD_GRAVITY
 
         self.patch_projection = nn.Linear(config.patch_size * config.feature_channels, config.d_model)
@@ -258,7 +285,9 @@ class SensorEncoder(nn.Module):
         """Raw units -> model input channels [B, T, feature_channels] (acc in g, gyro in rad/s)."""
         acc = x[:, :, 0:3] / self.gravity
         if self.gravity_frame:
-            return gravity_frame_channels(acc, x[:, :, 3:6] if self.input_channels == 6 else None)
+            return gravity_frame_channels(
+                acc, x[:, :, 3:6] if self.input_channels == 6 else None, self.acc_level
+            )
         parts = [acc]
         if self.input_channels == 6:
             parts.append(x[:, :, 3:6])

@@ -19,6 +19,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       (stochastic weight averaging) instead of the last iterate
     trunk_equivalent  the sensor encoder reads limb windows rescaled to the trunk's swing (the rules
                       interpreter's placement factors, common/data/placement.py)
+    no_acc_level      the sensor encoder does not read the absolute |acc| level, which carries each
+                      accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -81,6 +83,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "trunk_equivalent": (
         "stage 2 on trunk-equivalent windows (limb swing divided out)",
         {"regeneration": True, "sensor_trunk_equivalent": True},
+    ),
+    "no_acc_level": (
+        "stage 2 without the absolute |acc| level (accelerometer gain errors)",
+        {"regeneration": True, "sensor_acc_level": False},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
