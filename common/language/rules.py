@@ -22,7 +22,6 @@ __all__ = [
     "SIMPLE_CATEGORIES",
     "RulesInterpreter",
     "describe_rule_scales",
-    "placement_group",
 ]
 
 
