@@ -87,9 +87,8 @@ def evaluate_locally(
     confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
     scores = np.zeros((int(scored.sum()), len(columns)), dtype=np.float32)
     if len(columns) and scored.any():
-        scores = bank.scores(encode_windows(model, held_out.X[scored], position=held_out.position))[
-            :, columns_array
-        ]
+        embeddings = encode_windows(model, held_out.X[scored], position=held_out.position)
+        scores = bank.scores(embeddings)[:, columns_array]
         np.add.at(confusion, (truth_index, scored_as[scores.argmax(axis=1)]), 1)
     predicted = scored_as[scores.argmax(axis=1)] if len(scores) else np.zeros(0, dtype=np.int64)
     text_path: dict[str, object] = {}
