@@ -87,6 +87,8 @@ class CentralConfig:
     # Share of the last stage-2 epochs whose weights are averaged into the sensor encoder
     # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
     stage2_weight_averaging: float = 0.0
+    # SensorTrainConfig.text_similarity_targets: InfoNCE's targets are the text targets' own similarities.
+    stage2_text_similarity_targets: bool = False
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
@@ -320,6 +322,7 @@ def train_central(
         distill_weight=config.stage2_distill_weight,
         im_weight=config.stage2_im_weight,
         weight_averaging=config.stage2_weight_averaging,
+        text_similarity_targets=config.stage2_text_similarity_targets,
         seed=config.seed,
     )
     # The source windows' labels are known: they, not the text path's guess, teach those rows' label

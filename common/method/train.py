@@ -3,7 +3,8 @@
 Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that sensor interpretations land
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
-Z = g(interpretation of that window) under symmetric InfoNCE, plus (when label embeddings are given and
+Z = g(interpretation of that window) under symmetric InfoNCE (hard targets, or with `text_similarity_targets`
+the targets' own similarities), plus (when label embeddings are given and
 `distill_weight` > 0) the distillation of the text path's label posterior and (`im_weight` > 0) information
 maximisation on the unlabeled windows (losses.SensorAlignmentLoss). With `weight_averaging` > 0 both return
 the mean of the end-of-epoch weights over the last epochs instead of the last iterate (`_WeightAverage`).
@@ -108,6 +109,10 @@ class SensorTrainConfig:
     # lies nearer its centre. On the 12-pair matrix it left the mean unchanged (docs/results). 0: the last
     # iterate. Cannot be combined with early stopping (both would choose the returned weights).
     weight_averaging: float = 0.0
+    # InfoNCE's target distribution: False = uniform over the rows with the identical text target (the
+    # paper's); True = the text targets' own similarities at `temperature` (losses.TextSimilarityInfoNCELoss),
+    # so two windows of one activity with differently worded interpretations are not pushed apart.
+    text_similarity_targets: bool = False
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -502,7 +507,9 @@ class _Stage2Inputs:
             groups=torch.from_numpy(target_groups(Z)).to(device),
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
             known=known_t.to(device) if known_t is not None else None,
-            criterion=SensorAlignmentLoss(config.temperature, config.distill_weight, config.im_weight),
+            criterion=SensorAlignmentLoss(
+                config.temperature, config.distill_weight, config.im_weight, config.text_similarity_targets
+            ),
             optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
         )
 

@@ -3,6 +3,8 @@
 - `InfoNCELoss`: symmetric CLIP loss (L_align of section 3.4.2, and the stage-2 sensor/text loss of 3.5.2),
   with multi-positive soft targets: rule-based interpretations repeat verbatim, and several windows of one
   label share a label text, so rows with identical targets must not be pushed apart.
+- `TextSimilarityInfoNCELoss`: InfoNCE whose target distribution over the batch is the text targets' own
+  similarity to each other at the same temperature, so that E = Z is its exact optimum (stage-2 option).
 - `CategoryRankingLoss`: -mean log sigmoid(s(i, j) - s(i, k)) for j in i's group and k outside it (L_Ca1..3).
 - `ReconstructionLoss`: a small Transformer decoder rebuilding the tokens of a text from its embedding (L_re).
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
@@ -10,8 +12,8 @@
   sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
 - `InformationMaximization`: mean entropy of the sensor encoder's own label posteriors on unlabeled windows
   minus the entropy of their mean: confident, and spread over the labels (unsupervised adaptation).
-- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE + lambda * distillation + mu * information
-  maximisation.
+- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE (hard or text-similarity targets) + lambda *
+  distillation + mu * information maximisation.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -79,6 +81,36 @@ class InfoNCELoss(nn.Module):
         targets_b = positives.T / positives.T.sum(dim=1, keepdim=True)
         a_to_b = -(targets_a * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         b_to_a = -(targets_b * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
+        return {"loss": (a_to_b + b_to_a) / 2, "a_to_b": a_to_b, "b_to_a": b_to_a}
+
+
+class TextSimilarityInfoNCELoss(nn.Module):
+    """Symmetric InfoNCE between embeddings a and text targets b whose targets are b's own similarities.
+
+    Row i's target distribution over the batch is softmax_j(cos(b_i, b_j) / temperature) instead of a
+    one-hot (or uniform over identical targets). Why: in stage 2 two windows of one activity usually carry
+    two different interpretations whose embeddings stage 1 has pulled close together; hard InfoNCE treats
+    the other one as a negative and pushes the sensor embedding away from it, which asks the sensor encoder
+    to tell apart wordings rather than activities. With the text space's own similarities as targets, at the
+    same temperature as the logits, the loss is minimal exactly when a_i points where b_i does (E = Z, what
+    stage 2 is for), and identical targets get identical target mass without a separate mask.
+    """
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+
+    def forward(self, a: Tensor, b: Tensor) -> dict[str, Tensor]:
+        _check_pair(a, b)
+        unit_b = F.normalize(b, dim=-1)
+        logits = F.normalize(a, dim=-1) @ unit_b.T / self.temperature
+        # Targets are a property of the text space, not something the sensor encoder may move.
+        targets = F.softmax(unit_b.detach() @ unit_b.detach().T / self.temperature, dim=1)
+        # The target matrix is symmetric, so column j of logits (b_j against every a) takes row j as well.
+        a_to_b = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        b_to_a = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
         return {"loss": (a_to_b + b_to_a) / 2, "a_to_b": a_to_b, "b_to_a": b_to_a}
 
 
@@ -401,18 +433,26 @@ class InformationMaximization(_LabelPosteriorLoss):
 class SensorAlignmentLoss(nn.Module):
     """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM.
 
+    With `text_similarity_targets` the InfoNCE term is `TextSimilarityInfoNCELoss` (the targets' own
+    similarities as its target distribution; `same` is then not read), else the hard multi-positive one.
     Both extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
     is unknown (`known` < 0, or every row when `known` is None). Without label embeddings (or with both
-    weights 0) it is the paper's stage-2 loss. Returns loss, infonce, distill and im (0 when off).
+    weights 0) and hard targets it is the paper's stage-2 loss. Returns loss, infonce, distill and im (0 when
+    off).
     """
 
     def __init__(
-        self, temperature: float = 0.07, distill_weight: float = 0.0, im_weight: float = 0.0
+        self,
+        temperature: float = 0.07,
+        distill_weight: float = 0.0,
+        im_weight: float = 0.0,
+        text_similarity_targets: bool = False,
     ) -> None:
         super().__init__()
         if distill_weight < 0 or im_weight < 0:
             raise ValueError(f"distill_weight and im_weight must be >= 0, got {distill_weight}, {im_weight}")
         self.infonce = InfoNCELoss(temperature)
+        self.soft_infonce = TextSimilarityInfoNCELoss(temperature) if text_similarity_targets else None
         self.distillation = LabelPosteriorDistillation(temperature)
         self.information = InformationMaximization(temperature)
         self.distill_weight = float(distill_weight)
@@ -426,7 +466,10 @@ class SensorAlignmentLoss(nn.Module):
         label_embeddings: Tensor | None = None,
         known: Tensor | None = None,
     ) -> dict[str, Tensor]:
-        infonce = self.infonce(sensor, text, same)["loss"]
+        if self.soft_infonce is not None:
+            infonce = self.soft_infonce(sensor, text)["loss"]
+        else:
+            infonce = self.infonce(sensor, text, same)["loss"]
         distill = infonce.new_zeros(())
         im = infonce.new_zeros(())
         if label_embeddings is not None and self.distill_weight > 0:

@@ -21,6 +21,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       interpreter's placement factors, common/data/placement.py)
     no_acc_level      the sensor encoder does not read the absolute |acc| level, which carries each
                       accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
+    text_similarity_targets   stage 2's InfoNCE takes the text targets' own similarities as its target
+                      distribution, so windows of one activity with different wordings are not negatives
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -87,6 +89,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no_acc_level": (
         "stage 2 without the absolute |acc| level (accelerometer gain errors)",
         {"regeneration": True, "sensor_acc_level": False},
+    ),
+    "text_similarity_targets": (
+        "stage 2 InfoNCE with the text targets' own similarities as targets",
+        {"regeneration": True, "stage2_text_similarity_targets": True},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
