@@ -25,7 +25,6 @@ from common.federation.mixed import client_group
 from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
 from common.federation.preflight import client_data_problem
 from common.federation.run_config import FederationConfig
-from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import SensorEncoder
 from common.models.zero_shot import LabelBank
 
@@ -172,14 +171,8 @@ def train(msg: Message, context: Context) -> Message:
     received = received_model(msg.content, context.state)  # whole, or steps to the model held (lean downlink)
     model = _model(context, received)
     model.train_only(model.top_layer_names(config.client_train_layers))  # the rest stays as pre-trained
-    train_config = SensorTrainConfig(
-        epochs=config.local_epochs,
-        batch_size=config.batch_size,
-        lr=config.learning_rate,
-        temperature=config.temperature,
-        distill_weight=config.distill_weight,
-        im_weight=config.im_weight,
-        weight_averaging=config.weight_averaging,
+    train_config = config.sensor_train_config(
+        config.local_epochs,
         seed=config.seed * 1000 + int(round_config.get("server-round", 0)) * 7919 + data.spec.partition_id,
     )
     targets = context.state[protocol.TARGET_ARRAYS]["z"].numpy()

@@ -26,7 +26,7 @@ from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
 from common.language.prompts import SensorContext
 from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
-from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder, train_sensor_epochs
+from common.method.train import TextTrainConfig, train_sensor_encoder, train_sensor_epochs
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, sensor_input
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank
@@ -145,7 +145,7 @@ class Cloud:
             model,
             sensor_input(self.source.X, self.source.position, model.config),
             self.embed(self.source_interpretations.texts),
-            self._source_train_config(self.config.server_pretrain_epochs, self.config.seed),
+            self.config.sensor_train_config(self.config.server_pretrain_epochs, self.config.seed),
             progress=False,
             **self._source_labels(),
         )
@@ -161,20 +161,8 @@ class Cloud:
             model,
             sensor_input(self.source.X, self.source.position, model.config),
             self.embed(self.source_interpretations.texts),
-            self._source_train_config(self.config.server_train_epochs, seed),
+            self.config.sensor_train_config(self.config.server_train_epochs, seed),
             **self._source_labels(),
-        )
-
-    def _source_train_config(self, epochs: int, seed: int) -> SensorTrainConfig:
-        return SensorTrainConfig(
-            epochs=epochs,
-            batch_size=self.config.batch_size,
-            lr=self.config.learning_rate,
-            temperature=self.config.temperature,
-            distill_weight=self.config.distill_weight,
-            im_weight=self.config.im_weight,
-            weight_averaging=self.config.weight_averaging,
-            seed=seed,
         )
 
     def _source_labels(self) -> dict[str, np.ndarray]:

@@ -472,6 +472,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "no_analysis_token",
         "trunk_equivalent",
         "no_acc_level",
+        "text_similarity_targets",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -504,6 +505,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["trunk_equivalent"]["confusion"] == by_variant["full"]["confusion"]
     assert by_variant["no_acc_level"]["config"]["sensor_acc_level"] is False
     assert by_variant["no_acc_level"]["stage1_reused"]
+    assert by_variant["text_similarity_targets"]["config"]["stage2_text_similarity_targets"] is True
+    assert by_variant["full"]["config"]["stage2_text_similarity_targets"] is False
+    assert by_variant["text_similarity_targets"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

@@ -208,12 +208,21 @@ def test_information_maximization_reaches_every_clients_loss(tmp_path):
 
 
 @pytest.mark.slow
-def test_weight_averaging_reaches_the_servers_pretraining_and_the_clients(tmp_path):
+def test_stage2_switches_reach_the_servers_pretraining_and_the_clients(tmp_path):
+    """weight-averaging and text-similarity-targets in one run (both go through
+    FederationConfig.sensor_train_config, tested in test_run_config.py)."""
     config = small_config(
-        tmp_path, weight_averaging=1.0, local_epochs=2, num_server_rounds=1, new_activities=""
+        tmp_path,
+        weight_averaging=1.0,
+        text_similarity_targets=True,
+        local_epochs=2,
+        num_server_rounds=1,
+        new_activities="",
     )
     metrics = run_in_process(config, num_clients=2)
     assert metrics["config"]["weight-averaging"] == 1.0
+    assert metrics["config"]["text-similarity-targets"] is True
+    assert metrics["server_pretrain"]["config"]["text_similarity_targets"] is True
     assert metrics["server_pretrain"]["averaged_epochs"] == config.server_pretrain_epochs
     record = metrics["rounds"][0]
     assert record["clients_trained"] == 2 and math.isfinite(record["accuracy"])

@@ -16,6 +16,7 @@ from common.models.losses import (
     ReconstructionLoss,
     SensorAlignmentLoss,
     TextAlignmentLoss,
+    TextSimilarityInfoNCELoss,
     identical_rows_mask,
     same_group_mask,
 )
@@ -99,6 +100,82 @@ def test_identical_rows_mask_finds_duplicates_only() -> None:
     targets = torch.tensor([[1.0, 2.0], [1.0, 2.0], [2.0, 1.0]])
     expected = [[True, True, False], [True, True, False], [False, False, True]]
     assert identical_rows_mask(targets).tolist() == expected
+
+
+# ----------------------------------------------------------------------- InfoNCE, text-similarity targets
+
+
+def test_text_similarity_infonce_of_orthonormal_targets_matches_the_closed_form() -> None:
+    """Orthonormal targets: each row's target puts e^(1/t) on itself and 1 on each other row; with a = b the
+    logits are the same, so the loss is that distribution's entropy."""
+    batch, temperature = 4, 0.5
+    b = torch.eye(batch)
+    own = math.exp(1 / temperature) / (math.exp(1 / temperature) + batch - 1)
+    other = 1 / (math.exp(1 / temperature) + batch - 1)
+    entropy = -(own * math.log(own) + (batch - 1) * other * math.log(other))
+    loss = TextSimilarityInfoNCELoss(temperature)(b.clone(), b)
+    assert loss["loss"].item() == pytest.approx(entropy, rel=1e-6)
+    assert loss["a_to_b"].item() == pytest.approx(loss["b_to_a"].item(), rel=1e-6)
+
+
+def test_text_similarity_infonce_is_minimal_where_the_sensor_embedding_is_its_target() -> None:
+    """E = Z is a stationary point and the minimum: the gradient vanishes there, and any move away (also one
+    towards a near-identical target of another row, which hard InfoNCE would ask for) costs loss."""
+    generator = torch.Generator().manual_seed(0)
+    prototype = torch.randn(2, 16, generator=generator)
+    b = prototype[[0, 0, 0, 1, 1, 1]] + 0.1 * torch.randn(6, 16, generator=generator)  # two "activities"
+    a = b.clone().requires_grad_(True)
+    at_target = TextSimilarityInfoNCELoss(0.07)(a, b)["loss"]
+    at_target.backward()
+    assert a.grad.abs().max().item() < 1e-5
+    for step in (0.05, 0.3, 1.0):
+        moved = b + step * torch.randn(6, 16, generator=generator)
+        assert TextSimilarityInfoNCELoss(0.07)(moved, b)["loss"].item() > at_target.item()
+    swapped = b[[1, 0, 2, 3, 4, 5]]  # rows 0 and 1 point at each other's (near-identical) wording
+    assert TextSimilarityInfoNCELoss(0.07)(swapped, b)["loss"].item() > at_target.item()
+
+
+def test_text_similarity_targets_spare_near_identical_wordings_that_hard_infonce_pushes_apart() -> None:
+    """Two rows whose targets are two wordings of one activity (cosine 0.98): at E = Z hard InfoNCE still
+    asks each sensor embedding to move away from the other wording; the text-similarity loss does not."""
+    b = F.normalize(torch.tensor([[1.0, 0.1, 0.0], [1.0, -0.1, 0.0], [0.0, 0.0, 1.0]]), dim=-1)
+    hard_a = b.clone().requires_grad_(True)
+    InfoNCELoss(0.07)(hard_a, b, torch.eye(3, dtype=torch.bool))["loss"].backward()
+    soft_a = b.clone().requires_grad_(True)
+    TextSimilarityInfoNCELoss(0.07)(soft_a, b)["loss"].backward()
+    # Gradient descent moves a_0 along -grad: hard InfoNCE turns it away from b_1 (its second coordinate up).
+    assert -hard_a.grad[0, 1].item() > 0.1
+    assert soft_a.grad.abs().max().item() < 1e-5
+
+
+def test_text_similarity_infonce_gives_identical_targets_identical_mass_and_rejects_bad_shapes() -> None:
+    b = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    a = torch.tensor([[0.6, 0.8], [0.8, 0.6], [0.0, 1.0]])
+    loss = TextSimilarityInfoNCELoss(1.0)(a, b)["a_to_b"]
+    logits = F.normalize(a, dim=-1) @ b.T
+    row = torch.tensor([math.e, math.e, 1.0]) / (2 * math.e + 1)  # the target of rows 0 and 1
+    last = torch.tensor([1.0, 1.0, math.e]) / (2 + math.e)
+    targets = torch.stack([row, row, last])
+    expected = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="same shape"):
+        TextSimilarityInfoNCELoss()(torch.randn(3, 4), torch.randn(3, 5))
+    with pytest.raises(ValueError, match="temperature"):
+        TextSimilarityInfoNCELoss(0.0)
+
+
+def test_sensor_alignment_loss_with_text_similarity_targets_ignores_the_hard_mask() -> None:
+    generator = torch.Generator().manual_seed(1)
+    sensor = torch.randn(5, 8, generator=generator)
+    text = torch.randn(3, 8, generator=generator)[[0, 0, 1, 1, 2]] + 0.1 * torch.randn(
+        5, 8, generator=generator
+    )
+    soft = SensorAlignmentLoss(0.07, text_similarity_targets=True)
+    expected = TextSimilarityInfoNCELoss(0.07)(sensor, text)["loss"].item()
+    for same in (torch.eye(5, dtype=torch.bool), torch.ones(5, 5, dtype=torch.bool)):
+        assert soft(sensor, text, same)["infonce"].item() == pytest.approx(expected, rel=1e-6)
+    hard = SensorAlignmentLoss(0.07)(sensor, text, torch.eye(5, dtype=torch.bool))["loss"].item()
+    assert hard != pytest.approx(expected, rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------- ranking loss

@@ -68,3 +68,24 @@ def test_lists_are_comma_separated_strings_and_ints_are_accepted_for_floats():
     assert config.activity_list == ["walking", "sitting"]
     assert config.learning_rate == 1.0 and isinstance(config.learning_rate, float)
     assert config.all_activities == ["walking", "sitting", "jogging", "cycling"]
+
+
+def test_every_stage2_setting_reaches_the_one_sensor_train_config():
+    """The server's pre-training and rounds and every client's local epochs build their stage-2 settings
+    here, so a switch set in the run config reaches all of them."""
+    config = FederationConfig.from_run_config(
+        {
+            "batch-size": 16,
+            "learning-rate": 0.001,
+            "temperature": 0.1,
+            "distill-weight": 0.5,
+            "im-weight": 0.25,
+            "weight-averaging": 0.5,
+            "text-similarity-targets": True,
+        }
+    )
+    train = config.sensor_train_config(epochs=3, seed=11)
+    assert (train.epochs, train.seed, train.batch_size, train.lr, train.temperature) == (3, 11, 16, 0.001, 0.1)
+    assert (train.distill_weight, train.im_weight, train.weight_averaging) == (0.5, 0.25, 0.5)
+    assert train.text_similarity_targets is True
+    assert FederationConfig().sensor_train_config(1, 0).text_similarity_targets is False

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.base.device import DeviceError, resolve_device
+from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import INPUT_FRAMES, SensorEncoderConfig
 
 STRATEGIES = ("fedavg", "fedprox", "fedadam")
@@ -90,6 +91,9 @@ class FederationConfig:
     # local epochs) whose end-of-epoch weights are averaged into the model it returns
     # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
     weight_averaging: float = 0.0
+    # InfoNCE's targets in every stage-2 run are the text targets' own similarities instead of one-hot
+    # (SensorTrainConfig.text_similarity_targets; false = the paper's hard targets).
+    text_similarity_targets: bool = False
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -396,6 +400,21 @@ class FederationConfig:
     @property
     def clients_data_list(self) -> list[str]:
         return split_list(self.clients_data)
+
+    def sensor_train_config(self, epochs: int, seed: int) -> SensorTrainConfig:
+        """The stage-2 settings of every sensor-encoder training in the run (the server's pre-training and
+        rounds, each client's local epochs): one place, so that a stage-2 switch reaches all of them."""
+        return SensorTrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.learning_rate,
+            temperature=self.temperature,
+            distill_weight=self.distill_weight,
+            im_weight=self.im_weight,
+            weight_averaging=self.weight_averaging,
+            text_similarity_targets=self.text_similarity_targets,
+            seed=seed,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """Kebab-case dict of every value: what metrics.json records as the run's config."""

@@ -38,7 +38,7 @@ from common.data.windows import WindowSet
 from common.federation.partition import NATIVE_DEVICE, client_eval_mode, held_out_user_split, split_in_time
 from common.federation.run_config import PARTITIONINGS, FederationConfig
 from common.method.lanhar import sensor_context
-from common.method.train import SensorTrainConfig, train_sensor_encoder
+from common.method.train import train_sensor_encoder
 from common.models.sensor_encoder import encode_windows, sensor_input
 from server.cloud import Cloud
 from simulations.experiments.report import (
@@ -168,13 +168,8 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     source_only = score("source only")
     # The targets the server computes from uploaded summaries, for all clients' windows at once.
     targets, _ = cloud.targets_for(window_summaries(train), sensor_context(train, config.activity_list))
-    sensor_config = SensorTrainConfig(
-        epochs=config.num_server_rounds * config.local_epochs,
-        batch_size=config.batch_size,
-        lr=config.learning_rate,
-        temperature=config.temperature,
-        seed=config.seed,
-    )
+    # The same stage-2 settings as the federated run's (its switches included), for all its epochs at once.
+    sensor_config = config.sensor_train_config(config.num_server_rounds * config.local_epochs, config.seed)
     windows = sensor_input(train.X, train.position, model.config)
     history = train_sensor_encoder(model, windows, targets, sensor_config, progress=False)
     seconds = time.monotonic() - started  # stage 1, server pre-training and the centralised training
