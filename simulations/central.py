@@ -89,6 +89,8 @@ class CentralConfig:
     stage2_weight_averaging: float = 0.0
     # SensorTrainConfig.text_similarity_targets: InfoNCE's targets are the text targets' own similarities.
     stage2_text_similarity_targets: bool = False
+    # SensorTrainConfig.target_bank: InfoNCE picks each window's target among every distinct target.
+    stage2_target_bank: bool = False
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
@@ -323,6 +325,7 @@ def train_central(
         im_weight=config.stage2_im_weight,
         weight_averaging=config.stage2_weight_averaging,
         text_similarity_targets=config.stage2_text_similarity_targets,
+        target_bank=config.stage2_target_bank,
         seed=config.seed,
     )
     # The source windows' labels are known: they, not the text path's guess, teach those rows' label

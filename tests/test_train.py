@@ -13,8 +13,8 @@ from models_fixtures import tiny_text_encoder_dir  # noqa: F401 (fixture)
 from common.method.train import (
     SensorTrainConfig,
     TextTrainConfig,
+    distinct_targets,
     rotate_windows,
-    target_groups,
     train_sensor_encoder,
     train_sensor_epochs,
     train_text_encoder,
@@ -376,7 +376,7 @@ def test_sensor_training_keeps_the_best_validation_epoch() -> None:
     with torch.no_grad():
         model.eval()
         E = model(torch.from_numpy(X_val), torch.from_numpy(window_analysis(X_val, model.config)))
-        groups = torch.from_numpy(target_groups(Z_val))
+        groups = torch.from_numpy(distinct_targets(Z_val)[1])
         val_loss = InfoNCELoss(config.temperature)(E, torch.from_numpy(Z_val), same_group_mask(groups))[
             "loss"
         ]

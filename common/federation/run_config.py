@@ -94,6 +94,9 @@ class FederationConfig:
     # InfoNCE's targets in every stage-2 run are the text targets' own similarities instead of one-hot
     # (SensorTrainConfig.text_similarity_targets; false = the paper's hard targets).
     text_similarity_targets: bool = False
+    # InfoNCE picks each window's target among every distinct target the trainer holds, not only the
+    # batch's (SensorTrainConfig.target_bank; a client's bank is its own windows' targets).
+    target_bank: bool = False
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -262,6 +265,8 @@ class FederationConfig:
             fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
         if self.im_weight < 0:
             fail("im-weight", f"must be >= 0, got {self.im_weight}")
+        if self.target_bank and self.text_similarity_targets:
+            fail("target-bank", "and text-similarity-targets are two different InfoNCE terms: choose one")
         if not 0.0 <= self.weight_averaging <= 1.0:
             fail(
                 "weight-averaging", f"must be in [0, 1] (a share of the epochs), got {self.weight_averaging}"
@@ -413,6 +418,7 @@ class FederationConfig:
             im_weight=self.im_weight,
             weight_averaging=self.weight_averaging,
             text_similarity_targets=self.text_similarity_targets,
+            target_bank=self.target_bank,
             seed=seed,
         )
 

@@ -3,11 +3,12 @@
 Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that sensor interpretations land
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
-Z = g(interpretation of that window) under symmetric InfoNCE (hard targets, or with `text_similarity_targets`
-the targets' own similarities), plus (when label embeddings are given and
-`distill_weight` > 0) the distillation of the text path's label posterior and (`im_weight` > 0) information
-maximisation on the unlabeled windows (losses.SensorAlignmentLoss). With `weight_averaging` > 0 both return
-the mean of the end-of-epoch weights over the last epochs instead of the last iterate (`_WeightAverage`).
+Z = g(interpretation of that window) under symmetric InfoNCE (hard targets; with `text_similarity_targets`
+the targets' own similarities; with `target_bank` every distinct target as a candidate), plus (when label
+embeddings are given and `distill_weight` > 0) the distillation of the text path's label posterior and
+(`im_weight` > 0) information maximisation on the unlabeled windows (losses.SensorAlignmentLoss). With
+`weight_averaging` > 0 both return the mean of the end-of-epoch weights over the last epochs instead of the
+last iterate (`_WeightAverage`).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 
@@ -113,6 +114,9 @@ class SensorTrainConfig:
     # paper's); True = the text targets' own similarities at `temperature` (losses.TextSimilarityInfoNCELoss),
     # so two windows of one activity with differently worded interpretations are not pushed apart.
     text_similarity_targets: bool = False
+    # InfoNCE's sensor-to-text direction picks each window's target among every distinct text target of the
+    # training set (losses.TargetBankInfoNCELoss) instead of among the batch's only. False: in-batch (paper).
+    target_bank: bool = False
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -133,6 +137,11 @@ class SensorTrainConfig:
             raise ValueError(
                 f"SensorTrainConfig.weight_averaging must be in [0, 1] (a share of the epochs), "
                 f"got {self.weight_averaging}"
+            )
+        if self.target_bank and self.text_similarity_targets:
+            raise ValueError(
+                "SensorTrainConfig.target_bank and text_similarity_targets are two different InfoNCE terms: "
+                "choose one"
             )
         if not 0.0 <= self.rotation_jitter_deg <= 180.0:
             raise ValueError(
@@ -453,10 +462,11 @@ def _known_tensor(known_labels: np.ndarray | None, rows: int, labels: Tensor | N
     return torch.from_numpy(known.astype(np.int64))
 
 
-def target_groups(Z: np.ndarray) -> np.ndarray:
-    """int64 [N]: rows of Z that are exactly identical (the same interpretation text) share a group id."""
-    _, inverse = np.unique(np.ascontiguousarray(Z, dtype=np.float32), axis=0, return_inverse=True)
-    return inverse.reshape(-1).astype(np.int64)
+def distinct_targets(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of Z [G, D] and, per row of Z, the index of its distinct row (int64 [N]): rows that
+    are exactly identical (the same interpretation text) share it."""
+    bank, inverse = np.unique(np.ascontiguousarray(Z, dtype=np.float32), axis=0, return_inverse=True)
+    return bank, inverse.reshape(-1).astype(np.int64)
 
 
 def rotate_windows(X: Tensor, angles_deg: Tensor) -> Tensor:
@@ -482,6 +492,7 @@ class _Stage2Inputs:
     analysis: torch.Tensor | None  # the analysis token's input, computed once per window
     Z: torch.Tensor
     groups: torch.Tensor  # windows with identical targets share a group (positives of each other)
+    target_bank: torch.Tensor | None  # the distinct targets, row g = group g (with config.target_bank)
     label_embeddings: torch.Tensor | None
     known: torch.Tensor | None
     criterion: SensorAlignmentLoss
@@ -500,11 +511,13 @@ class _Stage2Inputs:
         device = module_device(model)
         labels_t = _label_tensor(label_embeddings, model)
         known_t = _known_tensor(known_labels, len(X), labels_t)
+        bank, groups = distinct_targets(Z)
         return cls(
             X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device),
             analysis=_analysis_input(model, X),
             Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
-            groups=torch.from_numpy(target_groups(Z)).to(device),
+            groups=torch.from_numpy(groups).to(device),
+            target_bank=torch.from_numpy(bank).to(device) if config.target_bank else None,
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
             known=known_t.to(device) if known_t is not None else None,
             criterion=SensorAlignmentLoss(
@@ -575,10 +588,19 @@ def _run_sensor_epoch(
                 rotated = window_analysis(windows.cpu().numpy(), model.config)
                 analysis = torch.from_numpy(rotated).to(windows.device)
         known_rows = data.known[index] if data.known is not None else None
-        mask = same_group_mask(data.groups[index])
+        groups = data.groups[index]
+        bank_index = groups if data.target_bank is not None else None
         with autocast(data.X.device):
             E = model(windows, analysis) if analysis is not None else model(windows)
-            loss = data.criterion(E, data.Z[index], mask, data.label_embeddings, known_rows)["loss"]
+            loss = data.criterion(
+                E,
+                data.Z[index],
+                same_group_mask(groups),
+                data.label_embeddings,
+                known_rows,
+                data.target_bank,
+                bank_index,
+            )["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
@@ -602,7 +624,9 @@ def _evaluate_sensor_loss(
     criterion: SensorAlignmentLoss,
     batch_size: int,
     label_embeddings: Tensor | None = None,
+    bank: Tensor | None = None,
 ) -> float:
+    """Mean stage-2 loss over X; with a target bank (that of X's own distinct targets) as in training."""
     model.eval()
     total, count = 0.0, 0
     for start in range(0, len(X), batch_size):
@@ -610,9 +634,10 @@ def _evaluate_sensor_loss(
         if stop - start < 2:
             continue
         same = same_group_mask(groups[start:stop])
+        bank_index = groups[start:stop] if bank is not None else None
         with autocast(X.device):
             E = model(X[start:stop], analysis[start:stop]) if analysis is not None else model(X[start:stop])
-            loss = criterion(E, Z[start:stop], same, label_embeddings)["loss"]
+            loss = criterion(E, Z[start:stop], same, label_embeddings, None, bank, bank_index)["loss"]
         total += float(loss) * (stop - start)
         count += stop - start
     return total / max(count, 1)
@@ -667,7 +692,9 @@ def train_sensor_encoder(
         X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32)).to(data.X.device)
         Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32)).to(data.X.device)
         analysis_val = _analysis_input(model, X_val)
-        val_groups = torch.from_numpy(target_groups(Z_val)).to(data.X.device)
+        val_bank, val_groups_np = distinct_targets(Z_val)
+        val_groups = torch.from_numpy(val_groups_np).to(data.X.device)
+        val_bank_t = torch.from_numpy(val_bank).to(data.X.device) if config.target_bank else None
 
     history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
     best_loss, best_state, stale = math.inf, None, 0
@@ -688,6 +715,7 @@ def train_sensor_encoder(
                 data.criterion,
                 config.batch_size,
                 data.label_embeddings,
+                val_bank_t,
             )
             history["val_loss"].append(val_loss)
             postfix["val"] = f"{val_loss:.3f}"

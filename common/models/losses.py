@@ -5,6 +5,9 @@
   label share a label text, so rows with identical targets must not be pushed apart.
 - `TextSimilarityInfoNCELoss`: InfoNCE whose target distribution over the batch is the text targets' own
   similarity to each other at the same temperature, so that E = Z is its exact optimum (stage-2 option).
+- `TargetBankInfoNCELoss`: InfoNCE whose sensor-to-text direction picks each window's target among every
+  distinct target of the training set (a fixed bank: the text encoder is frozen in stage 2), not only among
+  the batch's (stage-2 option).
 - `CategoryRankingLoss`: -mean log sigmoid(s(i, j) - s(i, k)) for j in i's group and k outside it (L_Ca1..3).
 - `ReconstructionLoss`: a small Transformer decoder rebuilding the tokens of a text from its embedding (L_re).
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
@@ -112,6 +115,38 @@ class TextSimilarityInfoNCELoss(nn.Module):
         a_to_b = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         b_to_a = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
         return {"loss": (a_to_b + b_to_a) / 2, "a_to_b": a_to_b, "b_to_a": b_to_a}
+
+
+class TargetBankInfoNCELoss(nn.Module):
+    """Symmetric InfoNCE where the a -> b direction classifies a_i among all rows of a target bank.
+
+    `bank` [G, D] holds every distinct text target of the training set once and `index` [B] names row i's
+    own one. Why: stage 2's text targets are fixed (the text encoder is frozen), so every distinct
+    interpretation can be a negative at every step instead of the few dozen that a batch happens to draw;
+    the sensor encoder then learns to pick its window's interpretation among all of them, with less noise
+    from the batch's composition. The b -> a direction stays in-batch (the sensor embeddings are not fixed)
+    with `same` marking the rows that share a target, as in `InfoNCELoss`.
+    """
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.in_batch = InfoNCELoss(temperature)
+
+    def forward(self, a: Tensor, b: Tensor, same: Tensor, bank: Tensor, index: Tensor) -> dict[str, Tensor]:
+        _check_pair(a, b)
+        if bank.dim() != 2 or bank.shape[1] != a.shape[1]:
+            raise ValueError(f"bank must be [G, {a.shape[1]}], got {list(bank.shape)}")
+        if index.shape != (a.shape[0],) or index.dtype != torch.long:
+            raise ValueError(f"index must be int64 [{a.shape[0]}], got {index.dtype} {list(index.shape)}")
+        if int(index.min()) < 0 or int(index.max()) >= bank.shape[0]:
+            raise ValueError(f"index must name rows of the bank (0..{bank.shape[0] - 1})")
+        logits = F.normalize(a, dim=-1) @ F.normalize(bank, dim=-1).T / self.temperature
+        a_to_bank = F.cross_entropy(logits, index)
+        b_to_a = self.in_batch(a, b, same)["b_to_a"]
+        return {"loss": (a_to_bank + b_to_a) / 2, "a_to_b": a_to_bank, "b_to_a": b_to_a}
 
 
 class CategoryRankingLoss(nn.Module):
@@ -433,12 +468,13 @@ class InformationMaximization(_LabelPosteriorLoss):
 class SensorAlignmentLoss(nn.Module):
     """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM.
 
-    With `text_similarity_targets` the InfoNCE term is `TextSimilarityInfoNCELoss` (the targets' own
-    similarities as its target distribution; `same` is then not read), else the hard multi-positive one.
+    The InfoNCE term is the hard multi-positive one (`same` marks the rows that share a target); with
+    `text_similarity_targets` it is `TextSimilarityInfoNCELoss` (`same` is then not read); given a target
+    bank and each row's index into it (`bank`, `bank_index`) it is `TargetBankInfoNCELoss`.
     Both extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
     is unknown (`known` < 0, or every row when `known` is None). Without label embeddings (or with both
-    weights 0) and hard targets it is the paper's stage-2 loss. Returns loss, infonce, distill and im (0 when
-    off).
+    weights 0), hard targets and no target bank it is the paper's stage-2 loss. Returns loss, infonce,
+    distill and im (0 when off).
     """
 
     def __init__(
@@ -453,6 +489,7 @@ class SensorAlignmentLoss(nn.Module):
             raise ValueError(f"distill_weight and im_weight must be >= 0, got {distill_weight}, {im_weight}")
         self.infonce = InfoNCELoss(temperature)
         self.soft_infonce = TextSimilarityInfoNCELoss(temperature) if text_similarity_targets else None
+        self.bank_infonce = TargetBankInfoNCELoss(temperature)
         self.distillation = LabelPosteriorDistillation(temperature)
         self.information = InformationMaximization(temperature)
         self.distill_weight = float(distill_weight)
@@ -465,9 +502,17 @@ class SensorAlignmentLoss(nn.Module):
         same: Tensor,
         label_embeddings: Tensor | None = None,
         known: Tensor | None = None,
+        bank: Tensor | None = None,
+        bank_index: Tensor | None = None,
     ) -> dict[str, Tensor]:
+        if (bank is None) != (bank_index is None):
+            raise ValueError("pass both bank and bank_index, or neither")
+        if bank is not None and self.soft_infonce is not None:
+            raise ValueError("a target bank and text-similarity targets are two different InfoNCE terms")
         if self.soft_infonce is not None:
             infonce = self.soft_infonce(sensor, text)["loss"]
+        elif bank is not None:
+            infonce = self.bank_infonce(sensor, text, same, bank, bank_index)["loss"]
         else:
             infonce = self.infonce(sensor, text, same)["loss"]
         distill = infonce.new_zeros(())

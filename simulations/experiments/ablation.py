@@ -23,6 +23,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
     text_similarity_targets   stage 2's InfoNCE takes the text targets' own similarities as its target
                       distribution, so windows of one activity with different wordings are not negatives
+    target_bank       stage 2's InfoNCE picks each window's target among every distinct text target of
+                      the training set, not only among the batch's
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -93,6 +95,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "text_similarity_targets": (
         "stage 2 InfoNCE with the text targets' own similarities as targets",
         {"regeneration": True, "stage2_text_similarity_targets": True},
+    ),
+    "target_bank": (
+        "stage 2 InfoNCE against every distinct text target (target bank)",
+        {"regeneration": True, "stage2_target_bank": True},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
