@@ -473,6 +473,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "trunk_equivalent",
         "no_acc_level",
         "text_similarity_targets",
+        "target_bank",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -508,6 +509,8 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["text_similarity_targets"]["config"]["stage2_text_similarity_targets"] is True
     assert by_variant["full"]["config"]["stage2_text_similarity_targets"] is False
     assert by_variant["text_similarity_targets"]["stage1_reused"]
+    assert by_variant["target_bank"]["config"]["stage2_target_bank"] is True
+    assert by_variant["full"]["config"]["stage2_target_bank"] is False
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

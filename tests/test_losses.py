@@ -15,6 +15,7 @@ from common.models.losses import (
     LabelPosteriorDistillation,
     ReconstructionLoss,
     SensorAlignmentLoss,
+    TargetBankInfoNCELoss,
     TextAlignmentLoss,
     TextSimilarityInfoNCELoss,
     identical_rows_mask,
@@ -176,6 +177,64 @@ def test_sensor_alignment_loss_with_text_similarity_targets_ignores_the_hard_mas
         assert soft(sensor, text, same)["infonce"].item() == pytest.approx(expected, rel=1e-6)
     hard = SensorAlignmentLoss(0.07)(sensor, text, torch.eye(5, dtype=torch.bool))["loss"].item()
     assert hard != pytest.approx(expected, rel=1e-3)
+
+
+# ------------------------------------------------------------------------------------- InfoNCE, target bank
+
+
+def test_target_bank_infonce_equals_infonce_when_the_batch_holds_the_whole_bank() -> None:
+    generator = torch.Generator().manual_seed(0)
+    bank, a = torch.randn(5, 8, generator=generator), torch.randn(5, 8, generator=generator)
+    index = torch.arange(5)
+    same = torch.eye(5, dtype=torch.bool)
+    loss = TargetBankInfoNCELoss(0.5)(a, bank[index], same, bank, index)
+    reference = InfoNCELoss(0.5)(a, bank, same)
+    for key in ("loss", "a_to_b", "b_to_a"):
+        assert loss[key].item() == pytest.approx(reference[key].item(), rel=1e-6)
+
+
+def test_target_bank_infonce_scores_each_row_against_every_target_of_the_bank() -> None:
+    """A batch of 2 rows aligned with their targets, out of an orthonormal bank of 5: each row's sensor-to-
+    text term is -log(e^(1/t) / (e^(1/t) + 4)), where in-batch InfoNCE would see only 1 negative."""
+    temperature = 0.5
+    bank = torch.eye(5)
+    index = torch.tensor([1, 3])
+    a = bank[index].clone()
+    same = torch.eye(2, dtype=torch.bool)
+    loss = TargetBankInfoNCELoss(temperature)(a, bank[index], same, bank, index)
+    e = math.exp(1 / temperature)
+    assert loss["a_to_b"].item() == pytest.approx(-math.log(e / (e + 4)), rel=1e-6)
+    assert loss["b_to_a"].item() == pytest.approx(-math.log(e / (e + 1)), rel=1e-6)
+    assert loss["loss"].item() == pytest.approx(
+        (-math.log(e / (e + 4)) - math.log(e / (e + 1))) / 2, rel=1e-6
+    )
+
+
+def test_target_bank_infonce_rejects_bad_inputs() -> None:
+    a, bank = torch.randn(2, 4), torch.randn(3, 4)
+    same = torch.eye(2, dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"bank must be \[G, 4\]"):
+        TargetBankInfoNCELoss()(a, a, same, torch.randn(3, 5), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="index must be int64"):
+        TargetBankInfoNCELoss()(a, a, same, bank, torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"index must name rows of the bank \(0..2\)"):
+        TargetBankInfoNCELoss()(a, a, same, bank, torch.tensor([0, 3]))
+
+
+def test_sensor_alignment_loss_uses_the_target_bank_when_given_one() -> None:
+    generator = torch.Generator().manual_seed(2)
+    bank, sensor = torch.randn(6, 8, generator=generator), torch.randn(3, 8, generator=generator)
+    index = torch.tensor([0, 2, 2])
+    same = same_group_mask(index)
+    loss = SensorAlignmentLoss(0.07)(sensor, bank[index], same, bank=bank, bank_index=index)
+    expected = TargetBankInfoNCELoss(0.07)(sensor, bank[index], same, bank, index)["loss"]
+    assert loss["infonce"].item() == pytest.approx(expected.item(), rel=1e-6)
+    with pytest.raises(ValueError, match="both bank and bank_index"):
+        SensorAlignmentLoss(0.07)(sensor, bank[index], same, bank=bank)
+    with pytest.raises(ValueError, match="two different InfoNCE terms"):
+        SensorAlignmentLoss(0.07, text_similarity_targets=True)(
+            sensor, bank[index], same, bank=bank, bank_index=index
+        )
 
 
 # ---------------------------------------------------------------------------------------- ranking loss

@@ -45,6 +45,10 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
         ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),
+        (
+            {"target-bank": True, "text-similarity-targets": True},
+            "'target-bank' and text-similarity-targets are two different InfoNCE terms",
+        ),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
         ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
         (
@@ -81,12 +85,13 @@ def test_every_stage2_setting_reaches_the_one_sensor_train_config():
             "distill-weight": 0.5,
             "im-weight": 0.25,
             "weight-averaging": 0.5,
-            "text-similarity-targets": True,
+            "target-bank": True,
         }
     )
     train = config.sensor_train_config(epochs=3, seed=11)
     assert (train.epochs, train.seed, train.batch_size) == (3, 11, 16)
     assert (train.lr, train.temperature) == (0.001, 0.1)
     assert (train.distill_weight, train.im_weight, train.weight_averaging) == (0.5, 0.25, 0.5)
-    assert train.text_similarity_targets is True
-    assert FederationConfig().sensor_train_config(1, 0).text_similarity_targets is False
+    assert train.target_bank is True and train.text_similarity_targets is False
+    other = FederationConfig.from_run_config({"text-similarity-targets": True}).sensor_train_config(1, 0)
+    assert other.text_similarity_targets is True and other.target_bank is False
