@@ -91,6 +91,10 @@ class CentralConfig:
     stage2_text_similarity_targets: bool = False
     # SensorTrainConfig.target_bank: InfoNCE picks each window's target among every distinct target.
     stage2_target_bank: bool = False
+    # Stage 2's unlabeled target windows: False = the target training users' windows of the pair's activities
+    # (the paper's closed-set protocol, which picks those windows by their label); True = every window of
+    # those users, whatever its activity, as a device would hold them. Scoring is unchanged.
+    stage2_target_all_activities: bool = False
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
@@ -208,6 +212,8 @@ def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
     source_train, source_val = split_by_user(source, config.source_eval_fraction, config.seed)
     target_all = target.select_activities(activities)
     target_train, target_eval = split_by_user(target_all, config.target_eval_fraction, config.seed)
+    if config.stage2_target_all_activities:
+        target_train = target.subset(np.flatnonzero(np.isin(target.user, np.unique(target_train.user))))
     target_train = _cap_per_class(target_train, config.max_windows_per_class, config.seed)
     return {
         "source_train": source_train,
