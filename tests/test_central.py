@@ -7,6 +7,7 @@ import math
 
 import pytest
 
+from simulations.central import central_config, load_pair
 from simulations.cli import main as fedlanhar
 
 NEW = "running on treadmill,cycling on exercise bike (horizontal),jumping,lying on back"
@@ -133,3 +134,17 @@ def test_stage1_is_trained_once_per_source_and_reuse_changes_nothing(tmp_path, d
     assert reused["source_val"] == fresh["source_val"]
     assert reused["stage2"]["loss"] == fresh["stage2"]["loss"]
     assert reused["seconds"]["stage1"] < first["seconds"]["stage1"]
+
+
+def test_an_open_target_pool_trains_on_every_activity_of_the_same_target_users(data_dir):
+    """stage2_target_all_activities: stage 2's unlabeled target windows are all windows of the target's
+    training users (their other activities too); the users, the source side and the scored windows stay."""
+    closed = load_pair(central_config("default", source="uci", target="dsads_torso"), data_dir)
+    config = central_config("default", source="uci", target="dsads_torso", stage2_target_all_activities=True)
+    opened = load_pair(config, data_dir)
+    assert set(opened["target_train"].user) == set(closed["target_train"].user)
+    assert set(opened["target_train"].labels()) > set(closed["target_train"].labels())
+    assert len(set(opened["target_train"].labels())) == len(opened["target_train"].label_names) == 19
+    for split in ("source_train", "source_val", "target_eval"):
+        assert (opened[split].X == closed[split].X).all() and opened[split].labels() == closed[split].labels()
+    assert not set(opened["target_train"].user) & set(opened["target_eval"].user)
