@@ -15,8 +15,8 @@
   sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
 - `InformationMaximization`: mean entropy of the sensor encoder's own label posteriors on unlabeled windows
   minus the entropy of their mean: confident, and spread over the labels (unsupervised adaptation).
-- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE (hard or text-similarity targets) + lambda *
-  distillation + mu * information maximisation.
+- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE (hard targets, text-similarity targets or a target
+  bank) + lambda * distillation + mu * information maximisation.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -46,6 +46,13 @@ def identical_rows_mask(targets: Tensor, tolerance: float = 1e-6) -> Tensor:
     return unit @ unit.T >= 1.0 - tolerance
 
 
+def _positive_temperature(temperature: float) -> float:
+    """The softmax temperature of a contrastive or posterior loss as a float; it must be > 0."""
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return float(temperature)
+
+
 def _check_pair(a: Tensor, b: Tensor) -> None:
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(
@@ -63,9 +70,7 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature(temperature)
 
     def forward(self, a: Tensor, b: Tensor, same: Tensor | None = None) -> dict[str, Tensor]:
         _check_pair(a, b)
@@ -101,9 +106,7 @@ class TextSimilarityInfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature(temperature)
 
     def forward(self, a: Tensor, b: Tensor) -> dict[str, Tensor]:
         _check_pair(a, b)
@@ -130,9 +133,7 @@ class TargetBankInfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature(temperature)
         self.in_batch = InfoNCELoss(temperature)
 
     def forward(self, a: Tensor, b: Tensor, same: Tensor, bank: Tensor, index: Tensor) -> dict[str, Tensor]:
@@ -387,9 +388,7 @@ class _LabelPosteriorLoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
-        self.temperature = float(temperature)
+        self.temperature = _positive_temperature(temperature)
 
     @staticmethod
     def _check_label_embeddings(label_embeddings: Tensor, dim: int) -> None:
