@@ -189,11 +189,13 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         pairs=args.pairs,
         text_space_cache=Path(args.text_space_cache) if args.text_space_cache else None,
         device=args.device,
+        workers=args.workers,
         command=" ".join(
             ["fedlanhar experiment", args.protocol, "--data-dir", args.data_dir, "--budget", args.budget]
             + (["--config", args.config] if args.config else [])
             + (["--pairs", args.pairs] if args.pairs else [])
             + (["--text-space-cache", args.text_space_cache] if args.text_space_cache else [])
+            + (["--workers", str(args.workers)] if args.workers != 1 else [])
             + ["--device", args.device, "--out", args.out]
         ),
     )
@@ -313,6 +315,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="directory of stage-1 text encoders to reuse and fill, e.g. another experiment's "
         "OUT/text-spaces (default: OUT/text-spaces); a run reuses one only if its stage-1 inputs are equal",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes running the pairs side by side, each with an equal share of the cores as torch "
+        "threads; the pairs of one source stay in one process (they share a stage-1 text space). "
+        "cross-dataset and ablation; the numbers do not depend on it",
     )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)

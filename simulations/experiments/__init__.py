@@ -39,10 +39,14 @@ def run_experiment(
     command: str = "",
     text_space_cache: Path | None = None,
     device: str = "auto",
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Run protocol `name`; settings from `config_file` (default configs/experiments/<name>.toml)."""
+    from common.data.errors import DataError
     from simulations.experiments.settings import CONFIG_DIR, Experiment, load_settings
 
+    if workers < 1:
+        raise DataError(f"--workers: must be >= 1, got {workers}")
     module = importlib.import_module(f"simulations.experiments.{PROTOCOLS[name]}")
     if config_file is None and (CONFIG_DIR / f"{name}.toml").is_file():
         config_file = CONFIG_DIR / f"{name}.toml"
@@ -56,6 +60,7 @@ def run_experiment(
         command=command or f"fedlanhar experiment {name} --budget {budget} --out {out_dir}",
         text_space_dir=Path(text_space_cache).resolve() if text_space_cache else None,
         device=device,
+        workers=workers,
     )
     experiment.out_dir.mkdir(parents=True, exist_ok=True)
     return module.run(settings, experiment)

@@ -34,6 +34,7 @@ TEXT_ENCODERS, a Hugging Face name or a model directory).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from common.data.errors import DataError
@@ -48,7 +49,8 @@ from simulations.experiments.report import (
     write_report,
     write_results,
 )
-from simulations.experiments.settings import Experiment, pair_config, parse_pairs
+from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs
+from simulations.experiments.workers import run_pairs
 
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("LanHAR (re-generation on)", {"regeneration": True}),
@@ -139,26 +141,12 @@ def variant_overrides(settings: Settings) -> dict[str, tuple[str, dict[str, Any]
 def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     variants = variant_overrides(settings)
     pairs = parse_pairs(settings.pairs)
-    records: list[dict[str, Any]] = []
-    for pair in pairs:
-        for variant, (_, overrides) in variants.items():
-            config = pair_config(pair, experiment, settings.central, settings.seed, **overrides)
-            out_dir = experiment.run_dir(pair.name, variant.replace("=", "-"))
-            record = run_method(
-                "lanhar",
-                config,
-                experiment.data_dir,
-                out_dir,
-                keep_models=settings.keep_models,
-                text_space_cache=experiment.text_space_cache,
-            )
-            records.append(record | {"pair": pair.label, "variant": variant})
-            print(
-                f"[ablation] {pair.label:18s} {variant:18s} accuracy {record['accuracy']:.3f}  "
-                f"macro-F1 {record['macro_f1']:.3f}  ({record['seconds']:.0f} s)",
-                flush=True,
-            )
-            write_results(experiment, settings, {"runs": records})
+    records = run_pairs(
+        partial(run_pair, settings, experiment, variants),
+        pairs,
+        experiment.workers,
+        on_progress=lambda done: write_results(experiment, settings, {"runs": done}),
+    )
 
     summary: dict[str, dict[str, float | None]] = {}
     for variant in variants:
@@ -174,6 +162,30 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, variants, records, summary))
     return results
+
+
+def run_pair(
+    settings: Settings, experiment: Experiment, variants: dict[str, tuple[str, dict]], pair: Pair
+) -> list[dict[str, Any]]:
+    """Every variant on one pair: a record per variant, each naming the pair and the variant."""
+    records = []
+    for variant, (_, overrides) in variants.items():
+        config = pair_config(pair, experiment, settings.central, settings.seed, **overrides)
+        record = run_method(
+            "lanhar",
+            config,
+            experiment.data_dir,
+            experiment.run_dir(pair.name, variant.replace("=", "-")),
+            keep_models=settings.keep_models,
+            text_space_cache=experiment.text_space_cache,
+        )
+        records.append(record | {"pair": pair.label, "variant": variant})
+        print(
+            f"[ablation] {pair.label:18s} {variant:18s} accuracy {record['accuracy']:.3f}  "
+            f"macro-F1 {record['macro_f1']:.3f}  ({record['seconds']:.0f} s)",
+            flush=True,
+        )
+    return records
 
 
 def _largest_loss(records: list[dict], variant: str, other: str) -> float:

@@ -12,6 +12,7 @@ windows: accuracies, agreement and per-class recall.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,7 @@ from simulations.experiments.report import (
     write_results,
 )
 from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs, short_name
+from simulations.experiments.workers import run_pairs
 
 METRICS = (("accuracy", "Accuracy"), ("macro_f1", "F1"), ("category_accuracy", "Category acc."))
 _TEXT_METHODS = ("lanhar", *NLS)  # the methods that can name a label from its text alone
@@ -55,24 +57,12 @@ class Settings:
 def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     check_methods(settings.methods, "cross-dataset methods")
     pairs = parse_pairs(settings.pairs)
-    records: list[dict[str, Any]] = []
-    for pair in pairs:
-        new = new_activity.new_activities(pair, experiment.data_dir) if settings.score_new_activities else []
-        for method in settings.methods:
-            config = pair_config(pair, experiment, settings.central, settings.seed)
-            out_dir = experiment.run_dir(pair.name, method)
-            record = run_method(
-                method,
-                config,
-                experiment.data_dir,
-                out_dir,
-                new_activities=new if method in _TEXT_METHODS else None,
-                keep_models=settings.keep_models,
-                text_space_cache=experiment.text_space_cache,
-            )
-            records.append(record | {"pair": pair.label})
-            print_run("cross-dataset", pair.label, method, record)
-            write_results(experiment, settings, {"runs": records})
+    records = run_pairs(
+        partial(run_pair, settings, experiment),
+        pairs,
+        experiment.workers,
+        on_progress=lambda done: write_results(experiment, settings, {"runs": done}),
+    )
 
     summary = summarise(records, [p.label for p in pairs], settings.methods)
     new_methods = _new_activity_methods(settings)
@@ -82,6 +72,26 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, records, summary))
     return results
+
+
+def run_pair(settings: Settings, experiment: Experiment, pair: Pair) -> list[dict[str, Any]]:
+    """Every method of the settings on one pair: a record per method, each naming the pair."""
+    new = new_activity.new_activities(pair, experiment.data_dir) if settings.score_new_activities else []
+    records = []
+    for method in settings.methods:
+        config = pair_config(pair, experiment, settings.central, settings.seed)
+        record = run_method(
+            method,
+            config,
+            experiment.data_dir,
+            experiment.run_dir(pair.name, method),
+            new_activities=new if method in _TEXT_METHODS else None,
+            keep_models=settings.keep_models,
+            text_space_cache=experiment.text_space_cache,
+        )
+        records.append(record | {"pair": pair.label})
+        print_run("cross-dataset", pair.label, method, record)
+    return records
 
 
 def _new_activity_methods(settings: Settings) -> list[str]:

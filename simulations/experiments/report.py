@@ -139,7 +139,7 @@ def write_results(experiment: Experiment, settings: Any, results: dict[str, Any]
         "settings_file": str(experiment.config_path) if experiment.config_path else None,
         "settings_text": experiment.config_text,
         "settings": vars(settings),
-        "machine": machine(),
+        "machine": machine() | {"workers": experiment.workers},
         "started_at": experiment.started_at,
         "seconds": experiment.elapsed(),
         **results,
