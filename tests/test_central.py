@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
+import numpy as np
 import pytest
 
-from simulations.central import central_config, load_pair
+from simulations.central import _cap_recordings, central_config, load_pair
 from simulations.cli import main as fedlanhar
 
 NEW = "running on treadmill,cycling on exercise bike (horizontal),jumping,lying on back"
@@ -136,15 +138,31 @@ def test_stage1_is_trained_once_per_source_and_reuse_changes_nothing(tmp_path, d
     assert reused["seconds"]["stage1"] < first["seconds"]["stage1"]
 
 
-def test_an_open_target_pool_trains_on_every_activity_of_the_same_target_users(data_dir):
-    """stage2_target_all_activities: stage 2's unlabeled target windows are all windows of the target's
-    training users (their other activities too); the users, the source side and the scored windows stay."""
-    closed = load_pair(central_config("default", source="uci", target="dsads_torso"), data_dir)
-    config = central_config("default", source="uci", target="dsads_torso", stage2_target_all_activities=True)
-    opened = load_pair(config, data_dir)
+def test_the_open_target_pool_trains_on_every_activity_of_the_same_target_users(data_dir):
+    """By default stage 2's unlabeled target windows are all windows of the target's training users (their
+    other activities too); the closed pool keeps only those of the pair's activities. The users, the source
+    side and the scored windows are the same."""
+    opened = load_pair(central_config("default", source="uci", target="dsads_torso"), data_dir)
+    config = central_config("default", source="uci", target="dsads_torso", stage2_target_all_activities=False)
+    closed = load_pair(config, data_dir)
     assert set(opened["target_train"].user) == set(closed["target_train"].user)
     assert set(opened["target_train"].labels()) > set(closed["target_train"].labels())
     assert len(set(opened["target_train"].labels())) == len(opened["target_train"].label_names) == 19
     for split in ("source_train", "source_val", "target_eval"):
         assert (opened[split].X == closed[split].X).all() and opened[split].labels() == closed[split].labels()
     assert not set(opened["target_train"].user) & set(opened["target_eval"].user)
+
+
+def test_a_budget_caps_the_open_pool_by_whole_recordings_without_its_labels(data_dir):
+    """The small budget's cap on the unlabeled pool: at most cap x activities windows, whole recordings, the
+    same for any labelling of those windows (labels scrambled: the same windows are kept)."""
+    config = central_config("small", source="uci", target="dsads_torso")
+    pool = load_pair(config, data_dir)["target_train"]
+    cap = config.max_windows_per_class * len(config.activities)
+    assert len(pool) == cap
+    full = load_pair(central_config("default", source="uci", target="dsads_torso"), data_dir)["target_train"]
+    kept = set(map(int, np.unique(pool.segment)))
+    partial = [s for s in kept if np.sum(pool.segment == s) < np.sum(full.segment == s)]
+    assert len(partial) <= 1  # only the last recording taken may be cut at the cap
+    scrambled = dataclasses.replace(full, y=np.random.default_rng(1).permutation(full.y))
+    assert (_cap_recordings(scrambled, cap, config.seed).X == _cap_recordings(full, cap, config.seed).X).all()

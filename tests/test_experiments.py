@@ -474,7 +474,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "no_acc_level",
         "text_similarity_targets",
         "target_bank",
-        "open_target_pool",
+        "closed_target_pool",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -512,11 +512,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["text_similarity_targets"]["stage1_reused"]
     assert by_variant["target_bank"]["config"]["stage2_target_bank"] is True
     assert by_variant["full"]["config"]["stage2_target_bank"] is False
-    assert by_variant["open_target_pool"]["config"]["stage2_target_all_activities"] is True
-    assert (
-        by_variant["open_target_pool"]["windows"]["target_train"]
-        > by_variant["full"]["windows"]["target_train"]
-    )
+    assert by_variant["closed_target_pool"]["config"]["stage2_target_all_activities"] is False
+    assert by_variant["full"]["config"]["stage2_target_all_activities"] is True  # the open pool
+    assert by_variant["closed_target_pool"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

@@ -25,8 +25,9 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       distribution, so windows of one activity with different wordings are not negatives
     target_bank       stage 2's InfoNCE picks each window's target among every distinct text target of
                       the training set, not only among the batch's
-    open_target_pool  stage 2's unlabeled target windows are every window of the target's training users,
-                      whatever its activity, not only those of the pair's activities
+    closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
+                      the pair's activities (the paper's protocol, which selects them by their label), not
+                      every window those users hold
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -104,9 +105,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 InfoNCE against every distinct text target (target bank)",
         {"regeneration": True, "stage2_target_bank": True},
     ),
-    "open_target_pool": (
-        "stage 2 on every window of the target's training users (open pool)",
-        {"regeneration": True, "stage2_target_all_activities": True},
+    "closed_target_pool": (
+        "stage 2 on the target users' windows of the pair's activities only (closed pool)",
+        {"regeneration": True, "stage2_target_all_activities": False},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
