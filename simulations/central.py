@@ -213,7 +213,11 @@ def _cap_recordings(ws: WindowSet, cap: int, seed: int) -> WindowSet:
 
 
 def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
-    """Source train/val and target train/eval windows of the run's activities (those each set has)."""
+    """Source train/val and target train/eval windows, split by user.
+
+    The labeled source sides and the scored target side hold the run's activities (those both sets have);
+    the unlabeled target-train side holds every window of its users by default (stage2_target_all_activities).
+    """
     source = rename_labels(load_dataset(config.source, data_dir), config.merge_labels)
     target = rename_labels(load_dataset(config.target, data_dir), config.merge_labels)
     activities = [a for a in config.activities if a in source.label_names and a in target.label_names]

@@ -19,6 +19,7 @@ from client.device_client import evaluate_locally, train_locally
 from common.data.devices import load_device_type
 from common.data.errors import DataError
 from common.data.labels import load_vocabulary
+from common.data.loading import load_dataset
 from common.data.placement import placement_group, trunk_equivalent
 from common.data.synthetic import generate_windows
 from common.federation.partition import (
@@ -32,6 +33,7 @@ from common.federation.partition import (
     evaluation_plan,
     held_out_user_split,
     load_client_data,
+    run_activities,
 )
 from common.federation.run_config import ConfigError, FederationConfig
 from common.method.train import SensorTrainConfig
@@ -95,11 +97,16 @@ def test_eight_dsads_clients_are_four_trainers_and_four_evaluators(data_dir):
         else:
             assert client.evaluates and not client.trains  # nothing to train on
             assert users_of(client) <= set(split.eval_users)
-    # Every window of every held-out user (all the run's activities) is evaluated, once.
-    whole = real_config(data_dir, client_eval="time")
-    everything = load_client_data(client_spec(0, 1, whole), whole)
-    n_held_out = sum(np.isin(w.user, split.eval_users).sum() for w in (everything.train, everything.eval))
-    assert sum(len(c.eval) for c in clients) == n_held_out
+    # Every window of every held-out user in the run's activities (initial and new) is evaluated, once; the
+    # training clients hold every window of the training users, whatever the activity (no label picks them).
+    recorded = load_dataset("dsads_torso", data_dir)
+    scored = run_activities(recorded, config.all_activities)
+    assert sum(len(c.eval) for c in clients) == np.isin(scored.user, split.eval_users).sum()
+    assert sum(len(c.train) for c in clients) == np.isin(recorded.user, split.train_users).sum()
+    central = load_pair(central_config("default", source="uci", target="dsads_torso"), data_dir)
+    assert sum(len(c.train) for c in clients) == len(central["target_train"])  # central's open pool
+    assert len(scored.label_names) == 8 < len(recorded.label_names) == 19
+    assert {label for c in clients if c.evaluates for label in c.eval.labels()} <= set(config.all_activities)
     held_users = [users_of(c) for c in clients if c.role == EVALUATE]
     assert set().union(*held_users) == set(split.eval_users)
 

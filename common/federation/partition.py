@@ -17,7 +17,10 @@ How clients are scored (run config `client-eval`):
 - "time": every client splits its own windows in time: the earlier windows of each recording are its
   unlabeled training windows, the later ones its held-out evaluation windows.
 Synthetic clients always split in time: each generates a single user of its own, so none can be held out.
-Training windows are unlabeled; evaluation labels are used only for scoring on the client.
+Training windows are unlabeled; evaluation labels are used only for scoring on the client. A real client
+trains on every window its users recorded, whatever the activity (as central's default open target pool):
+no label decides which unlabeled windows a device holds. It scores only the windows of the run's activities
+(initial and new), the only ones whose truth the label bank can name.
 """
 
 from __future__ import annotations
@@ -217,6 +220,7 @@ def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
         train, held_out = windows, windows.subset(np.arange(0))
     else:
         train, held_out = windows.subset(np.arange(0)), windows
+    held_out = run_activities(held_out, config.all_activities)
     unlabeled = train.subset(np.arange(len(train)))
     unlabeled.y = np.full(len(unlabeled), -1, dtype=np.int64)
     return ClientData(spec=spec, train=unlabeled, eval=held_out, role=role, split=split)
@@ -307,7 +311,7 @@ def split_in_time(ws: WindowSet, eval_fraction: float) -> tuple[WindowSet, Windo
 
 def _real_client_windows(spec: ClientSpec, config: FederationConfig) -> tuple[WindowSet, str]:
     """The client's windows of its real data set and its role (see the module docstring)."""
-    windows = _load_for_clients(spec.data_set, config.data_dir, tuple(config.all_activities))
+    windows = _load_for_clients(spec.data_set, config.data_dir)
     held_out_users = client_eval_mode(spec.data_set, config) == "held-out-users"
     split = held_out_user_split(spec.data_set, config) if held_out_users else None
     if spec.users:
@@ -363,16 +367,20 @@ def deal_whole_users(ws: WindowSet, num_clients: int) -> list[np.ndarray]:
 
 
 @lru_cache(maxsize=4)
-def _load_for_clients(name: str, data_dir: str, activities: tuple[str, ...]) -> WindowSet:
-    """A data set restricted to the run's activities it has (loaded once per process: clients share it)."""
-    windows = load_dataset(name, data_dir)
-    # A set that mixes stairs keeps its "stairs" windows when the run has upstairs or downstairs.
+def _load_for_clients(name: str, data_dir: str) -> WindowSet:
+    """Every window of a real data set, loaded once per process (the clients of a process share it)."""
+    return load_dataset(name, data_dir)
+
+
+def run_activities(windows: WindowSet, activities: list[str] | tuple[str, ...]) -> WindowSet:
+    """The windows of the run's `activities` (the scored ones); a set that mixes stairs keeps its "stairs"
+    windows when the run has upstairs or downstairs."""
     present = [
         a for a in merged_names(activities, label_merges(windows.label_names)) if a in windows.label_names
     ]
     if not present:
         raise DataError(
-            f"data set '{name}': none of the run's activities {list(activities)} is among its labels "
+            f"data set '{windows.name}': none of the run's activities {list(activities)} is among its labels "
             f"{windows.label_names}"
         )
     return windows.select_activities(present)
@@ -432,6 +440,7 @@ __all__ = [
     "held_out_user_split",
     "load_client_data",
     "partition_indices",
+    "run_activities",
     "split_in_time",
     "user_layout_slots",
     "user_layout_spec",

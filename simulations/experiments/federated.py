@@ -35,7 +35,13 @@ from common.base.runtime import set_seed
 from common.data.errors import DataError
 from common.data.loading import load_dataset
 from common.data.windows import WindowSet
-from common.federation.partition import NATIVE_DEVICE, client_eval_mode, held_out_user_split, split_in_time
+from common.federation.partition import (
+    NATIVE_DEVICE,
+    client_eval_mode,
+    held_out_user_split,
+    run_activities,
+    split_in_time,
+)
 from common.federation.run_config import PARTITIONINGS, FederationConfig
 from common.method.lanhar import sensor_context
 from common.method.train import train_sensor_encoder
@@ -118,14 +124,16 @@ def pooled_client_windows(config: FederationConfig) -> tuple[WindowSet, WindowSe
     """All clients' training and held-out windows, pooled: the same windows whatever the partitioning.
 
     Held-out users: the training users' windows and the held-out users' windows (the central run's split).
+    As on the clients, training takes every window, whatever its activity; scoring the run's activities.
     """
     windows = load_dataset(config.clients_data, config.data_dir)
-    windows = windows.select_activities([a for a in config.activity_list if a in windows.label_names])
     if client_eval_mode(config.clients_data, config) == "held-out-users":
         split = held_out_user_split(config.clients_data, config)
         train = windows.subset(np.flatnonzero(np.isin(windows.user, split.train_users)))
-        return train, windows.subset(np.flatnonzero(np.isin(windows.user, split.eval_users)))
-    return split_in_time(windows, config.client_eval_fraction)
+        held_out = windows.subset(np.flatnonzero(np.isin(windows.user, split.eval_users)))
+    else:
+        train, held_out = split_in_time(windows, config.client_eval_fraction)
+    return train, run_activities(held_out, config.activity_list)
 
 
 def evaluated_on(config: FederationConfig) -> str:
