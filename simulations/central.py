@@ -91,8 +91,8 @@ class CentralConfig:
     stage2_text_similarity_targets: bool = False
     # SensorTrainConfig.target_bank: InfoNCE picks each window's target among every distinct target.
     stage2_target_bank: bool = False
-    # Stage 2's unlabeled target windows. True (default since the 12-pair matrix at seeds 0 and 2,
-    # docs/results): every window of the target's training users, whatever its activity, as a device holds
+    # Stage 2's unlabeled target windows. True (default; docs/results, "How each stage-2 default was
+    # chosen"): every window of the target's training users, whatever its activity, as a device holds
     # them; no target label decides which windows train. False: only their windows of the pair's
     # activities, the paper's closed-set protocol, which picks those unlabeled windows by their label.
     # Scoring is the same either way.

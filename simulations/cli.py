@@ -322,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes running the pairs side by side, each with an equal share of the cores as torch "
         "threads; the pairs of one source stay in one process (they share a stage-1 text space). "
-        "cross-dataset and ablation; the numbers do not depend on it",
+        "cross-dataset and ablation; a run's numbers depend on its seed and thread count, not on its worker",
     )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)

@@ -192,7 +192,7 @@ class Experiment:
     command: str
     text_space_dir: Path | None = None  # None: out_dir / "text-spaces"
     device: str = "auto"  # where every run's models train (CentralConfig.device)
-    workers: int = 1  # processes running pairs side by side (experiments/workers.py); numbers do not change
+    workers: int = 1  # processes running pairs side by side (experiments/workers.py); not in any number
     started: float = dataclasses.field(default_factory=time.monotonic)
     started_at: str = dataclasses.field(default_factory=lambda: time.strftime("%Y-%m-%d %H:%M:%S"))
 

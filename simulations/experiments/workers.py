@@ -45,7 +45,8 @@ def run_pairs(
 ) -> list[Record]:
     """`run_pair(pair)` for every pair, in `workers` processes; the records in the order of `pairs`.
 
-    `run_pair` must be picklable (a module-level function, or a functools.partial of one) when workers > 1.
+    Each record names its pair as `record["pair"] == pair.label` (the order is restored from it). `run_pair`
+    must be picklable (a module-level function, or a functools.partial of one) when workers > 1.
     `on_progress` gets the records finished so far after each pair (workers == 1) or each source (> 1), so
     results.json grows as the runs end and a crash loses only what was still running.
     """
