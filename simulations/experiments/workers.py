@@ -64,11 +64,12 @@ def run_pairs(
     order = {pair.label: index for index, pair in enumerate(pairs)}
     verbose = logging.getLogger("fedlanhar").level <= logging.INFO
     context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state forked mid-use
+    processes = min(workers, len(groups))  # more workers than sources would sit idle
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(groups)),
+        max_workers=processes,
         mp_context=context,
         initializer=_start_worker,
-        initargs=(threads_per_worker(workers), verbose),
+        initargs=(threads_per_worker(processes), verbose),
     ) as pool:
         pending: set[Future] = {pool.submit(_run_group, run_pair, group) for group in groups}
         while pending:
