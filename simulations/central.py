@@ -43,9 +43,13 @@ from common.method.lanhar import (
 from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, sensor_input
 from common.models.text_encoder import TextEncoder
-from common.models.zero_shot import LabelBank
+from common.models.zero_shot import LabelBank, embedding_centroid
 
 log = logging.getLogger("fedlanhar")
+
+# In a model directory: the mean sensor embedding of the target's unlabeled stage-2 windows
+# (CentralConfig.zero_shot_centering).
+TARGET_CENTROID_FILE = "target_centroid.npy"
 
 
 @dataclass
@@ -105,6 +109,11 @@ class CentralConfig:
     sensor_acc_level: bool = True
     # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
     stage2_source_labels: bool = True
+    # Zero-shot scoring centred on the target's own mean sensor embedding (common/models/zero_shot.py,
+    # LabelBank.scores(centroid=...)): a per-label bias, the label's similarity to where all of the device's
+    # windows sit, is removed before the nearest label is taken. The centroid is measured on stage 2's
+    # unlabeled target windows. Off: a switch with its own row in the matrix report, which scores both ways.
+    zero_shot_centering: bool = False
     temperature: float = 0.07
     # Where the models run: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N" (common/base/device.py).
     # Not part of what a result depends on beyond floating-point noise, so stage-1 reuse ignores it.
@@ -376,8 +385,15 @@ def train_central(
     t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
 
     source_val_metrics = _score(sensor_encoder, bank, splits["source_val"], vocabulary)
+    # Where the target device's windows sit in the text space, from the unlabeled windows stage 2 read:
+    # what zero-shot scoring subtracts when it is centred (evaluate_central).
+    target_train = splits["target_train"]
+    target_centroid = embedding_centroid(
+        encode_windows(sensor_encoder, target_train.X, position=target_train.position)
+    )
     encoder.save(out_dir / "text_encoder")
     sensor_encoder.save(out_dir / "sensor_encoder.pt")
+    np.save(out_dir / TARGET_CENTROID_FILE, target_centroid)
     bank.save(out_dir / "label_bank.npz")
     (out_dir / "descriptions.json").write_text(json.dumps(descriptions, indent=2))
     split = {
@@ -433,8 +449,14 @@ def evaluate_central(
     interpreter_kind: str = "rules",
     seed: int = 0,
     device: str = "auto",
+    centering: bool = False,
 ) -> dict:
-    """Score a trained model on a target's held-out windows; new activities by their descriptions only."""
+    """Score a trained model on a target's held-out windows; new activities by their descriptions only.
+
+    `centering`: the sensor encoder's zero-shot scores are centred on the device's mean embedding
+    (CentralConfig.zero_shot_centering). The other scoring of the same embeddings is reported too, under
+    "other_scoring", so that one trained model gives both rows of the comparison.
+    """
     torch_device = resolve_device(device)
     set_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -458,6 +480,13 @@ def evaluate_central(
     missing = [a for a in new_activities if a not in data.label_names]
     if missing:
         raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
+    # The device's centroid: for the run's target, that of the unlabeled windows stage 2 read; for any other
+    # data set, that of every window of the users scored, whatever their activity (no label is read).
+    if target == split["target"]:
+        centroid = np.load(model_dir / TARGET_CENTROID_FILE)
+    else:
+        centroid = embedding_centroid(encode_windows(sensor_encoder, data.X, position=data.position))
+    scoring = {True: centroid, False: None}
 
     if split.get("simple_prompt", False):  # the text path must read the texts the model was trained on
         interpreter = make_interpreter(interpreter_kind, categories=SIMPLE_CATEGORIES)
@@ -472,74 +501,91 @@ def evaluate_central(
         "target": target,
         "evaluated_on": evaluated_on,
         "seed": seed,
+        "centering": centering,
         "known_activities": known_present,
         "new_activities": new_activities,
     }
 
     known_windows = data.select_activities(known_present)
     bank = label_bank(encoder, descriptions, known_present)
+    known_embeddings = encode_windows(sensor_encoder, known_windows.X, position=known_windows.position)
+    text_predicted = _text_path_predictions(known_windows, bank, encoder, interpreter)
     scored, text_scored, agreement = _score_both_paths(
-        known_windows, bank, sensor_encoder, encoder, interpreter, vocabulary
+        known_windows, bank, known_embeddings, scoring[centering], text_predicted, vocabulary
     )
     result.update(scored)
     plot_confusion(np.asarray(scored["confusion"]), known_present, out_dir / "confusion.png")
     result["text_path_accuracy"] = text_scored["accuracy"]
     result["text_path"] = text_scored
     result["path_agreement"] = agreement
+    other, _, _ = _score_both_paths(
+        known_windows, bank, known_embeddings, scoring[not centering], text_predicted, vocabulary
+    )
+    result["other_scoring"] = {"centering": not centering} | {
+        key: other[key] for key in ("accuracy", "macro_f1", "confusion", "per_class")
+    }
 
     if new_activities:
         new_windows = data.select_activities(new_activities)
         new_bank = label_bank(encoder, descriptions, new_activities)
         embeddings = encode_windows(sensor_encoder, new_windows.X, position=new_windows.position)
+        new_text_predicted = _text_path_predictions(new_windows, new_bank, encoder, interpreter)
         # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
         new_scored, new_text_scored, new_agreement = _score_both_paths(
-            new_windows, new_bank, sensor_encoder, encoder, interpreter, vocabulary, embeddings
+            new_windows, new_bank, embeddings, scoring[centering], new_text_predicted, vocabulary
         )
         result["new_activity_accuracy"] = new_scored["accuracy"]
-        scores = new_bank.scores(embeddings)
+        scores = new_bank.scores(embeddings, scoring[centering])
         truth = np.array([new_activities.index(t) for t in new_windows.labels()])
         top3 = np.argsort(-scores, axis=1)[:, :3]
         result["new_activity_top3"] = float(np.mean((top3 == truth[:, None]).any(axis=1)))
         result["new_activity_chance"] = 1.0 / len(new_activities)
         result["new_activity_windows"] = len(new_windows)
         full_bank = label_bank(encoder, descriptions, known_present + new_activities)
-        predicted = full_bank.classify(embeddings)
+        predicted = full_bank.predict(embeddings, scoring[centering])
         result["new_activity_accuracy_full_bank"] = float(
-            np.mean(np.array([full_bank.labels[i] for i in predicted]) == np.array(new_windows.labels()))
+            np.mean(np.array(predicted) == np.array(new_windows.labels()))
         )
         result["new_activity_paths"] = {
             "sensor": new_scored,
             "text_path": new_text_scored,
             "agreement": new_agreement,
         }
+        new_other, _, _ = _score_both_paths(
+            new_windows, new_bank, embeddings, scoring[not centering], new_text_predicted, vocabulary
+        )
+        result["other_scoring"]["new_activity_accuracy"] = new_other["accuracy"]
+        result["other_scoring"]["new_activity_per_class"] = new_other["per_class"]
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _text_path_predictions(
+    windows: WindowSet, bank: LabelBank, encoder: TextEncoder, interpreter: Interpreter
+) -> list[str]:
+    """The text path (interpretation -> text encoder -> nearest label): what stage 2 can reach through its
+    targets."""
+    texts = interpret_windows(windows, interpreter, bank.labels).texts
+    return bank.predict(encoder.encode(texts))
 
 
 def _score_both_paths(
     windows: WindowSet,
     bank: LabelBank,
-    sensor_encoder: SensorEncoder,
-    encoder: TextEncoder,
-    interpreter: Interpreter,
+    embeddings: np.ndarray,
+    centroid: np.ndarray | None,
+    text_predicted: list[str],
     vocabulary,
-    embeddings: np.ndarray | None = None,
 ) -> tuple[dict, dict, float]:
-    """Scores of the sensor encoder and of the text path on the same windows, and how often they agree.
-
-    The text path (interpretation -> text encoder -> nearest label) is what stage 2 can reach through its
-    targets; the agreement is the fraction of windows where both name the same label.
-    """
-    if embeddings is None:
-        embeddings = encode_windows(sensor_encoder, windows.X, position=windows.position)
+    """Scores of the sensor encoder (its `embeddings`, scored against `bank`, centred on `centroid` if
+    given) and of the text path on the same windows, and the fraction of windows where both name the same
+    label."""
     truth = windows.labels()
-    sensor_pred = bank.predict(embeddings)
+    sensor_pred = bank.predict(embeddings, centroid)
     sensor = classification_metrics(truth, sensor_pred, bank.labels, vocabulary.category)
-    texts = interpret_windows(windows, interpreter, bank.labels).texts
-    text_pred = bank.predict(encoder.encode(texts))
-    text = classification_metrics(truth, text_pred, bank.labels, vocabulary.category)
+    text = classification_metrics(truth, text_predicted, bank.labels, vocabulary.category)
     text = {key: text[key] for key in ("accuracy", "macro_f1", "labels", "confusion", "per_class")}
-    agreement = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_pred)))
+    agreement = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_predicted)))
     return sensor, text, agreement
 
 

@@ -376,6 +376,15 @@ def test_cross_dataset_small(tmp_path: Path, data_dir: Path) -> None:
     assert runs[1].get("new_activities") is None  # a supervised classifier cannot name unseen labels
     assert results["summary"]["new_activities"]["lanhar"]["chance"] == pytest.approx(1 / 15)
     assert "New activities, same models" in report and "| uci→dsads-t | 15 |" in report
+    # The same LanHAR model scored the other zero-shot way (centred on the device's mean embedding).
+    lanhar = runs[0]
+    other = lanhar["other_scoring"]
+    assert lanhar["config"]["zero_shot_centering"] is False and other["centering"] is True
+    assert np.sum(other["confusion"]) == lanhar["n"] and 0.0 <= other["new_activity_accuracy"] <= 1.0
+    summary = results["summary"]["lanhar_other_scoring"]
+    assert summary["accuracy"] == pytest.approx(other["accuracy"])
+    assert summary["largest_loss_vs_as_run"] == pytest.approx(lanhar["accuracy"] - other["accuracy"])
+    assert "scored centred on the device's mean embedding" in report
 
 
 @pytest.mark.slow

@@ -39,6 +39,7 @@ from functools import partial
 from typing import Any
 
 from common.data.errors import DataError
+from simulations.experiments.cross_dataset import other_scoring_section, other_scoring_summary
 from simulations.experiments.methods import run_method
 from simulations.experiments.report import (
     Report,
@@ -149,7 +150,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         on_progress=lambda done: write_results(experiment, settings, {"runs": done}),
     )
 
-    summary: dict[str, dict[str, float | None]] = {}
+    summary: dict[str, dict[str, Any]] = {}
     for variant in variants:
         rows = [r for r in records if r["variant"] == variant]
         summary[variant] = {
@@ -159,6 +160,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         worst = min(rows, key=lambda r: r["accuracy"]) if rows else None
         summary[variant]["worst_pair"] = worst["pair"] if worst else None
         summary[variant]["worst_pair_accuracy"] = worst["accuracy"] if worst else None
+    # The full variant's models scored the other zero-shot way (centring on or off): a row without training.
+    other = other_scoring_summary([r for r in records if r["variant"] == "full"])
+    if other is not None:
+        summary["full_other_scoring"] = other
     results = {"runs": records, "summary": summary, "variants": {k: v[1] for k, v in variants.items()}}
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, variants, records, summary))
@@ -202,7 +207,7 @@ def build_report(
     pairs: list,
     variants: dict[str, tuple[str, dict[str, Any]]],
     records: list[dict],
-    summary: dict[str, dict[str, float | None]],
+    summary: dict[str, dict[str, Any]],
 ) -> Report:
     report = Report(
         "Ablations",
@@ -261,6 +266,8 @@ def build_report(
             )
             + "."
         )
+    if "full_other_scoring" in summary:
+        other_scoring_section(report, summary["full_other_scoring"])
     report.paragraph("Per pair (accuracy / macro-F1):")
     by_key = {(r["pair"], r["variant"]): r for r in records}
 
