@@ -527,6 +527,13 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report
+    # The full variant's models scored the other zero-shot way, a row that trains nothing.
+    other = results["summary"]["full_other_scoring"]
+    assert (
+        other["centering"] is True
+        and other["pairs"]["uci→dsads-t"]["accuracy_as_run"] == (by_variant["full"]["accuracy"])
+    )
+    assert "scored centred on the device's mean embedding" in report
 
 
 @pytest.mark.slow
