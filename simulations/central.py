@@ -455,7 +455,8 @@ def evaluate_central(
 
     `centering`: the sensor encoder's zero-shot scores are centred on the device's mean embedding
     (CentralConfig.zero_shot_centering). The other scoring of the same embeddings is reported too, under
-    "other_scoring", so that one trained model gives both rows of the comparison.
+    "other_scoring", so that one trained model gives both rows of the comparison (None for a model
+    directory trained before the centroid was saved).
     """
     torch_device = resolve_device(device)
     set_seed(seed)
@@ -482,10 +483,18 @@ def evaluate_central(
         raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
     # The device's centroid: for the run's target, that of the unlabeled windows stage 2 read; for any other
     # data set, that of every window of the users scored, whatever their activity (no label is read).
-    if target == split["target"]:
-        centroid = np.load(model_dir / TARGET_CENTROID_FILE)
-    else:
+    centroid_file = model_dir / TARGET_CENTROID_FILE
+    if target != split["target"]:
         centroid = embedding_centroid(encode_windows(sensor_encoder, data.X, position=data.position))
+    elif centroid_file.exists():
+        centroid = np.load(centroid_file)
+    elif centering:
+        raise DataError(
+            f"{model_dir} has no {TARGET_CENTROID_FILE} (trained before zero-shot centring existed): "
+            "train it again to score it centred"
+        )
+    else:
+        centroid = None  # an older model directory: scored as trained, without the other scoring
     scoring = {True: centroid, False: None}
 
     if split.get("simple_prompt", False):  # the text path must read the texts the model was trained on
@@ -518,12 +527,14 @@ def evaluate_central(
     result["text_path_accuracy"] = text_scored["accuracy"]
     result["text_path"] = text_scored
     result["path_agreement"] = agreement
-    other, _, _ = _score_both_paths(
-        known_windows, bank, known_embeddings, scoring[not centering], text_predicted, vocabulary
-    )
-    result["other_scoring"] = {"centering": not centering} | {
-        key: other[key] for key in ("accuracy", "macro_f1", "confusion", "per_class")
-    }
+    result["other_scoring"] = None
+    if centroid is not None:
+        other, _, _ = _score_both_paths(
+            known_windows, bank, known_embeddings, scoring[not centering], text_predicted, vocabulary
+        )
+        result["other_scoring"] = {"centering": not centering} | {
+            key: other[key] for key in ("accuracy", "macro_f1", "confusion", "per_class")
+        }
 
     if new_activities:
         new_windows = data.select_activities(new_activities)
@@ -551,11 +562,12 @@ def evaluate_central(
             "text_path": new_text_scored,
             "agreement": new_agreement,
         }
-        new_other, _, _ = _score_both_paths(
-            new_windows, new_bank, embeddings, scoring[not centering], new_text_predicted, vocabulary
-        )
-        result["other_scoring"]["new_activity_accuracy"] = new_other["accuracy"]
-        result["other_scoring"]["new_activity_per_class"] = new_other["per_class"]
+        if result["other_scoring"] is not None:
+            new_other, _, _ = _score_both_paths(
+                new_windows, new_bank, embeddings, scoring[not centering], new_text_predicted, vocabulary
+            )
+            result["other_scoring"]["new_activity_accuracy"] = new_other["accuracy"]
+            result["other_scoring"]["new_activity_per_class"] = new_other["per_class"]
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     return result
 

@@ -69,6 +69,21 @@ def test_train_then_evaluate_small_budget_beats_chance(tmp_path, data_dir):
     assert metrics["new_activity_accuracy"] > metrics["new_activity_chance"]
     assert (eval_dir / "confusion.png").stat().st_size > 0
 
+    # Centred scoring (--zero-shot-centering) of the same model: the two scorings swap places.
+    centred_dir = tmp_path / "eval-centred"
+    evaluate = ["evaluate", "--data-dir", str(data_dir), "--model", str(model_dir), "--target", "dsads_torso"]
+    assert fedlanhar([*evaluate, "--zero-shot-centering", "--out", str(centred_dir)]) == 0
+    centred = json.loads((centred_dir / "metrics.json").read_text())
+    assert centred["centering"] is True and metrics["other_scoring"]["centering"] is True
+    assert centred["accuracy"] == metrics["other_scoring"]["accuracy"]
+    assert centred["other_scoring"]["accuracy"] == metrics["accuracy"]
+    # A model directory from before the centroid was saved: scored as trained, centring refused clearly.
+    (model_dir / "target_centroid.npy").unlink()
+    assert fedlanhar([*evaluate, "--out", str(tmp_path / "old")]) == 0
+    old = json.loads((tmp_path / "old" / "metrics.json").read_text())
+    assert old["accuracy"] == metrics["accuracy"] and old["other_scoring"] is None
+    assert fedlanhar([*evaluate, "--zero-shot-centering", "--out", str(tmp_path / "refused")]) == 2
+
     export_dir = tmp_path / "export"
     assert fedlanhar(["export", "--model", str(model_dir), "--out", str(export_dir)]) == 0
     exported = json.loads((export_dir / "metrics.json").read_text())
