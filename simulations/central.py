@@ -495,7 +495,7 @@ def evaluate_central(
         )
     else:
         centroid = None  # an older model directory: scored as trained, without the other scoring
-    scoring = {True: centroid, False: None}
+    scoring = {True: centroid, False: None}  # the centroid to score with, by whether scores are centred
 
     if split.get("simple_prompt", False):  # the text path must read the texts the model was trained on
         interpreter = make_interpreter(interpreter_kind, categories=SIMPLE_CATEGORIES)
