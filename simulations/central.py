@@ -384,7 +384,9 @@ def train_central(
     )
     t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
 
-    source_val_metrics = _score(sensor_encoder, bank, splits["source_val"], vocabulary)
+    source_val = splits["source_val"]
+    source_val_embeddings = encode_windows(sensor_encoder, source_val.X, position=source_val.position)
+    source_val_metrics, _ = _sensor_metrics(source_val, bank, source_val_embeddings, None, vocabulary)
     # Where the target device's windows sit in the text space, from the unlabeled windows stage 2 read:
     # what zero-shot scoring subtracts when it is centred (evaluate_central).
     target_train = splits["target_train"]
@@ -431,13 +433,6 @@ def train_central(
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     return metrics
-
-
-def _score(model: SensorEncoder, bank: LabelBank, ws: WindowSet, vocabulary) -> dict:
-    predicted = bank.classify(encode_windows(model, ws.X, position=ws.position))
-    return classification_metrics(
-        ws.labels(), [bank.labels[i] for i in predicted], bank.labels, vocabulary.category
-    )
 
 
 def evaluate_central(
@@ -529,9 +524,7 @@ def evaluate_central(
     result["path_agreement"] = agreement
     result["other_scoring"] = None
     if centroid is not None:
-        other, _, _ = _score_both_paths(
-            known_windows, bank, known_embeddings, scoring[not centering], text_predicted, vocabulary
-        )
+        other, _ = _sensor_metrics(known_windows, bank, known_embeddings, scoring[not centering], vocabulary)
         result["other_scoring"] = {"centering": not centering} | {
             key: other[key] for key in ("accuracy", "macro_f1", "confusion", "per_class")
         }
@@ -563,8 +556,8 @@ def evaluate_central(
             "agreement": new_agreement,
         }
         if result["other_scoring"] is not None:
-            new_other, _, _ = _score_both_paths(
-                new_windows, new_bank, embeddings, scoring[not centering], new_text_predicted, vocabulary
+            new_other, _ = _sensor_metrics(
+                new_windows, new_bank, embeddings, scoring[not centering], vocabulary
             )
             result["other_scoring"]["new_activity_accuracy"] = new_other["accuracy"]
             result["other_scoring"]["new_activity_per_class"] = new_other["per_class"]
@@ -592,13 +585,20 @@ def _score_both_paths(
     """Scores of the sensor encoder (its `embeddings`, scored against `bank`, centred on `centroid` if
     given) and of the text path on the same windows, and the fraction of windows where both name the same
     label."""
-    truth = windows.labels()
-    sensor_pred = bank.predict(embeddings, centroid)
-    sensor = classification_metrics(truth, sensor_pred, bank.labels, vocabulary.category)
-    text = classification_metrics(truth, text_predicted, bank.labels, vocabulary.category)
+    sensor, sensor_pred = _sensor_metrics(windows, bank, embeddings, centroid, vocabulary)
+    text = classification_metrics(windows.labels(), text_predicted, bank.labels, vocabulary.category)
     text = {key: text[key] for key in ("accuracy", "macro_f1", "labels", "confusion", "per_class")}
     agreement = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_predicted)))
     return sensor, text, agreement
+
+
+def _sensor_metrics(
+    windows: WindowSet, bank: LabelBank, embeddings: np.ndarray, centroid: np.ndarray | None, vocabulary
+) -> tuple[dict, list[str]]:
+    """Scores of the sensor encoder's `embeddings` against `bank` (centred on `centroid` if given), and the
+    label it names for each window."""
+    predicted = bank.predict(embeddings, centroid)
+    return classification_metrics(windows.labels(), predicted, bank.labels, vocabulary.category), predicted
 
 
 def _summarise_history(history: dict) -> dict:
