@@ -53,10 +53,11 @@ def main(seed0_file: str, seed1_file: str) -> None:
             cells += [f"{rows[pair]['default']:.3f}", f"{rows[pair]['centred']:.3f}"]
         changes[pair] = mean([rows[pair]["centred"] - rows[pair]["default"] for rows in seeds])
         print(f"| {pair} | {' | '.join(cells)} | {100 * changes[pair]:+.1f} |")
-    for key, name in (("", "accuracy"), ("_f1", "macro-F1"), ("new_", "new activities")):
-        default_key, centred_key = (
-            (f"{key}default", f"{key}centred") if key != "_f1" else ("default_f1", "centred_f1")
-        )
+    for default_key, centred_key, name in (
+        ("default", "centred", "accuracy"),
+        ("default_f1", "centred_f1", "macro-F1"),
+        ("new_default", "new_centred", "new activities"),
+    ):
         cells = []
         for rows in seeds:
             cells += [
