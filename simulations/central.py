@@ -50,6 +50,10 @@ log = logging.getLogger("fedlanhar")
 # In a model directory: the mean sensor embedding of the target's unlabeled stage-2 windows
 # (CentralConfig.zero_shot_centering).
 TARGET_CENTROID_FILE = "target_centroid.npy"
+STAGE2_SCHEDULES = ("joint", "source-then-target")
+# Added to the seed of the target phase of the source-then-target schedule: its shuffles and dropout draws
+# are not a replay of the source phase's.
+TARGET_PHASE_SEED_OFFSET = 7919
 
 
 @dataclass
@@ -101,6 +105,13 @@ class CentralConfig:
     # activities, the paper's closed-set protocol, which picks those unlabeled windows by their label.
     # Scoring is the same either way.
     stage2_target_all_activities: bool = True
+    # Stage 2's order. "joint": the source and target windows shuffled together for stage2_epochs.
+    # "source-then-target": the federation's schedule in one process, so the central run and the federated
+    # run train alike: stage2_epochs on the labeled source windows alone (the server's pre-training), then
+    # stage2_target_epochs on the unlabeled target windows alone (the clients' rounds; the real-data
+    # federation runs 5 rounds x 3 local epochs = 15), each phase with a fresh optimiser as a round has.
+    stage2_schedule: str = "joint"
+    stage2_target_epochs: int = 15
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
@@ -125,6 +136,12 @@ class CentralConfig:
                 f"stage1_steps must be >= 0 and stage2_epochs >= 1, got {self.stage1_steps} and "
                 f"{self.stage2_epochs}"
             )
+        if self.stage2_schedule not in STAGE2_SCHEDULES:
+            raise DataError(
+                f"stage2_schedule must be one of {list(STAGE2_SCHEDULES)}, got '{self.stage2_schedule}'"
+            )
+        if self.stage2_target_epochs < 1:
+            raise DataError(f"stage2_target_epochs must be >= 1, got {self.stage2_target_epochs}")
         if self.simple_prompt and self.interpreter != "rules":
             raise DataError(
                 f"simple_prompt is implemented for the rules interpreter, not '{self.interpreter}'"
@@ -373,15 +390,29 @@ def train_central(
             np.full(len(splits["target_train"]), -1),
         ]
     ).astype(np.int64)
-    stage2 = train_sensor_encoder(
-        sensor_encoder,
-        windows,
-        targets,
-        sensor_config,
-        progress=progress,
-        label_embeddings=bank.embeddings,
-        known_labels=known if config.stage2_source_labels else None,
-    )
+    known_labels = known if config.stage2_source_labels else None
+    if config.stage2_schedule == "joint":
+        stage2 = train_sensor_encoder(
+            sensor_encoder,
+            windows,
+            targets,
+            sensor_config,
+            progress=progress,
+            label_embeddings=bank.embeddings,
+            known_labels=known_labels,
+        )
+    else:
+        stage2 = _train_source_then_target(
+            sensor_encoder,
+            windows,
+            targets,
+            len(splits["source_train"]),
+            sensor_config,
+            config.stage2_target_epochs,
+            bank.embeddings,
+            known_labels,
+            progress,
+        )
     t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
 
     source_val = splits["source_val"]
@@ -433,6 +464,42 @@ def train_central(
     }
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
     return metrics
+
+
+def _train_source_then_target(
+    sensor_encoder: SensorEncoder,
+    windows: np.ndarray,
+    targets: np.ndarray,
+    n_source: int,
+    sensor_config: SensorTrainConfig,
+    target_epochs: int,
+    label_embeddings: np.ndarray,
+    known_labels: np.ndarray | None,
+    progress: bool,
+) -> dict:
+    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the rest (target)."""
+    phases = {
+        "source_phase": (slice(0, n_source), sensor_config),
+        "target_phase": (
+            slice(n_source, len(windows)),
+            dataclasses.replace(
+                sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
+            ),
+        ),
+    }
+    history = {}
+    for name, (rows, phase_config) in phases.items():
+        phase = train_sensor_encoder(
+            sensor_encoder,
+            windows[rows],
+            targets[rows],
+            phase_config,
+            progress=progress,
+            label_embeddings=label_embeddings,
+            known_labels=None if known_labels is None else known_labels[rows],
+        )
+        history[name] = _summarise_history(phase)
+    return history
 
 
 def evaluate_central(

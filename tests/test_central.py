@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from simulations.central import _cap_recordings, central_config, load_pair
 from simulations.cli import main as fedlanhar
@@ -181,3 +182,40 @@ def test_a_budget_caps_the_open_pool_by_whole_recordings_without_its_labels(data
     assert len(partial) <= 1  # only the last recording taken may be cut at the cap
     scrambled = dataclasses.replace(full, y=np.random.default_rng(1).permutation(full.y))
     assert (_cap_recordings(scrambled, cap, config.seed).X == _cap_recordings(full, cap, config.seed).X).all()
+
+
+def test_source_then_target_trains_the_source_rows_then_the_target_rows_and_ends_on_the_target() -> None:
+    """The federation's order in one process: the first n_source rows alone, then the rest alone. The target
+    rows here carry the same windows with their targets permuted, so the model can only end aligned with
+    the target rows' targets if they trained last, and only with those rows."""
+    from test_train import SMALL, synthetic_stage2
+
+    from common.method.train import SensorTrainConfig
+    from common.models.sensor_encoder import SensorEncoder, encode_windows
+    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_then_target
+
+    X, Z, y = synthetic_stage2()
+    prototypes = Z[[0, len(X) // 3, -1]]
+    swapped = prototypes[[1, 2, 0]]  # the target rows' text says activity k is activity k+1's prototype
+    windows, targets = np.concatenate([X, X]), np.concatenate([Z, swapped[y]])
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
+
+    history = _train_source_then_target(model, windows, targets, len(X), config, 8, prototypes, None, False)
+
+    source, target = history["source_phase"], history["target_phase"]
+    assert source["num_examples"] == len(X) and target["num_examples"] == len(X)
+    assert source["epochs_run"] == 6 and target["epochs_run"] == 8
+    assert source["config"]["seed"] == 3 and target["config"]["seed"] == 3 + TARGET_PHASE_SEED_OFFSET
+    predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+
+
+def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
+    from common.data.errors import DataError
+
+    with pytest.raises(DataError, match="stage2_schedule must be one of .*'target-first'"):
+        central_config("small", stage2_schedule="target-first")
+    with pytest.raises(DataError, match="stage2_target_epochs must be >= 1, got 0"):
+        central_config("small", stage2_target_epochs=0)

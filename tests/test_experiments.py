@@ -484,6 +484,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "text_similarity_targets",
         "target_bank",
         "closed_target_pool",
+        "source_then_target",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -524,6 +525,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["closed_target_pool"]["config"]["stage2_target_all_activities"] is False
     assert by_variant["full"]["config"]["stage2_target_all_activities"] is True  # the open pool
     assert by_variant["closed_target_pool"]["stage1_reused"]
+    assert by_variant["source_then_target"]["config"]["stage2_schedule"] == "source-then-target"
+    assert by_variant["full"]["config"]["stage2_schedule"] == "joint"
+    assert by_variant["source_then_target"]["stage1_reused"]
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

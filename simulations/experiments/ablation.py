@@ -28,6 +28,9 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
     closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
                       the pair's activities (the paper's protocol, which selects them by their label), not
                       every window those users hold
+    source_then_target  stage 2 in the federation's order: the source windows alone (the server's
+                      pre-training), then the unlabeled target windows alone for stage2_target_epochs (the
+                      clients' rounds), instead of the two shuffled together
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -109,6 +112,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "closed_target_pool": (
         "stage 2 on the target users' windows of the pair's activities only (closed pool)",
         {"regeneration": True, "stage2_target_all_activities": False},
+    ),
+    "source_then_target": (
+        "stage 2 on the source windows, then on the target windows (the federation's order)",
+        {"regeneration": True, "stage2_schedule": "source-then-target"},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
