@@ -1,0 +1,95 @@
+"""A LanHAR variant against the default at seeds 0 and 1: the two-seed table of the results README and the
+check of the decision rule that every such comparison here uses.
+
+Centring (one run per seed scores both ways; the centred scoring is each record's `other_scoring`):
+    python docs/results/two_seeds.py centring docs/results/zero-shot-centring/results.json \
+        docs/results/zero-shot-centring/seed1/results.json
+A training switch (two runs per seed: the default's results.json, then the variant's):
+    python docs/results/two_seeds.py runs NAME DEFAULT_SEED0 VARIANT_SEED0 DEFAULT_SEED1 VARIANT_SEED1
+(NAME heads the variant's columns.)
+
+The rule (fixed before each variant's runs, in its config): the variant wins the 12-pair accuracy mean at
+both seeds, and on the two-seed mean of each pair it loses no more than 3 points.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+MAX_PAIR_LOSS = 0.03
+Rows = dict[str, dict[str, float]]  # pair -> accuracy, macro_f1, new (new-activity accuracy)
+
+
+def mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def lanhar_runs(path: Path) -> list[dict]:
+    return [run for run in json.loads(path.read_text())["runs"] if run["method"] == "lanhar"]
+
+
+def scored_as_run(path: Path) -> Rows:
+    return {
+        run["pair"]: {
+            "accuracy": run["accuracy"],
+            "macro_f1": run["macro_f1"],
+            "new": run["new_activities"]["accuracy_among_new"],
+        }
+        for run in lanhar_runs(path)
+    }
+
+
+def scored_centred(path: Path) -> Rows:
+    """The same embeddings scored the other way (every LanHAR record's `other_scoring`)."""
+    return {
+        run["pair"]: {
+            "accuracy": run["other_scoring"]["accuracy"],
+            "macro_f1": run["other_scoring"]["macro_f1"],
+            "new": run["other_scoring"]["new_activity_accuracy"],
+        }
+        for run in lanhar_runs(path)
+    }
+
+
+def compare(seeds: list[tuple[Rows, Rows]], variant_name: str) -> None:
+    """seeds: (default, variant) rows at seed 0, then at seed 1. Prints the table and the rule's verdict."""
+    pairs = list(seeds[0][0])
+    print(f"| pair | seed 0: default | {variant_name} | seed 1: default | {variant_name} | two-seed change |")
+    print("|---|---|---|---|---|---|")
+    changes = {}
+    for pair in pairs:
+        cells = [f"{rows[pair]['accuracy']:.3f}" for pair_rows in seeds for rows in pair_rows]
+        changes[pair] = mean(
+            [variant[pair]["accuracy"] - default[pair]["accuracy"] for default, variant in seeds]
+        )
+        print(f"| {pair} | {' | '.join(cells)} | {100 * changes[pair]:+.1f} |")
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("new", "new activities")):
+        cells = [f"{mean([r[key] for r in rows.values()]):.3f}" for pair_rows in seeds for rows in pair_rows]
+        print(f"| mean {name} | {' | '.join(cells)} | |")
+    wins = [
+        mean([variant[p]["accuracy"] - default[p]["accuracy"] for p in pairs]) > 0
+        for default, variant in seeds
+    ]
+    worst_pair = min(changes, key=changes.get)
+    adopted = all(wins) and changes[worst_pair] >= -MAX_PAIR_LOSS
+    print(
+        f"\nwins the mean at seed 0 / seed 1: {wins}; largest two-seed loss on a pair: "
+        f"{100 * changes[worst_pair]:+.2f} points ({worst_pair}); rule says: {'on' if adopted else 'off'}"
+    )
+
+
+def main(mode: str, *arguments: str) -> None:
+    if mode == "centring" and len(arguments) == 2:
+        compare([(scored_as_run(Path(f)), scored_centred(Path(f))) for f in arguments], "centred")
+    elif mode == "runs" and len(arguments) == 5:
+        name, *files = arguments
+        rows = [scored_as_run(Path(f)) for f in files]
+        compare([(rows[0], rows[1]), (rows[2], rows[3])], name)
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
