@@ -18,7 +18,7 @@ from common.data.devices import load_device_type
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
 from common.data.synthetic import generate_windows
-from common.data.windows import WindowSet
+from common.data.windows import WindowSet, split_by_user
 from common.federation.mixed import real_data_sets, uses_user_layout
 from common.federation.partition import client_eval_mode, held_out_user_split
 from common.federation.run_config import FederationConfig
@@ -68,13 +68,22 @@ def load_source(config: FederationConfig) -> WindowSet:
         # The source's held-out users are clients (they only evaluate): the server keeps its training users.
         train_users = held_out_user_split(config.source, config).train_users
         windows = windows.subset(np.flatnonzero(np.isin(windows.user, train_users)))
+        if config.source_eval_users_fraction > 0:
+            raise ValueError(
+                f"run config: key 'source-eval-users-fraction': source '{config.source}' is also a client "
+                "data set, whose held-out users already decide which of its users the server trains on"
+            )
     present = [a for a in config.activity_list if a in windows.label_names]
     if len(present) < 2:
         raise ValueError(
             f"source '{config.source}': only {present} of the activities {config.activity_list} "
             "are among its labels"
         )
-    return windows.select_activities(present)
+    windows = windows.select_activities(present)
+    if config.source_eval_users_fraction > 0:
+        # The central run's source split (simulations/central.py load_pair): same windows, fraction and seed.
+        windows, _ = split_by_user(windows, config.source_eval_users_fraction, config.seed)
+    return windows
 
 
 class Cloud:

@@ -84,6 +84,29 @@ def test_held_out_users_are_the_central_target_split(data_dir, seed):
     assert plan["split"] == "held-out-users" and plan["eval_users"] == list(split.eval_users)
 
 
+@pytest.mark.parametrize("seed", [0, 3])
+def test_the_server_can_train_on_exactly_the_central_source_users(data_dir, seed):
+    """source-eval-users-fraction = central's source_eval_fraction: the server's windows are those
+    `fedlanhar train --source uci` trains on for the seed; 0 (the default) keeps every source user."""
+    from server.cloud import load_source
+
+    central = load_pair(central_config("default", source="uci", target="dsads_torso", seed=seed), data_dir)
+    matched = load_source(real_config(data_dir, seed=seed, source_eval_users_fraction=0.2))
+    assert np.array_equal(matched.X, central["source_train"].X)
+    assert matched.labels() == central["source_train"].labels()
+    every_user = load_source(real_config(data_dir, seed=seed))
+    assert set(every_user.user.tolist()) == set(matched.user.tolist()) | set(
+        central["source_val"].user.tolist()
+    )
+
+
+def test_a_source_eval_users_fraction_out_of_range_or_without_real_source_is_named():
+    with pytest.raises(ConfigError, match="'source-eval-users-fraction' must be in \\[0, 1\\), got 1.0"):
+        FederationConfig.from_run_config({"source-eval-users-fraction": 1.0})
+    with pytest.raises(ConfigError, match="'source-eval-users-fraction' applies to a real source"):
+        FederationConfig.from_run_config({"source-eval-users-fraction": 0.2, "source": "synthetic"})
+
+
 def test_eight_dsads_clients_are_four_trainers_and_four_evaluators(data_dir):
     config = real_config(data_dir)
     split = held_out_user_split("dsads_torso", config)

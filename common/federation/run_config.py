@@ -66,6 +66,11 @@ class FederationConfig:
     # on source and target windows together. 0 = the server only pre-trains. Not with DP (its update is not
     # clipped).
     server_train_epochs: int = 0
+    # Share of a real source's users the server leaves out of its training, drawn as the central run draws
+    # its source validation users (split_by_user, same seed): 0.2 = central's source_eval_fraction, so the
+    # server trains on exactly the users `fedlanhar train` trains on (a like-for-like comparison). 0 = every
+    # source user trains.
+    source_eval_users_fraction: float = 0.0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
@@ -238,6 +243,10 @@ class FederationConfig:
             fail("client-eval", f"must be one of {CLIENT_EVALS}, got '{self.client_eval}'")
         if not 0.0 < self.eval_users_fraction < 1.0:
             fail("eval-users-fraction", f"must be in (0, 1), got {self.eval_users_fraction}")
+        if not 0.0 <= self.source_eval_users_fraction < 1.0:
+            fail("source-eval-users-fraction", f"must be in [0, 1), got {self.source_eval_users_fraction}")
+        if self.source_eval_users_fraction > 0 and self.source == "synthetic":
+            fail("source-eval-users-fraction", "applies to a real source data set, not 'synthetic'")
         if not 0.0 < self.client_eval_fraction < 1.0:
             fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
         if not 0.0 < self.fraction_train <= 1.0:

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# Federated (8 dsads_torso clients by user; the held-out users' clients only evaluate) vs central, same
-# source, target users, stage-1 text space and stage-2 defaults. Run from the repository root:
+# Federated (8 dsads_torso clients by user; the held-out users' clients only evaluate) vs central, trained
+# alike: the same source users (the server leaves out central's source validation users), target users,
+# stage-1 text space, stage-2 settings and order (central-federation-order.toml: source first, then target).
+# Central runs on 1 torch thread, as each matrix worker and each simulated client does. From the repository
+# root:
 #   bash docs/results/federated-vs-central/compare.sh OUT [TEXT_SPACE_CACHE] [SEED]
 # Central trains first (stage 1 reused from the cache when it holds it); the federation loads its text encoder.
 # SEED (default 0) draws the held-out users of both runs alike, and everything else each run draws.
@@ -11,14 +14,16 @@ SEED=${3:-0}
 DATA_DIR=${FEDLANHAR_DATA_DIR:-../shared/data}
 mkdir -p "$OUT"
 start=$(date +%s)
-.venv/bin/fedlanhar train --data-dir "$DATA_DIR" --source uci --target dsads_torso --budget default \
+OMP_NUM_THREADS=1 .venv/bin/fedlanhar train --data-dir "$DATA_DIR" --source uci --target dsads_torso \
+    --budget default --config docs/results/federated-vs-central/central-federation-order.toml \
     --seed "$SEED" --out "$OUT/central" --text-space-cache "$CACHE"
-.venv/bin/fedlanhar evaluate --data-dir "$DATA_DIR" --model "$OUT/central" --target dsads_torso \
+OMP_NUM_THREADS=1 .venv/bin/fedlanhar evaluate --data-dir "$DATA_DIR" --model "$OUT/central" --target dsads_torso \
     --seed "$SEED" --out "$OUT/central/eval"
 echo "central: $(( $(date +%s) - start )) s"
 cp configs/federated-real.toml "$OUT/federated.toml"
 echo "text-encoder-path = \"$OUT/central/text_encoder\"" >> "$OUT/federated.toml"
 echo "seed = $SEED" >> "$OUT/federated.toml"
+echo "source-eval-users-fraction = 0.2" >> "$OUT/federated.toml"  # central's source_eval_fraction
 start=$(date +%s)
 NUM_CLIENTS=8 FEDLANHAR_OUT="$OUT/federated" bash scripts/run.sh "$OUT/federated.toml"
 echo "federated: $(( $(date +%s) - start )) s"
