@@ -50,9 +50,9 @@ log = logging.getLogger("fedlanhar")
 # In a model directory: the mean sensor embedding of the target's unlabeled stage-2 windows
 # (CentralConfig.zero_shot_centering).
 TARGET_CENTROID_FILE = "target_centroid.npy"
-STAGE2_SCHEDULES = ("joint", "source-then-target")
-# Added to the seed of the target phase of the source-then-target schedule: its shuffles and dropout draws
-# are not a replay of the source phase's.
+STAGE2_SCHEDULES = ("joint", "source-then-target", "source-then-joint")
+# Added to the seed of the second phase of a two-phase stage 2: its shuffles and dropout draws are not a
+# replay of the source phase's.
 TARGET_PHASE_SEED_OFFSET = 7919
 
 
@@ -110,6 +110,9 @@ class CentralConfig:
     # run train alike: stage2_epochs on the labeled source windows alone (the server's pre-training), then
     # stage2_target_epochs on the unlabeled target windows alone (the clients' rounds; the real-data
     # federation runs 5 rounds x 3 local epochs = 15), each phase with a fresh optimiser as a round has.
+    # "source-then-joint": the same, but the second phase keeps the source windows beside the target ones
+    # (the federation with server-train-epochs), so adapting to the target device does not unlearn the
+    # source's label-anchored alignment.
     stage2_schedule: str = "joint"
     stage2_target_epochs: int = 15
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
@@ -402,11 +405,12 @@ def train_central(
             known_labels=known_labels,
         )
     else:
-        stage2 = _train_source_then_target(
+        stage2 = _train_source_first(
             sensor_encoder,
             windows,
             targets,
             len(splits["source_train"]),
+            config.stage2_schedule == "source-then-joint",
             sensor_config,
             config.stage2_target_epochs,
             bank.embeddings,
@@ -466,22 +470,24 @@ def train_central(
     return metrics
 
 
-def _train_source_then_target(
+def _train_source_first(
     sensor_encoder: SensorEncoder,
     windows: np.ndarray,
     targets: np.ndarray,
     n_source: int,
+    keep_source: bool,
     sensor_config: SensorTrainConfig,
     target_epochs: int,
     label_embeddings: np.ndarray,
     known_labels: np.ndarray | None,
     progress: bool,
 ) -> dict:
-    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the rest (target)."""
+    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the rest (target),
+    with the source rows beside them when `keep_source`."""
     phases = {
         "source_phase": (slice(0, n_source), sensor_config),
         "target_phase": (
-            slice(n_source, len(windows)),
+            slice(0 if keep_source else n_source, len(windows)),
             dataclasses.replace(
                 sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
             ),

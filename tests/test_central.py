@@ -184,7 +184,7 @@ def test_a_budget_caps_the_open_pool_by_whole_recordings_without_its_labels(data
     assert (_cap_recordings(scrambled, cap, config.seed).X == _cap_recordings(full, cap, config.seed).X).all()
 
 
-def test_source_then_target_trains_the_source_rows_then_the_target_rows_and_ends_on_the_target() -> None:
+def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_the_target() -> None:
     """The federation's order in one process: the first n_source rows alone, then the rest alone. The target
     rows here carry the same windows with their targets permuted, so the model can only end aligned with
     the target rows' targets if they trained last, and only with those rows."""
@@ -192,7 +192,7 @@ def test_source_then_target_trains_the_source_rows_then_the_target_rows_and_ends
 
     from common.method.train import SensorTrainConfig
     from common.models.sensor_encoder import SensorEncoder, encode_windows
-    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_then_target
+    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_first
 
     X, Z, y = synthetic_stage2()
     prototypes = Z[[0, len(X) // 3, -1]]
@@ -202,7 +202,7 @@ def test_source_then_target_trains_the_source_rows_then_the_target_rows_and_ends
     model = SensorEncoder(SMALL)
     config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
 
-    history = _train_source_then_target(model, windows, targets, len(X), config, 8, prototypes, None, False)
+    history = _train_source_first(model, windows, targets, len(X), False, config, 8, prototypes, None, False)
 
     source, target = history["source_phase"], history["target_phase"]
     assert source["num_examples"] == len(X) and target["num_examples"] == len(X)
@@ -210,6 +210,14 @@ def test_source_then_target_trains_the_source_rows_then_the_target_rows_and_ends
     assert source["config"]["seed"] == 3 and target["config"]["seed"] == 3 + TARGET_PHASE_SEED_OFFSET
     predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
     assert np.mean(predicted == y) > 0.9
+
+    # source-then-joint: the second phase reads the source rows too (here both halves' 72 windows).
+    kept = _train_source_first(
+        SensorEncoder(SMALL), windows, targets, len(X), True, config, 2, prototypes, None, False
+    )
+    assert kept["source_phase"]["num_examples"] == len(X) and kept["target_phase"]["num_examples"] == 2 * len(
+        X
+    )
 
 
 def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:

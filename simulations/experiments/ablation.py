@@ -31,6 +31,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
     source_then_target  stage 2 in the federation's order: the source windows alone (the server's
                       pre-training), then the unlabeled target windows alone for stage2_target_epochs (the
                       clients' rounds), instead of the two shuffled together
+    source_then_joint   the same, with the source windows kept beside the target windows in the second
+                      phase (the federation with server-train-epochs)
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -116,6 +118,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "source_then_target": (
         "stage 2 on the source windows, then on the target windows (the federation's order)",
         {"regeneration": True, "stage2_schedule": "source-then-target"},
+    ),
+    "source_then_joint": (
+        "stage 2 on the source windows, then on the source and target windows together",
+        {"regeneration": True, "stage2_schedule": "source-then-joint"},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
