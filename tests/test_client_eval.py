@@ -100,6 +100,19 @@ def test_the_server_can_train_on_exactly_the_central_source_users(data_dir, seed
     )
 
 
+def test_a_source_that_is_also_a_client_set_keeps_its_own_split_and_refuses_a_second(data_dir):
+    """In a mixed federation the source's held-out users are clients: which of its users the server trains
+    on is decided there, so asking for central's source split as well is refused, naming the key."""
+    from server.cloud import load_source
+
+    mixed = real_config(data_dir, clients_data="uci,dsads_torso", clients_per_user=1)
+    held_out = held_out_user_split("uci", mixed)
+    assert set(load_source(mixed).user.tolist()) == set(held_out.train_users)
+    both = dataclasses.replace(mixed, source_eval_users_fraction=0.2)
+    with pytest.raises(ValueError, match="'source-eval-users-fraction': source 'uci' is also a client"):
+        load_source(both)
+
+
 def test_a_source_eval_users_fraction_out_of_range_or_without_real_source_is_named():
     with pytest.raises(ConfigError, match="'source-eval-users-fraction' must be in \\[0, 1\\), got 1.0"):
         FederationConfig.from_run_config({"source-eval-users-fraction": 1.0})
