@@ -215,9 +215,8 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
     kept = _train_source_first(
         SensorEncoder(SMALL), windows, targets, len(X), True, config, 2, prototypes, None, False
     )
-    assert kept["source_phase"]["num_examples"] == len(X) and kept["target_phase"]["num_examples"] == 2 * len(
-        X
-    )
+    assert kept["source_phase"]["num_examples"] == len(X)
+    assert kept["target_phase"]["num_examples"] == 2 * len(X)
 
 
 def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
