@@ -8,6 +8,7 @@ only ever scores the held-out users.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -40,7 +41,13 @@ from common.method.lanhar import (
     regenerate_interpretations,
     train_text_space,
 )
-from common.method.train import SensorTrainConfig, TextTrainConfig, train_sensor_encoder
+from common.method.train import (
+    SensorTrainConfig,
+    TextTrainConfig,
+    average_state_dicts,
+    train_sensor_encoder,
+    train_sensor_epochs,
+)
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, sensor_input
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank, embedding_centroid
@@ -50,7 +57,7 @@ log = logging.getLogger("fedlanhar")
 # In a model directory: the mean sensor embedding of the target's unlabeled stage-2 windows
 # (CentralConfig.zero_shot_centering).
 TARGET_CENTROID_FILE = "target_centroid.npy"
-STAGE2_SCHEDULES = ("joint", "source-then-target", "source-then-joint")
+STAGE2_SCHEDULES = ("joint", "source-then-target", "source-then-joint", "source-then-target-fedavg")
 # Added to the seed of the second phase of a two-phase stage 2: its shuffles and dropout draws are not a
 # replay of the source phase's.
 TARGET_PHASE_SEED_OFFSET = 7919
@@ -113,8 +120,12 @@ class CentralConfig:
     # "source-then-joint": the same, but the second phase keeps the source windows beside the target ones
     # (the federation with server-train-epochs), so adapting to the target device does not unlearn the
     # source's label-anchored alignment.
+    # "source-then-target-fedavg": the target phase as the federation runs it, FedAvg over the target's
+    # training users in stage2_target_rounds rounds of stage2_target_epochs / rounds local epochs each: the
+    # central run of the federation's own settings (docs/results/federated-vs-central).
     stage2_schedule: str = "joint"
     stage2_target_epochs: int = 15
+    stage2_target_rounds: int = 5
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
     # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
@@ -145,6 +156,11 @@ class CentralConfig:
             )
         if self.stage2_target_epochs < 1:
             raise DataError(f"stage2_target_epochs must be >= 1, got {self.stage2_target_epochs}")
+        if self.stage2_target_rounds < 1 or self.stage2_target_epochs % self.stage2_target_rounds:
+            raise DataError(
+                f"stage2_target_rounds must be >= 1 and divide stage2_target_epochs "
+                f"({self.stage2_target_epochs}), got {self.stage2_target_rounds}"
+            )
         if self.simple_prompt and self.interpreter != "rules":
             raise DataError(
                 f"simple_prompt is implemented for the rules interpreter, not '{self.interpreter}'"
@@ -410,12 +426,14 @@ def train_central(
             windows,
             targets,
             len(splits["source_train"]),
-            config.stage2_schedule == "source-then-joint",
+            config.stage2_schedule,
             sensor_config,
             config.stage2_target_epochs,
             bank.embeddings,
             known_labels,
             progress,
+            target_users=splits["target_train"].user,
+            target_rounds=config.stage2_target_rounds,
         )
     t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
 
@@ -475,37 +493,111 @@ def _train_source_first(
     windows: np.ndarray,
     targets: np.ndarray,
     n_source: int,
-    keep_source: bool,
+    schedule: str,
     sensor_config: SensorTrainConfig,
     target_epochs: int,
     label_embeddings: np.ndarray,
     known_labels: np.ndarray | None,
     progress: bool,
+    target_users: np.ndarray | None = None,
+    target_rounds: int = 1,
 ) -> dict:
-    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the rest (target),
-    with the source rows beside them when `keep_source`."""
-    phases = {
-        "source_phase": (slice(0, n_source), sensor_config),
-        "target_phase": (
-            slice(0 if keep_source else n_source, len(windows)),
-            dataclasses.replace(
-                sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
-            ),
-        ),
-    }
-    history = {}
-    for name, (rows, phase_config) in phases.items():
-        phase = train_sensor_encoder(
+    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the target rows.
+
+    `schedule` (CentralConfig.stage2_schedule): "source-then-target" trains the target rows alone,
+    "source-then-joint" with the source rows beside them, and "source-then-target-fedavg" runs the target
+    phase as FedAvg over `target_users` (the user of each target row) in `target_rounds` rounds
+    (`_train_by_user_average`).
+    """
+    target_config = dataclasses.replace(
+        sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
+    )
+    source_phase = train_sensor_encoder(
+        sensor_encoder,
+        windows[:n_source],
+        targets[:n_source],
+        sensor_config,
+        progress=progress,
+        label_embeddings=label_embeddings,
+        known_labels=None if known_labels is None else known_labels[:n_source],
+    )
+    history = {"source_phase": _summarise_history(source_phase)}
+    if schedule == "source-then-target-fedavg":
+        if target_users is None or len(target_users) != len(windows) - n_source:
+            raise ValueError("source-then-target-fedavg needs the user of every target row (target_users)")
+        history["target_phase"] = _train_by_user_average(
             sensor_encoder,
-            windows[rows],
-            targets[rows],
-            phase_config,
-            progress=progress,
-            label_embeddings=label_embeddings,
-            known_labels=None if known_labels is None else known_labels[rows],
+            windows[n_source:],
+            targets[n_source:],
+            target_users,
+            target_config,
+            target_rounds,
+            label_embeddings,
+            None if known_labels is None else known_labels[n_source:],
         )
-        history[name] = _summarise_history(phase)
+        return history
+    rows = slice(0 if schedule == "source-then-joint" else n_source, len(windows))
+    target_phase = train_sensor_encoder(
+        sensor_encoder,
+        windows[rows],
+        targets[rows],
+        target_config,
+        progress=progress,
+        label_embeddings=label_embeddings,
+        known_labels=None if known_labels is None else known_labels[rows],
+    )
+    history["target_phase"] = _summarise_history(target_phase)
     return history
+
+
+def _train_by_user_average(
+    sensor_encoder: SensorEncoder,
+    windows: np.ndarray,
+    targets: np.ndarray,
+    users: np.ndarray,
+    config: SensorTrainConfig,
+    rounds: int,
+    label_embeddings: np.ndarray,
+    known_labels: np.ndarray | None,
+) -> dict:
+    """The real-data federation's rounds in one process, in place on `sensor_encoder`.
+
+    Each of `rounds` rounds gives every user a copy of the model, trains it for config.epochs / rounds
+    epochs on that user's rows alone (`train_sensor_epochs`, a client's local update, with a fresh
+    optimiser) and replaces the model by the copies' mean weighted by window count (FedAvg). Every user
+    trains in every round, as the federation's training clients do (fraction-train 1).
+    """
+    if config.epochs % rounds:
+        raise DataError(
+            f"stage2_target_epochs ({config.epochs}) must be a multiple of stage2_target_rounds ({rounds})"
+        )
+    local_config = dataclasses.replace(config, epochs=config.epochs // rounds)
+    user_ids = np.unique(users)
+    history: dict = {"rounds": rounds, "local_epochs": local_config.epochs, "users": len(user_ids)}
+    history |= {"num_examples": len(windows), "loss": [], "config": dataclasses.asdict(local_config)}
+    started = time.perf_counter()
+    for round_index in range(rounds):
+        states, sizes, losses = [], [], []
+        for user_index, user in enumerate(user_ids):
+            rows = np.flatnonzero(users == user)
+            local = copy.deepcopy(sensor_encoder)
+            local_history = train_sensor_epochs(
+                local,
+                windows[rows],
+                targets[rows],
+                local_config,
+                seed=config.seed + 1000 * round_index + user_index,
+                label_embeddings=label_embeddings,
+                known_labels=None if known_labels is None else known_labels[rows],
+            )
+            states.append(local.state_dict())
+            sizes.append(len(rows))
+            losses.append(local_history["loss"])
+        sensor_encoder.load_state_dict(average_state_dicts(states, sizes))
+        history["loss"].append(float(np.average(losses, weights=sizes)))
+    sensor_encoder.eval()
+    history["seconds"] = time.perf_counter() - started
+    return _summarise_history(history)
 
 
 def evaluate_central(

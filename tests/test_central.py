@@ -202,7 +202,9 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
     model = SensorEncoder(SMALL)
     config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
 
-    history = _train_source_first(model, windows, targets, len(X), False, config, 8, prototypes, None, False)
+    history = _train_source_first(
+        model, windows, targets, len(X), "source-then-target", config, 8, prototypes, None, False
+    )
 
     source, target = history["source_phase"], history["target_phase"]
     assert source["num_examples"] == len(X) and target["num_examples"] == len(X)
@@ -213,7 +215,16 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
 
     # source-then-joint: the second phase reads the source rows too (here both halves' 72 windows).
     kept = _train_source_first(
-        SensorEncoder(SMALL), windows, targets, len(X), True, config, 2, prototypes, None, False
+        SensorEncoder(SMALL),
+        windows,
+        targets,
+        len(X),
+        "source-then-joint",
+        config,
+        2,
+        prototypes,
+        None,
+        False,
     )
     assert kept["source_phase"]["num_examples"] == len(X)
     assert kept["target_phase"]["num_examples"] == 2 * len(X)
@@ -226,3 +237,98 @@ def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
         central_config("small", stage2_schedule="target-first")
     with pytest.raises(DataError, match="stage2_target_epochs must be >= 1, got 0"):
         central_config("small", stage2_target_epochs=0)
+    with pytest.raises(
+        DataError, match=r"stage2_target_rounds must be >= 1 and divide stage2_target_epochs \(15\), got 4"
+    ):
+        central_config("small", stage2_target_rounds=4)
+
+
+def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_round() -> None:
+    """The federation's target phase in one process: the target rows (permuted targets, as in the test
+    above) split between two users of unequal size; after 3 rounds of per-user copies averaged, the model is
+    aligned with the target rows' targets, so the averaged copies learned them."""
+    from test_train import SMALL, synthetic_stage2
+
+    from common.method.train import SensorTrainConfig
+    from common.models.sensor_encoder import SensorEncoder, encode_windows
+    from simulations.central import _train_source_first
+
+    X, Z, y = synthetic_stage2()
+    prototypes = Z[[0, len(X) // 3, -1]]
+    swapped = prototypes[[1, 2, 0]]
+    windows, targets = np.concatenate([X, X]), np.concatenate([Z, swapped[y]])
+    users = np.where(np.arange(len(X)) % 3 == 0, 7, 11)  # user 7 holds a third of the target rows
+    torch.manual_seed(0)
+    model = SensorEncoder(SMALL)
+    config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
+
+    history = _train_source_first(
+        model,
+        windows,
+        targets,
+        len(X),
+        "source-then-target-fedavg",
+        config,
+        9,
+        prototypes,
+        None,
+        False,
+        target_users=users,
+        target_rounds=3,
+    )
+
+    target = history["target_phase"]
+    assert (target["rounds"], target["local_epochs"], target["users"]) == (3, 3, 2)
+    assert target["num_examples"] == len(X) and target["loss"]["n"] == 3
+    predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+    with pytest.raises(ValueError, match="needs the user of every target row"):
+        _train_source_first(
+            SensorEncoder(SMALL),
+            windows,
+            targets,
+            len(X),
+            "source-then-target-fedavg",
+            config,
+            9,
+            prototypes,
+            None,
+            False,
+            target_users=users[:-1],
+            target_rounds=3,
+        )
+
+
+def test_fedavg_target_phase_with_one_user_and_one_round_is_the_plain_target_phase() -> None:
+    """One client, one round: FedAvg's mean is that client's model, and a client's local update is central
+    stage 2's loss with the same seed, so the two schedules give the same weights."""
+    from test_train import SMALL, synthetic_stage2
+
+    from common.method.train import SensorTrainConfig
+    from common.models.sensor_encoder import SensorEncoder
+    from simulations.central import _train_source_first
+
+    X, Z, _ = synthetic_stage2(n_per_class=8)
+    windows, targets = np.concatenate([X, X[::-1]]), np.concatenate([Z, Z[::-1]])
+    config = SensorTrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=5)
+    models = []
+    for schedule in ("source-then-target", "source-then-target-fedavg"):
+        torch.manual_seed(0)
+        model = SensorEncoder(SMALL)
+        _train_source_first(
+            model,
+            windows,
+            targets,
+            len(X),
+            schedule,
+            config,
+            3,
+            Z[:3],
+            None,
+            False,
+            target_users=np.zeros(len(X), dtype=int),
+            target_rounds=1,
+        )
+        models.append(model.state_dict())
+    for key, value in models[0].items():
+        torch.testing.assert_close(models[1][key], value, rtol=0, atol=1e-6)

@@ -486,6 +486,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "closed_target_pool",
         "source_then_target",
         "source_then_joint",
+        "source_then_target_fedavg",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -530,6 +531,8 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["full"]["config"]["stage2_schedule"] == "joint"
     assert by_variant["source_then_target"]["stage1_reused"]
     assert by_variant["source_then_joint"]["config"]["stage2_schedule"] == "source-then-joint"
+    fedavg = by_variant["source_then_target_fedavg"]["config"]
+    assert fedavg["stage2_schedule"] == "source-then-target-fedavg" and fedavg["stage2_target_rounds"] == 5
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

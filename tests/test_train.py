@@ -459,3 +459,32 @@ def test_sensor_training_rejects_mismatched_targets() -> None:
         train_sensor_epochs(model, X[:, :60], Z, SensorTrainConfig())
     with pytest.raises(ValueError, match="pass both X_val and Z_val"):
         train_sensor_encoder(model, X, Z, SensorTrainConfig(epochs=1), progress=False, X_val=X)
+
+
+def test_average_state_dicts_is_the_window_weighted_mean_key_by_key() -> None:
+    from common.method.train import average_state_dicts
+
+    a = {"w": torch.tensor([1.0, 2.0]), "b": torch.tensor(0.0)}
+    b = {"w": torch.tensor([5.0, -2.0]), "b": torch.tensor(4.0)}
+    averaged = average_state_dicts([a, b], [30, 10])  # 3 : 1, as window counts
+    torch.testing.assert_close(averaged["w"], torch.tensor([2.0, 1.0]))
+    torch.testing.assert_close(averaged["b"], torch.tensor(1.0))
+    # One model is its own mean.
+    model = SensorEncoder(SMALL)
+    alone = average_state_dicts([model.state_dict()], [7])
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(alone[key], value)
+
+
+def test_average_state_dicts_names_what_does_not_fit() -> None:
+    from common.method.train import average_state_dicts
+
+    state = {"w": torch.ones(2)}
+    with pytest.raises(ValueError, match="2 states for 1 weights"):
+        average_state_dicts([state, state], [1])
+    with pytest.raises(ValueError, match="positive sum"):
+        average_state_dicts([state, state], [0, 0])
+    with pytest.raises(ValueError, match="state 1 has other keys"):
+        average_state_dicts([state, {"v": torch.ones(2)}], [1, 1])
+    with pytest.raises(ValueError, match="'step' is torch.int64, not floating point"):
+        average_state_dicts([{"step": torch.tensor(3)}], [1])

@@ -11,6 +11,7 @@ embeddings are given and `distill_weight` > 0) the distillation of the text path
 last iterate (`_WeightAverage`).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
+`average_state_dicts` is FedAvg's aggregate, for running the federation's rounds in one process.
 
 Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 costs seconds, so the loop
 trains on distinct (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
@@ -790,3 +791,33 @@ def train_sensor_epochs(
         "averaged_epochs": averaged_epochs,
         "seconds": time.perf_counter() - started,
     }
+
+
+def average_state_dicts(
+    states: Sequence[Mapping[str, Tensor]], weights: Sequence[float]
+) -> dict[str, Tensor]:
+    """The weighted mean of models' weights, key by key: FedAvg's aggregate (weights: window counts).
+
+    Central stage 2 uses it to run the federation's rounds in one process (simulations/central.py); the
+    federation itself aggregates with Flower's FedAvg. Every state must hold the same floating-point keys
+    and shapes.
+    """
+    if not states or len(states) != len(weights):
+        raise ValueError(f"average_state_dicts: {len(states)} states for {len(weights)} weights")
+    if any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(
+            f"average_state_dicts: weights must be >= 0 with a positive sum, got {list(weights)}"
+        )
+    keys = list(states[0])
+    for i, state in enumerate(states[1:], start=1):
+        if list(state) != keys:
+            raise ValueError(f"average_state_dicts: state {i} has other keys than state 0")
+    total = float(sum(weights))
+    averaged = {}
+    for key in keys:
+        if not states[0][key].is_floating_point():
+            raise ValueError(f"average_state_dicts: '{key}' is {states[0][key].dtype}, not floating point")
+        averaged[key] = sum(
+            state[key].detach() * (w / total) for state, w in zip(states, weights, strict=True)
+        )
+    return averaged

@@ -33,6 +33,8 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       clients' rounds), instead of the two shuffled together
     source_then_joint   the same, with the source windows kept beside the target windows in the second
                       phase (the federation with server-train-epochs)
+    source_then_target_fedavg  the source windows alone, then the target phase as the federation runs it:
+                      FedAvg over the target's training users, stage2_target_rounds rounds
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -122,6 +124,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "source_then_joint": (
         "stage 2 on the source windows, then on the source and target windows together",
         {"regeneration": True, "stage2_schedule": "source-then-joint"},
+    ),
+    "source_then_target_fedavg": (
+        "stage 2 on the source windows, then FedAvg rounds over the target users (one-process federation)",
+        {"regeneration": True, "stage2_schedule": "source-then-target-fedavg"},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted

@@ -2,7 +2,8 @@
 # Federated (8 dsads_torso clients by user; the held-out users' clients only evaluate) vs central, trained
 # alike: the same source users (the server leaves out central's source validation users), target users,
 # stage-1 text space, stage-2 settings (batch 64 on both sides) and order (central-federation-order.toml:
-# source first, then target).
+# source first, then target). A second central run (central-fedavg.toml) also trains the target phase as the
+# federation does: 5 rounds of per-user copies averaged (FedAvg in one process).
 # Central runs on 1 torch thread, as each matrix worker and each simulated client does. From the repository
 # root:
 #   bash docs/results/federated-vs-central/compare.sh OUT [TEXT_SPACE_CACHE] [SEED]
@@ -21,6 +22,13 @@ OMP_NUM_THREADS=1 .venv/bin/fedlanhar train --data-dir "$DATA_DIR" --source uci 
 OMP_NUM_THREADS=1 .venv/bin/fedlanhar evaluate --data-dir "$DATA_DIR" --model "$OUT/central" --target dsads_torso \
     --seed "$SEED" --out "$OUT/central/eval"
 echo "central: $(( $(date +%s) - start )) s"
+start=$(date +%s)
+OMP_NUM_THREADS=1 .venv/bin/fedlanhar train --data-dir "$DATA_DIR" --source uci --target dsads_torso \
+    --budget default --config docs/results/federated-vs-central/central-fedavg.toml \
+    --seed "$SEED" --out "$OUT/central-fedavg" --text-space-cache "$CACHE"
+OMP_NUM_THREADS=1 .venv/bin/fedlanhar evaluate --data-dir "$DATA_DIR" --model "$OUT/central-fedavg" \
+    --target dsads_torso --seed "$SEED" --out "$OUT/central-fedavg/eval"
+echo "central, FedAvg target phase: $(( $(date +%s) - start )) s"
 cp configs/federated-real.toml "$OUT/federated.toml"
 echo "text-encoder-path = \"$OUT/central/text_encoder\"" >> "$OUT/federated.toml"
 echo "seed = $SEED" >> "$OUT/federated.toml"
