@@ -95,3 +95,34 @@ def test_every_stage2_setting_reaches_the_one_sensor_train_config():
     assert train.target_bank is True and train.text_similarity_targets is False
     other = FederationConfig.from_run_config({"text-similarity-targets": True}).sensor_train_config(1, 0)
     assert other.text_similarity_targets is True and other.target_bank is False
+
+
+@pytest.mark.parametrize("name", ["federated-real.toml", "federated-mixed.toml"])
+def test_shipped_federation_configs_are_valid_run_configs(name: str):
+    shipped = tomllib.loads((PYPROJECT.parent / "configs" / name).read_text())
+    # scripts/run.sh adds the two absolute paths.
+    config = FederationConfig.from_run_config(shipped | {"data-dir": "/data", "out-dir": "/runs/x"})
+    assert config.num_server_rounds == shipped["num-server-rounds"]
+
+
+def test_real_data_federation_trains_like_the_central_run_it_is_compared_with():
+    """configs/federated-real.toml against CentralConfig's defaults and the central FedAvg reference
+    (docs/results/federated-vs-central): the same source users, batch, epochs and rounds."""
+    from simulations.central import CentralConfig, central_config
+
+    shipped = tomllib.loads((PYPROJECT.parent / "configs" / "federated-real.toml").read_text())
+    config = FederationConfig.from_run_config(shipped | {"data-dir": "/data", "out-dir": "/runs/x"})
+    reference_file = PYPROJECT.parent / "docs/results/federated-vs-central/central-fedavg.toml"
+    central = central_config("default", reference_file)
+    assert (config.source, config.clients_data) == (central.source, central.target) == ("uci", "dsads_torso")
+    assert (
+        config.source_eval_users_fraction
+        == central.source_eval_fraction
+        == CentralConfig.source_eval_fraction
+    )
+    assert config.batch_size == central.stage2_batch_size
+    assert config.learning_rate == central.stage2_lr and config.temperature == central.temperature
+    assert config.server_pretrain_epochs == central.stage2_epochs
+    assert config.num_server_rounds == central.stage2_target_rounds
+    assert config.num_server_rounds * config.local_epochs == central.stage2_target_epochs
+    assert config.strategy == "fedavg" and config.server_train_epochs == 0

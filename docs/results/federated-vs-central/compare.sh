@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Federated (8 dsads_torso clients by user; the held-out users' clients only evaluate) vs central, trained
-# alike: the same source users (the server leaves out central's source validation users), target users,
+# Federated (configs/federated-real.toml: 8 dsads_torso clients by user; the held-out users' clients only
+# evaluate) vs central, trained alike: the same source users (the config's source-eval-users-fraction leaves
+# out central's source validation users), target users,
 # stage-1 text space, stage-2 settings (batch 64 on both sides) and order (central-federation-order.toml:
 # source first, then target). A second central run (central-fedavg.toml) also trains the target phase as the
 # federation does: 5 rounds of per-user copies averaged (FedAvg in one process).
@@ -32,8 +33,6 @@ echo "central, FedAvg target phase: $(( $(date +%s) - start )) s"
 cp configs/federated-real.toml "$OUT/federated.toml"
 echo "text-encoder-path = \"$OUT/central/text_encoder\"" >> "$OUT/federated.toml"
 echo "seed = $SEED" >> "$OUT/federated.toml"
-echo "source-eval-users-fraction = 0.2" >> "$OUT/federated.toml"  # central's source_eval_fraction
-echo "batch-size = 64" >> "$OUT/federated.toml"  # central's stage2_batch_size (the run config's default is 32)
 start=$(date +%s)
 NUM_CLIENTS=8 FEDLANHAR_OUT="$OUT/federated" bash scripts/run.sh "$OUT/federated.toml"
 echo "federated: $(( $(date +%s) - start )) s"
