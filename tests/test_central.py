@@ -262,29 +262,9 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
     model = SensorEncoder(SMALL)
     config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
 
-    history = _train_source_first(
-        model,
-        windows,
-        targets,
-        len(X),
-        "source-then-target-fedavg",
-        config,
-        9,
-        prototypes,
-        None,
-        False,
-        target_users=users,
-        target_rounds=3,
-    )
-
-    target = history["target_phase"]
-    assert (target["rounds"], target["local_epochs"], target["users"]) == (3, 3, 2)
-    assert target["num_examples"] == len(X) and target["loss"]["n"] == 3
-    predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
-    assert np.mean(predicted == y) > 0.9
-    with pytest.raises(ValueError, match="needs the user of every target row"):
-        _train_source_first(
-            SensorEncoder(SMALL),
+    def fedavg(model: SensorEncoder, target_users: np.ndarray) -> dict:
+        return _train_source_first(
+            model,
             windows,
             targets,
             len(X),
@@ -294,9 +274,19 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
             prototypes,
             None,
             False,
-            target_users=users[:-1],
+            target_users=target_users,
             target_rounds=3,
         )
+
+    history = fedavg(model, users)
+
+    target = history["target_phase"]
+    assert (target["rounds"], target["local_epochs"], target["users"]) == (3, 3, 2)
+    assert target["num_examples"] == len(X) and target["loss"]["n"] == 3
+    predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
+    assert np.mean(predicted == y) > 0.9
+    with pytest.raises(ValueError, match="needs the user of every target row"):
+        fedavg(SensorEncoder(SMALL), users[:-1])
 
 
 def test_fedavg_target_phase_with_one_user_and_one_round_is_the_plain_target_phase() -> None:
