@@ -15,11 +15,13 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
@@ -567,19 +569,19 @@ def _train_by_user_average(
     optimiser) and replaces the model by the copies' mean weighted by window count (FedAvg). Every user
     trains in every round, as the federation's training clients do (fraction-train 1).
     """
-    if config.epochs % rounds:
-        raise DataError(
-            f"stage2_target_epochs ({config.epochs}) must be a multiple of stage2_target_rounds ({rounds})"
-        )
+    # CentralConfig checks that `rounds` divides config.epochs (stage2_target_rounds).
     local_config = dataclasses.replace(config, epochs=config.epochs // rounds)
     user_ids = np.unique(users)
+    user_rows = [np.flatnonzero(users == user) for user in user_ids]
+    sizes = [len(rows) for rows in user_rows]
     history: dict = {"rounds": rounds, "local_epochs": local_config.epochs, "users": len(user_ids)}
     history |= {"num_examples": len(windows), "loss": [], "config": dataclasses.asdict(local_config)}
     started = time.perf_counter()
-    for round_index in range(rounds):
-        states, sizes, losses = [], [], []
-        for user_index, user in enumerate(user_ids):
-            rows = np.flatnonzero(users == user)
+    losses: list[float] = []  # each user's mean loss in the current round
+
+    def trained_copies(round_index: int) -> Iterator[dict[str, Tensor]]:
+        # One user's copy at a time: average_state_dicts adds it to its running sum before the next trains.
+        for user_index, rows in enumerate(user_rows):
             local = copy.deepcopy(sensor_encoder)
             local_history = train_sensor_epochs(
                 local,
@@ -590,10 +592,12 @@ def _train_by_user_average(
                 label_embeddings=label_embeddings,
                 known_labels=None if known_labels is None else known_labels[rows],
             )
-            states.append(local.state_dict())
-            sizes.append(len(rows))
             losses.append(local_history["loss"])
-        sensor_encoder.load_state_dict(average_state_dicts(states, sizes))
+            yield local.state_dict()
+
+    for round_index in range(rounds):
+        losses.clear()
+        sensor_encoder.load_state_dict(average_state_dicts(trained_copies(round_index), sizes))
         history["loss"].append(float(np.average(losses, weights=sizes)))
     sensor_encoder.eval()
     history["seconds"] = time.perf_counter() - started

@@ -469,6 +469,9 @@ def test_average_state_dicts_is_the_window_weighted_mean_key_by_key() -> None:
     averaged = average_state_dicts([a, b], [30, 10])  # 3 : 1, as window counts
     torch.testing.assert_close(averaged["w"], torch.tensor([2.0, 1.0]))
     torch.testing.assert_close(averaged["b"], torch.tensor(1.0))
+    # A generator is read one state at a time and gives the same mean as the list, bit for bit.
+    streamed = average_state_dicts((state for state in (a, b)), [30, 10])
+    assert all(torch.equal(streamed[key], averaged[key]) for key in averaged)
     # One model is its own mean.
     model = SensorEncoder(SMALL)
     alone = average_state_dicts([model.state_dict()], [7])
@@ -480,8 +483,10 @@ def test_average_state_dicts_names_what_does_not_fit() -> None:
     from common.method.train import average_state_dicts
 
     state = {"w": torch.ones(2)}
-    with pytest.raises(ValueError, match="2 states for 1 weights"):
+    with pytest.raises(ValueError, match="more states than the 1 weights"):
         average_state_dicts([state, state], [1])
+    with pytest.raises(ValueError, match="1 states for 2 weights"):
+        average_state_dicts(iter([state]), [1, 1])
     with pytest.raises(ValueError, match="positive sum"):
         average_state_dicts([state, state], [0, 0])
     with pytest.raises(ValueError, match="state 1 has other keys"):

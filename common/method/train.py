@@ -26,7 +26,7 @@ import copy
 import math
 import random
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -794,30 +794,35 @@ def train_sensor_epochs(
 
 
 def average_state_dicts(
-    states: Sequence[Mapping[str, Tensor]], weights: Sequence[float]
+    states: Iterable[Mapping[str, Tensor]], weights: Sequence[float]
 ) -> dict[str, Tensor]:
     """The weighted mean of models' weights, key by key: FedAvg's aggregate (weights: window counts).
 
     Central stage 2 uses it to run the federation's rounds in one process (simulations/central.py); the
-    federation itself aggregates with Flower's FedAvg. Every state must hold the same floating-point keys
-    and shapes.
+    federation itself aggregates with Flower's FedAvg. `states` is consumed one at a time into a running
+    sum, so a generator that trains each model on demand holds one state besides the sum, not all of them.
+    Every state must hold the same floating-point keys and shapes.
     """
-    if not states or len(states) != len(weights):
-        raise ValueError(f"average_state_dicts: {len(states)} states for {len(weights)} weights")
-    if any(w < 0 for w in weights) or sum(weights) <= 0:
-        raise ValueError(
-            f"average_state_dicts: weights must be >= 0 with a positive sum, got {list(weights)}"
-        )
-    keys = list(states[0])
-    for i, state in enumerate(states[1:], start=1):
-        if list(state) != keys:
-            raise ValueError(f"average_state_dicts: state {i} has other keys than state 0")
-    total = float(sum(weights))
-    averaged = {}
-    for key in keys:
-        if not states[0][key].is_floating_point():
-            raise ValueError(f"average_state_dicts: '{key}' is {states[0][key].dtype}, not floating point")
-        averaged[key] = sum(
-            state[key].detach() * (w / total) for state, w in zip(states, weights, strict=True)
-        )
+    weights = [float(w) for w in weights]
+    if not weights or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise ValueError(f"average_state_dicts: weights must be >= 0 with a positive sum, got {weights}")
+    total = sum(weights)
+    averaged: dict[str, Tensor] = {}
+    count = 0
+    for count, state in enumerate(states, start=1):
+        if count > len(weights):
+            raise ValueError(f"average_state_dicts: more states than the {len(weights)} weights")
+        if count == 1:
+            for key, value in state.items():
+                if not value.is_floating_point():
+                    raise ValueError(f"average_state_dicts: '{key}' is {value.dtype}, not floating point")
+        elif list(state) != list(averaged):
+            raise ValueError(f"average_state_dicts: state {count - 1} has other keys than state 0")
+        share = weights[count - 1] / total
+        for key, value in state.items():
+            term = value.detach() * share
+            # The first term is copied, not summed onto zero: the same result as sum() over all states.
+            averaged[key] = term if count == 1 else averaged[key] + term
+    if count != len(weights):
+        raise ValueError(f"average_state_dicts: {count} states for {len(weights)} weights")
     return averaged
