@@ -41,6 +41,7 @@ from common.method.lanhar import (
     interpret_windows,
     label_bank,
     regenerate_interpretations,
+    to_walking_frame,
     train_text_space,
 )
 from common.method.train import (
@@ -141,6 +142,13 @@ class CentralConfig:
     # windows sit, is removed before the nearest label is taken. The centroid is measured on stage 2's
     # unlabeled target windows. Off: a switch with its own row in the matrix report, which scores both ways.
     zero_shot_centering: bool = False
+    # Every data set's windows turned into each wearer's walking frame (common/data/posture.py, no label
+    # read): the rules interpreter then words the body segment's inclination from its walking posture, the
+    # label descriptions say how each activity inclines trunk and thigh (configs/label_knowledge.toml), and
+    # the sensor encoder's analysis token reads it (SensorEncoderConfig.walking_frame). The gravity frame
+    # makes sitting, standing and lying read alike; this gives the posture back without depending on how
+    # the device is mounted (docs/results/posture-inclination). Off: a switch with an ablation row.
+    walking_frame: bool = False
     temperature: float = 0.07
     # Where the models run: "auto" (CUDA when present), "cpu", "cuda" or "cuda:N" (common/base/device.py).
     # Not part of what a result depends on beyond floating-point noise, so stage-1 reuse ignores it.
@@ -166,6 +174,15 @@ class CentralConfig:
         if self.simple_prompt and self.interpreter != "rules":
             raise DataError(
                 f"simple_prompt is implemented for the rules interpreter, not '{self.interpreter}'"
+            )
+        if self.walking_frame and (
+            self.interpreter != "rules" or self.simple_prompt or self.stage2_rotation_deg != 0
+        ):
+            raise DataError(
+                "walking_frame is implemented for the rules interpreter with its standard categories and no "
+                "rotation augmentation (a rotation would move the walking frame): got interpreter "
+                f"'{self.interpreter}', simple_prompt={self.simple_prompt}, "
+                f"stage2_rotation_deg={self.stage2_rotation_deg}"
             )
 
     def resolved(self) -> dict:
@@ -221,12 +238,15 @@ def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderC
         analysis_token=config.sensor_analysis_token,
         trunk_equivalent=config.sensor_trunk_equivalent,
         acc_level=config.sensor_acc_level,
+        walking_frame=config.walking_frame,
     )
 
 
 def central_interpreter(config: CentralConfig) -> Interpreter:
     if config.simple_prompt:
         return make_interpreter(config.interpreter, categories=SIMPLE_CATEGORIES)
+    if config.walking_frame:
+        return make_interpreter(config.interpreter, inclination=True)
     return make_interpreter(config.interpreter)
 
 
@@ -267,6 +287,8 @@ def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
     """
     source = rename_labels(load_dataset(config.source, data_dir), config.merge_labels)
     target = rename_labels(load_dataset(config.target, data_dir), config.merge_labels)
+    if config.walking_frame:  # each user's reference from all of the user's windows, before any selection
+        source, target = to_walking_frame(source), to_walking_frame(target)
     activities = [a for a in config.activities if a in source.label_names and a in target.label_names]
     if len(activities) < 2:
         raise DataError(
@@ -459,6 +481,7 @@ def train_central(
         "activities": activities,
         "merge_labels": config.merge_labels,
         "simple_prompt": config.simple_prompt,
+        "walking_frame": config.walking_frame,
         "source_train_users": sorted(set(splits["source_train"].user.tolist())),
         "source_val_users": sorted(set(splits["source_val"].user.tolist())),
         "target_train_users": sorted(set(splits["target_train"].user.tolist())),
@@ -642,6 +665,8 @@ def evaluate_central(
         evaluated_on = f"source validation users {split['source_val_users']} of '{target}'"
     else:
         evaluated_on = f"all windows of '{target}' (never seen in training)"
+    if split.get("walking_frame", False):  # read as the model was trained: each user's walking frame
+        data = to_walking_frame(data)
     missing = [a for a in new_activities if a not in data.label_names]
     if missing:
         raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
@@ -661,8 +686,11 @@ def evaluate_central(
         centroid = None  # an older model directory: scored as trained, without the other scoring
     scoring = {True: centroid, False: None}  # the centroid to score with, by whether scores are centred
 
-    if split.get("simple_prompt", False):  # the text path must read the texts the model was trained on
+    # The text path must read the texts the model was trained on.
+    if split.get("simple_prompt", False):
         interpreter = make_interpreter(interpreter_kind, categories=SIMPLE_CATEGORIES)
+    elif split.get("walking_frame", False):
+        interpreter = make_interpreter(interpreter_kind, inclination=True)
     else:
         interpreter = make_interpreter(interpreter_kind)
     unseen = [a for a in new_activities if a not in descriptions]

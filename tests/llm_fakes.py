@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from common.language.prompts import ANSWER_BEGIN, ANSWER_END, SENSOR_VOCABULARY
+from common.language.prompts import ANSWER_BEGIN, ANSWER_END, SENSOR_VOCABULARY, STANDARD_CATEGORIES
 
 BEHAVIOURS = ("ok", "malformed", "429", "500", "401", "timeout", "hold")
 MALFORMED_TEXT = "I think the person is probably walking, or maybe sitting. Hard to say!"
@@ -35,8 +35,8 @@ def well_formed_answer(prompt: str) -> str:
     """A parseable sensor answer whose phrases depend (deterministically) on the prompt."""
     digest = hashlib.sha256(prompt.encode("utf-8")).digest()
     lines = [
-        f"{category}: {phrases[digest[i] % len(phrases)]}"
-        for i, (category, phrases) in enumerate(SENSOR_VOCABULARY.items())
+        f"{category}: {SENSOR_VOCABULARY[category][digest[i] % len(SENSOR_VOCABULARY[category])]}"
+        for i, category in enumerate(STANDARD_CATEGORIES)
     ]
     return "Let me look at the numbers first.\n" + "\n".join([ANSWER_BEGIN, *lines, ANSWER_END])
 

@@ -10,7 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from simulations.central import _cap_recordings, central_config, load_pair
+from common.data.errors import DataError
+from simulations.central import (
+    _cap_recordings,
+    central_config,
+    central_interpreter,
+    load_pair,
+    sensor_encoder_config,
+)
 from simulations.cli import main as fedlanhar
 
 NEW = "running on treadmill,cycling on exercise bike (horizontal),jumping,lying on back"
@@ -231,8 +238,6 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
 
 
 def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
-    from common.data.errors import DataError
-
     with pytest.raises(DataError, match="stage2_schedule must be one of .*'target-first'"):
         central_config("small", stage2_schedule="target-first")
     with pytest.raises(DataError, match="stage2_target_epochs must be >= 1, got 0"):
@@ -322,3 +327,13 @@ def test_fedavg_target_phase_with_one_user_and_one_round_is_the_plain_target_pha
         models.append(model.state_dict())
     for key, value in models[0].items():
         torch.testing.assert_close(models[1][key], value, rtol=0, atol=1e-6)
+
+
+def test_the_walking_frame_needs_the_rules_interpreter_and_no_rotation_augmentation() -> None:
+    with pytest.raises(DataError, match="walking_frame is implemented for the rules interpreter"):
+        central_config("small", walking_frame=True, interpreter="openai")
+    with pytest.raises(DataError, match="stage2_rotation_deg=30"):
+        central_config("small", walking_frame=True, stage2_rotation_deg=30)
+    config = central_config("small", walking_frame=True)
+    assert sensor_encoder_config(config, 384).walking_frame
+    assert central_interpreter(config).categories[-1] == "body inclination"

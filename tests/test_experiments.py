@@ -16,7 +16,7 @@ from common.data.features import analyze_windows
 from common.data.label_spaces import rename_labels
 from common.data.loading import dataset_labels, save_windowset
 from common.data.windows import WindowSet
-from common.language.prompts import SENSOR_VOCABULARY, SensorContext
+from common.language.prompts import STANDARD_CATEGORIES, SensorContext
 from common.language.rules import SIMPLE_CATEGORIES, RulesInterpreter
 from simulations.baselines import NLS_BASE_TEMPLATE, NLS_TEMPLATES, nls_sentences
 from simulations.central import central_config, central_interpreter, text_train_config
@@ -249,7 +249,7 @@ def test_simple_prompt_reports_only_amplitude_and_periodicity() -> None:
     context = SensorContext(20.0, "waist", "phone", ["walking", "sitting"])
     full = RulesInterpreter().interpret(features, context)
     simple = RulesInterpreter(categories=SIMPLE_CATEGORIES).interpret(features, context)
-    assert all(_categories(text) == set(SENSOR_VOCABULARY) for text in full)  # default unchanged
+    assert all(_categories(text) == set(STANDARD_CATEGORIES) for text in full)  # default unchanged
     assert all(_categories(text) == set(SIMPLE_CATEGORIES) for text in simple)
     assert simple[0] != simple[-1]  # still tells still from moving
     careful = RulesInterpreter(categories=SIMPLE_CATEGORIES).reinterpret(features, simple, context)
@@ -487,6 +487,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "source_then_target",
         "source_then_joint",
         "source_then_target_fedavg",
+        "walking_frame",
     ]
     variants = f"variants = {names}\n".replace("'", '"')
     results, report, _ = _run("ablation", tmp_path, data_dir, "uci:dsads_torso", variants)
@@ -533,6 +534,16 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["source_then_joint"]["config"]["stage2_schedule"] == "source-then-joint"
     fedavg = by_variant["source_then_target_fedavg"]["config"]
     assert fedavg["stage2_schedule"] == "source-then-target-fedavg" and fedavg["stage2_target_rounds"] == 5
+    # The walking frame changes the texts (an inclination category and sentence), so stage 1 trains anew.
+    walking = by_variant["walking_frame"]
+    assert (
+        walking["config"]["walking_frame"] is True and by_variant["full"]["config"]["walking_frame"] is False
+    )
+    assert not walking["stage1_reused"]
+    assert (
+        walking["distinct_interpretations"]["source"]
+        > by_variant["full"]["distinct_interpretations"]["source"]
+    )
     summary = results["summary"]["device_frame"]
     assert summary["worst_pair"] == "uci→dsads-t" and 0.0 <= summary["worst_pair_accuracy"] <= 1.0
     assert "worst pair acc." in report and "Largest loss of `full`" in report

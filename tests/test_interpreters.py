@@ -13,6 +13,7 @@ from common.language.interpreter import Interpreter
 from common.language.knowledge import describe_label
 from common.language.prompts import (
     SENSOR_VOCABULARY,
+    STANDARD_CATEGORIES,
     SensorContext,
     format_interpretation,
     parse_sensor_answer,
@@ -89,7 +90,7 @@ def test_interpretations_are_canonical_and_deterministic() -> None:
     assert texts == rules.interpret(features, WAIST)
     for text in texts:
         parsed = _phrases(text)
-        assert set(parsed) == set(SENSOR_VOCABULARY)
+        assert set(parsed) == set(STANDARD_CATEGORIES)
         assert all(phrase in SENSOR_VOCABULARY[category] for category, phrase in parsed.items())
         assert format_interpretation(parsed) == text
 
@@ -254,3 +255,42 @@ def test_knowledge_file_errors_name_the_problem(tmp_path) -> None:  # noqa: ANN0
     )
     with pytest.raises(KnowledgeError, match="not found"):
         load_label_knowledge(tmp_path / "missing.toml")
+
+
+def test_inclination_is_reported_only_in_the_walking_frame_and_worded_by_tilt_z() -> None:
+    from common.language.rules import INCLINATION_BINS
+
+    features = analyze_windows(_windows("still", 3, np.random.default_rng(RNG_SEED)))
+    features[:, FEATURE_INDEX["tilt_z"]] = [5.0, INCLINATION_BINS[0] + 1.0, 95.0]
+    standard = RulesInterpreter().interpret(features, WAIST)
+    assert all("body inclination" not in text for text in standard)  # the default texts are unchanged
+    assert RulesInterpreter().categories == STANDARD_CATEGORIES
+    framed = RulesInterpreter(inclination=True).interpret(features, WAIST)
+    phrases = SENSOR_VOCABULARY["body inclination"]
+    assert [text.split("body inclination: ")[1].rstrip(".") for text in framed] == phrases
+    assert [text.split("; body inclination")[0] for text in framed] == [t.rstrip(".") for t in standard]
+    with pytest.raises(ValueError, match="pass no categories"):
+        RulesInterpreter(categories=["periodicity"], inclination=True)
+
+
+def test_rhythmic_movement_is_gait_not_stillness() -> None:
+    from common.language.rules import rhythmic_movement
+
+    rng = np.random.default_rng(RNG_SEED)
+    assert rhythmic_movement(analyze_windows(_windows("gait", 10, rng))).all()
+    assert not rhythmic_movement(analyze_windows(_windows("still", 10, rng))).any()
+    with pytest.raises(ValueError, match="FEATURE_NAMES order"):
+        rhythmic_movement(np.zeros((2, 3)))
+
+
+def test_label_descriptions_carry_the_inclination_in_the_interpreters_words() -> None:
+    sitting = RulesInterpreter(inclination=True).describe_labels(["sitting"], 2)["sitting"]
+    phrases = SENSOR_VOCABULARY["body inclination"]
+    assert all(
+        text.endswith(f"Body inclination: on the trunk {phrases[0]}; on the thigh {phrases[2]}.")
+        for text in sitting
+    )
+    assert RulesInterpreter().describe_labels(["sitting"], 2)["sitting"] == describe_label("sitting", 2)
+    assert "Body inclination" not in describe_label("sitting", 2)[0]
+    # An activity whose posture is left open (sitting or standing) states the trunk only.
+    assert describe_label("eating chips", 1, inclination=True)[0].endswith(f"on the trunk {phrases[0]}.")

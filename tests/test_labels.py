@@ -122,3 +122,18 @@ def test_bad_user_file_is_an_error_naming_the_file(tmp_path: Path, content: str,
 def test_missing_user_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="does not exist"):
         load_vocabulary(tmp_path / "nope.toml")
+
+
+def test_an_inclination_with_an_unknown_segment_or_level_is_named(tmp_path) -> None:
+    from common.language.knowledge import KnowledgeError, load_label_knowledge
+
+    entry = 'general = ["g"]\nsensor = ["s"]\nbody = ["b"]\n'
+    for inclination, problem in (
+        ('{ wrist = "upright" }', r"unknown segments \['wrist'\]"),
+        ('{ trunk = "sideways" }', r"levels \{'trunk': 'sideways'\} are not among"),
+        ('"upright"', "must be a table"),
+    ):
+        path = tmp_path / f"knowledge-{len(problem)}.toml"
+        path.write_text(f'[activities."x"]\ninclination = {inclination}\n{entry}')
+        with pytest.raises(KnowledgeError, match=rf"{path.name}: activities\.'x'\.inclination.*{problem}"):
+            load_label_knowledge(path)

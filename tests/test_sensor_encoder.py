@@ -216,6 +216,14 @@ def test_analysis_token_reads_the_features_its_input_frame_can_see() -> None:
     assert np.all(no_gyro[:, INVARIANT_FEATURES.index("gyro_magnitude_mean")] == 0)
     with pytest.raises(ValueError, match="must have shape"):
         window_analysis(x, acc_only)
+    # In the walking frame the token also reads tilt_z, the segment's inclination from its walking posture.
+    framed = SensorEncoderConfig(**{**SMALL_TOKEN.to_dict(), "walking_frame": True})
+    assert framed.analysis_features == (*INVARIANT_FEATURES, "tilt_z")
+    np.testing.assert_array_equal(window_analysis(x, framed)[:, :-1], analysis)
+    with pytest.raises(
+        ValueError, match="walking_frame .* needs input_frame='gravity' and analysis_token=True"
+    ):
+        SensorEncoderConfig(input_frame="device", analysis_token=True, walking_frame=True)
 
 
 def test_analysis_token_is_one_more_input_and_leaves_the_other_weights_as_they_were() -> None:

@@ -6,6 +6,11 @@ and (3) the body parts involved. The knowledge file stores each aspect in a few 
 the descriptions are their combinations, ordered so that consecutive descriptions differ in every aspect.
 They are the label texts of the offline rules interpreter, and the sensor aspect is part (iii) of the sensor
 prompt. Labels without an entry get template descriptions.
+
+An entry may also say how the activity inclines the trunk and the thigh against the walking posture
+(`inclination = { trunk = "upright", thigh = "horizontal" }`); with `inclination=True` (windows in the
+walking frame, common/data/posture.py) `describe_label` adds it to every description in the words of the
+"body inclination" category.
 """
 
 from __future__ import annotations
@@ -23,7 +28,15 @@ from common.data.toml_files import read_toml
 
 DEFAULT_KNOWLEDGE_PATH = CONFIGS_DIR / "label_knowledge.toml"
 _ASPECTS = ("general", "sensor", "body")
-_ALLOWED_KEYS = {*_ASPECTS, "aliases", "descriptions"}
+_ALLOWED_KEYS = {*_ASPECTS, "aliases", "descriptions", "inclination"}
+# The "body inclination" phrases by the knowledge file's level; prompts.SENSOR_VOCABULARY takes them.
+# Like every sensor phrase they name no activity: the reference is the posture the wearer moves in most.
+INCLINATION_PHRASES: dict[str, str] = {
+    "upright": "upright as in the usual moving posture",
+    "tilted": "tilted from the usual moving posture",
+    "horizontal": "horizontal, far from the usual moving posture",
+}
+INCLINATION_SEGMENTS = ("trunk", "thigh")
 
 
 class KnowledgeError(DataError):
@@ -37,6 +50,7 @@ class ActivityKnowledge:
     label: str
     descriptions: tuple[str, ...]
     summary: str
+    inclination: str = ""  # the inclination sentence, "" when the entry gives none
 
 
 def _key(label: str) -> str:
@@ -75,7 +89,26 @@ def _parse_entry(path: Path, label: str, entry: object) -> ActivityKnowledge:
     if not descriptions:
         raise KnowledgeError(f"{path}: activities.{label!r} needs general/sensor/body lists or descriptions")
     summary = aspects["sensor"][0] if aspects else descriptions[0]
-    return ActivityKnowledge(label=label, descriptions=tuple(descriptions), summary=summary)
+    inclination = _inclination_sentence(path, label, entry.get("inclination"))
+    return ActivityKnowledge(label, tuple(descriptions), summary, inclination)
+
+
+def _inclination_sentence(path: Path, label: str, levels: object) -> str:
+    """The entry's inclination in the "body inclination" words, e.g. "Body inclination: on the trunk upright
+    as when walking; on the thigh horizontal, far from the walking posture." ("" without the field)."""
+    if levels is None:
+        return ""
+    field = f"{path}: activities.{label!r}.inclination"
+    if not isinstance(levels, dict) or not levels:
+        raise KnowledgeError(f'{field} must be a table like {{ trunk = "upright", thigh = "horizontal" }}')
+    unknown = sorted(set(levels) - set(INCLINATION_SEGMENTS))
+    if unknown:
+        raise KnowledgeError(f"{field} has unknown segments {unknown}; known: {list(INCLINATION_SEGMENTS)}")
+    bad = {segment: level for segment, level in levels.items() if level not in INCLINATION_PHRASES}
+    if bad:
+        raise KnowledgeError(f"{field}: levels {bad} are not among {list(INCLINATION_PHRASES)}")
+    parts = [f"on the {s} {INCLINATION_PHRASES[levels[s]]}" for s in INCLINATION_SEGMENTS if s in levels]
+    return "Body inclination: " + "; ".join(parts) + "."
 
 
 @lru_cache(maxsize=8)
@@ -136,14 +169,22 @@ def template_descriptions(label: str, n: int) -> list[str]:
     return [templates[i % len(templates)] for i in range(n)]
 
 
-def describe_label(label: str, n: int, path: str | Path | None = None) -> list[str]:
-    """`n` descriptions of `label` from the knowledge file (cycled when fewer), else template descriptions."""
+def describe_label(
+    label: str, n: int, path: str | Path | None = None, inclination: bool = False
+) -> list[str]:
+    """`n` descriptions of `label` from the knowledge file (cycled when fewer), else template descriptions.
+
+    `inclination`: each description ends with the entry's inclination sentence, if it has one.
+    """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     entry = _find(label, path)
     if entry is None:
         return template_descriptions(label, n)
-    return [entry.descriptions[i % len(entry.descriptions)] for i in range(n)]
+    descriptions = [entry.descriptions[i % len(entry.descriptions)] for i in range(n)]
+    if inclination and entry.inclination:
+        descriptions = [f"{description} {entry.inclination}" for description in descriptions]
+    return descriptions
 
 
 def has_knowledge(label: str, path: str | Path | None = None) -> bool:

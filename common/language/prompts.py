@@ -8,8 +8,8 @@ Sensor prompt (LanHAR section 3.3.1), four parts:
   (i)   data introduction: columns, units, real sampling rate, body position, device, candidate activities;
   (ii)  data analysis: the computed signal features (common/data/features.py), rounded, as reasoning material;
   (iii) knowledge: typical accelerometer and gyroscope patterns of the candidates (common.language.knowledge);
-  (iv)  task: for each category of `SENSOR_VOCABULARY` pick the fitting pattern phrase (or add a new one) and
-        answer in a fixed format between the `BEGIN` and `END` markers.
+  (iv)  task: for each of the `STANDARD_CATEGORIES` of `SENSOR_VOCABULARY` pick the fitting pattern phrase (or
+        add a new one) and answer in a fixed format between the `BEGIN` and `END` markers.
 The answer is parsed by `parse_sensor_answer` and turned into the one canonical text used downstream by
 `format_interpretation`; the rules interpreter produces exactly the same kind of text.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.data.features import FEATURE_UNITS
-from common.language.knowledge import activity_knowledge
+from common.language.knowledge import INCLINATION_PHRASES, activity_knowledge
 
 PROMPT_VERSION = "lanhar-v1"
 
@@ -87,8 +87,15 @@ SENSOR_VOCABULARY: dict[str, list[str]] = {
         "pronounced tilting",
         "posture changing during the window",
     ],
+    # The body segment's inclination from its wearer's walking posture: only for windows turned into their
+    # wearer's walking frame (common/data/posture.py, CentralConfig.walking_frame), where it can be measured.
+    "body inclination": list(INCLINATION_PHRASES.values()),
 }
 SENSOR_CATEGORIES: tuple[str, ...] = tuple(SENSOR_VOCABULARY)
+# The categories every interpreter reports and a language model is asked for. "body inclination" is left out:
+# a window's device axes say nothing about the segment's inclination until it is in the walking frame, and
+# then only the rules interpreter words it (RulesInterpreter(inclination=True)).
+STANDARD_CATEGORIES: tuple[str, ...] = tuple(c for c in SENSOR_CATEGORIES if c != "body inclination")
 
 # What each category is about; shown to the model in the task part.
 CATEGORY_HINTS: dict[str, str] = {
@@ -193,7 +200,8 @@ def _task_introduction(has_gyro: bool, rule_scales: str = "") -> str:
         "the data best. If none fits, write a short new phrase of your own in the same style. Describe the "
         "signal pattern only; do not name an activity.",
     ]
-    for category, phrases in SENSOR_VOCABULARY.items():
+    for category in STANDARD_CATEGORIES:
+        phrases = SENSOR_VOCABULARY[category]
         lines.append(f"- {category} ({CATEGORY_HINTS[category]}): [{', '.join(phrases)}]")
     # The rules interpreter's scale, so that model answers and rule-based texts mean the same thing. The
     # caller passes it in (common.language.rules.describe_rule_scales): the rules build on this module.
@@ -201,7 +209,7 @@ def _task_introduction(has_gyro: bool, rule_scales: str = "") -> str:
         lines.append(rule_scales)
     if not has_gyro:
         lines.append("The gyroscope is missing, so answer 'rotation: rotation not measured'.")
-    example = "\n".join(f"{category}: {phrases[0]}" for category, phrases in SENSOR_VOCABULARY.items())
+    example = "\n".join(f"{category}: {SENSOR_VOCABULARY[category][0]}" for category in STANDARD_CATEGORIES)
     lines += [
         "Think it through first if you like, then give the final answer as one line per category in the form "
         f"'category: phrase', between a line '{ANSWER_BEGIN}' and a line '{ANSWER_END}'. Example of the "
@@ -277,7 +285,7 @@ def render_label_prompt(label: str, variant: int = 0) -> str:
     style = _LABEL_VARIANT_STYLES[variant % len(_LABEL_VARIANT_STYLES)]
     if variant >= len(_LABEL_VARIANT_STYLES):
         style += f" This is description number {variant + 1}; do not repeat earlier wordings."
-    vocabulary = "; ".join(f"{c}: {', '.join(p)}" for c, p in SENSOR_VOCABULARY.items())
+    vocabulary = "; ".join(f"{c}: {', '.join(SENSOR_VOCABULARY[c])}" for c in STANDARD_CATEGORIES)
     return (
         f"Describe the human activity '{label}' in one paragraph of three to five sentences covering three "
         "aspects:\n"
@@ -351,12 +359,12 @@ def parse_sensor_answer(text: str) -> dict[str, str]:
         if category is None or not phrase:
             continue
         parsed.setdefault(category, phrase)
-    required = (len(SENSOR_CATEGORIES) + 1) // 2
+    required = (len(STANDARD_CATEGORIES) + 1) // 2
     if len(parsed) < required:
-        missing = [c for c in SENSOR_CATEGORIES if c not in parsed]
+        missing = [c for c in STANDARD_CATEGORIES if c not in parsed]
         raise AnswerFormatError(
-            f"the answer names {len(parsed)} of {len(SENSOR_CATEGORIES)} categories, at least {required} are "
-            f"required; missing: {', '.join(missing)}. Expected one 'category: phrase' line per category "
+            f"the answer names {len(parsed)} of {len(STANDARD_CATEGORIES)} categories, at least {required} "
+            f"are required; missing: {', '.join(missing)}. Expected one 'category: phrase' line per category "
             f"between {ANSWER_BEGIN} and {ANSWER_END}."
         )
     return parsed

@@ -16,12 +16,18 @@ import numpy as np
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES
 from common.data.placement import SWING_FACTORS, placement_group
 from common.language.knowledge import describe_label
-from common.language.prompts import SENSOR_VOCABULARY, SensorContext, format_interpretation
+from common.language.prompts import (
+    SENSOR_VOCABULARY,
+    STANDARD_CATEGORIES,
+    SensorContext,
+    format_interpretation,
+)
 
 __all__ = [
     "SIMPLE_CATEGORIES",
     "RulesInterpreter",
     "describe_rule_scales",
+    "rhythmic_movement",
 ]
 
 
@@ -42,6 +48,10 @@ IRREGULAR = 0.45  # autocorrelation peak below which a movement has no rhythm wo
 FLAT_VERTICAL = 0.15  # m/s^2 std of the vertical acceleration; below this its shape is noise
 POSTURE_CHANGE = 25.0  # deg (after the swing factor) between the half-window gravity directions
 NEAR_THRESHOLD = 0.15  # relative distance to a threshold within which the careful pass re-decides
+# Inclination from the walking posture (deg, tilt_z in the walking frame): round numbers fixed before any
+# measurement. A trunk sitting or standing stays within ~20 deg of its walking posture, a thigh on a seat is
+# near horizontal (60-90 deg), and lying turns every segment by about 90 deg.
+INCLINATION_BINS = (30.0, 60.0)
 
 # The rules analogue of the paper's "simple prompt" (ablation w/o IGP): only how strongly and how regularly
 # the body moves, none of the designed analysis of rhythm, vertical motion, impacts, shape, rotation, posture.
@@ -247,7 +257,38 @@ RULES: tuple[CategoryRule, ...] = (
             ),
         ),
     ),
+    CategoryRule(
+        "body inclination",
+        quantity="tilt_z [deg] in the walking frame",
+        # Only meaningful for windows turned into their wearer's walking frame (common/data/posture.py):
+        # there +z is the segment's walking posture and tilt_z the angle of gravity from it.
+        value=lambda c: c["tilt_z"],
+        thresholds=INCLINATION_BINS,
+        bin_phrases=tuple(SENSOR_VOCABULARY["body inclination"]),
+    ),
 )
+
+
+def _thresholds(category: str) -> tuple[float, ...]:
+    return next(rule.thresholds for rule in RULES if rule.category == category)
+
+
+def rhythmic_movement(features: np.ndarray) -> np.ndarray:
+    """Windows this interpreter words as rhythmic movement, read without labels: bool [N].
+
+    At least moderate acceleration change with at least a moderately regular periodic pattern: walking,
+    stairs, running and the like on any placement, and pedalling or rowing on a limb. Their most common
+    gravity direction is the wearer's walking posture (common/data/posture.py `walking_references`).
+    """
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+        raise ValueError(
+            f"features must have shape [N, {len(FEATURE_NAMES)}] (FEATURE_NAMES order), got {features.shape}"
+        )
+    moderate = _thresholds("amplitude change")[1]
+    return (features[:, FEATURE_INDEX["acc_mag_std"]] >= moderate) & (
+        features[:, FEATURE_INDEX["autocorrelation_peak"]] >= IRREGULAR
+    )
 
 
 def describe_rule_scales() -> str:
@@ -264,6 +305,8 @@ def describe_rule_scales() -> str:
         f"{leg['horizontal']:g}: a limb swings more than the trunk in the same movement."
     ]
     for rule in RULES:
+        if rule.category not in STANDARD_CATEGORIES:
+            continue  # a language model is not asked for it (prompts.STANDARD_CATEGORIES)
         steps = [rule.bin_phrases[0]]
         steps += [
             f"{threshold:g} {phrase}"
@@ -289,10 +332,20 @@ class RulesInterpreter:
         self,
         swing_factors: dict[str, dict[str, float]] | None = None,
         categories: Sequence[str] | None = None,
+        inclination: bool = False,
     ) -> None:
-        """`categories`: the SENSOR_VOCABULARY categories the texts report (None: all of them, the default;
-        SIMPLE_CATEGORIES: the simple-prompt ablation)."""
-        self.categories = tuple(SENSOR_VOCABULARY) if categories is None else tuple(categories)
+        """`categories`: the SENSOR_VOCABULARY categories the texts report (None: STANDARD_CATEGORIES, the
+        default; SIMPLE_CATEGORIES: the simple-prompt ablation). `inclination`: the windows are in their
+        wearer's walking frame (common/data/posture.py), so the texts also report "body inclination" and
+        the label descriptions the segments' inclination (knowledge.describe_label)."""
+        if inclination and categories is not None:
+            raise ValueError(
+                "inclination adds 'body inclination' to the standard categories; pass no categories"
+            )
+        self.inclination = inclination
+        if categories is None:
+            categories = (*STANDARD_CATEGORIES, "body inclination") if inclination else STANDARD_CATEGORIES
+        self.categories = tuple(categories)
         unknown_categories = [c for c in self.categories if c not in SENSOR_VOCABULARY]
         if unknown_categories or not self.categories:
             raise ValueError(
@@ -335,7 +388,7 @@ class RulesInterpreter:
         return self._texts(features, context, careful=True)
 
     def describe_labels(self, labels: Sequence[str], n: int) -> dict[str, list[str]]:
-        return {label: describe_label(label, n) for label in labels}
+        return {label: describe_label(label, n, inclination=self.inclination) for label in labels}
 
     def phrase_indices(
         self, features: np.ndarray, context: SensorContext, careful: bool = False

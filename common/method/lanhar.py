@@ -4,6 +4,9 @@
 2. text space: label descriptions + stage-1 training of the text encoder on the labeled source
 3. targets: Z = text encoder(interpretations), the sensor encoder's regression targets (stage 2)
 4. label bank: label-description embeddings averaged into one prototype per label
+
+`to_walking_frame` turns a data set's windows into each wearer's walking frame (CentralConfig.walking_frame),
+so that the rules interpreter and the sensor encoder can read the body segment's inclination.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import numpy as np
 
 from common.data.features import analyze_windows
 from common.data.labels import LabelVocabulary
+from common.data.posture import walking_frame
 from common.data.windows import WindowSet
 from common.language.interpreter import Interpreter
 from common.language.prompts import SensorContext
 from common.language.regeneration import RegenerationConfig, RegenerationReport, regenerate
+from common.language.rules import rhythmic_movement
 from common.method.train import TextTrainConfig, train_text_encoder
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank, build_label_bank
@@ -36,6 +41,17 @@ def sensor_context(ws: WindowSet, candidate_activities: Sequence[str]) -> Sensor
         candidate_activities=list(candidate_activities),
         has_gyro=ws.has_gyro,
     )
+
+
+def to_walking_frame(ws: WindowSet) -> WindowSet:
+    """`ws` with each user's windows turned so that the user's walking posture is the device's +z axis.
+
+    The reference is the most common posture of the windows the rules interpreter words as rhythmic
+    movement (`rhythmic_movement`); no label is read. Rotation-invariant quantities do not change; tilt_z
+    becomes the segment's inclination.
+    """
+    features = analyze_windows(ws.X, sampling_rate=ws.sampling_rate, has_gyro=ws.has_gyro)
+    return walking_frame(ws, features, rhythmic_movement(features))
 
 
 @dataclass

@@ -98,6 +98,10 @@ class SensorEncoderConfig:
     # analysis. False: the |acc| channel minus the window's gravity estimate, and the analysis without those
     # features, so that an accelerometer's gain error (data/features.py) cannot pass for an activity.
     acc_level: bool = True
+    # The windows arrive turned into their wearer's walking frame (common/data/posture.py): the analysis token
+    # also reads tilt_z, there the body segment's inclination from its walking posture, which no
+    # rotation-invariant quantity carries (sitting, standing and lying read alike without it).
+    walking_frame: bool = False
 
     def __post_init__(self) -> None:
         if self.input_channels not in (3, 6):
@@ -119,6 +123,11 @@ class SensorEncoderConfig:
             raise ValueError(
                 "acc_level=False is defined for the gravity frame (the device axes carry the level)"
             )
+        if self.walking_frame and (self.input_frame != "gravity" or not self.analysis_token):
+            raise ValueError(
+                "walking_frame adds the inclination to the analysis token of the gravity frame: it needs "
+                "input_frame='gravity' and analysis_token=True"
+            )
 
     @property
     def num_patches(self) -> int:
@@ -139,9 +148,10 @@ class SensorEncoderConfig:
             return ()
         if self.input_frame == "device":
             return FEATURE_NAMES
-        if self.acc_level:
-            return INVARIANT_FEATURES
-        return tuple(name for name in INVARIANT_FEATURES if name not in ACC_LEVEL_FEATURES)
+        invariant = INVARIANT_FEATURES
+        if not self.acc_level:
+            invariant = tuple(name for name in INVARIANT_FEATURES if name not in ACC_LEVEL_FEATURES)
+        return (*invariant, "tilt_z") if self.walking_frame else invariant
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -35,6 +35,10 @@ Stage-2 variants (issue #11: what closes the gap between the text path and the s
                       phase (the federation with server-train-epochs)
     source_then_target_fedavg  the source windows alone, then the target phase as the federation runs it:
                       FedAvg over the target's training users, stage2_target_rounds rounds
+Language and input:
+    walking_frame     every window turned into its wearer's walking frame: the interpretations and label
+                      descriptions word the body segment's inclination from its walking posture, and the
+                      sensor encoder's analysis token reads it (common/data/posture.py)
 Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
 TEXT_ENCODERS, a Hugging Face name or a model directory).
 """
@@ -128,6 +132,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "source_then_target_fedavg": (
         "stage 2 on the source windows, then FedAvg rounds over the target users (one-process federation)",
         {"regeneration": True, "stage2_schedule": "source-then-target-fedavg"},
+    ),
+    "walking_frame": (
+        "the walking frame: the body segment's inclination in the texts and the analysis token",
+        {"regeneration": True, "walking_frame": True},
     ),
 }
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted

@@ -7,7 +7,7 @@ from common.language.llm.scheduling import Completion
 from common.language.prompts import (
     ANSWER_BEGIN,
     ANSWER_END,
-    SENSOR_CATEGORIES,
+    STANDARD_CATEGORIES,
     AnswerFormatError,
     format_interpretation,
     parse_sensor_answer,
@@ -24,7 +24,7 @@ def render_format_reask(original_prompt: str, answer: str, problem: str) -> str:
     quoted = answer.strip()
     if len(quoted) > _MAX_QUOTED_ANSWER_CHARS:
         quoted = quoted[:_MAX_QUOTED_ANSWER_CHARS] + " ..."
-    lines = "\n".join(f"{category}: <phrase>" for category in SENSOR_CATEGORIES)
+    lines = "\n".join(f"{category}: <phrase>" for category in STANDARD_CATEGORIES)
     return (
         f"{original_prompt}\n\n"
         f"Your previous answer could not be read ({problem}). It was:\n{quoted or '(empty)'}\n\n"
