@@ -6,7 +6,9 @@ Centring (one run per seed scores both ways; the centred scoring is each record'
         docs/results/zero-shot-centring/seed1/results.json
 A training switch (two runs per seed: the default's results.json, then the variant's):
     python docs/results/two_seeds.py runs NAME DEFAULT_SEED0 VARIANT_SEED0 DEFAULT_SEED1 VARIANT_SEED1
-(NAME heads the variant's columns.)
+(NAME heads the variant's columns.) The rule's first step alone, seed 0 (a variant that loses the seed-0
+mean is off, and seed 1 is not run):
+    python docs/results/two_seeds.py seed0 NAME DEFAULT_SEED0 VARIANT_SEED0
 
 The rule (fixed before each variant's runs, in its config): the variant wins the 12-pair accuracy mean at
 both seeds, and on the two-seed mean of each pair it loses no more than 3 points.
@@ -80,6 +82,28 @@ def compare(seeds: list[tuple[Rows, Rows]], variant_name: str) -> None:
     )
 
 
+def first_seed(default: Rows, variant: Rows, variant_name: str) -> None:
+    """The seed-0 table and whether the variant wins the seed-0 mean (the rule's first step)."""
+    print(
+        f"| pair | seed 0: default | {variant_name} | change (points) | new act.: default | {variant_name} |"
+    )
+    print("|---|---|---|---|---|---|")
+    for pair in default:
+        before, after = default[pair], variant[pair]
+        change = 100 * (after["accuracy"] - before["accuracy"])
+        print(
+            f"| {pair} | {before['accuracy']:.3f} | {after['accuracy']:.3f} | {change:+.1f} "
+            f"| {before['new']:.3f} | {after['new']:.3f} |"
+        )
+    for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("new", "new activities")):
+        before, after = (mean([r[key] for r in rows.values()]) for rows in (default, variant))
+        print(f"| mean {name} | {before:.3f} | {after:.3f} | {100 * (after - before):+.1f} | | |")
+    wins = mean([variant[p]["accuracy"] - default[p]["accuracy"] for p in default]) > 0
+    print(
+        f"\nwins the mean at seed 0: {wins}; rule says: {'run seed 1' if wins else 'off (seed 1 not needed)'}"
+    )
+
+
 def main(mode: str, *arguments: str) -> None:
     if mode == "centring" and len(arguments) == 2:
         compare([(scored_as_run(Path(f)), scored_centred(Path(f))) for f in arguments], "centred")
@@ -87,6 +111,9 @@ def main(mode: str, *arguments: str) -> None:
         name, *files = arguments
         rows = [scored_as_run(Path(f)) for f in files]
         compare([(rows[0], rows[1]), (rows[2], rows[3])], name)
+    elif mode == "seed0" and len(arguments) == 3:
+        name, default, variant = arguments
+        first_seed(scored_as_run(Path(default)), scored_as_run(Path(variant)), name)
     else:
         sys.exit(__doc__)
 
