@@ -243,11 +243,16 @@ def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderC
 
 
 def central_interpreter(config: CentralConfig) -> Interpreter:
-    if config.simple_prompt:
-        return make_interpreter(config.interpreter, categories=SIMPLE_CATEGORIES)
-    if config.walking_frame:
-        return make_interpreter(config.interpreter, inclination=True)
-    return make_interpreter(config.interpreter)
+    return _run_interpreter(config.interpreter, config.simple_prompt, config.walking_frame)
+
+
+def _run_interpreter(kind: str, simple_prompt: bool, walking_frame: bool) -> Interpreter:
+    """The interpreter of a run's texts: training and evaluation build it alike from the run's switches."""
+    if simple_prompt:
+        return make_interpreter(kind, categories=SIMPLE_CATEGORIES)
+    if walking_frame:
+        return make_interpreter(kind, inclination=True)
+    return make_interpreter(kind)
 
 
 def _cap_per_class(ws: WindowSet, cap: int, seed: int) -> WindowSet:
@@ -687,12 +692,9 @@ def evaluate_central(
     scoring = {True: centroid, False: None}  # the centroid to score with, by whether scores are centred
 
     # The text path must read the texts the model was trained on.
-    if split.get("simple_prompt", False):
-        interpreter = make_interpreter(interpreter_kind, categories=SIMPLE_CATEGORIES)
-    elif split.get("walking_frame", False):
-        interpreter = make_interpreter(interpreter_kind, inclination=True)
-    else:
-        interpreter = make_interpreter(interpreter_kind)
+    interpreter = _run_interpreter(
+        interpreter_kind, split.get("simple_prompt", False), split.get("walking_frame", False)
+    )
     unseen = [a for a in new_activities if a not in descriptions]
     if unseen:
         descriptions.update(describe_labels(interpreter, unseen, len(next(iter(descriptions.values())))))

@@ -95,7 +95,8 @@ def _parse_entry(path: Path, label: str, entry: object) -> ActivityKnowledge:
 
 def _inclination_sentence(path: Path, label: str, levels: object) -> str:
     """The entry's inclination in the "body inclination" words, e.g. "Body inclination: on the trunk upright
-    as when walking; on the thigh horizontal, far from the walking posture." ("" without the field)."""
+    as in the usual moving posture; on the thigh horizontal, far from the usual moving posture." ("" without
+    the field)."""
     if levels is None:
         return ""
     field = f"{path}: activities.{label!r}.inclination"
