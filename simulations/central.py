@@ -102,6 +102,11 @@ class CentralConfig:
     # Weight of information maximisation on the unlabeled target windows (SensorTrainConfig.im_weight): the
     # sensor encoder's own posterior over the label bank made confident and spread over the labels.
     stage2_im_weight: float = 0.0
+    # Weight of the cross-entropy of the source windows' own labels over the label bank
+    # (SensorTrainConfig.source_label_weight): the server's labels, which the paper's stage 2 never reads,
+    # keep apart the source activities that the words merge. Needs stage2_source_labels. Off: a switch with
+    # an ablation row.
+    stage2_source_label_weight: float = 0.0
     # Share of the last stage-2 epochs whose weights are averaged into the sensor encoder
     # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
     stage2_weight_averaging: float = 0.0
@@ -135,7 +140,8 @@ class CentralConfig:
     sensor_trunk_equivalent: bool = False
     # SensorEncoderConfig.acc_level: False = the encoder does not read the absolute |acc| level (gain errors).
     sensor_acc_level: bool = True
-    # With distillation: the labeled source windows are taught by their own label, not the text path's guess.
+    # The labeled source windows' labels reach stage 2: with distillation they, not the text path's guess,
+    # teach those rows; the source-label term reads them.
     stage2_source_labels: bool = True
     # Zero-shot scoring centred on the target's own mean sensor embedding (common/models/zero_shot.py,
     # LabelBank.scores(centroid=...)): a per-label bias, the label's similarity to where all of the device's
@@ -170,6 +176,12 @@ class CentralConfig:
             raise DataError(
                 f"stage2_target_rounds must be >= 1 and divide stage2_target_epochs "
                 f"({self.stage2_target_epochs}), got {self.stage2_target_rounds}"
+            )
+        if self.stage2_source_label_weight < 0:
+            raise DataError(f"stage2_source_label_weight must be >= 0, got {self.stage2_source_label_weight}")
+        if self.stage2_source_label_weight > 0 and not self.stage2_source_labels:
+            raise DataError(
+                "stage2_source_label_weight > 0 reads the source labels: it needs stage2_source_labels = true"
             )
         if self.simple_prompt and self.interpreter != "rules":
             raise DataError(
@@ -425,6 +437,7 @@ def train_central(
         rotation_jitter_deg=config.stage2_rotation_deg,
         distill_weight=config.stage2_distill_weight,
         im_weight=config.stage2_im_weight,
+        source_label_weight=config.stage2_source_label_weight,
         weight_averaging=config.stage2_weight_averaging,
         text_similarity_targets=config.stage2_text_similarity_targets,
         target_bank=config.stage2_target_bank,

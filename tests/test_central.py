@@ -337,3 +337,11 @@ def test_the_walking_frame_needs_the_rules_interpreter_and_no_rotation_augmentat
     config = central_config("small", walking_frame=True)
     assert sensor_encoder_config(config, 384).walking_frame
     assert central_interpreter(config).categories[-1] == "body inclination"
+
+
+def test_the_source_label_term_needs_the_source_labels() -> None:
+    with pytest.raises(DataError, match="stage2_source_label_weight must be >= 0"):
+        central_config("small", stage2_source_label_weight=-1.0)
+    with pytest.raises(DataError, match="it needs stage2_source_labels = true"):
+        central_config("small", stage2_source_label_weight=1.0, stage2_source_labels=False)
+    assert central_config("small", stage2_source_label_weight=1.0).stage2_source_label_weight == 1.0

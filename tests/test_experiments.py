@@ -478,6 +478,7 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "simple_prompt",
         "device_frame",
         "distillation",
+        "source_labels",
         "no_analysis_token",
         "trunk_equivalent",
         "no_acc_level",
@@ -509,6 +510,9 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["full"]["config"]["sensor_input_frame"] == "gravity"
     assert by_variant["device_frame"]["config"]["sensor_input_frame"] == "device"
     assert by_variant["distillation"]["config"]["stage2_distill_weight"] == 1.0
+    assert by_variant["source_labels"]["config"]["stage2_source_label_weight"] == 1.0
+    assert by_variant["source_labels"]["config"]["stage2_distill_weight"] == 0.0
+    assert by_variant["source_labels"]["stage1_reused"]
     assert by_variant["full"]["config"]["stage2_distill_weight"] == 0.0
     assert by_variant["full"]["config"]["sensor_analysis_token"] is True
     assert by_variant["no_analysis_token"]["config"]["sensor_analysis_token"] is False

@@ -210,11 +210,12 @@ def test_information_maximization_reaches_every_clients_loss(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("infonce_switch", ["text_similarity_targets", "target_bank"])
 def test_stage2_switches_reach_the_servers_pretraining_and_the_clients(tmp_path, infonce_switch):
-    """weight-averaging and one of the two InfoNCE switches in one run (all go through
+    """weight-averaging, the source-label term and one of the two InfoNCE switches in one run (all go through
     FederationConfig.sensor_train_config, tested in test_run_config.py)."""
     config = small_config(
         tmp_path,
         weight_averaging=1.0,
+        source_label_weight=1.0,
         local_epochs=2,
         num_server_rounds=1,
         new_activities="",
@@ -222,6 +223,7 @@ def test_stage2_switches_reach_the_servers_pretraining_and_the_clients(tmp_path,
     )
     metrics = run_in_process(config, num_clients=2)
     assert metrics["config"]["weight-averaging"] == 1.0
+    assert metrics["config"]["source-label-weight"] == 1.0
     assert metrics["config"][infonce_switch.replace("_", "-")] is True
     assert metrics["server_pretrain"]["config"][infonce_switch] is True
     assert metrics["server_pretrain"]["averaged_epochs"] == config.server_pretrain_epochs

@@ -15,6 +15,7 @@ from common.models.losses import (
     LabelPosteriorDistillation,
     ReconstructionLoss,
     SensorAlignmentLoss,
+    SourceLabelCrossEntropy,
     TargetBankInfoNCELoss,
     TextAlignmentLoss,
     TextSimilarityInfoNCELoss,
@@ -450,6 +451,51 @@ def test_sensor_alignment_loss_adds_the_weighted_distillation() -> None:
         LabelPosteriorDistillation()(sensor, text, torch.randn(3, 5))
 
 
+# ----------------------------------------------------------------- stage 2: the source windows' own labels
+
+
+def test_source_label_cross_entropy_reads_only_the_labeled_rows() -> None:
+    labels = torch.eye(3, 4)
+    rows = [[0.0, 1.0, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 5.0, 0.0]]
+    sensor = torch.tensor(rows, requires_grad=True)
+    loss = SourceLabelCrossEntropy(temperature=0.5)
+    result = loss(sensor, labels, known=torch.tensor([1, 2, -1]))
+    # Closed form: logits are cos / T = 2 on the sensor's own label, 0 elsewhere.
+    q = torch.log_softmax(torch.tensor([2.0, 0.0, 0.0]), dim=0)
+    expected = float(-(q[0] + q[1])) / 2  # row 0 right (its logit 2), row 1 wrong (label 2's logit 0)
+    assert result["loss"].item() == pytest.approx(expected, rel=1e-5)
+    assert result["accuracy"].item() == 0.5
+    result["loss"].backward()
+    assert torch.count_nonzero(sensor.grad[2]) == 0  # the unlabeled row is not taught
+    assert torch.count_nonzero(sensor.grad[:2]) > 0
+    nothing_known = loss(sensor, labels, known=torch.tensor([-1, -1, -1]))
+    assert nothing_known["loss"].item() == 0.0 and nothing_known["loss"].requires_grad
+    with pytest.raises(ValueError, match="known must be"):
+        loss(sensor, labels, known=torch.tensor([3, -1, -1]))
+    with pytest.raises(ValueError, match="known must be"):
+        loss(sensor, labels, known=torch.tensor([0, -1]))
+
+
+def test_sensor_alignment_loss_adds_the_weighted_source_label_term() -> None:
+    generator = torch.Generator().manual_seed(0)
+    sensor, text = torch.randn(6, 8, generator=generator), torch.randn(6, 8, generator=generator)
+    labels = torch.randn(3, 8, generator=generator)
+    same = torch.eye(6, dtype=torch.bool)
+    known = torch.tensor([0, 1, 2, -1, -1, -1])
+    plain = SensorAlignmentLoss(0.07)(sensor, text, same, labels, known)
+    assert plain["source_label"].item() == 0.0
+    weighted = SensorAlignmentLoss(0.07, source_label_weight=0.5)(sensor, text, same, labels, known)
+    cross_entropy = SourceLabelCrossEntropy(0.07)(sensor, labels, known)["loss"].item()
+    assert weighted["source_label"].item() == pytest.approx(cross_entropy, rel=1e-6)
+    assert weighted["loss"].item() == pytest.approx(plain["loss"].item() + 0.5 * cross_entropy, rel=1e-5)
+    assert weighted["distill"].item() == 0.0 and weighted["im"].item() == 0.0
+    # Without known labels (a client's windows, a validation pass) there is nothing to read: 0.
+    unlabeled = SensorAlignmentLoss(0.07, source_label_weight=0.5)(sensor, text, same, labels)
+    assert unlabeled["source_label"].item() == 0.0
+    with pytest.raises(ValueError, match="source_label_weight must be >= 0"):
+        SensorAlignmentLoss(0.07, source_label_weight=-1.0)
+
+
 def test_information_maximization_closed_forms() -> None:
     labels = torch.eye(3)
     loss = InformationMaximization(temperature=0.01)
@@ -507,5 +553,5 @@ def test_sensor_alignment_loss_adds_information_maximization_on_unknown_rows() -
         InformationMaximization(0.07)(sensor, labels)["loss"].item()
     )
     assert SensorAlignmentLoss(0.07, im_weight=0.5)(sensor, text, same)["im"].item() == 0.0  # no labels: off
-    with pytest.raises(ValueError, match="im_weight must be >= 0"):
+    with pytest.raises(ValueError, match="im_weight and source_label_weight must be >= 0"):
         SensorAlignmentLoss(0.07, im_weight=-1.0)

@@ -44,6 +44,7 @@ def test_pyproject_declares_every_key_with_its_default():
         ),
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
+        ({"source-label-weight": -1.0}, "'source-label-weight' must be >= 0"),
         ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),
         (
             {"target-bank": True, "text-similarity-targets": True},
@@ -84,6 +85,7 @@ def test_every_stage2_setting_reaches_the_one_sensor_train_config():
             "temperature": 0.1,
             "distill-weight": 0.5,
             "im-weight": 0.25,
+            "source-label-weight": 2.0,
             "weight-averaging": 0.5,
             "target-bank": True,
         }
@@ -92,6 +94,7 @@ def test_every_stage2_setting_reaches_the_one_sensor_train_config():
     assert (train.epochs, train.seed, train.batch_size) == (3, 11, 16)
     assert (train.lr, train.temperature) == (0.001, 0.1)
     assert (train.distill_weight, train.im_weight, train.weight_averaging) == (0.5, 0.25, 0.5)
+    assert train.source_label_weight == 2.0
     assert train.target_bank is True and train.text_similarity_targets is False
     other = FederationConfig.from_run_config({"text-similarity-targets": True}).sensor_train_config(1, 0)
     assert other.text_similarity_targets is True and other.target_bank is False

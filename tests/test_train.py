@@ -302,8 +302,10 @@ def test_sensor_training_with_distillation_matches_the_text_path_labels() -> Non
     assert np.isfinite(result["loss"])
     with pytest.raises(ValueError, match=r"label_embeddings must be \[C >= 2, 16\]"):
         train_sensor_epochs(local, X, Z, SensorTrainConfig(epochs=1), label_embeddings=labels[:, :8])
-    with pytest.raises(ValueError, match="distill_weight and im_weight must be >= 0"):
+    with pytest.raises(ValueError, match="distill_weight, im_weight and source_label_weight must be >= 0"):
         SensorTrainConfig(distill_weight=-0.5)
+    with pytest.raises(ValueError, match="source_label_weight must be >= 0"):
+        SensorTrainConfig(source_label_weight=-0.5)
 
 
 def test_information_maximization_makes_unlabeled_posteriors_confident_and_keeps_them_right() -> None:
@@ -328,7 +330,7 @@ def test_information_maximization_makes_unlabeled_posteriors_confident_and_keeps
         assert np.mean(predicted == y[unlabeled]) > 0.9
         entropies[weight] = posterior_entropy(model)
     assert entropies[1.0] < entropies[0.0]
-    with pytest.raises(ValueError, match="distill_weight and im_weight must be >= 0"):
+    with pytest.raises(ValueError, match="distill_weight, im_weight and source_label_weight must be >= 0"):
         SensorTrainConfig(im_weight=-0.1)
 
 
@@ -386,6 +388,35 @@ def test_known_source_labels_teach_their_rows_even_against_misleading_targets() 
         train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels, known_labels=y[:5])
     with pytest.raises(ValueError, match="need label_embeddings"):
         train_sensor_encoder(model, X, Z, config, progress=False, known_labels=known)
+
+
+def test_source_labels_separate_activities_whose_words_coincide() -> None:
+    """Classes 1 and 2 get the same text target (the words merge them, as a pocket phone words walking and
+    stairs alike). InfoNCE alone cannot tell them apart; the source-label term, reading the labels of the
+    first half of the windows (the server's), separates them, also on the unlabeled second half."""
+    X, Z, y = synthetic_stage2()
+    labels = Z[[0, len(X) // 3, -1]]
+    merged = Z.copy()
+    merged[y == 2] = labels[1]
+    source = np.arange(len(X)) % 2 == 0
+    known = np.where(source, y, -1).astype(np.int64)
+
+    def recall_of_class_2(weight: float) -> tuple[float, float]:
+        torch.manual_seed(0)
+        model = SensorEncoder(SMALL)
+        config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, source_label_weight=weight, seed=0)
+        train_sensor_encoder(
+            model, X, merged, config, progress=False, label_embeddings=labels, known_labels=known
+        )
+        predicted = np.argmax(encode_windows(model, X) @ labels.T, axis=1)
+        return (
+            float(np.mean(predicted[source & (y == 2)] == 2)),
+            float(np.mean(predicted[~source & (y == 2)] == 2)),
+        )
+
+    assert max(recall_of_class_2(0.0)) < 0.2  # merged by the words: read as class 1
+    labeled, unlabeled = recall_of_class_2(1.0)
+    assert labeled > 0.8 and unlabeled > 0.8
 
 
 def test_sensor_training_keeps_the_best_validation_epoch() -> None:

@@ -92,6 +92,10 @@ class FederationConfig:
     # own posterior over the label bank they hold, made confident and spread over the labels; 0 = off). The
     # server's labeled source windows are never in it.
     im_weight: float = 0.0
+    # Weight of the cross-entropy of the server's labeled source windows' own labels over the label bank, in
+    # the server's pre-training and rounds (SensorTrainConfig.source_label_weight; 0 = off). Clients hold no
+    # label, so their local epochs never read it.
+    source_label_weight: float = 0.0
     # Share of the last epochs of every stage-2 run (the server's pre-training, its rounds and each client's
     # local epochs) whose end-of-epoch weights are averaged into the model it returns
     # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
@@ -274,6 +278,8 @@ class FederationConfig:
             fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
         if self.im_weight < 0:
             fail("im-weight", f"must be >= 0, got {self.im_weight}")
+        if self.source_label_weight < 0:
+            fail("source-label-weight", f"must be >= 0, got {self.source_label_weight}")
         if self.target_bank and self.text_similarity_targets:
             fail("target-bank", "and text-similarity-targets are two different InfoNCE terms: choose one")
         if not 0.0 <= self.weight_averaging <= 1.0:
@@ -425,6 +431,7 @@ class FederationConfig:
             temperature=self.temperature,
             distill_weight=self.distill_weight,
             im_weight=self.im_weight,
+            source_label_weight=self.source_label_weight,
             weight_averaging=self.weight_averaging,
             text_similarity_targets=self.text_similarity_targets,
             target_bank=self.target_bank,

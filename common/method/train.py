@@ -5,8 +5,9 @@ near the descriptions of their label, with category-level ranking and a reconstr
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
 Z = g(interpretation of that window) under symmetric InfoNCE (hard targets; with `text_similarity_targets`
 the targets' own similarities; with `target_bank` every distinct target as a candidate), plus (when label
-embeddings are given and `distill_weight` > 0) the distillation of the text path's label posterior and
-(`im_weight` > 0) information maximisation on the unlabeled windows (losses.SensorAlignmentLoss). With
+embeddings are given and `distill_weight` > 0) the distillation of the text path's label posterior,
+(`im_weight` > 0) information maximisation on the unlabeled windows and (`source_label_weight` > 0) the
+cross-entropy of the labeled windows' own labels (losses.SensorAlignmentLoss). With
 `weight_averaging` > 0 both return the mean of the end-of-epoch weights over the last epochs instead of the
 last iterate (`_WeightAverage`).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
@@ -105,6 +106,10 @@ class SensorTrainConfig:
     # own label posterior over the label embeddings made confident and spread over the labels. Used only
     # when the caller passes label embeddings. 0: off.
     im_weight: float = 0.0
+    # Weight of the cross-entropy of the known label on the labeled (source) windows, over the same label
+    # embeddings (losses.SourceLabelCrossEntropy); used only when the caller passes label embeddings and
+    # known labels. 0: off (the paper's stage 2 reads no label).
+    source_label_weight: float = 0.0
     # Share of the epochs, counted from the end, whose end-of-epoch weights are averaged into the returned
     # model (stochastic weight averaging; SWAD for domain shift). Stage 2 runs at a constant learning rate,
     # so the last iterate is one noisy point of the region the optimiser wanders in; the mean of several
@@ -129,10 +134,10 @@ class SensorTrainConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.distill_weight < 0 or self.im_weight < 0:
+        if self.distill_weight < 0 or self.im_weight < 0 or self.source_label_weight < 0:
             raise ValueError(
-                "SensorTrainConfig.distill_weight and im_weight must be >= 0, "
-                f"got {self.distill_weight} and {self.im_weight}"
+                "SensorTrainConfig.distill_weight, im_weight and source_label_weight must be >= 0, "
+                f"got {self.distill_weight}, {self.im_weight} and {self.source_label_weight}"
             )
         if not 0.0 <= self.weight_averaging <= 1.0:
             raise ValueError(
@@ -522,7 +527,11 @@ class _Stage2Inputs:
             label_embeddings=labels_t.to(device) if labels_t is not None else None,
             known=known_t.to(device) if known_t is not None else None,
             criterion=SensorAlignmentLoss(
-                config.temperature, config.distill_weight, config.im_weight, config.text_similarity_targets
+                config.temperature,
+                config.distill_weight,
+                config.im_weight,
+                config.text_similarity_targets,
+                config.source_label_weight,
             ),
             optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
         )
@@ -659,7 +668,8 @@ def train_sensor_encoder(
 
     `label_embeddings` [C, D] (the label bank of the training activities) switch on the distillation term
     when `config.distill_weight` > 0; `known_labels` [N] (row of the bank, -1 = unlabeled) make a labeled
-    source window's own label its teacher instead of the text path's posterior.
+    source window's own label its teacher instead of the text path's posterior, and are what the
+    source-label term (`config.source_label_weight` > 0) reads.
 
     Rows with identical Z (the same interpretation) are positives of each other. With a validation set
     (X_val/Z_val, or `config.val_fraction` of X at random) the weights of the best validation epoch are kept

@@ -13,10 +13,12 @@
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
 - `LabelPosteriorDistillation`: KL(p_text || p_sensor) of the label posteriors that the text target and the
   sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
+- `SourceLabelCrossEntropy`: the cross-entropy of the sensor encoder's label posterior against the known label
+  of the server's labeled windows: the labels the words cannot tell apart, as a target.
 - `InformationMaximization`: mean entropy of the sensor encoder's own label posteriors on unlabeled windows
   minus the entropy of their mean: confident, and spread over the labels (unsupervised adaptation).
 - `SensorAlignmentLoss`: the stage-2 objective, InfoNCE (hard targets, text-similarity targets or a target
-  bank) + lambda * distillation + mu * information maximisation.
+  bank) + lambda * distillation + mu * information maximisation + nu * source-label cross-entropy.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -430,6 +432,35 @@ class LabelPosteriorDistillation(_LabelPosteriorLoss):
         return {"loss": kl, "agreement": agreement}
 
 
+class SourceLabelCrossEntropy(_LabelPosteriorLoss):
+    """-log p_sensor(known label), mean over the rows whose label is known (`known` >= 0).
+
+    LanHAR's stage 2 reads only the text targets, though the server's source windows are labeled. Where two
+    source activities get the same words (a trouser-pocket phone words walking and stairs alike, both
+    "mainly vertical bouncing"), InfoNCE makes their windows positives of each other and merges them; this
+    term keeps them apart with the source labels, in the label space the device scores in (the same label
+    embeddings, the same temperature). Unlike the distillation it teaches the unlabeled windows nothing. The
+    label embeddings are constants (no gradient); without a labeled row it is 0.
+    """
+
+    def forward(self, sensor: Tensor, label_embeddings: Tensor, known: Tensor) -> dict[str, Tensor]:
+        """sensor [B, D]; label_embeddings [C, D]; known [B] label index or -1 (unlabeled)."""
+        self._check_label_embeddings(label_embeddings, sensor.shape[1])
+        if known.shape != (sensor.shape[0],) or bool((known >= len(label_embeddings)).any()):
+            raise ValueError(
+                f"known must be [{sensor.shape[0]}] label indices below {len(label_embeddings)} or -1, "
+                f"got shape {list(known.shape)}"
+            )
+        labeled = known >= 0
+        if not bool(labeled.any()):
+            zero = label_embeddings.new_zeros(()) + sensor.sum() * 0.0
+            return {"loss": zero, "accuracy": zero}
+        log_p = label_posterior(sensor[labeled], label_embeddings.detach(), self.temperature)
+        loss = F.nll_loss(log_p, known[labeled])
+        accuracy = (log_p.argmax(dim=-1) == known[labeled]).float().mean()
+        return {"loss": loss, "accuracy": accuracy}
+
+
 class InformationMaximization(_LabelPosteriorLoss):
     """mean_i H(p_i) - H(mean_i p_i) over the rows in `rows`, p = the sensor encoder's label posterior.
 
@@ -465,15 +496,17 @@ class InformationMaximization(_LabelPosteriorLoss):
 
 
 class SensorAlignmentLoss(nn.Module):
-    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM.
+    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM
+    + source_label_weight * CE(known label).
 
     The InfoNCE term is the hard multi-positive one (`same` marks the rows that share a target); with
     `text_similarity_targets` it is `TextSimilarityInfoNCELoss` (`same` is then not read); given a target
     bank and each row's index into it (`bank`, `bank_index`) it is `TargetBankInfoNCELoss`.
-    Both extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
-    is unknown (`known` < 0, or every row when `known` is None). Without label embeddings (or with both
-    weights 0), hard targets and no target bank it is the paper's stage-2 loss. Returns loss, infonce,
-    distill and im (0 when off).
+    The extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
+    is unknown (`known` < 0, or every row when `known` is None), the source-label term only the rows whose
+    label is known (none when `known` is None). Without label embeddings (or with every weight 0), hard
+    targets and no target bank it is the paper's stage-2 loss. Returns loss, infonce, distill, im and
+    source_label (0 when off).
     """
 
     def __init__(
@@ -482,17 +515,23 @@ class SensorAlignmentLoss(nn.Module):
         distill_weight: float = 0.0,
         im_weight: float = 0.0,
         text_similarity_targets: bool = False,
+        source_label_weight: float = 0.0,
     ) -> None:
         super().__init__()
-        if distill_weight < 0 or im_weight < 0:
-            raise ValueError(f"distill_weight and im_weight must be >= 0, got {distill_weight}, {im_weight}")
+        if distill_weight < 0 or im_weight < 0 or source_label_weight < 0:
+            raise ValueError(
+                "distill_weight, im_weight and source_label_weight must be >= 0, "
+                f"got {distill_weight}, {im_weight}, {source_label_weight}"
+            )
         self.infonce = InfoNCELoss(temperature)
         self.soft_infonce = TextSimilarityInfoNCELoss(temperature) if text_similarity_targets else None
         self.bank_infonce = TargetBankInfoNCELoss(temperature)
         self.distillation = LabelPosteriorDistillation(temperature)
         self.information = InformationMaximization(temperature)
+        self.source_labels = SourceLabelCrossEntropy(temperature)
         self.distill_weight = float(distill_weight)
         self.im_weight = float(im_weight)
+        self.source_label_weight = float(source_label_weight)
 
     def forward(
         self,
@@ -521,5 +560,9 @@ class SensorAlignmentLoss(nn.Module):
         if label_embeddings is not None and self.im_weight > 0:
             unlabeled = known < 0 if known is not None else None
             im = self.information(sensor, label_embeddings, unlabeled)["loss"]
+        source_label = infonce.new_zeros(())
+        if label_embeddings is not None and known is not None and self.source_label_weight > 0:
+            source_label = self.source_labels(sensor, label_embeddings, known)["loss"]
         loss = infonce + self.distill_weight * distill + self.im_weight * im
-        return {"loss": loss, "infonce": infonce, "distill": distill, "im": im}
+        loss = loss + self.source_label_weight * source_label
+        return {"loss": loss, "infonce": infonce, "distill": distill, "im": im, "source_label": source_label}

@@ -93,6 +93,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 + label-posterior distillation (text path as teacher everywhere)",
         {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": False},
     ),
+    "source_labels": (
+        "stage 2 + cross-entropy of the source windows' own labels (the server's labels)",
+        {"regeneration": True, "stage2_source_label_weight": 1.0},
+    ),
     "information_maximization": (
         "stage 2 + information maximisation on the unlabeled target windows",
         {"regeneration": True, "stage2_im_weight": 1.0},
