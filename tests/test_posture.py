@@ -13,6 +13,7 @@ from common.data.errors import DataError
 from common.data.features import FEATURE_INDEX, INVARIANT_FEATURES, analyze_windows
 from common.data.loading import load_dataset
 from common.data.posture import (
+    DENSEST_BLOCK,
     densest_direction,
     gravity_directions,
     rotations_onto_z,
@@ -48,6 +49,15 @@ def test_the_densest_direction_ignores_a_minority_in_another_posture() -> None:
     assert np.degrees(np.arccos(reference[2])) < 3.0
     plain_mean = _unit(np.concatenate([upright, seated]).mean(axis=0))
     assert np.degrees(np.arccos(plain_mean[2])) > 15.0  # what the densest direction protects against
+
+
+def test_the_densest_direction_counted_in_blocks_equals_the_full_neighbour_count() -> None:
+    rng = np.random.default_rng(2)
+    n = 2 * DENSEST_BLOCK + 300  # three blocks, the last one short
+    directions = _unit(np.array([0.3, 0.1, 1.0]) + rng.normal(0, 0.6, (n, 3)))
+    neighbours = directions @ directions.T >= np.cos(np.radians(30.0))  # the n x n matrix it avoids
+    expected = _unit(directions[neighbours[np.argmax(neighbours.sum(axis=1))]].mean(axis=0))
+    np.testing.assert_allclose(densest_direction(directions, 30.0), expected, atol=1e-12)
 
 
 def test_walking_references_per_group_and_none_for_a_group_with_too_few_rhythmic_windows() -> None:

@@ -38,6 +38,7 @@ MIN_REFERENCE_WINDOWS = 5
 # Window means of one posture lie within a few degrees of each other, and a thigh's stride swing averages out
 # over a 6 s window; 30 deg is the rules interpreter's "upright" bin (rules.INCLINATION_BINS).
 REFERENCE_SPREAD_DEG = 30.0
+DENSEST_BLOCK = 1024  # rows of the neighbour count per block: 1024 x n cosines, 8 MB per 1,000 windows
 
 
 def gravity_directions(features: np.ndarray) -> np.ndarray:
@@ -55,11 +56,19 @@ def gravity_directions(features: np.ndarray) -> np.ndarray:
 
 
 def densest_direction(directions: np.ndarray, spread_deg: float = REFERENCE_SPREAD_DEG) -> np.ndarray:
-    """The mean of the largest set of `directions` [n, 3] lying within `spread_deg` of one of them: [3]."""
-    cosines = directions @ directions.T
-    neighbours = cosines >= np.cos(np.radians(spread_deg))
-    centre = int(np.argmax(neighbours.sum(axis=1)))  # ties: the first, so the result is deterministic
-    mean = directions[neighbours[centre]].mean(axis=0)
+    """The mean of the largest set of `directions` [n, 3] lying within `spread_deg` of one of them: [3].
+
+    Neighbours are counted DENSEST_BLOCK rows at a time, so memory stays O(n) for long recordings.
+    """
+    threshold = np.cos(np.radians(spread_deg))
+    counts = np.concatenate(
+        [
+            (directions[start : start + DENSEST_BLOCK] @ directions.T >= threshold).sum(axis=1)
+            for start in range(0, len(directions), DENSEST_BLOCK)
+        ]
+    )
+    centre = int(np.argmax(counts))  # ties: the first, so the result is deterministic
+    mean = directions[directions @ directions[centre] >= threshold].mean(axis=0)
     return mean / np.linalg.norm(mean)
 
 
