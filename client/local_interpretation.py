@@ -33,7 +33,7 @@ def _context(windows: WindowSet, config: FederationConfig) -> SensorContext:
 
 def interpret_locally(data: ClientData, config: FederationConfig) -> dict[str, list[str]]:
     """Per-window texts of the training ("texts") and evaluation ("eval-texts") windows the client holds."""
-    interpreter = make_interpreter("rules")
+    interpreter = make_interpreter("rules", inclination=config.walking_frame)
     texts: dict[str, list[str]] = {}
     for key, windows, present in (
         ("texts", data.train, data.trains),

@@ -25,7 +25,13 @@ from common.federation.run_config import FederationConfig
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
 from common.language.prompts import SensorContext
-from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
+from common.method.lanhar import (
+    describe_labels,
+    interpret_windows,
+    label_bank,
+    to_walking_frame,
+    train_text_space,
+)
 from common.method.train import TextTrainConfig, train_sensor_encoder, train_sensor_epochs
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, sensor_input
 from common.models.text_encoder import TextEncoder
@@ -37,6 +43,8 @@ DESCRIPTIONS_PER_LABEL = 6
 
 
 def make_run_interpreter(config: FederationConfig) -> Interpreter:
+    if config.walking_frame:  # the run config allows it only with the rules interpreter
+        return make_interpreter(config.interpreter, inclination=True)
     if config.interpreter == "openai":
         return make_interpreter(
             "openai",
@@ -52,14 +60,17 @@ def load_source(config: FederationConfig) -> WindowSet:
     """The labeled source set: the synthetic default (one device type) or a real data set."""
     if config.source == "synthetic":
         device = load_device_type(config.source_device)
-        return generate_windows(
+        windows = generate_windows(
             config.activity_list,
             config.source_windows_per_activity,
             device=device,
             seed=config.seed,
             n_users=6,
         )
+        return to_walking_frame(windows) if config.walking_frame else windows
     windows = load_dataset(config.source, config.data_dir)
+    if config.walking_frame:  # each user's reference from all of the user's windows, as the central run does
+        windows = to_walking_frame(windows)
     if (
         uses_user_layout(config)
         and config.source in real_data_sets(config)
@@ -141,6 +152,7 @@ class Cloud:
             analysis_token=self.config.sensor_analysis_token,
             trunk_equivalent=self.config.sensor_trunk_equivalent,
             acc_level=self.config.sensor_acc_level,
+            walking_frame=self.config.walking_frame,
         )
 
     def pretrain_sensor_encoder(self) -> tuple[SensorEncoder, dict]:

@@ -196,6 +196,21 @@ def test_input_switches_reach_every_client_and_the_exported_model(tmp_path):
 
 
 @pytest.mark.slow
+def test_walking_frame_reaches_the_server_every_client_and_the_exported_model(tmp_path):
+    """walking-frame on: the server turns its source users' windows and words their inclination, every client
+    turns its own (test_partition.py), and the deployed model's analysis token reads the inclination."""
+    config = small_config(tmp_path, walking_frame=True, num_server_rounds=1, new_activities="")
+    metrics = run_in_process(config, num_clients=2)
+    assert metrics["config"]["walking-frame"] is True
+    record = metrics["rounds"][0]
+    assert record["clients_trained"] == 2 and record["clients_evaluated"] == 2
+    assert math.isfinite(record["accuracy"]) and math.isfinite(record["train_loss"])
+    exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
+    assert exported["config"]["walking_frame"] is True
+    assert exported["analysis_input"]["features"][-1] == "tilt_z"
+
+
+@pytest.mark.slow
 def test_information_maximization_reaches_every_clients_loss(tmp_path):
     """im-weight reaches the clients' local epochs: InfoNCE and distillation are >= 0, so only information
     maximisation (between -log C and 0 for posteriors spread over the labels) can make the loss negative."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from common.data.errors import DataError
+from common.data.features import FEATURE_INDEX, analyze_windows
 from common.data.loading import load_dataset
 from common.federation.partition import (
     client_spec,
@@ -65,6 +66,34 @@ def test_real_clients_by_user_hold_disjoint_users(data_dir):
     for i in range(4):
         for j in range(i + 1, 4):
             assert not users[i] & users[j]
+
+
+def test_with_the_walking_frame_each_client_turns_its_own_windows(data_dir):
+    """The same clients' windows with and without walking-frame: the same windows in the same order, turned
+    (magnitudes kept, axes not), and a training client's rhythmic windows now upright (tilt_z near 0)."""
+    plain = FederationConfig(clients_data="dsads_torso", device_types="native", data_dir=str(data_dir))
+    turned = FederationConfig(
+        clients_data="dsads_torso", device_types="native", data_dir=str(data_dir), walking_frame=True
+    )
+    sides_seen = set()
+    for pid in range(4):  # held-out users: some clients train, the others hold the evaluation users
+        before = load_client_data(client_spec(pid, 4, plain), plain)
+        after = load_client_data(client_spec(pid, 4, turned), turned)
+        for side in ("train", "eval"):
+            x0, x1 = getattr(before, side).X, getattr(after, side).X
+            assert x0.shape == x1.shape
+            if len(x0):
+                sides_seen.add(side)
+                magnitudes = [np.linalg.norm(x[..., :3], axis=-1) for x in (x0, x1)]
+                np.testing.assert_allclose(*magnitudes, rtol=1e-5)  # float32 windows
+                assert not np.allclose(x0, x1)
+        if len(after.train):
+            features = analyze_windows(after.train.X, after.train.sampling_rate, after.train.has_gyro)
+            rhythmic = (features[:, FEATURE_INDEX["acc_mag_std"]] >= 0.6) & (
+                features[:, FEATURE_INDEX["autocorrelation_peak"]] >= 0.45
+            )
+            assert np.median(features[rhythmic, FEATURE_INDEX["tilt_z"]]) < 10.0
+    assert sides_seen == {"train", "eval"}
 
 
 @pytest.mark.parametrize("partitioning", ["by-user", "iid", "dirichlet"])

@@ -45,6 +45,10 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
         ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
         ({"source-label-weight": -1.0}, "'source-label-weight' must be >= 0"),
+        ({"walking-frame": True, "interpreter": "openai"}, "'walking-frame' needs interpreter 'rules'"),
+        ({"walking-frame": True, "raw-prompt-mode": True}, "raw-prompt-mode True"),
+        ({"walking-frame": True, "sensor-input-frame": "device"}, "sensor-input-frame 'device'"),
+        ({"walking-frame": True, "sensor-analysis-token": False}, "sensor-analysis-token False"),
         ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),
         (
             {"target-bank": True, "text-similarity-targets": True},

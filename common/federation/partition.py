@@ -39,6 +39,7 @@ from common.data.synthetic import generate_windows
 from common.data.windows import WindowSet, split_by_user
 from common.federation.mixed import client_data_sets, parse_clients_data, uses_user_layout
 from common.federation.run_config import FederationConfig, split_list
+from common.method.lanhar import to_walking_frame
 
 NATIVE_DEVICE = "native"  # real data as recorded: no simulated device transform
 # Client roles. A "time" client both trains (early windows) and evaluates (late windows).
@@ -213,6 +214,8 @@ def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
             windows = windows.subset(index)
         if spec.device_type != NATIVE_DEVICE:
             windows = apply_device(windows, load_device_type(spec.device_type), seed=seed)
+    if config.walking_frame:  # the device turns what it recorded, as worn, from its own rhythmic windows
+        windows = to_walking_frame(windows)
     split = client_eval_mode(spec.data_set, config)
     if role == TRAIN_AND_EVALUATE:
         train, held_out = split_in_time(windows, config.client_eval_fraction)

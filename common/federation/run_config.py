@@ -79,6 +79,12 @@ class FederationConfig:
     # The sensor encoder reads each window rescaled to what the trunk would see (limb swing divided out,
     # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
     sensor_trunk_equivalent: bool = False
+    # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
+    # common/data/posture.py): the server its source users', each client its own windows', from their own
+    # rhythmic windows, no label read. The rules texts then word the body inclination, the label descriptions
+    # state it, and the analysis token reads it. A client holding part of a user's recordings
+    # (clients-per-user > 1) finds the reference in its part. Needs the rules interpreter.
+    walking_frame: bool = False
     # The sensor encoder reads the absolute |acc| level (SensorEncoderConfig.acc_level; false: it does not, so
     # that an accelerometer's gain error cannot pass for an activity).
     sensor_acc_level: bool = True
@@ -385,6 +391,20 @@ class FederationConfig:
             fail(
                 "secagg-quantization-range",
                 f"must be within 2..2**31-1, got {self.secagg_quantization_range}",
+            )
+        if self.walking_frame and (
+            self.interpreter != "rules"
+            or self.raw_prompt_mode
+            or self.sensor_input_frame != "gravity"
+            or not self.sensor_analysis_token
+        ):
+            fail(
+                "walking-frame",
+                "needs interpreter 'rules' (it words the inclination), no raw-prompt-mode, "
+                "sensor-input-frame 'gravity' and sensor-analysis-token (which reads the inclination); got "
+                "interpreter "
+                f"'{self.interpreter}', raw-prompt-mode {self.raw_prompt_mode}, sensor-input-frame "
+                f"'{self.sensor_input_frame}', sensor-analysis-token {self.sensor_analysis_token}",
             )
         if self.interpret_on_client:
             if self.interpreter != "rules":

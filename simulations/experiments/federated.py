@@ -43,7 +43,7 @@ from common.federation.partition import (
     split_in_time,
 )
 from common.federation.run_config import PARTITIONINGS, FederationConfig
-from common.method.lanhar import sensor_context
+from common.method.lanhar import sensor_context, to_walking_frame
 from common.method.train import train_sensor_encoder
 from common.models.sensor_encoder import encode_windows, sensor_input
 from server.cloud import Cloud
@@ -127,6 +127,8 @@ def pooled_client_windows(config: FederationConfig) -> tuple[WindowSet, WindowSe
     As on the clients, training takes every window, whatever its activity; scoring the run's activities.
     """
     windows = load_dataset(config.clients_data, config.data_dir)
+    if config.walking_frame:  # as each client turns its own windows (partition.load_client_data)
+        windows = to_walking_frame(windows)
     if client_eval_mode(config.clients_data, config) == "held-out-users":
         split = held_out_user_split(config.clients_data, config)
         train = windows.subset(np.flatnonzero(np.isin(windows.user, split.train_users)))
