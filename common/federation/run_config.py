@@ -402,9 +402,9 @@ class FederationConfig:
                 "walking-frame",
                 "needs interpreter 'rules' (it words the inclination), no raw-prompt-mode, "
                 "sensor-input-frame 'gravity' and sensor-analysis-token (which reads the inclination); got "
-                "interpreter "
-                f"'{self.interpreter}', raw-prompt-mode {self.raw_prompt_mode}, sensor-input-frame "
-                f"'{self.sensor_input_frame}', sensor-analysis-token {self.sensor_analysis_token}",
+                f"interpreter '{self.interpreter}', raw-prompt-mode {self.raw_prompt_mode}, "
+                f"sensor-input-frame '{self.sensor_input_frame}', "
+                f"sensor-analysis-token {self.sensor_analysis_token}",
             )
         if self.interpret_on_client:
             if self.interpreter != "rules":
