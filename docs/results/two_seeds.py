@@ -9,6 +9,11 @@ A training switch (two runs per seed: the default's results.json, then the varia
 (NAME heads the variant's columns.) The rule's first step alone, seed 0 (a variant that loses the seed-0
 mean is off, and seed 1 is not run):
     python docs/results/two_seeds.py seed0 NAME DEFAULT_SEED0 VARIANT_SEED0
+A variant that won the seed-0 mean but lost a lot on some pair: seed 1 of just those pairs can end it (if
+their two-seed change is below -3 points, the rule says off whatever the other pairs do):
+    python docs/results/two_seeds.py deciding-pairs NAME DEFAULT_SEED0 VARIANT_SEED0 \
+        DEFAULT_SEED1 VARIANT_SEED1
+(the seed-1 files hold only the deciding pairs).
 
 The rule (fixed before each variant's runs, in its config): the variant wins the 12-pair accuracy mean at
 both seeds, and on the two-seed mean of each pair it loses no more than 3 points.
@@ -104,6 +109,24 @@ def first_seed(default: Rows, variant: Rows, variant_name: str) -> None:
     )
 
 
+def deciding_pairs(seed0: tuple[Rows, Rows], seed1: tuple[Rows, Rows], variant_name: str) -> None:
+    """The two-seed change of the pairs run at seed 1 (a subset), and whether one of them already ends it."""
+    print(f"| pair | seed 0: default | {variant_name} | seed 1: default | {variant_name} | two-seed change |")
+    print("|---|---|---|---|---|---|")
+    changes = {}
+    for pair in seed1[0]:
+        cells = [f"{rows[pair]['accuracy']:.3f}" for rows in (*seed0, *seed1)]
+        changes[pair] = mean(
+            [variant[pair]["accuracy"] - default[pair]["accuracy"] for default, variant in (seed0, seed1)]
+        )
+        print(f"| {pair} | {' | '.join(cells)} | {100 * changes[pair]:+.1f} |")
+    worst_pair = min(changes, key=changes.get)
+    ended = changes[worst_pair] < -MAX_PAIR_LOSS
+    verdict = "off, whatever the other pairs do at seed 1" if ended else "run both full seed-1 matrices"
+    loss = f"{100 * changes[worst_pair]:+.2f} points ({worst_pair})"
+    print(f"\nlargest two-seed loss: {loss}; rule says: {verdict}")
+
+
 def main(mode: str, *arguments: str) -> None:
     if mode == "centring" and len(arguments) == 2:
         compare([(scored_as_run(Path(f)), scored_centred(Path(f))) for f in arguments], "centred")
@@ -114,6 +137,10 @@ def main(mode: str, *arguments: str) -> None:
     elif mode == "seed0" and len(arguments) == 3:
         name, default, variant = arguments
         first_seed(scored_as_run(Path(default)), scored_as_run(Path(variant)), name)
+    elif mode == "deciding-pairs" and len(arguments) == 5:
+        name, *files = arguments
+        rows = [scored_as_run(Path(f)) for f in files]
+        deciding_pairs((rows[0], rows[1]), (rows[2], rows[3]), name)
     else:
         sys.exit(__doc__)
 
