@@ -60,9 +60,9 @@ def scored_centred(path: Path) -> Rows:
     }
 
 
-def compare(seeds: list[tuple[Rows, Rows]], variant_name: str) -> None:
-    """seeds: (default, variant) rows at seed 0, then at seed 1. Prints the table and the rule's verdict."""
-    pairs = list(seeds[0][0])
+def print_pair_rows(seeds: list[tuple[Rows, Rows]], pairs: list[str], variant_name: str) -> dict[str, float]:
+    """Prints the table's header and one row per pair (accuracy at each seed and the two-seed change);
+    returns each pair's two-seed change."""
     print(f"| pair | seed 0: default | {variant_name} | seed 1: default | {variant_name} | two-seed change |")
     print("|---|---|---|---|---|---|")
     changes = {}
@@ -72,6 +72,13 @@ def compare(seeds: list[tuple[Rows, Rows]], variant_name: str) -> None:
             [variant[pair]["accuracy"] - default[pair]["accuracy"] for default, variant in seeds]
         )
         print(f"| {pair} | {' | '.join(cells)} | {100 * changes[pair]:+.1f} |")
+    return changes
+
+
+def compare(seeds: list[tuple[Rows, Rows]], variant_name: str) -> None:
+    """seeds: (default, variant) rows at seed 0, then at seed 1. Prints the table and the rule's verdict."""
+    pairs = list(seeds[0][0])
+    changes = print_pair_rows(seeds, pairs, variant_name)
     for key, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("new", "new activities")):
         cells = [f"{mean([r[key] for r in rows.values()]):.3f}" for pair_rows in seeds for rows in pair_rows]
         print(f"| mean {name} | {' | '.join(cells)} | |")
@@ -111,15 +118,7 @@ def first_seed(default: Rows, variant: Rows, variant_name: str) -> None:
 
 def deciding_pairs(seed0: tuple[Rows, Rows], seed1: tuple[Rows, Rows], variant_name: str) -> None:
     """The two-seed change of the pairs run at seed 1 (a subset), and whether one of them already ends it."""
-    print(f"| pair | seed 0: default | {variant_name} | seed 1: default | {variant_name} | two-seed change |")
-    print("|---|---|---|---|---|---|")
-    changes = {}
-    for pair in seed1[0]:
-        cells = [f"{rows[pair]['accuracy']:.3f}" for rows in (*seed0, *seed1)]
-        changes[pair] = mean(
-            [variant[pair]["accuracy"] - default[pair]["accuracy"] for default, variant in (seed0, seed1)]
-        )
-        print(f"| {pair} | {' | '.join(cells)} | {100 * changes[pair]:+.1f} |")
+    changes = print_pair_rows([seed0, seed1], list(seed1[0]), variant_name)
     worst_pair = min(changes, key=changes.get)
     ended = changes[worst_pair] < -MAX_PAIR_LOSS
     verdict = "off, whatever the other pairs do at seed 1" if ended else "run both full seed-1 matrices"
