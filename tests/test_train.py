@@ -14,6 +14,8 @@ from models_fixtures import tiny_text_encoder_dir  # noqa: F401 (fixture)
 from common.method.train import (
     SensorTrainConfig,
     TextTrainConfig,
+    _TextEmbedder,
+    _tokenize_capped,
     distinct_targets,
     rotate_windows,
     train_sensor_encoder,
@@ -109,9 +111,33 @@ def test_text_training_lowers_the_text_path_loss(tiny_text_encoder_dir: Path) ->
     encoder = TextEncoder(tiny_text_encoder_dir)
     texts, labels = labeled_texts(repeats=1)
     before = text_path_cross_entropy(encoder, texts, labels)
-    config = TextTrainConfig(max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0)
+    # All layers: the tiny model's random embeddings and lower layers mean nothing until trained.
+    config = TextTrainConfig(
+        max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0, trainable_layers=None
+    )
     train_text_encoder(encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False)
     assert text_path_cross_entropy(encoder, texts, labels) < 0.7 * before
+
+
+@pytest.mark.parametrize("trainable_layers", [1, 2])
+def test_cached_lower_layers_embed_as_the_whole_model(
+    tiny_text_encoder_dir: Path,  # noqa: F811
+    trainable_layers: int,
+) -> None:
+    """Stage 1 runs only the top layers on the cached output of the frozen bottom: in eval mode (no
+    dropout) that must give the whole model's embeddings, whatever the padding of the batch."""
+    encoder = TextEncoder(tiny_text_encoder_dir).eval()
+    texts = ["walking at a steady pace", "still", "a long description of climbing the stairs " * 3]
+    token_ids, _ = _tokenize_capped(encoder, texts, max_length=64)
+    cached = _TextEmbedder(encoder, token_ids, trainable_layers)
+    whole = _TextEmbedder(encoder, token_ids, None)
+    assert cached.top is not None and len(cached.top) == trainable_layers and whole.top is None
+    with torch.no_grad():
+        embeddings, ids, mask = cached([2, 0, 1])
+        expected = encoder.embed_tokens(ids, mask)
+        alone = cached([1])[0]
+    torch.testing.assert_close(embeddings, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone[0], expected[2], atol=1e-5, rtol=1e-5)
 
 
 def test_trainable_layers_freezes_the_bottom_of_the_encoder(tiny_text_encoder_dir: Path) -> None:  # noqa: F811
