@@ -120,7 +120,9 @@ class WindowFeatures(nn.Module):
             raise ValueError(f"input_channels must be 6 (acc + gyro) or 3 (acc only), got {input_channels}")
         # The same bound as data/features.py validate_feature_input (1 s at least).
         if window < 2 * int(math.ceil(MIN_PEAK_SPACING * sampling_rate)) + 2:
-            raise ValueError(f"windows must hold at least 1 s of samples; T = {window} at {sampling_rate:g} Hz")
+            raise ValueError(
+                f"windows must hold at least 1 s of samples; T = {window} at {sampling_rate:g} Hz"
+            )
         self.window = window
         self.input_channels = input_channels
         self.has_gyro = input_channels == 6
@@ -145,7 +147,8 @@ class WindowFeatures(nn.Module):
         self.lag_hi = min(window // 2, int(round(MAX_LAG_SECONDS * self.rate)))
         lags = np.array([0, *range(self.lag_lo, self.lag_hi + 1)])
         self.num_lags = len(lags)
-        self._constant("lag_index", torch.from_numpy((lags[:, None] + np.arange(window)[None, :]).reshape(-1)))
+        lag_index = lags[:, None] + np.arange(window)[None, :]  # [lags, T] into the zero-padded signal
+        self._constant("lag_index", torch.from_numpy(lag_index.reshape(-1)))
         self._constant("overlap", torch.from_numpy((window - lags).astype(np.float64)))
 
         # Peak neighbourhoods as data/features.py _count_peaks, as indices into the -inf padded signal.
@@ -267,7 +270,8 @@ class WindowFeatures(nn.Module):
         for index, axis in enumerate(["x", "y", "z"]):
             columns["tilt_" + axis] = tilt[:, index]
         half = self.window // 2
-        columns["orientation_change"] = _angle_degrees(acc[:, :half].mean(dim=1), acc[:, half:].mean(dim=1), self.eps)
+        first, second = acc[:, :half].mean(dim=1), acc[:, half:].mean(dim=1)
+        columns["orientation_change"] = _angle_degrees(first, second, self.eps)
         columns["tilt_swing"] = self._tilt_swing(acc, gravity)
         return vertical
 
