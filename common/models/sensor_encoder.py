@@ -68,6 +68,7 @@ from common.data.features import (
 )
 from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
+from common.models.window_features import WindowFeatures
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
@@ -274,7 +275,13 @@ class SensorEncoder(nn.Module):
         # Built last, so the other weights draw the same random numbers with the token on or off.
         self.analysis_size = len(config.analysis_features)
         self.analysis_projection: nn.Module | None = None
+        # The torch twin of window_analysis, used when forward gets no analysis (the deployed model: raw
+        # window in). No parameters, only non-persistent buffers: state_dicts and random draws unchanged.
+        self.window_features: WindowFeatures | None = None
         if config.analysis_token:
+            self.window_features = WindowFeatures(
+                config.window, config.input_channels, MODEL_RATE_HZ, config.analysis_features
+            )
             self.analysis_projection = nn.Sequential(
                 nn.Linear(self.analysis_size, config.d_model),
                 nn.GELU(),
@@ -308,8 +315,10 @@ class SensorEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, x: Tensor, analysis: Tensor | None = None) -> Tensor:
-        """x [B, window, input_channels] in raw units (and, with the analysis token, `analysis` [B, F] from
-        `window_analysis`) -> embeddings [B, out_dim] (not normalised)."""
+        """x [B, window, input_channels] in raw units (m/s^2, rad/s) -> embeddings [B, out_dim] (not
+        normalised). With the analysis token, `analysis` [B, F] is the window's signal analysis: training
+        passes the cached numpy one (`window_analysis`); None computes it here (WindowFeatures, same
+        values)."""
         if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
             raise ValueError(
                 "SensorEncoder expects x of shape [B, "
@@ -325,11 +334,15 @@ class SensorEncoder(nn.Module):
         tokens = self.patch_norm(self.patch_projection(patches)) + self.positions
         projection = self.analysis_projection
         if projection is not None:
-            if analysis is None or analysis.dim() != 2 or analysis.shape[0] != batch:
+            if analysis is None:
+                window_features = self.window_features
+                assert window_features is not None  # built together with analysis_projection
+                analysis = window_features(x)
+            if analysis.dim() != 2 or analysis.shape[0] != batch:
                 raise ValueError(
                     "this SensorEncoder has an analysis token: pass analysis [B, "
                     + str(self.analysis_size)
-                    + "] from window_analysis(x) as its second input"
+                    + "] from window_analysis(x) as its second input, or None to compute it in the model"
                 )
             if analysis.shape[1] != self.analysis_size:
                 columns = str(analysis.shape[1])
