@@ -31,14 +31,17 @@ Analysis token (`analysis_token`, on by default). The text targets are written f
 data/features.py (step rate, periodicity, vertical impacts, gravity stability...); six 1-s patch tokens must
 rediscover those window-level quantities from a few source devices, and across data sets they underfit them
 (issue #11: the sensor encoder trails the text path on its own training windows). With the token on, the
-model takes that analysis as a second input, `analysis` [B, F] (`window_analysis`), squashes it with
+model reads that analysis, `analysis` [B, F] (`window_analysis`, numpy, passed in by training, which caches
+it per window; or, when forward gets None, computed from x by `WindowFeatures`, the same numbers in torch,
+which is what the exported model does: one raw window in, see models/export.py), squashes it with
 sign(f) log(1 + |f|) (the features span 1e-3 to 1e3 in their units), maps it with a 2-layer MLP to one more
 token and appends it to the patch tokens. The features it reads follow the input frame: the rotation-invariant
 ones (`INVARIANT_FEATURES`) in the gravity frame, so the model stays invariant to how the device is worn, and
 all of them in the device frame. Measured on the 12-pair matrix: docs/results (the `no_analysis_token`
 ablation row). Cost on a device: 0.16 M parameters (frozen TorchScript 12.1 MB instead of 11.5 MB) and the
-numpy analysis of the window, about 1.5 ms; one window end to end (`export.measure_latency`, 1 thread, the
-2-core machine under load ~3) 6.0 ms median with the token against 3.4 ms without, once per 6-s window.
+analysis of the window; one window end to end with the numpy analysis (`export.measure_latency`, 1 thread,
+the 2-core machine under load ~3) took 6.0 ms median against 3.4 ms without the token. The analysis now runs
+inside the exported model (issue #34); its latency: docs/results/README.md, "Analysis inside the model".
 
 Absolute |acc| level (`acc_level`, on by default). At rest |acc| is g times the accelerometer's gain error,
 which differs more between devices than between activities (data/features.py ACC_LEVEL_FEATURES). With it off
