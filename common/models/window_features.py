@@ -48,6 +48,10 @@ TILT_SWING_PERCENTILE = 90.0  # as data/features.py _tilt_swing
 # Squarings of the normalised gyro covariance: after k of them the second eigenvalue's share is
 # (lambda2 / lambda1) ** (2 ** k); 2 ** 24 ~ 1.7e7 separates eigenvalues 1e-6 apart.
 _SQUARINGS = 24
+# Normalising after every 4th squaring is enough: the top eigenvalue of a Frobenius-normalised PSD 3x3 is at
+# least 1/sqrt(3), so 4 squarings leave it >= 3^-8; fewer tiny ops: the loop was a quarter of the analysis'
+# single-window time under TorchScript.
+_SQUARINGS_PER_NORMALISATION = 4
 _POWER_STEPS = 2  # plain power steps with the covariance itself, to polish the rounding of the squarings
 _TINY = 1e-300  # guards divisions by an exactly zero norm (a gyro that reads 0): the result is then 0
 
@@ -131,7 +135,8 @@ class WindowFeatures(nn.Module):
         # Plain attributes: TorchScript cannot read module-level globals.
         self.eps = _EPS
         self.tiny = _TINY
-        self.squarings = _SQUARINGS
+        self.normalisations = _SQUARINGS // _SQUARINGS_PER_NORMALISATION
+        self.squarings_per_normalisation = _SQUARINGS_PER_NORMALISATION
         self.power_steps = _POWER_STEPS
         self.min_peak_height = MIN_PEAK_HEIGHT
         self.num_features = len(names)
@@ -294,8 +299,9 @@ class WindowFeatures(nn.Module):
         to ONNX: C^(2^k), normalised at each squaring, tends to lambda1^(2^k) v v^T, whose largest column
         is along v; power steps with C then remove the rounding the squarings accumulated."""
         matrix = covariance / torch.clamp_min(_frobenius(covariance), self.tiny)
-        for _ in range(self.squarings):
-            matrix = torch.matmul(matrix, matrix)
+        for _ in range(self.normalisations):
+            for _ in range(self.squarings_per_normalisation):
+                matrix = torch.matmul(matrix, matrix)
             matrix = matrix / torch.clamp_min(_frobenius(matrix), self.tiny)
         column_norms = _norm(matrix.transpose(1, 2))  # [B, 3]: the norm of each column
         best = torch.argmax(column_norms, dim=1)
