@@ -21,6 +21,7 @@ from common.models.export import (
 )
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, window_analysis
 from common.models.zero_shot import LabelBank
+from simulations.cli import main as fedlanhar
 
 torch.set_num_threads(1)
 
@@ -158,3 +159,16 @@ def test_export_rejects_mismatched_bank(tmp_path: Path) -> None:
         export_sensor_model(SensorEncoder(SMALL), small_bank(dim=384), tmp_path)
     with pytest.raises(FileNotFoundError, match="run export_sensor_model first"):
         load_exported(tmp_path / "nothing")
+
+
+def test_cli_export_writes_both_model_files_and_times_both_runtimes(tmp_path: Path) -> None:
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
+    model_dir, out = tmp_path / "model", tmp_path / "export"
+    SensorEncoder(config).save(model_dir / "sensor_encoder.pt")
+    small_bank().save(model_dir / "label_bank.npz")
+    assert fedlanhar(["export", "--model", str(model_dir), "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert (out / "sensor_encoder.onnx").is_file() and report["sensor_encoder_onnx_mb"] > 0
+    assert report["latency"]["runtime"] == "torchscript" and report["latency"]["median_ms"] > 0
+    assert report["latency_onnxruntime"]["runtime"] == "onnxruntime"
+    assert report["latency_onnxruntime"]["median_ms"] > 0
