@@ -96,6 +96,7 @@ def test_train_then_evaluate_small_budget_beats_chance(tmp_path, data_dir):
     assert fedlanhar(["export", "--model", str(model_dir), "--out", str(export_dir)]) == 0
     exported = json.loads((export_dir / "metrics.json").read_text())
     assert exported["total_mb"] <= 25.0 and exported["latency"]["median_ms"] > 0
+    assert exported["latency_onnxruntime"]["median_ms"] > 0  # sensor_encoder.onnx, raw window in
 
 
 def test_bad_input_is_one_clear_line_and_exit_code_2(tmp_path, data_dir, capsys):

@@ -1,4 +1,5 @@
-"""Deployment export: TorchScript round trip, label bank, sizes, latency measurement."""
+"""Deployment export: TorchScript and ONNX round trips (raw window in, analysis inside), label bank, sizes,
+latency measurement."""
 
 from __future__ import annotations
 
@@ -6,13 +7,21 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
-from common.data.features import INVARIANT_FEATURES
-from common.models.export import export_sensor_model, load_exported, measure_latency
+from common.data.devices import rotation_matrix
+from common.models.export import (
+    ONNX_OPSET,
+    export_sensor_model,
+    load_exported,
+    measure_latency,
+    onnx_session,
+)
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, window_analysis
 from common.models.zero_shot import LabelBank
+from simulations.cli import main as fedlanhar
 
 torch.set_num_threads(1)
 
@@ -50,23 +59,76 @@ def test_exported_model_reloads_with_identical_outputs(tmp_path: Path) -> None:
         module(torch.zeros(1, 120, 3))
 
 
-def test_analysis_token_model_exports_with_its_analysis_input(tmp_path: Path) -> None:
+def real_windows(data_dir: Path, per_set: int = 150) -> np.ndarray:
+    """Windows spread over uci (waist phone) and dsads_rightleg (thigh), float32 [2 * per_set, 120, 6]."""
+    parts = []
+    for name in ("uci", "dsads_rightleg"):
+        X = np.load(data_dir / f"{name}.npz")["X"]
+        parts.append(X[:: len(X) // per_set][:per_set])
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.float32)
+
+
+def training_time_embeddings(model: SensorEncoder, X: np.ndarray) -> np.ndarray:
+    """What training computes: model.eval() fed the window and its numpy analysis (window_analysis)."""
+    with torch.no_grad():
+        return model.eval()(torch.from_numpy(X), torch.from_numpy(window_analysis(X, model.config))).numpy()
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{}, {"acc_level": False, "walking_frame": True}, {"input_channels": 3}],
+    ids=["default", "no-level-walking-frame", "acc-only"],
+)
+def test_analysis_token_model_exports_with_the_raw_window_as_its_only_input(
+    tmp_path: Path, data_dir: Path, changes: dict
+) -> None:
     torch.manual_seed(0)
-    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True, **changes})
     model = SensorEncoder(config)
     bank = small_bank()
-    export_sensor_model(model, bank, tmp_path)
+    result = export_sensor_model(model, bank, tmp_path)
+    X = real_windows(data_dir)[:, :, : config.input_channels]
+    expected = training_time_embeddings(model, X)
     module, _ = load_exported(tmp_path)
-    X = torch.randn(5, 120, 6) * 3
-    X[:, :, 2] += 9.81
-    analysis = torch.from_numpy(window_analysis(X.numpy(), config))
     with torch.no_grad():
-        on_device = bank.classify(module(X, analysis).numpy())
-    np.testing.assert_array_equal(on_device, bank.classify(encode_windows(model, X.numpy())))
+        np.testing.assert_allclose(module(torch.from_numpy(X)).numpy(), expected, rtol=0, atol=1e-5)
+        with pytest.raises(RuntimeError, match="forward"):  # one input: the analysis is computed inside
+            module(torch.from_numpy(X), torch.from_numpy(window_analysis(X, config)))
+    on_onnx = onnx_session(result["sensor_encoder_onnx"]).run(["embedding"], {"window": X})[0]
+    np.testing.assert_allclose(on_onnx, expected, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(bank.classify(on_onnx), bank.classify(encode_windows(model, X)))
+    graph = onnx.load(result["sensor_encoder_onnx"])
+    assert graph.opset_import[0].version >= ONNX_OPSET >= 17
+    assert [node.name for node in graph.graph.input] == ["window"]
+    batch_axis = graph.graph.input[0].type.tensor_type.shape.dim[0]
+    assert batch_axis.dim_param == "batch" and not batch_axis.HasField("dim_value")  # any batch size
     info = json.loads((tmp_path / "sensor_encoder.json").read_text())
-    assert info["analysis_input"] == {"shape": ["batch", 34], "features": list(INVARIANT_FEATURES)}
-    timings = measure_latency(tmp_path, threads=1, repeats=5, warmup=1)  # analysis + forward
-    assert 0 < timings["min_ms"] <= timings["median_ms"]
+    assert "analysis_input" not in info and info["input"]["shape"] == ["batch", 120, config.input_channels]
+    assert info["analysis"]["features"] == list(config.analysis_features)
+    assert info["files"] == {
+        "torchscript": "sensor_encoder.pt",
+        "onnx": "sensor_encoder.onnx",
+        "onnx_opset": ONNX_OPSET,
+    }
+
+
+def test_exported_model_stays_invariant_to_device_rotation(tmp_path: Path, data_dir: Path) -> None:
+    """Acc and gyro rotated together by a random rotation: the analysis computed inside the exported model and
+    the gravity-frame channels do not move, so neither does the embedding."""
+    torch.manual_seed(0)
+    model = SensorEncoder(SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True}))
+    export_sensor_model(model, small_bank(), tmp_path)
+    module, _ = load_exported(tmp_path)
+    session = onnx_session(tmp_path)
+    X = real_windows(data_dir, per_set=50).astype(np.float64)
+    with torch.no_grad():
+        reference = module(torch.from_numpy(X.astype(np.float32))).numpy()
+        for seed in range(3):
+            rotation = rotation_matrix(np.random.default_rng(seed).uniform(-180.0, 180.0, size=3))
+            rotated = np.concatenate([X[..., :3] @ rotation.T, X[..., 3:] @ rotation.T], axis=2)
+            rotated = rotated.astype(np.float32)
+            np.testing.assert_allclose(module(torch.from_numpy(rotated)).numpy(), reference, atol=1e-4)
+            np.testing.assert_allclose(session.run(None, {"window": rotated})[0], reference, atol=1e-4)
 
 
 def test_default_model_fits_the_size_budget(tmp_path: Path) -> None:
@@ -80,11 +142,16 @@ def test_default_model_fits_the_size_budget(tmp_path: Path) -> None:
 
 
 def test_measure_latency_reports_timings(tmp_path: Path) -> None:
-    export_sensor_model(SensorEncoder(SMALL), small_bank(), tmp_path)
-    timings = measure_latency(tmp_path, threads=1, repeats=20, warmup=2)
-    assert timings["threads"] == 1 and timings["repeats"] == 20
-    assert 0 < timings["min_ms"] <= timings["median_ms"] <= timings["p95_ms"]
-    assert torch.get_num_threads() == 1  # restored
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
+    export_sensor_model(SensorEncoder(config), small_bank(), tmp_path)
+    for runtime in ("torchscript", "onnxruntime"):  # raw window in, the analysis timed as part of the model
+        timings = measure_latency(tmp_path, threads=1, repeats=20, warmup=2, runtime=runtime)
+        assert timings["threads"] == 1 and timings["repeats"] == 20 and timings["runtime"] == runtime
+        assert 0 < timings["min_ms"] <= timings["median_ms"] <= timings["p95_ms"]
+        assert torch.get_num_threads() == 1  # restored
+    assert measure_latency(tmp_path / "sensor_encoder.pt", repeats=2, warmup=0, batch=3)["batch"] == 3
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        measure_latency(tmp_path, runtime="tflite")
 
 
 def test_export_rejects_mismatched_bank(tmp_path: Path) -> None:
@@ -92,3 +159,16 @@ def test_export_rejects_mismatched_bank(tmp_path: Path) -> None:
         export_sensor_model(SensorEncoder(SMALL), small_bank(dim=384), tmp_path)
     with pytest.raises(FileNotFoundError, match="run export_sensor_model first"):
         load_exported(tmp_path / "nothing")
+
+
+def test_cli_export_writes_both_model_files_and_times_both_runtimes(tmp_path: Path) -> None:
+    config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
+    model_dir, out = tmp_path / "model", tmp_path / "export"
+    SensorEncoder(config).save(model_dir / "sensor_encoder.pt")
+    small_bank().save(model_dir / "label_bank.npz")
+    assert fedlanhar(["export", "--model", str(model_dir), "--out", str(out)]) == 0
+    report = json.loads((out / "metrics.json").read_text())
+    assert (out / "sensor_encoder.onnx").is_file() and report["sensor_encoder_onnx_mb"] > 0
+    assert report["latency"]["runtime"] == "torchscript" and report["latency"]["median_ms"] > 0
+    assert report["latency_onnxruntime"]["runtime"] == "onnxruntime"
+    assert report["latency_onnxruntime"]["median_ms"] > 0

@@ -144,10 +144,12 @@ def test_full_protocol_with_label_push_and_no_raw_windows(tmp_path):
     ):
         assert (tmp_path / name).exists(), name
     assert metrics["config"]["seed"] == 0 and metrics["seed"] == 0
-    # The default model reads each window's signal analysis too, computed on the device (nothing uploaded).
+    # The default model reads each window's signal analysis too, computed inside the exported model from the
+    # window (nothing uploaded); the deployed model has one input, the raw window.
     exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
     assert exported["config"]["analysis_token"] is True
-    assert exported["analysis_input"]["shape"] == ["batch", 34]
+    assert len(exported["analysis"]["features"]) == 34 and "analysis_input" not in exported
+    assert (tmp_path / "sensor_encoder.onnx").exists()
 
 
 @pytest.mark.slow
@@ -171,7 +173,7 @@ def test_analysis_token_switch_reaches_the_server_every_client_and_the_exported_
     assert record["clients_trained"] == 2 and record["clients_evaluated"] == 2
     assert math.isfinite(record["accuracy"]) and math.isfinite(record["train_loss"])
     exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
-    assert exported["config"]["analysis_token"] is False and exported["analysis_input"] is None
+    assert exported["config"]["analysis_token"] is False and exported["analysis"] is None
 
 
 @pytest.mark.slow
@@ -200,9 +202,9 @@ def test_input_switches_reach_every_client_and_the_exported_model(tmp_path):
     exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
     assert exported["config"]["trunk_equivalent"] is True and exported["input"]["trunk_equivalent"] is True
     assert exported["config"]["acc_level"] is False
-    assert "gravity_magnitude" not in exported["analysis_input"]["features"]
+    assert "gravity_magnitude" not in exported["analysis"]["features"]
     assert exported["config"]["walking_frame"] is True
-    assert exported["analysis_input"]["features"][-1] == "tilt_z"
+    assert exported["analysis"]["features"][-1] == "tilt_z"
 
 
 @pytest.mark.slow

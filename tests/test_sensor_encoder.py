@@ -239,6 +239,7 @@ def test_analysis_token_is_one_more_input_and_leaves_the_other_weights_as_they_w
     model = SensorEncoder(SMALL_TOKEN).eval()
     for name, weight in plain.state_dict().items():  # the token's layers are drawn after all the others
         torch.testing.assert_close(model.state_dict()[name], weight)
+    # window_features holds only non-persistent buffers: no new state_dict entry, the federated payload
     assert {name.split(".")[0] for name in set(model.state_dict()) - set(plain.state_dict())} == {
         "analysis_projection"
     }
@@ -253,8 +254,10 @@ def test_analysis_token_is_one_more_input_and_leaves_the_other_weights_as_they_w
     np.testing.assert_allclose(
         encode_windows(model, x.numpy()), torch.nn.functional.normalize(embeddings, dim=-1).numpy(), atol=1e-5
     )
+    with torch.no_grad():  # no analysis given: the model computes it itself (WindowFeatures)
+        torch.testing.assert_close(model(x), embeddings, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="pass analysis \\[B, 34\\] from window_analysis"):
-        model(x)
+        model(x, analysis[:2])
     with pytest.raises(ValueError, match="analysis must have 34 columns, got 52"):
         model(x, torch.zeros(4, 52))
 
@@ -276,8 +279,9 @@ def test_analysis_token_model_scripts_with_two_inputs_and_loads_from_old_configs
     analysis = torch.from_numpy(window_analysis(x.numpy(), SMALL_TOKEN))
     with torch.no_grad():
         torch.testing.assert_close(scripted(x, analysis), model(x, analysis))
+        torch.testing.assert_close(scripted(x), model(x))  # the analysis computed inside the model
     with pytest.raises(torch.jit.Error, match="has an analysis token"):
-        scripted(x)
+        scripted(x, analysis[:2])
     model.save(tmp_path / "token.pt")
     assert SensorEncoder.load(tmp_path / "token.pt").config == SMALL_TOKEN
     legacy = {key: value for key, value in SMALL.to_dict().items() if key != "analysis_token"}

@@ -1,12 +1,16 @@
-"""Deployment artifact: a TorchScript sensor encoder plus the label bank (what a phone needs, nothing else).
+"""Deployment artifact: the sensor encoder (TorchScript and ONNX) plus the label bank (what a phone needs).
 
-`out_dir/sensor_encoder.pt`   TorchScript, input float32 [B, T, 6] raw units, output [B, D] (not normalised);
-                              an analysis-token encoder takes its signal analysis [B, F] as a second input
+`out_dir/sensor_encoder.pt`   TorchScript, one input: the raw window float32 [B, T, C] (acc m/s^2 incl.
+                              gravity, gyro rad/s), output [B, D] (not normalised); an analysis-token
+                              encoder computes the window's signal analysis inside (models/window_features.py)
+`out_dir/sensor_encoder.onnx` the same model for ONNX runtimes: input "window" [batch, T, C], output
+                              "embedding" [batch, D], dynamic batch axis, opset ONNX_OPSET
 `out_dir/sensor_encoder.json` input/output description (the analysis columns by name) and the encoder config
 `out_dir/label_bank.npz`      prototypes [C, D] L2-normalised + labels; `label_bank.json` the labels again
 
-The module is scripted (not traced) so the input shape check survives, then frozen: freezing folds the
-weights into constants and drops training-only branches, which cuts single-window latency by about a third.
+The TorchScript module is scripted (not traced) so the input shape check survives, then frozen: freezing
+folds the weights into constants and drops training-only branches, which cuts single-window latency by about
+a third.
 """
 
 from __future__ import annotations
@@ -21,11 +25,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
-from common.models.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig, window_analysis
+from common.models.sensor_encoder import STANDARD_GRAVITY, SensorEncoder, SensorEncoderConfig
 from common.models.zero_shot import LabelBank
 
 MODEL_FILE = "sensor_encoder.pt"
+ONNX_FILE = "sensor_encoder.onnx"
+ONNX_OPSET = 17  # LayerNormalization is a single ONNX operator from opset 17 on
+RUNTIMES = ("torchscript", "onnxruntime")
 MODEL_INFO_FILE = "sensor_encoder.json"
 BANK_FILE = "label_bank.npz"
 
@@ -44,12 +52,70 @@ def _quiet_torchscript() -> Iterator[None]:
         yield
 
 
+class RawWindowEncoder(nn.Module):
+    """What a device runs: the raw window in, the embedding out. An analysis-token encoder computes the
+    window's signal analysis inside (SensorEncoder.forward with analysis=None), so the deployed forward
+    has this single input and a device needs no numpy."""
+
+    def __init__(self, model: SensorEncoder) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, window, input_channels] float32, acc m/s^2 incl. gravity, gyro rad/s -> [B, out_dim]."""
+        return self.model(x)
+
+
 def script_sensor_model(model: SensorEncoder, freeze: bool = True) -> torch.jit.ScriptModule:
-    """A CPU, eval-mode TorchScript copy of the model (the caller's model is left as it was)."""
-    model = copy.deepcopy(model).cpu().eval()
+    """A CPU, eval-mode TorchScript copy of the model, raw window in (the caller's model is left as is)."""
+    deployed = RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
     with _quiet_torchscript():
-        scripted = torch.jit.script(model)
+        scripted = torch.jit.script(deployed)
         return torch.jit.freeze(scripted) if freeze else scripted
+
+
+def example_windows(config: SensorEncoderConfig, batch: int = 1, seed: int = 0) -> Tensor:
+    """Plausible raw windows [batch, window, input_channels]: noise around gravity on z (m/s^2, rad/s)."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, config.window, config.input_channels, generator=generator) * 2.0
+    x[:, :, 2] += STANDARD_GRAVITY
+    return x
+
+
+def export_onnx_model(model: SensorEncoder, path: str | Path) -> Path:
+    """Write the model, raw window in, as ONNX (opset ONNX_OPSET, dynamic batch axis) to `path`.
+
+    The TorchScript-based exporter (dynamo=False): it needs only the `onnx` package (the dynamo exporter
+    also needs onnxscript), and the model is written for TorchScript already. It traces a CPU eval copy;
+    the traced graph has no shape check, so a runtime checks the input against sensor_encoder.json.
+    """
+    path = Path(path)
+    deployed = RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
+    # nn.TransformerEncoder's inference fast path is one fused aten op that has no ONNX form: trace the
+    # plain layers instead (the same numbers).
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        _trace_to_onnx(deployed, example_windows(model.config, batch=2), path)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+    return path
+
+
+def _trace_to_onnx(deployed: RawWindowEncoder, example: Tensor, path: Path) -> None:
+    with warnings.catch_warnings(), torch.no_grad():
+        # tracer notes about the shape check turned into constants, and the exporter's deprecation note
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            deployed,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=["window"],
+            output_names=["embedding"],
+            dynamic_axes={"window": {0: "batch"}, "embedding": {0: "batch"}},
+        )
 
 
 def export_sensor_model(
@@ -64,46 +130,59 @@ def export_sensor_model(
         raise ValueError(f"label bank dim {bank.dim} != sensor encoder out_dim {model.config.out_dim}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / MODEL_FILE
+    model_path, onnx_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE
     # A wearable runs the model on its own CPU: script a CPU copy, whatever device trained this one.
-    cpu_model = copy.deepcopy(model).cpu()
     with _quiet_torchscript():
-        torch.jit.save(script_sensor_model(cpu_model, freeze=freeze), str(model_path))
+        torch.jit.save(script_sensor_model(model, freeze=freeze), str(model_path))
+    export_onnx_model(model, onnx_path)
     bank_path = bank.save(out_dir / BANK_FILE)
-    config = model.config
-    info = {
+    info = _model_info(model.config, bank, freeze)
+    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    model_mb, bank_mb, onnx_mb = _megabytes(model_path), _megabytes(bank_path), _megabytes(onnx_path)
+    return {
+        "sensor_encoder": str(model_path),
+        "sensor_encoder_onnx": str(onnx_path),
+        "label_bank": str(bank_path),
+        "sensor_encoder_mb": model_mb,
+        "sensor_encoder_onnx_mb": onnx_mb,
+        "label_bank_mb": bank_mb,
+        "total_mb": model_mb + bank_mb,  # one model file (TorchScript or ONNX, about the same size) + bank
+        "num_labels": len(bank),
+        "dim": bank.dim,
+    }
+
+
+def _model_info(config: SensorEncoderConfig, bank: LabelBank, freeze: bool) -> dict:
+    """The sensor_encoder.json description: one input, the raw window."""
+    return {
         "input": {
+            "name": "window",
             "shape": ["batch", config.window, config.input_channels],
             "dtype": "float32",
             "units": "acc x,y,z in m/s^2 including gravity, gyro x,y,z in rad/s",
             "sampling_rate_hz": 20.0,
             # With trunk_equivalent the device first rescales its window by its own body position
-            # (common/data/placement.py: trunk_equivalent(X, position)); the analysis is computed after that.
+            # (common/data/placement.py: trunk_equivalent(X, position)) and feeds the rescaled window.
             "trunk_equivalent": config.trunk_equivalent,
         },
-        "output": {"shape": ["batch", config.out_dim], "note": "L2-normalise, then dot with label_bank rows"},
-        # The device computes these with common/data/features.py (window_analysis) from the same window.
-        "analysis_input": {
-            "shape": ["batch", len(config.analysis_features)],
+        "output": {
+            "name": "embedding",
+            "shape": ["batch", config.out_dim],
+            "note": "L2-normalise, then dot with label_bank rows",
+        },
+        # Not an input: the model computes these columns of common/data/features.py from the window itself
+        # (common/models/window_features.py); listed so a reader knows what the analysis token reads.
+        "analysis": {
+            "computed": "inside the model, from the input window",
             "features": config.analysis_features,
         }
         if config.analysis_token
         else None,
+        "files": {"torchscript": MODEL_FILE, "onnx": ONNX_FILE, "onnx_opset": ONNX_OPSET},
         "config": config.to_dict(),
         "frozen": freeze,
         "torch": torch.__version__,
         "labels": bank.labels,
-    }
-    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
-    model_mb, bank_mb = _megabytes(model_path), _megabytes(bank_path)
-    return {
-        "sensor_encoder": str(model_path),
-        "label_bank": str(bank_path),
-        "sensor_encoder_mb": model_mb,
-        "label_bank_mb": bank_mb,
-        "total_mb": model_mb + bank_mb,
-        "num_labels": len(bank),
-        "dim": bank.dim,
     }
 
 
@@ -118,32 +197,64 @@ def load_exported(out_dir: str | Path) -> tuple[torch.jit.ScriptModule, LabelBan
     return module, LabelBank.load(out_dir / BANK_FILE)
 
 
-def measure_latency(
-    path: str | Path, threads: int = 1, repeats: int = 200, warmup: int = 20, batch: int = 1
-) -> dict[str, float]:
-    """Wall-clock milliseconds per forward of `batch` window(s) on CPU with `threads` intra-op threads.
+def onnx_session(path: str | Path, threads: int = 1):  # -> onnxruntime.InferenceSession
+    """An ONNX Runtime CPU session for the .onnx file or the export directory, `threads` intra-op threads.
 
-    `path` is the .pt file or the export directory. Returns median, p95, mean and min over `repeats` calls
-    after `warmup` untimed ones. The caller's thread setting is restored afterwards.
+    onnxruntime is a test / benchmark dependency (the `dev` extra), not a training one: imported here.
     """
+    try:
+        import onnxruntime
+    except ImportError as error:
+        raise ImportError("running the ONNX model needs onnxruntime: pip install -e '.[dev]'") from error
     path = Path(path)
     if path.is_dir():
-        path = path / MODEL_FILE
+        path = path / ONNX_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: run export_sensor_model first")
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def measure_latency(
+    path: str | Path,
+    threads: int = 1,
+    repeats: int = 200,
+    warmup: int = 20,
+    batch: int = 1,
+    runtime: str = "torchscript",
+) -> dict[str, float]:
+    """Wall-clock milliseconds per forward of `batch` raw window(s) on CPU with `threads` intra-op threads.
+
+    `path` is the export directory (or a file in it). `runtime` "torchscript" times sensor_encoder.pt,
+    "onnxruntime" sensor_encoder.onnx; either way one call is the whole on-device computation, the signal
+    analysis included. Returns median, p95, mean and min over `repeats` calls after `warmup` untimed ones.
+    The caller's thread setting is restored afterwards.
+    """
+    path = Path(path)
+    directory = path if path.is_dir() else path.parent
     if repeats < 1 or threads < 1 or batch < 1:
         raise ValueError(f"repeats, threads and batch must be >= 1, got {repeats}, {threads}, {batch}")
-    with _quiet_torchscript():
-        module = torch.jit.load(str(path), map_location="cpu")
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     config = SensorEncoderConfig()
-    info_path = path.with_name(MODEL_INFO_FILE)
+    info_path = directory / MODEL_INFO_FILE
     if info_path.is_file():
         config = SensorEncoderConfig.from_dict(json.loads(info_path.read_text())["config"])
-    x = torch.randn(batch, config.window, config.input_channels) * 2.0
-    x[:, :, 2] += STANDARD_GRAVITY  # a plausible window: the signal analysis checks the accelerometer's unit
+    x = example_windows(config, batch=batch)
+    if runtime == "onnxruntime":
+        session = onnx_session(directory, threads)
+        inputs = {"window": x.numpy()}
 
-    def classify_once() -> None:
-        if config.analysis_token:  # the device computes the window's signal analysis first: timed too
-            module(x, torch.from_numpy(window_analysis(x.numpy(), config)))
-        else:
+        def classify_once() -> None:
+            session.run(None, inputs)
+    else:
+        model_path = path if path.suffix == ".pt" else directory / MODEL_FILE
+        with _quiet_torchscript():
+            module = torch.jit.load(str(model_path), map_location="cpu")
+
+        def classify_once() -> None:
             module(x)
 
     previous_threads = torch.get_num_threads()
@@ -167,4 +278,5 @@ def measure_latency(
         "threads": threads,
         "repeats": repeats,
         "batch": batch,
+        "runtime": runtime,
     }

@@ -31,14 +31,17 @@ Analysis token (`analysis_token`, on by default). The text targets are written f
 data/features.py (step rate, periodicity, vertical impacts, gravity stability...); six 1-s patch tokens must
 rediscover those window-level quantities from a few source devices, and across data sets they underfit them
 (issue #11: the sensor encoder trails the text path on its own training windows). With the token on, the
-model takes that analysis as a second input, `analysis` [B, F] (`window_analysis`), squashes it with
+model reads that analysis, `analysis` [B, F] (`window_analysis`, numpy, passed in by training, which caches
+it per window; or, when forward gets None, computed from x by `WindowFeatures`, the same numbers in torch,
+which is what the exported model does: one raw window in, see models/export.py), squashes it with
 sign(f) log(1 + |f|) (the features span 1e-3 to 1e3 in their units), maps it with a 2-layer MLP to one more
 token and appends it to the patch tokens. The features it reads follow the input frame: the rotation-invariant
 ones (`INVARIANT_FEATURES`) in the gravity frame, so the model stays invariant to how the device is worn, and
 all of them in the device frame. Measured on the 12-pair matrix: docs/results (the `no_analysis_token`
 ablation row). Cost on a device: 0.16 M parameters (frozen TorchScript 12.1 MB instead of 11.5 MB) and the
-numpy analysis of the window, about 1.5 ms; one window end to end (`export.measure_latency`, 1 thread, the
-2-core machine under load ~3) 6.0 ms median with the token against 3.4 ms without, once per 6-s window.
+analysis of the window; one window end to end with the numpy analysis (`export.measure_latency`, 1 thread,
+the 2-core machine under load ~3) took 6.0 ms median against 3.4 ms without the token. The analysis now runs
+inside the exported model (issue #34); its latency: docs/results/README.md, "Analysis inside the model".
 
 Absolute |acc| level (`acc_level`, on by default). At rest |acc| is g times the accelerometer's gain error,
 which differs more between devices than between activities (data/features.py ACC_LEVEL_FEATURES). With it off
@@ -68,6 +71,7 @@ from common.data.features import (
 )
 from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
+from common.models.window_features import WindowFeatures
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
@@ -277,7 +281,13 @@ class SensorEncoder(nn.Module):
         # Built last, so the other weights draw the same random numbers with the token on or off.
         self.analysis_size = len(config.analysis_features)
         self.analysis_projection: nn.Module | None = None
+        # The torch twin of window_analysis, used when forward gets no analysis (the deployed model: raw
+        # window in). No parameters, only non-persistent buffers: state_dicts and random draws unchanged.
+        self.window_features: WindowFeatures | None = None
         if config.analysis_token:
+            self.window_features = WindowFeatures(
+                config.window, config.input_channels, MODEL_RATE_HZ, config.analysis_features
+            )
             self.analysis_projection = nn.Sequential(
                 nn.Linear(self.analysis_size, config.d_model),
                 nn.GELU(),
@@ -311,8 +321,10 @@ class SensorEncoder(nn.Module):
         return torch.cat(parts, dim=-1)
 
     def forward(self, x: Tensor, analysis: Tensor | None = None) -> Tensor:
-        """x [B, window, input_channels] in raw units (and, with the analysis token, `analysis` [B, F] from
-        `window_analysis`) -> embeddings [B, out_dim] (not normalised)."""
+        """x [B, window, input_channels] in raw units (m/s^2, rad/s) -> embeddings [B, out_dim] (not
+        normalised). With the analysis token, `analysis` [B, F] is the window's signal analysis: training
+        passes the cached numpy one (`window_analysis`); None computes it here (WindowFeatures, same
+        values)."""
         if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
             raise ValueError(
                 "SensorEncoder expects x of shape [B, "
@@ -328,11 +340,15 @@ class SensorEncoder(nn.Module):
         tokens = self.patch_norm(self.patch_projection(patches)) + self.positions
         projection = self.analysis_projection
         if projection is not None:
-            if analysis is None or analysis.dim() != 2 or analysis.shape[0] != batch:
+            if analysis is None:
+                window_features = self.window_features
+                assert window_features is not None  # built together with analysis_projection
+                analysis = window_features(x)
+            if analysis.dim() != 2 or analysis.shape[0] != batch:
                 raise ValueError(
                     "this SensorEncoder has an analysis token: pass analysis [B, "
                     + str(self.analysis_size)
-                    + "] from window_analysis(x) as its second input"
+                    + "] from window_analysis(x) as its second input, or None to compute it in the model"
                 )
             if analysis.shape[1] != self.analysis_size:
                 columns = str(analysis.shape[1])
