@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh --test
 source scripts/flower-env.sh
 .venv/bin/ruff check .
-.venv/bin/python -m pytest -q "$@"
+# --durations: every run (CI included) lists its slowest tests, where the suite's time goes.
+.venv/bin/python -m pytest -q --durations=25 "$@"

@@ -56,7 +56,14 @@ from simulations.federated_bench import run_size
 from simulations.llm_bench import run_llm_benchmark
 
 PARTS = ("core", "llm", "federated")
-TARGETS = {"interpretations_per_s": 1000.0, "export_mb": 25.0, "latency_ms": 2.0}
+# Issue #34's goals: a text space and a pair's stage 2 in a minute each, one window in 1 ms (raw window in).
+TARGETS = {
+    "interpretations_per_s": 1000.0,
+    "export_mb": 25.0,
+    "latency_ms": 1.0,
+    "stage1_run_s": 60.0,
+    "stage2_run_s": 60.0,
+}
 
 
 @dataclass(frozen=True)
@@ -174,9 +181,12 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
     # Latency in a fresh process, as on a device: after training in this one, single-window calls measured
     # up to 70% slower (median 2.07 ms there vs 1.20-1.44 ms in a fresh process on this machine).
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        latency = pool.submit(
-            measure_latency, out_dir / "export", threads=1, repeats=settings.latency_repeats
-        ).result()
+        latency = {
+            runtime: pool.submit(
+                measure_latency, out_dir / "export", 1, settings.latency_repeats, runtime=runtime
+            ).result()
+            for runtime in ("torchscript", "onnxruntime")
+        }
     return {
         "run": f"{settings.source} -> {settings.target}, default central settings, {activities}",
         "training_threads": torch.get_num_threads(),
@@ -195,12 +205,14 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
             "seconds_per_epoch": stage2_seconds,
             "windows_per_s": len(windows) / stage2_seconds,
             "epochs_in_default_run": config.stage2_epochs,
+            "seconds_for_default_run": stage2_seconds * config.stage2_epochs,
         },
         "sensor_encoder": {
             "parameters": sum(p.numel() for p in sensor_encoder.parameters()),
             "export_mb": export["sensor_encoder_mb"],
             "export": export,
-            "latency_ms_one_thread": latency,
+            "latency_ms_one_thread": latency["torchscript"],
+            "latency_ms_one_thread_onnxruntime": latency["onnxruntime"],
         },
     }
 
@@ -230,7 +242,9 @@ def _time_stage1(
         "seconds_per_epoch": seconds_per_step * steps_per_epoch,
         "epoch_measured": timed_steps >= steps_per_epoch,
         "steps_in_default_run": default.max_steps,
-        "seconds_for_default_run": seconds_per_step * default.max_steps,
+        # The frozen bottom's output is computed once per distinct text before the steps (train.py).
+        "cache_seconds": history["cache_seconds"],
+        "seconds_for_default_run": history["cache_seconds"] + seconds_per_step * default.max_steps,
     }
 
 
@@ -309,7 +323,7 @@ def render_tables(results: dict) -> str:
 
 def _core_section(report: Report, core: dict) -> None:
     stage1, stage2, sensor = core["stage1"], core["stage2"], core["sensor_encoder"]
-    latency = sensor["latency_ms_one_thread"]
+    latency, onnx_latency = sensor["latency_ms_one_thread"], sensor["latency_ms_one_thread_onnxruntime"]
     epoch_note = "measured" if stage1["epoch_measured"] else f"{stage1['steps_timed']} steps timed"
     report.section("Core")
     report.paragraph(f"{core['run']}; torch threads for training: {core['training_threads']}.")
@@ -335,12 +349,17 @@ def _core_section(report: Report, core: dict) -> None:
             [
                 f"stage 1: s for the default run ({stage1['steps_in_default_run']} steps)",
                 f"{stage1['seconds_for_default_run']:.0f}",
-                "",
+                f"<= {TARGETS['stage1_run_s']:.0f}",
             ],
             [
                 f"stage 2: s per epoch ({stage2['windows']} windows)",
                 f"{stage2['seconds_per_epoch']:.1f}",
                 "",
+            ],
+            [
+                f"stage 2: s for the default run ({stage2['epochs_in_default_run']} epochs)",
+                f"{stage2['seconds_for_default_run']:.0f}",
+                f"<= {TARGETS['stage2_run_s']:.0f}",
             ],
             ["sensor encoder parameters", f"{sensor['parameters']:,}", ""],
             [
@@ -349,8 +368,13 @@ def _core_section(report: Report, core: dict) -> None:
                 f"<= {TARGETS['export_mb']:.0f}",
             ],
             [
-                "latency per window, 1 thread: median / p95 (ms)",
+                "latency per raw window, analysis included, 1 thread: TorchScript median / p95 (ms)",
                 f"{latency['median_ms']:.2f} / {latency['p95_ms']:.2f}",
+                f"<= {TARGETS['latency_ms']:.0f}",
+            ],
+            [
+                "the same with ONNX Runtime: median / p95 (ms)",
+                f"{onnx_latency['median_ms']:.2f} / {onnx_latency['p95_ms']:.2f}",
                 f"<= {TARGETS['latency_ms']:.0f}",
             ],
         ],

@@ -71,13 +71,20 @@ def test_bench_suite_small(tmp_path: Path, data_dir: Path) -> None:
     assert stage1["seconds_per_epoch"] == pytest.approx(
         stage1["seconds_per_step"] * stage1["steps_per_epoch"]
     )
-    assert _finite_positive(stage1["seconds_for_default_run"])
+    assert stage1["seconds_for_default_run"] == pytest.approx(
+        stage1["cache_seconds"] + stage1["seconds_per_step"] * stage1["steps_in_default_run"]
+    )
     assert core["stage2"]["windows"] == BUDGETS["small"].stage2_max_windows
     assert _finite_positive(core["stage2"]["seconds_per_epoch"])
+    assert core["stage2"]["seconds_for_default_run"] == pytest.approx(
+        core["stage2"]["seconds_per_epoch"] * core["stage2"]["epochs_in_default_run"]
+    )
     sensor = core["sensor_encoder"]
-    assert sensor["parameters"] > 0 and 0 < sensor["export_mb"] <= 25
+    assert 0 < sensor["parameters"] <= 1_200_000 and 0 < sensor["export_mb"] <= 25
     assert _finite_positive(sensor["latency_ms_one_thread"]["median_ms"])
+    assert _finite_positive(sensor["latency_ms_one_thread_onnxruntime"]["median_ms"])
     assert (out / "core" / "export" / "sensor_encoder.pt").is_file()
+    assert (out / "core" / "export" / "sensor_encoder.onnx").is_file()
 
     llm = results["llm"]
     assert [run["concurrency"] for run in llm["live"]] == [1]

@@ -392,8 +392,10 @@ def train_text_encoder(
         ).to(device)
     criterion = TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
     frozen = _freeze_lower_layers(encoder, config.trainable_layers)
+    cache_started = time.perf_counter()
     embed_sensor_texts = _TextEmbedder(encoder, pair_tokens, config.trainable_layers)
     embed_descriptions = _TextEmbedder(encoder, description_tokens, config.trainable_layers)
+    cache_seconds = time.perf_counter() - cache_started  # the frozen bottom, once per distinct text
     groups = [(list(encoder.parameters()), config.lr)]
     if reconstruction is not None:
         groups.append((list(reconstruction.parameters()), config.decoder_lr))
@@ -475,6 +477,7 @@ def train_text_encoder(
             "steps": total_steps,
             "seconds": seconds,
             "seconds_per_step": seconds / total_steps,
+            "cache_seconds": cache_seconds,
             "unique_pairs": len(pairs),
             "num_texts": len(sensor_texts),
             "num_descriptions": len(descriptions),
