@@ -111,10 +111,7 @@ def test_text_training_lowers_the_text_path_loss(tiny_text_encoder_dir: Path) ->
     encoder = TextEncoder(tiny_text_encoder_dir)
     texts, labels = labeled_texts(repeats=1)
     before = text_path_cross_entropy(encoder, texts, labels)
-    # All layers: the tiny model's random embeddings and lower layers mean nothing until trained.
-    config = TextTrainConfig(
-        max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0, trainable_layers=None
-    )
+    config = TextTrainConfig(max_steps=30, batch_size=8, lr=1e-3, max_length=24, seed=0)
     train_text_encoder(encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False)
     assert text_path_cross_entropy(encoder, texts, labels) < 0.7 * before
 
