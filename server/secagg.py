@@ -16,7 +16,8 @@ failure, and the global model is kept (the same rule as a plain round with too f
 Central DP (dp-mode = "central"): clients clip their update before masking (Flower's fixedclipping_mod runs
 inside the SecAgg+ mod); after unmasking the server adds Gaussian noise of std noise-multiplier x
 clipping-norm / survivors to the average (the sensitivity of an average of that many clipped updates) and
-composes the round into the strategy's RDP accountant.
+composes the round into the strategy's RDP accountant. The noise comes from fresh OS entropy, never from the
+run seed that every client receives (server/dp_noise.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, 
 from common.federation import secagg
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
+from server.dp_noise import add_gaussian_noise, reproducible_seed
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -230,8 +232,8 @@ def _run_stages(
     if config.dp_mode == "central":
         # The average of n updates clipped to C moves by at most C/n when one client changes.
         std = config.dp_noise_multiplier * config.dp_clipping_norm / len(masked)
-        rng = np.random.default_rng([config.seed, server_round, 14])
-        update = [part + rng.normal(0.0, std, part.shape) for part in update]
+        # Fresh OS entropy, never the run seed every client knows (server/dp_noise.py).
+        update = add_gaussian_noise(update, std, reproducible_seed(config), server_round)
         log.info("round %d: central DP noise std %.4g added after unmasking", server_round, std)
     outcome.aggregated = ArrayRecord(
         {

@@ -90,4 +90,5 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
         "local_interpretation": False,
     }
     assert privacy["server_sees_individual_updates"] is False and privacy["epsilon_spent"] > 0
+    assert privacy["epsilon_is_guarantee"] is True  # the noise was not drawn from the public run seed
     assert 0.0 <= metrics["accuracy"] <= 1.0
