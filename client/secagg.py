@@ -90,5 +90,8 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
             secrets.params.clipping_range,
         )
     _keep(context, secrets)
-    # Only the masked vector: no MetricRecord, no ConfigRecord (the server needs nothing else to unmask).
+    # Only the masked vector: no MetricRecord, no ConfigRecord (the server needs nothing else to unmask). The
+    # weight (num-examples) is masked as element 0 because the weighted sum needs it, but it hides little: the
+    # server already knows each client's window count from the summaries phase (it sends one target per
+    # window, and announces max-weight from those counts). Nothing else of this client is in clear here.
     return Message(RecordDict({secagg.MASKED: ArrayRecord({"vector": Array(vector)})}), reply_to=msg)
