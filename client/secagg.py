@@ -2,8 +2,9 @@
 
 `secagg_mod` wraps the train handler OUTSIDE the DP mods: it lets training (and, under central DP, the
 update's clipping by Flower's `fixedclipping_mod`) run unchanged, then replaces the reply's model with the
-masked vector of the update (trained - global). The reply then holds the masked vector and the train loss,
-nothing else.
+masked vector of the update (trained - global). The reply then holds the masked vector and nothing else
+(issue #36): the weight and the train loss are coordinates of that vector, so the server learns only their
+sums; nothing of one client is in clear.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from common.federation import secagg
 
@@ -76,7 +77,11 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
     update = [trained[key].numpy().astype(np.float64) - sent[key].numpy().astype(np.float64) for key in sent]
     metrics = reply.content["metrics"]
     vector, clipped = secagg.client_masked_vector(
-        secrets, ciphertexts, update, float(metrics[secrets.params.weight_key])
+        secrets,
+        ciphertexts,
+        update,
+        float(metrics[secrets.params.weight_key]),
+        loss=float(metrics["train-loss"]),
     )
     if clipped:
         log.warning(
@@ -85,11 +90,8 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
             secrets.params.clipping_range,
         )
     _keep(context, secrets)
-    content = RecordDict(
-        {
-            secagg.MASKED: ArrayRecord({"vector": Array(vector)}),
-            # The loss is a scalar the round log reports; the weight is already known to the server.
-            "metrics": MetricRecord({"train-loss": float(metrics["train-loss"])}),
-        }
-    )
-    return Message(content, reply_to=msg)
+    # Only the masked vector: no MetricRecord, no ConfigRecord (the server needs nothing else to unmask). The
+    # weight (num-examples) is masked as element 0 because the weighted sum needs it, but it hides little: the
+    # server already knows each client's window count from the summaries phase (it sends one target per
+    # window, and announces max-weight from those counts). Nothing else of this client is in clear here.
+    return Message(RecordDict({secagg.MASKED: ArrayRecord({"vector": Array(vector)})}), reply_to=msg)

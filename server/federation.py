@@ -48,6 +48,7 @@ from server.checkpoint import (
     strategy_state,
 )
 from server.cloud import Cloud
+from server.dp_noise import privacy_guarantee
 from server.enrolment import Enrolment
 from server.local_interpretation import text_table_records
 from server.secagg import secagg_train_round
@@ -775,6 +776,8 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         report.update(clipping_norm=config.dp_clipping_norm, delta=config.dp_delta)
     if config.dp_mode == "central":
         report["noise_multiplier"] = config.dp_noise_multiplier
+        report["dp_reproducible_noise"] = config.dp_reproducible_noise
+        report.update(privacy_guarantee(config))  # false when the noise came from the public run seed
     if config.dp_mode == "local":
         report["local_epsilon_per_round"] = config.dp_epsilon
     return report

@@ -3,7 +3,9 @@
 The strategy still samples and configures the round (`configure_train`: FedProx's mu, central DP's clipping
 norm) and still turns the aggregate into the next global model (`aggregate_train`, so FedAdam's server step
 applies); only the averaging itself happens under the masks. The server never sees a client's model: it gets
-masked uint32 vectors (uniformly random on their own) and, after unmasking, only their weighted sum.
+masked uint32 vectors (uniformly random on their own) and, after unmasking, only their weighted sum. A train
+reply holds that vector and nothing else: the client's weight and train loss are coordinates of it, so the
+round's train loss is the clients' weighted mean, never one client's (issue #36).
 
 Drop-outs: clients lost during setup or share-keys are simply left out (nobody masked with them); clients lost
 after share-keys (no masked vector) are recovered in the unmask stage from their neighbours' shares of their
@@ -14,7 +16,8 @@ failure, and the global model is kept (the same rule as a plain round with too f
 Central DP (dp-mode = "central"): clients clip their update before masking (Flower's fixedclipping_mod runs
 inside the SecAgg+ mod); after unmasking the server adds Gaussian noise of std noise-multiplier x
 clipping-norm / survivors to the average (the sensitivity of an average of that many clipped updates) and
-composes the round into the strategy's RDP accountant.
+composes the round into the strategy's RDP accountant. The noise comes from fresh OS entropy, never from the
+run seed that every client receives (server/dp_noise.py).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from flwr.serverapp.strategy import DifferentialPrivacyClientSideFixedClipping, 
 from common.federation import secagg
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
+from server.dp_noise import add_gaussian_noise, reproducible_seed
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -187,10 +191,9 @@ def _run_stages(
         train_config[secagg.CIPHERTEXTS] = list(inbox[node].values())
         content = RecordDict({"arrays": message.content["arrays"], "config": train_config})
         messages.append(Message(content, message_type=MessageType.TRAIN, dst_node_id=node))
-    masked, losses = {}, []
-    for reply in exchange(messages, "train"):
+    masked = {}
+    for reply in exchange(messages, "train"):  # nothing but the masked vector (client/secagg.py)
         masked[reply.metadata.src_node_id] = reply.content[secagg.MASKED]["vector"].numpy()
-        losses.append(float(reply.content["metrics"]["train-loss"]))
     outcome.survivors = sorted(masked)
     dropped = shared_keys - set(masked)
     outcome.dropped_after_share_keys = sorted(dropped)
@@ -220,6 +223,7 @@ def _run_stages(
         for owner, share in zip(released["owners"], released["shares"], strict=True):
             shares.setdefault(int(owner), []).append(share)
     average, weight_sum = secagg.unmask_sum(masked, shares, dropped, graph, public_keys, params)
+    average, train_loss = secagg.split_loss(average, params)  # the weighted mean loss, from the masked sum
     outcome.stage_seconds["unmask"] = time.monotonic() - clock
 
     keys = list(arrays.keys())
@@ -228,8 +232,8 @@ def _run_stages(
     if config.dp_mode == "central":
         # The average of n updates clipped to C moves by at most C/n when one client changes.
         std = config.dp_noise_multiplier * config.dp_clipping_norm / len(masked)
-        rng = np.random.default_rng([config.seed, server_round, 14])
-        update = [part + rng.normal(0.0, std, part.shape) for part in update]
+        # Fresh OS entropy, never the run seed every client knows (server/dp_noise.py).
+        update = add_gaussian_noise(update, std, reproducible_seed(config), server_round)
         log.info("round %d: central DP noise std %.4g added after unmasking", server_round, std)
     outcome.aggregated = ArrayRecord(
         {
@@ -238,7 +242,7 @@ def _run_stages(
         }
     )
     outcome.clients_weight = weight_sum * params.max_weight
-    outcome.metrics = MetricRecord({"train-loss": float(np.mean(losses))})
+    outcome.metrics = MetricRecord({"train-loss": train_loss})
 
 
 def _aggregate_as_reply(arrays: ArrayRecord, weight: float, metrics: MetricRecord) -> Message:

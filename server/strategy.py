@@ -7,7 +7,6 @@ counts that server/federation.py sums exactly.
 from __future__ import annotations
 
 from flwr.serverapp.strategy import (
-    DifferentialPrivacyClientSideFixedClipping,
     FedAdam,
     FedAvg,
     FedProx,
@@ -18,6 +17,7 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
+from server.dp_noise import SecureNoiseClientSideFixedClipping, reproducible_seed
 
 
 def train_sample_size(config: FederationConfig, num_nodes: int) -> int:
@@ -57,10 +57,12 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
             sampling_method=SamplingMethod.NO_AMPLIFICATION,
         )
     )
-    return DifferentialPrivacyClientSideFixedClipping(
+    # Flower's wrapper; its noise comes from fresh OS entropy, not the public run seed (server/dp_noise.py).
+    return SecureNoiseClientSideFixedClipping(
         strategy,
         noise_multiplier=config.dp_noise_multiplier,
         clipping_norm=config.dp_clipping_norm,
         num_sampled_clients=sample_size,
         accountant=accountant,
+        reproducible_seed=reproducible_seed(config),
     )

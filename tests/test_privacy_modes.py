@@ -78,7 +78,9 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
     record = metrics["rounds"][0]
     assert record["secagg"]["refused"] is None and record["secagg"]["survivors"] == 3
     assert record["aggregated"] is True and record["clients_trained"] == 3
-    assert set(metrics["uploaded_fields"]["train"]) == {"secagg-masked.vector", "metrics.train-loss"}
+    # Nothing in clear beside the masked vector (#36); the loss is the weighted mean from the masked sum.
+    assert set(metrics["uploaded_fields"]["train"]) == {"secagg-masked.vector"}
+    assert 0.0 < record["train_loss"] < 256.0
     assert {"secagg-setup", "secagg-share-keys", "secagg-unmask"} <= set(metrics["uploaded_fields"])
     privacy = metrics["privacy"]
     assert privacy["protections"] == {
@@ -88,4 +90,5 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
         "local_interpretation": False,
     }
     assert privacy["server_sees_individual_updates"] is False and privacy["epsilon_spent"] > 0
+    assert privacy["epsilon_is_guarantee"] is True  # the noise was not drawn from the public run seed
     assert 0.0 <= metrics["accuracy"] <= 1.0

@@ -55,6 +55,7 @@ def test_pyproject_declares_every_key_with_its_default():
             "'target-bank' and text-similarity-targets are two different InfoNCE terms",
         ),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
+        ({"dp-reproducible-noise": True}, "'dp-reproducible-noise' applies to dp-mode 'central' only"),
         ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
         (
             {"secagg-reconstruction-threshold": 9},

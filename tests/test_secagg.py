@@ -35,6 +35,7 @@ class FakeGrid:
 
     def __init__(self, nodes: list[int], updates: dict, weights: dict, dp: bool = False) -> None:
         self.nodes, self.updates, self.weights = nodes, updates, weights
+        self.losses = {n: 0.5 + 0.25 * i for i, n in enumerate(nodes)}  # distinct: a leaked one is visible
         self.contexts = {n: Context(1, n, {}, RecordDict(), {}) for n in nodes}
         self.drop: dict[str, set[int]] = {}
         self.received: dict[str, list[Message]] = {}  # what the server got back, per message type
@@ -48,7 +49,9 @@ class FakeGrid:
         node = msg.metadata.dst_node_id
         arrays = msg.content["arrays"]
         trained = {k: Array(arrays[k].numpy() + self.updates[node][k]) for k in arrays}
-        metrics = MetricRecord({"num-examples": self.weights[node], "uniform-weight": 1, "train-loss": 0.5})
+        metrics = MetricRecord(
+            {"num-examples": self.weights[node], "uniform-weight": 1, "train-loss": self.losses[node]}
+        )
         return Message(RecordDict({"arrays": ArrayRecord(trained), "metrics": metrics}), reply_to=msg)
 
     def send_and_receive(self, messages, timeout=None) -> list[Message]:
@@ -121,19 +124,19 @@ def test_secure_aggregate_equals_plain_fedavg_and_the_server_sees_only_masked_ve
         2 * QUANTISATION_STEP
     )
     assert outcome.aggregated["head"].numpy().dtype == np.float32
-    # What reached the server from training: one masked uint32 vector and the loss, no model, no weight.
-    assert set(exchange.uploaded["train"]) == {"secagg-masked.vector", "metrics.train-loss"}
+    # What reached the server from training: one masked uint32 vector, no model, no weight, no loss.
+    assert set(exchange.uploaded["train"]) == {"secagg-masked.vector"}
     parameters = sum(int(np.prod(s)) for s in SHAPES.values())
     masked_vectors = []
     for reply in grid.received[MessageType.TRAIN]:
         vector = reply.content[secagg.MASKED]["vector"].numpy()
-        assert vector.dtype == np.uint32 and vector.shape == (1 + parameters,)
+        assert vector.dtype == np.uint32 and vector.shape == (1 + parameters + 1,)  # weight, update, loss
         node = reply.metadata.src_node_id
         # The client's own quantised weighted update (what an unmasked vector would hold), for comparison:
         ratio = weights[node] / max(weights.values())
         truth = np.concatenate([updates[node][k].ravel() * ratio for k in SHAPES])
         plain = np.round((truth + 1.0) / QUANTISATION_STEP)
-        assert np.mean(np.abs(vector[1:] - plain) <= 1) < 0.01  # masked: nowhere near the update
+        assert np.mean(np.abs(vector[1:-1] - plain) <= 1) < 0.01  # masked: nowhere near the update
         masked_vectors.append(vector)
     # Spread over the whole modulus: each entry is above 2**31 with probability 1/2. Pooled over all clients'
     # entries (10 x 152) the fraction's standard deviation is 0.013; a 6-sigma bound never fails by chance
@@ -142,6 +145,26 @@ def test_secure_aggregate_equals_plain_fedavg_and_the_server_sees_only_masked_ve
     assert above_half == pytest.approx(0.5, abs=6 * 0.5 / np.sqrt(sum(v.size for v in masked_vectors)))
     # The masked vectors alone (summed) are still masked: only the unmask stage's shares reveal the sum.
     assert set(exchange.uploaded["secagg-unmask"]) == {"secagg-shares.owners", "secagg-shares.shares"}
+
+
+def test_a_secagg_reply_carries_nothing_in_clear_but_its_masked_vector():
+    config, nodes, updates, weights, global_model = federation(6, seed=5)
+    outcome, grid, _, _ = secure_round(config, nodes, updates, weights, global_model)
+    assert outcome.refused is None
+    replies = grid.received[MessageType.TRAIN]
+    assert len(replies) == 6
+    for reply in replies:  # every record of the reply a client built, of every kind
+        content = reply.content
+        assert set(content.keys()) == {secagg.MASKED}
+        assert dict(content.metric_records) == {} and dict(content.config_records) == {}
+        assert set(content.array_records) == {secagg.MASKED}
+        assert set(content[secagg.MASKED].keys()) == {"vector"}
+        assert content[secagg.MASKED]["vector"].numpy().dtype == np.uint32
+    # The round's loss still reaches the log, but only as the num_examples-weighted mean from the masked sum:
+    # no client's own loss was ever readable.
+    mean_loss = sum(grid.losses[n] * weights[n] for n in nodes) / sum(weights[n] for n in nodes)
+    assert float(outcome.metrics["train-loss"]) == pytest.approx(mean_loss, abs=1e-3)
+    assert all(float(outcome.metrics["train-loss"]) != grid.losses[n] for n in nodes)
 
 
 def test_clients_dropping_after_share_keys_are_recovered_and_match_fedavg_of_the_survivors():
@@ -207,7 +230,7 @@ def test_a_client_never_releases_both_secrets_of_one_node():
     keys = {n: (s.pk1, s.pk2) for n, s in secrets.items()}
     sent = {n: secagg.client_share_keys(secrets[n], keys) for n in secrets}
     inbox = secagg.route_ciphertexts(sent, set(secrets))
-    secagg.client_masked_vector(secrets[1], inbox[1], [np.zeros(3)], 1.0)
+    secagg.client_masked_vector(secrets[1], inbox[1], [np.zeros(3)], 1.0, loss=0.0)
     restored = secagg.ClientSecrets.from_config(secrets[1].to_config())
     assert restored == secrets[1]
     with pytest.raises(secagg.SecAggError, match="both active and dropped"):

@@ -184,6 +184,10 @@ class FederationConfig:
     dp_noise_multiplier: float = 1.0  # central DP: noise std = multiplier x clipping norm / clients
     dp_epsilon: float = 10.0  # local DP budget per release
     dp_delta: float = 1e-5
+    # Central DP noise is drawn from fresh OS entropy each round (server/dp_noise.py): the run seed reaches
+    # every client, so noise drawn from it could be subtracted. true = seeded from the run seed, for studies
+    # that must replay a run exactly; metrics.json then marks the epsilon as not a guarantee.
+    dp_reproducible_noise: bool = False
     summary_noise: float = 0.0  # Gaussian noise on uploaded summaries, std relative to each value (not DP)
     # SecAgg+ on the training rounds (server/secagg.py, client/secagg.py): the server learns only the sum of
     # the sampled clients' weighted updates. Each client shares its secrets with `secagg-num-shares` ring
@@ -323,6 +327,9 @@ class FederationConfig:
                 fail(key, "must be > 0")
         if not 0.0 < self.dp_delta < 1.0:
             fail("dp-delta", f"must be in (0, 1), got {self.dp_delta}")
+        if self.dp_reproducible_noise and self.dp_mode != "central":
+            # Only the server's central noise has a seed to choose; local DP noise is drawn on the device.
+            fail("dp-reproducible-noise", f"applies to dp-mode 'central' only, got dp-mode '{self.dp_mode}'")
         if not 0.0 <= self.failure_rate < 1.0:
             fail("failure-rate", f"must be in [0, 1), got {self.failure_rate}")
         if not 0.0 < self.min_replies_fraction <= 1.0:

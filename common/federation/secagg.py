@@ -24,6 +24,10 @@ quantisation error (the weight key is "num-examples", or the uniform weight 1 un
 What is masked is the UPDATE (trained - global), clipped to +-clipping_range per coordinate: updates are
 small, so a narrow range keeps the quantisation step (2 * clipping_range / Q) far below their size.
 
+Nothing rides beside the masked vector (issue #36): the client's train loss, which the round log reports, is
+its LAST coordinate, loss / loss_bound * clipping_range weighted like the update, so the server learns only
+the weighted mean loss (`split_loss`), never one client's. The weight is element 0, masked too.
+
 Only Flower's primitives do cryptography here (ECDH key pairs, shared-key derivation, authenticated
 symmetric encryption, Shamir sharing, the seeded mask generator, stochastic quantisation); this module is free
 of messages so that tests can simulate N clients and the server exchanging exactly these values.
@@ -68,6 +72,9 @@ NEIGHBOURS = "secagg-neighbours"  # ConfigRecord {"active": [str], "dropped": [s
 STATE = "secagg-state"  # the client's protocol state, in context.state (never sent)
 
 MODULUS = 2**32  # arithmetic of the masked vectors (a power of two: the mod is a mask)
+# |train loss| above this is clipped before masking. It scales the loss into +-clipping_range: with the
+# default quantisation (2**22 levels) a client's loss is carried to 2 * 256 / 2**22 = 1.2e-4.
+LOSS_BOUND = 256.0
 
 
 class SecAggError(RuntimeError):
@@ -85,6 +92,7 @@ class SecAggParams:
     max_weight: float
     weight_key: str  # the train-reply metric that weighs the client ("num-examples" or "uniform-weight")
     modulus: int = MODULUS
+    loss_bound: float = LOSS_BOUND  # the masked loss coordinate's range, see LOSS_BOUND
 
     def to_config(self) -> dict[str, object]:
         return {
@@ -95,6 +103,7 @@ class SecAggParams:
             "max-weight": float(self.max_weight),
             "weight-key": self.weight_key,
             "modulus": self.modulus,
+            "loss-bound": float(self.loss_bound),
         }
 
     @classmethod
@@ -107,6 +116,7 @@ class SecAggParams:
             max_weight=float(values["max-weight"]),
             weight_key=str(values["weight-key"]),
             modulus=int(values["modulus"]),
+            loss_bound=float(values["loss-bound"]),
         )
 
 
@@ -222,12 +232,17 @@ def client_share_keys(
 
 
 def client_masked_vector(
-    secrets: ClientSecrets, ciphertexts: dict[int, bytes], update: list[np.ndarray], weight: float
+    secrets: ClientSecrets,
+    ciphertexts: dict[int, bytes],
+    update: list[np.ndarray],
+    weight: float,
+    *,
+    loss: float,
 ) -> tuple[np.ndarray, int]:
-    """Stage 3: decrypt the neighbours' shares, then mask the weighted, quantised update.
+    """Stage 3: decrypt the neighbours' shares, then mask the weighted, quantised update and loss.
 
     `ciphertexts`: sender -> ciphertext (the neighbours that completed stage 2). Returns the masked uint32
-    vector [q_weight, update...] and how many coordinates were clipped to the clipping range.
+    vector [q_weight, update..., loss] and how many update coordinates were clipped to the clipping range.
     """
     params = secrets.params
     for source, ciphertext in ciphertexts.items():
@@ -256,6 +271,8 @@ def client_masked_vector(
     scale = q_weight / params.quantization_range  # the dequantised ratio: what the server divides by
     flat = np.concatenate([np.asarray(a, dtype=np.float64).ravel() for a in update]) * scale
     clipped = int(np.count_nonzero(np.abs(flat) > params.clipping_range))
+    loss_coordinate = float(np.clip(loss, -params.loss_bound, params.loss_bound)) / params.loss_bound
+    flat = np.append(flat, loss_coordinate * params.clipping_range * scale)
     quantized = quantize([flat], params.clipping_range, params.quantization_range)[0].astype(np.int64)
     vector = np.concatenate([np.array([q_weight], dtype=np.int64), quantized])
     vector += pseudo_rand_gen(secrets.mask_seed, params.modulus, [vector.shape])[0]
@@ -376,6 +393,11 @@ def unmask_sum(
     step = 2 * params.clipping_range / params.quantization_range
     weighted_sum = total[1:].astype(np.float64) * step - len(masked) * params.clipping_range
     return weighted_sum / weight_sum, weight_sum
+
+
+def split_loss(average: np.ndarray, params: SecAggParams) -> tuple[np.ndarray, float]:
+    """unmask_sum's average -> (the flat average update, the clients' weighted mean train loss)."""
+    return average[:-1], float(average[-1]) / params.clipping_range * params.loss_bound
 
 
 def check_modulus(num_clients: int, quantization_range: int, modulus: int = MODULUS) -> None:
