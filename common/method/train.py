@@ -18,7 +18,8 @@ Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 
 trains on distinct (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
 balance, embeds each distinct text once per step (a few descriptions per label, shared by that label's
 rows), pads each batch only to its longest text, caps texts at `max_length` tokens, can freeze the lower
-layers (`trainable_layers`) and stops at `max_steps`.
+layers (`trainable_layers`, whose output is then computed once per distinct text: `_TextEmbedder`) and stops
+at `max_steps`.
 """
 
 from __future__ import annotations
