@@ -26,6 +26,20 @@ def toml(v):
     return ("true" if v else "false") if isinstance(v, bool) else repr(v) if isinstance(v, (int, float)) else f'"{v}"'
 print("\n".join(f"{key} = {toml(value)}" for key, value in values.items()))
 PY
+# `flwr run` exits 0 even when the ServerApp stops with an error, so the run's own output decides: a run that
+# wrote no fresh metrics.json failed. The marker's time tells this run's metrics.json from an earlier one's.
+STARTED="$OUT/.run-started"
+touch "$STARTED"
+set +e
 flwr run . --stream --run-config "$OUT/run-config.toml" \
-  --federation-config "num-supernodes=${NUM_CLIENTS:-10} client-resources-num-cpus=1" "${@:2}"
+  --federation-config "num-supernodes=${NUM_CLIENTS:-10} client-resources-num-cpus=1" "${@:2}" \
+  2>&1 | tee "$OUT/flwr-run.log"
+STATUS=${PIPESTATUS[0]}
+set -e
+if [ "$STATUS" -ne 0 ] || [ ! "$OUT/metrics.json" -nt "$STARTED" ]; then
+  echo "FedLanHAR: the run failed (flwr exit $STATUS) and wrote no new $OUT/metrics.json." >&2
+  echo "Its error (full log: $OUT/flwr-run.log):" >&2
+  grep -E -A4 "Error|Exception|Traceback" "$OUT/flwr-run.log" | tail -n 30 >&2
+  exit 1
+fi
 echo "outputs in $OUT"
