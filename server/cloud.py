@@ -143,9 +143,10 @@ class Cloud:
         return self.stage1_history
 
     def sensor_encoder_config(self) -> SensorEncoderConfig:
-        width = self.config.sensor_width
+        width = self.config.sensor_width or self.encoder.dim
         return SensorEncoderConfig(
-            **({"d_model": width, "ff_dim": 2 * width} if width else {}),  # 0: the default width, as central
+            d_model=width,
+            ff_dim=2 * width,
             out_dim=self.encoder.dim,
             input_frame=self.config.sensor_input_frame,
             analysis_token=self.config.sensor_analysis_token,

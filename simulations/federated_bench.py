@@ -25,8 +25,7 @@ from simulations.processes import flower_env, flwr_run_simulation, processes_nam
 
 REPO = PROJECT_ROOT
 
-# Small data per client: the benchmark measures the federation, not training. The sensor encoder is the
-# default one, and updates are lean (int8 both ways), as a many-client study would run them.
+# Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
 BENCH_RUN_CONFIG = {
     "num-server-rounds": 3,
     "windows-per-client": 24,
@@ -34,7 +33,7 @@ BENCH_RUN_CONFIG = {
     "stage1-steps": 4,
     "server-pretrain-epochs": 2,
     "local-epochs": 1,
-    "update-compression": "int8",
+    "sensor-width": 64,
     "new-activities-round": 2,
 }
 

@@ -71,7 +71,7 @@ class FederationConfig:
     # server trains on exactly the users `fedlanhar train` trains on (a like-for-like comparison). 0 = every
     # source user trains.
     source_eval_users_fraction: float = 0.0
-    sensor_width: int = 0  # sensor encoder d_model (ff_dim 2x); 0 = SensorEncoderConfig's default, as central
+    sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
@@ -268,7 +268,7 @@ class FederationConfig:
         if not 0.0 < self.fraction_evaluate <= 1.0:
             fail("fraction-evaluate", f"must be in (0, 1], got {self.fraction_evaluate}")
         if self.sensor_width < 0 or (self.sensor_width and self.sensor_width % 2):
-            fail("sensor-width", f"must be 0 (the default width) or an even number, got {self.sensor_width}")
+            fail("sensor-width", f"must be 0 (text encoder width) or an even number, got {self.sensor_width}")
         if self.sensor_input_frame not in INPUT_FRAMES:
             fail(
                 "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
