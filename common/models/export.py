@@ -20,7 +20,7 @@ import copy
 import json
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -261,22 +261,24 @@ def measure_latency(
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            for _ in range(warmup):
-                classify_once()
-            timings = np.empty(repeats)
-            for i in range(repeats):
-                start = time.perf_counter()
-                classify_once()
-                timings[i] = (time.perf_counter() - start) * 1e3
+            timings = time_calls(classify_once, repeats, warmup)
     finally:
         torch.set_num_threads(previous_threads)
+    return timings | {"threads": threads, "repeats": repeats, "batch": batch, "runtime": runtime}
+
+
+def time_calls(call: Callable[[], object], repeats: int, warmup: int) -> dict[str, float]:
+    """Median, p95, mean and min wall-clock milliseconds of `call()` over `repeats` calls after `warmup`."""
+    for _ in range(warmup):
+        call()
+    timings = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        call()
+        timings[i] = (time.perf_counter() - start) * 1e3
     return {
         "median_ms": float(np.median(timings)),
         "p95_ms": float(np.percentile(timings, 95)),
         "mean_ms": float(timings.mean()),
         "min_ms": float(timings.min()),
-        "threads": threads,
-        "repeats": repeats,
-        "batch": batch,
-        "runtime": runtime,
     }

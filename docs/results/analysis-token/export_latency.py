@@ -10,7 +10,6 @@ TorchScript `WindowFeatures` against the numpy `window_analysis` it replaces on 
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root, whatever the cwd
 
 from common.data.features import INVARIANT_FEATURES  # noqa: E402
-from common.models.export import example_windows, export_sensor_model, measure_latency  # noqa: E402
+from common.models.export import (  # noqa: E402
+    example_windows,
+    export_sensor_model,
+    measure_latency,
+    time_calls,
+)
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, window_analysis  # noqa: E402
 from common.models.window_features import WindowFeatures  # noqa: E402
 from common.models.zero_shot import LabelBank  # noqa: E402
@@ -28,19 +32,8 @@ REPEATS, WARMUP = 500, 50
 CONFIGS = {
     "default (d_model 384)": SensorEncoderConfig(),
     "d_model 192, ff 384, 4 heads": SensorEncoderConfig(d_model=192, ff_dim=384, num_heads=4),
+    "d_model 128, ff 256, 2 heads": SensorEncoderConfig(d_model=128, ff_dim=256),  # docs/results/speed
 }
-
-
-def time_call(call) -> tuple[float, float]:
-    """Median and p95 ms of `call()`."""
-    for _ in range(WARMUP):
-        call()
-    timings = np.empty(REPEATS)
-    for i in range(REPEATS):
-        start = time.perf_counter()
-        call()
-        timings[i] = (time.perf_counter() - start) * 1e3
-    return float(np.median(timings)), float(np.percentile(timings, 95))
 
 
 def main() -> None:
@@ -64,8 +57,8 @@ def main() -> None:
         ("analysis alone, TorchScript", lambda: features(x)),
         ("analysis alone, numpy", lambda: window_analysis(x.numpy(), SensorEncoderConfig())),
     ):
-        median, p95 = time_call(call)
-        print(f"{name:43s}          median {median:.2f} ms  p95 {p95:.2f} ms")
+        timing = time_calls(call, REPEATS, WARMUP)
+        print(f"{name:43s}          median {timing['median_ms']:.2f} ms  p95 {timing['p95_ms']:.2f} ms")
 
 
 if __name__ == "__main__":
