@@ -7,6 +7,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 PIP=".venv/bin/python -m pip"
+# pip resolves every requirement again even when nothing changed (tens of seconds): a stamp of what this
+# script and pyproject.toml asked for, written after a successful set-up, skips that while they are unchanged.
+# A test set-up also covers the runtime one.
+HASH=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+STAMP=".venv/.fedlanhar-setup-$HASH"
+[ "${1:-}" = "--test" ] && STAMP="$STAMP-test"
+if { [ -f "$STAMP" ] || [ -f "$STAMP-test" ]; } && .venv/bin/python -c "import torch, flwr, transformers" 2>/dev/null
+then
+  echo "setup done (unchanged since $(basename "$STAMP"))"
+  exit 0
+fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 # torch first, pinned: it is a CPU build on this kind of machine; a looser pin resolved later pulls a
 # multi-GB CUDA build.
@@ -20,4 +31,5 @@ if [ "${1:-}" = "--test" ]; then
   # time (about 13 min on 2 cores; pip caches the wheel on the same machine).
   .venv/bin/python -c "import llama_cpp.server" 2>/dev/null || $PIP install -q "llama-cpp-python[server]"
 fi
+touch "$STAMP"
 echo "setup done: $(.venv/bin/python -c 'import torch, flwr, transformers; print("torch", torch.__version__, "| flwr", flwr.__version__, "| transformers", transformers.__version__)')"
