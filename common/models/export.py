@@ -66,9 +66,14 @@ class RawWindowEncoder(nn.Module):
         return self.model(x)
 
 
+def _deployed_copy(model: SensorEncoder) -> RawWindowEncoder:
+    """A CPU, eval-mode copy of the model, raw window in (the caller's model is left as it is)."""
+    return RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
+
+
 def script_sensor_model(model: SensorEncoder, freeze: bool = True) -> torch.jit.ScriptModule:
     """A CPU, eval-mode TorchScript copy of the model, raw window in (the caller's model is left as is)."""
-    deployed = RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
+    deployed = _deployed_copy(model)
     with _quiet_torchscript():
         scripted = torch.jit.script(deployed)
         return torch.jit.freeze(scripted) if freeze else scripted
@@ -90,7 +95,7 @@ def export_onnx_model(model: SensorEncoder, path: str | Path) -> Path:
     the traced graph has no shape check, so a runtime checks the input against sensor_encoder.json.
     """
     path = Path(path)
-    deployed = RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
+    deployed = _deployed_copy(model)
     # nn.TransformerEncoder's inference fast path is one fused aten op that has no ONNX form: trace the
     # plain layers instead (the same numbers).
     fastpath = torch.backends.mha.get_fastpath_enabled()

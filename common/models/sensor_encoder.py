@@ -71,7 +71,7 @@ from common.data.features import (
 )
 from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
-from common.models.window_features import WindowFeatures
+from common.models.window_features import WindowFeatures, check_window_shape
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
@@ -324,15 +324,7 @@ class SensorEncoder(nn.Module):
         normalised). With the analysis token, `analysis` [B, F] is the window's signal analysis: training
         passes the cached numpy one (`window_analysis`); None computes it here (WindowFeatures, same
         values)."""
-        if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
-            raise ValueError(
-                "SensorEncoder expects x of shape [B, "
-                + str(self.window)
-                + ", "
-                + str(self.input_channels)
-                + "], got "
-                + str(list(x.shape))
-            )
+        check_window_shape(x, self.window, self.input_channels, "SensorEncoder")
         batch = x.shape[0]
         features = self.normalize(x.float())
         patches = features.reshape(batch, self.num_patches, -1)

@@ -106,6 +106,20 @@ def _percentile_constants(count: int, percentile: float) -> tuple[int, int, floa
     return below, min(below + 1, count - 1), float(position - below)
 
 
+def check_window_shape(x: Tensor, window: int, channels: int, reader: str) -> None:
+    """A clear error for raw windows that are not [B, window, channels]; written to survive scripting."""
+    if x.dim() != 3 or x.shape[1] != window or x.shape[2] != channels:
+        raise ValueError(
+            reader
+            + " expects x of shape [B, "
+            + str(window)
+            + ", "
+            + str(channels)
+            + "], got "
+            + str(list(x.shape))
+        )
+
+
 class WindowFeatures(nn.Module):
     """analyze_windows' named columns, in torch: x [B, window, input_channels] raw -> float32 [B, F]."""
 
@@ -175,15 +189,7 @@ class WindowFeatures(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x [B, window, input_channels] in m/s^2 and rad/s -> the named features, float32 [B, F]."""
-        if x.dim() != 3 or x.shape[1] != self.window or x.shape[2] != self.input_channels:
-            raise ValueError(
-                "WindowFeatures expects x of shape [B, "
-                + str(self.window)
-                + ", "
-                + str(self.input_channels)
-                + "], got "
-                + str(list(x.shape))
-            )
+        check_window_shape(x, self.window, self.input_channels, "WindowFeatures")
         # window_analysis reads float32 windows: round to float32 first, then compute in float64.
         x = x.float().double()
         acc = x[:, :, 0:3]
