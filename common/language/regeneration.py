@@ -169,18 +169,7 @@ def regenerate(
     cached_embed = _EmbeddingCache(embed)
     members = [np.flatnonzero(groups == group) for group in np.unique(groups)] if n_windows else []
 
-    def cluster_all() -> tuple[dict[int, tuple[np.ndarray, np.ndarray]], np.ndarray]:
-        """Per group its centres and members' assignments, and every window's distance to its centre."""
-        clustering: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        distance = np.zeros(n_windows)
-        for group_index, index in enumerate(members):
-            embeddings = cached_embed([texts[i] for i in index])
-            centres, assignment = _cluster(embeddings, config)
-            clustering[group_index] = (centres, assignment)
-            distance[index] = _distances(embeddings, centres, assignment)
-        return clustering, distance
-
-    clustering, distance = cluster_all()
+    clustering, distance = _cluster_groups(texts, members, cached_embed, config)
     mean_distances = [float(distance.mean()) if n_windows else 0.0]
     asked_per_iteration: list[int] = []
     accepted_per_iteration: list[int] = []
@@ -188,33 +177,12 @@ def regenerate(
     stop_reason = "max_iterations"
 
     for _ in range(config.max_iterations):
-        # 1-3: outliers of every group, with the centre each must get closer to
-        outlier_index: list[int] = []
-        outlier_centre: list[np.ndarray] = []
-        for group_index, index in enumerate(members):
-            centres, assignment = clustering[group_index]
-            group_distance = distance[index]
-            eligible = (group_distance > group_distance.mean()) & (
-                attempts[index] < config.max_attempts_per_window
-            )
-            candidates = np.flatnonzero(eligible)
-            farthest_first = candidates[np.argsort(-group_distance[candidates], kind="stable")]
-            chosen = farthest_first[: config.outliers_for(len(index))]
-            outlier_index.extend(index[chosen].tolist())
-            outlier_centre.extend(centres[assignment[chosen]])
+        outlier_index, outlier_centre = _find_outliers(members, clustering, distance, attempts, config)
         if not outlier_index:
             stop_reason = "no_outliers"
             break
-
-        # re-ask them all at once, then accept the answers that move closer to their centre
         chosen_index = np.asarray(outlier_index)
-        previous = [texts[i] for i in chosen_index]
-        answers = interpreter.reinterpret(features[chosen_index], previous, context)
-        if len(answers) != len(chosen_index):
-            raise ValueError(
-                f"interpreter {interpreter.name!r} returned {len(answers)} answers "
-                f"for {len(chosen_index)} windows"
-            )
+        answers = _reask(interpreter, features[chosen_index], [texts[i] for i in chosen_index], context)
         attempts[chosen_index] += 1
         new_distance = np.linalg.norm(cached_embed(list(answers)) - np.stack(outlier_centre), axis=1)
         accept = new_distance < distance[chosen_index]
@@ -225,7 +193,7 @@ def regenerate(
         accepted_per_iteration.append(int(accept.sum()))
 
         # stop when the mean intra-cluster distance has settled
-        clustering, distance = cluster_all()
+        clustering, distance = _cluster_groups(texts, members, cached_embed, config)
         mean_distances.append(float(distance.mean()))
         previous_mean = mean_distances[-2]
         relative_change = abs(mean_distances[-1] - previous_mean) / max(previous_mean, 1e-12)
@@ -249,3 +217,53 @@ def regenerate(
     if record_kept is not None:
         record_kept(features, texts)
     return texts, report
+
+
+def _cluster_groups(
+    texts: list[str], members: list[np.ndarray], embed: _EmbeddingCache, config: RegenerationConfig
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Per group (`members`: its window indices) its centres and members' assignments, and every window's
+    distance to its centre."""
+    clustering: list[tuple[np.ndarray, np.ndarray]] = []
+    distance = np.zeros(len(texts))
+    for index in members:
+        embeddings = embed([texts[i] for i in index])
+        centres, assignment = _cluster(embeddings, config)
+        clustering.append((centres, assignment))
+        distance[index] = _distances(embeddings, centres, assignment)
+    return clustering, distance
+
+
+def _find_outliers(
+    members: list[np.ndarray],
+    clustering: list[tuple[np.ndarray, np.ndarray]],
+    distance: np.ndarray,
+    attempts: np.ndarray,
+    config: RegenerationConfig,
+) -> tuple[list[int], list[np.ndarray]]:
+    """Steps 1-3: the outliers of every group (window indices) and the centre each must get closer to."""
+    outlier_index: list[int] = []
+    outlier_centre: list[np.ndarray] = []
+    for index, (centres, assignment) in zip(members, clustering, strict=True):
+        group_distance = distance[index]
+        eligible = (group_distance > group_distance.mean()) & (
+            attempts[index] < config.max_attempts_per_window
+        )
+        candidates = np.flatnonzero(eligible)
+        farthest_first = candidates[np.argsort(-group_distance[candidates], kind="stable")]
+        chosen = farthest_first[: config.outliers_for(len(index))]
+        outlier_index.extend(index[chosen].tolist())
+        outlier_centre.extend(centres[assignment[chosen]])
+    return outlier_index, outlier_centre
+
+
+def _reask(
+    interpreter: Interpreter, features: np.ndarray, previous: list[str], context: SensorContext
+) -> list[str]:
+    """The interpreter's new answers for these windows, all in one call (their previous answers included)."""
+    answers = interpreter.reinterpret(features, previous, context)
+    if len(answers) != len(previous):
+        raise ValueError(
+            f"interpreter {interpreter.name!r} returned {len(answers)} answers for {len(previous)} windows"
+        )
+    return answers
