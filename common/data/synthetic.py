@@ -177,6 +177,56 @@ def generate_windows(
     a default noise. Each user's windows of one activity are cut from recordings of at most
     ``windows_per_recording`` consecutive windows (one segment id each). Deterministic for ``seed``.
     """
+    labels = _check_request(activities, n_per_activity, n_users, window, windows_per_recording, sampling_rate)
+    placement_word = device.placement if device is not None else DEFAULT_PLACEMENT
+    segment_name = PLACEMENTS.get(placement_word.strip().lower())
+    if segment_name is None:
+        raise DataError(
+            f"generate_windows: device placement {placement_word!r} is not simulated; "
+            f"known placements: {sorted(PLACEMENTS)}"
+        )
+
+    rng = np.random.default_rng(seed)
+    user_traits = _draw_user_traits(rng, n_users)
+    X_parts, y_parts, user_parts, segment_parts = [], [], [], []
+    next_segment = 0
+    for label_index, label in enumerate(labels):
+        user, recording, offset = _recording_layout(n_per_activity, n_users, windows_per_recording)
+        X_parts.extend(
+            _simulate_activity(
+                label, segment_name, user, recording, offset, user_traits, window, sampling_rate, rng
+            )
+        )
+        y_parts.append(np.full(n_per_activity, label_index))
+        user_parts.append(user)
+        segment_parts.append(recording + next_segment)
+        next_segment += int(recording.max()) + 1
+
+    windows = WindowSet(
+        X=_add_tremor_and_noise(np.concatenate(X_parts), device, rng),
+        y=np.concatenate(y_parts).astype(np.int64),
+        label_names=labels,
+        user=np.concatenate(user_parts).astype(np.int64),
+        segment=np.concatenate(segment_parts).astype(np.int64),
+        name=name,
+        sampling_rate=sampling_rate,
+        position=placement_word,
+        device="synthetic",
+    )
+    if device is not None:
+        return apply_device(windows, device, seed=int(rng.integers(2**31)))
+    return windows
+
+
+def _check_request(
+    activities: Sequence[str],
+    n_per_activity: int,
+    n_users: int,
+    window: int,
+    windows_per_recording: int,
+    sampling_rate: float,
+) -> list[str]:
+    """The canonical labels of `activities`, once the arguments of generate_windows are checked."""
     labels = [canonical(activity, allow_unknown=True) for activity in activities]
     unsupported = [label for label in labels if label not in SUPPORTED_ACTIVITIES]
     if unsupported:
@@ -193,73 +243,59 @@ def generate_windows(
             )
     if windows_per_recording < 1 or sampling_rate <= 0:
         raise DataError("generate_windows: windows_per_recording must be >= 1 and sampling_rate > 0 Hz")
-    placement_word = device.placement if device is not None else DEFAULT_PLACEMENT
-    segment_name = PLACEMENTS.get(placement_word.strip().lower())
-    if segment_name is None:
-        raise DataError(
-            f"generate_windows: device placement {placement_word!r} is not simulated; "
-            f"known placements: {sorted(PLACEMENTS)}"
-        )
-    segment = SEGMENTS[segment_name]
+    return labels
 
-    rng = np.random.default_rng(seed)
-    user_traits = _draw_user_traits(rng, n_users)
+
+def _simulate_activity(
+    label: str,
+    segment_name: str,
+    user: np.ndarray,
+    recording: np.ndarray,
+    offset: np.ndarray,
+    user_traits: dict[str, np.ndarray],
+    window: int,
+    sampling_rate: float,
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """One activity's windows (laid out by _recording_layout), before tremor and sensor noise: [n, T, 6]
+    readings in chunks of at most _CHUNK windows."""
     internal_rate = sampling_rate * OVERSAMPLING
     t_window = np.arange(window * OVERSAMPLING) / internal_rate
+    n_windows = len(user)
+    # A recording's phase, pace and (for "stairs") direction are shared by its consecutive windows.
+    n_recordings = int(recording.max()) + 1
+    recording_phase = rng.uniform(0, 1, n_recordings)[recording]
+    recording_pace = rng.normal(1.0, 0.03, n_recordings)[recording]
+    recording_goes_up = (rng.uniform(size=n_recordings) < 0.5)[recording]
+    window_amplitude = rng.normal(1.0, 0.05, n_windows)
+    segment = SEGMENTS[segment_name]
+    chunks = []
+    for start in range(0, n_windows, _CHUNK):
+        part = slice(start, min(start + _CHUNK, n_windows))
+        # float32 halves the cost of the trigonometry; 6 s windows need nowhere near float64 precision.
+        batch = _Batch(
+            time=((offset[part] * window / sampling_rate)[:, None] + t_window[None, :]).astype(np.float32),
+            step_hz=(user_traits["cadence"][user[part]] * recording_pace[part]).astype(np.float32),
+            amplitude=(user_traits["amplitude"][user[part]] * window_amplitude[part]).astype(np.float32),
+            phase=recording_phase[part].astype(np.float32),
+            lean_deg=user_traits["lean_deg"][user[part]].astype(np.float32),
+            goes_up=recording_goes_up[part],
+            rng=rng,
+        )
+        mount_deg = user_traits["mount_deg"][user[part]]
+        chunks.append(_simulate(label, segment, segment_name, batch, mount_deg, internal_rate))
+    return chunks
 
-    X_parts, y_parts, user_parts, segment_parts = [], [], [], []
-    next_segment = 0
-    for label_index, label in enumerate(labels):
-        user, recording, offset = _recording_layout(n_per_activity, n_users, windows_per_recording)
-        # A recording's phase, pace and (for "stairs") direction are shared by its consecutive windows.
-        n_recordings = int(recording.max()) + 1
-        recording_phase = rng.uniform(0, 1, n_recordings)[recording]
-        recording_pace = rng.normal(1.0, 0.03, n_recordings)[recording]
-        recording_goes_up = (rng.uniform(size=n_recordings) < 0.5)[recording]
-        window_amplitude = rng.normal(1.0, 0.05, n_per_activity)
-        for start in range(0, n_per_activity, _CHUNK):
-            part = slice(start, min(start + _CHUNK, n_per_activity))
-            # float32 halves the cost of the trigonometry; 6 s windows need nowhere near float64 precision.
-            batch = _Batch(
-                time=((offset[part] * window / sampling_rate)[:, None] + t_window[None, :]).astype(
-                    np.float32
-                ),
-                step_hz=(user_traits["cadence"][user[part]] * recording_pace[part]).astype(np.float32),
-                amplitude=(user_traits["amplitude"][user[part]] * window_amplitude[part]).astype(np.float32),
-                phase=recording_phase[part].astype(np.float32),
-                lean_deg=user_traits["lean_deg"][user[part]].astype(np.float32),
-                goes_up=recording_goes_up[part],
-                rng=rng,
-            )
-            mount_deg = user_traits["mount_deg"][user[part]]
-            X_parts.append(_simulate(label, segment, segment_name, batch, mount_deg, internal_rate))
-        y_parts.append(np.full(n_per_activity, label_index))
-        user_parts.append(user)
-        segment_parts.append(recording + next_segment)
-        next_segment += n_recordings
 
-    X = np.concatenate(X_parts)
-    # Physiological tremor and soft-tissue wobble (always), plus the sensor's own noise when no device type
-    # adds it: independent white noise, so the standard deviations add in quadrature.
+def _add_tremor_and_noise(X: np.ndarray, device: DeviceType | None, rng: np.random.Generator) -> np.ndarray:
+    """Physiological tremor and soft-tissue wobble (always), plus the sensor's own noise when no device type
+    adds it: independent white noise, so the standard deviations add in quadrature."""
     acc_noise = TREMOR_ACC if device is not None else float(np.hypot(TREMOR_ACC, DEFAULT_ACC_NOISE))
     gyro_noise = TREMOR_GYRO if device is not None else float(np.hypot(TREMOR_GYRO, DEFAULT_GYRO_NOISE))
     noise = rng.standard_normal(X.shape, dtype=np.float32)
     noise[..., :3] *= acc_noise
     noise[..., 3:] *= gyro_noise
-    windows = WindowSet(
-        X=(X + noise).astype(np.float32),
-        y=np.concatenate(y_parts).astype(np.int64),
-        label_names=labels,
-        user=np.concatenate(user_parts).astype(np.int64),
-        segment=np.concatenate(segment_parts).astype(np.int64),
-        name=name,
-        sampling_rate=sampling_rate,
-        position=placement_word,
-        device="synthetic",
-    )
-    if device is not None:
-        return apply_device(windows, device, seed=int(rng.integers(2**31)))
-    return windows
+    return (X + noise).astype(np.float32)
 
 
 def _draw_user_traits(rng: np.random.Generator, n_users: int) -> dict[str, np.ndarray]:
