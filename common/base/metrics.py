@@ -92,7 +92,15 @@ def classification_metrics(
         ),
         "labels": label_names,
         "labels_present": present,
+        "per_class": _per_class_scores(confusion, label_names),
+        "confusion": confusion.tolist(),
     }
+    result.update(_new_activity_metrics(truth_index, predicted_index, index, new_labels, scores))
+    return result
+
+
+def _per_class_scores(confusion: np.ndarray, label_names: list[str]) -> dict[str, dict]:
+    """Per label its support, predicted and correct counts, precision, recall and F1 (0 where undefined)."""
     per_class = {}
     for i, label in enumerate(label_names):
         support, predicted_count, correct = (
@@ -111,34 +119,41 @@ def classification_metrics(
             "recall": recall,
             "f1": f1,
         }
-    result["per_class"] = per_class
-    result["confusion"] = confusion.tolist()
+    return per_class
 
+
+def _new_activity_metrics(
+    truth_index: np.ndarray,
+    predicted_index: np.ndarray,
+    index: dict[str, int],
+    new_labels: Sequence[str],
+    scores: np.ndarray | None,
+) -> dict[str, int | float]:
+    """The new_activity_* entries of classification_metrics (none when no new label is given)."""
     new_labels = [str(label) for label in new_labels]
     unknown_new = [label for label in new_labels if label not in index]
     if unknown_new:
         raise ValueError(f"new_labels not in label_names: {unknown_new}")
+    result: dict[str, int | float] = {}
     is_new = np.isin(truth_index, [index[label] for label in new_labels])
     if new_labels:
         result["new_activity_windows"] = int(is_new.sum())
-    if is_new.any():
-        result["new_activity_accuracy"] = float(np.mean(truth_index[is_new] == predicted_index[is_new]))
-        if scores is not None:
-            scores = np.asarray(scores, dtype=np.float32)
-            if scores.shape != (len(truth), len(label_names)):
-                raise ValueError(
-                    f"scores must be [{len(truth)}, {len(label_names)}], got {list(scores.shape)}"
-                )
-            new_truth = truth_index[is_new]
-            top3 = np.argsort(-scores[is_new], axis=1, kind="stable")[:, :3]
-            result["new_activity_top3"] = float(np.mean((top3 == new_truth[:, None]).any(axis=1)))
-            new_columns = np.array([index[label] for label in new_labels], dtype=np.int64)
-            new_scores = scores[is_new][:, new_columns]
-            ranked = new_columns[np.argsort(-new_scores, axis=1, kind="stable")]
-            result["new_activity_accuracy_among_new"] = float(np.mean(ranked[:, 0] == new_truth))
-            result["new_activity_top3_among_new"] = float(
-                np.mean((ranked[:, :3] == new_truth[:, None]).any(axis=1))
-            )
+    if not is_new.any():
+        return result
+    result["new_activity_accuracy"] = float(np.mean(truth_index[is_new] == predicted_index[is_new]))
+    if scores is None:
+        return result
+    scores = np.asarray(scores, dtype=np.float32)
+    if scores.shape != (len(truth_index), len(index)):
+        raise ValueError(f"scores must be [{len(truth_index)}, {len(index)}], got {list(scores.shape)}")
+    new_truth = truth_index[is_new]
+    top3 = np.argsort(-scores[is_new], axis=1, kind="stable")[:, :3]
+    result["new_activity_top3"] = float(np.mean((top3 == new_truth[:, None]).any(axis=1)))
+    new_columns = np.array([index[label] for label in new_labels], dtype=np.int64)
+    new_scores = scores[is_new][:, new_columns]
+    ranked = new_columns[np.argsort(-new_scores, axis=1, kind="stable")]
+    result["new_activity_accuracy_among_new"] = float(np.mean(ranked[:, 0] == new_truth))
+    result["new_activity_top3_among_new"] = float(np.mean((ranked[:, :3] == new_truth[:, None]).any(axis=1)))
     return result
 
 
