@@ -257,12 +257,21 @@ def _angle_degrees(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def analyze_windows(X: np.ndarray, sampling_rate: float = 20.0, has_gyro: bool = True) -> np.ndarray:
     """Features of each window of `X` [N, T, 6]: float32 [N, len(FEATURE_NAMES)] in FEATURE_NAMES order."""
     X = validate_feature_input(X, sampling_rate)
-    n_windows, n_samples, _ = X.shape
-    duration = n_samples / sampling_rate
     acc = X[..., :3]
-    columns: dict[str, np.ndarray] = {}
-
     magnitude = np.linalg.norm(acc, axis=-1)
+    columns = _acc_statistics(acc, magnitude)
+    dynamic_magnitude = magnitude - columns["acc_mag_mean"][:, None]
+    columns.update(_rhythm_features(acc, dynamic_magnitude, sampling_rate))
+    gravity = acc.mean(axis=1)  # [N, 3] m/s^2
+    columns.update(_gravity_aligned_features(acc, gravity, sampling_rate))
+    columns.update(_orientation_features(acc, gravity, sampling_rate))
+    columns.update(_gyro_features(X[..., 3:], has_gyro, sampling_rate))
+    return np.stack([columns[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
+
+
+def _acc_statistics(acc: np.ndarray, magnitude: np.ndarray) -> dict[str, np.ndarray]:
+    """acc_mag_* of the |acc| `magnitude` [N, T] and acc_{x,y,z}_* of `acc` [N, T, 3] in device axes."""
+    columns: dict[str, np.ndarray] = {}
     columns["acc_mag_mean"] = magnitude.mean(axis=1)
     columns["acc_mag_std"] = magnitude.std(axis=1)
     columns["acc_mag_min"] = magnitude.min(axis=1)
@@ -276,26 +285,45 @@ def analyze_windows(X: np.ndarray, sampling_rate: float = 20.0, has_gyro: bool =
     ):
         for axis_index, axis in enumerate("xyz"):
             columns[f"acc_{axis}_{statistic}"] = values[:, axis_index]
+    return columns
 
-    dynamic_magnitude = magnitude - columns["acc_mag_mean"][:, None]
+
+def _rhythm_features(
+    acc: np.ndarray, dynamic_magnitude: np.ndarray, sampling_rate: float
+) -> dict[str, np.ndarray]:
+    """Spectrum, periodicity, steps and jerk: from the dynamic |acc| [N, T] (|acc| minus its window mean),
+    and the jerk from `acc` [N, T, 3]."""
+    columns: dict[str, np.ndarray] = {}
     columns["dominant_frequency"], columns["dominant_frequency_share"] = _dominant_frequency(
         dynamic_magnitude, sampling_rate
     )
     columns["spectral_energy"] = (dynamic_magnitude**2).mean(axis=1)
-    gravity = acc.mean(axis=1)  # [N, 3] m/s^2
-    dynamic = acc - gravity[:, None, :]
-    columns["dynamic_energy"] = (dynamic**2).sum(axis=2).mean(axis=1)
     columns["autocorrelation_peak"], columns["period"] = _autocorrelation_peak(
         dynamic_magnitude, sampling_rate
     )
     columns["peak_count"] = _count_peaks(dynamic_magnitude, sampling_rate)
+    duration = acc.shape[1] / sampling_rate
     columns["step_rate"] = columns["peak_count"] / duration
     jerk = np.linalg.norm(np.diff(acc, axis=1), axis=-1) * sampling_rate
     columns["jerk_mean"] = jerk.mean(axis=1)
     columns["jerk_max"] = jerk.max(axis=1)
+    return columns
 
-    gravity_magnitude = np.linalg.norm(gravity, axis=1)
-    gravity_unit = gravity / (gravity_magnitude[:, None] + _EPS)
+
+def _gravity_unit(gravity: np.ndarray) -> np.ndarray:
+    """The direction of each window's `gravity` [N, 3] (zero stays near zero)."""
+    return gravity / (np.linalg.norm(gravity, axis=1)[:, None] + _EPS)
+
+
+def _gravity_aligned_features(
+    acc: np.ndarray, gravity: np.ndarray, sampling_rate: float
+) -> dict[str, np.ndarray]:
+    """dynamic_energy and the vertical_* and horizontal_* features: the dynamic acceleration (acc minus the
+    window's `gravity`) split into its projection on gravity and the remainder."""
+    columns: dict[str, np.ndarray] = {}
+    dynamic = acc - gravity[:, None, :]
+    columns["dynamic_energy"] = (dynamic**2).sum(axis=2).mean(axis=1)
+    gravity_unit = _gravity_unit(gravity)
     vertical = np.einsum("nti,ni->nt", dynamic, gravity_unit)
     horizontal = dynamic - vertical[:, :, None] * gravity_unit[:, None, :]
     horizontal_norm = np.linalg.norm(horizontal, axis=-1)
@@ -314,40 +342,38 @@ def analyze_windows(X: np.ndarray, sampling_rate: float = 20.0, has_gyro: bool =
     columns["horizontal_rms"] = np.sqrt(horizontal_energy)
     columns["horizontal_max"] = horizontal_norm.max(axis=1)
     columns["vertical_horizontal_ratio"] = (vertical**2).mean(axis=1) / (horizontal_energy + 1e-6)
+    return columns
 
-    columns["gravity_magnitude"] = gravity_magnitude
+
+def _orientation_features(
+    acc: np.ndarray, gravity: np.ndarray, sampling_rate: float
+) -> dict[str, np.ndarray]:
+    """gravity_magnitude, tilt_{x,y,z} of the window's `gravity` [N, 3], and how much the device turns."""
+    columns: dict[str, np.ndarray] = {"gravity_magnitude": np.linalg.norm(gravity, axis=1)}
+    gravity_unit = _gravity_unit(gravity)
     for axis_index, axis in enumerate("xyz"):
         columns[f"tilt_{axis}"] = np.degrees(np.arccos(np.clip(gravity_unit[:, axis_index], -1.0, 1.0)))
-    half = n_samples // 2
+    half = acc.shape[1] // 2
     columns["orientation_change"] = _angle_degrees(acc[:, :half].mean(axis=1), acc[:, half:].mean(axis=1))
     columns["tilt_swing"] = _tilt_swing(acc, gravity, sampling_rate)
+    return columns
 
-    gyro_names = (
-        "gyro_energy_x",
-        "gyro_energy_y",
-        "gyro_energy_z",
-        "gyro_magnitude_mean",
-        "gyro_magnitude_std",
-        "gyro_dominant_frequency",
-    )
-    if has_gyro:
-        gyro = X[..., 3:]
-        gyro_energy = (gyro**2).mean(axis=1)
-        for axis_index, axis in enumerate("xyz"):
-            columns[f"gyro_energy_{axis}"] = gyro_energy[:, axis_index]
-        gyro_magnitude = np.linalg.norm(gyro, axis=-1)
-        columns["gyro_magnitude_mean"] = gyro_magnitude.mean(axis=1)
-        columns["gyro_magnitude_std"] = gyro_magnitude.std(axis=1)
-        columns["gyro_dominant_frequency"], _ = _dominant_frequency(
-            _main_axis_projection(gyro), sampling_rate
-        )
-        columns["gyro_available"] = np.ones(n_windows)
-    else:
-        for name in gyro_names:
-            columns[name] = np.zeros(n_windows)
-        columns["gyro_available"] = np.zeros(n_windows)
 
-    return np.stack([columns[name] for name in FEATURE_NAMES], axis=1).astype(np.float32)
+def _gyro_features(gyro: np.ndarray, has_gyro: bool, sampling_rate: float) -> dict[str, np.ndarray]:
+    """The gyro_* features of `gyro` [N, T, 3] (rad/s); all 0 and gyro_available 0 without a gyroscope."""
+    n_windows = len(gyro)
+    if not has_gyro:
+        return {name: np.zeros(n_windows) for name in FEATURE_NAMES if name.startswith("gyro_")}
+    columns: dict[str, np.ndarray] = {}
+    gyro_energy = (gyro**2).mean(axis=1)
+    for axis_index, axis in enumerate("xyz"):
+        columns[f"gyro_energy_{axis}"] = gyro_energy[:, axis_index]
+    gyro_magnitude = np.linalg.norm(gyro, axis=-1)
+    columns["gyro_magnitude_mean"] = gyro_magnitude.mean(axis=1)
+    columns["gyro_magnitude_std"] = gyro_magnitude.std(axis=1)
+    columns["gyro_dominant_frequency"], _ = _dominant_frequency(_main_axis_projection(gyro), sampling_rate)
+    columns["gyro_available"] = np.ones(n_windows)
+    return columns
 
 
 def feature_dict(row: np.ndarray) -> dict[str, float]:
