@@ -5,6 +5,9 @@ import its own layer and the layers below it, never one above. client/ and serve
 Flower) only: a device's code never depends on the simulation harness, and neither depends on the other.
 No module imports, directly or through others, itself: every import counts, also one inside a function,
 so a cycle cannot hide behind a late import.
+
+Functions fit on a screen: no function or method in common/, client/ or server/ is longer than 80 lines,
+counted from its def line to its last line.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import pytest
 from common.base.paths import PROJECT_ROOT
 
 PACKAGES = ("common", "client", "server", "simulations")
+LENGTH_CHECKED_PACKAGES = ("common", "client", "server")
+MAX_FUNCTION_LINES = 80
 
 # Which top-level parts of the project each part may import (its own part is always allowed).
 ALLOWED = {
@@ -98,6 +103,26 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def long_functions(source: str, where: str, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """Each function or method of `source` longer than `limit` lines (def line to last line, decorators not
+    counted), as "where:line name (N lines)"; a method is named Class.method, a nested one outer.inner."""
+    found: list[str] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = child.end_lineno - child.lineno + 1
+                if length > limit:
+                    found.append(f"{where}:{child.lineno} {prefix}{child.name} ({length} lines)")
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                visit(child, f"{prefix}{child.name}.")
+            else:
+                visit(child, prefix)
+
+    visit(ast.parse(source, filename=where), "")
+    return found
+
+
 @pytest.fixture(scope="module")
 def import_graph() -> dict[str, set[str]]:
     modules = project_modules()
@@ -135,3 +160,41 @@ def test_the_checks_catch_what_they_are_for():
     assert not allows("server", "client.client_app")
     assert allows("common.method", "common.data.windows")
     assert allows("common.language", "common.language.prompts")
+
+
+def test_no_function_over_80_lines():
+    paths = sorted(
+        path for package in LENGTH_CHECKED_PACKAGES for path in (PROJECT_ROOT / package).rglob("*.py")
+    )
+    assert PROJECT_ROOT / "common" / "data" / "features.py" in paths
+    too_long = [
+        entry
+        for path in paths
+        for entry in long_functions(path.read_text(), str(path.relative_to(PROJECT_ROOT)))
+    ]
+    assert too_long == [], f"functions over {MAX_FUNCTION_LINES} lines:\n" + "\n".join(too_long)
+
+
+def test_the_length_check_counts_def_line_to_last_line():
+    """The checker itself: 80 lines pass, 81 lines fail, methods and nested functions are found by name."""
+
+    def function(name: str, body_lines: int, indent: str = "") -> str:
+        return (
+            f"{indent}def {name}():\n" + f"{indent}    x = 1\n" * (body_lines - 1) + f"{indent}    return x\n"
+        )
+
+    source = (
+        "import functools\n"
+        + function("fits", 79)  # lines 2-81: 80 lines
+        + "class Holder:\n"  # line 82
+        + "    @functools.cache\n"  # line 83: a decorator does not count
+        + function("too_long", 80, "    ")  # lines 84-164: 81 lines
+        + "def outer():\n"  # line 165
+        + function("inner", 81, "    ")  # lines 166-247: 82 lines
+        + "    return inner\n"  # line 248: outer is 84 lines
+    )
+    assert long_functions(source, "planted.py") == [
+        "planted.py:84 Holder.too_long (81 lines)",
+        "planted.py:165 outer (84 lines)",
+        "planted.py:166 outer.inner (82 lines)",
+    ]
