@@ -38,7 +38,10 @@ def test_local_interpretation_uploads_no_per_window_data_and_scores_like_summari
 
 @pytest.mark.slow
 def test_secagg_with_central_dp_through_flwr_run(tmp_path):
-    """The smallest real run: 3 synthetic clients, 1 round, SecAgg+ and central DP together."""
+    """The smallest real run: 5 synthetic clients, 1 round, SecAgg+ and central DP together.
+
+    Neighbourhoods of 5 with threshold 4, the smallest settings the config allows (a survivor keeps 3 live
+    neighbours, one dropout is tolerated), so 5 clients fill one neighbourhood."""
     out_dir = tmp_path / "out"
     run_config = " ".join(
         [
@@ -52,19 +55,19 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
             "local-epochs=1",
             "sensor-width=32",
             "secagg=true",
-            "secagg-num-shares=3",
-            "secagg-reconstruction-threshold=2",
+            "secagg-num-shares=5",
+            "secagg-reconstruction-threshold=4",
             "dp-mode='central'",
             "dp-noise-multiplier=0.1",
             "dp-clipping-norm=1.0",
-            "min-train-nodes=3",
-            "min-available-nodes=3",
+            "min-train-nodes=5",
+            "min-available-nodes=5",
         ]
     )
     env = flower_env(tmp_path / "flwr-home")  # and a SuperLink of its own, never another user's
     try:
         run = subprocess.run(
-            flwr_run_simulation(run_config, num_supernodes=3),
+            flwr_run_simulation(run_config, num_supernodes=5),
             cwd=REPO,
             env=env,
             capture_output=True,
@@ -76,8 +79,8 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     metrics = json.loads((out_dir / "metrics.json").read_text())
     record = metrics["rounds"][0]
-    assert record["secagg"]["refused"] is None and record["secagg"]["survivors"] == 3
-    assert record["aggregated"] is True and record["clients_trained"] == 3
+    assert record["secagg"]["refused"] is None and record["secagg"]["survivors"] == 5
+    assert record["aggregated"] is True and record["clients_trained"] == 5
     # Nothing in clear beside the masked vector (#36); the loss is the weighted mean from the masked sum.
     assert set(metrics["uploaded_fields"]["train"]) == {"secagg-masked.vector"}
     assert 0.0 < record["train_loss"] < 256.0

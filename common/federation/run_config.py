@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from common.base.device import DeviceError, resolve_device
+from common.federation.secagg import check_neighbourhood
 from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import INPUT_FRAMES, SensorEncoderConfig
 
@@ -392,6 +393,7 @@ class FederationConfig:
                 f"must be within 2..secagg-num-shares ({self.secagg_num_shares}), "
                 f"got {self.secagg_reconstruction_threshold}",
             )
+        check_neighbourhood(self.secagg_num_shares, self.secagg_reconstruction_threshold, ConfigError)
         if self.secagg_clipping_range <= 0:
             fail("secagg-clipping-range", f"must be > 0, got {self.secagg_clipping_range}")
         if not 2 <= self.secagg_quantization_range < 2**31:

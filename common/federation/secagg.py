@@ -28,23 +28,30 @@ Nothing rides beside the masked vector (issue #36): the client's train loss, whi
 its LAST coordinate, loss / loss_bound * clipping_range weighted like the update, so the server learns only
 the weighted mean loss (`split_loss`), never one client's. The weight is element 0, masked too.
 
-Only Flower's primitives do cryptography here (ECDH key pairs, shared-key derivation, authenticated
-symmetric encryption, Shamir sharing, the seeded mask generator, stochastic quantisation); this module is free
-of messages so that tests can simulate N clients and the server exchanging exactly these values.
+Masks (issue #36): every mask is ChaCha20's keystream under a 256-bit key (`expand_mask`): the client's
+own mask under its 32-byte random mask seed, each pairwise mask under the pair's ECDH-derived 32-byte key.
+Flower's `pseudo_rand_gen` is not used: it folds its seed to 32 bits, so about 2**32 tries would rebuild a
+mask. Neighbourhoods must leave every survivor at least 3 live neighbours (`check_neighbourhood`).
+
+Flower's primitives do the rest of the cryptography (ECDH key pairs, shared-key derivation, authenticated
+symmetric encryption, Shamir sharing, stochastic quantisation); this module is free of messages so that tests
+can simulate N clients and the server exchanging exactly these values.
 """
 
 from __future__ import annotations
 
+import base64
 import os
 import random
 from dataclasses import dataclass, field
 
 import numpy as np
+from cryptography.fernet import InvalidToken
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares, create_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt, encrypt, generate_shared_key
 from flwr.common.secure_aggregation.quantization import quantize
 from flwr.common.secure_aggregation.secaggplus_utils import (
-    pseudo_rand_gen,
     share_keys_plaintext_concat,
     share_keys_plaintext_separate,
 )
@@ -75,6 +82,23 @@ MODULUS = 2**32  # arithmetic of the masked vectors (a power of two: the mod is 
 # |train loss| above this is clipped before masking. It scales the loss into +-clipping_range: with the
 # default quantisation (2**22 levels) a client's loss is carried to 2 * 256 / 2**22 = 1.2e-4.
 LOSS_BOUND = 256.0
+
+SEED_BYTES = 32  # mask seeds and pairwise mask keys: 256 bits, ChaCha20's key size
+SELF_MASK = "self-mask"  # expand_mask's purposes
+PAIRWISE_MASK = "pairwise-mask"
+# ChaCha20's 16-byte nonce as `cryptography` takes it: a 4-byte little-endian block counter (0), then 12 bytes
+# that name the purpose. Reusing a (key, nonce) pair is fatal when it encrypts two different messages (the
+# XOR of the ciphertexts is the XOR of the plaintexts). Here nothing is encrypted: the keystream IS the mask,
+# and each key serves one purpose in one round only (a fresh os.urandom mask seed per round; a pairwise key
+# from key pairs made fresh per round), so a fixed nonce per purpose never serves one key twice. The two
+# labels separate the domains: even a key that served both purposes would give unrelated masks.
+_MASK_NONCES = {
+    SELF_MASK: bytes(4) + b"self-mask".ljust(12, b"\0"),
+    PAIRWISE_MASK: bytes(4) + b"pair-mask".ljust(12, b"\0"),
+}
+# Once the server has removed a survivor's own mask, only the pairwise masks with its live neighbours hide its
+# update: to isolate it, the server must collude with every one of them (or break every pairwise key).
+MIN_LIVE_NEIGHBOURS = 3
 
 
 class SecAggError(RuntimeError):
@@ -117,6 +141,52 @@ class SecAggParams:
             weight_key=str(values["weight-key"]),
             modulus=int(values["modulus"]),
             loss_bound=float(values["loss-bound"]),
+        )
+
+
+# ------------------------------------------------------------------------------------- masks, neighbourhoods
+def expand_mask(seed: bytes, purpose: str, shape: tuple[int, ...], modulus: int = MODULUS) -> np.ndarray:
+    """The mask of `shape` for `purpose` from a 256-bit seed: ChaCha20's keystream, read as uint32 words.
+
+    The whole seed is the ChaCha20 key, so a mask is as hard to guess as its seed (2**256 tries), and the
+    words are uniform on 0..2**32-1; `modulus` must be a power of two up to 2**32, which takes them mod it
+    without bias. One function for the client's masking and the server's unmasking. Returns int64 values.
+    """
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"a mask seed must be {SEED_BYTES} bytes (256 bits), got {len(seed)}")
+    if purpose not in _MASK_NONCES:
+        raise ValueError(f"mask purpose must be one of {sorted(_MASK_NONCES)}, got {purpose!r}")
+    if not 2 <= modulus <= 2**32 or modulus & (modulus - 1):
+        raise ValueError(f"the modulus must be a power of two within 2..2**32, got {modulus}")
+    count = int(np.prod(shape, dtype=np.int64))
+    keystream = Cipher(algorithms.ChaCha20(seed, _MASK_NONCES[purpose]), mode=None).encryptor()
+    words = np.frombuffer(keystream.update(bytes(4 * count)), dtype="<u4")
+    return (words.astype(np.int64) % modulus).reshape(shape)
+
+
+def check_neighbourhood(num_shares: int, threshold: int, error: type[ValueError] = ValueError) -> None:
+    """Refuse SecAgg+ settings that leave a survivor's update hidden by too few masks, or tolerate no dropout.
+
+    A round goes on while every survivor's neighbourhood keeps `threshold` live nodes, itself included: a
+    survivor may then have threshold - 1 live neighbours, and at least MIN_LIVE_NEIGHBOURS are required.
+    threshold == num_shares would need every neighbour to survive. `error`: the exception class to raise
+    (the run config passes its ConfigError, a ValueError).
+    """
+    allowed = (
+        f"allowed: {MIN_LIVE_NEIGHBOURS + 1} <= secagg-reconstruction-threshold < secagg-num-shares "
+        f"(so secagg-num-shares >= {MIN_LIVE_NEIGHBOURS + 2})"
+    )
+    if threshold - 1 < MIN_LIVE_NEIGHBOURS:
+        raise error(
+            f"key 'secagg-reconstruction-threshold' {threshold} (with secagg-num-shares {num_shares}) lets a "
+            f"survivor's neighbourhood shrink to {threshold} live nodes, itself included: "
+            f"{threshold - 1} live neighbours, fewer than {MIN_LIVE_NEIGHBOURS} whose pairwise masks hide "
+            f"its update; {allowed}"
+        )
+    if threshold >= num_shares:
+        raise error(
+            f"key 'secagg-reconstruction-threshold' {threshold} with secagg-num-shares {num_shares} "
+            f"tolerates no dropout (every neighbour's share is needed); {allowed}"
         )
 
 
@@ -217,7 +287,7 @@ def client_share_keys(
     if len(set(all_keys)) != len(all_keys):
         raise SecAggError(f"node {secrets.node_id}: two neighbours advertise the same public key")
     secrets.public_keys = dict(neighbour_keys)
-    secrets.mask_seed = os.urandom(32)
+    secrets.mask_seed = os.urandom(SEED_BYTES)
     seed_shares = create_shares(secrets.mask_seed, secrets.params.threshold, len(neighbour_keys))
     sk1_shares = create_shares(secrets.sk1, secrets.params.threshold, len(neighbour_keys))
     ciphertexts = {}
@@ -251,7 +321,16 @@ def client_masked_vector(
         key = generate_shared_key(
             bytes_to_private_key(secrets.sk2), bytes_to_public_key(secrets.public_keys[source][1])
         )
-        sender, destination, seed_share, sk1_share = share_keys_plaintext_separate(decrypt(key, ciphertext))
+        try:  # Fernet: AES-CBC with an HMAC-SHA256 tag, checked before anything is decrypted
+            plaintext = decrypt(key, ciphertext)
+        except InvalidToken as error:
+            raise SecAggError(
+                f"node {secrets.node_id}: the ciphertext relayed as from {source} fails authentication "
+                "(altered, or not encrypted by that node for this one): refused"
+            ) from error
+        sender, destination, seed_share, sk1_share = share_keys_plaintext_separate(plaintext)
+        # The key of a pair is symmetric: a ciphertext this node sent to `source`, relayed back to it as if
+        # from `source`, authenticates. The names inside the plaintext tell the two directions apart.
         if (sender, destination) != (source, secrets.node_id):
             raise SecAggError(
                 f"node {secrets.node_id}: a ciphertext from {source} names {sender} -> {destination}"
@@ -275,7 +354,7 @@ def client_masked_vector(
     flat = np.append(flat, loss_coordinate * params.clipping_range * scale)
     quantized = quantize([flat], params.clipping_range, params.quantization_range)[0].astype(np.int64)
     vector = np.concatenate([np.array([q_weight], dtype=np.int64), quantized])
-    vector += pseudo_rand_gen(secrets.mask_seed, params.modulus, [vector.shape])[0]
+    vector += expand_mask(secrets.mask_seed, SELF_MASK, vector.shape, params.modulus)
     for neighbour in secrets.live_neighbours:
         vector += _pairwise_mask(
             secrets.sk1, secrets.public_keys[neighbour][0], secrets.node_id, neighbour, params, vector.shape
@@ -309,8 +388,9 @@ def _pairwise_mask(
     own_sk1: bytes, other_pk1: bytes, own: int, other: int, params: SecAggParams, shape: tuple[int, ...]
 ) -> np.ndarray:
     """+mask for the larger node id, -mask for the smaller: the pair's masks cancel in the sum."""
+    # Flower's shared key: HKDF-SHA256 of the ECDH secret, 32 bytes, urlsafe-base64 encoded (for Fernet).
     key = generate_shared_key(bytes_to_private_key(own_sk1), bytes_to_public_key(other_pk1))
-    mask = pseudo_rand_gen(key, params.modulus, [shape])[0]
+    mask = expand_mask(base64.urlsafe_b64decode(key), PAIRWISE_MASK, shape, params.modulus)
     return mask if own > other else -mask
 
 
@@ -379,7 +459,7 @@ def unmask_sum(
             )
         secret = combine_shares(shares[node])
         if node in masked:  # a survivor: remove its own mask
-            total -= pseudo_rand_gen(secret, params.modulus, [total.shape])[0]
+            total -= expand_mask(secret, SELF_MASK, total.shape, params.modulus)
         else:  # a dropped node: remove the pairwise masks the survivors added for it
             for neighbour in graph[node] & set(masked):
                 mask = _pairwise_mask(secret, public_keys[neighbour][0], node, neighbour, params, total.shape)
