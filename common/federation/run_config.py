@@ -91,27 +91,6 @@ class FederationConfig:
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"
-    # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
-    # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
-    distill_weight: float = 0.0
-    # Weight of information maximisation on the clients' unlabeled windows (SensorTrainConfig.im_weight: their
-    # own posterior over the label bank they hold, made confident and spread over the labels; 0 = off). The
-    # server's labeled source windows are never in it.
-    im_weight: float = 0.0
-    # Weight of the cross-entropy of the server's labeled source windows' own labels over the label bank, in
-    # the server's pre-training and rounds (SensorTrainConfig.source_label_weight; 0 = off). Clients hold no
-    # label, so their local epochs never read it.
-    source_label_weight: float = 0.0
-    # Share of the last epochs of every stage-2 run (the server's pre-training, its rounds and each client's
-    # local epochs) whose end-of-epoch weights are averaged into the model it returns
-    # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
-    weight_averaging: float = 0.0
-    # InfoNCE's targets in every stage-2 run are the text targets' own similarities instead of one-hot
-    # (SensorTrainConfig.text_similarity_targets; false = the paper's hard targets).
-    text_similarity_targets: bool = False
-    # InfoNCE picks each window's target among every distinct target the trainer holds, not only the
-    # batch's (SensorTrainConfig.target_bank; a client's bank is its own windows' targets).
-    target_bank: bool = False
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -284,18 +263,6 @@ class FederationConfig:
                 "server-train-epochs",
                 f"must be 0 with dp-mode '{self.dp_mode}': the server's own update would not be clipped",
             )
-        if self.distill_weight < 0:
-            fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
-        if self.im_weight < 0:
-            fail("im-weight", f"must be >= 0, got {self.im_weight}")
-        if self.source_label_weight < 0:
-            fail("source-label-weight", f"must be >= 0, got {self.source_label_weight}")
-        if self.target_bank and self.text_similarity_targets:
-            fail("target-bank", "and text-similarity-targets are two different InfoNCE terms: choose one")
-        if not 0.0 <= self.weight_averaging <= 1.0:
-            fail(
-                "weight-averaging", f"must be in [0, 1] (a share of the epochs), got {self.weight_averaging}"
-            )
         for key in (
             "local-epochs",
             "batch-size",
@@ -450,18 +417,12 @@ class FederationConfig:
 
     def sensor_train_config(self, epochs: int, seed: int) -> SensorTrainConfig:
         """The stage-2 settings of every sensor-encoder training in the run (the server's pre-training and
-        rounds, each client's local epochs): one place, so that a stage-2 switch reaches all of them."""
+        rounds, each client's local epochs): one place, so that a stage-2 setting reaches all of them."""
         return SensorTrainConfig(
             epochs=epochs,
             batch_size=self.batch_size,
             lr=self.learning_rate,
             temperature=self.temperature,
-            distill_weight=self.distill_weight,
-            im_weight=self.im_weight,
-            source_label_weight=self.source_label_weight,
-            weight_averaging=self.weight_averaging,
-            text_similarity_targets=self.text_similarity_targets,
-            target_bank=self.target_bank,
             seed=seed,
         )
 
