@@ -274,6 +274,214 @@ class _TextEmbedder:
         return mean_pool(_run_layers(self.top, hidden, mask), mask), ids, mask
 
 
+@dataclass
+class _Stage1Texts:
+    """Stage 1's distinct texts by index: the (interpretation, label) pairs and the label descriptions, with
+    the label and category of each. Rule interpretations repeat a lot: each distinct pair is embedded once."""
+
+    labels: list[str]  # sorted
+    categories: list[str]  # sorted
+    category_of_label: Tensor  # [labels] category index of each label
+    pairs: list[tuple[str, str]]  # the distinct (interpretation, label) pairs
+    pair_label: list[int]  # label index of each pair
+    texts_of_label: list[list[int]]  # the pairs of each label
+    descriptions: list[str]
+    description_label: list[int]  # label index of each description
+    descriptions_of_label: list[list[int]]  # the descriptions of each label
+
+    @classmethod
+    def build(
+        cls,
+        sensor_texts: list[str],
+        sensor_labels: list[str],
+        label_descriptions: Mapping[str, Sequence[str]],
+        category_of: Callable[[str], str],
+        descriptions_per_label: int | None,
+    ) -> _Stage1Texts:
+        if len(sensor_texts) != len(sensor_labels):
+            raise ValueError(
+                f"sensor_texts has {len(sensor_texts)} rows but sensor_labels has {len(sensor_labels)}"
+            )
+        if not sensor_texts:
+            raise ValueError("sensor_texts is empty: stage 1 needs labeled interpretations")
+        labels = sorted({str(label) for label in sensor_labels})
+        missing = [label for label in labels if not label_descriptions.get(label)]
+        if missing:
+            raise ValueError(f"label_descriptions has no description for labels {missing}")
+        categories = sorted({category_of(label) for label in labels})
+        label_index = {label: i for i, label in enumerate(labels)}
+        pairs = sorted(
+            {(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)}
+        )
+        pair_label = [label_index[label] for _, label in pairs]
+        descriptions, description_label = [], []
+        for label in labels:
+            chosen = list(dict.fromkeys(label_descriptions[label]))[:descriptions_per_label]
+            descriptions.extend(chosen)
+            description_label.extend([label_index[label]] * len(chosen))
+        return cls(
+            labels=labels,
+            categories=categories,
+            category_of_label=torch.tensor([categories.index(category_of(label)) for label in labels]),
+            pairs=pairs,
+            pair_label=pair_label,
+            texts_of_label=[
+                [i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))
+            ],
+            descriptions=descriptions,
+            description_label=description_label,
+            descriptions_of_label=[
+                [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
+            ],
+        )
+
+
+class _Stage1Sampler:
+    """Draws each step's rows: `batch_size` interpretations with class balance, `descriptions_per_step`
+    descriptions of each label present, and every interpretation paired with one of its label's drawn
+    descriptions. Every stream is reshuffled on each pass, all from one seeded `random.Random`."""
+
+    def __init__(self, texts: _Stage1Texts, rng: random.Random) -> None:
+        self.texts = texts
+        self.label_stream = _cycle_shuffled(range(len(texts.labels)), rng)
+        self.text_streams = [_cycle_shuffled(index, rng) for index in texts.texts_of_label]
+        self.description_streams = [_cycle_shuffled(index, rng) for index in texts.descriptions_of_label]
+
+    def draw(self, config: TextTrainConfig) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """The step's distinct pair indices, its description indices, and its (pair row, description row)
+        rows, indexing into the first two lists."""
+        row_labels = [next(self.label_stream) for _ in range(config.batch_size)]
+        row_texts = [next(self.text_streams[c]) for c in row_labels]
+        step_texts = sorted(set(row_texts))
+        drawn = {}
+        for c in sorted(set(row_labels)):
+            count = min(config.descriptions_per_step, len(self.texts.descriptions_of_label[c]))
+            drawn[c] = list(dict.fromkeys(next(self.description_streams[c]) for _ in range(count)))
+        step_descriptions = [d for c in sorted(drawn) for d in drawn[c]]
+        seen_of_label = {c: 0 for c in drawn}
+        pair_rows = []
+        for text, c in zip(row_texts, row_labels, strict=True):
+            description = drawn[c][seen_of_label[c] % len(drawn[c])]
+            seen_of_label[c] += 1
+            pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
+        return step_texts, step_descriptions, pair_rows
+
+
+@dataclass
+class _Stage1Tokens:
+    """Token ids of stage 1's distinct texts, capped at `max_length`, and the decoder's compact vocabulary."""
+
+    pairs: list[list[int]]  # of each distinct (interpretation, label) pair's text
+    pairs_cut: int  # how many were longer than max_length
+    descriptions: list[list[int]]
+    descriptions_cut: int
+    used_ids: list[int]  # the token ids that occur (sorted, padding included)
+    to_compact: Tensor  # token id -> its index in used_ids
+
+    @classmethod
+    def build(cls, encoder: TextEncoder, texts: _Stage1Texts, max_length: int) -> _Stage1Tokens:
+        pairs, pairs_cut = _tokenize_capped(encoder, [text for text, _ in texts.pairs], max_length)
+        descriptions, descriptions_cut = _tokenize_capped(encoder, texts.descriptions, max_length)
+        # The decoder only has to predict tokens that occur in the training texts: a compact output
+        # vocabulary (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder.
+        used_ids = sorted({token for ids in pairs + descriptions for token in ids} | {encoder.pad_token_id})
+        to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
+        to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
+        return cls(pairs, pairs_cut, descriptions, descriptions_cut, used_ids, to_compact)
+
+    def facts(self) -> dict:
+        """Token lengths (and how many texts were cut) and the decoder's vocabulary size, for the history."""
+        return {
+            "token_lengths": {
+                "sensor": _length_stats(self.pairs) | {"cut": self.pairs_cut},
+                "description": _length_stats(self.descriptions) | {"cut": self.descriptions_cut},
+            },
+            "decoder_vocab": len(self.used_ids),
+        }
+
+
+def _stage1_criterion(encoder: TextEncoder, vocab_size: int, config: TextTrainConfig) -> TextAlignmentLoss:
+    """Stage 1's loss; with a reconstruction decoder (new weights from the torch RNG) when beta > 0."""
+    reconstruction = None
+    if config.beta > 0:
+        reconstruction = ReconstructionLoss(
+            vocab_size=vocab_size,
+            dim=encoder.dim,
+            num_layers=config.decoder_layers,
+            num_heads=config.decoder_heads,
+            max_length=config.max_length,
+            hidden_dim=config.decoder_dim,
+        ).to(encoder.device)
+    return TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+
+
+class _Stage1Optimizer:
+    """AdamW over the encoder (and the decoder, at its own rate) with linear warm-up, then linear decay;
+    every step clips the gradient norm of everything it trains."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        reconstruction: ReconstructionLoss | None,
+        config: TextTrainConfig,
+        total_steps: int,
+    ) -> None:
+        groups = [(list(encoder.parameters()), config.lr)]
+        if reconstruction is not None:
+            groups.append((list(reconstruction.parameters()), config.decoder_lr))
+        self.optimizer = _adamw(groups, config.weight_decay)
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.grad_clip = config.grad_clip
+        warmup = max(1, int(config.warmup_fraction * total_steps))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: min(
+                (step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            ),
+        )
+
+    def step(self, loss: Tensor) -> float:
+        """One update on `loss`; returns the learning rate the next step will use."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def _stage1_loss(
+    criterion: TextAlignmentLoss,
+    texts: _Stage1Texts,
+    embedders: tuple[_TextEmbedder, _TextEmbedder],
+    to_compact: Tensor,
+    step: tuple[list[int], list[int], list[tuple[int, int]]],
+) -> dict[str, Tensor]:
+    """The stage-1 loss terms of one step drawn by `_Stage1Sampler.draw`."""
+    step_texts, step_descriptions, pair_rows = step
+    embed_sensor_texts, embed_descriptions = embedders
+    device = embed_sensor_texts.encoder.device
+    sensor_labels = torch.tensor([texts.pair_label[i] for i in step_texts])
+    description_labels = torch.tensor([texts.description_label[i] for i in step_descriptions])
+    with autocast(device):
+        Z, sensor_ids, sensor_mask = embed_sensor_texts(step_texts)
+        H, description_ids, description_mask = embed_descriptions(step_descriptions)
+        return criterion(
+            Z,
+            sensor_labels.to(device),
+            texts.category_of_label[sensor_labels].to(device),
+            H,
+            description_labels.to(device),
+            texts.category_of_label[description_labels].to(device),
+            pairs=torch.tensor(pair_rows, device=device),
+            sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
+            description_tokens=(
+                to_compact[description_ids.cpu()].to(device),
+                description_mask.to(device),
+            ),
+        )
+
+
 def train_text_encoder(
     encoder: TextEncoder,
     sensor_texts: list[str],
@@ -287,142 +495,45 @@ def train_text_encoder(
 
     Each step draws `batch_size` sensor interpretations with class balance (from the distinct (text, label)
     pairs) and `descriptions_per_step` descriptions for each label present; every interpretation is paired
-    with one description of its label. Each distinct text is embedded once per step. Loss: align (InfoNCE
-    over the pairs, same-label pairs are positives), ca1 (descriptions by category), ca2 (interpretations by
-    category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of text from their
-    embeddings).
+    with one description of its label (`_Stage1Sampler`). Each distinct text is embedded once per step.
+    Loss: align (InfoNCE over the pairs, same-label pairs are positives), ca1 (descriptions by category),
+    ca2 (interpretations by category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of
+    text from their embeddings).
     """
     config = config or TextTrainConfig()
-    if len(sensor_texts) != len(sensor_labels):
-        raise ValueError(
-            f"sensor_texts has {len(sensor_texts)} rows but sensor_labels has {len(sensor_labels)}"
-        )
-    if not sensor_texts:
-        raise ValueError("sensor_texts is empty: stage 1 needs labeled interpretations")
-    labels = sorted({str(label) for label in sensor_labels})
-    missing = [label for label in labels if not label_descriptions.get(label)]
-    if missing:
-        raise ValueError(f"label_descriptions has no description for labels {missing}")
-    categories = sorted({category_of(label) for label in labels})
-    label_index = {label: i for i, label in enumerate(labels)}
-    category_of_label = torch.tensor([categories.index(category_of(label)) for label in labels])
-
-    # Distinct (text, label) pairs: repeated rule texts would otherwise cost a forward pass each time.
-    pairs = sorted({(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)})
-    pair_label = [label_index[label] for _, label in pairs]
-    texts_of_label = [[i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))]
-    descriptions, description_label = [], []
-    for label in labels:
-        chosen = list(dict.fromkeys(label_descriptions[label]))[: config.descriptions_per_label]
-        descriptions.extend(chosen)
-        description_label.extend([label_index[label]] * len(chosen))
-    descriptions_of_label = [
-        [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
-    ]
-
-    pair_tokens, pairs_cut = _tokenize_capped(encoder, [text for text, _ in pairs], config.max_length)
-    description_tokens, descriptions_cut = _tokenize_capped(encoder, descriptions, config.max_length)
-    # The decoder only has to predict tokens that occur in the training texts: a compact output vocabulary
-    # (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder itself.
-    used_ids = sorted(
-        {token for ids in pair_tokens + description_tokens for token in ids} | {encoder.pad_token_id}
+    texts = _Stage1Texts.build(
+        sensor_texts, sensor_labels, label_descriptions, category_of, config.descriptions_per_label
     )
-    to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
-    to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
-
-    if config.max_steps is not None:
-        total_steps = config.max_steps
-    else:
-        total_steps = max(1, math.ceil(config.epochs * len(pairs) / config.batch_size))
+    tokens = _Stage1Tokens.build(encoder, texts, config.max_length)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(texts.pairs) / config.batch_size))
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    device = encoder.device
-    reconstruction = None
-    if config.beta > 0:
-        reconstruction = ReconstructionLoss(
-            vocab_size=len(used_ids),
-            dim=encoder.dim,
-            num_layers=config.decoder_layers,
-            num_heads=config.decoder_heads,
-            max_length=config.max_length,
-            hidden_dim=config.decoder_dim,
-        ).to(device)
-    criterion = TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+    criterion = _stage1_criterion(encoder, len(tokens.used_ids), config)
     frozen = _freeze_lower_layers(encoder, config.trainable_layers)
     cache_started = time.perf_counter()
-    embed_sensor_texts = _TextEmbedder(encoder, pair_tokens, config.trainable_layers)
-    embed_descriptions = _TextEmbedder(encoder, description_tokens, config.trainable_layers)
-    cache_seconds = time.perf_counter() - cache_started  # the frozen bottom, once per distinct text
-    groups = [(list(encoder.parameters()), config.lr)]
-    if reconstruction is not None:
-        groups.append((list(reconstruction.parameters()), config.decoder_lr))
-    optimizer = _adamw(groups, config.weight_decay)
-    trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    warmup = max(1, int(config.warmup_fraction * total_steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
+    embedders = (
+        _TextEmbedder(encoder, tokens.pairs, config.trainable_layers),
+        _TextEmbedder(encoder, tokens.descriptions, config.trainable_layers),
     )
-
-    label_stream = _cycle_shuffled(range(len(labels)), rng)
-    text_streams = [_cycle_shuffled(index, rng) for index in texts_of_label]
-    description_streams = [_cycle_shuffled(index, rng) for index in descriptions_of_label]
+    cache_seconds = time.perf_counter() - cache_started  # the frozen bottom, once per distinct text
+    optimizer = _Stage1Optimizer(encoder, criterion.reconstruction, config, total_steps)
+    sampler = _Stage1Sampler(texts, rng)
 
     terms = ("loss", "align", "ca1", "ca2", "ca3", "re")
-    history: dict = {term: [] for term in terms}
-    history["lr"] = []
-    history["distinct_texts_per_step"] = []
+    history: dict = {term: [] for term in terms} | {"lr": [], "distinct_texts_per_step": []}
     encoder.train()
     criterion.train()
     started = time.perf_counter()
     try:
         bar = _progress(range(total_steps), progress, desc="stage 1: text encoder", unit="step")
         for step in bar:
-            # Rows: class-balanced sensor texts, each paired with one of its label's drawn descriptions.
-            row_labels = [next(label_stream) for _ in range(config.batch_size)]
-            row_texts = [next(text_streams[c]) for c in row_labels]
-            step_texts = sorted(set(row_texts))
-            drawn = {}
-            for c in sorted(set(row_labels)):
-                count = min(config.descriptions_per_step, len(descriptions_of_label[c]))
-                drawn[c] = list(dict.fromkeys(next(description_streams[c]) for _ in range(count)))
-            step_descriptions = [d for c in sorted(drawn) for d in drawn[c]]
-            seen_of_label = {c: 0 for c in drawn}
-            pair_rows = []
-            for text, c in zip(row_texts, row_labels, strict=True):
-                description = drawn[c][seen_of_label[c] % len(drawn[c])]
-                seen_of_label[c] += 1
-                pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
-
-            sensor_labels_t = torch.tensor([pair_label[i] for i in step_texts])
-            description_labels_t = torch.tensor([description_label[i] for i in step_descriptions])
-            with autocast(device):
-                Z, sensor_ids, sensor_mask = embed_sensor_texts(step_texts)
-                H, description_ids, description_mask = embed_descriptions(step_descriptions)
-                result = criterion(
-                    Z,
-                    sensor_labels_t.to(device),
-                    category_of_label[sensor_labels_t].to(device),
-                    H,
-                    description_labels_t.to(device),
-                    category_of_label[description_labels_t].to(device),
-                    pairs=torch.tensor(pair_rows, device=device),
-                    sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
-                    description_tokens=(
-                        to_compact[description_ids.cpu()].to(device),
-                        description_mask.to(device),
-                    ),
-                )
-            optimizer.zero_grad(set_to_none=True)
-            result["loss"].backward()
-            nn.utils.clip_grad_norm_(trained_parameters, config.grad_clip)
-            optimizer.step()
-            schedule.step()
+            drawn = sampler.draw(config)
+            result = _stage1_loss(criterion, texts, embedders, tokens.to_compact, drawn)
+            history["lr"].append(optimizer.step(result["loss"]))
             for term in terms:
                 history[term].append(float(result[term].detach()))
-            history["lr"].append(optimizer.param_groups[0]["lr"])
-            history["distinct_texts_per_step"].append(len(step_texts) + len(step_descriptions))
+            history["distinct_texts_per_step"].append(len(drawn[0]) + len(drawn[1]))
             if progress and (step % config.log_every == 0 or step == total_steps - 1):
                 bar.set_postfix({term: f"{history[term][-1]:.3f}" for term in ("loss", "align", "re")})
     finally:
@@ -436,19 +547,15 @@ def train_text_encoder(
             "seconds": seconds,
             "seconds_per_step": seconds / total_steps,
             "cache_seconds": cache_seconds,
-            "unique_pairs": len(pairs),
+            "unique_pairs": len(texts.pairs),
             "num_texts": len(sensor_texts),
-            "num_descriptions": len(descriptions),
-            "labels": labels,
-            "categories": categories,
+            "num_descriptions": len(texts.descriptions),
+            "labels": texts.labels,
+            "categories": texts.categories,
             "max_length": config.max_length,
-            "token_lengths": {
-                "sensor": _length_stats(pair_tokens) | {"cut": pairs_cut},
-                "description": _length_stats(description_tokens) | {"cut": descriptions_cut},
-            },
-            "decoder_vocab": len(used_ids),
-            "config": asdict(config),
         }
+        | tokens.facts()
+        | {"config": asdict(config)}
     )
     return history
 
