@@ -176,9 +176,8 @@ def train(msg: Message, context: Context) -> Message:
         seed=config.seed * 1000 + int(round_config.get("server-round", 0)) * 7919 + data.spec.partition_id,
     )
     targets = context.state[protocol.TARGET_ARRAYS]["z"].numpy()
-    bank = _label_bank(context)[0] if protocol.BANK_INFO in context.state else None
     history = train_locally(
-        model, data.train, targets, train_config, float(round_config.get("proximal-mu", 0.0)), bank
+        model, data.train, targets, train_config, float(round_config.get("proximal-mu", 0.0))
     )
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}

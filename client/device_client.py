@@ -34,21 +34,12 @@ def train_locally(
     targets: np.ndarray,
     config: SensorTrainConfig,
     proximal_mu: float = 0.0,
-    bank: LabelBank | None = None,
 ) -> dict[str, float]:
-    """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z.
-
-    With the label bank the device holds, the text path's label posterior is distilled too
-    (config.distill_weight) and information maximisation reads the bank (config.im_weight), exactly as in
-    central stage 2.
-    """
+    """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z."""
     if len(targets) != len(train):
         raise ValueError(f"targets: {len(targets)} rows for {len(train)} training windows (stale targets?)")
-    label_embeddings = bank.embeddings if bank is not None and len(bank) >= 2 else None
     windows = sensor_input(train.X, train.position, model.config)  # as recorded, or trunk-equivalent
-    return train_sensor_epochs(
-        model, windows, targets, config, proximal_mu=proximal_mu, label_embeddings=label_embeddings
-    )
+    return train_sensor_epochs(model, windows, targets, config, proximal_mu=proximal_mu)
 
 
 def evaluate_locally(

@@ -168,7 +168,6 @@ class Cloud:
             self.embed(self.source_interpretations.texts),
             self.config.sensor_train_config(self.config.server_pretrain_epochs, self.config.seed),
             progress=False,
-            **self._source_labels(),
         )
         return model, history
 
@@ -183,15 +182,7 @@ class Cloud:
             sensor_input(self.source.X, self.source.position, model.config),
             self.embed(self.source_interpretations.texts),
             self.config.sensor_train_config(self.config.server_train_epochs, seed),
-            **self._source_labels(),
         )
-
-    def _source_labels(self) -> dict[str, np.ndarray]:
-        """Label bank and known labels of the source windows (used by the distillation term when it is on):
-        the server's windows are labeled, so their labels, not the text path's guess, teach it."""
-        bank = self.label_bank(self.config.activity_list)
-        known = np.array([bank.labels.index(label) for label in self.source.labels()], dtype=np.int64)
-        return {"label_embeddings": bank.embeddings, "known_labels": known}
 
     def targets_for(
         self, features: np.ndarray, context: SensorContext, windows: np.ndarray | None = None

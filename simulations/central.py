@@ -95,25 +95,6 @@ class CentralConfig:
     stage2_batch_size: int = 64
     stage2_lr: float = 3e-4
     stage2_rotation_deg: float = 0.0  # random-rotation augmentation of stage-2 windows (SensorTrainConfig)
-    # Weight of the text path's label posterior distilled into the sensor encoder (SensorTrainConfig). Off:
-    # on the 12-pair matrix it helped where the text path beats the sensor encoder and cost up to 9 points
-    # where it does not (docs/results); the ablation keeps it as a row.
-    stage2_distill_weight: float = 0.0
-    # Weight of information maximisation on the unlabeled target windows (SensorTrainConfig.im_weight): the
-    # sensor encoder's own posterior over the label bank made confident and spread over the labels.
-    stage2_im_weight: float = 0.0
-    # Weight of the cross-entropy of the source windows' own labels over the label bank
-    # (SensorTrainConfig.source_label_weight): the server's labels, which the paper's stage 2 never reads,
-    # keep apart the source activities that the words merge. Needs stage2_source_labels. Off: a switch with
-    # an ablation row.
-    stage2_source_label_weight: float = 0.0
-    # Share of the last stage-2 epochs whose weights are averaged into the sensor encoder
-    # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
-    stage2_weight_averaging: float = 0.0
-    # SensorTrainConfig.text_similarity_targets: InfoNCE's targets are the text targets' own similarities.
-    stage2_text_similarity_targets: bool = False
-    # SensorTrainConfig.target_bank: InfoNCE picks each window's target among every distinct target.
-    stage2_target_bank: bool = False
     # Stage 2's unlabeled target windows. True (default; docs/results, "How each stage-2 default was
     # chosen"): every window of the target's training users, whatever its activity, as a device holds
     # them; no target label decides which windows train. False: only their windows of the pair's
@@ -140,9 +121,6 @@ class CentralConfig:
     sensor_trunk_equivalent: bool = False
     # SensorEncoderConfig.acc_level: False = the encoder does not read the absolute |acc| level (gain errors).
     sensor_acc_level: bool = True
-    # The labeled source windows' labels reach stage 2: with distillation they, not the text path's guess,
-    # teach those rows; the source-label term reads them.
-    stage2_source_labels: bool = True
     # Zero-shot scoring centred on the target's own mean sensor embedding (common/models/zero_shot.py,
     # LabelBank.scores(centroid=...)): a per-label bias, the label's similarity to where all of the device's
     # windows sit, is removed before the nearest label is taken. The centroid is measured on stage 2's
@@ -176,12 +154,6 @@ class CentralConfig:
             raise DataError(
                 f"stage2_target_rounds must be >= 1 and divide stage2_target_epochs "
                 f"({self.stage2_target_epochs}), got {self.stage2_target_rounds}"
-            )
-        if self.stage2_source_label_weight < 0:
-            raise DataError(f"stage2_source_label_weight must be >= 0, got {self.stage2_source_label_weight}")
-        if self.stage2_source_label_weight > 0 and not self.stage2_source_labels:
-            raise DataError(
-                "stage2_source_label_weight > 0 reads the source labels: it needs stage2_source_labels = true"
             )
         if self.simple_prompt and self.interpreter != "rules":
             raise DataError(
@@ -435,33 +407,10 @@ def train_central(
         lr=config.stage2_lr,
         temperature=config.temperature,
         rotation_jitter_deg=config.stage2_rotation_deg,
-        distill_weight=config.stage2_distill_weight,
-        im_weight=config.stage2_im_weight,
-        source_label_weight=config.stage2_source_label_weight,
-        weight_averaging=config.stage2_weight_averaging,
-        text_similarity_targets=config.stage2_text_similarity_targets,
-        target_bank=config.stage2_target_bank,
         seed=config.seed,
     )
-    # The source windows' labels are known: they, not the text path's guess, teach those rows' label
-    # posterior; target windows stay unlabeled (-1).
-    known = np.concatenate(
-        [
-            np.array([bank.labels.index(label) for label in splits["source_train"].labels()]),
-            np.full(len(splits["target_train"]), -1),
-        ]
-    ).astype(np.int64)
-    known_labels = known if config.stage2_source_labels else None
     if config.stage2_schedule == "joint":
-        stage2 = train_sensor_encoder(
-            sensor_encoder,
-            windows,
-            targets,
-            sensor_config,
-            progress=progress,
-            label_embeddings=bank.embeddings,
-            known_labels=known_labels,
-        )
+        stage2 = train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=progress)
     else:
         stage2 = _train_source_first(
             sensor_encoder,
@@ -471,8 +420,6 @@ def train_central(
             config.stage2_schedule,
             sensor_config,
             config.stage2_target_epochs,
-            bank.embeddings,
-            known_labels,
             progress,
             target_users=splits["target_train"].user,
             target_rounds=config.stage2_target_rounds,
@@ -539,8 +486,6 @@ def _train_source_first(
     schedule: str,
     sensor_config: SensorTrainConfig,
     target_epochs: int,
-    label_embeddings: np.ndarray,
-    known_labels: np.ndarray | None,
     progress: bool,
     target_users: np.ndarray | None = None,
     target_rounds: int = 1,
@@ -556,13 +501,7 @@ def _train_source_first(
         sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
     )
     source_phase = train_sensor_encoder(
-        sensor_encoder,
-        windows[:n_source],
-        targets[:n_source],
-        sensor_config,
-        progress=progress,
-        label_embeddings=label_embeddings,
-        known_labels=None if known_labels is None else known_labels[:n_source],
+        sensor_encoder, windows[:n_source], targets[:n_source], sensor_config, progress=progress
     )
     history = {"source_phase": _summarise_history(source_phase)}
     if schedule == "source-then-target-fedavg":
@@ -575,19 +514,11 @@ def _train_source_first(
             target_users,
             target_config,
             target_rounds,
-            label_embeddings,
-            None if known_labels is None else known_labels[n_source:],
         )
         return history
     rows = slice(0 if schedule == "source-then-joint" else n_source, len(windows))
     target_phase = train_sensor_encoder(
-        sensor_encoder,
-        windows[rows],
-        targets[rows],
-        target_config,
-        progress=progress,
-        label_embeddings=label_embeddings,
-        known_labels=None if known_labels is None else known_labels[rows],
+        sensor_encoder, windows[rows], targets[rows], target_config, progress=progress
     )
     history["target_phase"] = _summarise_history(target_phase)
     return history
@@ -600,8 +531,6 @@ def _train_by_user_average(
     users: np.ndarray,
     config: SensorTrainConfig,
     rounds: int,
-    label_embeddings: np.ndarray,
-    known_labels: np.ndarray | None,
 ) -> dict:
     """The real-data federation's rounds in one process, in place on `sensor_encoder`.
 
@@ -630,8 +559,6 @@ def _train_by_user_average(
                 targets[rows],
                 local_config,
                 seed=config.seed + 1000 * round_index + user_index,
-                label_embeddings=label_embeddings,
-                known_labels=None if known_labels is None else known_labels[rows],
             )
             losses.append(local_history["loss"])
             yield local.state_dict()

@@ -210,9 +210,7 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
     model = SensorEncoder(SMALL)
     config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
 
-    history = _train_source_first(
-        model, windows, targets, len(X), "source-then-target", config, 8, prototypes, None, False
-    )
+    history = _train_source_first(model, windows, targets, len(X), "source-then-target", config, 8, False)
 
     source, target = history["source_phase"], history["target_phase"]
     assert source["num_examples"] == len(X) and target["num_examples"] == len(X)
@@ -230,8 +228,6 @@ def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_th
         "source-then-joint",
         config,
         2,
-        prototypes,
-        None,
         False,
     )
     assert kept["source_phase"]["num_examples"] == len(X)
@@ -277,8 +273,6 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
             "source-then-target-fedavg",
             config,
             9,
-            prototypes,
-            None,
             False,
             target_users=target_users,
             target_rounds=3,
@@ -319,8 +313,6 @@ def test_fedavg_target_phase_with_one_user_and_one_round_is_the_plain_target_pha
             schedule,
             config,
             3,
-            Z[:3],
-            None,
             False,
             target_users=np.zeros(len(X), dtype=int),
             target_rounds=1,
@@ -338,11 +330,3 @@ def test_the_walking_frame_needs_the_rules_interpreter_and_no_rotation_augmentat
     config = central_config("small", walking_frame=True)
     assert sensor_encoder_config(config, 384).walking_frame
     assert central_interpreter(config).categories[-1] == "body inclination"
-
-
-def test_the_source_label_term_needs_the_source_labels() -> None:
-    with pytest.raises(DataError, match="stage2_source_label_weight must be >= 0"):
-        central_config("small", stage2_source_label_weight=-1.0)
-    with pytest.raises(DataError, match="it needs stage2_source_labels = true"):
-        central_config("small", stage2_source_label_weight=1.0, stage2_source_labels=False)
-    assert central_config("small", stage2_source_label_weight=1.0).stage2_source_label_weight == 1.0

@@ -78,7 +78,7 @@ def test_model_and_batches_land_on_the_chosen_device():
     model = model.to(device)
     seen = _record_input_devices(model)
     config = SensorTrainConfig(epochs=1, batch_size=8, val_fraction=0.0)
-    train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=np.unique(Z, axis=0))
+    train_sensor_encoder(model, X, Z, config, progress=False)
     train_sensor_epochs(model, X, Z, config, seed=1)
     embeddings = encode_windows(model, X)
     assert module_device(model) == device

@@ -207,42 +207,6 @@ def test_input_switches_reach_every_client_and_the_exported_model(tmp_path):
     assert exported["analysis"]["features"][-1] == "tilt_z"
 
 
-@pytest.mark.slow
-def test_information_maximization_reaches_every_clients_loss(tmp_path):
-    """im-weight reaches the clients' local epochs: InfoNCE and distillation are >= 0, so only information
-    maximisation (between -log C and 0 for posteriors spread over the labels) can make the loss negative."""
-    config = small_config(tmp_path, im_weight=100.0, num_server_rounds=1, new_activities="")
-    metrics = run_in_process(config, num_clients=2)
-    assert metrics["config"]["im-weight"] == 100.0
-    record = metrics["rounds"][0]
-    assert record["clients_trained"] == 2 and math.isfinite(record["accuracy"])
-    assert record["train_loss"] < 0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("infonce_switch", ["text_similarity_targets", "target_bank"])
-def test_stage2_switches_reach_the_servers_pretraining_and_the_clients(tmp_path, infonce_switch):
-    """weight-averaging, the source-label term and one of the two InfoNCE switches in one run (all go through
-    FederationConfig.sensor_train_config, tested in test_run_config.py)."""
-    config = small_config(
-        tmp_path,
-        weight_averaging=1.0,
-        source_label_weight=1.0,
-        local_epochs=2,
-        num_server_rounds=1,
-        new_activities="",
-        **{infonce_switch: True},
-    )
-    metrics = run_in_process(config, num_clients=2)
-    assert metrics["config"]["weight-averaging"] == 1.0
-    assert metrics["config"]["source-label-weight"] == 1.0
-    assert metrics["config"][infonce_switch.replace("_", "-")] is True
-    assert metrics["server_pretrain"]["config"][infonce_switch] is True
-    assert metrics["server_pretrain"]["averaged_epochs"] == config.server_pretrain_epochs
-    record = metrics["rounds"][0]
-    assert record["clients_trained"] == 2 and math.isfinite(record["accuracy"])
-
-
 def run_expecting_crash(config: FederationConfig, num_clients: int) -> None:
     server_app = ServerApp()
 

@@ -42,18 +42,10 @@ def test_pyproject_declares_every_key_with_its_default():
             {"sensor-acc-level": False, "sensor-input-frame": "device"},
             "'sensor-acc-level' false needs sensor-input-frame = 'gravity'",
         ),
-        ({"distill-weight": -1.0}, "'distill-weight' must be >= 0"),
-        ({"im-weight": -1.0}, "'im-weight' must be >= 0"),
-        ({"source-label-weight": -1.0}, "'source-label-weight' must be >= 0"),
         ({"walking-frame": True, "interpreter": "openai"}, "'walking-frame' needs interpreter 'rules'"),
         ({"walking-frame": True, "raw-prompt-mode": True}, "raw-prompt-mode True"),
         ({"walking-frame": True, "sensor-input-frame": "device"}, "sensor-input-frame 'device'"),
         ({"walking-frame": True, "sensor-analysis-token": False}, "sensor-analysis-token False"),
-        ({"weight-averaging": 1.5}, "'weight-averaging' must be in [0, 1]"),
-        (
-            {"target-bank": True, "text-similarity-targets": True},
-            "'target-bank' and text-similarity-targets are two different InfoNCE terms",
-        ),
         ({"server-train-epochs": 1, "dp-mode": "central"}, "'server-train-epochs' must be 0 with dp-mode"),
         ({"dp-reproducible-noise": True}, "'dp-reproducible-noise' applies to dp-mode 'central' only"),
         ({"secagg-num-shares": 2}, "'secagg-num-shares' must be >= 3"),
@@ -82,27 +74,17 @@ def test_lists_are_comma_separated_strings_and_ints_are_accepted_for_floats():
 
 def test_every_stage2_setting_reaches_the_one_sensor_train_config():
     """The server's pre-training and rounds and every client's local epochs build their stage-2 settings
-    here, so a switch set in the run config reaches all of them."""
+    here, so a setting in the run config reaches all of them."""
     config = FederationConfig.from_run_config(
         {
             "batch-size": 16,
             "learning-rate": 0.001,
             "temperature": 0.1,
-            "distill-weight": 0.5,
-            "im-weight": 0.25,
-            "source-label-weight": 2.0,
-            "weight-averaging": 0.5,
-            "target-bank": True,
         }
     )
     train = config.sensor_train_config(epochs=3, seed=11)
     assert (train.epochs, train.seed, train.batch_size) == (3, 11, 16)
     assert (train.lr, train.temperature) == (0.001, 0.1)
-    assert (train.distill_weight, train.im_weight, train.weight_averaging) == (0.5, 0.25, 0.5)
-    assert train.source_label_weight == 2.0
-    assert train.target_bank is True and train.text_similarity_targets is False
-    other = FederationConfig.from_run_config({"text-similarity-targets": True}).sensor_train_config(1, 0)
-    assert other.text_similarity_targets is True and other.target_bank is False
 
 
 @pytest.mark.parametrize("name", ["federated-real.toml", "federated-mixed.toml"])

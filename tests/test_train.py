@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import math
 from pathlib import Path
 
 import numpy as np
@@ -211,51 +210,6 @@ def test_sensor_training_aligns_windows_with_their_targets() -> None:
     assert np.mean(predicted == y) > 0.9
 
 
-def test_sensor_training_with_text_similarity_targets_aligns_distinct_wordings() -> None:
-    """Every window carries its own wording of its activity's target (72 distinct targets, cosine 0.86 to
-    the activity's): with the text targets' similarities as InfoNCE targets, central stage 2 and a client's
-    local epochs both learn the activities, and the switch is recorded."""
-    X, Z, y = synthetic_stage2()
-    rng = np.random.default_rng(1)
-    wordings = Z + 0.15 * rng.normal(size=Z.shape).astype(np.float32)
-    wordings /= np.linalg.norm(wordings, axis=1, keepdims=True)
-    prototypes = Z[[0, len(X) // 3, -1]]
-    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, seed=0, text_similarity_targets=True)
-    torch.manual_seed(0)
-    central = SensorEncoder(SMALL)
-    local = copy.deepcopy(central)
-    history = train_sensor_encoder(central, X, wordings, config, progress=False)
-    assert history["distinct_targets"] == len(X) and history["config"]["text_similarity_targets"] is True
-    assert history["loss"][-1] < 0.7 * history["loss"][0]
-    local_history = train_sensor_epochs(local, X, wordings, config)
-    assert local_history["losses"][-1] < 0.7 * local_history["losses"][0]
-    for model in (central, local):
-        assert np.mean(np.argmax(encode_windows(model, X) @ prototypes.T, axis=1) == y) > 0.9
-
-
-def test_sensor_training_with_a_target_bank_aligns_and_validates_against_its_own_bank() -> None:
-    """With the target bank, central stage 2 (with a validation split, scored against the validation
-    targets' own bank) and a client's local epochs both learn the activities; both refuse the bank together
-    with text-similarity targets."""
-    X, Z, y = synthetic_stage2()
-    config = SensorTrainConfig(epochs=10, batch_size=16, lr=3e-3, seed=0, target_bank=True)
-    torch.manual_seed(0)
-    central = SensorEncoder(SMALL)
-    local = copy.deepcopy(central)
-    history = train_sensor_encoder(
-        central, X[::2], Z[::2], config, progress=False, X_val=X[1::2], Z_val=Z[1::2]
-    )
-    assert history["config"]["target_bank"] is True and history["loss"][-1] < 0.7 * history["loss"][0]
-    # Three distinct targets: the validation loss is that of choosing among 3, below log 3 once aligned.
-    assert min(history["val_loss"]) < math.log(3)
-    train_sensor_epochs(local, X, Z, config)
-    prototypes = Z[[0, len(X) // 3, -1]]
-    for model in (central, local):
-        assert np.mean(np.argmax(encode_windows(model, X) @ prototypes.T, axis=1) == y) > 0.9
-    with pytest.raises(ValueError, match="two different InfoNCE terms"):
-        SensorTrainConfig(target_bank=True, text_similarity_targets=True)
-
-
 @pytest.mark.parametrize(("input_frame", "rotation_deg"), [("gravity", 0.0), ("device", 30.0)])
 def test_sensor_training_with_the_analysis_token_aligns(input_frame: str, rotation_deg: float) -> None:
     """Central stage 2 and a client's local epochs with the analysis token (device frame + rotation: the
@@ -307,139 +261,6 @@ def test_sensor_training_with_rotation_augmentation_still_aligns() -> None:
     assert np.mean(predicted == y) > 0.9
     with pytest.raises(ValueError, match="rotation_jitter_deg must be in \\[0, 180\\] degrees, got -1"):
         SensorTrainConfig(rotation_jitter_deg=-1.0)
-
-
-def test_sensor_training_with_distillation_matches_the_text_path_labels() -> None:
-    X, Z, y = synthetic_stage2()
-    labels = Z[[0, len(X) // 3, -1]]  # the label bank: here each class's target is its label embedding
-    torch.manual_seed(0)
-    model = SensorEncoder(SMALL)
-    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, distill_weight=1.0, seed=0)
-    history = train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels)
-    assert history["loss"][-1] < 0.7 * history["loss"][0]
-    assert np.mean(np.argmax(encode_windows(model, X) @ labels.T, axis=1) == y) > 0.9
-    local = SensorEncoder(SMALL)
-    result = train_sensor_epochs(
-        local, X, Z, SensorTrainConfig(epochs=1, distill_weight=1.0), label_embeddings=labels
-    )
-    assert np.isfinite(result["loss"])
-    with pytest.raises(ValueError, match=r"label_embeddings must be \[C >= 2, 16\]"):
-        train_sensor_epochs(local, X, Z, SensorTrainConfig(epochs=1), label_embeddings=labels[:, :8])
-    with pytest.raises(ValueError, match="distill_weight, im_weight and source_label_weight must be >= 0"):
-        SensorTrainConfig(distill_weight=-0.5)
-    with pytest.raises(ValueError, match="source_label_weight must be >= 0"):
-        SensorTrainConfig(source_label_weight=-0.5)
-
-
-def test_information_maximization_makes_unlabeled_posteriors_confident_and_keeps_them_right() -> None:
-    X, Z, y = synthetic_stage2()
-    labels = Z[[0, len(X) // 3, -1]]
-    known = np.where(np.arange(len(X)) % 2 == 0, y, -1).astype(np.int64)  # every other window unlabeled
-    unlabeled = known < 0
-
-    def posterior_entropy(model: SensorEncoder) -> float:
-        logits = encode_windows(model, X[unlabeled]) @ labels.T / 0.07
-        p = np.exp(logits - logits.max(axis=1, keepdims=True))
-        p /= p.sum(axis=1, keepdims=True)
-        return float(-(p * np.log(p + 1e-12)).sum(axis=1).mean())
-
-    entropies = {}
-    for weight in (0.0, 1.0):
-        torch.manual_seed(0)
-        model = SensorEncoder(SMALL)
-        config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, im_weight=weight, seed=0)
-        train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels, known_labels=known)
-        predicted = np.argmax(encode_windows(model, X[unlabeled]) @ labels.T, axis=1)
-        assert np.mean(predicted == y[unlabeled]) > 0.9
-        entropies[weight] = posterior_entropy(model)
-    assert entropies[1.0] < entropies[0.0]
-    with pytest.raises(ValueError, match="distill_weight, im_weight and source_label_weight must be >= 0"):
-        SensorTrainConfig(im_weight=-0.1)
-
-
-def _weights(model: SensorEncoder) -> dict[str, torch.Tensor]:
-    return {name: value.detach().clone() for name, value in model.state_dict().items()}
-
-
-def test_weight_averaging_returns_the_mean_of_the_last_end_of_epoch_weights() -> None:
-    """Averaging does not change the trajectory, so the end-of-epoch weights of a 4-epoch run are those of
-    runs of 1..4 epochs; with weight_averaging 0.5 the result is the mean of epochs 3 and 4."""
-    X, Z, _ = synthetic_stage2()
-
-    def train(epochs: int, share: float, local: bool = False) -> tuple[SensorEncoder, dict]:
-        torch.manual_seed(0)
-        model = SensorEncoder(SMALL)
-        config = SensorTrainConfig(epochs=epochs, batch_size=16, lr=3e-3, weight_averaging=share, seed=0)
-        if local:
-            return model, train_sensor_epochs(model, X, Z, config)
-        return model, train_sensor_encoder(model, X, Z, config, progress=False)
-
-    for local in (False, True):  # central stage 2 and a client's local epochs
-        snapshots = [_weights(train(epochs, 0.0, local)[0]) for epochs in (3, 4)]
-        averaged, history = train(4, 0.5, local)
-        assert history["averaged_epochs"] == 2
-        for name, value in _weights(averaged).items():
-            torch.testing.assert_close(value, (snapshots[0][name] + snapshots[1][name]) / 2)
-        last, history = train(4, 0.0, local)
-        assert history["averaged_epochs"] == 0
-        assert all(torch.equal(value, snapshots[1][name]) for name, value in _weights(last).items())
-        assert train(4, 0.1, local)[1]["averaged_epochs"] == 1  # a share under one epoch: the last iterate
-
-    with pytest.raises(ValueError, match=r"weight_averaging must be in \[0, 1\]"):
-        SensorTrainConfig(weight_averaging=1.5)
-    with pytest.raises(ValueError, match="cannot be combined with early stopping"):
-        config = SensorTrainConfig(epochs=2, batch_size=16, weight_averaging=0.5, val_fraction=0.2)
-        train_sensor_encoder(SensorEncoder(SMALL), X, Z, config, progress=False)
-
-
-def test_known_source_labels_teach_their_rows_even_against_misleading_targets() -> None:
-    """Class-2 windows carry class-1 text targets; their known labels still teach the right label."""
-    X, Z, y = synthetic_stage2()
-    labels = Z[[0, len(X) // 3, -1]]
-    misleading = Z.copy()
-    misleading[y == 2] = labels[1]
-    known = y.astype(np.int64)
-    torch.manual_seed(0)
-    model = SensorEncoder(SMALL)
-    config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, distill_weight=3.0, seed=0)
-    train_sensor_encoder(
-        model, X, misleading, config, progress=False, label_embeddings=labels, known_labels=known
-    )
-    predicted = np.argmax(encode_windows(model, X) @ labels.T, axis=1)
-    assert np.mean(predicted[y == 2] == 2) > 0.8
-    with pytest.raises(ValueError, match="known_labels must be int"):
-        train_sensor_encoder(model, X, Z, config, progress=False, label_embeddings=labels, known_labels=y[:5])
-    with pytest.raises(ValueError, match="need label_embeddings"):
-        train_sensor_encoder(model, X, Z, config, progress=False, known_labels=known)
-
-
-def test_source_labels_separate_activities_whose_words_coincide() -> None:
-    """Classes 1 and 2 get the same text target (the words merge them, as a pocket phone words walking and
-    stairs alike). InfoNCE alone cannot tell them apart; the source-label term, reading the labels of the
-    first half of the windows (the server's), separates them, also on the unlabeled second half."""
-    X, Z, y = synthetic_stage2()
-    labels = Z[[0, len(X) // 3, -1]]
-    merged = Z.copy()
-    merged[y == 2] = labels[1]
-    source = np.arange(len(X)) % 2 == 0
-    known = np.where(source, y, -1).astype(np.int64)
-
-    def recall_of_class_2(weight: float) -> tuple[float, float]:
-        torch.manual_seed(0)
-        model = SensorEncoder(SMALL)
-        config = SensorTrainConfig(epochs=12, batch_size=16, lr=3e-3, source_label_weight=weight, seed=0)
-        train_sensor_encoder(
-            model, X, merged, config, progress=False, label_embeddings=labels, known_labels=known
-        )
-        predicted = np.argmax(encode_windows(model, X) @ labels.T, axis=1)
-        return (
-            float(np.mean(predicted[source & (y == 2)] == 2)),
-            float(np.mean(predicted[~source & (y == 2)] == 2)),
-        )
-
-    assert max(recall_of_class_2(0.0)) < 0.2  # merged by the words: read as class 1
-    labeled, unlabeled = recall_of_class_2(1.0)
-    assert labeled > 0.8 and unlabeled > 0.8
 
 
 def test_sensor_training_keeps_the_best_validation_epoch() -> None:

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from common.base.device import DeviceError, resolve_device
 from common.federation.secagg import check_neighbourhood
@@ -30,6 +30,10 @@ UPDATE_COMPRESSIONS = ("none", "int8", "sparse-int8")
 
 class ConfigError(ValueError):
     """A run-config key is unknown, has the wrong type, or an impossible value."""
+
+
+def _fail(key: str, why: str) -> NoReturn:
+    raise ConfigError(f"run config: key '{key}' {why}")
 
 
 def split_list(value: str) -> list[str]:
@@ -92,27 +96,6 @@ class FederationConfig:
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"
-    # Weight of the text path's label posterior distilled into the sensor encoder, in the server's pretraining
-    # and every client's local epochs alike (SensorTrainConfig.distill_weight; 0 = InfoNCE only).
-    distill_weight: float = 0.0
-    # Weight of information maximisation on the clients' unlabeled windows (SensorTrainConfig.im_weight: their
-    # own posterior over the label bank they hold, made confident and spread over the labels; 0 = off). The
-    # server's labeled source windows are never in it.
-    im_weight: float = 0.0
-    # Weight of the cross-entropy of the server's labeled source windows' own labels over the label bank, in
-    # the server's pre-training and rounds (SensorTrainConfig.source_label_weight; 0 = off). Clients hold no
-    # label, so their local epochs never read it.
-    source_label_weight: float = 0.0
-    # Share of the last epochs of every stage-2 run (the server's pre-training, its rounds and each client's
-    # local epochs) whose end-of-epoch weights are averaged into the model it returns
-    # (SensorTrainConfig.weight_averaging; 0 = the last iterate).
-    weight_averaging: float = 0.0
-    # InfoNCE's targets in every stage-2 run are the text targets' own similarities instead of one-hot
-    # (SensorTrainConfig.text_similarity_targets; false = the paper's hard targets).
-    text_similarity_targets: bool = False
-    # InfoNCE picks each window's target among every distinct target the trainer holds, not only the
-    # batch's (SensorTrainConfig.target_bank; a client's bank is its own windows' targets).
-    target_bank: bool = False
     send_target_text: bool = False  # also send the interpretation texts back to clients
     raw_prompt_mode: bool = False  # the paper's mode: clients upload RAW windows for the LLM prompt
     # --- clients -----------------------------------------------------------------------------------
@@ -233,181 +216,202 @@ class FederationConfig:
         return config
 
     def validate(self) -> None:
-        def fail(key: str, why: str) -> None:
-            raise ConfigError(f"run config: key '{key}' {why}")
+        """Raise ConfigError naming the first key with an impossible value or combination."""
+        self._check_run()
+        self._check_clients()
+        self._check_training()
+        self._check_paths_and_device()
+        self._check_privacy()
+        self._check_faults()
+        self._check_updates()
+        self._check_secagg()
+        self._check_interpretation()
 
+    def _check_run(self) -> None:
+        """Rounds, strategy, interpreter and the activities with their push round."""
         if self.num_server_rounds < 1:
-            fail("num-server-rounds", f"must be >= 1, got {self.num_server_rounds}")
+            _fail("num-server-rounds", f"must be >= 1, got {self.num_server_rounds}")
         if self.strategy not in STRATEGIES:
-            fail("strategy", f"must be one of {STRATEGIES}, got '{self.strategy}'")
+            _fail("strategy", f"must be one of {STRATEGIES}, got '{self.strategy}'")
         if self.interpreter not in INTERPRETERS:
-            fail("interpreter", f"must be one of {INTERPRETERS}, got '{self.interpreter}'")
-        if self.partitioning not in PARTITIONINGS:
-            fail("partitioning", f"must be one of {PARTITIONINGS}, got '{self.partitioning}'")
+            _fail("interpreter", f"must be one of {INTERPRETERS}, got '{self.interpreter}'")
         if not self.activity_list:
-            fail("activities", "must name at least one activity")
+            _fail("activities", "must name at least one activity")
         overlap = set(self.activity_list) & set(self.new_activity_list)
         if overlap:
-            fail("new-activities", f"repeats initial activities {sorted(overlap)}")
+            _fail("new-activities", f"repeats initial activities {sorted(overlap)}")
         if self.new_activity_list and not 1 <= self.new_activities_round <= self.num_server_rounds:
-            fail(
+            _fail(
                 "new-activities-round",
                 f"must be within 1..num-server-rounds, got {self.new_activities_round}",
             )
+
+    def _check_clients(self) -> None:
+        """How the data becomes clients, how they are scored and how many take part in a round."""
+        if self.partitioning not in PARTITIONINGS:
+            _fail("partitioning", f"must be one of {PARTITIONINGS}, got '{self.partitioning}'")
         if self.client_eval not in CLIENT_EVALS:
-            fail("client-eval", f"must be one of {CLIENT_EVALS}, got '{self.client_eval}'")
+            _fail("client-eval", f"must be one of {CLIENT_EVALS}, got '{self.client_eval}'")
         if not 0.0 < self.eval_users_fraction < 1.0:
-            fail("eval-users-fraction", f"must be in (0, 1), got {self.eval_users_fraction}")
+            _fail("eval-users-fraction", f"must be in (0, 1), got {self.eval_users_fraction}")
         if not 0.0 <= self.source_eval_users_fraction < 1.0:
-            fail("source-eval-users-fraction", f"must be in [0, 1), got {self.source_eval_users_fraction}")
+            _fail("source-eval-users-fraction", f"must be in [0, 1), got {self.source_eval_users_fraction}")
         if self.source_eval_users_fraction > 0 and self.source == "synthetic":
-            fail("source-eval-users-fraction", "applies to a real source data set, not 'synthetic'")
+            _fail("source-eval-users-fraction", "applies to a real source data set, not 'synthetic'")
         if not 0.0 < self.client_eval_fraction < 1.0:
-            fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
+            _fail("client-eval-fraction", f"must be in (0, 1), got {self.client_eval_fraction}")
         if not 0.0 < self.fraction_train <= 1.0:
-            fail("fraction-train", f"must be in (0, 1], got {self.fraction_train}")
+            _fail("fraction-train", f"must be in (0, 1], got {self.fraction_train}")
         if not 0.0 < self.fraction_evaluate <= 1.0:
-            fail("fraction-evaluate", f"must be in (0, 1], got {self.fraction_evaluate}")
+            _fail("fraction-evaluate", f"must be in (0, 1], got {self.fraction_evaluate}")
+        if self.windows_per_client < 0:
+            _fail("windows-per-client", f"must be >= 0 (0 = per device type), got {self.windows_per_client}")
+        if self.clients_per_user < 0:
+            _fail("clients-per-user", f"must be >= 0, got {self.clients_per_user}")
+        if self.users_per_data_set < 0:
+            _fail("users-per-data-set", f"must be >= 0 (0 = all), got {self.users_per_data_set}")
+        if not self.device_type_list:
+            _fail("device-types", "must name at least one device type")
+
+    def _check_training(self) -> None:
+        """The sensor encoder's input, the server's own training and the batch and epoch counts."""
         if self.sensor_width < 0 or (self.sensor_width and self.sensor_width % 2):
-            fail("sensor-width", f"must be 0 (text encoder width) or an even number, got {self.sensor_width}")
+            _fail(
+                "sensor-width", f"must be 0 (text encoder width) or an even number, got {self.sensor_width}"
+            )
         if self.sensor_input_frame not in INPUT_FRAMES:
-            fail(
+            _fail(
                 "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
             )
         if not self.sensor_acc_level and self.sensor_input_frame != "gravity":
-            fail(
+            _fail(
                 "sensor-acc-level", "false needs sensor-input-frame = 'gravity' (device axes carry the level)"
             )
         if self.server_train_epochs < 0:
-            fail("server-train-epochs", f"must be >= 0, got {self.server_train_epochs}")
+            _fail("server-train-epochs", f"must be >= 0, got {self.server_train_epochs}")
         if self.server_train_epochs > 0 and self.dp_mode != "none":
-            fail(
+            _fail(
                 "server-train-epochs",
                 f"must be 0 with dp-mode '{self.dp_mode}': the server's own update would not be clipped",
             )
-        if self.distill_weight < 0:
-            fail("distill-weight", f"must be >= 0, got {self.distill_weight}")
-        if self.im_weight < 0:
-            fail("im-weight", f"must be >= 0, got {self.im_weight}")
-        if self.source_label_weight < 0:
-            fail("source-label-weight", f"must be >= 0, got {self.source_label_weight}")
-        if self.target_bank and self.text_similarity_targets:
-            fail("target-bank", "and text-similarity-targets are two different InfoNCE terms: choose one")
-        if not 0.0 <= self.weight_averaging <= 1.0:
-            fail(
-                "weight-averaging", f"must be in [0, 1] (a share of the epochs), got {self.weight_averaging}"
-            )
-        for key in (
-            "local-epochs",
-            "batch-size",
-            "min-train-nodes",
-            "stage1-batch-size",
-        ):
+        for key in ("local-epochs", "batch-size", "min-train-nodes", "stage1-batch-size"):
             if getattr(self, key.replace("-", "_")) < 1:
-                fail(key, "must be >= 1")
+                _fail(key, "must be >= 1")
+
+    def _check_paths_and_device(self) -> None:
+        """Data and output directories (absolute: the ServerApp runs elsewhere) and the torch device."""
         real_clients = any(e.partition(":")[0] != "synthetic" for e in self.clients_data_list)
         needs_files = self.source != "synthetic" or real_clients
         if needs_files and not self.data_dir:
-            fail("data-dir", "must be set (absolute path) when source or clients-data name real data sets")
+            _fail("data-dir", "must be set (absolute path) when source or clients-data name real data sets")
         if self.data_dir and not Path(self.data_dir).is_absolute():
-            fail(
+            _fail(
                 "data-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.data_dir}'"
             )
         if self.out_dir and not Path(self.out_dir).is_absolute():
-            fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
-        if self.windows_per_client < 0:
-            fail("windows-per-client", f"must be >= 0 (0 = per device type), got {self.windows_per_client}")
+            _fail("out-dir", f"must be an absolute path (the ServerApp runs elsewhere), got '{self.out_dir}'")
         try:
             resolve_device(self.device)
         except DeviceError as error:
-            fail("device", str(error))
+            _fail("device", str(error))
+
+    def _check_privacy(self) -> None:
+        """Differential privacy and the noise on uploaded summaries."""
         if self.dp_mode not in DP_MODES:
-            fail("dp-mode", f"must be one of {DP_MODES}, got '{self.dp_mode}'")
+            _fail("dp-mode", f"must be one of {DP_MODES}, got '{self.dp_mode}'")
         for key in ("dp-clipping-norm", "dp-noise-multiplier", "dp-epsilon"):
             if getattr(self, key.replace("-", "_")) <= 0:
-                fail(key, "must be > 0")
+                _fail(key, "must be > 0")
         if not 0.0 < self.dp_delta < 1.0:
-            fail("dp-delta", f"must be in (0, 1), got {self.dp_delta}")
+            _fail("dp-delta", f"must be in (0, 1), got {self.dp_delta}")
         if self.dp_reproducible_noise and self.dp_mode != "central":
             # Only the server's central noise has a seed to choose; local DP noise is drawn on the device.
-            fail("dp-reproducible-noise", f"applies to dp-mode 'central' only, got dp-mode '{self.dp_mode}'")
-        if not 0.0 <= self.failure_rate < 1.0:
-            fail("failure-rate", f"must be in [0, 1), got {self.failure_rate}")
-        if not 0.0 < self.min_replies_fraction <= 1.0:
-            fail("min-replies-fraction", f"must be in (0, 1], got {self.min_replies_fraction}")
+            _fail("dp-reproducible-noise", f"applies to dp-mode 'central' only, got dp-mode '{self.dp_mode}'")
         if self.summary_noise < 0:
-            fail("summary-noise", f"must be >= 0, got {self.summary_noise}")
-        if self.crash_after_round < 0:
-            fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
-        if self.clients_per_user < 0:
-            fail("clients-per-user", f"must be >= 0, got {self.clients_per_user}")
+            _fail("summary-noise", f"must be >= 0, got {self.summary_noise}")
         if self.lazy_enrolment and self.dp_mode != "none":
-            fail(
+            _fail(
                 "lazy-enrolment",
                 f"must be false with dp-mode '{self.dp_mode}' (DP accounts its own sampling)",
             )
-        if self.users_per_data_set < 0:
-            fail("users-per-data-set", f"must be >= 0 (0 = all), got {self.users_per_data_set}")
+
+    def _check_faults(self) -> None:
+        """Injected failures and how many replies a round needs."""
+        if not 0.0 <= self.failure_rate < 1.0:
+            _fail("failure-rate", f"must be in [0, 1), got {self.failure_rate}")
+        if not 0.0 < self.min_replies_fraction <= 1.0:
+            _fail("min-replies-fraction", f"must be in (0, 1], got {self.min_replies_fraction}")
+        if self.crash_after_round < 0:
+            _fail("crash-after-round", f"must be >= 0, got {self.crash_after_round}")
+
+    def _check_updates(self) -> None:
+        """Clipping, compression and the trained layers of the clients' model updates."""
         if self.update_clip_factor < 0:
-            fail("update-clip-factor", f"must be >= 0 (0 = off), got {self.update_clip_factor}")
+            _fail("update-clip-factor", f"must be >= 0 (0 = off), got {self.update_clip_factor}")
         if self.update_compression not in UPDATE_COMPRESSIONS:
-            fail(
+            _fail(
                 "update-compression", f"must be one of {UPDATE_COMPRESSIONS}, got '{self.update_compression}'"
             )
         if not 0.0 < self.update_topk_fraction <= 1.0:
-            fail("update-topk-fraction", f"must be in (0, 1], got {self.update_topk_fraction}")
+            _fail("update-topk-fraction", f"must be in (0, 1], got {self.update_topk_fraction}")
         if not 0 <= self.client_train_layers <= SensorEncoderConfig().num_layers:
-            fail(
+            _fail(
                 "client-train-layers",
                 f"must be 0 (all) to {SensorEncoderConfig().num_layers} (the encoder's layers), "
                 f"got {self.client_train_layers}",
             )
         if self.client_train_layers and (self.dp_mode != "none" or self.secagg):
-            fail(
+            _fail(
                 "client-train-layers",
                 "must be 0 with dp-mode or secagg: their clipping and masking work on the whole model",
             )
         if self.update_compression != "none" and self.dp_mode != "none":
-            fail(
+            _fail(
                 "update-compression",
                 f"must be 'none' with dp-mode '{self.dp_mode}': DP clips and noises full-precision weights",
             )
-        if not self.device_type_list:
-            fail("device-types", "must name at least one device type")
+
+    def _check_secagg(self) -> None:
+        """SecAgg+: what it cannot be combined with, and its sharing and quantisation parameters."""
         if self.secagg:
             # SecAgg+ shows the server only the masked sum: per-client steps on the server are impossible.
             if self.update_compression != "none":
-                fail("secagg", "cannot be combined with update-compression: masking needs the plain update")
+                _fail("secagg", "cannot be combined with update-compression: masking needs the plain update")
             if self.update_clip_factor > 0:
-                fail("secagg", "cannot be combined with update-clip-factor: the server never sees one update")
+                _fail(
+                    "secagg", "cannot be combined with update-clip-factor: the server never sees one update"
+                )
             if self.lazy_enrolment:
-                fail(
+                _fail(
                     "secagg",
                     "cannot be combined with lazy-enrolment: key agreement needs the sampled clients",
                 )
         if self.secagg_num_shares < 3:
-            fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
+            _fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
         if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:
-            fail(
+            _fail(
                 "secagg-reconstruction-threshold",
                 f"must be within 2..secagg-num-shares ({self.secagg_num_shares}), "
                 f"got {self.secagg_reconstruction_threshold}",
             )
         check_neighbourhood(self.secagg_num_shares, self.secagg_reconstruction_threshold, ConfigError)
         if self.secagg_clipping_range <= 0:
-            fail("secagg-clipping-range", f"must be > 0, got {self.secagg_clipping_range}")
+            _fail("secagg-clipping-range", f"must be > 0, got {self.secagg_clipping_range}")
         if not 2 <= self.secagg_quantization_range < 2**31:
-            fail(
+            _fail(
                 "secagg-quantization-range",
                 f"must be within 2..2**31-1, got {self.secagg_quantization_range}",
             )
+
+    def _check_interpretation(self) -> None:
+        """The walking frame and interpreting on the client, which both need the rules interpreter."""
         if self.walking_frame and (
             self.interpreter != "rules"
             or self.raw_prompt_mode
             or self.sensor_input_frame != "gravity"
             or not self.sensor_analysis_token
         ):
-            fail(
+            _fail(
                 "walking-frame",
                 "needs interpreter 'rules' (it words the inclination), no raw-prompt-mode, "
                 "sensor-input-frame 'gravity' and sensor-analysis-token (which reads the inclination); got "
@@ -417,15 +421,15 @@ class FederationConfig:
             )
         if self.interpret_on_client:
             if self.interpreter != "rules":
-                fail(
+                _fail(
                     "interpret-on-client",
                     f"needs interpreter 'rules', got '{self.interpreter}': an LLM interpreter runs on the "
                     "server, so the client's summaries would have to leave it (set it to false)",
                 )
             if self.raw_prompt_mode:
-                fail("interpret-on-client", "contradicts raw-prompt-mode (which uploads raw windows)")
+                _fail("interpret-on-client", "contradicts raw-prompt-mode (which uploads raw windows)")
             if self.summary_noise > 0:
-                fail(
+                _fail(
                     "interpret-on-client",
                     "makes summary-noise pointless (no summary is uploaded): set it to 0",
                 )
@@ -452,18 +456,12 @@ class FederationConfig:
 
     def sensor_train_config(self, epochs: int, seed: int) -> SensorTrainConfig:
         """The stage-2 settings of every sensor-encoder training in the run (the server's pre-training and
-        rounds, each client's local epochs): one place, so that a stage-2 switch reaches all of them."""
+        rounds, each client's local epochs): one place, so that a stage-2 setting reaches all of them."""
         return SensorTrainConfig(
             epochs=epochs,
             batch_size=self.batch_size,
             lr=self.learning_rate,
             temperature=self.temperature,
-            distill_weight=self.distill_weight,
-            im_weight=self.im_weight,
-            source_label_weight=self.source_label_weight,
-            weight_averaging=self.weight_averaging,
-            text_similarity_targets=self.text_similarity_targets,
-            target_bank=self.target_bank,
             seed=seed,
         )
 

@@ -3,13 +3,8 @@
 Stage 1 (`train_text_encoder`, section 3.4): fine-tune the text encoder so that sensor interpretations land
 near the descriptions of their label, with category-level ranking and a reconstruction decoder.
 Stage 2 (`train_sensor_encoder`, section 3.5): train the sensor encoder so that E = f(window) matches
-Z = g(interpretation of that window) under symmetric InfoNCE (hard targets; with `text_similarity_targets`
-the targets' own similarities; with `target_bank` every distinct target as a candidate), plus (when label
-embeddings are given and `distill_weight` > 0) the distillation of the text path's label posterior,
-(`im_weight` > 0) information maximisation on the unlabeled windows and (`source_label_weight` > 0) the
-cross-entropy of the labeled windows' own labels (losses.SensorAlignmentLoss). With
-`weight_averaging` > 0 both return the mean of the end-of-epoch weights over the last epochs instead of the
-last iterate (`_WeightAverage`).
+Z = g(interpretation of that window) under symmetric InfoNCE with hard targets (losses.InfoNCELoss: the
+windows that share an interpretation are positives of each other).
 `train_sensor_epochs` is the same loss for a few local epochs on a federated client (optionally with a FedProx
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 `average_state_dicts` is FedAvg's aggregate, for running the federation's rounds in one process.
@@ -37,7 +32,7 @@ from torch import Tensor, nn
 
 from common.base.device import autocast, module_device
 from common.data.devices import rotation_matrix
-from common.models.losses import ReconstructionLoss, SensorAlignmentLoss, TextAlignmentLoss, same_group_mask
+from common.models.losses import InfoNCELoss, ReconstructionLoss, TextAlignmentLoss, same_group_mask
 from common.models.sensor_encoder import SensorEncoder, check_windows, window_analysis
 from common.models.text_encoder import TextEncoder, mean_pool
 
@@ -104,30 +99,6 @@ class SensorTrainConfig:
     # triples. The interpretations are built from mostly orientation-invariant features, so a rotated window
     # keeps its target; this teaches the encoder the same invariance across users' mountings. 0: off.
     rotation_jitter_deg: float = 0.0
-    # Weight of KL(p_text || p_sensor) over the label embeddings (losses.LabelPosteriorDistillation);
-    # used only when the caller passes label embeddings. 0: InfoNCE alone (the paper's stage 2).
-    distill_weight: float = 0.0
-    # Weight of information maximisation on the unlabeled windows (losses.InformationMaximization): their
-    # own label posterior over the label embeddings made confident and spread over the labels. Used only
-    # when the caller passes label embeddings. 0: off.
-    im_weight: float = 0.0
-    # Weight of the cross-entropy of the known label on the labeled (source) windows, over the same label
-    # embeddings (losses.SourceLabelCrossEntropy); used only when the caller passes label embeddings and
-    # known labels. 0: off (the paper's stage 2 reads no label).
-    source_label_weight: float = 0.0
-    # Share of the epochs, counted from the end, whose end-of-epoch weights are averaged into the returned
-    # model (stochastic weight averaging; SWAD for domain shift). Stage 2 runs at a constant learning rate,
-    # so the last iterate is one noisy point of the region the optimiser wanders in; the mean of several
-    # lies nearer its centre. On the 12-pair matrix it left the mean unchanged (docs/results). 0: the last
-    # iterate. Cannot be combined with early stopping (both would choose the returned weights).
-    weight_averaging: float = 0.0
-    # InfoNCE's target distribution: False = uniform over the rows with the identical text target (the
-    # paper's); True = the text targets' own similarities at `temperature` (losses.TextSimilarityInfoNCELoss),
-    # so two windows of one activity with differently worded interpretations are not pushed apart.
-    text_similarity_targets: bool = False
-    # InfoNCE's sensor-to-text direction picks each window's target among every distinct text target of the
-    # training set (losses.TargetBankInfoNCELoss) instead of among the batch's only. False: in-batch (paper).
-    target_bank: bool = False
     patience: int = 5  # epochs without a better validation loss before stopping
     seed: int = 0
 
@@ -139,21 +110,6 @@ class SensorTrainConfig:
             )
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"SensorTrainConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
-        if self.distill_weight < 0 or self.im_weight < 0 or self.source_label_weight < 0:
-            raise ValueError(
-                "SensorTrainConfig.distill_weight, im_weight and source_label_weight must be >= 0, "
-                f"got {self.distill_weight}, {self.im_weight} and {self.source_label_weight}"
-            )
-        if not 0.0 <= self.weight_averaging <= 1.0:
-            raise ValueError(
-                f"SensorTrainConfig.weight_averaging must be in [0, 1] (a share of the epochs), "
-                f"got {self.weight_averaging}"
-            )
-        if self.target_bank and self.text_similarity_targets:
-            raise ValueError(
-                "SensorTrainConfig.target_bank and text_similarity_targets are two different InfoNCE terms: "
-                "choose one"
-            )
         if not 0.0 <= self.rotation_jitter_deg <= 180.0:
             raise ValueError(
                 "SensorTrainConfig.rotation_jitter_deg must be in [0, 180] degrees, "
@@ -318,6 +274,214 @@ class _TextEmbedder:
         return mean_pool(_run_layers(self.top, hidden, mask), mask), ids, mask
 
 
+@dataclass
+class _Stage1Texts:
+    """Stage 1's distinct texts by index: the (interpretation, label) pairs and the label descriptions, with
+    the label and category of each. Rule interpretations repeat a lot: each distinct pair is embedded once."""
+
+    labels: list[str]  # sorted
+    categories: list[str]  # sorted
+    category_of_label: Tensor  # [labels] category index of each label
+    pairs: list[tuple[str, str]]  # the distinct (interpretation, label) pairs
+    pair_label: list[int]  # label index of each pair
+    texts_of_label: list[list[int]]  # the pairs of each label
+    descriptions: list[str]
+    description_label: list[int]  # label index of each description
+    descriptions_of_label: list[list[int]]  # the descriptions of each label
+
+    @classmethod
+    def build(
+        cls,
+        sensor_texts: list[str],
+        sensor_labels: list[str],
+        label_descriptions: Mapping[str, Sequence[str]],
+        category_of: Callable[[str], str],
+        descriptions_per_label: int | None,
+    ) -> _Stage1Texts:
+        if len(sensor_texts) != len(sensor_labels):
+            raise ValueError(
+                f"sensor_texts has {len(sensor_texts)} rows but sensor_labels has {len(sensor_labels)}"
+            )
+        if not sensor_texts:
+            raise ValueError("sensor_texts is empty: stage 1 needs labeled interpretations")
+        labels = sorted({str(label) for label in sensor_labels})
+        missing = [label for label in labels if not label_descriptions.get(label)]
+        if missing:
+            raise ValueError(f"label_descriptions has no description for labels {missing}")
+        categories = sorted({category_of(label) for label in labels})
+        label_index = {label: i for i, label in enumerate(labels)}
+        pairs = sorted(
+            {(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)}
+        )
+        pair_label = [label_index[label] for _, label in pairs]
+        descriptions, description_label = [], []
+        for label in labels:
+            chosen = list(dict.fromkeys(label_descriptions[label]))[:descriptions_per_label]
+            descriptions.extend(chosen)
+            description_label.extend([label_index[label]] * len(chosen))
+        return cls(
+            labels=labels,
+            categories=categories,
+            category_of_label=torch.tensor([categories.index(category_of(label)) for label in labels]),
+            pairs=pairs,
+            pair_label=pair_label,
+            texts_of_label=[
+                [i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))
+            ],
+            descriptions=descriptions,
+            description_label=description_label,
+            descriptions_of_label=[
+                [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
+            ],
+        )
+
+
+class _Stage1Sampler:
+    """Draws each step's rows: `batch_size` interpretations with class balance, `descriptions_per_step`
+    descriptions of each label present, and every interpretation paired with one of its label's drawn
+    descriptions. Every stream is reshuffled on each pass, all from one seeded `random.Random`."""
+
+    def __init__(self, texts: _Stage1Texts, rng: random.Random) -> None:
+        self.texts = texts
+        self.label_stream = _cycle_shuffled(range(len(texts.labels)), rng)
+        self.text_streams = [_cycle_shuffled(index, rng) for index in texts.texts_of_label]
+        self.description_streams = [_cycle_shuffled(index, rng) for index in texts.descriptions_of_label]
+
+    def draw(self, config: TextTrainConfig) -> tuple[list[int], list[int], list[tuple[int, int]]]:
+        """The step's distinct pair indices, its description indices, and its (pair row, description row)
+        rows, indexing into the first two lists."""
+        row_labels = [next(self.label_stream) for _ in range(config.batch_size)]
+        row_texts = [next(self.text_streams[c]) for c in row_labels]
+        step_texts = sorted(set(row_texts))
+        drawn = {}
+        for c in sorted(set(row_labels)):
+            count = min(config.descriptions_per_step, len(self.texts.descriptions_of_label[c]))
+            drawn[c] = list(dict.fromkeys(next(self.description_streams[c]) for _ in range(count)))
+        step_descriptions = [d for c in sorted(drawn) for d in drawn[c]]
+        seen_of_label = {c: 0 for c in drawn}
+        pair_rows = []
+        for text, c in zip(row_texts, row_labels, strict=True):
+            description = drawn[c][seen_of_label[c] % len(drawn[c])]
+            seen_of_label[c] += 1
+            pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
+        return step_texts, step_descriptions, pair_rows
+
+
+@dataclass
+class _Stage1Tokens:
+    """Token ids of stage 1's distinct texts, capped at `max_length`, and the decoder's compact vocabulary."""
+
+    pairs: list[list[int]]  # of each distinct (interpretation, label) pair's text
+    pairs_cut: int  # how many were longer than max_length
+    descriptions: list[list[int]]
+    descriptions_cut: int
+    used_ids: list[int]  # the token ids that occur (sorted, padding included)
+    to_compact: Tensor  # token id -> its index in used_ids
+
+    @classmethod
+    def build(cls, encoder: TextEncoder, texts: _Stage1Texts, max_length: int) -> _Stage1Tokens:
+        pairs, pairs_cut = _tokenize_capped(encoder, [text for text, _ in texts.pairs], max_length)
+        descriptions, descriptions_cut = _tokenize_capped(encoder, texts.descriptions, max_length)
+        # The decoder only has to predict tokens that occur in the training texts: a compact output
+        # vocabulary (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder.
+        used_ids = sorted({token for ids in pairs + descriptions for token in ids} | {encoder.pad_token_id})
+        to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
+        to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
+        return cls(pairs, pairs_cut, descriptions, descriptions_cut, used_ids, to_compact)
+
+    def facts(self) -> dict:
+        """Token lengths (and how many texts were cut) and the decoder's vocabulary size, for the history."""
+        return {
+            "token_lengths": {
+                "sensor": _length_stats(self.pairs) | {"cut": self.pairs_cut},
+                "description": _length_stats(self.descriptions) | {"cut": self.descriptions_cut},
+            },
+            "decoder_vocab": len(self.used_ids),
+        }
+
+
+def _stage1_criterion(encoder: TextEncoder, vocab_size: int, config: TextTrainConfig) -> TextAlignmentLoss:
+    """Stage 1's loss; with a reconstruction decoder (new weights from the torch RNG) when beta > 0."""
+    reconstruction = None
+    if config.beta > 0:
+        reconstruction = ReconstructionLoss(
+            vocab_size=vocab_size,
+            dim=encoder.dim,
+            num_layers=config.decoder_layers,
+            num_heads=config.decoder_heads,
+            max_length=config.max_length,
+            hidden_dim=config.decoder_dim,
+        ).to(encoder.device)
+    return TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+
+
+class _Stage1Optimizer:
+    """AdamW over the encoder (and the decoder, at its own rate) with linear warm-up, then linear decay;
+    every step clips the gradient norm of everything it trains."""
+
+    def __init__(
+        self,
+        encoder: TextEncoder,
+        reconstruction: ReconstructionLoss | None,
+        config: TextTrainConfig,
+        total_steps: int,
+    ) -> None:
+        groups = [(list(encoder.parameters()), config.lr)]
+        if reconstruction is not None:
+            groups.append((list(reconstruction.parameters()), config.decoder_lr))
+        self.optimizer = _adamw(groups, config.weight_decay)
+        self.parameters = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.grad_clip = config.grad_clip
+        warmup = max(1, int(config.warmup_fraction * total_steps))
+        self.schedule = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: min(
+                (step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            ),
+        )
+
+    def step(self, loss: Tensor) -> float:
+        """One update on `loss`; returns the learning rate the next step will use."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.parameters, self.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        return self.optimizer.param_groups[0]["lr"]
+
+
+def _stage1_loss(
+    criterion: TextAlignmentLoss,
+    texts: _Stage1Texts,
+    embedders: tuple[_TextEmbedder, _TextEmbedder],
+    to_compact: Tensor,
+    step: tuple[list[int], list[int], list[tuple[int, int]]],
+) -> dict[str, Tensor]:
+    """The stage-1 loss terms of one step drawn by `_Stage1Sampler.draw`."""
+    step_texts, step_descriptions, pair_rows = step
+    embed_sensor_texts, embed_descriptions = embedders
+    device = embed_sensor_texts.encoder.device
+    sensor_labels = torch.tensor([texts.pair_label[i] for i in step_texts])
+    description_labels = torch.tensor([texts.description_label[i] for i in step_descriptions])
+    with autocast(device):
+        Z, sensor_ids, sensor_mask = embed_sensor_texts(step_texts)
+        H, description_ids, description_mask = embed_descriptions(step_descriptions)
+        return criterion(
+            Z,
+            sensor_labels.to(device),
+            texts.category_of_label[sensor_labels].to(device),
+            H,
+            description_labels.to(device),
+            texts.category_of_label[description_labels].to(device),
+            pairs=torch.tensor(pair_rows, device=device),
+            sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
+            description_tokens=(
+                to_compact[description_ids.cpu()].to(device),
+                description_mask.to(device),
+            ),
+        )
+
+
 def train_text_encoder(
     encoder: TextEncoder,
     sensor_texts: list[str],
@@ -331,142 +495,45 @@ def train_text_encoder(
 
     Each step draws `batch_size` sensor interpretations with class balance (from the distinct (text, label)
     pairs) and `descriptions_per_step` descriptions for each label present; every interpretation is paired
-    with one description of its label. Each distinct text is embedded once per step. Loss: align (InfoNCE
-    over the pairs, same-label pairs are positives), ca1 (descriptions by category), ca2 (interpretations by
-    category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of text from their
-    embeddings).
+    with one description of its label (`_Stage1Sampler`). Each distinct text is embedded once per step.
+    Loss: align (InfoNCE over the pairs, same-label pairs are positives), ca1 (descriptions by category),
+    ca2 (interpretations by category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of
+    text from their embeddings).
     """
     config = config or TextTrainConfig()
-    if len(sensor_texts) != len(sensor_labels):
-        raise ValueError(
-            f"sensor_texts has {len(sensor_texts)} rows but sensor_labels has {len(sensor_labels)}"
-        )
-    if not sensor_texts:
-        raise ValueError("sensor_texts is empty: stage 1 needs labeled interpretations")
-    labels = sorted({str(label) for label in sensor_labels})
-    missing = [label for label in labels if not label_descriptions.get(label)]
-    if missing:
-        raise ValueError(f"label_descriptions has no description for labels {missing}")
-    categories = sorted({category_of(label) for label in labels})
-    label_index = {label: i for i, label in enumerate(labels)}
-    category_of_label = torch.tensor([categories.index(category_of(label)) for label in labels])
-
-    # Distinct (text, label) pairs: repeated rule texts would otherwise cost a forward pass each time.
-    pairs = sorted({(str(text), str(label)) for text, label in zip(sensor_texts, sensor_labels, strict=True)})
-    pair_label = [label_index[label] for _, label in pairs]
-    texts_of_label = [[i for i, owner in enumerate(pair_label) if owner == c] for c in range(len(labels))]
-    descriptions, description_label = [], []
-    for label in labels:
-        chosen = list(dict.fromkeys(label_descriptions[label]))[: config.descriptions_per_label]
-        descriptions.extend(chosen)
-        description_label.extend([label_index[label]] * len(chosen))
-    descriptions_of_label = [
-        [i for i, owner in enumerate(description_label) if owner == c] for c in range(len(labels))
-    ]
-
-    pair_tokens, pairs_cut = _tokenize_capped(encoder, [text for text, _ in pairs], config.max_length)
-    description_tokens, descriptions_cut = _tokenize_capped(encoder, descriptions, config.max_length)
-    # The decoder only has to predict tokens that occur in the training texts: a compact output vocabulary
-    # (hundreds of ids instead of 30k) makes the reconstruction loss cheap next to the encoder itself.
-    used_ids = sorted(
-        {token for ids in pair_tokens + description_tokens for token in ids} | {encoder.pad_token_id}
+    texts = _Stage1Texts.build(
+        sensor_texts, sensor_labels, label_descriptions, category_of, config.descriptions_per_label
     )
-    to_compact = torch.zeros(max(used_ids) + 1, dtype=torch.long)
-    to_compact[torch.tensor(used_ids)] = torch.arange(len(used_ids))
-
-    if config.max_steps is not None:
-        total_steps = config.max_steps
-    else:
-        total_steps = max(1, math.ceil(config.epochs * len(pairs) / config.batch_size))
+    tokens = _Stage1Tokens.build(encoder, texts, config.max_length)
+    total_steps = config.max_steps or max(1, math.ceil(config.epochs * len(texts.pairs) / config.batch_size))
 
     torch.manual_seed(config.seed)
     rng = random.Random(config.seed)
-    device = encoder.device
-    reconstruction = None
-    if config.beta > 0:
-        reconstruction = ReconstructionLoss(
-            vocab_size=len(used_ids),
-            dim=encoder.dim,
-            num_layers=config.decoder_layers,
-            num_heads=config.decoder_heads,
-            max_length=config.max_length,
-            hidden_dim=config.decoder_dim,
-        ).to(device)
-    criterion = TextAlignmentLoss(config.alpha, config.beta, config.temperature, reconstruction)
+    criterion = _stage1_criterion(encoder, len(tokens.used_ids), config)
     frozen = _freeze_lower_layers(encoder, config.trainable_layers)
     cache_started = time.perf_counter()
-    embed_sensor_texts = _TextEmbedder(encoder, pair_tokens, config.trainable_layers)
-    embed_descriptions = _TextEmbedder(encoder, description_tokens, config.trainable_layers)
-    cache_seconds = time.perf_counter() - cache_started  # the frozen bottom, once per distinct text
-    groups = [(list(encoder.parameters()), config.lr)]
-    if reconstruction is not None:
-        groups.append((list(reconstruction.parameters()), config.decoder_lr))
-    optimizer = _adamw(groups, config.weight_decay)
-    trained_parameters = [p for group in optimizer.param_groups for p in group["params"]]
-    warmup = max(1, int(config.warmup_fraction * total_steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total_steps - step) / max(1, total_steps - warmup))),
+    embedders = (
+        _TextEmbedder(encoder, tokens.pairs, config.trainable_layers),
+        _TextEmbedder(encoder, tokens.descriptions, config.trainable_layers),
     )
-
-    label_stream = _cycle_shuffled(range(len(labels)), rng)
-    text_streams = [_cycle_shuffled(index, rng) for index in texts_of_label]
-    description_streams = [_cycle_shuffled(index, rng) for index in descriptions_of_label]
+    cache_seconds = time.perf_counter() - cache_started  # the frozen bottom, once per distinct text
+    optimizer = _Stage1Optimizer(encoder, criterion.reconstruction, config, total_steps)
+    sampler = _Stage1Sampler(texts, rng)
 
     terms = ("loss", "align", "ca1", "ca2", "ca3", "re")
-    history: dict = {term: [] for term in terms}
-    history["lr"] = []
-    history["distinct_texts_per_step"] = []
+    history: dict = {term: [] for term in terms} | {"lr": [], "distinct_texts_per_step": []}
     encoder.train()
     criterion.train()
     started = time.perf_counter()
     try:
         bar = _progress(range(total_steps), progress, desc="stage 1: text encoder", unit="step")
         for step in bar:
-            # Rows: class-balanced sensor texts, each paired with one of its label's drawn descriptions.
-            row_labels = [next(label_stream) for _ in range(config.batch_size)]
-            row_texts = [next(text_streams[c]) for c in row_labels]
-            step_texts = sorted(set(row_texts))
-            drawn = {}
-            for c in sorted(set(row_labels)):
-                count = min(config.descriptions_per_step, len(descriptions_of_label[c]))
-                drawn[c] = list(dict.fromkeys(next(description_streams[c]) for _ in range(count)))
-            step_descriptions = [d for c in sorted(drawn) for d in drawn[c]]
-            seen_of_label = {c: 0 for c in drawn}
-            pair_rows = []
-            for text, c in zip(row_texts, row_labels, strict=True):
-                description = drawn[c][seen_of_label[c] % len(drawn[c])]
-                seen_of_label[c] += 1
-                pair_rows.append((step_texts.index(text), step_descriptions.index(description)))
-
-            sensor_labels_t = torch.tensor([pair_label[i] for i in step_texts])
-            description_labels_t = torch.tensor([description_label[i] for i in step_descriptions])
-            with autocast(device):
-                Z, sensor_ids, sensor_mask = embed_sensor_texts(step_texts)
-                H, description_ids, description_mask = embed_descriptions(step_descriptions)
-                result = criterion(
-                    Z,
-                    sensor_labels_t.to(device),
-                    category_of_label[sensor_labels_t].to(device),
-                    H,
-                    description_labels_t.to(device),
-                    category_of_label[description_labels_t].to(device),
-                    pairs=torch.tensor(pair_rows, device=device),
-                    sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
-                    description_tokens=(
-                        to_compact[description_ids.cpu()].to(device),
-                        description_mask.to(device),
-                    ),
-                )
-            optimizer.zero_grad(set_to_none=True)
-            result["loss"].backward()
-            nn.utils.clip_grad_norm_(trained_parameters, config.grad_clip)
-            optimizer.step()
-            schedule.step()
+            drawn = sampler.draw(config)
+            result = _stage1_loss(criterion, texts, embedders, tokens.to_compact, drawn)
+            history["lr"].append(optimizer.step(result["loss"]))
             for term in terms:
                 history[term].append(float(result[term].detach()))
-            history["lr"].append(optimizer.param_groups[0]["lr"])
-            history["distinct_texts_per_step"].append(len(step_texts) + len(step_descriptions))
+            history["distinct_texts_per_step"].append(len(drawn[0]) + len(drawn[1]))
             if progress and (step % config.log_every == 0 or step == total_steps - 1):
                 bar.set_postfix({term: f"{history[term][-1]:.3f}" for term in ("loss", "align", "re")})
     finally:
@@ -480,19 +547,15 @@ def train_text_encoder(
             "seconds": seconds,
             "seconds_per_step": seconds / total_steps,
             "cache_seconds": cache_seconds,
-            "unique_pairs": len(pairs),
+            "unique_pairs": len(texts.pairs),
             "num_texts": len(sensor_texts),
-            "num_descriptions": len(descriptions),
-            "labels": labels,
-            "categories": categories,
+            "num_descriptions": len(texts.descriptions),
+            "labels": texts.labels,
+            "categories": texts.categories,
             "max_length": config.max_length,
-            "token_lengths": {
-                "sensor": _length_stats(pair_tokens) | {"cut": pairs_cut},
-                "description": _length_stats(description_tokens) | {"cut": descriptions_cut},
-            },
-            "decoder_vocab": len(used_ids),
-            "config": asdict(config),
         }
+        | tokens.facts()
+        | {"config": asdict(config)}
     )
     return history
 
@@ -510,33 +573,6 @@ def _check_targets(X: np.ndarray, Z: np.ndarray, model: SensorEncoder, field: st
         )
     if not np.all(np.isfinite(Z)):
         raise ValueError(f"{field} contains NaN or inf")
-
-
-def _label_tensor(label_embeddings: np.ndarray | None, model: SensorEncoder) -> Tensor | None:
-    """The label bank as a float tensor [C, out_dim], checked; None stays None."""
-    if label_embeddings is None:
-        return None
-    shape = tuple(np.shape(label_embeddings))
-    if len(shape) != 2 or shape[0] < 2 or shape[1] != model.config.out_dim:
-        raise ValueError(
-            f"label_embeddings must be [C >= 2, {model.config.out_dim}] (one text-space embedding per "
-            f"label), got {list(shape)}"
-        )
-    return torch.from_numpy(np.ascontiguousarray(label_embeddings, dtype=np.float32))
-
-
-def _known_tensor(known_labels: np.ndarray | None, rows: int, labels: Tensor | None) -> Tensor | None:
-    """Known label index per row (-1 = unlabeled) as int64 [rows], checked against the label bank."""
-    if known_labels is None:
-        return None
-    known = np.asarray(known_labels)
-    if labels is None:
-        raise ValueError("known_labels need label_embeddings (the label bank they index)")
-    if known.shape != (rows,) or known.dtype.kind not in "iu" or known.min(initial=-1) < -1:
-        raise ValueError(f"known_labels must be int [{rows}] with -1 for unlabeled rows, got {known.shape}")
-    if known.max(initial=-1) >= len(labels):
-        raise ValueError(f"known_labels index the {len(labels)} labels of the bank, got {int(known.max())}")
-    return torch.from_numpy(known.astype(np.int64))
 
 
 def distinct_targets(Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -562,85 +598,60 @@ def _analysis_input(model: SensorEncoder, X: np.ndarray) -> Tensor | None:
 
 
 @dataclass
-class _Stage2Inputs:
-    """What central stage 2 and a client's local update both train on: tensors, loss and a fresh optimizer."""
+class _Stage2Windows:
+    """Windows and their text targets as tensors on the model's device, with what the loss reads of them."""
 
     X: torch.Tensor
     analysis: torch.Tensor | None  # the analysis token's input, computed once per window
     Z: torch.Tensor
     groups: torch.Tensor  # windows with identical targets share a group (positives of each other)
-    target_bank: torch.Tensor | None  # the distinct targets, row g = group g (with config.target_bank)
-    label_embeddings: torch.Tensor | None
-    known: torch.Tensor | None
-    criterion: SensorAlignmentLoss
-    optimizer: torch.optim.Optimizer
 
     @classmethod
-    def build(
-        cls,
-        model: SensorEncoder,
-        X: np.ndarray,
-        Z: np.ndarray,
-        config: SensorTrainConfig,
-        label_embeddings: np.ndarray | None,
-        known_labels: np.ndarray | None,
-    ) -> _Stage2Inputs:
+    def build(cls, model: SensorEncoder, X: np.ndarray, Z: np.ndarray) -> _Stage2Windows:
         device = module_device(model)
-        labels_t = _label_tensor(label_embeddings, model)
-        known_t = _known_tensor(known_labels, len(X), labels_t)
-        bank, groups = distinct_targets(Z)
+        _, groups = distinct_targets(Z)
         return cls(
             X=torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(device),
             analysis=_analysis_input(model, X),
             Z=torch.from_numpy(np.ascontiguousarray(Z, dtype=np.float32)).to(device),
             groups=torch.from_numpy(groups).to(device),
-            target_bank=torch.from_numpy(bank).to(device) if config.target_bank else None,
-            label_embeddings=labels_t.to(device) if labels_t is not None else None,
-            known=known_t.to(device) if known_t is not None else None,
-            criterion=SensorAlignmentLoss(
-                config.temperature,
-                config.distill_weight,
-                config.im_weight,
-                config.text_similarity_targets,
-                config.source_label_weight,
-            ),
-            optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
         )
 
-
-class _WeightAverage:
-    """Running mean of a model's weights over the last `config.weight_averaging` share of the epochs.
-
-    `after_epoch(epoch)` is called at the end of every epoch and adds the weights of the averaged ones;
-    `apply()` puts the mean into the model (a no-op when averaging is off). Only floating-point entries
-    of the state dict are averaged; the sensor encoder has no batch statistics to recompute.
-    """
-
-    def __init__(self, model: nn.Module, config: SensorTrainConfig) -> None:
-        self.model = model
-        # Off (0) gives first_epoch == epochs: no epoch is averaged and apply() leaves the model as it is.
-        self.first_epoch = config.epochs - math.ceil(config.weight_averaging * config.epochs)
-        self.mean: dict[str, Tensor] = {}
-        self.count = 0
-
     @torch.no_grad()
-    def after_epoch(self, epoch: int) -> None:
-        if epoch < self.first_epoch:
-            return
-        self.count += 1
-        for name, value in self.model.state_dict().items():
-            if not value.is_floating_point():
+    def mean_loss(self, model: SensorEncoder, criterion: InfoNCELoss, batch_size: int) -> float:
+        """Mean stage-2 loss over these windows in eval mode (the validation loss of the early stop)."""
+        model.eval()
+        total, count = 0.0, 0
+        for start in range(0, len(self.X), batch_size):
+            stop = min(start + batch_size, len(self.X))
+            if stop - start < 2:
                 continue
-            if name not in self.mean:
-                self.mean[name] = value.detach().clone()
-            else:
-                self.mean[name] += (value.detach() - self.mean[name]) / self.count
+            X, same = self.X[start:stop], same_group_mask(self.groups[start:stop])
+            with autocast(X.device):
+                E = model(X, self.analysis[start:stop]) if self.analysis is not None else model(X)
+                loss = criterion(E, self.Z[start:stop], same)["loss"]
+            total += float(loss) * (stop - start)
+            count += stop - start
+        return total / max(count, 1)
 
-    def apply(self) -> int:
-        """Load the mean into the model; returns how many epochs it averages (0: the model is untouched)."""
-        if self.count > 0:
-            self.model.load_state_dict(self.mean, strict=False)
-        return self.count
+
+@dataclass
+class _Stage2Inputs:
+    """What central stage 2 and a client's local update both train on: tensors, loss and a fresh optimizer."""
+
+    windows: _Stage2Windows
+    criterion: InfoNCELoss
+    optimizer: torch.optim.Optimizer
+
+    @classmethod
+    def build(
+        cls, model: SensorEncoder, X: np.ndarray, Z: np.ndarray, config: SensorTrainConfig
+    ) -> _Stage2Inputs:
+        return cls(
+            windows=_Stage2Windows.build(model, X, Z),
+            criterion=InfoNCELoss(config.temperature),
+            optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
+        )
 
 
 def _run_sensor_epoch(
@@ -653,14 +664,15 @@ def _run_sensor_epoch(
 ) -> float:
     """One shuffled pass; returns the mean stage-2 loss (the proximal term is optimised, not reported)."""
     model.train()
-    order = torch.randperm(len(data.X), generator=generator)
+    train = data.windows
+    order = torch.randperm(len(train.X), generator=generator)
     total, count = 0.0, 0
     for start in range(0, len(order), config.batch_size):
         index = order[start : start + config.batch_size]
         if len(index) < 2:  # one pair has no negatives: the loss is identically 0
             continue
-        windows = data.X[index]
-        analysis = data.analysis[index] if data.analysis is not None else None
+        windows = train.X[index]
+        analysis = train.analysis[index] if train.analysis is not None else None
         if config.rotation_jitter_deg > 0:
             angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
             windows = rotate_windows(windows, angles)
@@ -668,20 +680,9 @@ def _run_sensor_epoch(
                 # The device frame's analysis reads per-axis features, which rotate with the window.
                 rotated = window_analysis(windows.cpu().numpy(), model.config)
                 analysis = torch.from_numpy(rotated).to(windows.device)
-        known_rows = data.known[index] if data.known is not None else None
-        groups = data.groups[index]
-        bank_index = groups if data.target_bank is not None else None
-        with autocast(data.X.device):
+        with autocast(train.X.device):
             E = model(windows, analysis) if analysis is not None else model(windows)
-            loss = data.criterion(
-                E,
-                data.Z[index],
-                same_group_mask(groups),
-                data.label_embeddings,
-                known_rows,
-                data.target_bank,
-                bank_index,
-            )["loss"]
+            loss = data.criterion(E, train.Z[index], same_group_mask(train.groups[index]))["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
             drift = sum(((p - p0) ** 2).sum() for p, p0 in zip(model.parameters(), anchor, strict=True))
@@ -695,33 +696,26 @@ def _run_sensor_epoch(
     return total / max(count, 1)
 
 
-@torch.no_grad()
-def _evaluate_sensor_loss(
+def _validation_split(
     model: SensorEncoder,
-    X: Tensor,
-    analysis: Tensor | None,
-    Z: Tensor,
-    groups: Tensor,
-    criterion: SensorAlignmentLoss,
-    batch_size: int,
-    label_embeddings: Tensor | None = None,
-    bank: Tensor | None = None,
-) -> float:
-    """Mean stage-2 loss over X; with a target bank (that of X's own distinct targets) as in training."""
-    model.eval()
-    total, count = 0.0, 0
-    for start in range(0, len(X), batch_size):
-        stop = min(start + batch_size, len(X))
-        if stop - start < 2:
-            continue
-        same = same_group_mask(groups[start:stop])
-        bank_index = groups[start:stop] if bank is not None else None
-        with autocast(X.device):
-            E = model(X[start:stop], analysis[start:stop]) if analysis is not None else model(X[start:stop])
-            loss = criterion(E, Z[start:stop], same, label_embeddings, None, bank, bank_index)["loss"]
-        total += float(loss) * (stop - start)
-        count += stop - start
-    return total / max(count, 1)
+    X: np.ndarray,
+    Z: np.ndarray,
+    X_val: np.ndarray | None,
+    Z_val: np.ndarray | None,
+    config: SensorTrainConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """(X, Z, X_val, Z_val) of central stage 2: the validation set as given (checked), or a random
+    `config.val_fraction` of X held out (seeded by `config.seed`), or none."""
+    if X_val is None and config.val_fraction > 0:
+        permutation = np.random.default_rng(config.seed).permutation(len(X))
+        n_val = max(2, int(round(config.val_fraction * len(X))))
+        X_val, Z_val = X[permutation[:n_val]], Z[permutation[:n_val]]
+        X, Z = X[permutation[n_val:]], Z[permutation[n_val:]]
+    if (X_val is None) != (Z_val is None):
+        raise ValueError("pass both X_val and Z_val, or neither")
+    if X_val is not None:
+        _check_targets(X_val, Z_val, model, field="Z_val")
+    return X, Z, X_val, Z_val
 
 
 def train_sensor_encoder(
@@ -732,15 +726,8 @@ def train_sensor_encoder(
     progress: bool = True,
     X_val: np.ndarray | None = None,
     Z_val: np.ndarray | None = None,
-    label_embeddings: np.ndarray | None = None,
-    known_labels: np.ndarray | None = None,
 ) -> dict:
     """Stage 2 (central), in place on `model`: InfoNCE between f(X) and the text targets Z.
-
-    `label_embeddings` [C, D] (the label bank of the training activities) switch on the distillation term
-    when `config.distill_weight` > 0; `known_labels` [N] (row of the bank, -1 = unlabeled) make a labeled
-    source window's own label its teacher instead of the text path's posterior, and are what the
-    source-label term (`config.source_label_weight` > 0) reads.
 
     Rows with identical Z (the same interpretation) are positives of each other. With a validation set
     (X_val/Z_val, or `config.val_fraction` of X at random) the weights of the best validation epoch are kept
@@ -749,56 +736,21 @@ def train_sensor_encoder(
     """
     config = config or SensorTrainConfig()
     _check_targets(X, Z, model)
-    rng = np.random.default_rng(config.seed)
-    if X_val is None and config.val_fraction > 0:
-        permutation = rng.permutation(len(X))
-        n_val = max(2, int(round(config.val_fraction * len(X))))
-        X_val, Z_val = X[permutation[:n_val]], Z[permutation[:n_val]]
-        X, Z = X[permutation[n_val:]], Z[permutation[n_val:]]
-        if known_labels is not None:
-            known_labels = np.asarray(known_labels)[permutation[n_val:]]
-    if (X_val is None) != (Z_val is None):
-        raise ValueError("pass both X_val and Z_val, or neither")
-    if X_val is not None:
-        _check_targets(X_val, Z_val, model, field="Z_val")
-        if config.weight_averaging > 0:
-            raise ValueError(
-                "SensorTrainConfig.weight_averaging > 0 cannot be combined with early stopping (X_val or "
-                "val_fraction): both choose the returned weights"
-            )
-
+    X, Z, X_val, Z_val = _validation_split(model, X, Z, X_val, Z_val, config)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    data = _Stage2Inputs.build(model, X, Z, config, label_embeddings, known_labels)
-    if X_val is not None:
-        X_val_t = torch.from_numpy(np.ascontiguousarray(X_val, dtype=np.float32)).to(data.X.device)
-        Z_val_t = torch.from_numpy(np.ascontiguousarray(Z_val, dtype=np.float32)).to(data.X.device)
-        analysis_val = _analysis_input(model, X_val)
-        val_bank, val_groups_np = distinct_targets(Z_val)
-        val_groups = torch.from_numpy(val_groups_np).to(data.X.device)
-        val_bank_t = torch.from_numpy(val_bank).to(data.X.device) if config.target_bank else None
+    data = _Stage2Inputs.build(model, X, Z, config)
+    validation = _Stage2Windows.build(model, X_val, Z_val) if X_val is not None else None
 
     history: dict = {"loss": [], "val_loss": [], "best_epoch": None}
     best_loss, best_state, stale = math.inf, None, 0
-    average = _WeightAverage(model, config)
     started = time.perf_counter()
     bar = _progress(range(config.epochs), progress, desc="stage 2: sensor encoder", unit="epoch")
     for epoch in bar:
         history["loss"].append(_run_sensor_epoch(model, data, config, generator))
-        average.after_epoch(epoch)
         postfix = {"loss": f"{history['loss'][-1]:.3f}"}
-        if X_val is not None:
-            val_loss = _evaluate_sensor_loss(
-                model,
-                X_val_t,
-                analysis_val,
-                Z_val_t,
-                val_groups,
-                data.criterion,
-                config.batch_size,
-                data.label_embeddings,
-                val_bank_t,
-            )
+        if validation is not None:
+            val_loss = validation.mean_loss(model, data.criterion, config.batch_size)
             history["val_loss"].append(val_loss)
             postfix["val"] = f"{val_loss:.3f}"
             if val_loss < best_loss:
@@ -808,22 +760,21 @@ def train_sensor_encoder(
                 stale += 1
         if progress:
             bar.set_postfix(postfix)
-        if X_val is not None and stale >= config.patience:
+        if validation is not None and stale >= config.patience:
             break
     seconds = time.perf_counter() - started
     if best_state is not None:
         model.load_state_dict(best_state)
-    averaged_epochs = average.apply()
     model.eval()
     epochs_run = len(history["loss"])
+    groups = data.windows.groups
     history.update(
         {
             "epochs_run": epochs_run,
-            "averaged_epochs": averaged_epochs,
             "seconds": seconds,
             "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
             "num_examples": len(X),
-            "distinct_targets": int(data.groups.max()) + 1 if len(data.groups) else 0,
+            "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
             "config": asdict(config),
         }
     )
@@ -837,39 +788,33 @@ def train_sensor_epochs(
     config: SensorTrainConfig,
     seed: int | None = None,
     proximal_mu: float = 0.0,
-    label_embeddings: np.ndarray | None = None,
-    known_labels: np.ndarray | None = None,
 ) -> dict:
     """A federated client's local update: `config.epochs` passes of the stage-2 loss, in place on `model`.
 
-    The same loss as central stage 2 (`train_sensor_encoder`), label embeddings and distillation included.
-    A fresh AdamW per call (clients keep no optimizer state between rounds). `proximal_mu` > 0 adds FedProx's
-    mu/2 ||w - w_global||^2 with w_global = the weights received. The global RNG state is left untouched.
+    The same loss as central stage 2 (`train_sensor_encoder`). A fresh AdamW per call (clients keep no
+    optimizer state between rounds). `proximal_mu` > 0 adds FedProx's mu/2 ||w - w_global||^2 with
+    w_global = the weights received. The global RNG state is left untouched.
     Returns loss (mean of the last epoch), losses per epoch, num_examples, seconds.
     """
     _check_targets(X, Z, model)
     if proximal_mu < 0:
         raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
     seed = config.seed if seed is None else int(seed)
-    data = _Stage2Inputs.build(model, X, Z, config, label_embeddings, known_labels)
+    data = _Stage2Inputs.build(model, X, Z, config)
     anchor = [p.detach().clone() for p in model.parameters()] if proximal_mu > 0 else None
     losses = []
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):  # dropout draws from the global RNG; keep the caller's stream
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        average = _WeightAverage(model, config)
-        for epoch in range(config.epochs):
+        for _ in range(config.epochs):
             losses.append(_run_sensor_epoch(model, data, config, generator, anchor, proximal_mu))
-            average.after_epoch(epoch)
-    averaged_epochs = average.apply()
     model.eval()
     return {
         "loss": losses[-1],
         "losses": losses,
         "num_examples": len(X),
         "epochs": config.epochs,
-        "averaged_epochs": averaged_epochs,
         "seconds": time.perf_counter() - started,
     }
 

@@ -3,22 +3,9 @@
 - `InfoNCELoss`: symmetric CLIP loss (L_align of section 3.4.2, and the stage-2 sensor/text loss of 3.5.2),
   with multi-positive soft targets: rule-based interpretations repeat verbatim, and several windows of one
   label share a label text, so rows with identical targets must not be pushed apart.
-- `TextSimilarityInfoNCELoss`: InfoNCE whose target distribution over the batch is the text targets' own
-  similarity to each other at the same temperature, so that E = Z is its exact optimum (stage-2 option).
-- `TargetBankInfoNCELoss`: InfoNCE whose sensor-to-text direction picks each window's target among every
-  distinct target of the training set (a fixed bank: the text encoder is frozen in stage 2), not only among
-  the batch's (stage-2 option).
 - `CategoryRankingLoss`: -mean log sigmoid(s(i, j) - s(i, k)) for j in i's group and k outside it (L_Ca1..3).
 - `ReconstructionLoss`: a small Transformer decoder rebuilding the tokens of a text from its embedding (L_re).
 - `TextAlignmentLoss`: L = align + alpha (ca1 + ca2 + ca3) + beta re for stage 1.
-- `LabelPosteriorDistillation`: KL(p_text || p_sensor) of the label posteriors that the text target and the
-  sensor embedding give over the label embeddings: what the text path knows about the activity, as a target.
-- `SourceLabelCrossEntropy`: the cross-entropy of the sensor encoder's label posterior against the known label
-  of the server's labeled windows: the labels the words cannot tell apart, as a target.
-- `InformationMaximization`: mean entropy of the sensor encoder's own label posteriors on unlabeled windows
-  minus the entropy of their mean: confident, and spread over the labels (unsupervised adaptation).
-- `SensorAlignmentLoss`: the stage-2 objective, InfoNCE (hard targets, text-similarity targets or a target
-  bank) + lambda * distillation + mu * information maximisation + nu * source-label cross-entropy.
 
 Means instead of the paper's sums (ranking losses) keep the scale independent of the batch size.
 """
@@ -48,13 +35,6 @@ def identical_rows_mask(targets: Tensor, tolerance: float = 1e-6) -> Tensor:
     return unit @ unit.T >= 1.0 - tolerance
 
 
-def _positive_temperature(temperature: float) -> float:
-    """The softmax temperature of a contrastive or posterior loss as a float; it must be > 0."""
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    return float(temperature)
-
-
 def _check_pair(a: Tensor, b: Tensor) -> None:
     if a.dim() != 2 or a.shape != b.shape:
         raise ValueError(
@@ -72,7 +52,9 @@ class InfoNCELoss(nn.Module):
 
     def __init__(self, temperature: float = 0.07) -> None:
         super().__init__()
-        self.temperature = _positive_temperature(temperature)
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
 
     def forward(self, a: Tensor, b: Tensor, same: Tensor | None = None) -> dict[str, Tensor]:
         _check_pair(a, b)
@@ -92,64 +74,6 @@ class InfoNCELoss(nn.Module):
         a_to_b = -(targets_a * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         b_to_a = -(targets_b * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
         return {"loss": (a_to_b + b_to_a) / 2, "a_to_b": a_to_b, "b_to_a": b_to_a}
-
-
-class TextSimilarityInfoNCELoss(nn.Module):
-    """Symmetric InfoNCE between embeddings a and text targets b whose targets are b's own similarities.
-
-    Row i's target distribution over the batch is softmax_j(cos(b_i, b_j) / temperature) instead of a
-    one-hot (or uniform over identical targets). Why: in stage 2 two windows of one activity usually carry
-    two different interpretations whose embeddings stage 1 has pulled close together; hard InfoNCE treats
-    the other one as a negative and pushes the sensor embedding away from it, which asks the sensor encoder
-    to tell apart wordings rather than activities. With the text space's own similarities as targets, at the
-    same temperature as the logits, the loss is minimal exactly when a_i points where b_i does (E = Z, what
-    stage 2 is for), and identical targets get identical target mass without a separate mask.
-    """
-
-    def __init__(self, temperature: float = 0.07) -> None:
-        super().__init__()
-        self.temperature = _positive_temperature(temperature)
-
-    def forward(self, a: Tensor, b: Tensor) -> dict[str, Tensor]:
-        _check_pair(a, b)
-        unit_b = F.normalize(b, dim=-1)
-        logits = F.normalize(a, dim=-1) @ unit_b.T / self.temperature
-        # Targets are a property of the text space, not something the sensor encoder may move.
-        targets = F.softmax(unit_b.detach() @ unit_b.detach().T / self.temperature, dim=1)
-        # The target matrix is symmetric, so column j of logits (b_j against every a) takes row j as well.
-        a_to_b = -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-        b_to_a = -(targets * F.log_softmax(logits.T, dim=1)).sum(dim=1).mean()
-        return {"loss": (a_to_b + b_to_a) / 2, "a_to_b": a_to_b, "b_to_a": b_to_a}
-
-
-class TargetBankInfoNCELoss(nn.Module):
-    """Symmetric InfoNCE where the a -> b direction classifies a_i among all rows of a target bank.
-
-    `bank` [G, D] holds every distinct text target of the training set once and `index` [B] names row i's
-    own one. Why: stage 2's text targets are fixed (the text encoder is frozen), so every distinct
-    interpretation can be a negative at every step instead of the few dozen that a batch happens to draw;
-    the sensor encoder then learns to pick its window's interpretation among all of them, with less noise
-    from the batch's composition. The b -> a direction stays in-batch (the sensor embeddings are not fixed)
-    with `same` marking the rows that share a target, as in `InfoNCELoss`.
-    """
-
-    def __init__(self, temperature: float = 0.07) -> None:
-        super().__init__()
-        self.temperature = _positive_temperature(temperature)
-        self.in_batch = InfoNCELoss(temperature)
-
-    def forward(self, a: Tensor, b: Tensor, same: Tensor, bank: Tensor, index: Tensor) -> dict[str, Tensor]:
-        _check_pair(a, b)
-        if bank.dim() != 2 or bank.shape[1] != a.shape[1]:
-            raise ValueError(f"bank must be [G, {a.shape[1]}], got {list(bank.shape)}")
-        if index.shape != (a.shape[0],) or index.dtype != torch.long:
-            raise ValueError(f"index must be int64 [{a.shape[0]}], got {index.dtype} {list(index.shape)}")
-        if int(index.min()) < 0 or int(index.max()) >= bank.shape[0]:
-            raise ValueError(f"index must name rows of the bank (0..{bank.shape[0] - 1})")
-        logits = F.normalize(a, dim=-1) @ F.normalize(bank, dim=-1).T / self.temperature
-        a_to_bank = F.cross_entropy(logits, index)
-        b_to_a = self.in_batch(a, b, same)["b_to_a"]
-        return {"loss": (a_to_bank + b_to_a) / 2, "a_to_b": a_to_bank, "b_to_a": b_to_a}
 
 
 class CategoryRankingLoss(nn.Module):
@@ -377,192 +301,3 @@ class TextAlignmentLoss(nn.Module):
             )
         loss = align + self.alpha * (ca1 + ca2 + ca3) + self.beta * re
         return {"loss": loss, "align": align, "ca1": ca1, "ca2": ca2, "ca3": ca3, "re": re}
-
-
-def label_posterior(embeddings: Tensor, label_embeddings: Tensor, temperature: float) -> Tensor:
-    """log softmax over labels of cos(embedding, label) / temperature: [B, D] x [C, D] -> [B, C]."""
-    logits = F.normalize(embeddings, dim=-1) @ F.normalize(label_embeddings, dim=-1).T / temperature
-    return F.log_softmax(logits, dim=-1)
-
-
-class _LabelPosteriorLoss(nn.Module):
-    """Base of the losses over a label posterior softmax(cos(embedding, label) / temperature)."""
-
-    def __init__(self, temperature: float = 0.07) -> None:
-        super().__init__()
-        self.temperature = _positive_temperature(temperature)
-
-    @staticmethod
-    def _check_label_embeddings(label_embeddings: Tensor, dim: int) -> None:
-        if label_embeddings.dim() != 2 or label_embeddings.shape[1] != dim:
-            raise ValueError(f"label_embeddings must be [C, {dim}], got {list(label_embeddings.shape)}")
-
-
-class LabelPosteriorDistillation(_LabelPosteriorLoss):
-    """KL(p_text || p_sensor), mean over rows, with p = softmax over labels of cosine / temperature.
-
-    The text path (interpretation -> text encoder -> nearest label) names the activity far more often than a
-    sensor encoder trained on InfoNCE alone, which spends its capacity telling apart interpretations that
-    mean the same activity. This term hands the sensor encoder the text path's view of each window's label,
-    soft, so near-ties between labels stay near-ties. It needs no label: only the text target Z and the
-    label embeddings the device holds anyway. The label embeddings are constants (no gradient).
-    Where a row's label is known (`known` >= 0: the server's labeled source windows) the teacher is that
-    label itself (one-hot; the term is then the cross-entropy) rather than the text path's guess.
-    """
-
-    def forward(
-        self, sensor: Tensor, text: Tensor, label_embeddings: Tensor, known: Tensor | None = None
-    ) -> dict[str, Tensor]:
-        """sensor, text [B, D]; label_embeddings [C, D]; known [B] label index or -1 (None: all -1)."""
-        _check_pair(sensor, text)
-        self._check_label_embeddings(label_embeddings, sensor.shape[1])
-        label_embeddings = label_embeddings.detach()
-        p_teacher = label_posterior(text.detach(), label_embeddings, self.temperature).exp()
-        if known is not None:
-            if known.shape != (sensor.shape[0],) or bool((known >= len(label_embeddings)).any()):
-                raise ValueError(
-                    f"known must be [{sensor.shape[0]}] label indices below {len(label_embeddings)} or -1"
-                )
-            one_hot = F.one_hot(known.clamp_min(0), len(label_embeddings)).to(p_teacher.dtype)
-            p_teacher = torch.where((known >= 0).unsqueeze(1), one_hot, p_teacher)
-        log_p_sensor = label_posterior(sensor, label_embeddings, self.temperature)
-        # KL(p || q) = sum p log p - sum p log q; 0 log 0 = 0 for one-hot teachers.
-        kl = (torch.special.xlogy(p_teacher, p_teacher) - p_teacher * log_p_sensor).sum(dim=-1).mean()
-        agreement = (p_teacher.argmax(dim=-1) == log_p_sensor.argmax(dim=-1)).float().mean()
-        return {"loss": kl, "agreement": agreement}
-
-
-class SourceLabelCrossEntropy(_LabelPosteriorLoss):
-    """-log p_sensor(known label), mean over the rows whose label is known (`known` >= 0).
-
-    LanHAR's stage 2 reads only the text targets, though the server's source windows are labeled. Where two
-    source activities get the same words (a trouser-pocket phone words walking and stairs alike, both
-    "mainly vertical bouncing"), InfoNCE makes their windows positives of each other and merges them; this
-    term keeps them apart with the source labels, in the label space the device scores in (the same label
-    embeddings, the same temperature). Unlike the distillation it teaches the unlabeled windows nothing. The
-    label embeddings are constants (no gradient); without a labeled row it is 0.
-    """
-
-    def forward(self, sensor: Tensor, label_embeddings: Tensor, known: Tensor) -> dict[str, Tensor]:
-        """sensor [B, D]; label_embeddings [C, D]; known [B] label index or -1 (unlabeled)."""
-        self._check_label_embeddings(label_embeddings, sensor.shape[1])
-        if known.shape != (sensor.shape[0],) or bool((known >= len(label_embeddings)).any()):
-            raise ValueError(
-                f"known must be [{sensor.shape[0]}] label indices below {len(label_embeddings)} or -1, "
-                f"got shape {list(known.shape)}"
-            )
-        labeled = known >= 0
-        if not bool(labeled.any()):
-            zero = label_embeddings.new_zeros(()) + sensor.sum() * 0.0
-            return {"loss": zero, "accuracy": zero}
-        log_p = label_posterior(sensor[labeled], label_embeddings.detach(), self.temperature)
-        loss = F.nll_loss(log_p, known[labeled])
-        accuracy = (log_p.argmax(dim=-1) == known[labeled]).float().mean()
-        return {"loss": loss, "accuracy": accuracy}
-
-
-class InformationMaximization(_LabelPosteriorLoss):
-    """mean_i H(p_i) - H(mean_i p_i) over the rows in `rows`, p = the sensor encoder's label posterior.
-
-    Unsupervised domain adaptation in the label space the device already holds (information maximisation,
-    as in SHOT, Liang et al. 2020): the first term makes each unlabeled window's posterior confident, which
-    moves decision boundaries out of dense regions of the new device's windows; the second keeps the
-    windows spread over the labels, so that confidence cannot be bought by naming one label for everything.
-    Its only assumption is that every label of the bank occurs among the unlabeled windows, none dominating.
-    It needs no label and no text: the label embeddings are constants (no gradient). Bounds: between
-    -log C (every row certain, the labels used equally) and log C; 0 for uniform posteriors. Fewer than two
-    rows give 0 (no batch mean to spread).
-    """
-
-    def forward(
-        self, sensor: Tensor, label_embeddings: Tensor, rows: Tensor | None = None
-    ) -> dict[str, Tensor]:
-        """sensor [B, D]; label_embeddings [C, D]; rows: bool [B], the unlabeled rows (None: all)."""
-        self._check_label_embeddings(label_embeddings, sensor.shape[1])
-        if rows is not None:
-            if rows.shape != (sensor.shape[0],) or rows.dtype != torch.bool:
-                raise ValueError(
-                    f"rows must be a bool mask [{sensor.shape[0]}], got {rows.dtype} {list(rows.shape)}"
-                )
-            sensor = sensor[rows]
-        if len(sensor) < 2:
-            zero = label_embeddings.new_zeros(()) + sensor.sum() * 0.0
-            return {"loss": zero, "entropy": zero, "diversity": zero}
-        log_p = label_posterior(sensor, label_embeddings.detach(), self.temperature)
-        entropy = -(log_p.exp() * log_p).sum(dim=-1).mean()
-        mean_p = log_p.exp().mean(dim=0)
-        diversity = -torch.special.xlogy(mean_p, mean_p).sum()
-        return {"loss": entropy - diversity, "entropy": entropy, "diversity": diversity}
-
-
-class SensorAlignmentLoss(nn.Module):
-    """Stage-2 objective: InfoNCE(E, Z) + distill_weight * KL(p_text || p_sensor) + im_weight * IM
-    + source_label_weight * CE(known label).
-
-    The InfoNCE term is the hard multi-positive one (`same` marks the rows that share a target); with
-    `text_similarity_targets` it is `TextSimilarityInfoNCELoss` (`same` is then not read); given a target
-    bank and each row's index into it (`bank`, `bank_index`) it is `TargetBankInfoNCELoss`.
-    The extra terms work over the label bank and need label embeddings; IM reads only the rows whose label
-    is unknown (`known` < 0, or every row when `known` is None), the source-label term only the rows whose
-    label is known (none when `known` is None). Without label embeddings (or with every weight 0), hard
-    targets and no target bank it is the paper's stage-2 loss. Returns loss, infonce, distill, im and
-    source_label (0 when off).
-    """
-
-    def __init__(
-        self,
-        temperature: float = 0.07,
-        distill_weight: float = 0.0,
-        im_weight: float = 0.0,
-        text_similarity_targets: bool = False,
-        source_label_weight: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if distill_weight < 0 or im_weight < 0 or source_label_weight < 0:
-            raise ValueError(
-                "distill_weight, im_weight and source_label_weight must be >= 0, "
-                f"got {distill_weight}, {im_weight}, {source_label_weight}"
-            )
-        self.infonce = InfoNCELoss(temperature)
-        self.soft_infonce = TextSimilarityInfoNCELoss(temperature) if text_similarity_targets else None
-        self.bank_infonce = TargetBankInfoNCELoss(temperature)
-        self.distillation = LabelPosteriorDistillation(temperature)
-        self.information = InformationMaximization(temperature)
-        self.source_labels = SourceLabelCrossEntropy(temperature)
-        self.distill_weight = float(distill_weight)
-        self.im_weight = float(im_weight)
-        self.source_label_weight = float(source_label_weight)
-
-    def forward(
-        self,
-        sensor: Tensor,
-        text: Tensor,
-        same: Tensor,
-        label_embeddings: Tensor | None = None,
-        known: Tensor | None = None,
-        bank: Tensor | None = None,
-        bank_index: Tensor | None = None,
-    ) -> dict[str, Tensor]:
-        if (bank is None) != (bank_index is None):
-            raise ValueError("pass both bank and bank_index, or neither")
-        if bank is not None and self.soft_infonce is not None:
-            raise ValueError("a target bank and text-similarity targets are two different InfoNCE terms")
-        if self.soft_infonce is not None:
-            infonce = self.soft_infonce(sensor, text)["loss"]
-        elif bank is not None:
-            infonce = self.bank_infonce(sensor, text, same, bank, bank_index)["loss"]
-        else:
-            infonce = self.infonce(sensor, text, same)["loss"]
-        distill = infonce.new_zeros(())
-        im = infonce.new_zeros(())
-        if label_embeddings is not None and self.distill_weight > 0:
-            distill = self.distillation(sensor, text, label_embeddings, known)["loss"]
-        if label_embeddings is not None and self.im_weight > 0:
-            unlabeled = known < 0 if known is not None else None
-            im = self.information(sensor, label_embeddings, unlabeled)["loss"]
-        source_label = infonce.new_zeros(())
-        if label_embeddings is not None and known is not None and self.source_label_weight > 0:
-            source_label = self.source_labels(sensor, label_embeddings, known)["loss"]
-        loss = infonce + self.distill_weight * distill + self.im_weight * im
-        loss = loss + self.source_label_weight * source_label
-        return {"loss": loss, "infonce": infonce, "distill": distill, "im": im, "source_label": source_label}

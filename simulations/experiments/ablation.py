@@ -8,23 +8,11 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
     simple_prompt     w/o IGP: the simple interpretation (amplitude and periodicity only), no re-generation
 Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
     no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
-    device_frame      the sensor encoder reads the raw device axes instead of the gravity frame (with the
-                      default distillation weight 0 this is the paper's stage 2)
-    distillation      + the text path's label posterior distilled into the sensor encoder (weight 1; the
-                      labeled source windows are taught by their own label)
-    distillation_text_teacher   the same, with the text path as the teacher on source windows too
-    information_maximization    + information maximisation on the unlabeled target windows (weight 1): the
-                      sensor encoder's own label posterior made confident and spread over the labels
-    weight_averaging  the sensor encoder's weights averaged over the second half of the stage-2 epochs
-                      (stochastic weight averaging) instead of the last iterate
+    device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
     trunk_equivalent  the sensor encoder reads limb windows rescaled to the trunk's swing (the rules
                       interpreter's placement factors, common/data/placement.py)
     no_acc_level      the sensor encoder does not read the absolute |acc| level, which carries each
                       accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
-    text_similarity_targets   stage 2's InfoNCE takes the text targets' own similarities as its target
-                      distribution, so windows of one activity with different wordings are not negatives
-    target_bank       stage 2's InfoNCE picks each window's target among every distinct text target of
-                      the training set, not only among the batch's
     closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
                       the pair's activities (the paper's protocol, which selects them by their label), not
                       every window those users hold
@@ -85,26 +73,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 without the analysis token (patch tokens only)",
         {"regeneration": True, "sensor_analysis_token": False},
     ),
-    "distillation": (
-        "stage 2 + label-posterior distillation (source windows: their label)",
-        {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": True},
-    ),
-    "distillation_text_teacher": (
-        "stage 2 + label-posterior distillation (text path as teacher everywhere)",
-        {"regeneration": True, "stage2_distill_weight": 1.0, "stage2_source_labels": False},
-    ),
-    "source_labels": (
-        "stage 2 + cross-entropy of the source windows' own labels (the server's labels)",
-        {"regeneration": True, "stage2_source_label_weight": 1.0},
-    ),
-    "information_maximization": (
-        "stage 2 + information maximisation on the unlabeled target windows",
-        {"regeneration": True, "stage2_im_weight": 1.0},
-    ),
-    "weight_averaging": (
-        "stage 2 weights averaged over the second half of the epochs",
-        {"regeneration": True, "stage2_weight_averaging": 0.5},
-    ),
     "trunk_equivalent": (
         "stage 2 on trunk-equivalent windows (limb swing divided out)",
         {"regeneration": True, "sensor_trunk_equivalent": True},
@@ -112,14 +80,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no_acc_level": (
         "stage 2 without the absolute |acc| level (accelerometer gain errors)",
         {"regeneration": True, "sensor_acc_level": False},
-    ),
-    "text_similarity_targets": (
-        "stage 2 InfoNCE with the text targets' own similarities as targets",
-        {"regeneration": True, "stage2_text_similarity_targets": True},
-    ),
-    "target_bank": (
-        "stage 2 InfoNCE against every distinct text target (target bank)",
-        {"regeneration": True, "stage2_target_bank": True},
     ),
     "closed_target_pool": (
         "stage 2 on the target users' windows of the pair's activities only (closed pool)",

@@ -178,7 +178,7 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     source_only = score("source only")
     # The targets the server computes from uploaded summaries, for all clients' windows at once.
     targets, _ = cloud.targets_for(window_summaries(train), sensor_context(train, config.activity_list))
-    # The same stage-2 settings as the federated run's (its switches included), for all its epochs at once.
+    # The same stage-2 settings as the federated run's, for all its epochs at once.
     sensor_config = config.sensor_train_config(config.num_server_rounds * config.local_epochs, config.seed)
     windows = sensor_input(train.X, train.position, model.config)
     history = train_sensor_encoder(model, windows, targets, sensor_config, progress=False)
