@@ -116,7 +116,7 @@ def train_supervised(
     ).to(device)
     optimizer = torch.optim.Adam(classifier.parameters(), lr=1e-3 if model == "cnn" else 3e-4)
     X, y = splits["source_train"].X, splits["source_train"].y
-    best, best_accuracy, waited = copy.deepcopy(classifier.state_dict()), -1.0, 0
+    stopping = EarlyStopping(classifier)
     generator = torch.Generator().manual_seed(seed)
     for _ in range(EPOCHS[budget]):
         classifier.train()
@@ -129,20 +129,16 @@ def train_supervised(
             loss.backward()
             optimizer.step()
         accuracy = float(np.mean(_predict(classifier, splits["source_val"].X) == splits["source_val"].y))
-        if accuracy > best_accuracy:
-            best, best_accuracy, waited = copy.deepcopy(classifier.state_dict()), accuracy, 0
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
-    classifier.load_state_dict(best)
+        if stopping.stop(accuracy):
+            break
+    classifier.load_state_dict(stopping.best_state)
     held_out = splits["target_eval"]
     predicted = [labels[i] for i in _predict(classifier, held_out.X)]
     metrics = classification_metrics(held_out.labels(), predicted, labels, load_vocabulary().category)
     metrics.update(
         {
             "baseline": model,
-            "source_val_accuracy": best_accuracy,
+            "source_val_accuracy": stopping.best_accuracy,
             "seed": seed,
             "seconds": time.monotonic() - started,
             "config": config.resolved() | {"baseline": model, "epochs": EPOCHS[budget]},
@@ -151,6 +147,22 @@ def train_supervised(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
+
+
+class EarlyStopping:
+    """Keeps the best validation accuracy's weights; stop() says when PATIENCE epochs brought none better."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model, self.best_accuracy, self.waited = model, -1.0, 0
+        self.best_state = copy.deepcopy(model.state_dict())
+
+    def stop(self, accuracy: float) -> bool:
+        if accuracy > self.best_accuracy:
+            self.best_accuracy, self.waited = accuracy, 0
+            self.best_state = copy.deepcopy(self.model.state_dict())
+        else:
+            self.waited += 1
+        return self.waited >= PATIENCE
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -245,7 +257,7 @@ def train_nls(
     X = torch.from_numpy(splits["source_train"].X).to(device)
     y = torch.from_numpy(splits["source_train"].y).to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    best, best_accuracy, waited, epochs_run = copy.deepcopy(model.state_dict()), -1.0, 0, 0
+    stopping, epochs_run = EarlyStopping(model), 0
     for _ in range(EPOCHS[config.budget]):
         model.train()
         for batch in torch.randperm(len(X), generator=generator).split(NLS_BATCH_SIZE):
@@ -261,14 +273,9 @@ def train_nls(
             optimizer.step()
         epochs_run += 1
         val = splits["source_val"]
-        accuracy = float(np.mean(bank.classify(encode_windows(model, val.X)) == val.y))
-        if accuracy > best_accuracy:
-            best, best_accuracy, waited = copy.deepcopy(model.state_dict()), accuracy, 0
-        else:
-            waited += 1
-            if waited >= PATIENCE:
-                break
-    model.load_state_dict(best)
+        if stopping.stop(float(np.mean(bank.classify(encode_windows(model, val.X)) == val.y))):
+            break
+    model.load_state_dict(stopping.best_state)
 
     held_out = splits["target_eval"]
     predicted = bank.predict(encode_windows(model, held_out.X))
@@ -280,7 +287,7 @@ def train_nls(
     metrics.update(
         {
             "baseline": f"nls-{variant}",
-            "source_val_accuracy": best_accuracy,
+            "source_val_accuracy": stopping.best_accuracy,
             "epochs_run": epochs_run,
             "sentences": sentences,
             "seed": config.seed,

@@ -175,9 +175,7 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
     stage2_seconds = time.perf_counter() - start
 
     bank = label_bank(encoder, descriptions, activities)
-    export = export_sensor_model(
-        sensor_encoder.cpu(), bank, out_dir / "export"
-    )  # a device runs it on its CPU
+    export = export_sensor_model(sensor_encoder.cpu(), bank, out_dir / "export")  # as a device runs it: CPU
     # Latency in a fresh process, as on a device: after training in this one, single-window calls measured
     # up to 70% slower (median 2.07 ms there vs 1.20-1.44 ms in a fresh process on this machine).
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:

@@ -92,16 +92,14 @@ def _toml_value(value: object) -> str:
     return str(value)
 
 
-def run_size(num_clients: int, out_dir: Path, extra: dict | None = None, plain_run: bool = False) -> dict:
-    """One `flwr run .` with `num_clients` supernodes: the benchmark's row. With `plain_run`, the run config
-    is `extra` alone (no benchmark defaults, e.g. an experiment's TOML) and the run's metrics.json comes
-    back, with wall time and peak RSS."""
+def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict:
+    """One `flwr run .` with `num_clients` supernodes (BENCH_RUN_CONFIG updated by `extra`): a table row."""
     run_out = out_dir / f"clients-{num_clients}"
     run_out.mkdir(parents=True, exist_ok=True)
-    config = {**({} if plain_run else BENCH_RUN_CONFIG), "out-dir": str(run_out), **(extra or {})}
-    if num_clients >= 100 and not plain_run:
+    config = {**BENCH_RUN_CONFIG, "out-dir": str(run_out), **(extra or {})}
+    if num_clients >= 100:
         config.setdefault("fraction-evaluate", 0.1)  # all clients still evaluate in the last round
-    if num_clients >= 1000 and not plain_run:
+    if num_clients >= 1000:
         config.setdefault("fraction-train", 0.1)  # cross-device style: 100 clients train per round
     # One TOML file, not "k=v" pairs: long strings and many keys stay readable in the run's directory.
     run_config = str(run_out / "run-config.toml")
@@ -128,8 +126,6 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None, plain_r
             f"flwr run with {num_clients} clients failed (exit {process.returncode}); see {log_path}"
         )
     metrics = json.loads(metrics_path.read_text())
-    if plain_run:
-        return metrics | {"wall_seconds": wall, "peak_rss_gb": sampler.peak_rss / 1e9}
     round_seconds = [r["seconds"] for r in metrics["rounds"]]
     return {
         "clients": num_clients,

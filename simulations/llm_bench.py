@@ -53,8 +53,11 @@ def _spread_windows(data_dir: Path, n: int) -> np.ndarray:
         return X[np.linspace(0, len(X) - 1, n).astype(int)]
 
 
-def _interpreter(base_url: str, cache_path: Path, concurrency: int, max_tokens: int) -> OpenAIInterpreter:
-    return OpenAIInterpreter(
+def _timed_interpret(
+    base_url: str, cache_path: Path, features: np.ndarray, concurrency: int, max_tokens: int
+) -> tuple[float, dict]:
+    """Seconds the openai backend takes to interpret `features`, and its usage statistics."""
+    with OpenAIInterpreter(
         base_url=base_url,
         model=MODEL_ALIAS,
         api_key_env=None,
@@ -63,17 +66,16 @@ def _interpreter(base_url: str, cache_path: Path, concurrency: int, max_tokens: 
         max_tokens=max_tokens,
         timeout_s=600.0,
         progress=False,
-    )
+    ) as interpreter:
+        start = time.perf_counter()
+        interpreter.interpret(features, UCI_CONTEXT)
+        return time.perf_counter() - start, interpreter.stats.as_dict()
 
 
 def _live_run(
     base_url: str, cache_path: Path, features: np.ndarray, concurrency: int, max_tokens: int
 ) -> dict:
-    with _interpreter(base_url, cache_path, concurrency, max_tokens) as interpreter:
-        start = time.perf_counter()
-        interpreter.interpret(features, UCI_CONTEXT)
-        seconds = time.perf_counter() - start
-        stats = interpreter.stats.as_dict()
+    seconds, stats = _timed_interpret(base_url, cache_path, features, concurrency, max_tokens)
     return {
         "concurrency": concurrency,
         "windows": len(features),
@@ -93,11 +95,7 @@ def _live_run(
 def _cached_run(cache_path: Path, features: np.ndarray, max_tokens: int) -> dict:
     """Interpret windows whose answers are all cached; the base URL points nowhere, so a miss would fail."""
     dead_url = f"http://127.0.0.1:{free_port()}/v1"
-    with _interpreter(dead_url, cache_path, 1, max_tokens) as interpreter:
-        start = time.perf_counter()
-        interpreter.interpret(features, UCI_CONTEXT)
-        seconds = time.perf_counter() - start
-        stats = interpreter.stats.as_dict()
+    seconds, stats = _timed_interpret(dead_url, cache_path, features, 1, max_tokens)
     if stats["requests"] or stats["cache_hits"] < len(features):
         raise RuntimeError(f"the cached run was expected to be served from the cache alone: {stats}")
     return {"windows": len(features), "seconds": seconds, "windows_per_s": len(features) / seconds}

@@ -26,10 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     for clients in (int(n) for n in args.clients.split(",")):
         for secure in (False, True):
             extra = {"num-server-rounds": args.rounds, "new-activities": "", "secagg": secure}
-            result = run_size(clients, out / ("secagg" if secure else "plain"), extra)
-            metrics = json.loads(
-                (out / ("secagg" if secure else "plain") / f"clients-{clients}" / "metrics.json").read_text()
-            )
+            run_dir = out / ("secagg" if secure else "plain")
+            result = run_size(clients, run_dir, extra)
+            metrics = json.loads((run_dir / f"clients-{clients}" / "metrics.json").read_text())
             rows.append(
                 {
                     "clients": clients,

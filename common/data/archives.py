@@ -297,14 +297,18 @@ def _read_wisdm_file(path: Path, subject: int) -> dict[str, tuple[np.ndarray, np
             times, values = columns.setdefault(code, ([], []))
             times.append(timestamp)
             values.append(xyz)
-    result = {}
-    for code, (times, values) in columns.items():
-        time_array = np.asarray(times, dtype=np.int64)
-        order = np.argsort(time_array, kind="stable")
-        time_array, value_array = time_array[order], np.asarray(values, dtype=np.float64)[order]
-        keep = np.concatenate([[True], np.diff(time_array) > 0])  # drop repeated timestamps
-        result[code] = (time_array[keep], value_array[keep])
-    return result
+    return {
+        code: sorted_samples(np.asarray(times, dtype=np.int64), np.asarray(values, dtype=np.float64))
+        for code, (times, values) in columns.items()
+    }
+
+
+def sorted_samples(times: np.ndarray, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(times, values [n, C]) sorted by time, repeated timestamps dropped (the first sample is kept)."""
+    order = np.argsort(times, kind="stable")
+    times, values = times[order], values[order]
+    keep = np.concatenate([[True], np.diff(times) > 0])
+    return times[keep], values[keep]
 
 
 def continuous_runs(times_s: np.ndarray, max_gap_s: float = WISDM_MAX_GAP_S) -> list[tuple[float, float]]:
@@ -325,6 +329,12 @@ def intersect_runs(
             if end > start:
                 overlaps.append((start, end))
     return sorted(overlaps)
+
+
+def on_grid(times_s: np.ndarray, values: np.ndarray, start: float, end: float, rate_hz: float) -> np.ndarray:
+    """[n, C] linear interpolation of irregular samples onto the uniform grid start, start + 1/rate .. end."""
+    grid = start + np.arange(int((end - start) * rate_hz) + 1) / rate_hz
+    return np.stack([np.interp(grid, times_s, values[:, i]) for i in range(values.shape[1])], axis=1)
 
 
 def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "phone") -> WindowSet:
@@ -363,13 +373,8 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
             gyro_times, gyro = gyro_streams[code]
             acc_s, gyro_s = acc_times / 1e9, gyro_times / 1e9
             for start, end in intersect_runs(continuous_runs(acc_s), continuous_runs(gyro_s)):
-                grid = start + np.arange(int((end - start) * MODEL_RATE_HZ) + 1) / MODEL_RATE_HZ
-                stream = np.stack(
-                    [np.interp(grid, acc_s, acc[:, i]) for i in range(3)]
-                    + [np.interp(grid, gyro_s, gyro[:, i]) for i in range(3)],
-                    axis=1,
-                )
-                collector.add(stream, WISDM_ACTIVITIES[code], subject)
+                parts = [on_grid(t, v, start, end, MODEL_RATE_HZ) for t, v in ((acc_s, acc), (gyro_s, gyro))]
+                collector.add(np.concatenate(parts, axis=1), WISDM_ACTIVITIES[code], subject)
     if skipped:
         warnings.warn(f"{root}: skipped subjects without a gyro file: {skipped}", stacklevel=2)
     return collector.build(

@@ -70,7 +70,7 @@ def rename_labels(ws: WindowSet, mapping: dict[str, str]) -> WindowSet:
     """The same windows with labels renamed by `mapping`; several names may merge into one."""
     if not mapping:
         return ws
-    names = list(dict.fromkeys(mapping.get(name, name) for name in ws.label_names))
+    names = merged_names(ws.label_names, mapping)
     old_to_new = np.array([names.index(mapping.get(name, name)) for name in ws.label_names] + [-1])
     return dataclasses.replace(ws, y=old_to_new[ws.y], label_names=names)  # y == -1 stays -1
 

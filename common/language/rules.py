@@ -269,6 +269,15 @@ RULES: tuple[CategoryRule, ...] = (
 )
 
 
+def _check_features(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features)
+    if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
+        raise ValueError(
+            f"features must have shape [N, {len(FEATURE_NAMES)}] (FEATURE_NAMES order), got {features.shape}"
+        )
+    return features
+
+
 def _thresholds(category: str) -> tuple[float, ...]:
     return next(rule.thresholds for rule in RULES if rule.category == category)
 
@@ -280,11 +289,7 @@ def rhythmic_movement(features: np.ndarray) -> np.ndarray:
     stairs, running and the like on any placement, and pedalling or rowing on a limb. Their most common
     gravity direction is the wearer's walking posture (common/data/posture.py `walking_references`).
     """
-    features = np.asarray(features)
-    if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
-        raise ValueError(
-            f"features must have shape [N, {len(FEATURE_NAMES)}] (FEATURE_NAMES order), got {features.shape}"
-        )
+    features = _check_features(features)
     moderate = _thresholds("amplitude change")[1]
     return (features[:, FEATURE_INDEX["acc_mag_std"]] >= moderate) & (
         features[:, FEATURE_INDEX["autocorrelation_peak"]] >= IRREGULAR
@@ -394,12 +399,7 @@ class RulesInterpreter:
         self, features: np.ndarray, context: SensorContext, careful: bool = False
     ) -> np.ndarray:
         """Chosen phrase per category as an index into SENSOR_VOCABULARY[category]: int [N, categories]."""
-        features = np.asarray(features)
-        if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
-            raise ValueError(
-                f"features must have shape [N, {len(FEATURE_NAMES)}] (FEATURE_NAMES order), "
-                f"got {features.shape}"
-            )
+        features = _check_features(features)
         if not np.isfinite(features).all():
             raise ValueError("features contain NaN or inf values")
         swing = self.swing_factors[placement_group(context.position)]

@@ -36,6 +36,7 @@ from simulations.experiments.report import (
     configuration_section,
     grouped_bars,
     mean,
+    new_figure,
     setup_section,
     write_report,
     write_results,
@@ -56,9 +57,7 @@ class Settings:
     pairs: tuple[str, ...] = ("uci:dsads_torso", "uci:wisdm_phone", "dsads_torso:dsads_rightleg")
     max_windows_per_activity: int = 300  # per data set, drawn at random (seeded) from the held-out windows
     pca_dims: int = 8
-    ridge: float = (
-        1e-3  # added to every covariance diagonal, times the mean pooled variance of the components
-    )
+    ridge: float = 1e-3  # added to each covariance diagonal, times the mean pooled variance of the components
     tsne_points_per_group: int = 80  # per data set and activity in the t-SNE figure
     seed: int = 0
     keep_models: bool = False  # keep each pair's fine-tuned text encoder (~90 MB) in runs/
@@ -135,12 +134,14 @@ def relative_kl(
 # ------------------------------------------------------------------------------------------------ run
 
 
+def _draw_per_activity(ws: WindowSet, per_activity: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `per_activity` window indices per activity, drawn without replacement, activity by activity."""
+    groups = [np.flatnonzero(ws.y == label) for label in range(len(ws.label_names))]
+    return np.concatenate([rng.choice(g, size=min(per_activity, len(g)), replace=False) for g in groups])
+
+
 def _sample(ws: WindowSet, per_activity: int, rng: np.random.Generator) -> WindowSet:
-    keep = []
-    for label in range(len(ws.label_names)):
-        index = np.flatnonzero(ws.y == label)
-        keep.extend(rng.choice(index, size=min(per_activity, len(index)), replace=False).tolist())
-    return ws.subset(np.sort(np.array(keep, dtype=np.int64)))
+    return ws.subset(np.sort(_draw_per_activity(ws, per_activity, rng)))
 
 
 def embed_spaces(
@@ -234,25 +235,13 @@ def tsne_figure(
     settings: Settings,
 ) -> Path:
     """One t-SNE panel per space: colour = activity, marker = data set."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
     from sklearn.manifold import TSNE
 
     rng = np.random.default_rng(settings.seed)
-    picks = {}
-    for name, ws in held_out.items():
-        picks[name] = np.concatenate(
-            [
-                rng.choice(
-                    np.flatnonzero(ws.y == i),
-                    size=min(settings.tsne_points_per_group, int((ws.y == i).sum())),
-                    replace=False,
-                )
-                for i in range(len(ws.label_names))
-            ]
-        )
-    figure = Figure(figsize=(4.2 * len(SPACES), 4.4))
-    FigureCanvasAgg(figure)
+    picks = {
+        name: _draw_per_activity(ws, settings.tsne_points_per_group, rng) for name, ws in held_out.items()
+    }
+    figure = new_figure(4.2 * len(SPACES), 4.4)
     names = list(held_out)
     labels = held_out[names[0]].label_names
     for column, space in enumerate(SPACES):

@@ -328,6 +328,38 @@ def build_report(
             ),
         ],
     )
+    results_section(report, records)
+    report.section("Figures")
+    groups = [p.label for p in pairs]
+    settings_names = list(dict.fromkeys(r["setting"] for r in records))
+    by_key = {(r["pair"], r["setting"]): r for r in records}
+    figure = grouped_bars(
+        experiment.out_dir / "federated_scores.png",
+        groups,
+        {
+            title: {name: [by_key.get((g, name), {}).get(key) for g in groups] for name in settings_names}
+            for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
+        },
+    )
+    report.figure(
+        figure, "Source only, centralised and federated (per partitioning) on the same held-out windows."
+    )
+    report.section("Notes")
+    report.bullets(
+        [
+            "Centralised = the federated protocol with one client holding every client's windows: same "
+            "server pre-training, same targets, rounds x local epochs of training.",
+            "Scale (wall time per round and memory at 10, 100, 1000 clients, each a real `flwr run .`) "
+            "and the core's speed and size are measured by `fedlanhar bench`. Not repeated here.",
+            f"The whole experiment took {experiment.elapsed():.0f} s.",
+        ]
+    )
+    configuration_section(report, experiment, settings)
+    return report
+
+
+def results_section(report: Report, records: list[dict]) -> None:
+    """The scores of every run, then the federated runs' accuracy per round."""
     report.section("Results")
     report.table(
         [
@@ -367,30 +399,3 @@ def build_report(
                 for r in federated
             ],
         )
-    report.section("Figures")
-    groups = [p.label for p in pairs]
-    settings_names = list(dict.fromkeys(r["setting"] for r in records))
-    by_key = {(r["pair"], r["setting"]): r for r in records}
-    figure = grouped_bars(
-        experiment.out_dir / "federated_scores.png",
-        groups,
-        {
-            title: {name: [by_key.get((g, name), {}).get(key) for g in groups] for name in settings_names}
-            for key, title in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"))
-        },
-    )
-    report.figure(
-        figure, "Source only, centralised and federated (per partitioning) on the same held-out windows."
-    )
-    report.section("Notes")
-    report.bullets(
-        [
-            "Centralised = the federated protocol with one client holding every client's windows: same "
-            "server pre-training, same targets, rounds x local epochs of training.",
-            "Scale (wall time per round and memory at 10, 100, 1000 clients, each a real `flwr run .`) "
-            "and the core's speed and size are measured by `fedlanhar bench`. Not repeated here.",
-            f"The whole experiment took {experiment.elapsed():.0f} s.",
-        ]
-    )
-    configuration_section(report, experiment, settings)
-    return report

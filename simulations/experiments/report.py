@@ -161,7 +161,8 @@ def write_report(experiment: Experiment, report: Report) -> Path:
 # ------------------------------------------------------------------------------------------------ figures
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """A matplotlib Figure of `width` x `height` inches on the Agg canvas (no global backend)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -183,7 +184,7 @@ def grouped_bars(
     `reference_lines` (panel title -> label -> value) are dashed horizontal lines; `ymax` None scales the y
     axis to the data.
     """
-    figure = _figure(max(6.0, 0.9 * len(groups) + 3.0), 3.6 * len(panels))
+    figure = new_figure(max(6.0, 0.9 * len(groups) + 3.0), 3.6 * len(panels))
     for row, (title, series) in enumerate(panels.items()):
         axes = figure.add_subplot(len(panels), 1, row + 1)
         width = 0.8 / max(len(series), 1)
@@ -210,7 +211,7 @@ def matrix_heatmap(
     path: Path, matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str, label: str
 ) -> Path:
     """A rows x columns matrix of scores in [0, 1]; NaN cells (e.g. source = target) stay blank."""
-    figure = _figure(1.3 * len(columns) + 2.5, 1.0 * len(rows) + 1.8)
+    figure = new_figure(1.3 * len(columns) + 2.5, 1.0 * len(rows) + 1.8)
     axes = figure.add_subplot()
     image = axes.imshow(np.ma.masked_invalid(matrix), cmap="viridis", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label=label)

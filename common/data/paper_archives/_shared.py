@@ -1,8 +1,9 @@
-"""What the readers of the LanHAR paper's archives share: checked number parsing, irregular samples onto a
-uniform time grid, finding the archive's folder, and collecting the windows of many recordings.
+"""What the readers of the LanHAR paper's archives share: checked number parsing, finding the archive's
+folder, and collecting the windows of many recordings.
 
 Windowing and resampling themselves are common.data's cut_windows and resample_signal; splitting a time series
-at pauses is common.archives' continuous_runs (also used by the WISDM reader).
+at pauses, sorting its samples and interpolating them onto a uniform grid are common.data.archives'
+continuous_runs, sorted_samples and on_grid (also used by the WISDM reader).
 """
 
 from __future__ import annotations
@@ -71,9 +72,3 @@ def find_folder(directory: Path, accepts: Callable[[Path], bool], depth: int = 2
             if child.is_dir() and child.name not in _IGNORED_FOLDERS
         ]
     return None
-
-
-def on_grid(times_s: np.ndarray, values: np.ndarray, start: float, end: float, rate_hz: float) -> np.ndarray:
-    """[n, C] linear interpolation of irregular samples onto the uniform grid start, start + 1/rate .. end."""
-    grid = start + np.arange(int((end - start) * rate_hz) + 1) / rate_hz
-    return np.stack([np.interp(grid, times_s, values[:, i]) for i in range(values.shape[1])], axis=1)

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.archives import WindowCollector, continuous_runs, intersect_runs
+from common.data.archives import WindowCollector, continuous_runs, intersect_runs, on_grid, sorted_samples
 from common.data.errors import DataError
-from common.data.paper_archives._shared import csv_rows, find_folder, on_grid, parse_number
+from common.data.paper_archives._shared import csv_rows, find_folder, parse_number
 from common.data.windows import MODEL_RATE_HZ, WindowSet, resample_signal
 
 HHAR_COLUMNS = ("Index", "Arrival_Time", "Creation_Time", "x", "y", "z", "User", "Model", "Device", "gt")
@@ -70,11 +70,7 @@ def read_hhar(directory: str | Path, name: str = "hhar_phone", device: str = "ph
         runs = intersect_runs(continuous_runs(acc_s, HHAR_MAX_GAP_S), continuous_runs(gyro_s, HHAR_MAX_GAP_S))
         for start, end in runs:
             stream = np.concatenate(
-                [
-                    on_grid(acc_s, acc, start, end, HHAR_GRID_HZ),
-                    on_grid(gyro_s, gyro, start, end, HHAR_GRID_HZ),
-                ],
-                axis=1,
+                [on_grid(t, v, start, end, HHAR_GRID_HZ) for t, v in ((acc_s, acc), (gyro_s, gyro))], axis=1
             )
             collector.add(resample_signal(stream, HHAR_GRID_HZ, MODEL_RATE_HZ), activity, _user_id(user))
     return collector.build(root, name, position, ", ".join(sorted(set(models.values()))))
@@ -111,11 +107,9 @@ def _read_hhar_file(path: Path, models: dict[str, str]) -> _Streams:
 
 def _sorted_stream(times: array, values: array) -> tuple[np.ndarray, np.ndarray]:
     """(times ns, xyz [n, 3]) sorted by time, repeated timestamps dropped (the first sample is kept)."""
-    time_array = np.frombuffer(times, dtype=np.int64)
-    order = np.argsort(time_array, kind="stable")
-    time_array, value_array = time_array[order], np.frombuffer(values, dtype=np.float64).reshape(-1, 3)[order]
-    keep = np.concatenate([[True], np.diff(time_array) > 0])
-    return time_array[keep], value_array[keep]
+    return sorted_samples(
+        np.frombuffer(times, dtype=np.int64), np.frombuffer(values, dtype=np.float64).reshape(-1, 3)
+    )
 
 
 def _user_id(user: str, where: str = "HHAR") -> int:

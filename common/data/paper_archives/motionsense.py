@@ -81,9 +81,8 @@ def read_motionsense(directory: str | Path, name: str = "motionsense") -> Window
         for subject, path in subjects:
             table = _read_device_motion(path)
             user_acc, gravity, rotation_rate = table[:, 0:3], table[:, 3:6], table[:, 6:9]
-            acc = (
-                -(user_acc + gravity) * GRAVITY
-            )  # Core Motion's down-pointing gravity -> Android's convention
+            # Core Motion's down-pointing gravity -> Android's convention.
+            acc = -(user_acc + gravity) * GRAVITY
             stream = np.concatenate([acc, rotation_rate], axis=1)
             collector.add(
                 resample_signal(stream, MOTIONSENSE_RATE_HZ, MODEL_RATE_HZ),

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from common.data.archives import WindowCollector, continuous_runs
+from common.data.archives import WindowCollector, continuous_runs, on_grid
 from common.data.errors import DataError
 from common.data.labels import normalise
-from common.data.paper_archives._shared import find_folder, on_grid, parse_number
+from common.data.paper_archives._shared import find_folder, parse_number
 from common.data.windows import MODEL_RATE_HZ, WindowSet, resample_signal
 
 PAMAP2_RATE_HZ = 100.0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,12 @@ from common.language.cache import InterpretationCache
 from common.language.interpreter import Interpreter
 from common.language.llm.backends import LocalChatBackend, OpenAIChatBackend, find_smollm2_gguf
 from common.language.llm.config import LLMConfig, UsageStats
-from common.language.llm.parsing import clean_label_description, parse_sensor_completion, render_format_reask
+from common.language.llm.parsing import (
+    clean_label_description,
+    parse_sensor_completion,
+    render_format_reask,
+    render_label_reask,
+)
 from common.language.llm.scheduling import ChatBackend, Completion
 from common.language.prompts import (
     SensorContext,
@@ -101,7 +106,7 @@ class _LanguageModelInterpreter:
             self._render(row, context, None if windows is None else windows[i])
             for i, row in enumerate(features)
         ]
-        texts = self._ask_sensor(ids, prompts, stage="initial")
+        texts = self._ask(ids, prompts, "initial", parse_sensor_completion, render_format_reask)
         missing = [i for i, text in enumerate(texts) if text is None]
         if missing:
             replacement = self.fallback.interpret(
@@ -134,7 +139,7 @@ class _LanguageModelInterpreter:
             for i, row in enumerate(features)
         ]
         self.stats.add(regenerations=len(prompts))
-        texts = self._ask_sensor(ids, prompts, stage="regeneration")
+        texts = self._ask(ids, prompts, "regeneration", parse_sensor_completion, render_format_reask)
         unreadable = [i for i, text in enumerate(texts) if text is None]
         for i in unreadable:
             texts[i] = previous[i]
@@ -153,43 +158,7 @@ class _LanguageModelInterpreter:
         items = [(name, variant) for name in names for variant in range(n)]
         ids = [f"label:{name}#{variant}" for name, variant in items]
         prompts = [render_label_prompt(name, variant) for name, variant in items]
-        texts: list[str | None] = [None] * len(items)
-        retry: list[tuple[int, str]] = []
-        for i, completion in enumerate(self.backend.complete(prompts)):
-            text, problem = clean_label_description(completion)
-            self._log(
-                Attempt(
-                    ids[i], "label", completion.key, completion.text, text is not None, text, error=problem
-                )
-            )
-            if text is not None:
-                texts[i] = text
-            elif completion.ok:  # a real but unusable answer: ask once more; a failed request already retried
-                self.stats.add(malformed_answers=1)
-                retry.append((i, problem or "unusable"))
-        if retry:
-            self.stats.add(reasks=len(retry))
-            reask_prompts = [
-                f"{prompts[i]}\n\nYour previous answer was unusable ({problem}). Write the paragraph now."
-                for i, problem in retry
-            ]
-            for (i, _), completion in zip(retry, self.backend.complete(reask_prompts), strict=True):
-                text, problem = clean_label_description(completion)
-                self._log(
-                    Attempt(
-                        ids[i],
-                        "label-reask",
-                        completion.key,
-                        completion.text,
-                        text is not None,
-                        text,
-                        error=problem,
-                    )
-                )
-                if text is not None:
-                    texts[i] = text
-                elif completion.ok:
-                    self.stats.add(malformed_answers=1)
+        texts = self._ask(ids, prompts, "label", clean_label_description, render_label_reask)
         missing_labels = sorted(
             {items[i][0] for i, text in enumerate(texts) if text is None}, key=names.index
         )
@@ -234,42 +203,47 @@ class _LanguageModelInterpreter:
             return render_simple_sensor_prompt(feature_dict(row), context, window)
         return render_sensor_prompt(feature_dict(row), context, window, rule_scales=describe_rule_scales())
 
-    def _ask_sensor(self, ids: list[str], prompts: list[str], stage: str) -> list[str | None]:
-        """Parsed canonical texts; None where the answer (after one re-ask) could not be read."""
+    def _ask(
+        self,
+        ids: list[str],
+        prompts: list[str],
+        stage: str,
+        parse: Callable[[Completion], tuple[str | None, str | None]],
+        render_reask: Callable[[str, str, str], str],
+    ) -> list[str | None]:
+        """The texts `parse` reads from the answers; None where an answer, even re-asked, could not be read.
+
+        An unreadable answer gets one re-ask, `render_reask(prompt, answer, problem)`; a failed request was
+        already retried by the backend.
+        """
         texts: list[str | None] = [None] * len(prompts)
-        reask: list[tuple[int, str, str]] = []
+        reask: list[tuple[int, str]] = []
         for i, completion in enumerate(self.backend.complete(prompts)):
-            text, problem = self._parse(completion)
-            self._log(
-                Attempt(ids[i], stage, completion.key, completion.text, text is not None, text, error=problem)
-            )
+            text, problem = self._read(ids[i], stage, completion, parse)
             if text is not None:
                 texts[i] = text
-            elif completion.ok:  # an unreadable answer gets one re-ask; a failed request was already retried
-                reask.append((i, completion.text or "", problem or "unreadable"))
+            elif completion.ok:
+                reask.append((i, render_reask(prompts[i], completion.text or "", problem or "unreadable")))
         if reask:
             self.stats.add(reasks=len(reask))
-            reask_prompts = [render_format_reask(prompts[i], answer, problem) for i, answer, problem in reask]
-            for (i, _, _), completion in zip(reask, self.backend.complete(reask_prompts), strict=True):
-                text, problem = self._parse(completion)
-                self._log(
-                    Attempt(
-                        ids[i],
-                        f"{stage}-reask",
-                        completion.key,
-                        completion.text,
-                        text is not None,
-                        text,
-                        error=problem,
-                    )
-                )
-                texts[i] = text
+            for (i, _), completion in zip(reask, self.backend.complete([p for _, p in reask]), strict=True):
+                texts[i], _ = self._read(ids[i], f"{stage}-reask", completion, parse)
         return texts
 
-    def _parse(self, completion: Completion) -> tuple[str | None, str | None]:
-        text, problem = parse_sensor_completion(completion)
+    def _read(
+        self,
+        item_id: str,
+        stage: str,
+        completion: Completion,
+        parse: Callable[[Completion], tuple[str | None, str | None]],
+    ) -> tuple[str | None, str | None]:
+        """(text, None) or (None, problem) from one answer, logged as an attempt; unreadable ones counted."""
+        text, problem = parse(completion)
         if completion.ok and text is None:
             self.stats.add(malformed_answers=1)
+        self._log(
+            Attempt(item_id, stage, completion.key, completion.text, text is not None, text, error=problem)
+        )
         return text, problem
 
 

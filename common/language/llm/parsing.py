@@ -33,6 +33,11 @@ def render_format_reask(original_prompt: str, answer: str, problem: str) -> str:
     )
 
 
+def render_label_reask(original_prompt: str, answer: str, problem: str) -> str:
+    """The one re-ask after an unusable label description (the answer itself is not quoted back)."""
+    return f"{original_prompt}\n\nYour previous answer was unusable ({problem}). Write the paragraph now."
+
+
 def clean_label_description(completion: Completion) -> tuple[str | None, str | None]:
     if not completion.ok:
         return None, completion.error

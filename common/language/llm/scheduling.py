@@ -23,9 +23,7 @@ from tqdm import tqdm
 
 from common.language.cache import CacheEntry, InterpretationCache, cache_key
 from common.language.llm.config import CHARS_PER_TOKEN, LLMConfig, LLMServiceError, UsageStats
-from common.language.prompts import (
-    PROMPT_VERSION,
-)
+from common.language.prompts import PROMPT_VERSION
 
 
 @dataclass(frozen=True)
