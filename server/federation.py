@@ -1,6 +1,7 @@
 """The federated LanHAR protocol, run by the ServerApp: targets, label pushes, rounds, evaluation, outputs.
 
-See common/federation/protocol.py for the phases. The strategy (FedAvg/FedProx/FedAdam) only configures and
+See common/federation/protocol.py for the phases; `run_federation` calls them in order, each a method of
+`FederationRun` (docs/architecture.md lists them). The strategy (FedAvg/FedProx/FedAdam) only configures and
 aggregates the training half of each round; evaluation replies are confusion-matrix counts that are summed
 here, so the federated accuracy and macro-F1 are exactly those of all clients' held-out windows pooled.
 
@@ -478,6 +479,7 @@ class FederationRun:
     # --- set-up -------------------------------------------------------------------------------------
 
     def set_up(self) -> None:
+        """Set-up: the server's side, then the clients', then the run's starting (or resumed) state."""
         self.set_up_server()
         self.set_up_clients()
         self.start_or_resume()
