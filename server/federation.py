@@ -1,6 +1,7 @@
 """The federated LanHAR protocol, run by the ServerApp: targets, label pushes, rounds, evaluation, outputs.
 
-See common/federation/protocol.py for the phases. The strategy (FedAvg/FedProx/FedAdam) only configures and
+See common/federation/protocol.py for the phases; `run_federation` calls them in order, each a method of
+`FederationRun` (docs/architecture.md lists them). The strategy (FedAvg/FedProx/FedAdam) only configures and
 aggregates the training half of each round; evaluation replies are confusion-matrix counts that are summed
 here, so the federated accuracy and macro-F1 are exactly those of all clients' held-out windows pooled.
 
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
 from flwr.serverapp import Grid
+from flwr.serverapp.strategy import Strategy
 
 from common.base.metrics import classification_metrics, plot_curves
 from common.base.runtime import set_seed
@@ -51,7 +53,7 @@ from server.cloud import Cloud
 from server.dp_noise import privacy_guarantee
 from server.enrolment import Enrolment
 from server.local_interpretation import text_table_records
-from server.secagg import secagg_train_round
+from server.secagg import SecAggRound, secagg_train_round
 from server.strategy import make_strategy
 from server.updates import Downlink, clip_updates, decode_replies
 
@@ -390,159 +392,318 @@ def preflight(config: FederationConfig) -> None:
 
 
 def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
-    t_start = time.monotonic()
-    preflight(config)
-    set_seed(config.seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    resumed = load_checkpoint(out_dir) if config.resume else None
-    cloud = Cloud(config, out_dir, text_encoder_dir=out_dir / "text_encoder" if resumed else None)
-    if resumed:
-        log.info("resuming after round %d from %s", resumed.completed_round, out_dir / "checkpoint")
-        stage1, pretrain = {"loaded-from": str(out_dir / "text_encoder")}, {}
-        model = SensorEncoder(cloud.sensor_encoder_config())
-    else:
-        if not cloud.stage1_done:
-            log.info("stage 1: text encoder on %d source windows (%s)", len(cloud.source), config.source)
-        stage1 = cloud.train_text_space()
-        model, pretrain = cloud.pretrain_sensor_encoder()
-    t_setup = time.monotonic() - t_start
+    """The protocol (common/federation/protocol.py) phase by phase; returns what it writes to metrics.json."""
+    run = FederationRun(grid, config, out_dir)
+    run.set_up()  # the server's stage 1 and pre-training, then phases 1-2 with every client (or lazily)
+    run.push_label_bank()  # phase 3
+    run.evaluate_pretrained()  # "round 0", not after a resume
+    for server_round in range(run.first_round, config.num_server_rounds + 1):
+        started = time.monotonic()
+        run.add_new_activities(server_round)  # phase 3 again, in the round the new activities arrive
+        trained = run.train_round(server_round)  # phase 4: train
+        evaluated = run.evaluate_round(server_round)  # phase 4: evaluate
+        run.record_round(server_round, started, trained, evaluated)
+    return run.finish()
 
-    exchange = Exchange(grid, config.round_timeout)
-    nodes = wait_for_nodes(grid, config.min_available_nodes)
-    enrolment = None
-    if config.lazy_enrolment:  # clients are set up when first sampled (server/enrolment.py)
-        enrolment = Enrolment(
-            nodes,
-            setup=lambda fresh, bank: send_targets(
-                cloud,
-                exchange,
-                fresh,
-                config,
-                protocol.label_bank_records(cloud.label_bank(bank[0]), *bank[1:]),
-            ),
-            push=lambda fresh, labels, new, version, scoring: push_labels(
-                cloud, exchange, fresh, labels, new, version=version, scoring=scoring
-            ),
+
+@dataclass
+class TrainedRound:
+    """What a round's training half did, as its record reports it."""
+
+    clients_sampled: int
+    clients_trained: int
+    server_trained: bool
+    bytes_down: int
+    bytes_up: int
+    updates_clipped: int
+    traffic_before: dict[str, float]  # the exchange's traffic summary when the round's training began
+    secure: SecAggRound | None  # the SecAgg+ round (secagg on)
+    # Set by train_round once the replies are aggregated (or not: too few, or SecAgg+ refused the round).
+    aggregated: bool = False
+    update_norm: float = 0.0
+    train_loss: float = float("nan")
+
+
+@dataclass
+class EvaluatedRound:
+    """A round's evaluation: the messages sent, the replies, their pooled scores and per-group scores."""
+
+    messages: list[Message]
+    replies: list[Message]
+    metrics: dict
+    groups: dict[str, dict]
+
+
+class FederationRun:
+    """One federated run's state across the protocol's phases (run_federation calls them in order).
+
+    Set-up fills it: the cloud (server/cloud.py) and the sensor encoder, the exchange with the clients, their
+    roles, the strategy; then the global model, label set and sampling RNG, fresh or from the checkpoint.
+    """
+
+    # set_up_server
+    resumed: ServerState | None  # the checkpoint resumed from (run config `resume`)
+    cloud: Cloud
+    model: SensorEncoder
+    stage1: dict
+    pretrain: dict
+    # set_up_clients
+    exchange: Exchange
+    nodes: list[int]  # every connected node; eagerly, those that stored their targets
+    roles: dict[int, str]  # node -> TRAIN, EVALUATE or both (lazily: the clients enrolled so far)
+    strategy: Strategy
+    # start_or_resume, then the rounds
+    arrays: ArrayRecord  # the global model
+    labels: list[str]
+    new_labels: list[str]
+    bank_version: int
+    scoring: list[str]  # the labels clients score among (run_scoring_labels)
+    rng: np.random.Generator  # samples the evaluating clients (and lazily, the training ones)
+    rounds: list[dict]  # each round's record, as rounds.json holds them
+    first_round: int
+    downlink: Downlink | None  # lean downlink (update-compression)
+
+    def __init__(self, grid: Grid, config: FederationConfig, out_dir: Path) -> None:
+        self.grid, self.config, self.out_dir = grid, config, out_dir
+        self.started = time.monotonic()
+        self.seconds: dict[str, float] = {}  # "setup" (the server's), "client_setup" (up to round 1)
+        self.enrolment: Enrolment | None = None  # lazy enrolment only
+        self.targets_info: dict = {}  # send_targets' report, eager set-up only
+        self.train_grid: NodeSubset | None = None  # the training clients, eager set-up only
+        self.train_nodes: list[int] = []
+        self.eval_nodes: list[int] = []
+        self.train_size = self.eval_size = 0  # lazy enrolment: clients sampled per round
+        self.nodes_trained: set[int] = set()
+        self.pretrained: dict | None = None  # round 0's scores
+
+    # --- set-up -------------------------------------------------------------------------------------
+
+    def set_up(self) -> None:
+        """Set-up: the server's side, then the clients', then the run's starting (or resumed) state."""
+        self.set_up_server()
+        self.set_up_clients()
+        self.start_or_resume()
+
+    def set_up_server(self) -> None:
+        """Check the config; stage 1 (text space) and the sensor encoder's pre-training, or a checkpoint."""
+        config, out_dir = self.config, self.out_dir
+        preflight(config)
+        set_seed(config.seed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.resumed = load_checkpoint(out_dir) if config.resume else None
+        self.cloud = Cloud(
+            config, out_dir, text_encoder_dir=out_dir / "text_encoder" if self.resumed else None
         )
-        roles = enrolment.roles
-        train_size = enrolment.sample_size(config.fraction_train, config.min_train_nodes)
-        # The enrolment samples; the strategy takes every client it is offered.
-        strategy = make_strategy(
-            dataclasses.replace(config, fraction_train=1.0, min_train_nodes=1, min_available_nodes=1),
-            train_size,
-        )
-    else:
-        targets_info = send_targets(cloud, exchange, nodes, config)
-        nodes, roles = targets_info["nodes_with_targets"], targets_info["roles"]
-        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
-        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
-        if not train_nodes or not eval_nodes:
+        if self.resumed:
+            log.info("resuming after round %d from %s", self.resumed.completed_round, out_dir / "checkpoint")
+            self.stage1, self.pretrain = {"loaded-from": str(out_dir / "text_encoder")}, {}
+            self.model = SensorEncoder(self.cloud.sensor_encoder_config())
+        else:
+            if not self.cloud.stage1_done:
+                log.info(
+                    "stage 1: text encoder on %d source windows (%s)", len(self.cloud.source), config.source
+                )
+            self.stage1 = self.cloud.train_text_space()
+            self.model, self.pretrain = self.cloud.pretrain_sensor_encoder()
+        self.seconds["setup"] = time.monotonic() - self.started
+
+    def set_up_clients(self) -> None:
+        """Phases 1-2 (summaries -> targets) with every connected client, or lazy enrolment; the strategy."""
+        config = self.config
+        self.exchange = Exchange(self.grid, config.round_timeout)
+        self.nodes = wait_for_nodes(self.grid, config.min_available_nodes)
+        if config.lazy_enrolment:  # clients are set up when first sampled (server/enrolment.py)
+            self.enrolment = Enrolment(
+                self.nodes,
+                setup=lambda fresh, bank: send_targets(
+                    self.cloud,
+                    self.exchange,
+                    fresh,
+                    config,
+                    protocol.label_bank_records(self.cloud.label_bank(bank[0]), *bank[1:]),
+                ),
+                push=lambda fresh, labels, new, version, scoring: push_labels(
+                    self.cloud, self.exchange, fresh, labels, new, version=version, scoring=scoring
+                ),
+            )
+            self.roles = self.enrolment.roles
+            self.train_size = self.enrolment.sample_size(config.fraction_train, config.min_train_nodes)
+            self.eval_size = self.enrolment.sample_size(config.fraction_evaluate)
+            # The enrolment samples; the strategy takes every client it is offered.
+            self.strategy = make_strategy(
+                dataclasses.replace(config, fraction_train=1.0, min_train_nodes=1, min_available_nodes=1),
+                self.train_size,
+            )
+            return
+        self.targets_info = send_targets(self.cloud, self.exchange, self.nodes, config)
+        self.nodes, self.roles = self.targets_info["nodes_with_targets"], self.targets_info["roles"]
+        self.train_nodes = [node for node in self.nodes if self.roles[node] != EVALUATE]
+        self.eval_nodes = [node for node in self.nodes if self.roles[node] != TRAIN]
+        if not self.train_nodes or not self.eval_nodes:
             raise RuntimeError(
-                f"{len(train_nodes)} training and {len(eval_nodes)} evaluating clients replied: need at "
-                "least one of each (see client-eval in common/federation/run_config.py)"
+                f"{len(self.train_nodes)} training and {len(self.eval_nodes)} evaluating clients replied: "
+                "need at least one of each (see client-eval in common/federation/run_config.py)"
             )
         log.info(
             "%d clients train, %d evaluate (client-eval %s)",
-            len(train_nodes),
-            len(eval_nodes),
+            len(self.train_nodes),
+            len(self.eval_nodes),
             config.client_eval,
         )
-        strategy = make_strategy(config, len(train_nodes))
-        train_grid = NodeSubset(grid, train_nodes)  # evaluation-only clients are never sampled for training
-    nodes_trained: set[int] = set()
-    if resumed:
-        arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
-        labels, new_labels, bank_version = resumed.labels, resumed.new_labels, resumed.bank_version
-        rng = np.random.default_rng()
-        rng.bit_generator.state = resumed.rng_state
-        restore_strategy_state(strategy, resumed.strategy_state)
-        rounds, exchange.failures = resumed.rounds, resumed.failures
-        first_round = resumed.completed_round + 1
-    else:
-        arrays = protocol.model_arrays(model)
-        labels, new_labels, bank_version = config.activity_list, [], 1
-        rng = np.random.default_rng(config.seed)
-        rounds, first_round = [], 1
-    scoring = run_scoring_labels(config, labels)
-    # Lean downlink (server/updates.py); after a resume every client first gets the whole model again.
-    downlink = None
-    if config.update_compression != "none":
-        trained = model.top_layer_names(config.client_train_layers)
-        downlink = Downlink(config, arrays, first_round - 1, trained)
-    if enrolment:
-        enrolment.set_labels(labels, new_labels, bank_version, scoring)
-        eval_size = enrolment.sample_size(config.fraction_evaluate)
-    else:
-        push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
-    pretrained = None
-    if not resumed:  # "round 0": the server-pretrained model (source only) on the same evaluation windows
-        round0 = enrolment.sample(rng, eval_size, EVALUATE) if enrolment else eval_nodes
-        _, replies = evaluate_global(exchange, arrays, round0, 0, downlink)
-        if replies:
-            pretrained = pooled_metrics(replies, scoring, new_labels, cloud.vocabulary.category)
-            pretrained["clients_evaluated"] = len(replies)
-            log.info(
-                "round 0 (server pre-training only): accuracy %.3f | text path %.3f, agreement %.3f",
-                pretrained["accuracy"],
-                pretrained.get("text_path_accuracy", float("nan")),
-                pretrained.get("sensor_text_agreement", float("nan")),
+        self.strategy = make_strategy(config, len(self.train_nodes))
+        # Evaluation-only clients are never sampled for training.
+        self.train_grid = NodeSubset(self.grid, self.train_nodes)
+
+    def start_or_resume(self) -> None:
+        """The global model, label set, sampling RNG and rounds so far: fresh, or from the checkpoint."""
+        config, resumed = self.config, self.resumed
+        if resumed:
+            self.arrays = ArrayRecord({k: Array(v) for k, v in resumed.arrays.items()})
+            self.labels, self.new_labels = resumed.labels, resumed.new_labels
+            self.bank_version = resumed.bank_version
+            self.rng = np.random.default_rng()
+            self.rng.bit_generator.state = resumed.rng_state
+            restore_strategy_state(self.strategy, resumed.strategy_state)
+            self.rounds, self.exchange.failures = resumed.rounds, resumed.failures
+            self.first_round = resumed.completed_round + 1
+        else:
+            self.arrays = protocol.model_arrays(self.model)
+            self.labels, self.new_labels, self.bank_version = config.activity_list, [], 1
+            self.rng = np.random.default_rng(config.seed)
+            self.rounds, self.first_round = [], 1
+        self.scoring = run_scoring_labels(config, self.labels)
+        # Lean downlink (server/updates.py); after a resume every client first gets the whole model again.
+        self.downlink = None
+        if config.update_compression != "none":
+            trained = self.model.top_layer_names(config.client_train_layers)
+            self.downlink = Downlink(config, self.arrays, self.first_round - 1, trained)
+
+    # --- label push ---------------------------------------------------------------------------------
+
+    def push_label_bank(self) -> None:
+        """Phase 3: the current label bank to the clients set up (lazily: also to each one enrolled later)."""
+        if self.enrolment:
+            self.enrolment.set_labels(self.labels, self.new_labels, self.bank_version, self.scoring)
+        else:
+            push_labels(
+                self.cloud,
+                self.exchange,
+                self.nodes,
+                self.labels,
+                self.new_labels,
+                version=self.bank_version,
+                scoring=self.scoring,
             )
 
-    t_client_setup = time.monotonic() - t_start - t_setup  # summaries, targets, label push, round 0
-    for server_round in range(first_round, config.num_server_rounds + 1):
-        t_round = time.monotonic()
+    def add_new_activities(self, server_round: int) -> None:
+        """In round new-activities-round, the label set grows by the new activities and is pushed again."""
+        config = self.config
         if config.new_activity_list and server_round == config.new_activities_round:
-            labels, new_labels, bank_version = config.all_activities, config.new_activity_list, 2
-            scoring = run_scoring_labels(config, labels)
-            if enrolment:
-                enrolment.set_labels(labels, new_labels, bank_version, scoring)
-            else:
-                push_labels(cloud, exchange, nodes, labels, new_labels, version=bank_version, scoring=scoring)
-        traffic_before = exchange.traffic.summary()
-        secure, clipping = None, {"clipped": 0}
-        if config.secagg:  # the four SecAgg+ stages (server/secagg.py): the server sees only masked updates
-            secure = secagg_train_round(
-                exchange,
-                strategy,
-                server_round,
-                arrays,
-                train_grid,
-                config,
-                targets_info["num_windows"],
-                partial(server_update, cloud, arrays, server_round) if config.server_train_epochs else None,
-            )
-            train_messages, train_replies = secure.sampled, secure.survivors
-            nodes_trained.update(secure.survivors)
-            enough = secure.refused is None
-            aggregated, train_metrics = secure.aggregated, secure.metrics
-            traffic_now = exchange.traffic.summary()
-            bytes_down = traffic_now["bytes_down_total"] - traffic_before["bytes_down_total"]
-            bytes_up = traffic_now["bytes_up_total"] - traffic_before["bytes_up_total"]
+            self.labels, self.new_labels = config.all_activities, config.new_activity_list
+            self.bank_version = 2
+            self.scoring = run_scoring_labels(config, self.labels)
+            self.push_label_bank()
+
+    # --- rounds -------------------------------------------------------------------------------------
+
+    def evaluate_pretrained(self) -> None:
+        """Round 0: the server-pretrained model (source only) on the same evaluation windows as the rounds."""
+        if not self.resumed:
+            enrolment = self.enrolment
+            round0 = enrolment.sample(self.rng, self.eval_size, EVALUATE) if enrolment else self.eval_nodes
+            _, replies = evaluate_global(self.exchange, self.arrays, round0, 0, self.downlink)
+            if replies:
+                pretrained = pooled_metrics(
+                    replies, self.scoring, self.new_labels, self.cloud.vocabulary.category
+                )
+                pretrained["clients_evaluated"] = len(replies)
+                log.info(
+                    "round 0 (server pre-training only): accuracy %.3f | text path %.3f, agreement %.3f",
+                    pretrained["accuracy"],
+                    pretrained.get("text_path_accuracy", float("nan")),
+                    pretrained.get("sensor_text_agreement", float("nan")),
+                )
+                self.pretrained = pretrained
+        # The clients' set-up: summaries, targets, label push, round 0.
+        self.seconds["client_setup"] = time.monotonic() - self.started - self.seconds["setup"]
+
+    def train_round(self, server_round: int) -> TrainedRound:
+        """Phase 4, train: sample, send the global model, aggregate the replies into the next global model."""
+        traffic_before = self.exchange.traffic.summary()
+        # SecAgg+ (server/secagg.py): the server sees only masked updates and their sum.
+        if self.config.secagg:
+            trained, aggregated, train_metrics = self._train_securely(server_round, traffic_before)
         else:
-            if enrolment:
-                trainers = enrolment.sample(rng, train_size, TRAIN)
-                round_grid = NodeSubset(grid, trainers) if trainers else None
-            else:
-                round_grid = train_grid
-            train_messages = (
-                list(strategy.configure_train(server_round, arrays, ConfigRecord(), round_grid))
-                if round_grid
-                else []
-            )
-            train_messages, train_replies = send_models(exchange, train_messages, "train", downlink)
-            bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
-            bytes_up = sum(protocol.record_nbytes(r.content) for r in train_replies)
-            decode_replies(train_replies, arrays)  # lean updates back to float32 weights
-            clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
-            nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
-            enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
-            aggregated, train_metrics = (None, None)
-        if enough and secure is None:
+            trained, aggregated, train_metrics = self._train_in_clear(server_round, traffic_before)
+        if aggregated is not None and self.downlink:  # the global model moves by one compressed step
+            aggregated = self.downlink.advance(aggregated, server_round)
+        trained.update_norm = _update_norm(self.arrays, aggregated) if aggregated is not None else 0.0
+        if aggregated is not None:
+            self.arrays = aggregated
+        trained.aggregated = aggregated is not None
+        trained.train_loss = float(train_metrics["train-loss"]) if train_metrics else float("nan")
+        return trained
+
+    def _train_securely(
+        self, server_round: int, traffic_before: dict[str, float]
+    ) -> tuple[TrainedRound, ArrayRecord | None, MetricRecord | None]:
+        """The four SecAgg+ stages with the strategy's sample; (what it did, the aggregate, its metrics)."""
+        config, cloud, arrays = self.config, self.cloud, self.arrays
+        secure = secagg_train_round(
+            self.exchange,
+            self.strategy,
+            server_round,
+            arrays,
+            self.train_grid,
+            config,
+            self.targets_info["num_windows"],
+            partial(server_update, cloud, arrays, server_round) if config.server_train_epochs else None,
+        )
+        self.nodes_trained.update(secure.survivors)
+        enough = secure.refused is None
+        traffic_now = self.exchange.traffic.summary()
+        trained = TrainedRound(
+            clients_sampled=len(secure.sampled),
+            clients_trained=len(secure.survivors),
+            server_trained=bool(enough and config.server_train_epochs > 0),
+            bytes_down=traffic_now["bytes_down_total"] - traffic_before["bytes_down_total"],
+            bytes_up=traffic_now["bytes_up_total"] - traffic_before["bytes_up_total"],
+            updates_clipped=0,
+            traffic_before=traffic_before,
+            secure=secure,
+        )
+        return trained, secure.aggregated, secure.metrics
+
+    def _train_in_clear(
+        self, server_round: int, traffic_before: dict[str, float]
+    ) -> tuple[TrainedRound, ArrayRecord | None, MetricRecord | None]:
+        """A plain round: the models out, the updates back (decoded, clipped), aggregated by the strategy
+        when enough replied; (what it did, the aggregate or None, its metrics)."""
+        config, arrays = self.config, self.arrays
+        if self.enrolment:
+            trainers = self.enrolment.sample(self.rng, self.train_size, TRAIN)
+            round_grid = NodeSubset(self.grid, trainers) if trainers else None
+        else:
+            round_grid = self.train_grid
+        train_messages = (
+            list(self.strategy.configure_train(server_round, arrays, ConfigRecord(), round_grid))
+            if round_grid
+            else []
+        )
+        train_messages, train_replies = send_models(self.exchange, train_messages, "train", self.downlink)
+        bytes_down = sum(protocol.record_nbytes(m.content) for m in train_messages)
+        bytes_up = sum(protocol.record_nbytes(r.content) for r in train_replies)
+        decode_replies(train_replies, arrays)  # lean updates back to float32 weights
+        clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
+        self.nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
+        enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
+        aggregated, train_metrics = None, None
+        if enough:
             participants = train_replies
             if config.server_train_epochs > 0:
-                participants = [*train_replies, server_update(cloud, arrays, server_round)]
-            aggregated, train_metrics = strategy.aggregate_train(server_round, participants)
-        elif secure is None:
+                participants = [*train_replies, server_update(self.cloud, arrays, server_round)]
+            aggregated, train_metrics = self.strategy.aggregate_train(server_round, participants)
+        else:
             log.warning(
                 "round %d: only %d of %d clients replied (< min-replies-fraction %.2f): global model kept",
                 server_round,
@@ -550,168 +711,206 @@ def run_federation(grid: Grid, config: FederationConfig, out_dir: Path) -> dict:
                 len(train_messages),
                 config.min_replies_fraction,
             )
-        if aggregated is not None and downlink:  # the global model moves by one compressed step
-            aggregated = downlink.advance(aggregated, server_round)
-        update_norm = _update_norm(arrays, aggregated) if aggregated is not None else 0.0
-        if aggregated is not None:
-            arrays = aggregated
-        if enrolment:
-            evaluators = enrolment.sample(rng, eval_size, EVALUATE)
+        trained = TrainedRound(
+            clients_sampled=len(train_messages),
+            clients_trained=len(train_replies),
+            server_trained=bool(enough and config.server_train_epochs > 0),
+            bytes_down=bytes_down,
+            bytes_up=bytes_up,
+            updates_clipped=clipping["clipped"],
+            traffic_before=traffic_before,
+            secure=None,
+        )
+        return trained, aggregated, train_metrics
+
+    def evaluate_round(self, server_round: int) -> EvaluatedRound:
+        """Phase 4, evaluate: the new global model to a sample of the evaluating clients; pooled scores."""
+        if self.enrolment:
+            evaluators = self.enrolment.sample(self.rng, self.eval_size, EVALUATE)
         else:
-            evaluators = sample_evaluators(eval_nodes, config, server_round, rng)
-        eval_messages, eval_replies = evaluate_global(exchange, arrays, evaluators, server_round, downlink)
-        if eval_replies:
-            metrics = pooled_metrics(eval_replies, scoring, new_labels, cloud.vocabulary.category)
+            evaluators = sample_evaluators(self.eval_nodes, self.config, server_round, self.rng)
+        messages, replies = evaluate_global(
+            self.exchange, self.arrays, evaluators, server_round, self.downlink
+        )
+        category = self.cloud.vocabulary.category
+        if replies:
+            metrics = pooled_metrics(replies, self.scoring, self.new_labels, category)
         else:  # no evaluating client replied (all sampled ones failed): the round is not scored
             log.warning("round %d: no evaluation replies", server_round)
             nan = float("nan")
             metrics = {"accuracy": nan, "macro_f1": nan, "category_accuracy": nan, "num_windows": 0}
         groups = per_group(
-            eval_replies,
+            replies,
             functools.partial(
-                pooled_metrics, labels=scoring, new_labels=new_labels, category_of=cloud.vocabulary.category
+                pooled_metrics, labels=self.scoring, new_labels=self.new_labels, category_of=category
             ),
         )
+        return EvaluatedRound(messages, replies, metrics, groups)
+
+    def record_round(
+        self, server_round: int, started: float, trained: TrainedRound, evaluated: EvaluatedRound
+    ) -> None:
+        """The round's record: logged, appended to rounds.json, checkpointed (and the injected crash)."""
+        config, exchange, metrics = self.config, self.exchange, evaluated.metrics
+        eval_messages, traffic = evaluated.messages, exchange.traffic.summary()
         record = {
             "round": server_round,
-            "labels": list(labels),
-            "clients_trained": len(train_replies),
-            "server_trained": bool(enough and config.server_train_epochs > 0),
-            "clients_sampled": len(train_messages),
-            "clients_evaluated": len(eval_replies),
-            "aggregated": aggregated is not None,
-            "update_norm": update_norm,
-            "train_loss": float(train_metrics["train-loss"]) if train_metrics else float("nan"),
-            "train_bytes_down_per_client": bytes_down / max(len(train_messages), 1),
-            "train_bytes_up_per_client": bytes_up / max(len(train_replies), 1),
+            "labels": list(self.labels),
+            "clients_trained": trained.clients_trained,
+            "server_trained": trained.server_trained,
+            "clients_sampled": trained.clients_sampled,
+            "clients_evaluated": len(evaluated.replies),
+            "aggregated": trained.aggregated,
+            "update_norm": trained.update_norm,
+            "train_loss": trained.train_loss,
+            "train_bytes_down_per_client": trained.bytes_down / max(trained.clients_sampled, 1),
+            "train_bytes_up_per_client": trained.bytes_up / max(trained.clients_trained, 1),
             "eval_bytes_down_per_client": sum(protocol.record_nbytes(m.content) for m in eval_messages)
             / max(len(eval_messages), 1),
-            "updates_clipped": clipping["clipped"],
-            "per_group": groups,
-            "client_accuracy": client_distribution(eval_replies),
-            "seconds": time.monotonic() - t_round,
-            "bytes_up": exchange.traffic.summary()["bytes_up_total"] - traffic_before["bytes_up_total"],
-            "bytes_down": exchange.traffic.summary()["bytes_down_total"] - traffic_before["bytes_down_total"],
+            "updates_clipped": trained.updates_clipped,
+            "per_group": evaluated.groups,
+            "client_accuracy": client_distribution(evaluated.replies),
+            "seconds": time.monotonic() - started,
+            "bytes_up": traffic["bytes_up_total"] - trained.traffic_before["bytes_up_total"],
+            "bytes_down": traffic["bytes_down_total"] - trained.traffic_before["bytes_down_total"],
             **{k: v for k, v in metrics.items() if k not in ("confusion", "text_path_confusion")},
             "confusion": metrics.get("confusion"),
             "text_path_confusion": metrics.get("text_path_confusion"),
         }
+        secure = trained.secure
         if secure is not None:
             record["secagg"] = secure.summary()
             if secure.refused is not None:
                 exchange.failures.append({"phase": "secagg", "node": None, "reason": secure.refused})
-        spent = getattr(strategy, "privacy_spent", lambda: None)()
+        spent = getattr(self.strategy, "privacy_spent", lambda: None)()
         if spent is not None:
             record["dp_epsilon"], record["dp_delta"] = float(spent.epsilon), float(spent.delta)
-        rounds.append(record)
+        self.rounds.append(record)
         log.info(round_summary(record))
-        _write_json(out_dir / "rounds.json", rounds)
+        _write_json(self.out_dir / "rounds.json", self.rounds)
         if config.checkpoint:
-            save_checkpoint(
-                out_dir,
-                ServerState(
-                    completed_round=server_round,
-                    arrays={k: v.numpy() for k, v in arrays.items()},
-                    labels=list(labels),
-                    new_labels=list(new_labels),
-                    bank_version=bank_version,
-                    rng_state=rng.bit_generator.state,
-                    rounds=rounds,
-                    failures=exchange.failures,
-                    strategy_state=strategy_state(strategy),
-                ),
-            )
+            self.save_checkpoint(server_round)
         if server_round == config.crash_after_round:
             raise InjectedCrash(f"crash-after-round {server_round}: stopping abruptly (checkpoint written)")
 
-    if enrolment:  # the clients that took part: what the result describes below
-        nodes = sorted(roles)
-        train_nodes = [node for node in nodes if roles[node] != EVALUATE]
-        eval_nodes = [node for node in nodes if roles[node] != TRAIN]
-        targets_info = {
-            "windows_interpreted": enrolment.windows_interpreted,
-            "eval_windows_interpreted": enrolment.eval_windows_interpreted,
-        }
-    model.load_state_dict(arrays.to_torch_state_dict())
-    final_bank = cloud.label_bank(labels)
-    export = export_sensor_model(model, final_bank, out_dir)
-    final = rounds[-1]
-    result = {
-        "accuracy": final["accuracy"],
-        "macro_f1": final["macro_f1"],
-        "category_accuracy": final["category_accuracy"],
-        "initial_activities": final.get("initial_activities"),
-        "new_activity_accuracy": final.get("new_activity_accuracy"),
-        "new_activity_top3": final.get("new_activity_top3"),
-        "new_activity_accuracy_full_bank": final.get("new_activity_accuracy_full_bank"),
-        "text_path_accuracy": final.get("text_path_accuracy"),
-        "text_path_macro_f1": final.get("text_path_macro_f1"),
-        "sensor_text_agreement": final.get("sensor_text_agreement"),
-        "confusion": final.get("confusion"),
-        "text_path_confusion": final.get("text_path_confusion"),
-        "per_class": final.get("per_class"),
-        "evaluation": {
-            "client_eval": config.client_eval,
-            "data_sets": evaluation_plan(config),  # per client data set: the split, the held-out users
-            "labels": final["labels"],
-            "windows": final["num_windows"],
-            "train_clients": len(train_nodes),
-            "eval_clients": len(eval_nodes),
-            "roles": {str(node): roles[node] for node in nodes},
-            # Evaluation-only clients that sent a training update (never: they are not offered to sampling).
-            "eval_only_clients_that_trained": sorted(
-                str(node) for node in nodes_trained if roles[node] == EVALUATE
+    def save_checkpoint(self, completed_round: int) -> None:
+        save_checkpoint(
+            self.out_dir,
+            ServerState(
+                completed_round=completed_round,
+                arrays={k: v.numpy() for k, v in self.arrays.items()},
+                labels=list(self.labels),
+                new_labels=list(self.new_labels),
+                bank_version=self.bank_version,
+                rng_state=self.rng.bit_generator.state,
+                rounds=self.rounds,
+                failures=self.exchange.failures,
+                strategy_state=strategy_state(self.strategy),
             ),
-        },
-        "seed": config.seed,
-        "config": config.as_dict(),
-        "resumed_after_round": resumed.completed_round if resumed else None,
-        "rounds": rounds,
-        "traffic": exchange.traffic.summary(),
-        "traffic_per_client": {
-            str(node): {"up": exchange.traffic.up[node], "down": exchange.traffic.down[node]}
-            for node in nodes
-        },
-        "failures": exchange.failures,
-        "refused_clients": exchange.refused,
-        # Per device type / data set, and over clients, in the final round (every client evaluates then).
-        "per_group": final.get("per_group"),
-        "client_accuracy": final.get("client_accuracy"),
-        "scoring_labels": scoring,
-        "update_bytes": update_bytes_report(config, rounds, arrays, downlink),
-        "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
-        "privacy": privacy_report(config, exchange, rounds),
-        "targets": {
-            "windows_interpreted": targets_info["windows_interpreted"],
-            "eval_windows_interpreted": targets_info["eval_windows_interpreted"],
-            "clients": len(nodes),
-        },
-        "stage1": _jsonable(stage1),
-        "server_pretrain": _jsonable(pretrain),
-        # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
-        "server_pretrain_evaluation": pretrained,
-        "export": export,
-        "seconds": {"setup": t_setup, "client_setup": t_client_setup, "total": time.monotonic() - t_start},
-    }
-    _write_json(out_dir / "metrics.json", result)
-    plot_curves(
-        {key: [r.get(key) for r in rounds] for key in ("accuracy", "macro_f1", "new_activity_accuracy")},
-        out_dir / "metrics_over_rounds.png",
-        xlabel="round",
-        new_labels_round=config.new_activities_round if config.new_activity_list else None,
-    )
-    plot_group_accuracy(
-        rounds,
-        out_dir / "accuracy_per_device.png",
-        new_labels_round=config.new_activities_round if config.new_activity_list else None,
-    )
-    log.info(
-        "FedLanHAR finished: accuracy %.3f, macro-F1 %.3f; outputs in %s",
-        result["accuracy"],
-        result["macro_f1"],
-        out_dir,
-    )
-    return result
+        )
+
+    # --- finish -------------------------------------------------------------------------------------
+
+    def finish(self) -> dict:
+        """Export the final model with the label bank, write metrics.json and the plots; the metrics."""
+        config, out_dir, rounds = self.config, self.out_dir, self.rounds
+        self.model.load_state_dict(self.arrays.to_torch_state_dict())
+        final_bank = self.cloud.label_bank(self.labels)
+        export = export_sensor_model(self.model, final_bank, out_dir)
+        result = self.result(export)
+        _write_json(out_dir / "metrics.json", result)
+        new_labels_round = config.new_activities_round if config.new_activity_list else None
+        plot_curves(
+            {key: [r.get(key) for r in rounds] for key in ("accuracy", "macro_f1", "new_activity_accuracy")},
+            out_dir / "metrics_over_rounds.png",
+            xlabel="round",
+            new_labels_round=new_labels_round,
+        )
+        plot_group_accuracy(rounds, out_dir / "accuracy_per_device.png", new_labels_round=new_labels_round)
+        log.info(
+            "FedLanHAR finished: accuracy %.3f, macro-F1 %.3f; outputs in %s",
+            result["accuracy"],
+            result["macro_f1"],
+            out_dir,
+        )
+        return result
+
+    def result(self, export: dict) -> dict:
+        """metrics.json: the final round's scores, how the run was evaluated, traffic, privacy, set-up."""
+        config, exchange, roles, rounds = self.config, self.exchange, self.roles, self.rounds
+        if self.enrolment:  # the clients that took part: what the result describes
+            nodes = sorted(roles)
+            interpreted = self.enrolment.windows_interpreted, self.enrolment.eval_windows_interpreted
+        else:
+            nodes = self.nodes
+            interpreted = (
+                self.targets_info["windows_interpreted"],
+                self.targets_info["eval_windows_interpreted"],
+            )
+        final = rounds[-1]
+        return {
+            "accuracy": final["accuracy"],
+            "macro_f1": final["macro_f1"],
+            "category_accuracy": final["category_accuracy"],
+            **{key: final.get(key) for key in FINAL_ROUND_KEYS},
+            "evaluation": {
+                "client_eval": config.client_eval,
+                "data_sets": evaluation_plan(config),  # per client data set: the split, the held-out users
+                "labels": final["labels"],
+                "windows": final["num_windows"],
+                "train_clients": sum(1 for node in nodes if roles[node] != EVALUATE),
+                "eval_clients": sum(1 for node in nodes if roles[node] != TRAIN),
+                "roles": {str(node): roles[node] for node in nodes},
+                # Evaluation-only clients that sent an update (never: they are not offered to sampling).
+                "eval_only_clients_that_trained": sorted(
+                    str(node) for node in self.nodes_trained if roles[node] == EVALUATE
+                ),
+            },
+            "seed": config.seed,
+            "config": config.as_dict(),
+            "resumed_after_round": self.resumed.completed_round if self.resumed else None,
+            "rounds": rounds,
+            "traffic": exchange.traffic.summary(),
+            "traffic_per_client": {
+                str(node): {"up": exchange.traffic.up[node], "down": exchange.traffic.down[node]}
+                for node in nodes
+            },
+            "failures": exchange.failures,
+            "refused_clients": exchange.refused,
+            # Per device type / data set, and over clients, in the final round (every client evaluates then).
+            "per_group": final.get("per_group"),
+            "client_accuracy": final.get("client_accuracy"),
+            "scoring_labels": self.scoring,
+            "update_bytes": update_bytes_report(config, rounds, self.arrays, self.downlink),
+            "uploaded_fields": {phase: dict(fields) for phase, fields in exchange.uploaded.items()},
+            "privacy": privacy_report(config, exchange, rounds),
+            "targets": {
+                "windows_interpreted": interpreted[0],
+                "eval_windows_interpreted": interpreted[1],
+                "clients": len(nodes),
+            },
+            "stage1": _jsonable(self.stage1),
+            "server_pretrain": _jsonable(self.pretrain),
+            # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
+            "server_pretrain_evaluation": self.pretrained,
+            "export": export,
+            "seconds": {**self.seconds, "total": time.monotonic() - self.started},
+        }
+
+
+# The final round's scores metrics.json repeats at its top (None when the run did not compute them).
+FINAL_ROUND_KEYS = (
+    "initial_activities",
+    "new_activity_accuracy",
+    "new_activity_top3",
+    "new_activity_accuracy_full_bank",
+    "text_path_accuracy",
+    "text_path_macro_f1",
+    "sensor_text_agreement",
+    "confusion",
+    "text_path_confusion",
+    "per_class",
+)
 
 
 def update_bytes_report(

@@ -129,7 +129,31 @@ def _run_stages(
     config: FederationConfig,
     weights: dict[int, float],
 ) -> None:
+    """The four SecAgg+ stages, each timed into `outcome.stage_seconds`; a SecAggError refuses the round."""
     sampled = outcome.sampled
+    params = _round_params(config, sampled, weights)
+    graph = secagg.neighbourhoods(sampled, params.num_shares, seed=config.seed * 7919 + server_round)
+    minimum = max(params.threshold, int(np.ceil(config.min_replies_fraction * len(sampled))))
+    clock = time.monotonic()
+    public_keys = _setup_stage(exchange, sampled, params, graph)
+    outcome.stage_seconds["setup"], clock = time.monotonic() - clock, time.monotonic()
+    shared_keys, inbox = _share_keys_stage(exchange, public_keys, params, graph)
+    outcome.stage_seconds["share_keys"], clock = time.monotonic() - clock, time.monotonic()
+    masked = _collect_stage(exchange, train_messages, inbox, params, graph, outcome, shared_keys, minimum)
+    outcome.stage_seconds["collect"], clock = time.monotonic() - clock, time.monotonic()
+    dropped = shared_keys - set(masked)
+    average, weight_sum = _unmask_stage(exchange, masked, dropped, public_keys, params, graph)
+    average, train_loss = secagg.split_loss(average, params)  # the weighted mean loss, from the masked sum
+    outcome.stage_seconds["unmask"] = time.monotonic() - clock
+    outcome.aggregated = _new_global_model(arrays, average, len(masked), config, server_round)
+    outcome.clients_weight = weight_sum * params.max_weight
+    outcome.metrics = MetricRecord({"train-loss": train_loss})
+
+
+def _round_params(
+    config: FederationConfig, sampled: list[int], weights: dict[int, float]
+) -> secagg.SecAggParams:
+    """secagg_params, refusing a round too small to mask or with neighbourhoods below the threshold."""
     if len(sampled) < 2:
         raise secagg.SecAggError(f"{len(sampled)} client sampled: secure aggregation needs at least 2")
     secagg.check_modulus(len(sampled), config.secagg_quantization_range)
@@ -139,16 +163,21 @@ def _run_stages(
             f"neighbourhoods of {params.num_shares} clients (secagg-num-shares, at most the {len(sampled)} "
             f"sampled) are smaller than secagg-reconstruction-threshold {params.threshold}"
         )
-    graph = secagg.neighbourhoods(sampled, params.num_shares, seed=config.seed * 7919 + server_round)
-    minimum = max(params.threshold, int(np.ceil(config.min_replies_fraction * len(sampled))))
+    return params
 
-    def check(alive: set[int], stage: str) -> None:
-        shortfall = secagg.threshold_shortfall(graph, alive, params.threshold)
-        if shortfall:
-            raise secagg.SecAggError(f"after {stage}: {shortfall}")
 
-    clock = time.monotonic()
-    # Stage 1: setup, public keys.
+def _check_neighbourhoods(
+    graph: dict[int, set[int]], alive: set[int], params: secagg.SecAggParams, stage: str
+) -> None:
+    shortfall = secagg.threshold_shortfall(graph, alive, params.threshold)
+    if shortfall:
+        raise secagg.SecAggError(f"after {stage}: {shortfall}")
+
+
+def _setup_stage(
+    exchange, sampled: list[int], params: secagg.SecAggParams, graph: dict[int, set[int]]
+) -> dict[int, tuple]:
+    """Stage 1, setup: the round's parameters out, each client's two public keys back."""
     content = RecordDict({secagg.PARAMS: ConfigRecord(params.to_config())})
     replies = exchange(
         [Message(content, message_type=secagg.SETUP, dst_node_id=n) for n in sampled], "secagg-setup"
@@ -157,11 +186,16 @@ def _run_stages(
         r.metadata.src_node_id: (r.content[secagg.KEYS]["pk1"], r.content[secagg.KEYS]["pk2"])
         for r in replies
     }
-    alive = set(public_keys)
-    check(alive, "setup")
-    outcome.stage_seconds["setup"], clock = time.monotonic() - clock, time.monotonic()
+    _check_neighbourhoods(graph, set(public_keys), params, "setup")
+    return public_keys
 
-    # Stage 2: relay the live neighbours' public keys; collect the encrypted shares.
+
+def _share_keys_stage(
+    exchange, public_keys: dict[int, tuple], params: secagg.SecAggParams, graph: dict[int, set[int]]
+) -> tuple[set[int], dict[int, dict[int, bytes]]]:
+    """Stage 2, share keys: relay the live neighbours' public keys, collect the encrypted shares; the clients
+    that shared their keys, and each one's inbox (sender -> the ciphertext addressed to it)."""
+    alive = set(public_keys)
     messages = []
     for node in sorted(alive):
         keys = ConfigRecord({str(m): list(public_keys[m]) for m in sorted(graph[node] & alive)})
@@ -175,16 +209,26 @@ def _run_stages(
             zip((int(n) for n in shares["destinations"]), shares["ciphertexts"], strict=True)
         )
     alive = set(sent)
-    check(alive, "share-keys")
-    shared_keys = set(alive)
-    inbox = secagg.route_ciphertexts(sent, alive)
-    outcome.stage_seconds["share_keys"], clock = time.monotonic() - clock, time.monotonic()
+    _check_neighbourhoods(graph, alive, params, "share-keys")
+    return set(alive), secagg.route_ciphertexts(sent, alive)
 
-    # Stage 3: the round's train messages, each carrying the shares addressed to its client.
+
+def _collect_stage(
+    exchange,
+    train_messages: list[Message],
+    inbox: dict[int, dict[int, bytes]],
+    params: secagg.SecAggParams,
+    graph: dict[int, set[int]],
+    outcome: SecAggRound,
+    shared_keys: set[int],
+    minimum: int,
+) -> dict[int, np.ndarray]:
+    """Stage 3, collect masked input: the round's train messages, each carrying the shares addressed to its
+    client; back comes each survivor's masked vector (node -> vector). Records survivors and drop-outs."""
     messages = []
     for message in train_messages:
         node = message.metadata.dst_node_id
-        if node not in alive:
+        if node not in shared_keys:
             continue
         train_config = ConfigRecord(dict(message.content["config"].items()))
         train_config[secagg.SOURCES] = [str(n) for n in inbox[node]]
@@ -195,17 +239,26 @@ def _run_stages(
     for reply in exchange(messages, "train"):  # nothing but the masked vector (client/secagg.py)
         masked[reply.metadata.src_node_id] = reply.content[secagg.MASKED]["vector"].numpy()
     outcome.survivors = sorted(masked)
-    dropped = shared_keys - set(masked)
-    outcome.dropped_after_share_keys = sorted(dropped)
+    outcome.dropped_after_share_keys = sorted(shared_keys - set(masked))
     if len(masked) < minimum:
         raise secagg.SecAggError(
-            f"{len(masked)} of {len(sampled)} sampled clients sent a masked update, fewer than "
+            f"{len(masked)} of {len(outcome.sampled)} sampled clients sent a masked update, fewer than "
             f"{minimum} (reconstruction threshold / min-replies-fraction)"
         )
-    check(set(masked), "collect")
-    outcome.stage_seconds["collect"], clock = time.monotonic() - clock, time.monotonic()
+    _check_neighbourhoods(graph, set(masked), params, "collect")
+    return masked
 
-    # Stage 4: shares of survivors' mask seeds and of dropped clients' private keys.
+
+def _unmask_stage(
+    exchange,
+    masked: dict[int, np.ndarray],
+    dropped: set[int],
+    public_keys: dict[int, tuple],
+    params: secagg.SecAggParams,
+    graph: dict[int, set[int]],
+) -> tuple[np.ndarray, float]:
+    """Stage 4, unmask: shares of survivors' mask seeds and of dropped clients' private keys; (the unmasked
+    weighted average, with the loss as its last coordinate; the sum of the clients' scaled weights)."""
     messages = []
     for node in sorted(masked):
         lists = ConfigRecord(
@@ -222,27 +275,28 @@ def _run_stages(
         released = reply.content[secagg.SHARES]
         for owner, share in zip(released["owners"], released["shares"], strict=True):
             shares.setdefault(int(owner), []).append(share)
-    average, weight_sum = secagg.unmask_sum(masked, shares, dropped, graph, public_keys, params)
-    average, train_loss = secagg.split_loss(average, params)  # the weighted mean loss, from the masked sum
-    outcome.stage_seconds["unmask"] = time.monotonic() - clock
+    return secagg.unmask_sum(masked, shares, dropped, graph, public_keys, params)
 
+
+def _new_global_model(
+    arrays: ArrayRecord, average: np.ndarray, survivors: int, config: FederationConfig, server_round: int
+) -> ArrayRecord:
+    """The global model moved by the unmasked average update (under central DP, with the server's noise)."""
     keys = list(arrays.keys())
     shapes = [tuple(arrays[key].shape) for key in keys]
     update = secagg.split_update(average, shapes)
     if config.dp_mode == "central":
         # The average of n updates clipped to C moves by at most C/n when one client changes.
-        std = config.dp_noise_multiplier * config.dp_clipping_norm / len(masked)
+        std = config.dp_noise_multiplier * config.dp_clipping_norm / survivors
         # Fresh OS entropy, never the run seed every client knows (server/dp_noise.py).
         update = add_gaussian_noise(update, std, reproducible_seed(config), server_round)
         log.info("round %d: central DP noise std %.4g added after unmasking", server_round, std)
-    outcome.aggregated = ArrayRecord(
+    return ArrayRecord(
         {
             key: Array((arrays[key].numpy().astype(np.float64) + part).astype(arrays[key].numpy().dtype))
             for key, part in zip(keys, update, strict=True)
         }
     )
-    outcome.clients_weight = weight_sum * params.max_weight
-    outcome.metrics = MetricRecord({"train-loss": train_loss})
 
 
 def _aggregate_as_reply(arrays: ArrayRecord, weight: float, metrics: MetricRecord) -> Message:
