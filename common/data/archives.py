@@ -80,74 +80,7 @@ HAPT_RATE_HZ = 50.0
 HAPT_ACTIVITIES = {1: "walking", 2: "upstairs", 3: "downstairs", 4: "sitting", 5: "standing", 6: "lying"}
 HAPT_TRANSITION_IDS = range(7, 13)
 
-# ----------------------------------------------------------------------------------------------- WISDM 2019
-WISDM_RATE_HZ = 20.0  # nominal; the real timestamps jitter, so the streams are interpolated onto a 20 Hz grid
-WISDM_MAX_GAP_S = 0.5  # a longer pause between two samples ends a continuous run
-# Activity codes of activity_key.txt (there is no code N).
-WISDM_ACTIVITIES = {
-    "A": "walking",
-    "B": "jogging",
-    "C": "stairs",
-    "D": "sitting",
-    "E": "standing",
-    "F": "typing",
-    "G": "brushing teeth",
-    "H": "eating soup",
-    "I": "eating chips",
-    "J": "eating pasta",
-    "K": "drinking from cup",
-    "L": "eating sandwich",
-    "M": "kicking soccer ball",
-    "O": "playing catch with tennis ball",
-    "P": "dribbling basketball",
-    "Q": "writing",
-    "R": "clapping",
-    "S": "folding clothes",
-}
-WISDM_POSITIONS = {"phone": "pocket", "watch": "wrist"}
 
-# ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
-DSADS_RATE_HZ = 25.0
-DSADS_ROWS_PER_FILE = 125  # 5 s at 25 Hz
-DSADS_COLUMNS = 45
-DSADS_ACTIVITIES = (
-    "sitting",
-    "standing",
-    "lying on back",
-    "lying on right side",
-    "upstairs",
-    "downstairs",
-    "standing in elevator",
-    "moving around in elevator",
-    "walking",
-    "walking on treadmill",
-    "walking on inclined treadmill",
-    "running on treadmill",
-    "exercising on stepper",
-    "exercising on cross trainer",
-    "cycling on exercise bike (horizontal)",
-    "cycling on exercise bike (vertical)",
-    "rowing",
-    "jumping",
-    "playing basketball",
-)
-# Unit order in a row; each unit has 9 columns: x,y,z acc (m/s^2), x,y,z gyro (rad/s), x,y,z magnetometer.
-DSADS_UNITS = ("torso", "right arm", "left arm", "right leg", "left leg")
-_DSADS_POSITION_ALIASES = {
-    "t": "torso",
-    "chest": "torso",
-    "ra": "right arm",
-    "rightarm": "right arm",
-    "la": "left arm",
-    "leftarm": "left arm",
-    "rl": "right leg",
-    "rightleg": "right leg",
-    "ll": "left leg",
-    "leftleg": "left leg",
-}
-
-
-# ------------------------------------------------------------------------------------------------- UCI HAPT
 def find_hapt_root(directory: Path) -> Path | None:
     for candidate in (directory, directory / "RawData", *directory.glob("*/RawData")):
         if (candidate / "labels.txt").is_file() and any(candidate.glob("acc_exp*_user*.txt")):
@@ -244,6 +177,31 @@ def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- WISDM 2019
+WISDM_MAX_GAP_S = 0.5  # a longer pause between two samples ends a continuous run
+# Activity codes of activity_key.txt (there is no code N).
+WISDM_ACTIVITIES = {
+    "A": "walking",
+    "B": "jogging",
+    "C": "stairs",
+    "D": "sitting",
+    "E": "standing",
+    "F": "typing",
+    "G": "brushing teeth",
+    "H": "eating soup",
+    "I": "eating chips",
+    "J": "eating pasta",
+    "K": "drinking from cup",
+    "L": "eating sandwich",
+    "M": "kicking soccer ball",
+    "O": "playing catch with tennis ball",
+    "P": "dribbling basketball",
+    "Q": "writing",
+    "R": "clapping",
+    "S": "folding clothes",
+}
+WISDM_POSITIONS = {"phone": "pocket", "watch": "wrist"}
+
+
 def find_wisdm_root(directory: Path, device: str) -> Path | None:
     for candidate in (
         directory / "wisdm-dataset" / "raw" / device,
@@ -387,6 +345,38 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
 
 
 # ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
+DSADS_RATE_HZ = 25.0
+DSADS_ROWS_PER_FILE = 125  # 5 s at 25 Hz
+DSADS_COLUMNS = 45
+DSADS_ACTIVITIES = (
+    "sitting",
+    "standing",
+    "lying on back",
+    "lying on right side",
+    "upstairs",
+    "downstairs",
+    "standing in elevator",
+    "moving around in elevator",
+    "walking",
+    "walking on treadmill",
+    "walking on inclined treadmill",
+    "running on treadmill",
+    "exercising on stepper",
+    "exercising on cross trainer",
+    "cycling on exercise bike (horizontal)",
+    "cycling on exercise bike (vertical)",
+    "rowing",
+    "jumping",
+    "playing basketball",
+)
+# Unit order in a row; each unit has 9 columns: x,y,z acc (m/s^2), x,y,z gyro (rad/s), x,y,z magnetometer.
+DSADS_UNITS = ("torso", "right arm", "left arm", "right leg", "left leg")
+# Other names of the units; a unit's own name may also be written without spaces ("rightleg").
+_DSADS_POSITION_ALIASES = dict(
+    t="torso", chest="torso", ra="right arm", la="left arm", rl="right leg", ll="left leg"
+)
+
+
 def find_dsads_root(directory: Path) -> Path | None:
     for candidate in (directory / "data", directory):
         if candidate.is_dir() and any(
@@ -397,11 +387,11 @@ def find_dsads_root(directory: Path) -> Path | None:
 
 
 def _dsads_unit(position: str) -> int:
-    key = position.strip().lower().replace("_", " ")
-    key = _DSADS_POSITION_ALIASES.get(key.replace(" ", ""), _DSADS_POSITION_ALIASES.get(key, key))
-    if key not in DSADS_UNITS:
+    names = {unit.replace(" ", ""): unit for unit in DSADS_UNITS} | _DSADS_POSITION_ALIASES
+    unit = names.get(position.strip().lower().replace("_", "").replace(" ", ""))
+    if unit is None:
         raise DataError(f"read_dsads: position {position!r} unknown, expected one of {list(DSADS_UNITS)}")
-    return DSADS_UNITS.index(key)
+    return DSADS_UNITS.index(unit)
 
 
 def _read_dsads_file(path: Path, columns: slice) -> np.ndarray:
