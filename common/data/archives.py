@@ -151,13 +151,8 @@ def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
         first = int(np.ceil((start - 1) * MODEL_RATE_HZ / HAPT_RATE_HZ))
         last = int(np.floor(end * MODEL_RATE_HZ / HAPT_RATE_HZ))
         collector.add(stream[first:last], HAPT_ACTIVITIES[activity_id], int(user))
-    return collector.build(
-        labels_path,
-        name,
-        position="waist",
-        device="samsung_galaxy_s2",
-        missing=f"no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window",
-    )
+    missing = f"no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window"
+    return collector.build(labels_path, name, position="waist", device="samsung_galaxy_s2", missing=missing)
 
 
 def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
@@ -335,13 +330,8 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
                 collector.add(np.concatenate(parts, axis=1), WISDM_ACTIVITIES[code], subject)
     if skipped:
         warnings.warn(f"{root}: skipped subjects without a gyro file: {skipped}", stacklevel=2)
-    return collector.build(
-        root,
-        name,
-        position=WISDM_POSITIONS[device],
-        device=device,
-        missing=f"no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro",
-    )
+    missing = f"no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro"
+    return collector.build(root, name, position=WISDM_POSITIONS[device], device=device, missing=missing)
 
 
 # ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
@@ -451,13 +441,8 @@ def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str =
                 stream = np.concatenate([_read_dsads_file(path, columns) for path in run])
                 resampled = resample_signal(stream, DSADS_RATE_HZ, MODEL_RATE_HZ)
                 collector.add(resampled, DSADS_ACTIVITIES[activity_index], subject)
-    return collector.build(
-        root,
-        name,
-        position=DSADS_UNITS[unit],
-        device="xsens mtx",
-        missing=f"no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files",
-    )
+    missing = f"no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files"
+    return collector.build(root, name, position=DSADS_UNITS[unit], device="xsens mtx", missing=missing)
 
 
 def _consecutive_runs(numbered: list[tuple[int, Path]]) -> list[list[Path]]:

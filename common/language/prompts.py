@@ -225,15 +225,12 @@ def render_simple_sensor_prompt(
     features_row: dict[str, float], context: SensorContext, window: np.ndarray | None = None
 ) -> str:
     """The ablation's simple prompt: the data and the bare task, without introduction, knowledge or scales."""
-    parts = [
+    introduction = (
         f"Here are readings of a body-worn IMU sampled at {context.sampling_rate:g} Hz "
         "(accelerometer in m/s^2 including gravity, gyroscope in rad/s)."
-    ]
-    parts.append(
-        _data_analysis(features_row) if window is None else _raw_readings(window, context.sampling_rate)
     )
-    parts.append(_task_introduction(context.has_gyro))
-    return "\n\n".join(parts)
+    data = _data_analysis(features_row) if window is None else _raw_readings(window, context.sampling_rate)
+    return "\n\n".join([introduction, data, _task_introduction(context.has_gyro)])
 
 
 # ------------------------------------------------------------------------------------------------------------

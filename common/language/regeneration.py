@@ -245,10 +245,8 @@ def _find_outliers(
     outlier_centre: list[np.ndarray] = []
     for index, (centres, assignment) in zip(members, clustering, strict=True):
         group_distance = distance[index]
-        eligible = (group_distance > group_distance.mean()) & (
-            attempts[index] < config.max_attempts_per_window
-        )
-        candidates = np.flatnonzero(eligible)
+        far = group_distance > group_distance.mean()
+        candidates = np.flatnonzero(far & (attempts[index] < config.max_attempts_per_window))
         farthest_first = candidates[np.argsort(-group_distance[candidates], kind="stable")]
         chosen = farthest_first[: config.outliers_for(len(index))]
         outlier_index.extend(index[chosen].tolist())

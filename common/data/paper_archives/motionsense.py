@@ -71,11 +71,8 @@ def read_motionsense(directory: str | Path, name: str = "motionsense") -> Window
             # Core Motion's down-pointing gravity -> Android's convention.
             acc = -(user_acc + gravity) * GRAVITY
             stream = np.concatenate([acc, rotation_rate], axis=1)
-            collector.add(
-                resample_signal(stream, MOTIONSENSE_RATE_HZ, MODEL_RATE_HZ),
-                MOTIONSENSE_ACTIVITIES[code],
-                subject,
-            )
+            stream = resample_signal(stream, MOTIONSENSE_RATE_HZ, MODEL_RATE_HZ)
+            collector.add(stream, MOTIONSENSE_ACTIVITIES[code], subject)
     return collector.build(root, name, position="front trouser pocket", device="iphone 6s")
 
 
