@@ -80,74 +80,7 @@ HAPT_RATE_HZ = 50.0
 HAPT_ACTIVITIES = {1: "walking", 2: "upstairs", 3: "downstairs", 4: "sitting", 5: "standing", 6: "lying"}
 HAPT_TRANSITION_IDS = range(7, 13)
 
-# ----------------------------------------------------------------------------------------------- WISDM 2019
-WISDM_RATE_HZ = 20.0  # nominal; the real timestamps jitter, so the streams are interpolated onto a 20 Hz grid
-WISDM_MAX_GAP_S = 0.5  # a longer pause between two samples ends a continuous run
-# Activity codes of activity_key.txt (there is no code N).
-WISDM_ACTIVITIES = {
-    "A": "walking",
-    "B": "jogging",
-    "C": "stairs",
-    "D": "sitting",
-    "E": "standing",
-    "F": "typing",
-    "G": "brushing teeth",
-    "H": "eating soup",
-    "I": "eating chips",
-    "J": "eating pasta",
-    "K": "drinking from cup",
-    "L": "eating sandwich",
-    "M": "kicking soccer ball",
-    "O": "playing catch with tennis ball",
-    "P": "dribbling basketball",
-    "Q": "writing",
-    "R": "clapping",
-    "S": "folding clothes",
-}
-WISDM_POSITIONS = {"phone": "pocket", "watch": "wrist"}
 
-# ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
-DSADS_RATE_HZ = 25.0
-DSADS_ROWS_PER_FILE = 125  # 5 s at 25 Hz
-DSADS_COLUMNS = 45
-DSADS_ACTIVITIES = (
-    "sitting",
-    "standing",
-    "lying on back",
-    "lying on right side",
-    "upstairs",
-    "downstairs",
-    "standing in elevator",
-    "moving around in elevator",
-    "walking",
-    "walking on treadmill",
-    "walking on inclined treadmill",
-    "running on treadmill",
-    "exercising on stepper",
-    "exercising on cross trainer",
-    "cycling on exercise bike (horizontal)",
-    "cycling on exercise bike (vertical)",
-    "rowing",
-    "jumping",
-    "playing basketball",
-)
-# Unit order in a row; each unit has 9 columns: x,y,z acc (m/s^2), x,y,z gyro (rad/s), x,y,z magnetometer.
-DSADS_UNITS = ("torso", "right arm", "left arm", "right leg", "left leg")
-_DSADS_POSITION_ALIASES = {
-    "t": "torso",
-    "chest": "torso",
-    "ra": "right arm",
-    "rightarm": "right arm",
-    "la": "left arm",
-    "leftarm": "left arm",
-    "rl": "right leg",
-    "rightleg": "right leg",
-    "ll": "left leg",
-    "leftleg": "left leg",
-}
-
-
-# ------------------------------------------------------------------------------------------------- UCI HAPT
 def find_hapt_root(directory: Path) -> Path | None:
     for candidate in (directory, directory / "RawData", *directory.glob("*/RawData")):
         if (candidate / "labels.txt").is_file() and any(candidate.glob("acc_exp*_user*.txt")):
@@ -218,13 +151,8 @@ def read_uci_hapt(directory: str | Path, name: str = "uci") -> WindowSet:
         first = int(np.ceil((start - 1) * MODEL_RATE_HZ / HAPT_RATE_HZ))
         last = int(np.floor(end * MODEL_RATE_HZ / HAPT_RATE_HZ))
         collector.add(stream[first:last], HAPT_ACTIVITIES[activity_id], int(user))
-    return collector.build(
-        labels_path,
-        name,
-        position="waist",
-        device="samsung_galaxy_s2",
-        missing=f"no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window",
-    )
+    missing = f"no labelled activity (ids 1-6) lasts a full {WINDOW_LENGTH}-sample window"
+    return collector.build(labels_path, name, position="waist", device="samsung_galaxy_s2", missing=missing)
 
 
 def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
@@ -244,6 +172,31 @@ def _read_hapt_stream(root: Path, experiment: int, user: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- WISDM 2019
+WISDM_MAX_GAP_S = 0.5  # a longer pause between two samples ends a continuous run
+# Activity codes of activity_key.txt (there is no code N).
+WISDM_ACTIVITIES = {
+    "A": "walking",
+    "B": "jogging",
+    "C": "stairs",
+    "D": "sitting",
+    "E": "standing",
+    "F": "typing",
+    "G": "brushing teeth",
+    "H": "eating soup",
+    "I": "eating chips",
+    "J": "eating pasta",
+    "K": "drinking from cup",
+    "L": "eating sandwich",
+    "M": "kicking soccer ball",
+    "O": "playing catch with tennis ball",
+    "P": "dribbling basketball",
+    "Q": "writing",
+    "R": "clapping",
+    "S": "folding clothes",
+}
+WISDM_POSITIONS = {"phone": "pocket", "watch": "wrist"}
+
+
 def find_wisdm_root(directory: Path, device: str) -> Path | None:
     for candidate in (
         directory / "wisdm-dataset" / "raw" / device,
@@ -377,16 +330,43 @@ def read_wisdm(directory: str | Path, name: str = "wisdm_phone", device: str = "
                 collector.add(np.concatenate(parts, axis=1), WISDM_ACTIVITIES[code], subject)
     if skipped:
         warnings.warn(f"{root}: skipped subjects without a gyro file: {skipped}", stacklevel=2)
-    return collector.build(
-        root,
-        name,
-        position=WISDM_POSITIONS[device],
-        device=device,
-        missing=f"no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro",
-    )
+    missing = f"no subject has a {WINDOW_LENGTH / MODEL_RATE_HZ:g} s stretch with accel and gyro"
+    return collector.build(root, name, position=WISDM_POSITIONS[device], device=device, missing=missing)
 
 
 # ---------------------------------------------------------------------------------- Daily and Sports (DSADS)
+DSADS_RATE_HZ = 25.0
+DSADS_ROWS_PER_FILE = 125  # 5 s at 25 Hz
+DSADS_COLUMNS = 45
+DSADS_ACTIVITIES = (
+    "sitting",
+    "standing",
+    "lying on back",
+    "lying on right side",
+    "upstairs",
+    "downstairs",
+    "standing in elevator",
+    "moving around in elevator",
+    "walking",
+    "walking on treadmill",
+    "walking on inclined treadmill",
+    "running on treadmill",
+    "exercising on stepper",
+    "exercising on cross trainer",
+    "cycling on exercise bike (horizontal)",
+    "cycling on exercise bike (vertical)",
+    "rowing",
+    "jumping",
+    "playing basketball",
+)
+# Unit order in a row; each unit has 9 columns: x,y,z acc (m/s^2), x,y,z gyro (rad/s), x,y,z magnetometer.
+DSADS_UNITS = ("torso", "right arm", "left arm", "right leg", "left leg")
+# Other names of the units; a unit's own name may also be written without spaces ("rightleg").
+_DSADS_POSITION_ALIASES = dict(
+    t="torso", chest="torso", ra="right arm", la="left arm", rl="right leg", ll="left leg"
+)
+
+
 def find_dsads_root(directory: Path) -> Path | None:
     for candidate in (directory / "data", directory):
         if candidate.is_dir() and any(
@@ -397,11 +377,11 @@ def find_dsads_root(directory: Path) -> Path | None:
 
 
 def _dsads_unit(position: str) -> int:
-    key = position.strip().lower().replace("_", " ")
-    key = _DSADS_POSITION_ALIASES.get(key.replace(" ", ""), _DSADS_POSITION_ALIASES.get(key, key))
-    if key not in DSADS_UNITS:
+    names = {unit.replace(" ", ""): unit for unit in DSADS_UNITS} | _DSADS_POSITION_ALIASES
+    unit = names.get(position.strip().lower().replace("_", "").replace(" ", ""))
+    if unit is None:
         raise DataError(f"read_dsads: position {position!r} unknown, expected one of {list(DSADS_UNITS)}")
-    return DSADS_UNITS.index(key)
+    return DSADS_UNITS.index(unit)
 
 
 def _read_dsads_file(path: Path, columns: slice) -> np.ndarray:
@@ -461,13 +441,8 @@ def read_dsads(directory: str | Path, name: str = "dsads_torso", position: str =
                 stream = np.concatenate([_read_dsads_file(path, columns) for path in run])
                 resampled = resample_signal(stream, DSADS_RATE_HZ, MODEL_RATE_HZ)
                 collector.add(resampled, DSADS_ACTIVITIES[activity_index], subject)
-    return collector.build(
-        root,
-        name,
-        position=DSADS_UNITS[unit],
-        device="xsens mtx",
-        missing=f"no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files",
-    )
+    missing = f"no aXX/pY directory holds {WINDOW_LENGTH / MODEL_RATE_HZ:g} s of sZZ.txt files"
+    return collector.build(root, name, position=DSADS_UNITS[unit], device="xsens mtx", missing=missing)
 
 
 def _consecutive_runs(numbered: list[tuple[int, Path]]) -> list[list[Path]]:

@@ -25,19 +25,8 @@ FEATURE_UNITS: dict[str, str] = {
     "acc_mag_min": "m/s^2",
     "acc_mag_max": "m/s^2",
     "acc_mag_range": "m/s^2",  # max - min
-    # per-axis statistics in device coordinates (NOT orientation invariant)
-    "acc_x_mean": "m/s^2",
-    "acc_y_mean": "m/s^2",
-    "acc_z_mean": "m/s^2",
-    "acc_x_std": "m/s^2",
-    "acc_y_std": "m/s^2",
-    "acc_z_std": "m/s^2",
-    "acc_x_min": "m/s^2",
-    "acc_y_min": "m/s^2",
-    "acc_z_min": "m/s^2",
-    "acc_x_max": "m/s^2",
-    "acc_y_max": "m/s^2",
-    "acc_z_max": "m/s^2",
+    # per-axis statistics in device coordinates (NOT orientation invariant): acc_x_mean, acc_y_mean, ...
+    **{f"acc_{axis}_{statistic}": "m/s^2" for statistic in ("mean", "std", "min", "max") for axis in "xyz"},
     # spectrum of the dynamic acc magnitude (|acc| minus its mean)
     "dominant_frequency": "Hz",  # strongest frequency between 0.3 Hz and Nyquist
     "dominant_frequency_share": "1",  # fraction of the spectral energy within 0.25 Hz of that peak
@@ -82,48 +71,14 @@ FEATURE_UNITS: dict[str, str] = {
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_UNITS)
 FEATURE_INDEX: dict[str, int] = {name: i for i, name in enumerate(FEATURE_NAMES)}
 
-# Features that do not change when the device is rotated (acc and gyro rotated together).
-INVARIANT_FEATURES: tuple[str, ...] = (
-    "acc_mag_mean",
-    "acc_mag_std",
-    "acc_mag_min",
-    "acc_mag_max",
-    "acc_mag_range",
-    "dominant_frequency",
-    "dominant_frequency_share",
-    "spectral_energy",
-    "dynamic_energy",
-    "autocorrelation_peak",
-    "period",
-    "peak_count",
-    "step_rate",
-    "jerk_mean",
-    "jerk_max",
-    "vertical_std",
-    "vertical_skewness",
-    "vertical_kurtosis",
-    "vertical_peak_to_peak",
-    "vertical_peak",
-    "vertical_jerk_max",
-    "vertical_dominant_frequency",
-    "vertical_peak_asymmetry",
-    "vertical_sharpness",
-    "horizontal_rms",
-    "horizontal_max",
-    "vertical_horizontal_ratio",
-    "gravity_magnitude",
-    "orientation_change",
-    "tilt_swing",
-    "gyro_magnitude_mean",
-    "gyro_magnitude_std",
-    "gyro_dominant_frequency",
-    "gyro_available",
+# Features that do not change when the device is rotated (acc and gyro rotated together): all but the
+# per-axis ones (acc_x_mean, tilt_x, gyro_energy_x, ...).
+INVARIANT_FEATURES: tuple[str, ...] = tuple(
+    name for name in FEATURE_NAMES if not {"x", "y", "z"} & set(name.split("_"))
 )
 
-# Rotation-invariant features that read the absolute |acc| level. At rest it is g times the accelerometer's
-# gain error, which differs between devices more than between activities (median |acc| of the still windows,
-# per user: uci 9.89-10.14, wisdm phones 9.21-10.02, dsads 9.78-9.82 m/s^2), and the rules interpreter never
-# reads it.
+# Rotation-invariant features that read the absolute |acc| level: at rest g times the accelerometer's gain
+# error, which differs more between devices than between activities. The rules interpreter never reads it.
 ACC_LEVEL_FEATURES: tuple[str, ...] = ("acc_mag_mean", "acc_mag_min", "acc_mag_max", "gravity_magnitude")
 
 MIN_FREQUENCY = 0.3  # Hz; slower drifts are posture changes, not rhythm
@@ -272,19 +227,12 @@ def analyze_windows(X: np.ndarray, sampling_rate: float = 20.0, has_gyro: bool =
 def _acc_statistics(acc: np.ndarray, magnitude: np.ndarray) -> dict[str, np.ndarray]:
     """acc_mag_* of the |acc| `magnitude` [N, T] and acc_{x,y,z}_* of `acc` [N, T, 3] in device axes."""
     columns: dict[str, np.ndarray] = {}
-    columns["acc_mag_mean"] = magnitude.mean(axis=1)
-    columns["acc_mag_std"] = magnitude.std(axis=1)
-    columns["acc_mag_min"] = magnitude.min(axis=1)
-    columns["acc_mag_max"] = magnitude.max(axis=1)
-    columns["acc_mag_range"] = columns["acc_mag_max"] - columns["acc_mag_min"]
-    for statistic, values in (
-        ("mean", acc.mean(axis=1)),
-        ("std", acc.std(axis=1)),
-        ("min", acc.min(axis=1)),
-        ("max", acc.max(axis=1)),
-    ):
+    for statistic, function in (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max)):
+        columns[f"acc_mag_{statistic}"] = function(magnitude, axis=1)
+        per_axis = function(acc, axis=1)
         for axis_index, axis in enumerate("xyz"):
-            columns[f"acc_{axis}_{statistic}"] = values[:, axis_index]
+            columns[f"acc_{axis}_{statistic}"] = per_axis[:, axis_index]
+    columns["acc_mag_range"] = columns["acc_mag_max"] - columns["acc_mag_min"]
     return columns
 
 

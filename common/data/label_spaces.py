@@ -73,14 +73,3 @@ def rename_labels(ws: WindowSet, mapping: dict[str, str]) -> WindowSet:
     names = merged_names(ws.label_names, mapping)
     old_to_new = np.array([names.index(mapping.get(name, name)) for name in ws.label_names] + [-1])
     return dataclasses.replace(ws, y=old_to_new[ws.y], label_names=names)  # y == -1 stays -1
-
-
-__all__ = [
-    "STAIRS_MERGE",
-    "client_label_space",
-    "label_merges",
-    "merged_names",
-    "mixes_stairs",
-    "rename_labels",
-    "scoring_labels",
-]

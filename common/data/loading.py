@@ -16,13 +16,7 @@ from common.data.errors import DataError
 from common.data.label_spaces import rename_labels
 from common.data.labels import LabelVocabulary, canonical, default_vocabulary
 from common.data.sources import read_archive
-from common.data.windows import (
-    MODEL_RATE_HZ,
-    REQUIRED_NPZ_KEYS,
-    WindowSet,
-    describe,
-    validate_windows,
-)
+from common.data.windows import MODEL_RATE_HZ, REQUIRED_NPZ_KEYS, WindowSet, describe, validate_windows
 
 
 def load_dataset(name: str, data_dir: str | Path, vocabulary: LabelVocabulary | None = None) -> WindowSet:

@@ -26,9 +26,7 @@ from common.data.errors import DataError
 from common.data.paper_archives import hhar, motionsense, pamap2, shoaib
 from common.data.windows import WindowSet
 
-# Official download links: the UCI Machine Learning Repository (all CC BY 4.0) for UCI-HAPT, WISDM 2019,
-# Daily and Sports, HHAR and PAMAP2; the authors' GitHub repository for MotionSense; the University of
-# Twente's data set page for Shoaib (a RAR).
+# Official download links: the UCI repository's (all CC BY 4.0), the MotionSense authors', Twente's (Shoaib).
 ARCHIVE_URLS = {
     "uci": "https://archive.ics.uci.edu/static/public/341/"
     "smartphone+based+recognition+of+human+activities+and+postural+transitions.zip",

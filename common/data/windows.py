@@ -260,10 +260,8 @@ def _split_groups(
             f"{source}: cannot split by {field}: field {field!r} has {len(unique_groups)} distinct value(s)"
         )
     rng = np.random.default_rng(seed)
-    eval_groups = None
-    if stratify:
-        eval_groups = _stratified_eval_groups(ws, groups, unique_groups, eval_fraction, rng)
-    if eval_groups is None or len(eval_groups) == 0:
+    eval_groups = _stratified_eval_groups(ws, groups, unique_groups, eval_fraction, rng) if stratify else []
+    if len(eval_groups) == 0:
         eval_groups = _covering_eval_groups(ws, groups, unique_groups, eval_fraction, rng)
     eval_mask = np.isin(groups, eval_groups)
     return ws.subset(~eval_mask), ws.subset(eval_mask)

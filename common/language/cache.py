@@ -22,7 +22,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +46,6 @@ CREATE TABLE IF NOT EXISTS answers (
     created_at        REAL NOT NULL
 )
 """
-_COLUMNS = (
-    "key",
-    "prompt_version",
-    "model",
-    "params",
-    "prompt",
-    "answer",
-    "prompt_tokens",
-    "completion_tokens",
-    "created_at",
-)
 
 
 def _canonical_json(value: Any) -> str:
@@ -69,12 +58,7 @@ def cache_key(prompt_version: str, prompt: str, model: str, params: Mapping[str,
         raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
     try:
         canonical = _canonical_json(
-            {
-                "prompt_version": str(prompt_version),
-                "prompt": prompt,
-                "model": str(model),
-                "params": dict(params),
-            }
+            dict(prompt_version=str(prompt_version), prompt=prompt, model=str(model), params=dict(params))
         )
     except (TypeError, ValueError) as error:
         raise ValueError(
@@ -122,23 +106,19 @@ class CacheEntry:
         )
 
     def _row(self) -> tuple:
-        return (
-            self.key,
-            self.prompt_version,
-            self.model,
-            _canonical_json(self.params),
-            self.prompt,
-            self.answer,
-            self.prompt_tokens,
-            self.completion_tokens,
-            self.created_at,
-        )
+        return tuple(_canonical_json(self.params) if c == "params" else getattr(self, c) for c in _COLUMNS)
 
     @classmethod
     def _from_row(cls, row: tuple) -> CacheEntry:
         values = dict(zip(_COLUMNS, row, strict=True))
         values["params"] = json.loads(values["params"])
         return cls(**values)
+
+
+# The table's columns (_SCHEMA) are CacheEntry's fields, in order.
+_COLUMNS = tuple(field.name for field in fields(CacheEntry))
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM answers"
+_INSERT = f"INSERT OR IGNORE INTO answers ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
 class InterpretationCache:
@@ -201,11 +181,7 @@ class InterpretationCache:
 
     def get(self, key: str) -> CacheEntry | None:
         """The entry stored under `key`, or None."""
-        row = (
-            self._connection()
-            .execute(f"SELECT {', '.join(_COLUMNS)} FROM answers WHERE key = ?", (key,))
-            .fetchone()
-        )
+        row = self._connection().execute(f"{_SELECT} WHERE key = ?", (key,)).fetchone()
         return None if row is None else CacheEntry._from_row(row)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, CacheEntry]:
@@ -216,8 +192,7 @@ class InterpretationCache:
         for start in range(0, len(unique_keys), _KEYS_PER_QUERY):
             chunk = unique_keys[start : start + _KEYS_PER_QUERY]
             placeholders = ", ".join("?" * len(chunk))
-            query = f"SELECT {', '.join(_COLUMNS)} FROM answers WHERE key IN ({placeholders})"
-            for row in connection.execute(query, chunk):
+            for row in connection.execute(f"{_SELECT} WHERE key IN ({placeholders})", chunk):
                 entry = CacheEntry._from_row(row)
                 found[entry.key] = entry
         return found
@@ -225,11 +200,7 @@ class InterpretationCache:
     def put(self, entry: CacheEntry) -> bool:
         """Store `entry` in its own committed transaction; False when the key was already present (kept)."""
         self._check_entry(entry)
-        placeholders = ", ".join("?" * len(_COLUMNS))
-        cursor = self._connection().execute(
-            f"INSERT OR IGNORE INTO answers ({', '.join(_COLUMNS)}) VALUES ({placeholders})", entry._row()
-        )
-        return cursor.rowcount == 1
+        return self._connection().execute(_INSERT, entry._row()).rowcount == 1
 
     def put_many(self, entries: Iterable[CacheEntry]) -> int:
         """Store several entries in one transaction; returns how many were new."""
@@ -237,14 +208,11 @@ class InterpretationCache:
         for entry in entries:
             self._check_entry(entry)
             rows.append(entry._row())
-        placeholders = ", ".join("?" * len(_COLUMNS))
         connection = self._connection()
         before = connection.total_changes
         with connection:
             connection.execute("BEGIN IMMEDIATE")
-            connection.executemany(
-                f"INSERT OR IGNORE INTO answers ({', '.join(_COLUMNS)}) VALUES ({placeholders})", rows
-            )
+            connection.executemany(_INSERT, rows)
         return connection.total_changes - before
 
     def __contains__(self, key: object) -> bool:
@@ -277,9 +245,8 @@ class InterpretationCache:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         count = 0
-        query = f"SELECT {', '.join(_COLUMNS)} FROM answers ORDER BY created_at, key"
         with path.open("w", encoding="utf-8") as handle:
-            for row in self._connection().execute(query):
+            for row in self._connection().execute(f"{_SELECT} ORDER BY created_at, key"):
                 handle.write(json.dumps(asdict(CacheEntry._from_row(row)), ensure_ascii=False) + "\n")
                 count += 1
         return count

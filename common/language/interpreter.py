@@ -1,10 +1,7 @@
-"""The contract every interpreter follows: sensor interpretations and label descriptions as text.
-
-Implemented by the offline, deterministic `RulesInterpreter` (common/language/rules.py) and the language-model
-interpreters (common/language/llm/interpreters.py). All of them write sensor interpretations in the same
-vocabulary and format (`common.language.prompts.format_interpretation`), so the text encoder sees one kind of
-text whatever produced it.
-"""
+"""The contract every interpreter follows (the rules in common/language/rules.py, the language models in
+common/language/llm/interpreters.py): sensor interpretations in one vocabulary and format
+(`prompts.format_interpretation`), so the text encoder sees one kind of text whatever produced it, and label
+descriptions."""
 
 from __future__ import annotations
 

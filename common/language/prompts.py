@@ -29,8 +29,7 @@ PROMPT_VERSION = "lanhar-v1"
 ANSWER_BEGIN = "BEGIN"
 ANSWER_END = "END"
 
-# Categories of signal patterns and, for each, the fixed phrases that a model or the rules interpreter
-# chooses from.
+# Categories of signal patterns, each with the fixed phrases a model or the rules interpreter chooses from.
 # The phrases describe PATTERNS in the signal only and never name an activity: the text encoder must learn the
 # link between patterns and activities from the label descriptions, not read it off the sensor text.
 # Within a category the phrases are ordered from "least" to "most" where that makes sense.
@@ -48,32 +47,15 @@ SENSOR_VOCABULARY: dict[str, list[str]] = {
         "moderately regular periodic pattern",
         "strongly regular periodic pattern",
     ],
-    "cadence": [
-        "no rhythm",
-        "slow rhythm",
-        "moderate rhythm",
-        "fast rhythm",
-        "very fast rhythm",
-    ],
+    "cadence": ["no rhythm", "slow rhythm", "moderate rhythm", "fast rhythm", "very fast rhythm"],
     "vertical motion": [
         "no vertical movement",
         "movement mostly horizontal",
         "vertical and horizontal movement in balance",
         "mainly vertical bouncing",
     ],
-    "impacts": [
-        "no impacts",
-        "soft impacts",
-        "moderate impacts",
-        "hard impacts",
-        "very hard impacts",
-    ],
-    "signal shape": [
-        "flat signal",
-        "smooth slow waveform",
-        "rounded waveform",
-        "crisp waveform",
-    ],
+    "impacts": ["no impacts", "soft impacts", "moderate impacts", "hard impacts", "very hard impacts"],
+    "signal shape": ["flat signal", "smooth slow waveform", "rounded waveform", "crisp waveform"],
     "rotation": [
         "no rotation",
         "slight rotation",
@@ -110,12 +92,8 @@ CATEGORY_HINTS: dict[str, str] = {
 }
 
 SENSOR_COLUMNS = (
-    "acc_x (m/s^2, including gravity)",
-    "acc_y (m/s^2, including gravity)",
-    "acc_z (m/s^2, including gravity)",
-    "gyro_x (rad/s)",
-    "gyro_y (rad/s)",
-    "gyro_z (rad/s)",
+    *(f"acc_{axis} (m/s^2, including gravity)" for axis in "xyz"),
+    *(f"gyro_{axis} (rad/s)" for axis in "xyz"),
 )
 
 
@@ -203,9 +181,7 @@ def _task_introduction(has_gyro: bool, rule_scales: str = "") -> str:
     for category in STANDARD_CATEGORIES:
         phrases = SENSOR_VOCABULARY[category]
         lines.append(f"- {category} ({CATEGORY_HINTS[category]}): [{', '.join(phrases)}]")
-    # The rules interpreter's scale, so that model answers and rule-based texts mean the same thing. The
-    # caller passes it in (common.language.rules.describe_rule_scales): the rules build on this module.
-    if rule_scales:
+    if rule_scales:  # passed in: common.language.rules builds on this module
         lines.append(rule_scales)
     if not has_gyro:
         lines.append("The gyroscope is missing, so answer 'rotation: rotation not measured'.")
@@ -249,16 +225,12 @@ def render_simple_sensor_prompt(
     features_row: dict[str, float], context: SensorContext, window: np.ndarray | None = None
 ) -> str:
     """The ablation's simple prompt: the data and the bare task, without introduction, knowledge or scales."""
-    parts = [
+    introduction = (
         f"Here are readings of a body-worn IMU sampled at {context.sampling_rate:g} Hz "
         "(accelerometer in m/s^2 including gravity, gyroscope in rad/s)."
-    ]
-    if window is not None:
-        parts.append(_raw_readings(window, context.sampling_rate))
-    else:
-        parts.append(_data_analysis(features_row))
-    parts.append(_task_introduction(context.has_gyro))
-    return "\n\n".join(parts)
+    )
+    data = _data_analysis(features_row) if window is None else _raw_readings(window, context.sampling_rate)
+    return "\n\n".join([introduction, data, _task_introduction(context.has_gyro)])
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -73,9 +73,8 @@ class RegenerationReport:
     n_windows: int
     fraction_regenerated: float  # windows whose text was replaced by an accepted new answer / n_windows
     fraction_asked: float  # windows re-asked at least once / n_windows
-    mean_distances: list[
-        float
-    ]  # mean intra-cluster distance over all windows; [0] = before the first iteration
+    # mean intra-cluster distance over all windows; [0] = before the first iteration
+    mean_distances: list[float]
     asked_per_iteration: list[int] = field(default_factory=list)
     accepted_per_iteration: list[int] = field(default_factory=list)
     attempts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # int [N] re-asks
@@ -246,10 +245,8 @@ def _find_outliers(
     outlier_centre: list[np.ndarray] = []
     for index, (centres, assignment) in zip(members, clustering, strict=True):
         group_distance = distance[index]
-        eligible = (group_distance > group_distance.mean()) & (
-            attempts[index] < config.max_attempts_per_window
-        )
-        candidates = np.flatnonzero(eligible)
+        far = group_distance > group_distance.mean()
+        candidates = np.flatnonzero(far & (attempts[index] < config.max_attempts_per_window))
         farthest_first = candidates[np.argsort(-group_distance[candidates], kind="stable")]
         chosen = farthest_first[: config.outliers_for(len(index))]
         outlier_index.extend(index[chosen].tolist())

@@ -23,12 +23,7 @@ from common.language.prompts import (
     format_interpretation,
 )
 
-__all__ = [
-    "SIMPLE_CATEGORIES",
-    "RulesInterpreter",
-    "describe_rule_scales",
-    "rhythmic_movement",
-]
+__all__ = ["SIMPLE_CATEGORIES", "RulesInterpreter", "describe_rule_scales", "rhythmic_movement"]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -103,9 +98,8 @@ class CategoryRule:
         missing = [phrase for phrase in phrases if phrase not in known]
         if missing:
             raise ValueError(f"rule for {self.category!r} uses phrases not in SENSOR_VOCABULARY: {missing}")
-        if len(self.bin_phrases) != len(self.thresholds) + 1 or list(self.thresholds) != sorted(
-            self.thresholds
-        ):
+        ascending = list(self.thresholds) == sorted(self.thresholds)
+        if not ascending or len(self.bin_phrases) != len(self.thresholds) + 1:
             raise ValueError(f"rule for {self.category!r} needs ascending thresholds and one phrase per bin")
 
     def decide(self, columns: _Features, careful: bool = False) -> np.ndarray:

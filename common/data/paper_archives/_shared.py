@@ -1,10 +1,5 @@
-"""What the readers of the LanHAR paper's archives share: checked number parsing, finding the archive's
-folder, and collecting the windows of many recordings.
-
-Windowing and resampling themselves are common.data's cut_windows and resample_signal; splitting a time series
-at pauses, sorting its samples and interpolating them onto a uniform grid are common.data.archives'
-continuous_runs, sorted_samples and on_grid (also used by the WISDM reader).
-"""
+"""What the readers of the LanHAR paper's archives share beyond common.data.archives: checked number and csv
+parsing, and finding the archive's folder."""
 
 from __future__ import annotations
 

@@ -29,25 +29,12 @@ from common.data.paper_archives._shared import csv_rows, find_folder, parse_numb
 from common.data.windows import GRAVITY, MODEL_RATE_HZ, WindowSet, resample_signal
 
 MOTIONSENSE_RATE_HZ = 50.0
-MOTIONSENSE_ACTIVITIES = {
-    "dws": "downstairs",
-    "ups": "upstairs",
-    "wlk": "walking",
-    "jog": "jogging",
-    "sit": "sitting",
-    "std": "standing",
-}
+MOTIONSENSE_ACTIVITIES = dict(
+    dws="downstairs", ups="upstairs", wlk="walking", jog="jogging", sit="sitting", std="standing"
+)
 # Read in this order: acc parts (g) for the sum, then the gyro (rad/s).
-MOTIONSENSE_COLUMNS = (
-    "userAcceleration.x",
-    "userAcceleration.y",
-    "userAcceleration.z",
-    "gravity.x",
-    "gravity.y",
-    "gravity.z",
-    "rotationRate.x",
-    "rotationRate.y",
-    "rotationRate.z",
+MOTIONSENSE_COLUMNS = tuple(
+    f"{quantity}.{axis}" for quantity in ("userAcceleration", "gravity", "rotationRate") for axis in "xyz"
 )
 _TRIAL_FOLDER = re.compile(r"(dws|ups|wlk|jog|sit|std)_(\d+)$")
 _SUBJECT_FILE = re.compile(r"sub_(\d+)\.csv$")
@@ -84,11 +71,8 @@ def read_motionsense(directory: str | Path, name: str = "motionsense") -> Window
             # Core Motion's down-pointing gravity -> Android's convention.
             acc = -(user_acc + gravity) * GRAVITY
             stream = np.concatenate([acc, rotation_rate], axis=1)
-            collector.add(
-                resample_signal(stream, MOTIONSENSE_RATE_HZ, MODEL_RATE_HZ),
-                MOTIONSENSE_ACTIVITIES[code],
-                subject,
-            )
+            stream = resample_signal(stream, MOTIONSENSE_RATE_HZ, MODEL_RATE_HZ)
+            collector.add(stream, MOTIONSENSE_ACTIVITIES[code], subject)
     return collector.build(root, name, position="front trouser pocket", device="iphone 6s")
 
 

@@ -108,13 +108,12 @@ def read_pamap2(
     # The protocol activities always; the optional ones only when read or present, so that a new-activity
     # evaluation does not offer labels that no window can have.
     present = {label for _, label, _ in recordings}
-    collector = WindowCollector(
-        [
-            label
-            for activity_id, label in PAMAP2_ACTIVITIES.items()
-            if activity_id not in PAMAP2_OPTIONAL_IDS or include_optional or label in present
-        ]
-    )
+    labels = [
+        label
+        for activity_id, label in PAMAP2_ACTIVITIES.items()
+        if activity_id not in PAMAP2_OPTIONAL_IDS or include_optional or label in present
+    ]
+    collector = WindowCollector(labels)
     for stream, label, subject in recordings:
         collector.add(stream, label, subject)
     return collector.build(root, name, body_position, device="colibri imu")

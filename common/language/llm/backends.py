@@ -14,11 +14,7 @@ from typing import Any
 
 from common.language.cache import InterpretationCache
 from common.language.llm.config import LLMConfig, LLMServiceError, UsageStats
-from common.language.llm.scheduling import (
-    CachedConcurrentBackend,
-    RawAnswer,
-    RetryableResponseError,
-)
+from common.language.llm.scheduling import CachedConcurrentBackend, RawAnswer, RetryableResponseError
 
 
 class OpenAIChatBackend(CachedConcurrentBackend):
@@ -31,20 +27,14 @@ class OpenAIChatBackend(CachedConcurrentBackend):
     name = "openai"
 
     def __init__(
-        self,
-        config: LLMConfig,
-        cache: InterpretationCache | None = None,
-        stats: UsageStats | None = None,
+        self, config: LLMConfig, cache: InterpretationCache | None = None, stats: UsageStats | None = None
     ) -> None:
         import openai  # imported here: it takes seconds, and the local backend does not need it
 
         super().__init__(config, config.model, config.concurrency, cache, stats)
         self._openai = openai
         self._client = openai.OpenAI(
-            api_key=_api_key(config),
-            base_url=config.base_url,
-            timeout=config.timeout_s,
-            max_retries=0,
+            api_key=_api_key(config), base_url=config.base_url, timeout=config.timeout_s, max_retries=0
         )
 
     def _request(self, prompt: str) -> RawAnswer:
@@ -78,11 +68,7 @@ class OpenAIChatBackend(CachedConcurrentBackend):
                 return "retry", str(status)
             # 400 (e.g. a prompt longer than the context), 413, 422: asking again cannot help.
             return "fail", str(status)
-        malformed_response = (
-            openai.APIResponseValidationError,
-            RetryableResponseError,
-            json.JSONDecodeError,
-        )
+        malformed_response = (openai.APIResponseValidationError, RetryableResponseError, json.JSONDecodeError)
         if isinstance(error, malformed_response):
             return "retry", "bad response"
         raise error
