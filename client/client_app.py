@@ -148,10 +148,8 @@ def store_targets(msg: Message, context: Context) -> Message:
 def store_labels(msg: Message, context: Context) -> Message:
     context.state[protocol.BANK_ARRAYS] = msg.content[protocol.BANK_ARRAYS]
     context.state[protocol.BANK_INFO] = msg.content[protocol.BANK_INFO]
-    return Message(
-        RecordDict({protocol.ACK: MetricRecord({"labels": len(msg.content[protocol.BANK_INFO]["labels"])})}),
-        reply_to=msg,
-    )
+    acknowledgement = MetricRecord({"labels": len(msg.content[protocol.BANK_INFO]["labels"])})
+    return Message(RecordDict({protocol.ACK: acknowledgement}), reply_to=msg)
 
 
 # SecAgg+ stages 1, 2 and 4 (client/secagg.py); stage 3 is the train message, masked by secagg_mod.
@@ -216,7 +214,5 @@ def evaluate(msg: Message, context: Context) -> Message:
         values["agreement"] = counts["agreement"]
     metrics = MetricRecord(values)
     group = ConfigRecord({"group": client_group(data.spec.data_set, data.spec.device_type)})
-    return Message(
-        RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group, **held_version(msg.content)}),
-        reply_to=msg,
-    )
+    content = RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group, **held_version(msg.content)})
+    return Message(content, reply_to=msg)
