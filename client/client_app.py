@@ -83,14 +83,17 @@ def send_summaries(msg: Message, context: Context) -> Message:
             {"reason": reason, "partition-id": int(partition) if str(partition).isdigit() else -1}
         )
         return Message(RecordDict({protocol.REFUSED: refusal}), reply_to=msg)
+    info = _recording_context(data, config)
+    if config.interpret_on_client:  # only distinct texts leave; per-window ones stay for the targets phase
+        local_texts = interpret_locally(data, config)
+        context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
+        content = {protocol.INTERPRETATIONS: distinct_texts_record(local_texts), protocol.CONTEXT: info}
+        return Message(RecordDict(content), reply_to=msg)
     seed = config.seed + data.spec.partition_id
     arrays = {}
-    local_texts = interpret_locally(data, config) if config.interpret_on_client else None
-    if local_texts is not None:  # only distinct texts leave; the per-window ones stay for the targets phase
-        context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
-    if data.trains and local_texts is None:
+    if data.trains:
         arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
-    if data.evaluates and local_texts is None:  # interpreted by the server for the text path; labels stay
+    if data.evaluates:  # interpreted by the server for the text path; labels stay
         arrays["eval-features"] = perturb_summaries(
             window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
         )
@@ -100,8 +103,14 @@ def send_summaries(msg: Message, context: Context) -> Message:
             arrays["windows"] = data.train.X
         if data.evaluates:
             arrays["eval-windows"] = data.eval.X
+    content = {protocol.FEATURES: protocol.array_record(**arrays), protocol.CONTEXT: info}
+    return Message(RecordDict(content), reply_to=msg)
+
+
+def _recording_context(data: ClientData, config: FederationConfig) -> ConfigRecord:
+    """How the client's windows were recorded, how many it holds and its role (protocol.CONTEXT)."""
     windows = data.train if data.trains else data.eval
-    info = ConfigRecord(
+    return ConfigRecord(
         {
             "sampling-rate": float(windows.sampling_rate),
             "position": windows.position,
@@ -113,12 +122,6 @@ def send_summaries(msg: Message, context: Context) -> Message:
             "raw-prompt-mode": bool(config.raw_prompt_mode),
         }
     )
-    content = RecordDict({protocol.FEATURES: protocol.array_record(**arrays), protocol.CONTEXT: info})
-    if local_texts is not None:
-        content = RecordDict(
-            {protocol.INTERPRETATIONS: distinct_texts_record(local_texts), protocol.CONTEXT: info}
-        )
-    return Message(content, reply_to=msg)
 
 
 @app.query("targets")
@@ -126,9 +129,8 @@ def store_targets(msg: Message, context: Context) -> Message:
     _, data = _setup(context)
     if protocol.TEXT_TABLE in msg.content:  # interpret-on-client: look the own texts up in the table
         local_texts = {key: list(values) for key, values in context.state[LOCAL_TEXTS].items()}
-        msg.content[protocol.TARGET_ARRAYS] = targets_from_table(msg.content, local_texts)[
-            protocol.TARGET_ARRAYS
-        ]
+        table_targets = targets_from_table(msg.content, local_texts)
+        msg.content[protocol.TARGET_ARRAYS] = table_targets[protocol.TARGET_ARRAYS]
     targets = msg.content[protocol.TARGET_ARRAYS]
     for key, windows in (("z", data.train), ("z-eval", data.eval)):
         rows = targets[key].shape[0] if key in targets else 0
@@ -146,10 +148,8 @@ def store_targets(msg: Message, context: Context) -> Message:
 def store_labels(msg: Message, context: Context) -> Message:
     context.state[protocol.BANK_ARRAYS] = msg.content[protocol.BANK_ARRAYS]
     context.state[protocol.BANK_INFO] = msg.content[protocol.BANK_INFO]
-    return Message(
-        RecordDict({protocol.ACK: MetricRecord({"labels": len(msg.content[protocol.BANK_INFO]["labels"])})}),
-        reply_to=msg,
-    )
+    acknowledgement = MetricRecord({"labels": len(msg.content[protocol.BANK_INFO]["labels"])})
+    return Message(RecordDict({protocol.ACK: acknowledgement}), reply_to=msg)
 
 
 # SecAgg+ stages 1, 2 and 4 (client/secagg.py); stage 3 is the train message, masked by secagg_mod.
@@ -214,7 +214,5 @@ def evaluate(msg: Message, context: Context) -> Message:
         values["agreement"] = counts["agreement"]
     metrics = MetricRecord(values)
     group = ConfigRecord({"group": client_group(data.spec.data_set, data.spec.device_type)})
-    return Message(
-        RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group, **held_version(msg.content)}),
-        reply_to=msg,
-    )
+    content = RecordDict({"metrics": metrics, protocol.CLIENT_INFO: group, **held_version(msg.content)})
+    return Message(content, reply_to=msg)

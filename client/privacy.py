@@ -1,11 +1,4 @@
-"""Client-side privacy and fault knobs, configured from the run config at message time (not at import).
-
-- `privacy_mod`: a Flower mod on the train handler. dp-mode "central" applies Flower's `fixedclipping_mod`
-  (the update is clipped to dp-clipping-norm; the server adds the noise), "local" applies Flower's
-  `LocalDpMod` (clip + Gaussian noise on the device before upload), "none" passes through.
-- `perturb_summaries`: optional Gaussian noise on the uploaded analysis features (summary-noise).
-- `maybe_fail`: injected failures for fault studies (failure-rate), reproducible per seed, round and client.
-"""
+"""Client-side privacy and fault knobs, configured from the run config at message time (not at import)."""
 
 from __future__ import annotations
 
@@ -21,7 +14,9 @@ class InjectedFailure(RuntimeError):
 
 
 def privacy_mod(config_of, msg: Message, context: Context, call_next) -> Message:
-    """Dispatch to Flower's DP mods by the run's dp-mode. `config_of(context)` gives the FederationConfig."""
+    """A mod on the train handler: Flower's DP mod for the run's dp-mode. "central": `fixedclipping_mod`
+    clips the update to dp-clipping-norm (the server adds the noise); "local": `LocalDpMod` clips and noises
+    it on the device before upload; "none" passes. `config_of(context)` gives the FederationConfig."""
     config: FederationConfig = config_of(context)
     if config.dp_mode == "central":
         return fixedclipping_mod(msg, context, call_next)
@@ -48,6 +43,7 @@ def perturb_summaries(features: np.ndarray, relative_std: float, seed: int) -> n
 
 
 def maybe_fail(config: FederationConfig, phase: str, server_round: int, partition_id: int) -> None:
+    """Injected failure for fault studies (failure-rate), reproducible per seed, round and client."""
     if config.failure_rate <= 0:
         return
     rng = np.random.default_rng([config.seed, server_round, partition_id, len(phase)])

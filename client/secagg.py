@@ -2,9 +2,8 @@
 
 `secagg_mod` wraps the train handler OUTSIDE the DP mods: it lets training (and, under central DP, the
 update's clipping by Flower's `fixedclipping_mod`) run unchanged, then replaces the reply's model with the
-masked vector of the update (trained - global). The reply then holds the masked vector and nothing else
-(issue #36): the weight and the train loss are coordinates of that vector, so the server learns only their
-sums; nothing of one client is in clear.
+masked vector of the update (trained - global). The reply then holds the masked vector and nothing else:
+the weight and the train loss are coordinates of that vector, so the server learns only their sums.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
-"""Central DP noise that nobody who knows the run config can regenerate (issue #36).
+"""Central DP noise that nobody who knows the run config can regenerate.
 
 Every client receives the whole run config, `seed` included, and the code is public. Noise drawn from a
 generator seeded with the run seed (or from numpy's global generator, which `set_seed(config.seed)` seeds) is
 therefore known to every client: it can subtract it from the change of the global model and recover the
 exact average of the clipped updates, and the reported epsilon protects nothing. So each release draws its
-noise from a generator seeded with 256 fresh bits of operating-system entropy (`secrets`), never from the
-run seed.
+noise from a generator seeded with 256 fresh bits of operating-system entropy (`secrets`).
 
 `dp-reproducible-noise = true` brings back a seeded generator ([seed, round, 14], the same on the SecAgg+ path
 and the plain one) for studies that must replay a run exactly; metrics.json then says the epsilon is not a
@@ -76,10 +75,9 @@ class SecureNoiseClientSideFixedClipping(DifferentialPrivacyClientSideFixedClipp
 
     Flower adds the noise in `_add_noise_to_aggregated_arrays` through `add_gaussian_noise_inplace`, which
     draws from numpy's global generator: seeded by `set_seed(config.seed)` in run_federation, i.e. public.
-    Overriding that one method keeps everything else of Flower's `aggregate_train` (reply validation,
-    weights check, accounting) and replaces only the draw. Reseeding the global generator right before
-    Flower's draw would also work, but it touches process-wide state other code relies on (and may share with
-    other threads); tests/test_dp_noise.py checks that this override is really the one that noises.
+    Overriding that one method keeps the rest of Flower's `aggregate_train` (reply validation, weights check,
+    accounting). Reseeding the global generator instead would touch process-wide state other code (and other
+    threads) relies on; tests/test_dp_noise.py checks that this override is the one that noises.
     """
 
     def __init__(self, *args, reproducible_seed: int | None = None, **kwargs) -> None:

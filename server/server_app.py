@@ -20,11 +20,8 @@ def main(grid: Grid, context: Context) -> None:
     configure_logging()
     config = FederationConfig.from_run_config(context.run_config)
     # The ServerApp's working directory is wherever the SuperLink started: never write relative paths.
-    out_dir = (
-        Path(config.out_dir)
-        if config.out_dir
-        else Path.home() / "fedlanhar-runs" / time.strftime("%Y%m%d-%H%M%S")
-    )
+    default_out_dir = Path.home() / "fedlanhar-runs" / time.strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(config.out_dir) if config.out_dir else default_out_dir
     configure_torch_threads(1)
     set_seed(config.seed)
     run_federation(grid, config, out_dir)

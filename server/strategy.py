@@ -6,22 +6,13 @@ counts that server/federation.py sums exactly.
 
 from __future__ import annotations
 
-from flwr.serverapp.strategy import (
-    FedAdam,
-    FedAvg,
-    FedProx,
-    Strategy,
-)
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
 from flwr.supercore.privacy_accounting import NeighboringRelation, PrivacyConfig, SamplingMethod
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
 from server.dp_noise import SecureNoiseClientSideFixedClipping, reproducible_seed
-
-
-def train_sample_size(config: FederationConfig, num_nodes: int) -> int:
-    return min(num_nodes, max(int(num_nodes * config.fraction_train), config.min_train_nodes))
 
 
 def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
@@ -47,7 +38,7 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
         return strategy
     # Client-side fixed clipping (clients clip their update to dp-clipping-norm, see client/privacy.py) with
     # Gaussian noise added to the aggregate here; an RDP accountant reports the spent (epsilon, delta).
-    sample_size = train_sample_size(config, num_nodes)
+    sample_size = min(num_nodes, max(int(num_nodes * config.fraction_train), config.min_train_nodes))
     accountant = RdpAccountant(
         PrivacyConfig(
             target_delta=config.dp_delta,

@@ -6,20 +6,16 @@ A client sends its UPDATE (trained weights minus the global weights it received)
 - "sparse-int8": only the `topk_fraction` largest entries of each tensor (by magnitude), int8 with a scale,
   plus a bit mask saying where they are (1 bit per weight): at 20% about 12x smaller than float32.
 
+A tensor that did not change (one a client does not train) is not sent: one bit per float tensor says which.
+
 Error feedback (Seide et al. 2014; Karimireddy et al. 2019): what compression dropped this round stays on the
-client (`residual`) and is added to its next update, so nothing is lost for good, only delayed; the residual
-stays bounded by the compression error of one round instead of growing.
+client (`residual`) and is added to its next update: delayed, never lost, and bounded by one round's error.
 
-A tensor that did not change (one a client does not train, run config client-train-layers) is not sent: a
-bit per float tensor says which ones are.
-
-The server decodes a reply back into full weights with the global weights of that round
-(`decode_arrays`), so aggregation, clipping and checkpoints see ordinary float32 weights. Keys of a
-reply: see QUANTISED, SCALE, MASK, TENSORS below; a non-float tensor goes as is under its own name.
-
-The downlink uses the same code the other way round (server/updates.py `Downlink`): the server compresses
-each change of the global model with its own residual, and a client that holds an earlier version receives
-the chain of changes since (`pack_deltas`, `apply_deltas`) instead of the whole model.
+The server decodes a reply into full float32 weights with that round's global weights (`decode_arrays`), so
+aggregation, clipping and checkpoints are unchanged. The downlink runs the same code the other way round
+(server/updates.py `Downlink`): the server compresses each change of the global model with its own residual,
+and a client that holds an earlier version receives the chain of changes since (`pack_deltas`,
+`apply_deltas`) instead of the whole model.
 """
 
 from __future__ import annotations
@@ -166,15 +162,3 @@ def apply_deltas(
 
 def nbytes(arrays: dict[str, np.ndarray]) -> int:
     return int(sum(np.asarray(value).nbytes for value in arrays.values()))
-
-
-__all__ = [
-    "COMPRESSIONS",
-    "apply_deltas",
-    "decode_arrays",
-    "encode_update",
-    "is_compressed",
-    "nbytes",
-    "pack_deltas",
-    "unpack_deltas",
-]

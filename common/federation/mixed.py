@@ -29,10 +29,6 @@ class ClientSource:
     def synthetic(self) -> bool:
         return self.data_set == SYNTHETIC
 
-    @property
-    def entry(self) -> str:
-        return f"{self.data_set}:{self.device_type}" if self.device_type else self.data_set
-
 
 def parse_clients_data(config: FederationConfig) -> list[ClientSource]:
     """The entries of clients-data, in order ("synthetic:wrist_watch" -> synthetic, device wrist_watch)."""
@@ -72,15 +68,3 @@ def run_scoring_labels(config: FederationConfig, labels: list[str]) -> list[str]
     """The index space of the clients' confusion counts: the run's labels plus the merged names a client's
     data set scores instead (a set with one mixed "stairs" class), derived from the sets' label names."""
     return scoring_labels(labels, [dataset_labels(name, config.data_dir) for name in real_data_sets(config)])
-
-
-__all__ = [
-    "SYNTHETIC",
-    "ClientSource",
-    "client_data_sets",
-    "client_group",
-    "parse_clients_data",
-    "real_data_sets",
-    "run_scoring_labels",
-    "uses_user_layout",
-]

@@ -7,13 +7,10 @@ here from those two numbers and the run config, deterministically (same seed, sa
 How clients are scored (run config `client-eval`):
 
 - "held-out-users" (default; real data): the data set's users are split exactly as the central run splits
-  its target (`split_by_user` on the run's activities that the source and the data set share,
-  `eval-users-fraction` = central's target_eval_fraction 0.5, the run's seed), so for dsads_torso the
-  held-out users are those of `fedlanhar train --source uci --target dsads_torso`. The clients sharing the
-  data set are split in the same proportion (the last ones of them evaluate): training clients hold only
-  training users and never evaluate; evaluation clients hold only held-out users, never train, and score
-  all their windows. Training users are dealt by `partitioning`; held-out users are dealt whole (by user)
-  and every one of their windows lands on some evaluation client. 8 dsads_torso clients: 4 + 4.
+  its target (`held_out_user_split`), so both score the same users. The clients sharing the data set are
+  split in the same proportion (the last ones evaluate): training clients hold only training users and never
+  evaluate; evaluation clients hold only held-out users, never train, and score all their windows. Training
+  users are dealt by `partitioning`; held-out users are dealt whole, each window to some evaluation client.
 - "time": every client splits its own windows in time: the earlier windows of each recording are its
   unlabeled training windows, the later ones its held-out evaluation windows.
 Synthetic clients always split in time: each generates a single user of its own, so none can be held out.
@@ -26,18 +23,18 @@ no label decides which unlabeled windows a device holds. It scores only the wind
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 
-from common.data.devices import DeviceType, apply_device, load_device_type
+from common.data.devices import apply_device, load_device_type
 from common.data.errors import DataError
 from common.data.label_spaces import label_merges, merged_names, rename_labels
 from common.data.loading import dataset_labels, load_dataset
 from common.data.synthetic import generate_windows
 from common.data.windows import WindowSet, split_by_user
-from common.federation.mixed import client_data_sets, parse_clients_data, uses_user_layout
+from common.federation.mixed import client_data_sets, parse_clients_data, real_data_sets, uses_user_layout
 from common.federation.run_config import FederationConfig, split_list
 from common.method.lanhar import to_walking_frame
 
@@ -52,7 +49,7 @@ class ClientSpec:
     num_partitions: int
     device_type: str  # a configs/devices name, or "native"
     data_set: str  # "synthetic" or a data set name
-    users: tuple[int, ...] = ()  # real data: the users this client holds ("" = decided by partitioning)
+    users: tuple[int, ...] = ()  # real data: the users this client holds (() = decided by partitioning)
     share: int = 0  # clients-per-user > 1: which of the `shares` clients of its user this one is
     shares: int = 1
 
@@ -123,7 +120,7 @@ def user_layout_slots(config: FederationConfig) -> tuple[tuple[str, tuple[int, .
     """
     per_user = max(config.clients_per_user, 1)
     slots = []
-    for data_set in dict.fromkeys(s.data_set for s in parse_clients_data(config) if not s.synthetic):
+    for data_set in real_data_sets(config):
         if client_eval_mode(data_set, config) == "held-out-users":
             split = held_out_user_split(data_set, config)
             train_users, eval_users = split.train_users, split.eval_users
@@ -173,9 +170,8 @@ def client_spec_from_node_config(node_config: Mapping[str, object], config: Fede
         raise DataError(f"node config: 'partition-id' {partition_id} outside 0..{num_partitions - 1}")
     spec = client_spec(partition_id, num_partitions, config)
     users = tuple(int(u) for u in split_list(str(node_config.get("users", ""))))
-    return ClientSpec(
-        partition_id=partition_id,
-        num_partitions=num_partitions,
+    return replace(
+        spec,
         device_type=str(node_config.get("device-type", spec.device_type)),
         data_set=str(node_config.get("data-set", spec.data_set)),
         users=users or spec.users,
@@ -403,8 +399,7 @@ def partition_indices(
     if partitioning == "by-user":
         users = np.unique(ws.user)
         if num_clients <= len(users):
-            groups = [users[i::num_clients] for i in range(num_clients)]
-            return [np.flatnonzero(np.isin(ws.user, g)) for g in groups]
+            return deal_whole_users(ws, num_clients)
         shards_per_user = -(-num_clients // len(users))
         shards: list[np.ndarray] = []
         for user in users:
@@ -424,27 +419,3 @@ def partition_indices(
             owner[members] = rng.choice(num_clients, size=len(members), p=shares)
         return [np.flatnonzero(np.isin(ws.segment, segments[owner == i])) for i in range(num_clients)]
     raise DataError(f"partitioning '{partitioning}' unknown; use by-user, iid or dirichlet")
-
-
-__all__ = [
-    "EVALUATE",
-    "TRAIN",
-    "TRAIN_AND_EVALUATE",
-    "ClientData",
-    "ClientSpec",
-    "DeviceType",
-    "UserSplit",
-    "client_eval_mode",
-    "client_spec",
-    "client_spec_from_node_config",
-    "deal_whole_users",
-    "evaluation_peers",
-    "evaluation_plan",
-    "held_out_user_split",
-    "load_client_data",
-    "partition_indices",
-    "run_activities",
-    "split_in_time",
-    "user_layout_slots",
-    "user_layout_spec",
-]

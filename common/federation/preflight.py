@@ -45,6 +45,3 @@ def client_data_problem(data: ClientData) -> str | None:
             if problem:
                 return problem
     return None
-
-
-__all__ = ["client_data_problem", "windows_problem"]

@@ -1,10 +1,9 @@
 """The federated run's configuration: one typed, validated view of Flower's flat kebab-case run config.
 
 Flower run configs are flat dicts of int/float/bool/str (no lists), set in `[tool.flwr.app.config]` of
-pyproject.toml and overridden with `flwr run . --run-config "k=v ..."` or a TOML file. Both the ServerApp and
-the ClientApp read them through `FederationConfig.from_run_config`, so a typo or a wrong type fails loudly
-before any work starts, naming the key. `tests/test_run_config.py` checks that pyproject.toml declares exactly
-these keys with these defaults.
+pyproject.toml (which declares exactly these keys and defaults) and overridden with `flwr run . --run-config`.
+Server and clients read them through `FederationConfig.from_run_config`: a typo or a wrong type fails before
+any work starts, naming the key.
 """
 
 from __future__ import annotations
@@ -46,9 +45,8 @@ class FederationConfig:
     # --- run ---------------------------------------------------------------------------------------
     num_server_rounds: int = 4
     seed: int = 0
-    out_dir: str = (
-        ""  # absolute path; "" = ~/fedlanhar-runs/<timestamp> (the ServerApp's cwd is not the repo)
-    )
+    # Absolute path; "" = ~/fedlanhar-runs/<timestamp> (the ServerApp's cwd is not the repo).
+    out_dir: str = ""
     data_dir: str = ""  # absolute path holding the npz data sets; "" only allowed with synthetic data
     # --- server (cloud) ----------------------------------------------------------------------------
     source: str = "synthetic"  # labeled source data set held by the server: "synthetic" or a data set name
@@ -66,15 +64,13 @@ class FederationConfig:
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
-    # Local epochs the server also trains on its labeled source windows in every round, aggregated as one
-    # more participant weighted by its window count: the federated form of central stage 2, which trains
-    # on source and target windows together. 0 = the server only pre-trains. Not with DP (its update is not
-    # clipped).
+    # Local epochs the server also trains on its labeled source windows every round, aggregated as one more
+    # participant weighted by its window count (central stage 2 trains on source and target together).
+    # 0 = the server only pre-trains. Not with DP (its update is not clipped).
     server_train_epochs: int = 0
-    # Share of a real source's users the server leaves out of its training, drawn as the central run draws
-    # its source validation users (split_by_user, same seed): 0.2 = central's source_eval_fraction, so the
-    # server trains on exactly the users `fedlanhar train` trains on (a like-for-like comparison). 0 = every
-    # source user trains.
+    # Share of a real source's users the server leaves out of its training, drawn as central draws its source
+    # validation users (split_by_user, same seed): 0.2 = central's source_eval_fraction, so the server trains
+    # on exactly the users `fedlanhar train` trains on. 0 = every source user trains.
     source_eval_users_fraction: float = 0.0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
@@ -85,10 +81,8 @@ class FederationConfig:
     # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
     sensor_trunk_equivalent: bool = False
     # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
-    # common/data/posture.py): the server its source users', each client its own windows', from their own
-    # rhythmic windows, no label read. The rules texts then word the body inclination, the label descriptions
-    # state it, and the analysis token reads it. A client holding part of a user's recordings
-    # (clients-per-user > 1) finds the reference in its part. Needs the rules interpreter.
+    # common/data/posture.py) from their own rhythmic windows, no label read; the rules texts, label
+    # descriptions and analysis token then read the body inclination. Needs the rules interpreter.
     walking_frame: bool = False
     # The sensor encoder reads the absolute |acc| level (SensorEncoderConfig.acc_level; false: it does not, so
     # that an accelerometer's gain error cannot pass for an activity).
@@ -113,12 +107,10 @@ class FederationConfig:
     windows_per_client: int = 0  # synthetic clients: windows per client; 0 = the device type's `windows`
     partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
     dirichlet_alpha: float = 0.5
-    # How clients are scored. "held-out-users" (real data): the data set's users are split exactly as the
-    # central run splits its target (split_by_user, eval-users-fraction, seed), so the federated
-    # and `fedlanhar train` accuracies score the same users; clients holding training users only train,
-    # clients holding held-out users only evaluate (all their windows). "time": every client trains on the
-    # earlier windows of each recording and evaluates on the last client-eval-fraction of them. Synthetic
-    # clients always split in time (each generates its own single user: there is no user to hold out).
+    # How clients are scored (common/federation/partition.py). "held-out-users" (real data): users split as
+    # central splits its target, so both score the same users; training clients only train, held-out ones
+    # only evaluate. "time": every client trains on the earlier windows of each recording and evaluates on
+    # the last client-eval-fraction. Synthetic clients always split in time (one user each).
     client_eval: str = "held-out-users"
     eval_users_fraction: float = 0.5  # client-eval = held-out-users: share of users held out (central's 0.5)
     client_eval_fraction: float = 0.3  # client-eval = time: held-out share of each recording's windows
@@ -135,19 +127,16 @@ class FederationConfig:
     # The last round scores every evaluating client (true) or a fraction-evaluate sample like the others
     # (false: at 10,000 clients scoring all of them dominates the run).
     final_round_evaluate_all: bool = True
-    # Set a client up (summaries -> targets, label bank) only when it is first sampled, sampling from every
-    # connected node each round (server/enrolment.py): for very many clients. The round-0 and last
-    # evaluations then score a fraction-evaluate sample too.
+    # Set a client up (summaries -> targets, label bank) only when it is first sampled (server/enrolment.py):
+    # for very many clients. The round-0 and last evaluations then score a fraction-evaluate sample too.
     lazy_enrolment: bool = False
     min_train_nodes: int = 2
     # Clip every client update (its change of the global model) to this multiple of the round's median update
     # norm before aggregating: one outlier device cannot drag the model. 0 = off.
     update_clip_factor: float = 0.0
-    # Lean updates both ways: "none" (float32 weights up and down), "int8" (updates quantised, 4x smaller),
-    # "sparse-int8" (the largest update-topk-fraction of each update, int8 + a bit mask: 12x at 0.2). Up, each
-    # client keeps what compression left out and adds it to its next update (error feedback); down, the global
-    # model moves by steps compressed the same way (the server keeps its own residual), and a client gets the
-    # whole model (float16) once, then only the steps since the version it holds (server/updates.py).
+    # Lean updates both ways (common/federation/compression.py): "none" (float32 weights), "int8" (4x
+    # smaller), "sparse-int8" (the largest update-topk-fraction of each update, int8 + a bit mask: 12x at
+    # 0.2), with error feedback; a client gets the whole model (float16) once, then only the steps since.
     update_compression: str = "none"
     update_topk_fraction: float = 0.2
     # Clients train (and send, and receive changes of) only the top N transformer layers of the sensor encoder
@@ -173,12 +162,11 @@ class FederationConfig:
     # that must replay a run exactly; metrics.json then marks the epsilon as not a guarantee.
     dp_reproducible_noise: bool = False
     summary_noise: float = 0.0  # Gaussian noise on uploaded summaries, std relative to each value (not DP)
-    # SecAgg+ on the training rounds (server/secagg.py, client/secagg.py): the server learns only the sum of
-    # the sampled clients' weighted updates. Each client shares its secrets with `secagg-num-shares` ring
-    # neighbours (itself included; the whole round when fewer clients are sampled), any
-    # `secagg-reconstruction-threshold` of which can rebuild them; a round with fewer survivors in some
-    # neighbourhood is refused. Updates (trained - global) are clipped to +-secagg-clipping-range per
-    # coordinate and quantised to secagg-quantization-range levels before masking.
+    # SecAgg+ on the training rounds (common/federation/secagg.py): the server learns only the sum of the
+    # sampled clients' weighted updates. Each client shares its secrets with `secagg-num-shares` ring
+    # neighbours (itself included), any `secagg-reconstruction-threshold` of which can rebuild them. Updates
+    # (trained - global) are clipped to +-secagg-clipping-range per coordinate and quantised to
+    # secagg-quantization-range levels before masking.
     secagg: bool = False
     secagg_num_shares: int = 7
     secagg_reconstruction_threshold: int = 4
@@ -373,19 +361,14 @@ class FederationConfig:
 
     def _check_secagg(self) -> None:
         """SecAgg+: what it cannot be combined with, and its sharing and quantisation parameters."""
-        if self.secagg:
-            # SecAgg+ shows the server only the masked sum: per-client steps on the server are impossible.
-            if self.update_compression != "none":
-                _fail("secagg", "cannot be combined with update-compression: masking needs the plain update")
-            if self.update_clip_factor > 0:
-                _fail(
-                    "secagg", "cannot be combined with update-clip-factor: the server never sees one update"
-                )
-            if self.lazy_enrolment:
-                _fail(
-                    "secagg",
-                    "cannot be combined with lazy-enrolment: key agreement needs the sampled clients",
-                )
+        # SecAgg+ shows the server only the masked sum: per-client steps on the server are impossible.
+        for other_key, is_set, why in (
+            ("update-compression", self.update_compression != "none", "masking needs the plain update"),
+            ("update-clip-factor", self.update_clip_factor > 0, "the server never sees one update"),
+            ("lazy-enrolment", self.lazy_enrolment, "key agreement needs the sampled clients"),
+        ):
+            if self.secagg and is_set:
+                _fail("secagg", f"cannot be combined with {other_key}: {why}")
         if self.secagg_num_shares < 3:
             _fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
         if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:

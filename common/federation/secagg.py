@@ -24,12 +24,12 @@ quantisation error (the weight key is "num-examples", or the uniform weight 1 un
 What is masked is the UPDATE (trained - global), clipped to +-clipping_range per coordinate: updates are
 small, so a narrow range keeps the quantisation step (2 * clipping_range / Q) far below their size.
 
-Nothing rides beside the masked vector (issue #36): the client's train loss, which the round log reports, is
-its LAST coordinate, loss / loss_bound * clipping_range weighted like the update, so the server learns only
-the weighted mean loss (`split_loss`), never one client's. The weight is element 0, masked too.
+Nothing rides beside the masked vector: the client's train loss, which the round log reports, is its LAST
+coordinate, loss / loss_bound * clipping_range weighted like the update, so the server learns only the
+weighted mean loss (`split_loss`), never one client's.
 
-Masks (issue #36): every mask is ChaCha20's keystream under a 256-bit key (`expand_mask`): the client's
-own mask under its 32-byte random mask seed, each pairwise mask under the pair's ECDH-derived 32-byte key.
+Masks: every mask is ChaCha20's keystream under a 256-bit key (`expand_mask`): the client's own mask under
+its 32-byte random mask seed, each pairwise mask under the pair's ECDH-derived 32-byte key.
 Flower's `pseudo_rand_gen` is not used: it folds its seed to 32 bits, so about 2**32 tries would rebuild a
 mask. Neighbourhoods must leave every survivor at least 3 live neighbours (`check_neighbourhood`).
 
@@ -233,6 +233,7 @@ class ClientSecrets:
             return [int(n) for n in values.get(key, [])]
 
         params = {k[len("param-") :]: v for k, v in values.items() if k.startswith("param-")}
+        key_pairs = zip(values.get("key-pk1", []), values.get("key-pk2", []), strict=True)
         return cls(
             node_id=int(values["node-id"]),
             params=SecAggParams.from_config(params),
@@ -241,13 +242,7 @@ class ClientSecrets:
             sk2=values["sk2"],
             pk2=values["pk2"],
             mask_seed=values.get("mask-seed", b""),
-            public_keys=dict(
-                zip(
-                    ids("key-owners"),
-                    zip(values.get("key-pk1", []), values.get("key-pk2", []), strict=True),
-                    strict=True,
-                )
-            ),
+            public_keys=dict(zip(ids("key-owners"), key_pairs, strict=True)),
             seed_shares=dict(zip(ids("seed-share-owners"), values.get("seed-shares", []), strict=True)),
             sk1_shares=dict(zip(ids("sk1-share-owners"), values.get("sk1-shares", []), strict=True)),
             live_neighbours=ids("live-neighbours"),
@@ -485,8 +480,7 @@ def check_modulus(num_clients: int, quantization_range: int, modulus: int = MODU
     if num_clients * quantization_range >= modulus:
         raise SecAggError(
             f"{num_clients} clients x secagg-quantization-range {quantization_range} overflow the 2**32 "
-            "modulus: "
-            f"lower secagg-quantization-range below {modulus // num_clients}"
+            f"modulus: lower secagg-quantization-range below {modulus // num_clients}"
         )
 
 
