@@ -743,17 +743,14 @@ def train_sensor_encoder(
     model.eval()
     epochs_run = len(history["loss"])
     groups = data.windows.groups
-    history.update(
-        {
-            "epochs_run": epochs_run,
-            "seconds": seconds,
-            "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
-            "num_examples": len(X),
-            "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
-            "config": asdict(config),
-        }
-    )
-    return history
+    return history | {
+        "epochs_run": epochs_run,
+        "seconds": seconds,
+        "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
+        "num_examples": len(X),
+        "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
+        "config": asdict(config),
+    }
 
 
 def train_sensor_epochs(
