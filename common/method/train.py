@@ -9,12 +9,9 @@ windows that share an interpretation are positives of each other).
 proximal term): central stage 2 and the clients' federated training share `_run_sensor_epoch`.
 `average_state_dicts` is FedAvg's aggregate, for running the federation's rounds in one process.
 
-Budget note for stage 1 on 2 CPU cores: one MiniLM forward+backward at batch 32 costs seconds, so the loop
-trains on distinct (interpretation, label) pairs (rule-based interpretations repeat a lot) drawn with class
-balance, embeds each distinct text once per step (a few descriptions per label, shared by that label's
-rows), pads each batch only to its longest text, caps texts at `max_length` tokens, can freeze the lower
-layers (`trainable_layers`, whose output is then computed once per distinct text: `_TextEmbedder`) and stops
-at `max_steps`.
+Stage 1 fits a CPU budget (a MiniLM step at batch 32 costs seconds): it trains on the distinct
+(interpretation, label) pairs, embeds each distinct text once per step, pads batches only to their longest
+text and stops at `max_steps`.
 """
 
 from __future__ import annotations
@@ -29,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pad_sequence
 
 from common.base.device import autocast, module_device
 from common.data.devices import rotation_matrix
@@ -51,14 +49,12 @@ class TextTrainConfig:
     temperature: float = 0.07
     alpha: float = 0.5  # weight of ca1 + ca2 + ca3 (the paper gives no value)
     beta: float = 0.1  # weight of the reconstruction loss (the paper gives no value)
-    # Tokens per text incl. [CLS]/[SEP]; longer texts are cut. Rule interpretations measure 51-61 MiniLM
-    # tokens, configs/label_knowledge.toml descriptions 83-116; batches are padded only to their longest text.
+    # Tokens per text incl. [CLS]/[SEP], longer texts are cut: rule interpretations measure 51-61 MiniLM
+    # tokens, configs/label_knowledge.toml descriptions 83-116.
     max_length: int = 128
     descriptions_per_label: int | None = None  # use at most this many descriptions per label (None: all)
-    # Fine-tune only the top n layers (None: all, as in the paper). The frozen embeddings and lower layers
-    # are run once per distinct text and cached (_TextEmbedder), so a step costs the top layers only: 2 of
-    # MiniLM's 6 make a step about 6x cheaper, but on the 12-pair matrix they lost accuracy and new
-    # activities (docs/results/speed), so the default stays the paper's.
+    # Fine-tune only the top n layers (None: all, the paper's choice; fewer are cheaper but lost accuracy:
+    # docs/results/speed). The frozen bottom then runs once per distinct text (_TextEmbedder).
     trainable_layers: int | None = None
     decoder_layers: int = 2
     decoder_heads: int = 4
@@ -69,21 +65,21 @@ class TextTrainConfig:
     def __post_init__(self) -> None:
         if self.max_steps is None and self.epochs is None:
             raise ValueError("TextTrainConfig needs max_steps or epochs")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"TextTrainConfig.max_steps must be >= 1 or None, got {self.max_steps}")
         if (self.epochs is not None and self.epochs <= 0) or self.batch_size < 2 or self.max_length < 4:
             raise ValueError(
                 "TextTrainConfig needs epochs > 0, batch_size >= 2, max_length >= 4; "
                 f"got epochs={self.epochs}, batch_size={self.batch_size}, max_length={self.max_length}"
             )
-        if self.descriptions_per_step < 1:
-            raise ValueError(f"descriptions_per_step must be >= 1, got {self.descriptions_per_step}")
-        if self.trainable_layers is not None and self.trainable_layers < 0:
-            raise ValueError(f"trainable_layers must be >= 0 or None, got {self.trainable_layers}")
-        if self.descriptions_per_label is not None and self.descriptions_per_label < 1:
-            raise ValueError(
-                f"descriptions_per_label must be >= 1 or None, got {self.descriptions_per_label}"
-            )
+        minimums = {
+            "max_steps": 1,
+            "descriptions_per_step": 1,
+            "descriptions_per_label": 1,
+            "trainable_layers": 0,
+        }
+        for name, minimum in minimums.items():
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"TextTrainConfig.{name} must be >= {minimum}, got {value}")
 
 
 @dataclass
@@ -148,25 +144,17 @@ def _cycle_shuffled(items: Sequence[int], rng: random.Random) -> Iterator[int]:
 
 
 def _pad(sequences: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, sequence in enumerate(sequences):
-        ids[row, : len(sequence)] = torch.tensor(sequence, dtype=torch.long)
-        mask[row, : len(sequence)] = 1
+    """Token ids [B, L] padded with pad_id to the longest sequence, and the 0/1 attention mask [B, L]."""
+    ids = pad_sequence([torch.tensor(s) for s in sequences], batch_first=True, padding_value=pad_id)
+    mask = pad_sequence([torch.ones(len(s), dtype=torch.long) for s in sequences], batch_first=True)
     return ids, mask
 
 
 def _tokenize_capped(encoder: TextEncoder, texts: list[str], max_length: int) -> tuple[list[list[int]], int]:
     """Token ids of each text, cut to max_length keeping the closing special token; also how many were cut."""
     full = encoder.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-    capped, cut = [], 0
-    for ids in full:
-        if len(ids) > max_length:
-            ids = ids[: max_length - 1] + ids[-1:]
-            cut += 1
-        capped.append(list(ids))
-    return capped, cut
+    capped = [ids[: max_length - 1] + ids[-1:] if len(ids) > max_length else list(ids) for ids in full]
+    return capped, sum(len(ids) > max_length for ids in full)
 
 
 def _length_stats(token_ids: list[list[int]]) -> dict[str, float]:
@@ -209,13 +197,9 @@ def _freeze_lower_layers(encoder: TextEncoder, trainable_layers: int | None) -> 
 LAYER_CACHE_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "electra")
 
 
-def _additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """[B, L] 0/1 attention mask -> the [B, 1, 1, L] additive mask a BERT layer adds to its scores."""
-    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
-
-
 def _run_layers(layers: list[nn.Module], hidden: Tensor, mask: Tensor) -> Tensor:
-    additive = _additive_mask(mask, hidden.dtype)
+    """BERT layers on hidden [B, L, D]; the 0/1 mask [B, L] becomes the additive [B, 1, 1, L] one."""
+    additive = (1.0 - mask[:, None, None, :].to(hidden.dtype)) * torch.finfo(hidden.dtype).min
     for layer in layers:
         output = layer(hidden, additive)
         hidden = output[0] if isinstance(output, tuple) else output  # transformers 4.x returns a tuple
@@ -225,10 +209,8 @@ def _run_layers(layers: list[nn.Module], hidden: Tensor, mask: Tensor) -> Tensor
 class _TextEmbedder:
     """Embeds stage 1's distinct texts by index, padding each batch only to its longest text.
 
-    With `trainable_layers` = k, nothing below the top k layers gets a gradient, so their output for a
-    given text never changes during stage 1: it is computed once per distinct text (the pretrained model
-    in eval mode, no dropout) and every step runs only the top k layers on it. Rule interpretations repeat
-    a lot (about 160 distinct texts for a source), so this removes the frozen layers' cost from the steps.
+    With `trainable_layers` = k the layers below the top k get no gradient, so their output for a text never
+    changes: it is computed once per distinct text (eval mode, no dropout) and each step runs the top k only.
     """
 
     def __init__(
@@ -270,7 +252,7 @@ class _TextEmbedder:
         if self.top is None:
             return self.encoder.embed_tokens(ids, mask), ids, mask
         mask = mask.to(self.encoder.device)
-        hidden = nn.utils.rnn.pad_sequence([self.states[i] for i in indices], batch_first=True)
+        hidden = pad_sequence([self.states[i] for i in indices], batch_first=True)
         return mean_pool(_run_layers(self.top, hidden, mask), mask), ids, mask
 
 
@@ -475,10 +457,7 @@ def _stage1_loss(
             texts.category_of_label[description_labels].to(device),
             pairs=torch.tensor(pair_rows, device=device),
             sensor_tokens=(to_compact[sensor_ids.cpu()].to(device), sensor_mask.to(device)),
-            description_tokens=(
-                to_compact[description_ids.cpu()].to(device),
-                description_mask.to(device),
-            ),
+            description_tokens=(to_compact[description_ids.cpu()].to(device), description_mask.to(device)),
         )
 
 
@@ -493,12 +472,8 @@ def train_text_encoder(
 ) -> dict:
     """Stage 1, in place on `encoder`. Returns a history of the loss terms per step plus run facts.
 
-    Each step draws `batch_size` sensor interpretations with class balance (from the distinct (text, label)
-    pairs) and `descriptions_per_step` descriptions for each label present; every interpretation is paired
-    with one description of its label (`_Stage1Sampler`). Each distinct text is embedded once per step.
-    Loss: align (InfoNCE over the pairs, same-label pairs are positives), ca1 (descriptions by category),
-    ca2 (interpretations by category), ca3 (descriptions by label), re (the decoder rebuilds both kinds of
-    text from their embeddings).
+    Each step's rows come from `_Stage1Sampler` (class-balanced interpretations, each paired with one of its
+    label's descriptions); the loss is TextAlignmentLoss: align + alpha (ca1 + ca2 + ca3) + beta re.
     """
     config = config or TextTrainConfig()
     texts = _Stage1Texts.build(
@@ -681,7 +656,7 @@ def _run_sensor_epoch(
                 rotated = window_analysis(windows.cpu().numpy(), model.config)
                 analysis = torch.from_numpy(rotated).to(windows.device)
         with autocast(train.X.device):
-            E = model(windows, analysis) if analysis is not None else model(windows)
+            E = model(windows, analysis)
             loss = data.criterion(E, train.Z[index], same_group_mask(train.groups[index]))["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
@@ -768,17 +743,14 @@ def train_sensor_encoder(
     model.eval()
     epochs_run = len(history["loss"])
     groups = data.windows.groups
-    history.update(
-        {
-            "epochs_run": epochs_run,
-            "seconds": seconds,
-            "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
-            "num_examples": len(X),
-            "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
-            "config": asdict(config),
-        }
-    )
-    return history
+    return history | {
+        "epochs_run": epochs_run,
+        "seconds": seconds,
+        "windows_per_second": epochs_run * len(X) / max(seconds, 1e-9),
+        "num_examples": len(X),
+        "distinct_targets": int(groups.max()) + 1 if len(groups) else 0,
+        "config": asdict(config),
+    }
 
 
 def train_sensor_epochs(
@@ -824,10 +796,9 @@ def average_state_dicts(
 ) -> dict[str, Tensor]:
     """The weighted mean of models' weights, key by key: FedAvg's aggregate (weights: window counts).
 
-    Central stage 2 uses it to run the federation's rounds in one process (simulations/central.py); the
-    federation itself aggregates with Flower's FedAvg. `states` is consumed one at a time into a running
-    sum, so a generator that trains each model on demand holds one state besides the sum, not all of them.
-    Every state must hold the same floating-point keys and shapes.
+    `states` is consumed one at a time into a running sum, so a generator that trains each model on demand
+    holds one state besides the sum, not all of them. Every state must hold the same floating-point keys
+    and shapes. (The federation itself aggregates with Flower's FedAvg.)
     """
     weights = [float(w) for w in weights]
     if not weights or any(w < 0 for w in weights) or sum(weights) <= 0:

@@ -9,14 +9,14 @@
 `out_dir/label_bank.npz`      prototypes [C, D] L2-normalised + labels; `label_bank.json` the labels again
 
 The TorchScript module is scripted (not traced) so the input shape check survives, then frozen: freezing
-folds the weights into constants and drops training-only branches, which cuts single-window latency by about
-a third.
+folds the weights into constants and drops training-only branches (about a third less single-window latency).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import json
 import time
 import warnings
@@ -53,9 +53,8 @@ def _quiet_torchscript() -> Iterator[None]:
 
 
 class RawWindowEncoder(nn.Module):
-    """What a device runs: the raw window in, the embedding out. An analysis-token encoder computes the
-    window's signal analysis inside (SensorEncoder.forward with analysis=None), so the deployed forward
-    has this single input and a device needs no numpy."""
+    """What a device runs: the raw window in, the embedding out (SensorEncoder.forward with analysis=None
+    computes the analysis token's input inside), so the deployed forward has one input and needs no numpy."""
 
     def __init__(self, model: SensorEncoder) -> None:
         super().__init__()
@@ -69,14 +68,6 @@ class RawWindowEncoder(nn.Module):
 def _deployed_copy(model: SensorEncoder) -> RawWindowEncoder:
     """A CPU, eval-mode copy of the model, raw window in (the caller's model is left as it is)."""
     return RawWindowEncoder(copy.deepcopy(model).cpu()).eval()
-
-
-def script_sensor_model(model: SensorEncoder, freeze: bool = True) -> torch.jit.ScriptModule:
-    """A CPU, eval-mode TorchScript copy of the model, raw window in (the caller's model is left as is)."""
-    deployed = _deployed_copy(model)
-    with _quiet_torchscript():
-        scripted = torch.jit.script(deployed)
-        return torch.jit.freeze(scripted) if freeze else scripted
 
 
 def example_windows(config: SensorEncoderConfig, batch: int = 1, seed: int = 0) -> Tensor:
@@ -101,31 +92,25 @@ def export_onnx_model(model: SensorEncoder, path: str | Path) -> Path:
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        _trace_to_onnx(deployed, example_windows(model.config, batch=2), path)
+        with warnings.catch_warnings(), torch.no_grad():
+            # tracer notes about the shape check turned into constants, and the exporter's deprecation note
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                deployed,
+                (example_windows(model.config, batch=2),),
+                str(path),
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=["window"],
+                output_names=["embedding"],
+                dynamic_axes={"window": {0: "batch"}, "embedding": {0: "batch"}},
+            )
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
     return path
 
 
-def _trace_to_onnx(deployed: RawWindowEncoder, example: Tensor, path: Path) -> None:
-    with warnings.catch_warnings(), torch.no_grad():
-        # tracer notes about the shape check turned into constants, and the exporter's deprecation note
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            deployed,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=["window"],
-            output_names=["embedding"],
-            dynamic_axes={"window": {0: "batch"}, "embedding": {0: "batch"}},
-        )
-
-
-def export_sensor_model(
-    model: SensorEncoder, bank: LabelBank, out_dir: str | Path, freeze: bool = True
-) -> dict:
+def export_sensor_model(model: SensorEncoder, bank: LabelBank, out_dir: str | Path) -> dict:
     """Write the deployment files into out_dir; returns their paths and sizes in MB."""
     if not isinstance(model, SensorEncoder):
         raise TypeError(f"model must be a SensorEncoder, got {type(model).__name__}")
@@ -138,11 +123,10 @@ def export_sensor_model(
     model_path, onnx_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE
     # A wearable runs the model on its own CPU: script a CPU copy, whatever device trained this one.
     with _quiet_torchscript():
-        torch.jit.save(script_sensor_model(model, freeze=freeze), str(model_path))
+        torch.jit.save(torch.jit.freeze(torch.jit.script(_deployed_copy(model))), str(model_path))
     export_onnx_model(model, onnx_path)
     bank_path = bank.save(out_dir / BANK_FILE)
-    info = _model_info(model.config, bank, freeze)
-    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    (out_dir / MODEL_INFO_FILE).write_text(json.dumps(_model_info(model.config, bank), indent=2) + "\n")
     model_mb, bank_mb, onnx_mb = _megabytes(model_path), _megabytes(bank_path), _megabytes(onnx_path)
     return {
         "sensor_encoder": str(model_path),
@@ -157,7 +141,7 @@ def export_sensor_model(
     }
 
 
-def _model_info(config: SensorEncoderConfig, bank: LabelBank, freeze: bool) -> dict:
+def _model_info(config: SensorEncoderConfig, bank: LabelBank) -> dict:
     """The sensor_encoder.json description: one input, the raw window."""
     return {
         "input": {
@@ -185,7 +169,7 @@ def _model_info(config: SensorEncoderConfig, bank: LabelBank, freeze: bool) -> d
         else None,
         "files": {"torchscript": MODEL_FILE, "onnx": ONNX_FILE, "onnx_opset": ONNX_OPSET},
         "config": config.to_dict(),
-        "frozen": freeze,
+        "frozen": True,
         "torch": torch.__version__,
         "labels": bank.labels,
     }
@@ -249,19 +233,11 @@ def measure_latency(
         config = SensorEncoderConfig.from_dict(json.loads(info_path.read_text())["config"])
     x = example_windows(config, batch=batch)
     if runtime == "onnxruntime":
-        session = onnx_session(directory, threads)
-        inputs = {"window": x.numpy()}
-
-        def classify_once() -> None:
-            session.run(None, inputs)
+        classify_once = functools.partial(onnx_session(directory, threads).run, None, {"window": x.numpy()})
     else:
         model_path = path if path.suffix == ".pt" else directory / MODEL_FILE
         with _quiet_torchscript():
-            module = torch.jit.load(str(model_path), map_location="cpu")
-
-        def classify_once() -> None:
-            module(x)
-
+            classify_once = functools.partial(torch.jit.load(str(model_path), map_location="cpu"), x)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -35,13 +35,6 @@ def identical_rows_mask(targets: Tensor, tolerance: float = 1e-6) -> Tensor:
     return unit @ unit.T >= 1.0 - tolerance
 
 
-def _check_pair(a: Tensor, b: Tensor) -> None:
-    if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(
-            f"expected two [B, D] tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
-        )
-
-
 class InfoNCELoss(nn.Module):
     """Symmetric InfoNCE over B matching pairs (a_i, b_i) with cosine similarity / temperature.
 
@@ -57,7 +50,10 @@ class InfoNCELoss(nn.Module):
         self.temperature = float(temperature)
 
     def forward(self, a: Tensor, b: Tensor, same: Tensor | None = None) -> dict[str, Tensor]:
-        _check_pair(a, b)
+        if a.dim() != 2 or a.shape != b.shape:
+            raise ValueError(
+                f"expected two [B, D] tensors of the same shape, got {list(a.shape)} and {list(b.shape)}"
+            )
         batch = a.shape[0]
         if same is None:
             same = identical_rows_mask(b)
@@ -79,18 +75,11 @@ class InfoNCELoss(nn.Module):
 class CategoryRankingLoss(nn.Module):
     """-mean log sigmoid(s(i, j) - s(i, k)) over all triplets with j != i in i's group and k outside it.
 
-    Triplets are enumerated as a [B, B, B] tensor (vectorised; 32 rows -> 32k entries). `max_triplets` caps
-    the count by uniform sampling for large batches. No valid triplet (one group only, or only singletons)
-    -> loss 0.
+    Triplets are enumerated as a [B, B, B] tensor (vectorised; 32 rows -> 32k entries). No valid triplet
+    (one group only, or only singletons) -> loss 0.
     """
 
-    def __init__(self, max_triplets: int | None = None) -> None:
-        super().__init__()
-        if max_triplets is not None and max_triplets < 1:
-            raise ValueError(f"max_triplets must be >= 1 or None, got {max_triplets}")
-        self.max_triplets = max_triplets
-
-    def forward(self, embeddings: Tensor, groups: Tensor, generator: torch.Generator | None = None) -> dict:
+    def forward(self, embeddings: Tensor, groups: Tensor) -> dict:
         if embeddings.dim() != 2:
             raise ValueError(f"embeddings must be [B, D], got {list(embeddings.shape)}")
         if groups.shape != (embeddings.shape[0],):
@@ -106,11 +95,7 @@ class CategoryRankingLoss(nn.Module):
         if count == 0:
             zero = embeddings.sum() * 0.0  # keeps the graph connected for callers that always backprop
             return {"loss": zero, "triplets": torch.tensor(0)}
-        margins = similarity.unsqueeze(2) - similarity.unsqueeze(1)  # s(i, j) - s(i, k)
-        margins = margins[valid]
-        if self.max_triplets is not None and count > self.max_triplets:
-            pick = torch.randperm(count, generator=generator, device=margins.device)[: self.max_triplets]
-            margins = margins[pick]
+        margins = (similarity.unsqueeze(2) - similarity.unsqueeze(1))[valid]  # s(i, j) - s(i, k)
         return {"loss": -F.logsigmoid(margins).mean(), "triplets": torch.tensor(margins.numel())}
 
 
@@ -231,7 +216,6 @@ class TextAlignmentLoss(nn.Module):
         beta: float = 0.1,
         temperature: float = 0.07,
         reconstruction: ReconstructionLoss | None = None,
-        max_triplets: int | None = None,
     ) -> None:
         super().__init__()
         if alpha < 0 or beta < 0:
@@ -239,7 +223,7 @@ class TextAlignmentLoss(nn.Module):
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.align = InfoNCELoss(temperature)
-        self.ranking = CategoryRankingLoss(max_triplets)
+        self.ranking = CategoryRankingLoss()
         self.reconstruction = reconstruction
 
     def forward(
@@ -293,11 +277,10 @@ class TextAlignmentLoss(nn.Module):
                 raise ValueError(
                     "reconstruction needs sensor_tokens and description_tokens as (ids, attention_mask)"
                 )
+            decoder = self.reconstruction
             re = (
-                self.reconstruction(F.normalize(sensor_embeddings, dim=-1), *sensor_tokens)["loss"]
-                + self.reconstruction(F.normalize(description_embeddings, dim=-1), *description_tokens)[
-                    "loss"
-                ]
+                decoder(F.normalize(sensor_embeddings, dim=-1), *sensor_tokens)["loss"]
+                + decoder(F.normalize(description_embeddings, dim=-1), *description_tokens)["loss"]
             )
         loss = align + self.alpha * (ca1 + ca2 + ca3) + self.beta * re
         return {"loss": loss, "align": align, "ca1": ca1, "ca2": ca2, "ca3": ca3, "re": re}

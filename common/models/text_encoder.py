@@ -113,9 +113,8 @@ def _load_pretrained(source: str) -> tuple[object, nn.Module]:
 
     def load(**options: bool) -> tuple[object, nn.Module]:
         with _no_transformers_progress_bars():
-            return AutoTokenizer.from_pretrained(source, **options), AutoModel.from_pretrained(
-                source, **options
-            )
+            tokenizer = AutoTokenizer.from_pretrained(source, **options)
+            return tokenizer, AutoModel.from_pretrained(source, **options)
 
     if Path(source).is_dir():
         try:
@@ -145,13 +144,13 @@ def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
 
 
-def _check_texts(texts: Sequence[str], field: str = "texts") -> list[str]:
+def _check_texts(texts: Sequence[str]) -> list[str]:
     if isinstance(texts, str):
-        raise TypeError(f"{field} must be a list of strings, not a single string")
+        raise TypeError("texts must be a list of strings, not a single string")
     texts = list(texts)
     for index, text in enumerate(texts):
         if not isinstance(text, str):
-            raise TypeError(f"{field}[{index}] must be a str, got {type(text).__name__}")
+            raise TypeError(f"texts[{index}] must be a str, got {type(text).__name__}")
     return texts
 
 
@@ -170,10 +169,6 @@ class TextEncoder(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.tokenizer)
 
     @property
     def pad_token_id(self) -> int:

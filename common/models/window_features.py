@@ -2,9 +2,9 @@
 
 `WindowFeatures(names=...)` maps raw windows x [B, T, C] (acc x,y,z in m/s^2 including gravity, then gyro
 x,y,z in rad/s when C = 6) to float32 [B, len(names)], the named columns of `analyze_windows` at the model's
-rate. It exists so that the deployed sensor encoder takes the raw window alone (issue #34): the training path
-keeps the numpy analysis (computed once per window and cached), the exported model computes the same numbers
-inside, and tests/test_window_features.py checks that the two agree on real and synthetic windows.
+rate, so that the deployed sensor encoder takes the raw window alone: training keeps the numpy analysis
+(computed once per window and cached), the exported model computes the same numbers inside, and
+tests/test_window_features.py checks that the two agree.
 
 Why it looks the way it does:
 - float64 throughout, as numpy computes: the discrete features (argmax frequencies, peak counts, the
@@ -48,9 +48,8 @@ TILT_SWING_PERCENTILE = 90.0  # as data/features.py _tilt_swing
 # Squarings of the normalised gyro covariance: after k of them the second eigenvalue's share is
 # (lambda2 / lambda1) ** (2 ** k); 2 ** 24 ~ 1.7e7 separates eigenvalues 1e-6 apart.
 _SQUARINGS = 24
-# Normalising after every 4th squaring is enough: the top eigenvalue of a Frobenius-normalised PSD 3x3 is at
-# least 1/sqrt(3), so 4 squarings leave it >= 3^-8; fewer tiny ops: the loop was a quarter of the analysis'
-# single-window time under TorchScript.
+# Normalising after every 4th squaring is enough (the top eigenvalue of a Frobenius-normalised PSD 3x3 is
+# >= 1/sqrt(3), so 4 squarings leave it >= 3^-8); fewer ops matter: the loop was 1/4 of single-window time.
 _SQUARINGS_PER_NORMALISATION = 4
 _POWER_STEPS = 2  # plain power steps with the covariance itself, to polish the rounding of the squarings
 _TINY = 1e-300  # guards divisions by an exactly zero norm (a gyro that reads 0): the result is then 0
@@ -107,17 +106,9 @@ def _percentile_constants(count: int, percentile: float) -> tuple[int, int, floa
 
 
 def check_window_shape(x: Tensor, window: int, channels: int, reader: str) -> None:
-    """A clear error for raw windows that are not [B, window, channels]; written to survive scripting."""
+    """A clear error for raw windows that are not [B, window, channels] (scriptable: it runs on devices)."""
     if x.dim() != 3 or x.shape[1] != window or x.shape[2] != channels:
-        raise ValueError(
-            reader
-            + " expects x of shape [B, "
-            + str(window)
-            + ", "
-            + str(channels)
-            + "], got "
-            + str(list(x.shape))
-        )
+        raise ValueError(f"{reader} expects x of shape [B, {window}, {channels}], got {list(x.shape)}")
 
 
 class WindowFeatures(nn.Module):
@@ -153,7 +144,6 @@ class WindowFeatures(nn.Module):
         self.squarings_per_normalisation = _SQUARINGS_PER_NORMALISATION
         self.power_steps = _POWER_STEPS
         self.min_peak_height = MIN_PEAK_HEIGHT
-        self.num_features = len(names)
         self.duration = window / self.rate
 
         dft, band_frequencies = _dft_matrix(window, self.rate)
@@ -204,18 +194,15 @@ class WindowFeatures(nn.Module):
         columns["dominant_frequency"] = frequencies[:, 0]
         columns["dominant_frequency_share"] = shares[:, 0]
         columns["vertical_dominant_frequency"] = frequencies[:, 1]
-        available = torch.ones_like(magnitude[:, 0])
         if self.has_gyro:
+            columns["gyro_available"] = torch.ones_like(magnitude[:, 0])
             columns["gyro_dominant_frequency"] = frequencies[:, 2]
         else:  # a gyro-less device: its gyro features are 0, as analyze_windows(has_gyro=False) gives them
             zero = torch.zeros_like(magnitude[:, 0])
             for axis in ["x", "y", "z"]:
                 columns["gyro_energy_" + axis] = zero
-            columns["gyro_magnitude_mean"] = zero
-            columns["gyro_magnitude_std"] = zero
-            columns["gyro_dominant_frequency"] = zero
-            available = zero
-        columns["gyro_available"] = available
+            for name in ["magnitude_mean", "magnitude_std", "dominant_frequency", "available"]:
+                columns["gyro_" + name] = zero
         return torch.stack([columns[name] for name in self.names], dim=1).float()
 
     def _acc_features(self, acc: Tensor, magnitude: Tensor, columns: dict[str, Tensor]) -> Tensor:
