@@ -51,6 +51,7 @@ from server.checkpoint import (
 )
 from server.cloud import Cloud
 from server.dp_noise import privacy_guarantee
+from server.dp_poisson import poisson_cohort, releases_every_round, sampling_seed
 from server.enrolment import Enrolment
 from server.local_interpretation import text_table_records
 from server.secagg import SecAggRound, secagg_train_round
@@ -458,7 +459,7 @@ class FederationRun:
     new_labels: list[str]
     bank_version: int
     scoring: list[str]  # the labels clients score among (run_scoring_labels)
-    rng: np.random.Generator  # samples the evaluating clients (and lazily, the training ones)
+    rng: np.random.Generator  # samples the evaluating clients (and lazily or by Poisson, the training ones)
     rounds: list[dict]  # each round's record, as rounds.json holds them
     first_round: int
     downlink: Downlink | None  # lean downlink (update-compression)
@@ -569,7 +570,7 @@ class FederationRun:
         else:
             self.arrays = protocol.model_arrays(self.model)
             self.labels, self.new_labels, self.bank_version = config.activity_list, [], 1
-            self.rng = np.random.default_rng(config.seed)
+            self.rng = np.random.default_rng(sampling_seed(config))  # the seed, or OS entropy (dp_poisson)
             self.rounds, self.first_round = [], 1
         self.scoring = run_scoring_labels(config, self.labels)
         # Lean downlink (server/updates.py); after a resume every client first gets the whole model again.
@@ -683,6 +684,8 @@ class FederationRun:
         if self.enrolment:
             trainers = self.enrolment.sample(self.rng, self.train_size, TRAIN)
             round_grid = NodeSubset(self.grid, trainers) if trainers else None
+        elif config.client_sampling == "poisson":
+            round_grid = self._poisson_round_grid(server_round)
         else:
             round_grid = self.train_grid
         train_messages = (
@@ -697,6 +700,7 @@ class FederationRun:
         clipping = clip_updates(train_replies, arrays, config.update_clip_factor)
         self.nodes_trained.update(reply.metadata.src_node_id for reply in train_replies)
         enough = len(train_replies) >= config.min_replies_fraction * len(train_messages)
+        enough = enough or releases_every_round(config)  # refusing would reveal the cohort (dp_poisson)
         aggregated, train_metrics = None, None
         if enough:
             participants = train_replies
@@ -722,6 +726,28 @@ class FederationRun:
             secure=None,
         )
         return trained, aggregated, train_metrics
+
+    def _poisson_round_grid(self, server_round: int) -> NodeSubset | None:
+        """This round's Poisson cohort of the training clients (server/dp_poisson.py) as the strategy's grid;
+        None when nobody was drawn and no model is released."""
+        config = self.config
+        cohort = poisson_cohort(self.train_nodes, config.sampling_probability, self.rng)
+        log.info(
+            "round %d: Poisson draw of %d of %d training clients (q = %.3g)",
+            server_round,
+            len(cohort),
+            len(self.train_nodes),
+            config.sampling_probability,
+        )
+        if cohort:
+            return NodeSubset(self.grid, cohort)
+        if releases_every_round(config):  # even now: an unchanged model would reveal the empty draw
+            log.warning(
+                "round %d: nobody drawn: no training, the release is the DP noise alone", server_round
+            )
+            return NodeSubset(self.grid, [])
+        log.warning("round %d: nobody drawn: no training, global model kept", server_round)
+        return None
 
     def evaluate_round(self, server_round: int) -> EvaluatedRound:
         """Phase 4, evaluate: the new global model to a sample of the evaluating clients; pooled scores."""
@@ -785,6 +811,9 @@ class FederationRun:
         spent = getattr(self.strategy, "privacy_spent", lambda: None)()
         if spent is not None:
             record["dp_epsilon"], record["dp_delta"] = float(spent.epsilon), float(spent.delta)
+        without_amplification = getattr(self.strategy, "epsilon_without_amplification", None)  # Poisson
+        if without_amplification is not None:
+            record["dp_epsilon_without_amplification"] = float(without_amplification())
         self.rounds.append(record)
         log.info(round_summary(record))
         _write_json(self.out_dir / "rounds.json", self.rounds)
@@ -944,6 +973,7 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         "raw_windows_uploaded": config.raw_prompt_mode,
         "summary_noise_relative_std": config.summary_noise,
         "dp_mode": config.dp_mode,
+        "client_sampling": config.client_sampling,  # "fixed" or "poisson" (sampling-probability)
         "uploaded_fields": {phase: sorted(fields) for phase, fields in exchange.uploaded.items()},
         "bytes_up_per_client_mean": exchange.traffic.summary()["bytes_up_per_client_mean"],
         # Which protections were on, and what the server could see of a client's update and windows.
@@ -977,8 +1007,29 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         report["noise_multiplier"] = config.dp_noise_multiplier
         report["dp_reproducible_noise"] = config.dp_reproducible_noise
         report.update(privacy_guarantee(config))  # false when the noise came from the public run seed
+        report.update(dp_accounting_report(config, rounds))
     if config.dp_mode == "local":
         report["local_epsilon_per_round"] = config.dp_epsilon
+    return report
+
+
+def dp_accounting_report(config: FederationConfig, rounds: list[dict]) -> dict:
+    """Central DP's accounting: the sampling it assumed, epsilon after each round and, with Poisson sampling,
+    what the same rounds would cost without its amplification (server/dp_poisson.py)."""
+    poisson = config.client_sampling == "poisson"
+    report = {
+        "accounting": {
+            "accountant": "rdp",
+            "sampling_method": "poisson" if poisson else "no-amplification",
+            "neighboring_relation": "add-or-remove-one",
+            "sampling_probability": config.sampling_probability if poisson else None,
+        },
+        "epsilon_per_round": [r.get("dp_epsilon") for r in rounds],  # cumulative, after each round
+    }
+    if poisson:
+        report["epsilon_without_amplification"] = (
+            rounds[-1].get("dp_epsilon_without_amplification") if rounds else None
+        )
     return report
 
 

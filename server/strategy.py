@@ -13,6 +13,7 @@ from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
 from server.dp_noise import SecureNoiseClientSideFixedClipping, reproducible_seed
+from server.dp_poisson import PoissonDpFedAvg
 
 
 def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
@@ -25,6 +26,10 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
         min_available_nodes=min(config.min_available_nodes, num_nodes),
         weighted_by_key=UNIFORM_WEIGHT if central_dp else "num-examples",
     )
+    if (
+        config.client_sampling == "poisson"
+    ):  # the server draws the cohorts; the strategy takes all it is offered
+        common.update(min_train_nodes=1, min_available_nodes=1)
     if config.strategy == "fedavg":
         strategy: Strategy = FedAvg(**common)
     elif config.strategy == "fedprox":
@@ -36,6 +41,16 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
         raise ValueError(f"run config: key 'strategy' unknown value '{config.strategy}'")
     if not central_dp:
         return strategy
+    if config.client_sampling == "poisson":  # DP-FedAvg with amplified accounting (server/dp_poisson.py)
+        return PoissonDpFedAvg(
+            strategy,
+            noise_multiplier=config.dp_noise_multiplier,
+            clipping_norm=config.dp_clipping_norm,
+            probability=config.sampling_probability,
+            population=num_nodes,
+            delta=config.dp_delta,
+            reproducible_seed=reproducible_seed(config),
+        )
     # Client-side fixed clipping (clients clip their update to dp-clipping-norm, see client/privacy.py) with
     # Gaussian noise added to the aggregate here; an RDP accountant reports the spent (epsilon, delta).
     sample_size = min(num_nodes, max(int(num_nodes * config.fraction_train), config.min_train_nodes))

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import dp_accounting
 import numpy as np
 import pytest
 from flwr.app import Context
@@ -274,6 +275,51 @@ def test_central_dp_clips_and_noises_the_aggregated_update(tmp_path):
     assert metrics["privacy"]["dp_mode"] == "central"
     assert metrics["privacy"]["epsilon_spent"] > 0
     assert metrics["privacy"]["epsilon_is_guarantee"] is True  # noise from OS entropy, not the run seed
+
+
+@pytest.mark.slow
+def test_central_dp_with_poisson_sampling_releases_every_round_and_accounts_the_amplification(tmp_path):
+    """DP-FedAvg over Poisson cohorts (server/dp_poisson.py): 3 clients, q = 0.5, 2 rounds. Whoever is drawn,
+    nobody included, each round releases the clipped sum / (q N) plus noise of std z C / (q N), accounted as
+    a Poisson-subsampled Gaussian; the reference epsilon is Google's dp_accounting's. With reproducible noise
+    the draw comes from `seed` (not OS entropy): seed 5 draws nobody in round 1 and all three in round 2."""
+    clip, sigma, clients, q, delta = 0.05, 2.0, 3, 0.5, 1e-5
+    metrics = run_in_process(
+        small_config(
+            tmp_path,
+            new_activities="",
+            dp_mode="central",
+            dp_clipping_norm=clip,
+            dp_noise_multiplier=sigma,
+            dp_delta=delta,
+            client_sampling="poisson",
+            sampling_probability=q,
+            dp_reproducible_noise=True,
+            seed=5,  # default_rng(5).random(3) twice: all >= q, then all < q
+            sensor_width=32,
+        ),
+        num_clients=clients,
+    )
+    parameters = metrics["update_bytes"]["float32_model_bytes"] // 4  # even if nobody was ever drawn
+    # Clipped updates sum to a norm <= clients * clip, divided by q N; the noise's norm is far larger.
+    expected_noise = sigma * clip / (q * clients) * math.sqrt(parameters)
+    signal = clients * clip / (q * clients)
+    assert [r["clients_sampled"] for r in metrics["rounds"]] == [0, 3]
+    assert [r["clients_trained"] for r in metrics["rounds"]] == [0, 3]
+    for record in metrics["rounds"]:
+        assert record["aggregated"]  # the empty round too: its release is the noise alone
+        assert expected_noise * 0.9 - signal <= record["update_norm"] <= expected_noise * 1.1 + signal
+    privacy = metrics["privacy"]
+    assert privacy["client_sampling"] == "poisson"
+    assert privacy["accounting"]["sampling_method"] == "poisson"
+    assert privacy["accounting"]["sampling_probability"] == q
+    epsilons = privacy["epsilon_per_round"]
+    assert len(epsilons) == 2 and 0 < epsilons[0] < epsilons[1] == privacy["epsilon_spent"]
+    accountant = dp_accounting.rdp.RdpAccountant()
+    accountant.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), 2)
+    assert f"{privacy['epsilon_spent']:.3g}" == f"{accountant.get_epsilon(delta):.3g}"
+    assert privacy["epsilon_spent"] < privacy["epsilon_without_amplification"]
+    assert privacy["epsilon_is_guarantee"] is False  # dp-reproducible-noise: the noise and draw follow seed
 
 
 @pytest.mark.slow

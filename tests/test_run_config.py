@@ -57,6 +57,22 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"secagg-quantization-range": 1}, "'secagg-quantization-range' must be within"),
         ({"interpret-on-client": True, "interpreter": "openai"}, "'interpret-on-client' needs interpreter"),
         ({"interpret-on-client": True, "raw-prompt-mode": True}, "'interpret-on-client' contradicts"),
+        ({"client-sampling": "random"}, "'client-sampling' must be one of"),
+        (
+            {"client-sampling": "poisson", "sampling-probability": 0.0},
+            "'sampling-probability' must be in (0, 1]",
+        ),
+        ({"sampling-probability": 0.1}, "'sampling-probability' applies to client-sampling 'poisson' only"),
+        (
+            {"client-sampling": "poisson", "fraction-train": 0.5},
+            "'fraction-train' applies to client-sampling 'fixed' only",
+        ),
+        ({"client-sampling": "poisson", "secagg": True}, "'poisson' is not supported with secagg yet"),
+        ({"client-sampling": "poisson", "lazy-enrolment": True}, "'poisson' cannot be combined with lazy"),
+        (
+            {"client-sampling": "poisson", "dp-mode": "central", "strategy": "fedadam"},
+            "needs strategy 'fedavg' or 'fedprox'",
+        ),
     ],
 )
 def test_bad_run_config_names_the_key(overrides, message):

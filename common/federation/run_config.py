@@ -25,6 +25,7 @@ INTERPRETERS = ("rules", "openai", "local")
 PARTITIONINGS = ("by-user", "iid", "dirichlet")
 CLIENT_EVALS = ("held-out-users", "time")
 UPDATE_COMPRESSIONS = ("none", "int8", "sparse-int8")
+CLIENT_SAMPLINGS = ("fixed", "poisson")
 
 
 class ConfigError(ValueError):
@@ -123,6 +124,8 @@ class FederationConfig:
     proximal_mu: float = 0.01
     server_learning_rate: float = 0.05  # FedAdam's eta
     fraction_train: float = 1.0
+    client_sampling: str = "fixed"  # "fixed" (fraction-train) or "poisson" (each w.p. sampling-probability)
+    sampling_probability: float = 1.0  # client-sampling "poisson": q, a client's chance to train in a round
     fraction_evaluate: float = 1.0  # share of clients that evaluate each round (all of them in the last)
     # The last round scores every evaluating client (true) or a fraction-evaluate sample like the others
     # (false: at 10,000 clients scoring all of them dominates the run).
@@ -210,6 +213,7 @@ class FederationConfig:
         self._check_training()
         self._check_paths_and_device()
         self._check_privacy()
+        self._check_sampling()
         self._check_faults()
         self._check_updates()
         self._check_secagg()
@@ -321,6 +325,37 @@ class FederationConfig:
             _fail(
                 "lazy-enrolment",
                 f"must be false with dp-mode '{self.dp_mode}' (DP accounts its own sampling)",
+            )
+
+    def _check_sampling(self) -> None:
+        """Fixed or Poisson client sampling, and what Poisson sampling cannot be combined with yet."""
+        if self.client_sampling not in CLIENT_SAMPLINGS:
+            _fail("client-sampling", f"must be one of {CLIENT_SAMPLINGS}, got '{self.client_sampling}'")
+        if not 0.0 < self.sampling_probability <= 1.0:
+            _fail("sampling-probability", f"must be in (0, 1], got {self.sampling_probability}")
+        if self.client_sampling == "fixed":
+            if self.sampling_probability != 1.0:
+                _fail(
+                    "sampling-probability",
+                    "applies to client-sampling 'poisson' only (fixed: fraction-train)",
+                )
+            return
+        if self.fraction_train != 1.0:
+            _fail("fraction-train", "applies to client-sampling 'fixed' only (poisson: sampling-probability)")
+        if self.secagg:
+            _fail(
+                "client-sampling",
+                "'poisson' is not supported with secagg yet (SecAgg+ samples a fixed number)",
+            )
+        if self.lazy_enrolment:
+            _fail(
+                "client-sampling",
+                "'poisson' cannot be combined with lazy-enrolment (it samples a fixed number)",
+            )
+        if self.dp_mode == "central" and self.strategy == "fedadam":
+            _fail(
+                "client-sampling",
+                "'poisson' with dp-mode 'central' needs strategy 'fedavg' or 'fedprox' (DP-FedAvg's average)",
             )
 
     def _check_faults(self) -> None:
