@@ -28,6 +28,10 @@ def test_pyproject_declares_every_key_with_its_default():
         ),
         ({"secagg": True, "update-clip-factor": 3.0}, "'secagg' cannot be combined with update-clip-factor"),
         ({"secagg": True, "lazy-enrolment": True}, "'secagg' cannot be combined with lazy-enrolment"),
+        (
+            {"dp-mode": "central", "update-clip-factor": 3.0},
+            "'update-clip-factor' must be 0 with dp-mode 'central'",
+        ),
         ({"num-server-rounds": "3"}, "'num-server-rounds' must be int"),
         ({"local-epochs": True}, "'local-epochs' must be int"),
         ({"strategy": "fedsgd"}, "'strategy' must be one of"),
