@@ -9,14 +9,12 @@ import pytest
 import torch
 
 from common.data.features import ACC_LEVEL_FEATURES, FEATURE_NAMES, INVARIANT_FEATURES
-from common.data.placement import trunk_equivalent
 from common.models.sensor_encoder import (
     STANDARD_GRAVITY,
     SensorEncoder,
     SensorEncoderConfig,
     check_windows,
     encode_windows,
-    sensor_input,
     sinusoidal_positions,
     window_analysis,
 )
@@ -282,24 +280,12 @@ def test_analysis_token_model_scripts_with_two_inputs_and_loads_from_old_configs
     assert SensorEncoderConfig.from_dict(legacy).analysis_token is False  # written before the token existed
 
 
-def test_a_trunk_equivalent_encoder_reads_the_rescaled_window_of_its_position() -> None:
-    """trunk_equivalent only changes what the encoder reads: the same weights give, on a thigh window, the
-    embedding a plain encoder gives on that window's trunk equivalent, and on a waist window the plain one."""
-    plain = SensorEncoder(SMALL_TOKEN)
-    rescaling = SensorEncoder(SensorEncoderConfig(**{**SMALL_TOKEN.to_dict(), "trunk_equivalent": True}))
-    rescaling.load_state_dict(plain.state_dict())
-    X = random_windows(5).numpy()
-    np.testing.assert_allclose(
-        encode_windows(rescaling, X, position="right thigh"),
-        encode_windows(plain, trunk_equivalent(X, "right thigh")),
-        atol=1e-6,
-    )
-    np.testing.assert_array_equal(encode_windows(rescaling, X, position="waist"), encode_windows(plain, X))
-    assert sensor_input(X, None, SMALL_TOKEN) is X  # a plain encoder needs no position
-    with pytest.raises(ValueError, match="pass the body position"):
-        encode_windows(rescaling, X)
-    written_before = {k: v for k, v in SMALL_TOKEN.to_dict().items() if k != "trunk_equivalent"}
-    assert SensorEncoderConfig.from_dict(written_before).trunk_equivalent is False  # older checkpoints
+def test_a_checkpoint_written_with_a_removed_switch_loads_only_at_the_kept_value() -> None:
+    """trunk_equivalent was removed; checkpoints written while it existed carry it."""
+    written_then = {**SMALL_TOKEN.to_dict(), "trunk_equivalent": False}
+    assert SensorEncoderConfig.from_dict(written_then) == SMALL_TOKEN
+    with pytest.raises(ValueError, match=r"trained with trunk_equivalent=True, a switch since removed"):
+        SensorEncoderConfig.from_dict({**written_then, "trunk_equivalent": True})
 
 
 def test_without_the_acc_level_a_gain_error_does_not_move_a_still_window() -> None:

@@ -77,9 +77,6 @@ class FederationConfig:
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
     sensor_analysis_token: bool = True
-    # The sensor encoder reads each window rescaled to what the trunk would see (limb swing divided out,
-    # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
-    sensor_trunk_equivalent: bool = False
     # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
     # common/data/posture.py) from their own rhythmic windows, no label read; the rules texts, label
     # descriptions and analysis token then read the body inclination. Needs the rules interpreter.

@@ -69,12 +69,14 @@ from common.data.features import (
     INVARIANT_FEATURES,
     analyze_windows,
 )
-from common.data.placement import trunk_equivalent
 from common.data.windows import MODEL_RATE_HZ
 from common.models.window_features import WindowFeatures, check_window_shape
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
+# Switches removed after the two-seed rule turned them down (docs/results), with the value the code still
+# implements: checkpoints written while they existed load when they hold that value.
+REMOVED_FIELDS = {"trunk_equivalent": False}
 
 
 @dataclass
@@ -96,10 +98,6 @@ class SensorEncoderConfig:
     input_frame: str = "gravity"
     # One more token carrying the window's signal analysis (module docstring); it needs `analysis` inputs.
     analysis_token: bool = True
-    # Read every window rescaled to what the trunk would see (data/placement.py: a limb's horizontal motion
-    # and rotation divided by the swing factors the rules interpreter words them with); `sensor_input` applies
-    # it, so whoever feeds the encoder passes each window's body position.
-    trunk_equivalent: bool = False
     # Read the absolute |acc| level (gravity frame): the |acc| channel and the ACC_LEVEL_FEATURES of the
     # analysis. False: the |acc| channel minus the window's gravity estimate, and the analysis without those
     # features, so that an accelerometer's gain error (data/features.py) cannot pass for an activity.
@@ -164,6 +162,13 @@ class SensorEncoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> SensorEncoderConfig:
+        for name, kept in REMOVED_FIELDS.items():
+            if values.get(name, kept) != kept:
+                raise ValueError(
+                    f"this checkpoint was trained with {name}={values[name]!r}, a switch since removed "
+                    f"(only {name}={kept!r} is implemented)"
+                )
+        values = {name: value for name, value in values.items() if name not in REMOVED_FIELDS}
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -180,22 +185,6 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
-
-
-def sensor_input(X: np.ndarray, position: str | None, config: SensorEncoderConfig) -> np.ndarray:
-    """The windows the encoder reads: X as recorded, or its trunk equivalent (`config.trunk_equivalent`).
-
-    X [N, window, input_channels] in raw units from a sensor at body `position` (e.g. "waist", "right
-    thigh"); the position may be None only for an encoder that does not rescale.
-    """
-    if not config.trunk_equivalent:
-        return X
-    if position is None:
-        raise ValueError(
-            "this SensorEncoder reads trunk-equivalent windows (trunk_equivalent=True): pass the body "
-            "position of the windows' sensor"
-        )
-    return trunk_equivalent(X, position)
 
 
 def window_analysis(X: np.ndarray, config: SensorEncoderConfig) -> np.ndarray:
@@ -397,15 +386,11 @@ def check_windows(X: np.ndarray | Tensor, config: SensorEncoderConfig, field: st
 
 
 @torch.no_grad()
-def encode_windows(
-    model: nn.Module, X: np.ndarray, batch_size: int = 512, position: str | None = None
-) -> np.ndarray:
-    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C] recorded at body `position`
-    (needed by a trunk-equivalent encoder, see `sensor_input`), in eval mode."""
+def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C], in eval mode."""
     analysis_token = isinstance(model, SensorEncoder) and model.config.analysis_token
     if isinstance(model, SensorEncoder):
         check_windows(X, model.config)
-        X = sensor_input(X, position, model.config)
     was_training = model.training
     model.eval()
     device = module_device(model)
