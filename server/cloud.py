@@ -150,7 +150,6 @@ class Cloud:
             out_dim=self.encoder.dim,
             input_frame=self.config.sensor_input_frame,
             analysis_token=self.config.sensor_analysis_token,
-            acc_level=self.config.sensor_acc_level,
             walking_frame=self.config.walking_frame,
         )
 

@@ -109,8 +109,6 @@ class CentralConfig:
     stage2_target_rounds: int = 5
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
-    # SensorEncoderConfig.acc_level: False = the encoder does not read the absolute |acc| level (gain errors).
-    sensor_acc_level: bool = True
     # Every data set's windows turned into each wearer's walking frame (common/data/posture.py, no label
     # read): the rules interpreter then words the body segment's inclination from its walking posture, the
     # label descriptions say how each activity inclines trunk and thigh (configs/label_knowledge.toml), and
@@ -205,7 +203,6 @@ def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderC
         out_dim=out_dim,
         input_frame=config.sensor_input_frame,
         analysis_token=config.sensor_analysis_token,
-        acc_level=config.sensor_acc_level,
         walking_frame=config.walking_frame,
     )
 

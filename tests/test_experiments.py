@@ -469,7 +469,6 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
         "simple_prompt",
         "device_frame",
         "no_analysis_token",
-        "no_acc_level",
         "closed_target_pool",
         "source_then_target_fedavg",
         "walking_frame",
@@ -497,8 +496,6 @@ def test_ablation_small(tmp_path: Path, data_dir: Path) -> None:
     assert by_variant["no_analysis_token"]["config"]["sensor_analysis_token"] is False
     assert by_variant["no_analysis_token"]["stage1_reused"]
     assert by_variant["device_frame"]["stage1_reused"]
-    assert by_variant["no_acc_level"]["config"]["sensor_acc_level"] is False
-    assert by_variant["no_acc_level"]["stage1_reused"]
     assert by_variant["closed_target_pool"]["config"]["stage2_target_all_activities"] is False
     assert by_variant["full"]["config"]["stage2_target_all_activities"] is True  # the open pool
     assert by_variant["closed_target_pool"]["stage1_reused"]

@@ -9,8 +9,6 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
 Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
     no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
     device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
-    no_acc_level      the sensor encoder does not read the absolute |acc| level, which carries each
-                      accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
     closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
                       the pair's activities (the paper's protocol, which selects them by their label), not
                       every window those users hold
@@ -65,10 +63,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "no_analysis_token": (
         "stage 2 without the analysis token (patch tokens only)",
         {"regeneration": True, "sensor_analysis_token": False},
-    ),
-    "no_acc_level": (
-        "stage 2 without the absolute |acc| level (accelerometer gain errors)",
-        {"regeneration": True, "sensor_acc_level": False},
     ),
     "closed_target_pool": (
         "stage 2 on the target users' windows of the pair's activities only (closed pool)",
