@@ -9,13 +9,15 @@ path, and how often the two agree).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from common.data.features import analyze_windows
 from common.data.label_spaces import client_label_space
 from common.data.windows import WindowSet
 from common.method.train import SensorTrainConfig, train_sensor_epochs
-from common.models.sensor_encoder import SensorEncoder, encode_windows, sensor_input
+from common.models.sensor_encoder import SensorEncoder, encode_windows
 from common.models.zero_shot import LabelBank
 
 
@@ -38,8 +40,7 @@ def train_locally(
     """Stage 2 on the device: align sensor embeddings with the server-sent text-space targets Z."""
     if len(targets) != len(train):
         raise ValueError(f"targets: {len(targets)} rows for {len(train)} training windows (stale targets?)")
-    windows = sensor_input(train.X, train.position, model.config)  # as recorded, or trunk-equivalent
-    return train_sensor_epochs(model, windows, targets, config, proximal_mu=proximal_mu)
+    return train_sensor_epochs(model, train.X, targets, config, proximal_mu=proximal_mu)
 
 
 def evaluate_locally(
@@ -65,71 +66,109 @@ def evaluate_locally(
     per window): also the text path's confusion matrix (nearest label to the interpretation's embedding) and
     how many scored windows the sensor encoder and the text path label alike. Only counts leave the device.
     """
-    columns, names = client_label_space(bank.labels, held_out.label_names)
-    labels = list(scoring_labels) if scoring_labels is not None else list(bank.labels)
-    labels += [name for name in dict.fromkeys(names) if name not in labels]  # merged names, e.g. "stairs"
-    columns_array = np.array(columns, dtype=np.int64)
-    # Index into `labels` of what each candidate bank column is scored as.
-    scored_as = np.array([labels.index(name) for name in names], dtype=np.int64)
-    truth = np.array(held_out.labels())
-    scored = np.isin(truth, names)
-    truth_index = np.array([labels.index(t) for t in truth[scored]], dtype=np.int64)
-    n_labels = len(labels)
+    space = _scoring_space(bank, held_out, scoring_labels)
+    n_labels = len(space.labels)
     confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
-    scores = np.zeros((int(scored.sum()), len(columns)), dtype=np.float32)
-    if len(columns) and scored.any():
-        embeddings = encode_windows(model, held_out.X[scored], position=held_out.position)
-        scores = bank.scores(embeddings)[:, columns_array]
-        np.add.at(confusion, (truth_index, scored_as[scores.argmax(axis=1)]), 1)
-    predicted = scored_as[scores.argmax(axis=1)] if len(scores) else np.zeros(0, dtype=np.int64)
+    scores = np.zeros((int(space.scored.sum()), len(space.columns)), dtype=np.float32)
+    if len(space.columns) and space.scored.any():
+        embeddings = encode_windows(model, held_out.X[space.scored])
+        scores = bank.scores(embeddings)[:, space.columns]
+        np.add.at(confusion, (space.truth_index, space.scored_as[scores.argmax(axis=1)]), 1)
+    predicted = space.scored_as[scores.argmax(axis=1)] if len(scores) else np.zeros(0, dtype=np.int64)
     text_path: dict[str, object] = {}
     if text_targets is not None:
         if len(text_targets) != len(held_out):
             raise ValueError(
                 f"eval targets: {len(text_targets)} rows for {len(held_out)} evaluation windows (stale?)"
             )
-        text_confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
-        text_predicted = np.zeros(0, dtype=np.int64)
-        if len(scores):
-            text_scores = bank.scores(text_targets[scored])[:, columns_array]
-            text_predicted = scored_as[text_scores.argmax(axis=1)]
-            np.add.at(text_confusion, (truth_index, text_predicted), 1)
-        text_path = {
-            "text-confusion": text_confusion,
-            "agreement": int((text_predicted == predicted).sum()),
-        }
-
-    # Candidates (positions in `columns`) that are new labels; a truth is new when its label is.
-    new_positions = np.array(
-        [i for i, c in enumerate(columns) if bank.labels[c] in new_labels], dtype=np.int64
-    )
-    is_new = np.isin(truth[scored], new_labels)
-    new_correct = new_top3 = 0
-    if is_new.any() and len(new_positions):
-        new_scores = scores[is_new][:, new_positions]
-        truth_new = truth_index[is_new]
-        candidates = scored_as[new_positions]
-        new_correct = int((candidates[new_scores.argmax(axis=1)] == truth_new).sum())
-        top3 = candidates[np.argsort(-new_scores, axis=1)[:, :3]]
-        new_top3 = int((top3 == truth_new[:, None]).any(axis=1).sum())
-    initial_labels = [label for label in labels if label not in new_labels]
-    initial_positions = np.array(
-        [i for i, c in enumerate(columns) if bank.labels[c] not in new_labels], dtype=np.int64
-    )
-    initial_confusion = np.zeros((len(initial_labels), len(initial_labels)), dtype=np.int64)
-    is_initial = ~is_new
-    if is_initial.any() and len(initial_positions):
-        position = {labels.index(label): i for i, label in enumerate(initial_labels)}
-        rows = np.array([position[int(t)] for t in truth_index[is_initial]], dtype=np.int64)
-        chosen = scored_as[initial_positions][scores[is_initial][:, initial_positions].argmax(axis=1)]
-        np.add.at(initial_confusion, (rows, np.array([position[int(c)] for c in chosen], dtype=np.int64)), 1)
+        text_path = _text_path_counts(bank, space, text_targets[space.scored], predicted)
+    is_new = np.isin(space.truth, new_labels)  # a truth is new when its label is
+    new_correct, new_top3 = _new_label_hits(bank, space, scores, new_labels, is_new)
     return {
         "confusion": confusion,
-        "initial-confusion": initial_confusion,
-        "num-scored": int(scored.sum()),
-        "num-unscored": int((~scored).sum()),
+        "initial-confusion": _initial_confusion(bank, space, scores, new_labels, is_new),
+        "num-scored": int(space.scored.sum()),
+        "num-unscored": int((~space.scored).sum()),
         "new-windows": int(is_new.sum()),
         "new-correct-among-new": new_correct,
         "new-top3-among-new": new_top3,
         **text_path,
     }
+
+
+@dataclass
+class _ScoringSpace:
+    """What a device scores its held-out windows among, and as what (see `evaluate_locally`)."""
+
+    labels: list[str]  # the scoring labels: the server's index space, then merged names (e.g. "stairs")
+    columns: np.ndarray  # the bank's columns (label indices) the device chooses among
+    scored_as: np.ndarray  # index into `labels` of what each candidate column is scored as
+    scored: np.ndarray  # bool per held-out window: its true activity can be named
+    truth: np.ndarray  # the true label name of each scored window
+    truth_index: np.ndarray  # its index into `labels`
+
+
+def _scoring_space(bank: LabelBank, held_out: WindowSet, scoring_labels: list[str] | None) -> _ScoringSpace:
+    columns, names = client_label_space(bank.labels, held_out.label_names)
+    labels = list(scoring_labels) if scoring_labels is not None else list(bank.labels)
+    labels += [name for name in dict.fromkeys(names) if name not in labels]  # merged names, e.g. "stairs"
+    truth = np.array(held_out.labels())
+    scored = np.isin(truth, names)
+    return _ScoringSpace(
+        labels=labels,
+        columns=np.array(columns, dtype=np.int64),
+        scored_as=np.array([labels.index(name) for name in names], dtype=np.int64),
+        scored=scored,
+        truth=truth[scored],
+        truth_index=np.array([labels.index(t) for t in truth[scored]], dtype=np.int64),
+    )
+
+
+def _text_path_counts(
+    bank: LabelBank, space: _ScoringSpace, text_targets: np.ndarray, predicted: np.ndarray
+) -> dict[str, object]:
+    """The text path's confusion on the scored windows (`text_targets`: their rows) and how many of them
+    it labels as the sensor encoder did (`predicted`)."""
+    n_labels = len(space.labels)
+    text_confusion = np.zeros((n_labels, n_labels), dtype=np.int64)
+    text_predicted = np.zeros(0, dtype=np.int64)
+    if len(predicted):
+        text_scores = bank.scores(text_targets)[:, space.columns]
+        text_predicted = space.scored_as[text_scores.argmax(axis=1)]
+        np.add.at(text_confusion, (space.truth_index, text_predicted), 1)
+    return {"text-confusion": text_confusion, "agreement": int((text_predicted == predicted).sum())}
+
+
+def _new_label_hits(
+    bank: LabelBank, space: _ScoringSpace, scores: np.ndarray, new_labels: list[str], is_new: np.ndarray
+) -> tuple[int, int]:
+    """How many windows of new labels (`is_new`) were right, and within the top 3, among the new labels."""
+    new_positions = np.array(  # candidates (positions in space.columns) that are new labels
+        [i for i, c in enumerate(space.columns) if bank.labels[c] in new_labels], dtype=np.int64
+    )
+    if not (is_new.any() and len(new_positions)):
+        return 0, 0
+    new_scores = scores[is_new][:, new_positions]
+    truth_new = space.truth_index[is_new]
+    candidates = space.scored_as[new_positions]
+    new_correct = int((candidates[new_scores.argmax(axis=1)] == truth_new).sum())
+    top3 = candidates[np.argsort(-new_scores, axis=1)[:, :3]]
+    return new_correct, int((top3 == truth_new[:, None]).any(axis=1).sum())
+
+
+def _initial_confusion(
+    bank: LabelBank, space: _ScoringSpace, scores: np.ndarray, new_labels: list[str], is_new: np.ndarray
+) -> np.ndarray:
+    """Confusion over the initial (not new) scoring labels of their windows, choosing among those only."""
+    initial_labels = [label for label in space.labels if label not in new_labels]
+    initial_positions = np.array(
+        [i for i, c in enumerate(space.columns) if bank.labels[c] not in new_labels], dtype=np.int64
+    )
+    initial_confusion = np.zeros((len(initial_labels), len(initial_labels)), dtype=np.int64)
+    is_initial = ~is_new
+    if is_initial.any() and len(initial_positions):
+        position = {space.labels.index(label): i for i, label in enumerate(initial_labels)}
+        rows = np.array([position[int(t)] for t in space.truth_index[is_initial]], dtype=np.int64)
+        chosen = space.scored_as[initial_positions][scores[is_initial][:, initial_positions].argmax(axis=1)]
+        np.add.at(initial_confusion, (rows, np.array([position[int(c)] for c in chosen], dtype=np.int64)), 1)
+    return initial_confusion

@@ -33,7 +33,7 @@ from common.method.lanhar import (
     train_text_space,
 )
 from common.method.train import TextTrainConfig, train_sensor_encoder, train_sensor_epochs
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, sensor_input
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
 from common.models.text_encoder import TextEncoder
 from common.models.zero_shot import LabelBank
 
@@ -150,8 +150,6 @@ class Cloud:
             out_dim=self.encoder.dim,
             input_frame=self.config.sensor_input_frame,
             analysis_token=self.config.sensor_analysis_token,
-            trunk_equivalent=self.config.sensor_trunk_equivalent,
-            acc_level=self.config.sensor_acc_level,
             walking_frame=self.config.walking_frame,
         )
 
@@ -164,7 +162,7 @@ class Cloud:
             return model, {}
         history = train_sensor_encoder(
             model,
-            sensor_input(self.source.X, self.source.position, model.config),
+            self.source.X,
             self.embed(self.source_interpretations.texts),
             self.config.sensor_train_config(self.config.server_pretrain_epochs, self.config.seed),
             progress=False,
@@ -179,7 +177,7 @@ class Cloud:
         seed = self.config.seed * 1000 + server_round * 7919 + 999_983
         return train_sensor_epochs(
             model,
-            sensor_input(self.source.X, self.source.position, model.config),
+            self.source.X,
             self.embed(self.source_interpretations.texts),
             self.config.sensor_train_config(self.config.server_train_epochs, seed),
         )

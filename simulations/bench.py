@@ -160,7 +160,7 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
     # Stage 2 as the central run has it: source-train and (unlabeled) target-train windows, one epoch.
     target = interpret_windows(splits["target_train"], interpreter, activities)
     model_config = sensor_encoder_config(config, encoder.dim)
-    windows = stage2_windows(splits, model_config)
+    windows = stage2_windows(splits)
     texts = source.texts + target.texts
     if settings.stage2_max_windows:
         chosen = np.random.default_rng(settings.seed).permutation(len(windows))[: settings.stage2_max_windows]

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.base.device import resolve_device
+from common.base.device import module_device, resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
 from common.data.errors import DataError
@@ -51,18 +51,15 @@ from common.method.train import (
     train_sensor_encoder,
     train_sensor_epochs,
 )
-from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows, sensor_input
+from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
 from common.models.text_encoder import TextEncoder
-from common.models.zero_shot import LabelBank, embedding_centroid
+from common.models.zero_shot import LabelBank
 
 log = logging.getLogger("fedlanhar")
 
-# In a model directory: the mean sensor embedding of the target's unlabeled stage-2 windows
-# (CentralConfig.zero_shot_centering).
-TARGET_CENTROID_FILE = "target_centroid.npy"
-STAGE2_SCHEDULES = ("joint", "source-then-target", "source-then-joint", "source-then-target-fedavg")
-# Added to the seed of the second phase of a two-phase stage 2: its shuffles and dropout draws are not a
-# replay of the source phase's.
+STAGE2_SCHEDULES = ("joint", "source-then-target-fedavg")
+# Added to the seed of the target phase of "source-then-target-fedavg": its shuffles and dropout draws are not
+# a replay of the source phase's.
 TARGET_PHASE_SEED_OFFSET = 7919
 
 
@@ -102,30 +99,16 @@ class CentralConfig:
     # Scoring is the same either way.
     stage2_target_all_activities: bool = True
     # Stage 2's order. "joint": the source and target windows shuffled together for stage2_epochs.
-    # "source-then-target": the federation's schedule in one process, so the central run and the federated
-    # run train alike: stage2_epochs on the labeled source windows alone (the server's pre-training), then
-    # stage2_target_epochs on the unlabeled target windows alone (the clients' rounds; the real-data
-    # federation runs 5 rounds x 3 local epochs = 15), each phase with a fresh optimiser as a round has.
-    # "source-then-joint": the same, but the second phase keeps the source windows beside the target ones
-    # (the federation with server-train-epochs), so adapting to the target device does not unlearn the
-    # source's label-anchored alignment.
-    # "source-then-target-fedavg": the target phase as the federation runs it, FedAvg over the target's
-    # training users in stage2_target_rounds rounds of stage2_target_epochs / rounds local epochs each: the
-    # central run of the federation's own settings (docs/results/federated-vs-central).
+    # "source-then-target-fedavg": the federation's schedule in one process: stage2_epochs on the labeled
+    # source windows alone (the server's pre-training), then the target phase as the federation runs it,
+    # FedAvg over the target's training users in stage2_target_rounds rounds of stage2_target_epochs / rounds
+    # local epochs each (the real-data federation runs 5 rounds x 3 local epochs = 15). Kept as the central
+    # reference that trains as the federation does (docs/results/federated-vs-central).
     stage2_schedule: str = "joint"
     stage2_target_epochs: int = 15
     stage2_target_rounds: int = 5
     sensor_input_frame: str = "gravity"  # SensorEncoderConfig.input_frame: "gravity" or "device"
     sensor_analysis_token: bool = True  # SensorEncoderConfig.analysis_token (signal analysis as a token)
-    # SensorEncoderConfig.trunk_equivalent: the encoder reads limb windows rescaled to the trunk's swing.
-    sensor_trunk_equivalent: bool = False
-    # SensorEncoderConfig.acc_level: False = the encoder does not read the absolute |acc| level (gain errors).
-    sensor_acc_level: bool = True
-    # Zero-shot scoring centred on the target's own mean sensor embedding (common/models/zero_shot.py,
-    # LabelBank.scores(centroid=...)): a per-label bias, the label's similarity to where all of the device's
-    # windows sit, is removed before the nearest label is taken. The centroid is measured on stage 2's
-    # unlabeled target windows. Off: a switch with its own row in the matrix report, which scores both ways.
-    zero_shot_centering: bool = False
     # Every data set's windows turned into each wearer's walking frame (common/data/posture.py, no label
     # read): the rules interpreter then words the body segment's inclination from its walking posture, the
     # label descriptions say how each activity inclines trunk and thigh (configs/label_knowledge.toml), and
@@ -220,8 +203,6 @@ def sensor_encoder_config(config: CentralConfig, out_dim: int) -> SensorEncoderC
         out_dim=out_dim,
         input_frame=config.sensor_input_frame,
         analysis_token=config.sensor_analysis_token,
-        trunk_equivalent=config.sensor_trunk_equivalent,
-        acc_level=config.sensor_acc_level,
         walking_frame=config.walking_frame,
     )
 
@@ -303,11 +284,9 @@ def load_pair(config: CentralConfig, data_dir: Path) -> dict[str, WindowSet]:
     }
 
 
-def stage2_windows(splits: dict[str, WindowSet], model_config: SensorEncoderConfig) -> np.ndarray:
-    """Stage 2's windows, source-train then target-train, each as the encoder reads it (`sensor_input`:
-    trunk-equivalent or as recorded, by its own data set's body position)."""
-    parts = (splits["source_train"], splits["target_train"])
-    return np.concatenate([sensor_input(ws.X, ws.position, model_config) for ws in parts])
+def stage2_windows(splits: dict[str, WindowSet]) -> np.ndarray:
+    """Stage 2's windows: source-train, then target-train."""
+    return np.concatenate([splits["source_train"].X, splits["target_train"].X])
 
 
 def stage1_key(
@@ -374,22 +353,16 @@ def train_central(
     descriptions = describe_labels(interpreter, activities, config.descriptions_per_label)
     t_interpret = time.monotonic() - t0
 
-    text_config = text_train_config(config)
-    stage1: dict = {"skipped": "stage1_steps = 0: the pretrained text encoder is used as is"}
-    if text_config is not None:
-        source_labels = splits["source_train"].labels()
-        stage1_inputs = (source.texts, source_labels, descriptions, text_config)
-        cached = text_space_cache / stage1_key(encoder, *stage1_inputs) if text_space_cache else None
-        if cached is not None and (cached / "stage1.json").exists():
-            encoder = TextEncoder.load(cached / "text_encoder").to(device)
-            stage1 = json.loads((cached / "stage1.json").read_text()) | {"reused": str(cached)}
-            log.info("stage 1: reusing the text space trained on the same inputs in %s", cached)
-        else:
-            stage1 = train_text_space(
-                encoder, source.texts, source_labels, descriptions, vocabulary, text_config, progress=progress
-            )
-            if cached is not None:
-                _save_text_space(encoder, _summarise_history(stage1), cached)
+    encoder, stage1 = _train_stage1(
+        encoder,
+        text_train_config(config),
+        source.texts,
+        splits["source_train"].labels(),
+        descriptions,
+        vocabulary,
+        text_space_cache,
+        progress,
+    )
     t_stage1 = time.monotonic() - t0 - t_interpret
 
     # Stage 2: every window with an interpretation, labeled or not; target labels are never read here.
@@ -397,62 +370,16 @@ def train_central(
     set_seed(config.seed)
     target = interpret_windows(splits["target_train"], interpreter, activities)
     model_config = sensor_encoder_config(config, encoder.dim)
-    windows = stage2_windows(splits, model_config)
     targets = encoder.encode(source.texts + target.texts, progress=progress)
     bank = label_bank(encoder, descriptions, activities)
     sensor_encoder = SensorEncoder(model_config).to(device)
-    sensor_config = SensorTrainConfig(
-        epochs=config.stage2_epochs,
-        batch_size=config.stage2_batch_size,
-        lr=config.stage2_lr,
-        temperature=config.temperature,
-        rotation_jitter_deg=config.stage2_rotation_deg,
-        seed=config.seed,
-    )
-    if config.stage2_schedule == "joint":
-        stage2 = train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=progress)
-    else:
-        stage2 = _train_source_first(
-            sensor_encoder,
-            windows,
-            targets,
-            len(splits["source_train"]),
-            config.stage2_schedule,
-            sensor_config,
-            config.stage2_target_epochs,
-            progress,
-            target_users=splits["target_train"].user,
-            target_rounds=config.stage2_target_rounds,
-        )
+    stage2 = _train_stage2(config, sensor_encoder, splits, targets, progress)
     t_stage2 = time.monotonic() - t0 - t_interpret - t_stage1
 
     source_val = splits["source_val"]
-    source_val_embeddings = encode_windows(sensor_encoder, source_val.X, position=source_val.position)
-    source_val_metrics, _ = _sensor_metrics(source_val, bank, source_val_embeddings, None, vocabulary)
-    # Where the target device's windows sit in the text space, from the unlabeled windows stage 2 read:
-    # what zero-shot scoring subtracts when it is centred (evaluate_central).
-    target_train = splits["target_train"]
-    target_centroid = embedding_centroid(
-        encode_windows(sensor_encoder, target_train.X, position=target_train.position)
-    )
-    encoder.save(out_dir / "text_encoder")
-    sensor_encoder.save(out_dir / "sensor_encoder.pt")
-    np.save(out_dir / TARGET_CENTROID_FILE, target_centroid)
-    bank.save(out_dir / "label_bank.npz")
-    (out_dir / "descriptions.json").write_text(json.dumps(descriptions, indent=2))
-    split = {
-        "source": config.source,
-        "target": config.target,
-        "activities": activities,
-        "merge_labels": config.merge_labels,
-        "simple_prompt": config.simple_prompt,
-        "walking_frame": config.walking_frame,
-        "source_train_users": sorted(set(splits["source_train"].user.tolist())),
-        "source_val_users": sorted(set(splits["source_val"].user.tolist())),
-        "target_train_users": sorted(set(splits["target_train"].user.tolist())),
-        "target_eval_users": sorted(set(splits["target_eval"].user.tolist())),
-    }
-    (out_dir / "split.json").write_text(json.dumps(split, indent=2))
+    source_val_embeddings = encode_windows(sensor_encoder, source_val.X)
+    source_val_metrics, _ = _sensor_metrics(source_val, bank, source_val_embeddings, vocabulary)
+    split = _save_model(out_dir, config, splits, encoder, sensor_encoder, bank, descriptions)
     metrics = {
         "config": config.resolved(),
         "seed": config.seed,
@@ -461,9 +388,7 @@ def train_central(
         "distinct_interpretations": {"source": len(set(source.texts)), "target": len(set(target.texts))},
         "regeneration": None
         if source.regeneration is None
-        else {
-            "fraction_regenerated": source.regeneration.fraction_regenerated,
-        },
+        else {"fraction_regenerated": source.regeneration.fraction_regenerated},
         "source_val": {k: v for k, v in source_val_metrics.items() if k != "confusion"},
         "stage1": _summarise_history(stage1),
         "stage2": _summarise_history(stage2),
@@ -478,50 +403,124 @@ def train_central(
     return metrics
 
 
-def _train_source_first(
+def _train_stage1(
+    encoder: TextEncoder,
+    text_config: TextTrainConfig | None,
+    texts: list[str],
+    labels: list[str],
+    descriptions: dict[str, list[str]],
+    vocabulary,
+    text_space_cache: Path | None,
+    progress: bool,
+) -> tuple[TextEncoder, dict]:
+    """Stage 1 on the source's interpretations `texts` and their `labels`: the text encoder it leaves (the
+    pretrained `encoder` as is without `text_config`, or the one reused from `text_space_cache`) and its
+    history."""
+    if text_config is None:
+        return encoder, {"skipped": "stage1_steps = 0: the pretrained text encoder is used as is"}
+    stage1_inputs = (texts, labels, descriptions, text_config)
+    cached = text_space_cache / stage1_key(encoder, *stage1_inputs) if text_space_cache else None
+    if cached is not None and (cached / "stage1.json").exists():
+        encoder = TextEncoder.load(cached / "text_encoder").to(module_device(encoder))
+        log.info("stage 1: reusing the text space trained on the same inputs in %s", cached)
+        return encoder, json.loads((cached / "stage1.json").read_text()) | {"reused": str(cached)}
+    stage1 = train_text_space(
+        encoder, texts, labels, descriptions, vocabulary, text_config, progress=progress
+    )
+    if cached is not None:
+        _save_text_space(encoder, _summarise_history(stage1), cached)
+    return encoder, stage1
+
+
+def _train_stage2(
+    config: CentralConfig,
+    sensor_encoder: SensorEncoder,
+    splits: dict[str, WindowSet],
+    targets: np.ndarray,
+    progress: bool,
+) -> dict:
+    """Stage 2 in place on `sensor_encoder`: the `stage2_windows` of `splits` aligned with their text
+    `targets`, in the order config.stage2_schedule names; returns its history."""
+    sensor_config = SensorTrainConfig(
+        epochs=config.stage2_epochs,
+        batch_size=config.stage2_batch_size,
+        lr=config.stage2_lr,
+        temperature=config.temperature,
+        rotation_jitter_deg=config.stage2_rotation_deg,
+        seed=config.seed,
+    )
+    windows = stage2_windows(splits)
+    if config.stage2_schedule == "joint":
+        return train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=progress)
+    return _train_source_then_fedavg(
+        sensor_encoder,
+        windows,
+        targets,
+        len(splits["source_train"]),
+        sensor_config,
+        config.stage2_target_epochs,
+        progress,
+        target_users=splits["target_train"].user,
+        target_rounds=config.stage2_target_rounds,
+    )
+
+
+def _save_model(
+    out_dir: Path,
+    config: CentralConfig,
+    splits: dict[str, WindowSet],
+    encoder: TextEncoder,
+    sensor_encoder: SensorEncoder,
+    bank: LabelBank,
+    descriptions: dict[str, list[str]],
+) -> dict:
+    """Write the model directory that `evaluate_central` reads; returns its split.json (the run's users)."""
+    encoder.save(out_dir / "text_encoder")
+    sensor_encoder.save(out_dir / "sensor_encoder.pt")
+    bank.save(out_dir / "label_bank.npz")
+    (out_dir / "descriptions.json").write_text(json.dumps(descriptions, indent=2))
+    split = {
+        "source": config.source,
+        "target": config.target,
+        "activities": splits["source_train"].label_names,
+        "merge_labels": config.merge_labels,
+        "simple_prompt": config.simple_prompt,
+        "walking_frame": config.walking_frame,
+        "source_train_users": sorted(set(splits["source_train"].user.tolist())),
+        "source_val_users": sorted(set(splits["source_val"].user.tolist())),
+        "target_train_users": sorted(set(splits["target_train"].user.tolist())),
+        "target_eval_users": sorted(set(splits["target_eval"].user.tolist())),
+    }
+    (out_dir / "split.json").write_text(json.dumps(split, indent=2))
+    return split
+
+
+def _train_source_then_fedavg(
     sensor_encoder: SensorEncoder,
     windows: np.ndarray,
     targets: np.ndarray,
     n_source: int,
-    schedule: str,
     sensor_config: SensorTrainConfig,
     target_epochs: int,
     progress: bool,
-    target_users: np.ndarray | None = None,
-    target_rounds: int = 1,
+    target_users: np.ndarray,
+    target_rounds: int,
 ) -> dict:
-    """Stage 2 in the federation's order: the first `n_source` rows (source) alone, then the target rows.
-
-    `schedule` (CentralConfig.stage2_schedule): "source-then-target" trains the target rows alone,
-    "source-then-joint" with the source rows beside them, and "source-then-target-fedavg" runs the target
-    phase as FedAvg over `target_users` (the user of each target row) in `target_rounds` rounds
-    (`_train_by_user_average`).
-    """
+    """Stage 2 in the federation's order ("source-then-target-fedavg"): the first `n_source` rows (source)
+    alone, then the target rows as FedAvg over `target_users` (the user of each target row) in
+    `target_rounds` rounds of `target_epochs` / `target_rounds` local epochs (`_train_by_user_average`)."""
+    if len(target_users) != len(windows) - n_source:
+        raise ValueError("source-then-target-fedavg needs the user of every target row (target_users)")
     target_config = dataclasses.replace(
         sensor_config, epochs=target_epochs, seed=sensor_config.seed + TARGET_PHASE_SEED_OFFSET
     )
     source_phase = train_sensor_encoder(
         sensor_encoder, windows[:n_source], targets[:n_source], sensor_config, progress=progress
     )
-    history = {"source_phase": _summarise_history(source_phase)}
-    if schedule == "source-then-target-fedavg":
-        if target_users is None or len(target_users) != len(windows) - n_source:
-            raise ValueError("source-then-target-fedavg needs the user of every target row (target_users)")
-        history["target_phase"] = _train_by_user_average(
-            sensor_encoder,
-            windows[n_source:],
-            targets[n_source:],
-            target_users,
-            target_config,
-            target_rounds,
-        )
-        return history
-    rows = slice(0 if schedule == "source-then-joint" else n_source, len(windows))
-    target_phase = train_sensor_encoder(
-        sensor_encoder, windows[rows], targets[rows], target_config, progress=progress
+    target_phase = _train_by_user_average(
+        sensor_encoder, windows[n_source:], targets[n_source:], target_users, target_config, target_rounds
     )
-    history["target_phase"] = _summarise_history(target_phase)
-    return history
+    return {"source_phase": _summarise_history(source_phase), "target_phase": target_phase}
 
 
 def _train_by_user_average(
@@ -581,15 +580,8 @@ def evaluate_central(
     interpreter_kind: str = "rules",
     seed: int = 0,
     device: str = "auto",
-    centering: bool = False,
 ) -> dict:
-    """Score a trained model on a target's held-out windows; new activities by their descriptions only.
-
-    `centering`: the sensor encoder's zero-shot scores are centred on the device's mean embedding
-    (CentralConfig.zero_shot_centering). The other scoring of the same embeddings is reported too, under
-    "other_scoring", so that one trained model gives both rows of the comparison (None for a model
-    directory trained before the centroid was saved).
-    """
+    """Score a trained model on a target's held-out windows; new activities by their descriptions only."""
     torch_device = resolve_device(device)
     set_seed(seed)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -601,35 +593,10 @@ def evaluate_central(
     known = list(split["activities"])
     new_activities = [vocabulary.canonical(a) for a in (new_activities or [])]
 
-    data = rename_labels(load_dataset(target, data_dir), split.get("merge_labels", {}))
-    if target == split["target"]:
-        data = data.subset(np.flatnonzero(np.isin(data.user, split["target_eval_users"])))
-        evaluated_on = f"held-out users {split['target_eval_users']} of '{target}'"
-    elif target == split["source"]:
-        data = data.subset(np.flatnonzero(np.isin(data.user, split["source_val_users"])))
-        evaluated_on = f"source validation users {split['source_val_users']} of '{target}'"
-    else:
-        evaluated_on = f"all windows of '{target}' (never seen in training)"
-    if split.get("walking_frame", False):  # read as the model was trained: each user's walking frame
-        data = to_walking_frame(data)
+    data, evaluated_on = _evaluation_windows(split, target, data_dir)
     missing = [a for a in new_activities if a not in data.label_names]
     if missing:
         raise DataError(f"--new-activities: {missing} not among the labels of '{target}': {data.label_names}")
-    # The device's centroid: for the run's target, that of the unlabeled windows stage 2 read; for any other
-    # data set, that of every window of the users scored, whatever their activity (no label is read).
-    centroid_file = model_dir / TARGET_CENTROID_FILE
-    if target != split["target"]:
-        centroid = embedding_centroid(encode_windows(sensor_encoder, data.X, position=data.position))
-    elif centroid_file.exists():
-        centroid = np.load(centroid_file)
-    elif centering:
-        raise DataError(
-            f"{model_dir} has no {TARGET_CENTROID_FILE} (trained before zero-shot centring existed): "
-            "train it again to score it centred"
-        )
-    else:
-        centroid = None  # an older model directory: scored as trained, without the other scoring
-    scoring = {True: centroid, False: None}  # the centroid to score with, by whether scores are centred
 
     # The text path must read the texts the model was trained on.
     interpreter = _run_interpreter(
@@ -644,64 +611,88 @@ def evaluate_central(
         "target": target,
         "evaluated_on": evaluated_on,
         "seed": seed,
-        "centering": centering,
         "known_activities": known_present,
         "new_activities": new_activities,
     }
 
     known_windows = data.select_activities(known_present)
     bank = label_bank(encoder, descriptions, known_present)
-    known_embeddings = encode_windows(sensor_encoder, known_windows.X, position=known_windows.position)
+    known_embeddings = encode_windows(sensor_encoder, known_windows.X)
     text_predicted = _text_path_predictions(known_windows, bank, encoder, interpreter)
     scored, text_scored, agreement = _score_both_paths(
-        known_windows, bank, known_embeddings, scoring[centering], text_predicted, vocabulary
+        known_windows, bank, known_embeddings, text_predicted, vocabulary
     )
     result.update(scored)
     plot_confusion(np.asarray(scored["confusion"]), known_present, out_dir / "confusion.png")
     result["text_path_accuracy"] = text_scored["accuracy"]
     result["text_path"] = text_scored
     result["path_agreement"] = agreement
-    result["other_scoring"] = None
-    if centroid is not None:
-        other, _ = _sensor_metrics(known_windows, bank, known_embeddings, scoring[not centering], vocabulary)
-        result["other_scoring"] = {"centering": not centering} | {
-            key: other[key] for key in ("accuracy", "macro_f1", "confusion", "per_class")
-        }
 
     if new_activities:
         new_windows = data.select_activities(new_activities)
-        new_bank = label_bank(encoder, descriptions, new_activities)
-        embeddings = encode_windows(sensor_encoder, new_windows.X, position=new_windows.position)
-        new_text_predicted = _text_path_predictions(new_windows, new_bank, encoder, interpreter)
-        # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
-        new_scored, new_text_scored, new_agreement = _score_both_paths(
-            new_windows, new_bank, embeddings, scoring[centering], new_text_predicted, vocabulary
+        result |= _new_activity_scores(
+            new_windows,
+            known_present,
+            new_activities,
+            encoder,
+            sensor_encoder,
+            descriptions,
+            interpreter,
+            vocabulary,
         )
-        result["new_activity_accuracy"] = new_scored["accuracy"]
-        scores = new_bank.scores(embeddings, scoring[centering])
-        truth = np.array([new_activities.index(t) for t in new_windows.labels()])
-        top3 = np.argsort(-scores, axis=1)[:, :3]
-        result["new_activity_top3"] = float(np.mean((top3 == truth[:, None]).any(axis=1)))
-        result["new_activity_chance"] = 1.0 / len(new_activities)
-        result["new_activity_windows"] = len(new_windows)
-        full_bank = label_bank(encoder, descriptions, known_present + new_activities)
-        predicted = full_bank.predict(embeddings, scoring[centering])
-        result["new_activity_accuracy_full_bank"] = float(
-            np.mean(np.array(predicted) == np.array(new_windows.labels()))
-        )
-        result["new_activity_paths"] = {
-            "sensor": new_scored,
-            "text_path": new_text_scored,
-            "agreement": new_agreement,
-        }
-        if result["other_scoring"] is not None:
-            new_other, _ = _sensor_metrics(
-                new_windows, new_bank, embeddings, scoring[not centering], vocabulary
-            )
-            result["other_scoring"]["new_activity_accuracy"] = new_other["accuracy"]
-            result["other_scoring"]["new_activity_per_class"] = new_other["per_class"]
     (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
     return result
+
+
+def _evaluation_windows(split: dict, target: str, data_dir: Path) -> tuple[WindowSet, str]:
+    """The windows a model is scored on for `target`, and which they are: the held-out users of the run's
+    target, the validation users of its source, or all of any other data set; in each user's walking frame
+    when the model was trained in it."""
+    data = rename_labels(load_dataset(target, data_dir), split.get("merge_labels", {}))
+    if target == split["target"]:
+        data = data.subset(np.flatnonzero(np.isin(data.user, split["target_eval_users"])))
+        evaluated_on = f"held-out users {split['target_eval_users']} of '{target}'"
+    elif target == split["source"]:
+        data = data.subset(np.flatnonzero(np.isin(data.user, split["source_val_users"])))
+        evaluated_on = f"source validation users {split['source_val_users']} of '{target}'"
+    else:
+        evaluated_on = f"all windows of '{target}' (never seen in training)"
+    if split.get("walking_frame", False):  # read as the model was trained: each user's walking frame
+        data = to_walking_frame(data)
+    return data, evaluated_on
+
+
+def _new_activity_scores(
+    windows: WindowSet,
+    known: list[str],
+    new_activities: list[str],
+    encoder: TextEncoder,
+    sensor_encoder: SensorEncoder,
+    descriptions: dict[str, list[str]],
+    interpreter: Interpreter,
+    vocabulary,
+) -> dict:
+    """Scores on the `windows` of activities the model never trained on, named by their descriptions only:
+    among the new labels (both paths, and the sensor encoder's top 3) and among `known` + new labels."""
+    new_bank = label_bank(encoder, descriptions, new_activities)
+    embeddings = encode_windows(sensor_encoder, windows.X)
+    text_predicted = _text_path_predictions(windows, new_bank, encoder, interpreter)
+    # The same diagnostics as for the known labels, among the new ones: which new labels each path names.
+    scored, text_scored, agreement = _score_both_paths(
+        windows, new_bank, embeddings, text_predicted, vocabulary
+    )
+    truth = np.array([new_activities.index(t) for t in windows.labels()])
+    top3 = np.argsort(-new_bank.scores(embeddings), axis=1)[:, :3]
+    full_bank = label_bank(encoder, descriptions, known + new_activities)
+    predicted = full_bank.predict(embeddings)
+    return {
+        "new_activity_accuracy": scored["accuracy"],
+        "new_activity_top3": float(np.mean((top3 == truth[:, None]).any(axis=1))),
+        "new_activity_chance": 1.0 / len(new_activities),
+        "new_activity_windows": len(windows),
+        "new_activity_accuracy_full_bank": float(np.mean(np.array(predicted) == np.array(windows.labels()))),
+        "new_activity_paths": {"sensor": scored, "text_path": text_scored, "agreement": agreement},
+    }
 
 
 def _text_path_predictions(
@@ -717,14 +708,12 @@ def _score_both_paths(
     windows: WindowSet,
     bank: LabelBank,
     embeddings: np.ndarray,
-    centroid: np.ndarray | None,
     text_predicted: list[str],
     vocabulary,
 ) -> tuple[dict, dict, float]:
-    """Scores of the sensor encoder (its `embeddings`, scored against `bank`, centred on `centroid` if
-    given) and of the text path on the same windows, and the fraction of windows where both name the same
-    label."""
-    sensor, sensor_pred = _sensor_metrics(windows, bank, embeddings, centroid, vocabulary)
+    """Scores of the sensor encoder (its `embeddings`, scored against `bank`) and of the text path on the
+    same windows, and the fraction of windows where both name the same label."""
+    sensor, sensor_pred = _sensor_metrics(windows, bank, embeddings, vocabulary)
     text = classification_metrics(windows.labels(), text_predicted, bank.labels, vocabulary.category)
     text = {key: text[key] for key in ("accuracy", "macro_f1", "labels", "confusion", "per_class")}
     agreement = float(np.mean(np.asarray(sensor_pred) == np.asarray(text_predicted)))
@@ -732,11 +721,10 @@ def _score_both_paths(
 
 
 def _sensor_metrics(
-    windows: WindowSet, bank: LabelBank, embeddings: np.ndarray, centroid: np.ndarray | None, vocabulary
+    windows: WindowSet, bank: LabelBank, embeddings: np.ndarray, vocabulary
 ) -> tuple[dict, list[str]]:
-    """Scores of the sensor encoder's `embeddings` against `bank` (centred on `centroid` if given), and the
-    label it names for each window."""
-    predicted = bank.predict(embeddings, centroid)
+    """Scores of the sensor encoder's `embeddings` against `bank`, and the label it names for each window."""
+    predicted = bank.predict(embeddings)
     return classification_metrics(windows.labels(), predicted, bank.labels, vocabulary.category), predicted
 
 

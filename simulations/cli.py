@@ -129,7 +129,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         new_activities=_activities(args.new_activities) if args.new_activities else None,
         seed=args.seed,
         device=args.device,
-        centering=args.zero_shot_centering,
     )
     print(f"evaluated on {metrics['evaluated_on']}")
     _print_metrics(
@@ -283,11 +282,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", required=True)
     p.add_argument("--new-activities", default="")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--zero-shot-centering",
-        action="store_true",
-        help="centre the zero-shot scores on the target device's mean sensor embedding",
-    )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 

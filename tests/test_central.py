@@ -77,21 +77,6 @@ def test_train_then_evaluate_small_budget_beats_chance(tmp_path, data_dir):
     assert metrics["new_activity_accuracy"] > metrics["new_activity_chance"]
     assert (eval_dir / "confusion.png").stat().st_size > 0
 
-    # Centred scoring (--zero-shot-centering) of the same model: the two scorings swap places.
-    centred_dir = tmp_path / "eval-centred"
-    evaluate = ["evaluate", "--data-dir", str(data_dir), "--model", str(model_dir), "--target", "dsads_torso"]
-    assert fedlanhar([*evaluate, "--zero-shot-centering", "--out", str(centred_dir)]) == 0
-    centred = json.loads((centred_dir / "metrics.json").read_text())
-    assert centred["centering"] is True and metrics["other_scoring"]["centering"] is True
-    assert centred["accuracy"] == metrics["other_scoring"]["accuracy"]
-    assert centred["other_scoring"]["accuracy"] == metrics["accuracy"]
-    # A model directory from before the centroid was saved: scored as trained, centring refused clearly.
-    (model_dir / "target_centroid.npy").unlink()
-    assert fedlanhar([*evaluate, "--out", str(tmp_path / "old")]) == 0
-    old = json.loads((tmp_path / "old" / "metrics.json").read_text())
-    assert old["accuracy"] == metrics["accuracy"] and old["other_scoring"] is None
-    assert fedlanhar([*evaluate, "--zero-shot-centering", "--out", str(tmp_path / "refused")]) == 2
-
     export_dir = tmp_path / "export"
     assert fedlanhar(["export", "--model", str(model_dir), "--out", str(export_dir)]) == 0
     exported = json.loads((export_dir / "metrics.json").read_text())
@@ -192,48 +177,6 @@ def test_a_budget_caps_the_open_pool_by_whole_recordings_without_its_labels(data
     assert (_cap_recordings(scrambled, cap, config.seed).X == _cap_recordings(full, cap, config.seed).X).all()
 
 
-def test_source_first_trains_the_source_rows_then_the_target_rows_and_ends_on_the_target() -> None:
-    """The federation's order in one process: the first n_source rows alone, then the rest alone. The target
-    rows here carry the same windows with their targets permuted, so the model can only end aligned with
-    the target rows' targets if they trained last, and only with those rows."""
-    from test_train import SMALL, synthetic_stage2
-
-    from common.method.train import SensorTrainConfig
-    from common.models.sensor_encoder import SensorEncoder, encode_windows
-    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_first
-
-    X, Z, y = synthetic_stage2()
-    prototypes = Z[[0, len(X) // 3, -1]]
-    swapped = prototypes[[1, 2, 0]]  # the target rows' text says activity k is activity k+1's prototype
-    windows, targets = np.concatenate([X, X]), np.concatenate([Z, swapped[y]])
-    torch.manual_seed(0)
-    model = SensorEncoder(SMALL)
-    config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
-
-    history = _train_source_first(model, windows, targets, len(X), "source-then-target", config, 8, False)
-
-    source, target = history["source_phase"], history["target_phase"]
-    assert source["num_examples"] == len(X) and target["num_examples"] == len(X)
-    assert source["epochs_run"] == 6 and target["epochs_run"] == 8
-    assert source["config"]["seed"] == 3 and target["config"]["seed"] == 3 + TARGET_PHASE_SEED_OFFSET
-    predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
-    assert np.mean(predicted == y) > 0.9
-
-    # source-then-joint: the second phase reads the source rows too (here both halves' 72 windows).
-    kept = _train_source_first(
-        SensorEncoder(SMALL),
-        windows,
-        targets,
-        len(X),
-        "source-then-joint",
-        config,
-        2,
-        False,
-    )
-    assert kept["source_phase"]["num_examples"] == len(X)
-    assert kept["target_phase"]["num_examples"] == 2 * len(X)
-
-
 def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
     with pytest.raises(DataError, match="stage2_schedule must be one of .*'target-first'"):
         central_config("small", stage2_schedule="target-first")
@@ -246,14 +189,14 @@ def test_a_stage2_schedule_that_does_not_exist_is_named_in_the_error() -> None:
 
 
 def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_round() -> None:
-    """The federation's target phase in one process: the target rows (permuted targets, as in the test
-    above) split between two users of unequal size; after 3 rounds of per-user copies averaged, the model is
-    aligned with the target rows' targets, so the averaged copies learned them."""
+    """The federation's order in one process: the source rows alone, then the target rows (the same windows,
+    their targets permuted) split between two users of unequal size; after 3 rounds of per-user copies
+    averaged, the model is aligned with the target rows' targets, so the averaged copies learned them last."""
     from test_train import SMALL, synthetic_stage2
 
     from common.method.train import SensorTrainConfig
     from common.models.sensor_encoder import SensorEncoder, encode_windows
-    from simulations.central import _train_source_first
+    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_then_fedavg
 
     X, Z, y = synthetic_stage2()
     prototypes = Z[[0, len(X) // 3, -1]]
@@ -265,12 +208,11 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
     config = SensorTrainConfig(epochs=6, batch_size=16, lr=3e-3, seed=3)
 
     def fedavg(model: SensorEncoder, target_users: np.ndarray) -> dict:
-        return _train_source_first(
+        return _train_source_then_fedavg(
             model,
             windows,
             targets,
             len(X),
-            "source-then-target-fedavg",
             config,
             9,
             False,
@@ -280,8 +222,10 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
 
     history = fedavg(model, users)
 
-    target = history["target_phase"]
+    source, target = history["source_phase"], history["target_phase"]
+    assert source["num_examples"] == len(X) and source["epochs_run"] == 6 and source["config"]["seed"] == 3
     assert (target["rounds"], target["local_epochs"], target["users"]) == (3, 3, 2)
+    assert target["config"]["seed"] == 3 + TARGET_PHASE_SEED_OFFSET
     assert target["num_examples"] == len(X) and target["loss"]["n"] == 3
     predicted = np.argmax(encode_windows(model, X) @ swapped.T, axis=1)
     assert np.mean(predicted == y) > 0.9
@@ -291,35 +235,37 @@ def test_fedavg_target_phase_ends_on_the_target_rows_with_every_user_in_every_ro
 
 def test_fedavg_target_phase_with_one_user_and_one_round_is_the_plain_target_phase() -> None:
     """One client, one round: FedAvg's mean is that client's model, and a client's local update is central
-    stage 2's loss with the same seed, so the two schedules give the same weights."""
+    stage 2's loss with the same seed, so the schedule gives the weights of two plain stage-2 phases: the
+    source rows, then the target rows with the target phase's seed."""
     from test_train import SMALL, synthetic_stage2
 
-    from common.method.train import SensorTrainConfig
+    from common.method.train import SensorTrainConfig, train_sensor_encoder
     from common.models.sensor_encoder import SensorEncoder
-    from simulations.central import _train_source_first
+    from simulations.central import TARGET_PHASE_SEED_OFFSET, _train_source_then_fedavg
 
     X, Z, _ = synthetic_stage2(n_per_class=8)
     windows, targets = np.concatenate([X, X[::-1]]), np.concatenate([Z, Z[::-1]])
     config = SensorTrainConfig(epochs=2, batch_size=8, lr=3e-3, seed=5)
-    models = []
-    for schedule in ("source-then-target", "source-then-target-fedavg"):
-        torch.manual_seed(0)
-        model = SensorEncoder(SMALL)
-        _train_source_first(
-            model,
-            windows,
-            targets,
-            len(X),
-            schedule,
-            config,
-            3,
-            False,
-            target_users=np.zeros(len(X), dtype=int),
-            target_rounds=1,
-        )
-        models.append(model.state_dict())
-    for key, value in models[0].items():
-        torch.testing.assert_close(models[1][key], value, rtol=0, atol=1e-6)
+    torch.manual_seed(0)
+    fedavg = SensorEncoder(SMALL)
+    _train_source_then_fedavg(
+        fedavg,
+        windows,
+        targets,
+        len(X),
+        config,
+        3,
+        False,
+        target_users=np.zeros(len(X), dtype=int),
+        target_rounds=1,
+    )
+    torch.manual_seed(0)
+    plain = SensorEncoder(SMALL)
+    target_config = dataclasses.replace(config, epochs=3, seed=5 + TARGET_PHASE_SEED_OFFSET)
+    for rows, phase_config in ((slice(0, len(X)), config), (slice(len(X), None), target_config)):
+        train_sensor_encoder(plain, windows[rows], targets[rows], phase_config, progress=False)
+    for key, value in plain.state_dict().items():
+        torch.testing.assert_close(fedavg.state_dict()[key], value, rtol=0, atol=1e-6)
 
 
 def test_the_walking_frame_needs_the_rules_interpreter_and_no_rotation_augmentation() -> None:

@@ -15,12 +15,10 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord
 
-from client.device_client import evaluate_locally, train_locally
-from common.data.devices import load_device_type
+from client.device_client import evaluate_locally
 from common.data.errors import DataError
 from common.data.labels import load_vocabulary
 from common.data.loading import load_dataset
-from common.data.placement import placement_group, trunk_equivalent
 from common.data.synthetic import generate_windows
 from common.federation.partition import (
     EVALUATE,
@@ -36,7 +34,6 @@ from common.federation.partition import (
     run_activities,
 )
 from common.federation.run_config import ConfigError, FederationConfig
-from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
 from common.models.zero_shot import LabelBank
 from server.federation import NodeSubset, pooled_metrics
@@ -301,25 +298,3 @@ def test_initial_activities_are_scored_among_themselves_after_a_push():
     assert pooled["initial_activities"]["labels"] == ["walking", "sitting"]
     assert pooled["initial_activities"]["accuracy"] == pytest.approx(9 / 12)
     assert pooled["initial_activities"]["windows"] == 12
-
-
-def test_a_device_rescales_its_own_windows_by_its_placement_to_train_and_to_recognise():
-    """With sensor-trunk-equivalent a trouser-pocket client trains and scores on its trunk-equivalent windows:
-    the same update and the same counts as a plain model given those rescaled windows."""
-    labels = ["walking", "sitting"]
-    pocket = generate_windows(labels, 6, device=load_device_type("trouser_pocket_phone"), seed=0, n_users=1)
-    rescaled = dataclasses.replace(pocket, X=trunk_equivalent(pocket.X, pocket.position), position="waist")
-    assert placement_group(pocket.position) == "leg" and not np.allclose(rescaled.X, pocket.X)
-    plain_config = SensorEncoderConfig(d_model=16, ff_dim=32, out_dim=4, dropout=0.0)
-    rescaling = SensorEncoder(SensorEncoderConfig(**{**plain_config.to_dict(), "trunk_equivalent": True}))
-    plain = SensorEncoder(plain_config)
-    plain.load_state_dict(rescaling.state_dict())
-    targets = np.random.default_rng(0).normal(size=(len(pocket), 4)).astype(np.float32)
-    config = SensorTrainConfig(epochs=1, batch_size=4, seed=3)
-    train_locally(rescaling, pocket, targets, config)
-    train_locally(plain, rescaled, targets, config)
-    for name, weights in rescaling.state_dict().items():
-        np.testing.assert_allclose(weights.numpy(), plain.state_dict()[name].numpy(), atol=1e-5, err_msg=name)
-    bank = LabelBank(labels=labels, embeddings=np.eye(2, 4, dtype=np.float32))
-    counts, expected = (evaluate_locally(m, w, bank, []) for m, w in ((rescaling, pocket), (plain, rescaled)))
-    np.testing.assert_array_equal(counts["confusion"], expected["confusion"])

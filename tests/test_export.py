@@ -76,8 +76,8 @@ def training_time_embeddings(model: SensorEncoder, X: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "changes",
-    [{}, {"acc_level": False, "walking_frame": True}, {"input_channels": 3}],
-    ids=["default", "no-level-walking-frame", "acc-only"],
+    [{}, {"walking_frame": True}, {"input_channels": 3}],
+    ids=["default", "walking-frame", "acc-only"],
 )
 def test_analysis_token_model_exports_with_the_raw_window_as_its_only_input(
     tmp_path: Path, data_dir: Path, changes: dict

@@ -178,32 +178,18 @@ def test_analysis_token_switch_reaches_the_server_every_client_and_the_exported_
 
 
 @pytest.mark.slow
-def test_input_switches_reach_every_client_and_the_exported_model(tmp_path):
-    """sensor-trunk-equivalent and walking-frame on, sensor-acc-level off, with a waist and a thigh client, in
-    one run: the global model reads rescaled windows (the thigh client rescales its own, see
-    test_client_eval.py) without the |acc| level, the server and every client turn their own windows into
-    their wearers' walking frame (test_partition.py) and word the inclination, and the deployed model's
-    analysis token reads it."""
-    config = small_config(
-        tmp_path,
-        sensor_trunk_equivalent=True,
-        sensor_acc_level=False,
-        walking_frame=True,
-        num_server_rounds=1,
-        new_activities="",
-    )
+def test_the_walking_frame_reaches_every_client_and_the_exported_model(tmp_path):
+    """walking-frame on, with a waist and a thigh client, in one run: the server and every client turn their
+    own windows into their wearers' walking frame (test_partition.py) and word the inclination, and the
+    deployed model's analysis token reads it."""
+    config = small_config(tmp_path, walking_frame=True, num_server_rounds=1, new_activities="")
     metrics = run_in_process(config, num_clients=2)
-    assert metrics["config"]["sensor-trunk-equivalent"] is True
-    assert metrics["config"]["sensor-acc-level"] is False
     assert metrics["config"]["walking-frame"] is True
     record = metrics["rounds"][0]
     assert record["clients_trained"] == 2 and record["clients_evaluated"] == 2
     assert math.isfinite(record["accuracy"]) and math.isfinite(record["train_loss"])
     assert set(metrics["per_group"]) == {"synthetic:waist_phone", "synthetic:thigh_sensor"}
     exported = json.loads((tmp_path / "sensor_encoder.json").read_text())
-    assert exported["config"]["trunk_equivalent"] is True and exported["input"]["trunk_equivalent"] is True
-    assert exported["config"]["acc_level"] is False
-    assert "gravity_magnitude" not in exported["analysis"]["features"]
     assert exported["config"]["walking_frame"] is True
     assert exported["analysis"]["features"][-1] == "tilt_z"
 

@@ -42,10 +42,6 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"out-dir": "runs/x"}, "'out-dir' must be an absolute path"),
         ({"client-eval-fraction": 1.0}, "'client-eval-fraction' must be in (0, 1)"),
         ({"sensor-input-frame": "world"}, "'sensor-input-frame' must be one of"),
-        (
-            {"sensor-acc-level": False, "sensor-input-frame": "device"},
-            "'sensor-acc-level' false needs sensor-input-frame = 'gravity'",
-        ),
         ({"walking-frame": True, "interpreter": "openai"}, "'walking-frame' needs interpreter 'rules'"),
         ({"walking-frame": True, "raw-prompt-mode": True}, "raw-prompt-mode True"),
         ({"walking-frame": True, "sensor-input-frame": "device"}, "sensor-input-frame 'device'"),

@@ -8,15 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from common.data.features import ACC_LEVEL_FEATURES, FEATURE_NAMES, INVARIANT_FEATURES
-from common.data.placement import trunk_equivalent
+from common.data.features import FEATURE_NAMES, INVARIANT_FEATURES
 from common.models.sensor_encoder import (
     STANDARD_GRAVITY,
     SensorEncoder,
     SensorEncoderConfig,
     check_windows,
     encode_windows,
-    sensor_input,
     sinusoidal_positions,
     window_analysis,
 )
@@ -282,47 +280,11 @@ def test_analysis_token_model_scripts_with_two_inputs_and_loads_from_old_configs
     assert SensorEncoderConfig.from_dict(legacy).analysis_token is False  # written before the token existed
 
 
-def test_a_trunk_equivalent_encoder_reads_the_rescaled_window_of_its_position() -> None:
-    """trunk_equivalent only changes what the encoder reads: the same weights give, on a thigh window, the
-    embedding a plain encoder gives on that window's trunk equivalent, and on a waist window the plain one."""
-    plain = SensorEncoder(SMALL_TOKEN)
-    rescaling = SensorEncoder(SensorEncoderConfig(**{**SMALL_TOKEN.to_dict(), "trunk_equivalent": True}))
-    rescaling.load_state_dict(plain.state_dict())
-    X = random_windows(5).numpy()
-    np.testing.assert_allclose(
-        encode_windows(rescaling, X, position="right thigh"),
-        encode_windows(plain, trunk_equivalent(X, "right thigh")),
-        atol=1e-6,
-    )
-    np.testing.assert_array_equal(encode_windows(rescaling, X, position="waist"), encode_windows(plain, X))
-    assert sensor_input(X, None, SMALL_TOKEN) is X  # a plain encoder needs no position
-    with pytest.raises(ValueError, match="pass the body position"):
-        encode_windows(rescaling, X)
-    written_before = {k: v for k, v in SMALL_TOKEN.to_dict().items() if k != "trunk_equivalent"}
-    assert SensorEncoderConfig.from_dict(written_before).trunk_equivalent is False  # older checkpoints
-
-
-def test_without_the_acc_level_a_gain_error_does_not_move_a_still_window() -> None:
-    """acc_level=False: the |acc| channel is measured from the window's gravity and the analysis leaves out
-    the absolute level, so two still windows that differ only in the accelerometer's gain (3% here) embed
-    alike; with the level they do not."""
-    still = torch.zeros(2, 120, 6)
-    still[0, :, :3] = torch.tensor([0.3, 1.1, 9.7])
-    still[1, :, :3] = 1.03 * still[0, :, :3]
-    windows = still.numpy()
-    level_free = SensorEncoderConfig(**{**SMALL_TOKEN.to_dict(), "acc_level": False})
-    assert not set(ACC_LEVEL_FEATURES) & set(level_free.analysis_features)
-    assert set(ACC_LEVEL_FEATURES) <= set(SMALL_TOKEN.analysis_features)
-    channels = SensorEncoder(level_free).normalize(still)
-    torch.testing.assert_close(channels, torch.zeros_like(channels), atol=1e-6, rtol=0)
-    free, with_level = SensorEncoder(level_free), SensorEncoder(SMALL_TOKEN)
-    embeddings = encode_windows(free, windows)
-    np.testing.assert_allclose(embeddings[0], embeddings[1], atol=1e-5)
-    embeddings = encode_windows(with_level, windows)
-    assert not np.allclose(embeddings[0], embeddings[1], atol=1e-3)
-    x = random_windows(3)
-    analysis = torch.from_numpy(window_analysis(x.numpy(), level_free))
-    free.eval()
-    torch.testing.assert_close(torch.jit.script(free)(x, analysis), free(x, analysis))
-    with pytest.raises(ValueError, match="acc_level=False"):
-        SensorEncoderConfig(input_frame="device", acc_level=False)
+def test_a_checkpoint_written_with_a_removed_switch_loads_only_at_the_kept_value() -> None:
+    """trunk_equivalent and acc_level were removed; checkpoints written while they existed carry them."""
+    written_then = {**SMALL_TOKEN.to_dict(), "trunk_equivalent": False, "acc_level": True}
+    assert SensorEncoderConfig.from_dict(written_then) == SMALL_TOKEN
+    with pytest.raises(ValueError, match=r"trained with acc_level=False, a switch since removed"):
+        SensorEncoderConfig.from_dict({**written_then, "acc_level": False})
+    with pytest.raises(ValueError, match=r"trained with trunk_equivalent=True, a switch since removed"):
+        SensorEncoderConfig.from_dict({**written_then, "trunk_equivalent": True})

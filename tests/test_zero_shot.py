@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.models.zero_shot import LabelBank, build_label_bank, embedding_centroid
+from common.models.zero_shot import LabelBank, build_label_bank
 
 
 def unit(*values: float) -> np.ndarray:
@@ -109,39 +109,3 @@ def test_build_label_bank_averages_normalised_descriptions() -> None:
         build_label_bank(embedder, {"walking": ["walk one"], "sitting": []})
     with pytest.raises(TypeError, match="not a single string"):
         build_label_bank(embedder, {"walking": "walk one"})
-
-
-def test_centroid_is_the_mean_of_the_normalised_rows() -> None:
-    E = np.array([[3.0, 0.0], [0.0, 0.5], [2.0, 2.0]], dtype=np.float32)
-    expected = (np.array([1.0, 0.0]) + np.array([0.0, 1.0]) + unit(1.0, 1.0)) / 3.0
-    np.testing.assert_allclose(embedding_centroid(E), expected, atol=1e-6)
-    with pytest.raises(ValueError, match="centroid needs embeddings"):
-        embedding_centroid(np.zeros((0, 2), dtype=np.float32))
-
-
-def test_centred_scores_are_the_cosine_minus_a_bias_per_label(bank: LabelBank) -> None:
-    rng = np.random.default_rng(0)
-    E = rng.normal(size=(7, 3)).astype(np.float32)
-    centroid = embedding_centroid(rng.normal(size=(20, 3)))
-    bias = bank.embeddings @ centroid  # <centroid, prototype>, one number per label
-    np.testing.assert_allclose(bank.scores(E, centroid), bank.scores(E) - bias[None, :], atol=1e-6)
-    # A centroid as similar to every prototype as to any other subtracts the same from each: no ranking moves.
-    equal = np.full(3, 0.2, dtype=np.float32)
-    assert bank.classify(E, equal).tolist() == bank.classify(E).tolist()
-    with pytest.raises(ValueError, match=r"centroid must be a finite vector \[3\]"):
-        bank.scores(E, np.zeros(2, dtype=np.float32))
-
-
-def test_centring_takes_the_windows_back_from_a_hub_label() -> None:
-    """Every window of a device shares one direction; the label nearest that direction (a hub) wins them
-    all on the cosine, and loses the windows that are not its own once the shared direction is removed."""
-    shared = unit(0.0, 0.0, 1.0)
-    bank = LabelBank(["hub", "a", "b"], np.stack([shared, unit(1.0, 0.0, 0.6), unit(0.0, 1.0, 0.6)]))
-    # Windows of "a" and of "b": mostly the shared direction, a little of their own.
-    windows_a = np.stack([shared * 3.0 + unit(1.0, 0.0, 0.0) * s for s in (0.6, 0.8, 1.0)])
-    windows_b = np.stack([shared * 3.0 + unit(0.0, 1.0, 0.0) * s for s in (0.6, 0.8, 1.0)])
-    windows = np.concatenate([windows_a, windows_b])
-    assert bank.predict(windows) == ["hub"] * 6
-    centroid = embedding_centroid(windows)
-    assert bank.predict(windows, centroid) == ["a"] * 3 + ["b"] * 3
-    assert bank.top_k(windows, 1, centroid).ravel().tolist() == [1, 1, 1, 2, 2, 2]

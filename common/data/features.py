@@ -77,10 +77,6 @@ INVARIANT_FEATURES: tuple[str, ...] = tuple(
     name for name in FEATURE_NAMES if not {"x", "y", "z"} & set(name.split("_"))
 )
 
-# Rotation-invariant features that read the absolute |acc| level: at rest g times the accelerometer's gain
-# error, which differs more between devices than between activities. The rules interpreter never reads it.
-ACC_LEVEL_FEATURES: tuple[str, ...] = ("acc_mag_mean", "acc_mag_min", "acc_mag_max", "gravity_magnitude")
-
 MIN_FREQUENCY = 0.3  # Hz; slower drifts are posture changes, not rhythm
 MIN_LAG_SECONDS = 0.3  # s; autocorrelation search range (up to 3.3 cycles/s) ...
 MAX_LAG_SECONDS = 2.5  # s; ... down to 0.4 cycles/s

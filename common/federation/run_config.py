@@ -78,16 +78,10 @@ class FederationConfig:
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
     sensor_analysis_token: bool = True
-    # The sensor encoder reads each window rescaled to what the trunk would see (limb swing divided out,
-    # SensorEncoderConfig.trunk_equivalent); each client rescales its own windows by its device's placement.
-    sensor_trunk_equivalent: bool = False
     # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
     # common/data/posture.py) from their own rhythmic windows, no label read; the rules texts, label
     # descriptions and analysis token then read the body inclination. Needs the rules interpreter.
     walking_frame: bool = False
-    # The sensor encoder reads the absolute |acc| level (SensorEncoderConfig.acc_level; false: it does not, so
-    # that an accelerometer's gain error cannot pass for an activity).
-    sensor_acc_level: bool = True
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
     device: str = "auto"
@@ -274,10 +268,6 @@ class FederationConfig:
         if self.sensor_input_frame not in INPUT_FRAMES:
             _fail(
                 "sensor-input-frame", f"must be one of {list(INPUT_FRAMES)}, not {self.sensor_input_frame!r}"
-            )
-        if not self.sensor_acc_level and self.sensor_input_frame != "gravity":
-            _fail(
-                "sensor-acc-level", "false needs sensor-input-frame = 'gravity' (device axes carry the level)"
             )
         if self.server_train_epochs < 0:
             _fail("server-train-epochs", f"must be >= 0, got {self.server_train_epochs}")

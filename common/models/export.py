@@ -150,9 +150,6 @@ def _model_info(config: SensorEncoderConfig, bank: LabelBank) -> dict:
             "dtype": "float32",
             "units": "acc x,y,z in m/s^2 including gravity, gyro x,y,z in rad/s",
             "sampling_rate_hz": 20.0,
-            # With trunk_equivalent the device first rescales its window by its own body position
-            # (common/data/placement.py: trunk_equivalent(X, position)) and feeds the rescaled window.
-            "trunk_equivalent": config.trunk_equivalent,
         },
         "output": {
             "name": "embedding",

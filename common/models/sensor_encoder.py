@@ -43,11 +43,6 @@ analysis of the window; one window end to end with the numpy analysis (`export.m
 the 2-core machine under load ~3) took 6.0 ms median against 3.4 ms without the token. The analysis now runs
 inside the exported model (issue #34); its latency: docs/results/README.md, "Analysis inside the model".
 
-Absolute |acc| level (`acc_level`, on by default). At rest |acc| is g times the accelerometer's gain error,
-which differs more between devices than between activities (data/features.py ACC_LEVEL_FEATURES). With it off
-the |acc| channel is taken relative to the window's gravity estimate and the analysis token leaves out the
-four features that read the level; the rules interpreter never reads them.
-
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """
 
@@ -62,19 +57,15 @@ import torch
 from torch import Tensor, nn
 
 from common.base.device import autocast, module_device
-from common.data.features import (
-    ACC_LEVEL_FEATURES,
-    FEATURE_INDEX,
-    FEATURE_NAMES,
-    INVARIANT_FEATURES,
-    analyze_windows,
-)
-from common.data.placement import trunk_equivalent
+from common.data.features import FEATURE_INDEX, FEATURE_NAMES, INVARIANT_FEATURES, analyze_windows
 from common.data.windows import MODEL_RATE_HZ
 from common.models.window_features import WindowFeatures, check_window_shape
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
+# Switches removed after the two-seed rule turned them down (docs/results), with the value the code still
+# implements: checkpoints written while they existed load when they hold that value.
+REMOVED_FIELDS = {"trunk_equivalent": False, "acc_level": True}
 
 
 @dataclass
@@ -96,14 +87,6 @@ class SensorEncoderConfig:
     input_frame: str = "gravity"
     # One more token carrying the window's signal analysis (module docstring); it needs `analysis` inputs.
     analysis_token: bool = True
-    # Read every window rescaled to what the trunk would see (data/placement.py: a limb's horizontal motion
-    # and rotation divided by the swing factors the rules interpreter words them with); `sensor_input` applies
-    # it, so whoever feeds the encoder passes each window's body position.
-    trunk_equivalent: bool = False
-    # Read the absolute |acc| level (gravity frame): the |acc| channel and the ACC_LEVEL_FEATURES of the
-    # analysis. False: the |acc| channel minus the window's gravity estimate, and the analysis without those
-    # features, so that an accelerometer's gain error (data/features.py) cannot pass for an activity.
-    acc_level: bool = True
     # The windows arrive turned into their wearer's walking frame (common/data/posture.py): the analysis token
     # also reads tilt_z, there the body segment's inclination from its walking posture, which no
     # rotation-invariant quantity carries (sitting, standing and lying read alike without it).
@@ -125,10 +108,6 @@ class SensorEncoderConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.input_frame not in INPUT_FRAMES:
             raise ValueError(f"input_frame must be one of {INPUT_FRAMES}, got {self.input_frame!r}")
-        if not self.acc_level and self.input_frame != "gravity":
-            raise ValueError(
-                "acc_level=False is defined for the gravity frame (the device axes carry the level)"
-            )
         if self.walking_frame and (self.input_frame != "gravity" or not self.analysis_token):
             raise ValueError(
                 "walking_frame adds the inclination to the analysis token of the gravity frame: it needs "
@@ -154,16 +133,20 @@ class SensorEncoderConfig:
             return ()
         if self.input_frame == "device":
             return FEATURE_NAMES
-        invariant = INVARIANT_FEATURES
-        if not self.acc_level:
-            invariant = tuple(name for name in INVARIANT_FEATURES if name not in ACC_LEVEL_FEATURES)
-        return (*invariant, "tilt_z") if self.walking_frame else invariant
+        return (*INVARIANT_FEATURES, "tilt_z") if self.walking_frame else INVARIANT_FEATURES
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict) -> SensorEncoderConfig:
+        for name, kept in REMOVED_FIELDS.items():
+            if values.get(name, kept) != kept:
+                raise ValueError(
+                    f"this checkpoint was trained with {name}={values[name]!r}, a switch since removed "
+                    f"(only {name}={kept!r} is implemented)"
+                )
+        values = {name: value for name, value in values.items() if name not in REMOVED_FIELDS}
         known = {field.name for field in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -180,22 +163,6 @@ def sinusoidal_positions(length: int, dim: int) -> Tensor:
     table[:, 0::2] = torch.sin(position * frequency)
     table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
     return table
-
-
-def sensor_input(X: np.ndarray, position: str | None, config: SensorEncoderConfig) -> np.ndarray:
-    """The windows the encoder reads: X as recorded, or its trunk equivalent (`config.trunk_equivalent`).
-
-    X [N, window, input_channels] in raw units from a sensor at body `position` (e.g. "waist", "right
-    thigh"); the position may be None only for an encoder that does not rescale.
-    """
-    if not config.trunk_equivalent:
-        return X
-    if position is None:
-        raise ValueError(
-            "this SensorEncoder reads trunk-equivalent windows (trunk_equivalent=True): pass the body "
-            "position of the windows' sensor"
-        )
-    return trunk_equivalent(X, position)
 
 
 def window_analysis(X: np.ndarray, config: SensorEncoderConfig) -> np.ndarray:
@@ -220,19 +187,18 @@ def _along_and_across(vectors: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
     return along, across
 
 
-def gravity_frame_channels(acc: Tensor, gyro: Tensor | None, acc_level: bool = True) -> Tensor:
+def gravity_frame_channels(acc: Tensor, gyro: Tensor | None) -> Tensor:
     """Rotation-invariant channels of windows: acc [B, T, 3] in g, gyro [B, T, 3] in rad/s or None.
 
     Gravity = the window mean of acc. Returns [B, T, 3] (acc only) or [B, T, 6]: dynamic acc along gravity,
-    its norm across gravity, |acc| (minus |gravity| when not `acc_level`), then gyro about the vertical, its
-    norm across it, |gyro|.
+    its norm across gravity, |acc|, then gyro about the vertical, its norm across it, |gyro|.
     """
     gravity = acc.mean(dim=1, keepdim=True)
     gravity_norm = torch.linalg.vector_norm(gravity, dim=-1, keepdim=True)
     vertical = gravity / gravity_norm.clamp_min(1e-6)
     acc_along, acc_across = _along_and_across(acc - gravity, vertical)
     magnitude = torch.linalg.vector_norm(acc, dim=-1, keepdim=True)
-    parts = [acc_along, acc_across, magnitude if acc_level else magnitude - gravity_norm]
+    parts = [acc_along, acc_across, magnitude]
     if gyro is not None:
         gyro_along, gyro_across = _along_and_across(gyro, vertical)
         parts.extend([gyro_along, gyro_across, torch.linalg.vector_norm(gyro, dim=-1, keepdim=True)])
@@ -251,7 +217,6 @@ class SensorEncoder(nn.Module):
         self.num_patches = config.num_patches
         self.add_magnitude_channels = config.add_magnitude_channels
         self.gravity_frame = config.input_frame == "gravity"
-        self.acc_level = config.acc_level
         self.gravity = STANDARD_GRAVITY
 
         self.patch_projection = nn.Linear(config.patch_size * config.feature_channels, config.d_model)
@@ -307,9 +272,7 @@ class SensorEncoder(nn.Module):
         """Raw units -> model input channels [B, T, feature_channels] (acc in g, gyro in rad/s)."""
         acc = x[:, :, 0:3] / self.gravity
         if self.gravity_frame:
-            return gravity_frame_channels(
-                acc, x[:, :, 3:6] if self.input_channels == 6 else None, self.acc_level
-            )
+            return gravity_frame_channels(acc, x[:, :, 3:6] if self.input_channels == 6 else None)
         parts = [acc]
         if self.input_channels == 6:
             parts.append(x[:, :, 3:6])
@@ -397,15 +360,11 @@ def check_windows(X: np.ndarray | Tensor, config: SensorEncoderConfig, field: st
 
 
 @torch.no_grad()
-def encode_windows(
-    model: nn.Module, X: np.ndarray, batch_size: int = 512, position: str | None = None
-) -> np.ndarray:
-    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C] recorded at body `position`
-    (needed by a trunk-equivalent encoder, see `sensor_input`), in eval mode."""
+def encode_windows(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """L2-normalised float32 embeddings [N, out_dim] of windows X [N, T, C], in eval mode."""
     analysis_token = isinstance(model, SensorEncoder) and model.config.analysis_token
     if isinstance(model, SensorEncoder):
         check_windows(X, model.config)
-        X = sensor_input(X, position, model.config)
     was_training = model.training
     model.eval()
     device = module_device(model)

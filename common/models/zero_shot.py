@@ -3,13 +3,6 @@
 A `LabelBank` holds one L2-normalised prototype per activity: the mean of the text embeddings of that label's
 descriptions, renormalised. A window is assigned to the label whose prototype is most similar to its sensor
 embedding. Adding a new activity means adding a row; nothing is retrained.
-
-Centring (optional, `centroid`): a device's windows share a direction in the text space (the interpretation
-template, the device's placement) that says nothing about which activity a window is. Left in, it adds to
-every window a fixed bias per label, the label's similarity to that shared direction, and the labels closest
-to it become hubs that collect windows of other activities (the hubness of nearest-neighbour retrieval after
-a regression into an embedding space; Lazaridou et al., ACL 2015). Subtracting the centroid of the device's
-own embeddings before the comparison (Suzuki et al., EMNLP 2013) removes that bias and needs no label.
 """
 
 from __future__ import annotations
@@ -33,18 +26,6 @@ def l2_normalize(matrix: np.ndarray, field: str = "embeddings") -> np.ndarray:
     if np.any(norms == 0):
         raise ValueError(f"{field} contains an all-zero row; it has no direction to compare")
     return (matrix / norms).astype(np.float32)
-
-
-def embedding_centroid(E: np.ndarray) -> np.ndarray:
-    """Mean of the L2-normalised rows of E [N, D] (N >= 1): float32 [D], where one device's windows sit.
-
-    Computed from a device's unlabeled windows (any activity mix the device happens to hold); passed to
-    `LabelBank.scores(E, centroid=...)`.
-    """
-    E = np.asarray(E, dtype=np.float32)
-    if E.ndim != 2 or len(E) == 0:
-        raise ValueError(f"a centroid needs embeddings [N >= 1, D], got shape {list(E.shape)}")
-    return l2_normalize(E, "E").mean(axis=0).astype(np.float32)
 
 
 def _labels_json_path(npz_path: Path) -> Path:
@@ -90,13 +71,8 @@ class LabelBank:
         except ValueError:
             raise KeyError(f"label {label!r} is not in the bank; known: {self.labels}") from None
 
-    def scores(self, E: np.ndarray, centroid: np.ndarray | None = None) -> np.ndarray:
-        """Similarities [N, C] between sensor embeddings E [N, D] (any norm) and the prototypes.
-
-        Without `centroid`: cosine similarities. With it (`embedding_centroid` of the device's windows):
-        <e/|e| - centroid, prototype>, the cosine minus a per-label bias <centroid, prototype>; a window's
-        ranking of the labels is all that changes (see the module docstring).
-        """
+    def scores(self, E: np.ndarray) -> np.ndarray:
+        """Cosine similarities [N, C] between sensor embeddings E [N, D] (any norm) and the prototypes."""
         E = np.asarray(E, dtype=np.float32)
         if E.ndim != 2 or E.shape[1] != self.dim:
             raise ValueError(f"E must be [N, {self.dim}] to match the label bank, got {list(E.shape)}")
@@ -104,28 +80,20 @@ class LabelBank:
             raise ValueError("the label bank is empty")
         if len(E) == 0:
             return np.zeros((0, len(self)), np.float32)
-        directions = l2_normalize(E, "E")
-        if centroid is not None:
-            centroid = np.asarray(centroid, dtype=np.float32)
-            if centroid.shape != (self.dim,) or not np.all(np.isfinite(centroid)):
-                raise ValueError(
-                    f"centroid must be a finite vector [{self.dim}], got shape {list(centroid.shape)}"
-                )
-            directions = directions - centroid
-        return directions @ self.embeddings.T
+        return l2_normalize(E, "E") @ self.embeddings.T
 
-    def classify(self, E: np.ndarray, centroid: np.ndarray | None = None) -> np.ndarray:
+    def classify(self, E: np.ndarray) -> np.ndarray:
         """Index (int64 [N]) of the most similar label for each row of E."""
-        return np.argmax(self.scores(E, centroid), axis=1).astype(np.int64)
+        return np.argmax(self.scores(E), axis=1).astype(np.int64)
 
-    def predict(self, E: np.ndarray, centroid: np.ndarray | None = None) -> list[str]:
+    def predict(self, E: np.ndarray) -> list[str]:
         """Label names of `classify`."""
-        return [self.labels[i] for i in self.classify(E, centroid)]
+        return [self.labels[i] for i in self.classify(E)]
 
-    def top_k(self, E: np.ndarray, k: int, centroid: np.ndarray | None = None) -> np.ndarray:
+    def top_k(self, E: np.ndarray, k: int) -> np.ndarray:
         """Indices [N, k] of the k most similar labels, best first."""
         k = min(int(k), len(self))
-        return np.argsort(-self.scores(E, centroid), axis=1, kind="stable")[:, :k].astype(np.int64)
+        return np.argsort(-self.scores(E), axis=1, kind="stable")[:, :k].astype(np.int64)
 
     def with_labels(self, labels: Sequence[str], embeddings: np.ndarray) -> LabelBank:
         """A new bank where these labels are replaced (same position) or appended (in the given order)."""

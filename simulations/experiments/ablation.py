@@ -9,20 +9,12 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
 Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
     no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
     device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
-    trunk_equivalent  the sensor encoder reads limb windows rescaled to the trunk's swing (the rules
-                      interpreter's placement factors, common/data/placement.py)
-    no_acc_level      the sensor encoder does not read the absolute |acc| level, which carries each
-                      accelerometer's gain error (data/features.py ACC_LEVEL_FEATURES)
     closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
                       the pair's activities (the paper's protocol, which selects them by their label), not
                       every window those users hold
-    source_then_target  stage 2 in the federation's order: the source windows alone (the server's
-                      pre-training), then the unlabeled target windows alone for stage2_target_epochs (the
-                      clients' rounds), instead of the two shuffled together
-    source_then_joint   the same, with the source windows kept beside the target windows in the second
-                      phase (the federation with server-train-epochs)
-    source_then_target_fedavg  the source windows alone, then the target phase as the federation runs it:
-                      FedAvg over the target's training users, stage2_target_rounds rounds
+    source_then_target_fedavg  stage 2 in the federation's order: the source windows alone (the server's
+                      pre-training), then the target phase as the federation runs it: FedAvg over the
+                      target's training users, stage2_target_rounds rounds
 Language and input:
     walking_frame     every window turned into its wearer's walking frame: the interpretations and label
                       descriptions word the body segment's inclination from its walking posture, and the
@@ -38,7 +30,6 @@ from functools import partial
 from typing import Any
 
 from common.data.errors import DataError
-from simulations.experiments.cross_dataset import other_scoring_section, other_scoring_summary
 from simulations.experiments.methods import run_method
 from simulations.experiments.report import (
     Report,
@@ -73,25 +64,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 without the analysis token (patch tokens only)",
         {"regeneration": True, "sensor_analysis_token": False},
     ),
-    "trunk_equivalent": (
-        "stage 2 on trunk-equivalent windows (limb swing divided out)",
-        {"regeneration": True, "sensor_trunk_equivalent": True},
-    ),
-    "no_acc_level": (
-        "stage 2 without the absolute |acc| level (accelerometer gain errors)",
-        {"regeneration": True, "sensor_acc_level": False},
-    ),
     "closed_target_pool": (
         "stage 2 on the target users' windows of the pair's activities only (closed pool)",
         {"regeneration": True, "stage2_target_all_activities": False},
-    ),
-    "source_then_target": (
-        "stage 2 on the source windows, then on the target windows (the federation's order)",
-        {"regeneration": True, "stage2_schedule": "source-then-target"},
-    ),
-    "source_then_joint": (
-        "stage 2 on the source windows, then on the source and target windows together",
-        {"regeneration": True, "stage2_schedule": "source-then-joint"},
     ),
     "source_then_target_fedavg": (
         "stage 2 on the source windows, then FedAvg rounds over the target users (one-process federation)",
@@ -151,10 +126,6 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         worst = min(rows, key=lambda r: r["accuracy"]) if rows else None
         summary[variant]["worst_pair"] = worst["pair"] if worst else None
         summary[variant]["worst_pair_accuracy"] = worst["accuracy"] if worst else None
-    # The full variant's models scored the other zero-shot way (centring on or off): a row without training.
-    other = other_scoring_summary([r for r in records if r["variant"] == "full"])
-    if other is not None:
-        summary["full_other_scoring"] = other
     results = {"runs": records, "summary": summary, "variants": {k: v[1] for k, v in variants.items()}}
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, variants, records, summary))
@@ -257,8 +228,6 @@ def build_report(
             )
             + "."
         )
-    if "full_other_scoring" in summary:
-        other_scoring_section(report, summary["full_other_scoring"])
     report.paragraph("Per pair (accuracy / macro-F1):")
     by_key = {(r["pair"], r["variant"]): r for r in records}
 

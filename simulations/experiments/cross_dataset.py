@@ -137,68 +137,7 @@ def summarise(records: list[dict], pair_labels: list[str], methods: tuple[str, .
     diagnostics = lanhar_diagnostics(records)
     if diagnostics is not None:
         summary["lanhar_diagnostics"] = diagnostics
-    other = other_scoring_summary([r for r in records if r["method"] == "lanhar"])
-    if other is not None:
-        summary["lanhar_other_scoring"] = other
     return summary
-
-
-def other_scoring_summary(runs: list[dict]) -> dict[str, Any] | None:
-    """LanHAR's runs scored the other way (zero-shot centring on or off, CentralConfig.zero_shot_centering):
-    per pair and on the mean, with the switch's rule (its mean against the runs' own, and its largest loss
-    on a pair). None when the runs carry no other scoring."""
-    runs = [r for r in runs if r.get("other_scoring")]
-    if not runs:
-        return None
-    pairs = {
-        r["pair"]: {
-            "accuracy": r["other_scoring"]["accuracy"],
-            "macro_f1": r["other_scoring"]["macro_f1"],
-            "new_activity_accuracy": r["other_scoring"].get("new_activity_accuracy"),
-            "accuracy_as_run": r["accuracy"],
-            "new_activity_accuracy_as_run": (r.get("new_activities") or {}).get("accuracy_among_new"),
-        }
-        for r in runs
-    }
-    worst = min(pairs, key=lambda pair: pairs[pair]["accuracy"])
-    return {
-        "centering": runs[0]["other_scoring"]["centering"],
-        "pairs": pairs,
-        "accuracy": mean([p["accuracy"] for p in pairs.values()]),
-        "macro_f1": mean([p["macro_f1"] for p in pairs.values()]),
-        "new_activity_accuracy": mean([p["new_activity_accuracy"] for p in pairs.values()]),
-        "worst_pair": worst,
-        "worst_pair_accuracy": pairs[worst]["accuracy"],
-        "largest_loss_vs_as_run": max(p["accuracy_as_run"] - p["accuracy"] for p in pairs.values()),
-    }
-
-
-def other_scoring_section(report: Report, other: dict[str, Any]) -> None:
-    """The other zero-shot scoring of the same LanHAR models, pair by pair, beside the scoring as run."""
-    centred = "centred on the device's mean embedding" if other["centering"] else "without centring"
-    report.paragraph(
-        f"**The same LanHAR models scored {centred}** (`zero_shot_centering` = {other['centering']}; "
-        "common/models/zero_shot.py). Only the nearest-label rule differs, so this row costs no training. "
-        f"Mean accuracy {fmt(other['accuracy'])}, macro-F1 {fmt(other['macro_f1'])}, worst pair "
-        f"{fmt(other['worst_pair_accuracy'])} ({other['worst_pair']}), largest loss on a pair against the "
-        f"scoring as run {signed(other['largest_loss_vs_as_run'])}, new activities "
-        f"{fmt(other['new_activity_accuracy'])}."
-    )
-    rows = [
-        [
-            pair,
-            scores["accuracy_as_run"],
-            scores["accuracy"],
-            scores["macro_f1"],
-            scores["new_activity_accuracy_as_run"],
-            scores["new_activity_accuracy"],
-        ]
-        for pair, scores in other["pairs"].items()
-    ]
-    report.table(
-        ["pair", "acc. as run", "acc. other", "F1 other", "new act. as run", "new act. other"],
-        rows,
-    )
 
 
 DIAGNOSTICS = (
@@ -337,8 +276,6 @@ def build_report(
     diagnostics = summary.get("lanhar_diagnostics")
     if diagnostics is not None:
         _diagnostics_section(report, records, diagnostics)
-    if "lanhar_other_scoring" in summary:
-        other_scoring_section(report, summary["lanhar_other_scoring"])
 
     new_methods = _new_activity_methods(settings)
     if new_methods:

@@ -156,7 +156,7 @@ def embed_spaces(
     for name, ws in held_out.items():
         texts = interpret_windows(ws, interpreter, ws.label_names).texts
         spaces["raw"][name] = raw_statistics(ws.X)
-        spaces["sensor"][name] = encode_windows(sensor, ws.X, position=ws.position)
+        spaces["sensor"][name] = encode_windows(sensor, ws.X)
         spaces["text_pretrained"][name] = pretrained.encode(texts)
         spaces["text_lanhar"][name] = trained.encode(texts)
     return spaces

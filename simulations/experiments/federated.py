@@ -45,7 +45,7 @@ from common.federation.partition import (
 from common.federation.run_config import PARTITIONINGS, FederationConfig
 from common.method.lanhar import sensor_context, to_walking_frame
 from common.method.train import train_sensor_encoder
-from common.models.sensor_encoder import encode_windows, sensor_input
+from common.models.sensor_encoder import encode_windows
 from server.cloud import Cloud
 from simulations.experiments.report import (
     Report,
@@ -165,7 +165,7 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     )
 
     def score(name: str) -> dict[str, Any]:
-        predicted = bank.predict(encode_windows(model, held_out.X, position=held_out.position))
+        predicted = bank.predict(encode_windows(model, held_out.X))
         metrics = classification_metrics(held_out.labels(), predicted, bank.labels, cloud.vocabulary.category)
         return {
             "setting": name,
@@ -180,8 +180,7 @@ def run_centralised(config: FederationConfig, out_dir: Path) -> dict[str, Any]:
     targets, _ = cloud.targets_for(window_summaries(train), sensor_context(train, config.activity_list))
     # The same stage-2 settings as the federated run's, for all its epochs at once.
     sensor_config = config.sensor_train_config(config.num_server_rounds * config.local_epochs, config.seed)
-    windows = sensor_input(train.X, train.position, model.config)
-    history = train_sensor_encoder(model, windows, targets, sensor_config, progress=False)
+    history = train_sensor_encoder(model, train.X, targets, sensor_config, progress=False)
     seconds = time.monotonic() - started  # stage 1, server pre-training and the centralised training
     centralised = score("centralised") | {
         "epochs": history["epochs_run"],

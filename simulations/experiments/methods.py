@@ -101,7 +101,6 @@ def _run_lanhar(
         interpreter_kind=config.interpreter,
         seed=config.seed,
         device=config.device,
-        centering=config.zero_shot_centering,
     )
     if not keep_models:  # the fine-tuned text encoder is ~90 MB per run; the sensor model and bank stay
         shutil.rmtree(model_dir / "text_encoder", ignore_errors=True)
@@ -114,9 +113,6 @@ def _run_lanhar(
             "text_path_accuracy": evaluation["text_path_accuracy"],
             "text_path": evaluation["text_path"],
             "path_agreement": evaluation["path_agreement"],
-            # The same embeddings scored the other way (centred on the device's mean or not): the
-            # zero_shot_centering switch's row, from the same trained model.
-            "other_scoring": evaluation["other_scoring"],
             "source_val_accuracy": training["source_val"]["accuracy"],
             "train_seconds": training["seconds"],
             "stage1_reused": training["stage1"].get("reused"),
