@@ -364,7 +364,7 @@ class FederationConfig:
         if self.update_clip_factor > 0 and self.dp_mode == "central":
             # The round's median norm depends on every client: one client joining or leaving rescales all
             # the others' updates, so the sum's sensitivity is no longer the clipping norm the noise assumes.
-            _fail("update-clip-factor", "must be 0 with dp-mode 'central': it breaks the DP sensitivity bound")
+            _fail("update-clip-factor", "must be 0 with dp-mode 'central': it breaks the DP sensitivity")
         if self.update_compression not in UPDATE_COMPRESSIONS:
             _fail(
                 "update-compression", f"must be one of {UPDATE_COMPRESSIONS}, got '{self.update_compression}'"
