@@ -1,4 +1,5 @@
-# Environment for running Flower here (sourced by scripts/run.sh and the tests; see docs/flower-notes in README).
+# Environment for running Flower here (sourced by scripts/run.sh and the tests; see docs/federation.md, "The run
+# config").
 # Must be set before the local SuperLink starts: otherwise every run re-installs the app's dependencies into a
 # fresh environment (several GB, CUDA torch) and fails.
 export FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION=1
@@ -10,8 +11,8 @@ export PATH="$(pwd)/.venv/bin:$PATH"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export OMP_NUM_THREADS=1
 # Ray: with RAY_ADDRESS unset, `ray.init()` attaches to the last cluster `ray start` left on this machine. "local"
-# keeps every simulation on a private instance unless RAY_ADDRESS names a cluster (README "Simulation on a Ray
-# cluster").
+# keeps every simulation on a private instance unless RAY_ADDRESS names a cluster (docs/federation.md,
+# "Simulation on a Ray cluster").
 export RAY_ADDRESS="${RAY_ADDRESS:-local}"
 # `flwr run .` reuses any SuperLink answering on its local ports (default 39091/39093), and that SuperLink keeps
 # the FLWR_HOME, Python and RAY_ADDRESS it was started with: a run from a second checkout would execute in the

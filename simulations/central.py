@@ -92,8 +92,8 @@ class CentralConfig:
     stage2_batch_size: int = 64
     stage2_lr: float = 3e-4
     stage2_rotation_deg: float = 0.0  # random-rotation augmentation of stage-2 windows (SensorTrainConfig)
-    # Stage 2's unlabeled target windows. True (default; docs/results, "How each stage-2 default was
-    # chosen"): every window of the target's training users, whatever its activity, as a device holds
+    # Stage 2's unlabeled target windows. True (default; docs/method.md, "How each default was chosen"):
+    # every window of the target's training users, whatever its activity, as a device holds
     # them; no target label decides which windows train. False: only their windows of the pair's
     # activities, the paper's closed-set protocol, which picks those unlabeled windows by their label.
     # Scoring is the same either way.

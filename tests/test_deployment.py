@@ -1,5 +1,6 @@
 """The deployment engine on loopback: a real flower-superlink, two flower-supernodes with their own
---node-config (device type, partition), and `flwr run . <connection>` (README "Deployment")."""
+--node-config (device type, partition), and `flwr run . <connection>` (docs/deploy.md, "A quick local
+deployment")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The simulation on an existing Ray cluster (README "Simulation on a Ray cluster"): a Ray head this test
-starts on loopback, `RAY_ADDRESS` naming it, and `flwr run .` with the default app."""
+"""The simulation on an existing Ray cluster (docs/federation.md, "Simulation on a Ray cluster"): a Ray head
+this test starts on loopback, `RAY_ADDRESS` naming it, and `flwr run .` with the default app."""
 
 from __future__ import annotations
 

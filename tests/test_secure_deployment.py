@@ -1,5 +1,6 @@
-"""The deployment that lets no one in (README "Deployment engine"): a SuperLink with TLS and SuperNode
-authentication, keys from scripts/make_certs.py, nodes registered with `flwr supernode register`.
+"""The deployment that lets no one in (docs/deploy.md, "Deployment engine with TLS and SuperNode
+authentication"): a SuperLink with TLS and SuperNode authentication, keys from scripts/make_certs.py, nodes
+registered with `flwr supernode register`.
 
 One SuperLink serves all checks (starting it is the slow part): a client without the CA certificate and a node
 with an unregistered key are refused, then the two registered nodes run the protocol.

@@ -37,11 +37,12 @@ which is what the exported model does: one raw window in, see models/export.py),
 sign(f) log(1 + |f|) (the features span 1e-3 to 1e3 in their units), maps it with a 2-layer MLP to one more
 token and appends it to the patch tokens. The features it reads follow the input frame: the rotation-invariant
 ones (`INVARIANT_FEATURES`) in the gravity frame, so the model stays invariant to how the device is worn, and
-all of them in the device frame. Measured on the 12-pair matrix: docs/results (the `no_analysis_token`
-ablation row). Cost on a device: 0.16 M parameters (frozen TorchScript 12.1 MB instead of 11.5 MB) and the
-analysis of the window; one window end to end with the numpy analysis (`export.measure_latency`, 1 thread,
-the 2-core machine under load ~3) took 6.0 ms median against 3.4 ms without the token. The analysis now runs
-inside the exported model (issue #34); its latency: docs/results/README.md, "Analysis inside the model".
+all of them in the device frame. Measured on the 12-pair matrix:
+docs/results/ablation-analysis-token/README.md (the `no_analysis_token` ablation row). Cost on a device:
+0.16 M parameters (frozen TorchScript 12.1 MB instead of 11.5 MB) and the analysis of the window; one window
+end to end with the numpy analysis (`export.measure_latency`, 1 thread, the 2-core machine under load ~3) took
+6.0 ms median against 3.4 ms without the token. The analysis now runs inside the exported model (issue
+#34); its latency: docs/results/speed/README.md, "Analysis inside the model".
 
 The module is TorchScript-scriptable (`torch.jit.script(model)`); shape checks survive scripting.
 """
@@ -63,8 +64,8 @@ from common.models.window_features import WindowFeatures, check_window_shape
 
 STANDARD_GRAVITY = 9.80665  # m/s^2 per g
 INPUT_FRAMES = ("gravity", "device")
-# Switches removed after the two-seed rule turned them down (docs/results), with the value the code still
-# implements: checkpoints written while they existed load when they hold that value.
+# Switches removed after the two-seed rule turned them down (docs/method.md, "Removed switches"), with the
+# value the code still implements: checkpoints written while they existed load when they hold that value.
 REMOVED_FIELDS = {"trunk_equivalent": False, "acc_level": True}
 
 
