@@ -13,8 +13,7 @@ Parts (`--parts`, default all three):
 
 Writes `<out>/bench.json` (the figures, the suite's settings, the machine) after every part, so a failing part
 loses nothing measured before it, and `<out>/bench.md` (tables). Training runs on torch's default threads (the
-machine's cores), latency on one thread. Targets of the LanHAR core issue: >= 1000 rules interpretations/s,
-exported sensor encoder <= 25 MB, <= 2 ms per window on one thread.
+machine's cores), latency on one thread; the goals are TARGETS below.
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ from simulations.federated_bench import run_size
 from simulations.llm_bench import run_llm_benchmark
 
 PARTS = ("core", "llm", "federated")
-# Issue #34's goals: a text space and a pair's stage 2 in a minute each, one window in 1 ms (raw window in).
+# A text space and a pair's stage 2 in a minute each, one window in 1 ms (raw window in).
 TARGETS = {
     "interpretations_per_s": 1000.0,
     "export_mb": 25.0,
@@ -176,8 +175,7 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
 
     bank = label_bank(encoder, descriptions, activities)
     export = export_sensor_model(sensor_encoder.cpu(), bank, out_dir / "export")  # as a device runs it: CPU
-    # Latency in a fresh process, as on a device: after training in this one, single-window calls measured
-    # up to 70% slower (median 2.07 ms there vs 1.20-1.44 ms in a fresh process on this machine).
+    # Latency in a fresh process, as on a device: after training in this one, single-window calls run slower.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         latency = {
             runtime: pool.submit(
@@ -334,11 +332,7 @@ def _core_section(report: Report, core: dict) -> None:
                 f">= {TARGETS['interpretations_per_s']:.0f}",
             ],
             ["text encoder load (s)", f"{core['text_encoder']['load_seconds']:.1f}", ""],
-            [
-                f"stage 1: s per step (batch {stage1['batch_size']})",
-                f"{stage1['seconds_per_step']:.2f}",
-                "",
-            ],
+            [f"stage 1: s per step (batch {stage1['batch_size']})", f"{stage1['seconds_per_step']:.2f}", ""],
             [
                 f"stage 1: s per epoch ({stage1['steps_per_epoch']} steps, {epoch_note})",
                 f"{stage1['seconds_per_epoch']:.0f}",
@@ -349,22 +343,14 @@ def _core_section(report: Report, core: dict) -> None:
                 f"{stage1['seconds_for_default_run']:.0f}",
                 f"<= {TARGETS['stage1_run_s']:.0f}",
             ],
-            [
-                f"stage 2: s per epoch ({stage2['windows']} windows)",
-                f"{stage2['seconds_per_epoch']:.1f}",
-                "",
-            ],
+            [f"stage 2: s per epoch ({stage2['windows']} windows)", f"{stage2['seconds_per_epoch']:.1f}", ""],
             [
                 f"stage 2: s for the default run ({stage2['epochs_in_default_run']} epochs)",
                 f"{stage2['seconds_for_default_run']:.0f}",
                 f"<= {TARGETS['stage2_run_s']:.0f}",
             ],
             ["sensor encoder parameters", f"{sensor['parameters']:,}", ""],
-            [
-                "exported sensor encoder (MB)",
-                f"{sensor['export_mb']:.1f}",
-                f"<= {TARGETS['export_mb']:.0f}",
-            ],
+            ["exported sensor encoder (MB)", f"{sensor['export_mb']:.1f}", f"<= {TARGETS['export_mb']:.0f}"],
             [
                 "latency per raw window, analysis included, 1 thread: TorchScript median / p95 (ms)",
                 f"{latency['median_ms']:.2f} / {latency['p95_ms']:.2f}",
@@ -405,17 +391,9 @@ def _llm_section(report: Report, llm: dict) -> None:
 def _federation_section(report: Report, federated: list[dict]) -> None:
     report.section("Federation")
     report.paragraph("A real `flwr run .` per size (Ray simulation); peak RSS of the run's process tree.")
+    header = ["clients", "s per round (each)", "mean s per round", "setup s", "peak RSS GB"]
     report.table(
-        [
-            "clients",
-            "s per round (each)",
-            "mean s per round",
-            "setup s",
-            "peak RSS GB",
-            "MB up / down per client",
-            "wall s",
-            "failures",
-        ],
+        [*header, "MB up / down per client", "wall s", "failures"],
         [
             [
                 run["clients"],

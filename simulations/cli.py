@@ -131,18 +131,8 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         device=args.device,
     )
     print(f"evaluated on {metrics['evaluated_on']}")
-    _print_metrics(
-        metrics,
-        (
-            "accuracy",
-            "macro_f1",
-            "category_accuracy",
-            "text_path_accuracy",
-            "new_activity_accuracy",
-            "new_activity_top3",
-            "new_activity_chance",
-        ),
-    )
+    keys = ("accuracy", "macro_f1", "category_accuracy", "text_path_accuracy")
+    _print_metrics(metrics, (*keys, "new_activity_accuracy", "new_activity_top3", "new_activity_chance"))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
@@ -224,32 +214,34 @@ def cmd_bench(args: argparse.Namespace) -> None:
     print(f"bench: bench.json and bench.md in {args.out}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
-    sub = parser.add_subparsers(dest="command", required=True)
+BUDGETS = ["small", "default", "full"]
+ACTIVITIES = "walking,upstairs,downstairs,sitting"
 
-    def with_device(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--device",
-            default="auto",
-            help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
-        )
-        return p
 
-    def with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--data-dir", default=str(DEFAULT_DATA_DIR), help="folder of <name>.npz or raw archives"
-        )
-        return p
+def _with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder of <name>.npz or raw archives")
+    return p
 
-    p = with_data(sub.add_parser("data", help="list, inspect, convert or download data sets"))
+
+def _with_data_and_device(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    _with_data(p).add_argument(
+        "--device",
+        default="auto",
+        help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
+    )
+    return p
+
+
+def _add_data(sub: argparse._SubParsersAction) -> None:
+    p = _with_data(sub.add_parser("data", help="list, inspect, convert or download data sets"))
     p.add_argument("action", choices=["list", "info", "convert", "download"])
     p.add_argument("name", nargs="?", default="uci")
     p.add_argument("--out", default="data")
     p.set_defaults(func=cmd_data)
 
-    p = with_data(sub.add_parser("interpret", help="interpret a data set's windows into texts"))
+
+def _add_interpret(sub: argparse._SubParsersAction) -> None:
+    p = _with_data(sub.add_parser("interpret", help="interpret a data set's windows into texts"))
     p.add_argument("--dataset", required=True)
     p.add_argument("--interpreter", default="rules", choices=["rules", "openai", "local"])
     p.add_argument("--llm-base-url", default="")
@@ -260,11 +252,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_interpret)
 
-    p = with_device(with_data(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)")))
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = _with_data_and_device(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)"))
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
-    p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
-    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument("--activities", default=ACTIVITIES)
+    p.add_argument("--budget", default="default", choices=BUDGETS)
     p.add_argument("--config", default=None, help="TOML file of CentralConfig fields")
     p.add_argument("--interpreter", default=None)
     p.add_argument("--text-encoder", default=None, help="name or directory of a BERT-family model")
@@ -277,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_train)
 
-    p = with_device(with_data(sub.add_parser("evaluate", help="evaluate a trained model on a target")))
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = _with_data_and_device(sub.add_parser("evaluate", help="evaluate a trained model on a target"))
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--new-activities", default="")
@@ -285,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_evaluate)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "export", help="TorchScript and ONNX sensor encoder (raw window in) + label bank, size and latency"
     )
@@ -292,27 +290,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_export)
 
-    p = with_device(
-        with_data(sub.add_parser("baseline", help="source-only supervised baseline on the same split"))
+
+def _add_baseline(sub: argparse._SubParsersAction) -> None:
+    p = _with_data_and_device(
+        sub.add_parser("baseline", help="source-only supervised baseline on the same split")
     )
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
-    p.add_argument("--activities", default="walking,upstairs,downstairs,sitting")
-    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument("--activities", default=ACTIVITIES)
+    p.add_argument("--budget", default="default", choices=BUDGETS)
     p.add_argument("--model", default="transformer", choices=["transformer", "cnn"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_baseline)
 
+
+def _add_experiment(sub: argparse._SubParsersAction) -> None:
     from simulations.experiments import PROTOCOLS  # light: the protocols import their heavy parts lazily
 
-    p = with_device(
-        with_data(
-            sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
-        )
+    p = _with_data_and_device(
+        sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
     )
     p.add_argument("protocol", choices=list(PROTOCOLS))
-    p.add_argument("--budget", default="default", choices=["small", "default", "full"])
+    p.add_argument("--budget", default="default", choices=BUDGETS)
     p.add_argument(
         "--config", default=None, help="settings TOML (default: configs/experiments/<protocol>.toml)"
     )
@@ -334,14 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_experiment)
 
-    p = with_device(
-        with_data(
-            sub.add_parser(
-                "bench", help="speed, size and memory: interpretation, training, latency, federation"
-            )
-        )
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = _with_data_and_device(
+        sub.add_parser("bench", help="speed, size and memory: interpretation, training, latency, federation")
     )
-    p.add_argument("--budget", choices=["small", "default", "full"], default="default")
+    p.add_argument("--budget", choices=BUDGETS, default="default")
     p.add_argument("--parts", default="core,llm,federated", help="comma-separated: core, llm, federated")
     p.add_argument("--clients", default=None, help="federated client counts, e.g. 10,100,1000 (budget's)")
     p.add_argument(
@@ -351,6 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    subcommands = (_add_data, _add_interpret, _add_train, _add_evaluate, _add_export, _add_baseline)
+    for add_subcommand in (*subcommands, _add_experiment, _add_bench):
+        add_subcommand(sub)
     return parser
 
 

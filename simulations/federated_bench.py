@@ -23,8 +23,6 @@ import psutil
 from common.base.paths import PROJECT_ROOT
 from simulations.processes import flower_env, flwr_run_simulation, processes_naming, stop_processes_naming
 
-REPO = PROJECT_ROOT
-
 # Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
 BENCH_RUN_CONFIG = {
     "num-server-rounds": 3,
@@ -43,11 +41,9 @@ class MemorySampler(threading.Thread):
         super().__init__(daemon=True)
         self.marker, self.interval = marker, interval
         self.baseline_used = psutil.virtual_memory().used
-        self.peak_rss = 0
         # RSS counts a page shared by several processes (torch's libraries in every Ray worker) once per
         # process; PSS splits it among them, so the tree's PSS is what the run really occupies.
-        self.peak_pss = 0
-        self.peak_used_rise = 0
+        self.peak_rss = self.peak_pss = self.peak_used_rise = 0
         self._halt = threading.Event()
 
     def run(self) -> None:
@@ -102,8 +98,8 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     if num_clients >= 1000:
         config.setdefault("fraction-train", 0.1)  # cross-device style: 100 clients train per round
     # One TOML file, not "k=v" pairs: long strings and many keys stay readable in the run's directory.
-    run_config = str(run_out / "run-config.toml")
-    (run_out / "run-config.toml").write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))
+    run_config = run_out / "run-config.toml"
+    run_config.write_text("".join(f"{k} = {_toml_value(v)}\n" for k, v in config.items()))
     env = flower_env(out_dir / ".flwr")  # a fresh SuperLink per benchmark, measured from its start
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
     # never another run's on the same machine.
@@ -115,7 +111,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     log_path = run_out / "flwr.log"
     with open(log_path, "w") as log:
         process = subprocess.run(
-            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
+            command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, check=False
         )
     wall = time.time() - start
     sampler.stop()
@@ -153,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m simulations.federated_bench --clients 100,1000,10000`: one table row per size, JSON out."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", default="100,1000,10000", help="comma-separated client counts")
-    parser.add_argument("--out", default=str(REPO / "runs" / "federated-bench"), help="output directory")
+    parser.add_argument(
+        "--out", default=str(PROJECT_ROOT / "runs" / "federated-bench"), help="output directory"
+    )
     parser.add_argument(
         "--fraction-train", type=float, default=0.01, help="share of clients training per round"
     )
@@ -182,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
     }
     for item in args.set:
         key, _, value = item.partition("=")
-        extra[key] = json.loads(value) if value[:1] in "0123456789-tf[" and value not in ("",) else value
+        extra[key] = json.loads(value) if value and value[0] in "0123456789-tf[" else value
     rows = []
     for size in [int(n) for n in args.clients.split(",") if n.strip()]:
         start = time.time()

@@ -121,32 +121,28 @@ def run_llm_benchmark(
     concurrency_levels: Sequence[int] = (1, 4),
     max_tokens: int = 96,
     n_cached_windows: int = 512,
-    gguf: str | Path | None = None,
     base_url: str | None = None,
-    n_threads: int = 1,
 ) -> dict:
     """Measure live and cached throughput; returns the figures, prints them and writes `llm_bench.json`.
 
     `base_url` uses an already running OpenAI-compatible server (serving the model as "m"); otherwise a
-    llama-cpp-python server is started on a free port for `gguf` (default: SmolLM2-135M) with `n_threads`.
+    llama-cpp-python server is started on a free port for SmolLM2-135M with one thread.
     """
     if n_windows < 1 or n_cached_windows < 1 or not concurrency_levels:
         raise ValueError("n_windows, n_cached_windows and concurrency_levels must be positive / non-empty")
     out_dir = Path(out_dir)
     features = analyze_windows(_spread_windows(data_dir, n_windows))
-    gguf_path = Path(gguf) if gguf else find_smollm2_gguf()
+    gguf_path = find_smollm2_gguf()
     results: dict = {
         "model": gguf_path.name if base_url is None else f"{MODEL_ALIAS} at {base_url}",
         "server": "llama-cpp-python" if base_url is None else "given",
-        "server_threads": n_threads if base_url is None else None,
+        "server_threads": 1 if base_url is None else None,
         "max_tokens": max_tokens,
         "live": [],
     }
     with tempfile.TemporaryDirectory(prefix="llm_bench_") as scratch:
         scratch_dir = Path(scratch)
-        server = (
-            None if base_url else LlamaServer(gguf_path, n_threads=n_threads, log_path=out_dir / "server.log")
-        )
+        server = None if base_url else LlamaServer(gguf_path, n_threads=1, log_path=out_dir / "server.log")
         out_dir.mkdir(parents=True, exist_ok=True)
         try:
             url = base_url or server.start().base_url

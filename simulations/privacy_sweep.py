@@ -1,4 +1,4 @@
-"""Accuracy vs privacy protection on a real-data federation (issue "Reliability and privacy", and #14).
+"""Accuracy vs privacy protection on a real-data federation.
 
 Two commands. The SWEEP (default): source uci on the server; 8 clients = the 8 dsads_torso users, unlabeled;
 3 rounds; the stage-1 text encoder comes from a `fedlanhar train` model directory. Settings: no protection,
@@ -7,13 +7,13 @@ central DP with three noise multipliers (clipping norm 1.0), and three levels of
     python -m simulations.privacy_sweep --text-encoder runs/default-uci-dsads_torso/text_encoder \\
         --data-dir ../shared/data --out runs/privacy
 
-The STUDY (`--study`, issue #14): enough clients for DP to mean something. Source dsads_torso on the server;
+The STUDY (`--study`): enough clients for DP to mean something. Source dsads_torso on the server;
 the 30 UCI-HAPT users split over `--clients` (default 100) clients (partitioning by-user deals each user's
 recordings over several clients; the central run's held-out users are scored by their own clients, which
 never train). Settings: none, SecAgg+, central DP at several noise multipliers (with SecAgg+, as deployed),
-local interpretation, and SecAgg+ with local interpretation. Writes
-privacy_study.{json,md} (one table) and privacy_study.png (accuracy vs epsilon). Stage 1 is trained once (the
-study's start) and loaded by every row (`--text-encoder` skips it; `--only 0,3` reruns rows into the table).
+local interpretation, and SecAgg+ with local interpretation. Writes privacy_study.{json,md} (one table) and
+privacy_study.png (accuracy vs epsilon). Stage 1 is trained once (the study's start) and loaded by every row
+(`--text-encoder` skips it; `--only 0,3` reruns rows into the table).
 
     python -m simulations.privacy_sweep --study --data-dir ../shared/data --out runs/privacy-study
 """

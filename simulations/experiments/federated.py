@@ -57,6 +57,8 @@ from simulations.experiments.report import (
 )
 from simulations.experiments.settings import Experiment, Pair, pair_config, pair_label_space, parse_pairs
 
+ROUND_KEYS = ("round", "accuracy", "macro_f1", "train_loss", "clients_trained")  # kept per federated round
+
 
 @dataclass
 class Settings:
@@ -248,35 +250,21 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         write_results(experiment, settings, {"runs": records})
         for partitioning in settings.partitionings:
             out_dir = experiment.run_dir(pair.name, f"federated-{partitioning}")
-            config = federation_config(
-                settings,
-                pair,
-                experiment,
-                partitioning=partitioning,
-                out_dir=str(out_dir.resolve()),
-                **shared,
-            )
+            overrides = {"partitioning": partitioning, "out_dir": str(out_dir.resolve()), **shared}
+            config = federation_config(settings, pair, experiment, **overrides)
             metrics = run_federated(config, settings.num_clients)
             records.append(
                 {
                     "pair": pair.label,
                     "setting": f"federated, {partitioning}",
                     "partitioning": partitioning,
-                    "accuracy": metrics["accuracy"],
-                    "macro_f1": metrics["macro_f1"],
-                    "category_accuracy": metrics["category_accuracy"],
+                    **{key: metrics[key] for key in ("accuracy", "macro_f1", "category_accuracy")},
                     "n": metrics["rounds"][-1]["num_windows"],
                     "text_path_accuracy": metrics.get("text_path_accuracy"),
                     "sensor_text_agreement": metrics.get("sensor_text_agreement"),
                     "evaluated_on": evaluated_on(config),
                     "evaluation": metrics.get("evaluation"),
-                    "rounds": [
-                        {
-                            k: r.get(k)
-                            for k in ("round", "accuracy", "macro_f1", "train_loss", "clients_trained")
-                        }
-                        for r in metrics["rounds"]
-                    ],
+                    "rounds": [{key: r.get(key) for key in ROUND_KEYS} for r in metrics["rounds"]],
                     "failures": metrics["failures"],
                     "traffic": metrics["traffic"],
                     "seconds": metrics["wall_seconds"],
@@ -360,18 +348,9 @@ def build_report(
 def results_section(report: Report, records: list[dict]) -> None:
     """The scores of every run, then the federated runs' accuracy per round."""
     report.section("Results")
+    scores = ["accuracy", "macro-F1", "category acc.", "text-path acc.", "agreement"]
     report.table(
-        [
-            "pair",
-            "setting",
-            "accuracy",
-            "macro-F1",
-            "category acc.",
-            "text-path acc.",
-            "agreement",
-            "held-out windows",
-            "seconds",
-        ],
+        ["pair", "setting", *scores, "held-out windows", "seconds"],
         [
             [
                 r["pair"],

@@ -60,15 +60,11 @@ def run_method(
         record = _run_lanhar(config, data_dir, out_dir, new_activities, keep_models, text_space_cache)
     elif method in SUPERVISED:
         metrics = train_supervised(config, data_dir, out_dir, method)
-        record = {key: metrics[key] for key in SCORES} | {
-            "source_val_accuracy": metrics["source_val_accuracy"]
-        }
+        record = {key: metrics[key] for key in (*SCORES, "source_val_accuracy")}
     elif method in NLS:
         metrics = train_nls(config, data_dir, out_dir, method.removeprefix("nls-"), new_activities)
-        record = {key: metrics[key] for key in SCORES} | {
-            "source_val_accuracy": metrics["source_val_accuracy"],
-            "new_activities": metrics.get("new_activities"),
-        }
+        record = {key: metrics[key] for key in (*SCORES, "source_val_accuracy")}
+        record["new_activities"] = metrics.get("new_activities")
     else:
         raise DataError(f"method '{method}' unknown; known: {list(METHODS)}")
     return {
@@ -104,23 +100,18 @@ def _run_lanhar(
     )
     if not keep_models:  # the fine-tuned text encoder is ~90 MB per run; the sensor model and bank stay
         shutil.rmtree(model_dir / "text_encoder", ignore_errors=True)
-    record = {key: evaluation[key] for key in SCORES}
-    record.update(
-        {
-            # Diagnostics on the same windows: the text path (rules interpretation -> fine-tuned text
-            # encoder -> nearest label; its confusion and per-class scores) and its agreement with the sensor
-            # encoder (the fraction of windows where both predict the same label).
-            "text_path_accuracy": evaluation["text_path_accuracy"],
-            "text_path": evaluation["text_path"],
-            "path_agreement": evaluation["path_agreement"],
-            "source_val_accuracy": training["source_val"]["accuracy"],
-            "train_seconds": training["seconds"],
-            "stage1_reused": training["stage1"].get("reused"),
-            "distinct_interpretations": training["distinct_interpretations"],
-            "regeneration": training["regeneration"],
-            "windows": training["windows"],
-        }
-    )
+    # Diagnostics on the same windows: the text path (rules interpretation -> fine-tuned text encoder ->
+    # nearest label; its confusion and per-class scores) and its agreement with the sensor encoder (the
+    # fraction of windows where both predict the same label).
+    record = {key: evaluation[key] for key in (*SCORES, "text_path_accuracy", "text_path", "path_agreement")}
+    record |= {
+        "source_val_accuracy": training["source_val"]["accuracy"],
+        "train_seconds": training["seconds"],
+        "stage1_reused": training["stage1"].get("reused"),
+        "distinct_interpretations": training["distinct_interpretations"],
+        "regeneration": training["regeneration"],
+        "windows": training["windows"],
+    }
     if new_activities:
         paths = evaluation["new_activity_paths"]
         record["new_activities"] = {

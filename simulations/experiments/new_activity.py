@@ -26,13 +26,7 @@ from simulations.experiments.report import (
     write_report,
     write_results,
 )
-from simulations.experiments.settings import (
-    Experiment,
-    Pair,
-    pair_config,
-    pair_label_space,
-    parse_pairs,
-)
+from simulations.experiments.settings import Experiment, Pair, pair_config, pair_label_space, parse_pairs
 
 
 @dataclass

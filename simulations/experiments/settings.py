@@ -35,8 +35,7 @@ from common.data.loading import dataset_labels
 from common.data.toml_files import read_toml
 from simulations.central import BUDGETS, CentralConfig, central_config
 
-REPO = PROJECT_ROOT
-CONFIG_DIR = REPO / "configs" / "experiments"
+CONFIG_DIR = PROJECT_ROOT / "configs" / "experiments"
 
 DATASETS = ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg")  # what pairs = ["all"] expands to
 COMMON_ACTIVITIES = ("walking", "upstairs", "downstairs", "sitting")
