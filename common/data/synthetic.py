@@ -70,6 +70,17 @@ PLACEMENTS = {
 }
 
 
+def simulated_segment(placement: str, source: str = "placement") -> str:
+    """The simulated body segment for a placement word such as "waist" or "right leg".
+
+    Raises DataError naming ``source``, the value and the placements the simulator knows.
+    """
+    segment_name = PLACEMENTS.get(placement.strip().lower()) if isinstance(placement, str) else None
+    if segment_name is None:
+        raise DataError(f"{source} {placement!r} is not simulated; known placements: {sorted(PLACEMENTS)}")
+    return segment_name
+
+
 @dataclass(frozen=True)
 class SegmentModel:
     """How the body segment carrying the sensor moves relative to the pelvis."""
@@ -179,12 +190,7 @@ def generate_windows(
     """
     labels = _check_request(activities, n_per_activity, n_users, window, windows_per_recording, sampling_rate)
     placement_word = device.placement if device is not None else DEFAULT_PLACEMENT
-    segment_name = PLACEMENTS.get(placement_word.strip().lower())
-    if segment_name is None:
-        raise DataError(
-            f"generate_windows: device placement {placement_word!r} is not simulated; "
-            f"known placements: {sorted(PLACEMENTS)}"
-        )
+    segment_name = simulated_segment(placement_word, source="generate_windows: device placement")
 
     rng = np.random.default_rng(seed)
     user_traits = _draw_user_traits(rng, n_users)
