@@ -174,8 +174,12 @@ class PoissonDpFedAvg(Strategy):
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
         """This round's release (every round, whoever replied) and the wrapped strategy's train metrics."""
-        replies = list(replies)
-        metrics = self.strategy.aggregate_train(server_round, replies)[1] if replies else None
+        # A client that failed adds nothing to the sum; the denominator stays q N whoever replied. Only the
+        # wrapped strategy's metric aggregation is wanted: its aggregate_train would also average the arrays.
+        replies = [reply for reply in replies if not reply.has_error()]
+        contents = [reply.content for reply in replies]
+        strategy = self.strategy
+        metrics = strategy.train_metrics_aggr_fn(contents, strategy.weighted_by_key) if replies else None
         keys = list(self._global_arrays.keys())
         global_parts = {key: self._global_arrays[key].numpy() for key in keys}
         total = {key: np.zeros(part.shape, np.float64) for key, part in global_parts.items()}

@@ -13,7 +13,7 @@ import pickle
 import dp_accounting
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import Array, ArrayRecord, ConfigRecord, Error, Message, MessageType, MetricRecord, RecordDict
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from common.federation.run_config import FederationConfig
@@ -221,3 +221,24 @@ def test_metrics_say_which_sampling_and_accounting_ran():
     assert fixed["accounting"]["sampling_method"] == "no-amplification"
     assert fixed["accounting"]["sampling_probability"] is None
     assert fixed["epsilon_per_round"] == [2.0] and "epsilon_without_amplification" not in fixed
+
+
+@pytest.mark.usefixtures("run_identity")
+def test_a_failed_clients_reply_adds_nothing_and_the_denominator_stays_q_n():
+    """A reply carrying an error (the client crashed) is left out of the sum and of the metrics; the release
+    is the one the successful replies alone give, still divided by q N."""
+    config = poisson_dp(0.5, 1.0, dp_clipping_norm=10.0, dp_reproducible_noise=True, seed=3)
+    model = global_model()
+    update = {k: np.full(s, 0.01, np.float32) for k, s in SHAPES.items()}
+    request = Message(RecordDict(), dst_node_id=0, message_type=MessageType.TRAIN)
+    failed = Message(Error(code=0, reason="client crashed"), reply_to=request)
+
+    releases = []
+    for replies in ([reply(model, update)], [reply(model, update), failed]):
+        strategy = make_strategy(config, num_nodes=10)
+        list(strategy.configure_train(4, model, ConfigRecord(), Grid([2**63])))
+        released, metrics = strategy.aggregate_train(4, replies)
+        assert metrics["train-loss"] == pytest.approx(0.5)
+        releases.append(released)
+    for key in SHAPES:
+        np.testing.assert_array_equal(releases[0][key].numpy(), releases[1][key].numpy())
