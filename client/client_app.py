@@ -16,7 +16,7 @@ from flwr.clientapp import ClientApp
 from client.device_client import evaluate_locally, train_locally, window_summaries
 from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, perturb_summaries, privacy_mod
-from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
+from client.secagg import drop_out_if_injected, handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from client.updates import held_version, received_model, reply_arrays
 from common.base.device import resolve_device
 from common.data.errors import DataError
@@ -152,14 +152,29 @@ def store_labels(msg: Message, context: Context) -> Message:
     return Message(RecordDict({protocol.ACK: acknowledgement}), reply_to=msg)
 
 
+def _secagg_stage(stage: str, handler):
+    """A SecAgg+ stage's handler behind the run config's injected dropouts (secagg-drop)."""
+
+    def answer(msg: Message, context: Context) -> Message:
+        drop_out_if_injected(_config(context), context.node_config, stage)
+        return handler(msg, context)
+
+    return answer
+
+
 # SecAgg+ stages 1, 2 and 4 (client/secagg.py); stage 3 is the train message, masked by secagg_mod.
-app.query("secagg_setup")(handle_setup)
-app.query("secagg_share_keys")(handle_share_keys)
-app.query("secagg_unmask")(handle_unmask)
+app.query("secagg_setup")(_secagg_stage("setup", handle_setup))
+app.query("secagg_share_keys")(_secagg_stage("share-keys", handle_share_keys))
+app.query("secagg_unmask")(_secagg_stage("unmask", handle_unmask))
 
 
 # secagg_mod first = outermost: it masks what the DP mods (clipping, local noise) have already produced.
-@app.train(mods=[secagg_mod, lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next)])
+@app.train(
+    mods=[
+        lambda msg, context, call_next: secagg_mod(msg, context, call_next, _config(context)),
+        lambda msg, context, call_next: privacy_mod(_config, msg, context, call_next),
+    ]
+)
 def train(msg: Message, context: Context) -> Message:
     config, data = _setup(context)
     if not data.trains:

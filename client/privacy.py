@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from flwr.app import Context, Message
+from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
+from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from common.federation.run_config import FederationConfig
 
@@ -18,6 +19,8 @@ def privacy_mod(config_of, msg: Message, context: Context, call_next) -> Message
     clips the update to dp-clipping-norm (the server adds the noise); "local": `LocalDpMod` clips and noises
     it on the device before upload; "none" passes. `config_of(context)` gives the FederationConfig."""
     config: FederationConfig = config_of(context)
+    if config.dp_mode == "central" and config.client_train_layers:
+        return trained_part_clipping_mod(msg, context, call_next)
     if config.dp_mode == "central":
         return fixedclipping_mod(msg, context, call_next)
     if config.dp_mode == "local":
@@ -29,6 +32,32 @@ def privacy_mod(config_of, msg: Message, context: Context, call_next) -> Message
         )
         return local_dp(msg, context, call_next)
     return call_next(msg, context)
+
+
+def trained_part_clipping_mod(msg: Message, context: Context, call_next) -> Message:
+    """Central DP with client-train-layers (SecAgg+ only): clip the update of the tensors the reply sends.
+
+    Flower's fixedclipping_mod needs the reply to hold every tensor the server sent; a lean reply holds the
+    trained ones only (the frozen rest never changes and is not sent). The update over those tensors (sent
+    minus received) is scaled down to the train config's clipping norm if longer, as Flower's mod does: the
+    sensitivity the server's noise is calibrated to is that of the vector the client sends.
+    """
+    clipping_norm = float(msg.content["config"][KEY_CLIPPING_NORM])
+    received = msg.content["arrays"]
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    sent = reply.content["arrays"]
+    update = {key: sent[key].numpy().astype(np.float64) - received[key].numpy() for key in sent.keys()}
+    norm = float(np.sqrt(sum(float(np.sum(part * part)) for part in update.values())))
+    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+    reply.content["arrays"] = ArrayRecord(
+        {
+            key: Array((received[key].numpy() + update[key] * scale).astype(sent[key].numpy().dtype))
+            for key in sent.keys()
+        }
+    )
+    return reply
 
 
 def perturb_summaries(features: np.ndarray, relative_std: float, seed: int) -> np.ndarray:

@@ -1,21 +1,41 @@
 """The device's side of SecAgg+ (stages: common/federation/secagg.py): three query handlers and a mod.
 
 `secagg_mod` wraps the train handler OUTSIDE the DP mods: it lets training (and, under central DP, the
-update's clipping by Flower's `fixedclipping_mod`) run unchanged, then replaces the reply's model with the
-masked vector of the update (trained - global). The reply then holds the masked vector and nothing else:
-the weight and the train loss are coordinates of that vector, so the server learns only their sums.
+update's clipping) run unchanged, then replaces the reply's model with the masked vector of the update
+(trained - global) over the tensors the reply holds: all of them, or with client-train-layers the trained
+ones only (the frozen rest is not sent, so the vector is shorter). The reply then holds the masked vector and
+nothing else: the weight and the train loss are coordinates of that vector, so the server learns only their
+sums.
+
+Injected dropouts (run config `secagg-drop`, for robustness studies): a client named there raises
+`InjectedDropout` instead of answering its stage, so Flower returns an error reply with no content over the
+transport and the server gets nothing of that stage from it, as from a device that died.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
 from common.federation import secagg
+from common.federation.run_config import FederationConfig
 
 log = logging.getLogger("fedlanhar.client")
+
+
+class InjectedDropout(RuntimeError):
+    """A client leaving a SecAgg+ round on purpose at one stage (run config `secagg-drop`)."""
+
+
+def drop_out_if_injected(config: FederationConfig, node_config: Mapping, stage: str) -> None:
+    """Raise InjectedDropout if secagg-drop names this node's partition with `stage`."""
+    partition = node_config.get("partition-id")
+    if partition is not None and config.secagg_drop_plan.get(int(partition)) == stage:
+        raise InjectedDropout(f"secagg-drop: partition {partition} drops out at the {stage} stage")
 
 
 def _secrets(context: Context) -> secagg.ClientSecrets:
@@ -62,25 +82,33 @@ def handle_unmask(msg: Message, context: Context) -> Message:
     return Message(RecordDict({secagg.SHARES: reply}), reply_to=msg)
 
 
-def secagg_mod(msg: Message, context: Context, call_next) -> Message:
-    """Stage 3 around the train handler: mask the weighted update (train messages without SecAgg+ pass)."""
-    config = msg.content["config"] if "config" in msg.content else None
-    if config is None or secagg.SOURCES not in config:
+def secagg_mod(msg: Message, context: Context, call_next, config: FederationConfig | None = None) -> Message:
+    """Stage 3 around the train handler: mask the weighted update (train messages without SecAgg+ pass).
+
+    `config`: the run config, for its injected dropouts (secagg-drop) and test dumps (secagg-test-dump-dir).
+    """
+    round_config = msg.content["config"] if "config" in msg.content else None
+    if round_config is None or secagg.SOURCES not in round_config:
         return call_next(msg, context)
+    if config is not None:
+        drop_out_if_injected(config, context.node_config, "collect")
     secrets = _secrets(context)
-    ciphertexts = dict(zip((int(n) for n in config[secagg.SOURCES]), config[secagg.CIPHERTEXTS], strict=True))
+    sources = (int(n) for n in round_config[secagg.SOURCES])
+    ciphertexts = dict(zip(sources, round_config[secagg.CIPHERTEXTS], strict=True))
     reply = call_next(msg, context)
     if reply.has_error():
         return reply
     sent, trained = msg.content["arrays"], reply.content["arrays"]
-    update = [trained[key].numpy().astype(np.float64) - sent[key].numpy().astype(np.float64) for key in sent]
+    keys = [key for key in sent.keys() if key in trained]  # the global model's order, as the server's
+    update = [trained[key].numpy().astype(np.float64) - sent[key].numpy().astype(np.float64) for key in keys]
     metrics = reply.content["metrics"]
+    weight = float(metrics[secrets.params.weight_key])
+    if config is not None and config.secagg_test_dump_dir:
+        _dump_plain_update(
+            config.secagg_test_dump_dir, msg, context, sent, dict(zip(keys, update, strict=True)), weight
+        )
     vector, clipped = secagg.client_masked_vector(
-        secrets,
-        ciphertexts,
-        update,
-        float(metrics[secrets.params.weight_key]),
-        loss=float(metrics["train-loss"]),
+        secrets, ciphertexts, update, weight, loss=float(metrics["train-loss"])
     )
     if clipped:
         log.warning(
@@ -94,3 +122,25 @@ def secagg_mod(msg: Message, context: Context, call_next) -> Message:
     # server already knows each client's window count from the summaries phase (it sends one target per
     # window, and announces max-weight from those counts). Nothing else of this client is in clear here.
     return Message(RecordDict({secagg.MASKED: ArrayRecord({"vector": Array(vector)})}), reply_to=msg)
+
+
+def _dump_plain_update(
+    directory: str,
+    msg: Message,
+    context: Context,
+    sent: ArrayRecord,
+    update: dict[str, np.ndarray],
+    weight: float,
+) -> None:
+    """TESTS ONLY (secagg-test-dump-dir): the model received, the plain update and the weight, as masked.
+
+    This writes on the client what SecAgg+ hides from the server, so that a test can compare the server's
+    unmasked aggregate with the plain weighted mean; a real run never sets the key.
+    """
+    server_round = int(msg.content["config"].get("server-round", 0))
+    partition = context.node_config.get("partition-id", msg.metadata.dst_node_id)
+    arrays = {f"global:{key}": sent[key].numpy() for key in sent.keys()}
+    arrays.update({f"update:{key}": value for key, value in update.items()})
+    path = Path(directory) / f"round-{server_round}-partition-{partition}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, weight=np.float64(weight), **arrays)

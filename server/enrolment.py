@@ -31,6 +31,7 @@ class Enrolment:
         self._setup = setup  # send_targets for these nodes, with the current label bank -> its info dict
         self._push = push  # push_labels(nodes, labels, new, version, scoring)
         self.roles: dict[int, str] = {}  # enrolled clients only
+        self.num_windows: dict[int, int] = {}  # enrolled clients' training windows (SecAgg+'s max-weight)
         self.unusable: set[int] = set()  # refused at preflight, or no reply to the setup
         self.bank: tuple[list[str], list[str], int, list[str]] | None = None
         self.windows_interpreted = 0
@@ -53,6 +54,7 @@ class Enrolment:
         self.eval_windows_interpreted += info["eval_windows_interpreted"]
         stored = info["nodes_with_targets"]
         self.roles.update(info["roles"])
+        self.num_windows.update(info.get("num_windows", {}))
         self.unusable.update(set(fresh) - set(stored))
 
     def sample(self, rng: np.random.Generator, size: int, role: str) -> list[int]:

@@ -650,15 +650,18 @@ class FederationRun:
     ) -> tuple[TrainedRound, ArrayRecord | None, MetricRecord | None]:
         """The four SecAgg+ stages with the strategy's sample; (what it did, the aggregate, its metrics)."""
         config, cloud, arrays = self.config, self.cloud, self.arrays
+        round_grid = self._round_grid(server_round)  # key agreement runs over the clients sampled
+        weights = self.enrolment.num_windows if self.enrolment else self.targets_info["num_windows"]
         secure = secagg_train_round(
             self.exchange,
             self.strategy,
             server_round,
             arrays,
-            self.train_grid,
+            round_grid,
             config,
-            self.targets_info["num_windows"],
+            weights,
             partial(server_update, cloud, arrays, server_round) if config.server_train_epochs else None,
+            trained=self.model.top_layer_names(config.client_train_layers),
         )
         self.nodes_trained.update(secure.survivors)
         enough = secure.refused is None
@@ -681,13 +684,7 @@ class FederationRun:
         """A plain round: the models out, the updates back (decoded, clipped), aggregated by the strategy
         when enough replied; (what it did, the aggregate or None, its metrics)."""
         config, arrays = self.config, self.arrays
-        if self.enrolment:
-            trainers = self.enrolment.sample(self.rng, self.train_size, TRAIN)
-            round_grid = NodeSubset(self.grid, trainers) if trainers else None
-        elif config.client_sampling == "poisson":
-            round_grid = self._poisson_round_grid(server_round)
-        else:
-            round_grid = self.train_grid
+        round_grid = self._round_grid(server_round)
         train_messages = (
             list(self.strategy.configure_train(server_round, arrays, ConfigRecord(), round_grid))
             if round_grid
@@ -726,6 +723,16 @@ class FederationRun:
             secure=None,
         )
         return trained, aggregated, train_metrics
+
+    def _round_grid(self, server_round: int) -> NodeSubset | None:
+        """The clients the strategy may sample this round: those lazy enrolment drew and enrolled, the
+        Poisson cohort, or every training client (fixed sampling); None when there is nobody."""
+        if self.enrolment:
+            trainers = self.enrolment.sample(self.rng, self.train_size, TRAIN)
+            return NodeSubset(self.grid, trainers) if trainers else None
+        if self.config.client_sampling == "poisson":
+            return self._poisson_round_grid(server_round)
+        return self.train_grid
 
     def _poisson_round_grid(self, server_round: int) -> NodeSubset | None:
         """This round's Poisson cohort of the training clients (server/dp_poisson.py) as the strategy's grid;

@@ -18,6 +18,17 @@ inside the SecAgg+ mod); after unmasking the server adds Gaussian noise of std n
 clipping-norm / survivors to the average (the sensitivity of an average of that many clipped updates) and
 composes the round into the strategy's RDP accountant. The noise comes from fresh OS entropy, never from the
 run seed that every client receives (server/dp_noise.py).
+
+Who takes part: the grid the caller offers (`grid`) is the round's sample source: the training clients
+(fixed sampling, the strategy picks fraction-train of them), the clients lazy enrolment drew and enrolled, or
+the round's Poisson cohort; key agreement runs over the clients sampled. With Poisson sampling under central
+DP (server/dp_poisson.py) the release is DP-FedAvg's: the unmasked SUM of clipped updates over q N, noise
+z C / (q N), and every round releases: a draw too small for SecAgg+ (fewer than 2 clients, or fewer than
+secagg-reconstruction-threshold), or a round refused for dropouts, releases the noise alone, and nothing of
+any client was unmasked.
+
+Lean clients (client-train-layers): only the trained tensors (`trained`) are masked, summed and noised; the
+frozen rest of the global model is not sent back and does not move.
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ from common.federation import secagg
 from common.federation.protocol import UNIFORM_WEIGHT
 from common.federation.run_config import FederationConfig
 from server.dp_noise import add_gaussian_noise, reproducible_seed
+from server.dp_poisson import PoissonDpFedAvg, releases_every_round
 
 log = logging.getLogger("fedlanhar.server")
 
@@ -87,37 +99,67 @@ def secagg_train_round(
     config: FederationConfig,
     weights: dict[int, float],
     server_reply: Callable[[], Message] | None = None,
+    trained: list[str] | None = None,
 ) -> SecAggRound:
     """Sample with the strategy, run the four stages, return the new global model (or why not).
 
     `exchange(messages, phase)` sends and returns the successful replies (server.federation.Exchange);
-    `weights`: each client's num-examples as it reported in the summaries phase; `server_reply`: the server's
-    own update (server-train-epochs), averaged in after unmasking with its weight.
+    `grid`: the clients the strategy may sample (None: nobody this round); `weights`: each client's
+    num-examples as it reported in the summaries phase; `server_reply`: the server's own update
+    (server-train-epochs), averaged in after unmasking with its weight; `trained`: the tensors clients train
+    and send (client-train-layers; None = all).
     """
-    train_messages = list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
+    train_messages = _configure(strategy, server_round, arrays, grid, config)
     sampled = [m.metadata.dst_node_id for m in train_messages]
     outcome = SecAggRound(sampled=sampled)
     dp = strategy if isinstance(strategy, DifferentialPrivacyClientSideFixedClipping) else None
+    poisson = strategy if isinstance(strategy, PoissonDpFedAvg) else None
+    keys = [key for key in arrays.keys() if trained is None or key in trained]
     try:
-        _run_stages(outcome, exchange, train_messages, server_round, arrays, config, weights)
+        _run_stages(outcome, exchange, train_messages, server_round, arrays, config, weights, keys, poisson)
     except secagg.SecAggError as error:
         outcome.refused = str(error)
     if outcome.refused is not None:
         if dp is not None:
             dp._pop_pending_event(server_round)  # nothing was released this round: nothing to account
+        if poisson is not None:  # DP-FedAvg releases every round: the noise alone, as for an empty draw
+            outcome.aggregated = _moved_model(arrays, keys, None, poisson.noise_std, config, server_round)
+            poisson.accountant.compose(poisson.round_event)
+            log.warning(
+                "round %d: secure aggregation refused: %s; noise alone released",
+                server_round,
+                outcome.refused,
+            )
+            return outcome
         log.warning(
             "round %d: secure aggregation refused: %s; global model kept", server_round, outcome.refused
         )
         return outcome
     update, weight_sum = outcome.aggregated, outcome.clients_weight
-    inner = dp.strategy if dp is not None else strategy
+    inner = dp.strategy if dp is not None else poisson.strategy if poisson is not None else strategy
     participants = [_aggregate_as_reply(update, weight_sum, outcome.metrics)]
     if server_reply is not None:
         participants.append(server_reply())
     outcome.aggregated, outcome.metrics = inner.aggregate_train(server_round, participants)
     if dp is not None:
         dp._compose_release(dp._pop_pending_event(server_round))  # the accountant's epsilon after this round
+    if poisson is not None:
+        poisson.accountant.compose(poisson.round_event)
     return outcome
+
+
+def _configure(
+    strategy: Strategy, server_round: int, arrays: ArrayRecord, grid, config: FederationConfig
+) -> list[Message]:
+    """The strategy's train messages for the clients `grid` offers (none when `grid` is None)."""
+    if grid is None:
+        return []
+    if config.lazy_enrolment and isinstance(strategy, DifferentialPrivacyClientSideFixedClipping):
+        # Flower checks the round's sample against a fixed size; a lazily enrolled round offers (and the
+        # strategy takes) those of the drawn clients that train, fewer when some turn out to evaluate only.
+        # The accountant claims no amplification, and the noise follows the survivors (_new_global_model).
+        strategy.num_sampled_clients = len(list(grid.get_node_ids()))
+    return list(strategy.configure_train(server_round, arrays, ConfigRecord(), grid))
 
 
 def _run_stages(
@@ -128,12 +170,16 @@ def _run_stages(
     arrays: ArrayRecord,
     config: FederationConfig,
     weights: dict[int, float],
+    keys: list[str],
+    poisson: PoissonDpFedAvg | None,
 ) -> None:
     """The four SecAgg+ stages, each timed into `outcome.stage_seconds`; a SecAggError refuses the round."""
     sampled = outcome.sampled
     params = _round_params(config, sampled, weights)
     graph = secagg.neighbourhoods(sampled, params.num_shares, seed=config.seed * 7919 + server_round)
     minimum = max(params.threshold, int(np.ceil(config.min_replies_fraction * len(sampled))))
+    if releases_every_round(config):  # refusing for few replies would tell how many were drawn (dp_poisson)
+        minimum = params.threshold
     clock = time.monotonic()
     public_keys = _setup_stage(exchange, sampled, params, graph)
     outcome.stage_seconds["setup"], clock = time.monotonic() - clock, time.monotonic()
@@ -145,7 +191,9 @@ def _run_stages(
     average, weight_sum = _unmask_stage(exchange, masked, dropped, public_keys, params, graph)
     average, train_loss = secagg.split_loss(average, params)  # the weighted mean loss, from the masked sum
     outcome.stage_seconds["unmask"] = time.monotonic() - clock
-    outcome.aggregated = _new_global_model(arrays, average, len(masked), config, server_round)
+    outcome.aggregated = _new_global_model(
+        arrays, keys, average, len(masked), weight_sum, config, server_round, poisson
+    )
     outcome.clients_weight = weight_sum * params.max_weight
     outcome.metrics = MetricRecord({"train-loss": train_loss})
 
@@ -279,22 +327,56 @@ def _unmask_stage(
 
 
 def _new_global_model(
-    arrays: ArrayRecord, average: np.ndarray, survivors: int, config: FederationConfig, server_round: int
+    arrays: ArrayRecord,
+    keys: list[str],
+    average: np.ndarray,
+    survivors: int,
+    weight_sum: float,
+    config: FederationConfig,
+    server_round: int,
+    poisson: PoissonDpFedAvg | None,
 ) -> ArrayRecord:
-    """The global model moved by the unmasked average update (under central DP, with the server's noise)."""
-    keys = list(arrays.keys())
-    shapes = [tuple(arrays[key].shape) for key in keys]
-    update = secagg.split_update(average, shapes)
-    if config.dp_mode == "central":
+    """The global model's tensors `keys` moved by the unmasked average update (under central DP, with the
+    server's noise); the other tensors (not trained by the clients) as they were."""
+    std = 0.0
+    if poisson is not None:
+        # DP-FedAvg: the sum (uniform weights: average x survivors) over the expected cohort q N.
+        average = average * weight_sum / poisson.expected_cohort
+        std = poisson.noise_std
+    elif config.dp_mode == "central":
         # The average of n updates clipped to C moves by at most C/n when one client changes.
         std = config.dp_noise_multiplier * config.dp_clipping_norm / survivors
-        # Fresh OS entropy, never the run seed every client knows (server/dp_noise.py).
-        update = add_gaussian_noise(update, std, reproducible_seed(config), server_round)
+    if std > 0:
         log.info("round %d: central DP noise std %.4g added after unmasking", server_round, std)
+    return _moved_model(arrays, keys, average, std, config, server_round)
+
+
+def _moved_model(
+    arrays: ArrayRecord,
+    keys: list[str],
+    step: np.ndarray | None,
+    std: float,
+    config: FederationConfig,
+    server_round: int,
+) -> ArrayRecord:
+    """The global model with its tensors `keys` moved by the flat `step` (None: by nothing) and, if std > 0,
+    by Gaussian noise of that std drawn from fresh OS entropy (server/dp_noise.py); the rest unchanged."""
+    shapes = [tuple(arrays[key].shape) for key in keys]
+    if step is None:
+        step = np.zeros(sum(int(np.prod(shape)) for shape in shapes))
+    parts = secagg.split_update(step, shapes)
+    if std > 0:
+        # Fresh OS entropy, never the run seed every client knows (server/dp_noise.py).
+        parts = add_gaussian_noise(parts, std, reproducible_seed(config), server_round)
+    moved = dict(zip(keys, parts, strict=True))
     return ArrayRecord(
         {
-            key: Array((arrays[key].numpy().astype(np.float64) + part).astype(arrays[key].numpy().dtype))
-            for key, part in zip(keys, update, strict=True)
+            key: Array(
+                (arrays[key].numpy().astype(np.float64) + moved[key]).astype(arrays[key].numpy().dtype)
+            )
+            if key in moved
+            else arrays[key]
+            for key in arrays.keys()
         }
     )
 

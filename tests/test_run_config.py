@@ -24,10 +24,34 @@ def test_pyproject_declares_every_key_with_its_default():
         ({"num-server-round": 3}, "unknown key 'num-server-round'"),
         (
             {"secagg": True, "update-compression": "int8"},
-            "'secagg' cannot be combined with update-compression",
+            "'secagg' cannot be combined with update-compression: int8 codes are scaled per client",
+        ),
+        (
+            {"secagg": True, "update-compression": "sparse-int8", "client-train-layers": 1},
+            "sparse-int8 sends each client's own top-k coordinates",
         ),
         ({"secagg": True, "update-clip-factor": 3.0}, "'secagg' cannot be combined with update-clip-factor"),
-        ({"secagg": True, "lazy-enrolment": True}, "'secagg' cannot be combined with lazy-enrolment"),
+        ({"secagg-drop": "1:collect"}, "'secagg-drop' applies to secagg = true only"),
+        ({"secagg": True, "secagg-drop": "1:train"}, "entries must be '<partition>:<stage>'"),
+        ({"secagg": True, "secagg-drop": "a:setup"}, "entries must be '<partition>:<stage>'"),
+        ({"secagg": True, "secagg-drop": "1:setup,1:unmask"}, "names partition 1 twice"),
+        ({"secagg": True, "secagg-test-dump-dir": "dumps"}, "'secagg-test-dump-dir' must be an absolute"),
+        (
+            {"client-train-layers": 1, "dp-mode": "local"},
+            "'client-train-layers' must be 0 with dp-mode 'local'",
+        ),
+        (
+            {"client-train-layers": 1, "dp-mode": "central"},
+            "'client-train-layers' must be 0 with dp-mode 'central' unless secagg is on",
+        ),
+        (
+            {"lazy-enrolment": True, "dp-mode": "central"},
+            "'lazy-enrolment' must be false with dp-mode 'central'",
+        ),
+        (
+            {"lazy-enrolment": True, "dp-mode": "local", "secagg": True},
+            "'lazy-enrolment' must be false with dp-mode 'local'",
+        ),
         (
             {"dp-mode": "central", "update-clip-factor": 3.0},
             "'update-clip-factor' must be 0 with dp-mode 'central'",
@@ -67,7 +91,6 @@ def test_pyproject_declares_every_key_with_its_default():
             {"client-sampling": "poisson", "fraction-train": 0.5},
             "'fraction-train' applies to client-sampling 'fixed' only",
         ),
-        ({"client-sampling": "poisson", "secagg": True}, "'poisson' is not supported with secagg yet"),
         ({"client-sampling": "poisson", "lazy-enrolment": True}, "'poisson' cannot be combined with lazy"),
         (
             {"client-sampling": "poisson", "dp-mode": "central", "strategy": "fedadam"},
@@ -79,6 +102,27 @@ def test_bad_run_config_names_the_key(overrides, message):
     with pytest.raises(ConfigError) as error:
         FederationConfig.from_run_config(overrides)
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"secagg": True, "lazy-enrolment": True},
+        {"secagg": True, "lazy-enrolment": True, "dp-mode": "central", "client-train-layers": 1},
+        {"secagg": True, "client-sampling": "poisson", "sampling-probability": 0.5},
+        {"secagg": True, "client-sampling": "poisson", "sampling-probability": 0.5, "dp-mode": "central"},
+        {"secagg": True, "client-train-layers": 2},
+    ],
+)
+def test_secagg_combines_with_lazy_enrolment_poisson_sampling_and_lean_clients(overrides):
+    config = FederationConfig.from_run_config(overrides)
+    assert config.secagg
+
+
+def test_secagg_drop_names_the_stage_each_partition_stops_answering_at():
+    config = FederationConfig.from_run_config({"secagg": True, "secagg-drop": "3:collect, 5:unmask"})
+    assert config.secagg_drop_plan == {3: "collect", 5: "unmask"}
+    assert FederationConfig().secagg_drop_plan == {}
 
 
 def test_lists_are_comma_separated_strings_and_ints_are_accepted_for_floats():

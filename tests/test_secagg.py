@@ -26,6 +26,7 @@ from flwr.supercore.primitives.asymmetric import (
 )
 from flwr.supercore.task_identity import TaskIdentity
 
+from client.privacy import trained_part_clipping_mod
 from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from common.federation import secagg
 from common.federation.run_config import ConfigError, FederationConfig
@@ -44,13 +45,22 @@ pytestmark = pytest.mark.usefixtures("run_identity")  # tests/conftest.py: messa
 class FakeGrid:
     """Delivers messages to in-process clients; `drop[message_type]` = nodes that never answer it."""
 
-    def __init__(self, nodes: list[int], updates: dict, weights: dict, dp: bool = False) -> None:
+    def __init__(
+        self,
+        nodes: list[int],
+        updates: dict,
+        weights: dict,
+        dp: bool = False,
+        trained: list[str] | None = None,
+    ) -> None:
         self.nodes, self.updates, self.weights = nodes, updates, weights
         self.losses = {n: 0.5 + 0.25 * i for i, n in enumerate(nodes)}  # distinct: a leaked one is visible
         self.contexts = {n: Context(1, n, {}, RecordDict(), {}) for n in nodes}
         self.drop: dict[str, set[int]] = {}
         self.received: dict[str, list[Message]] = {}  # what the server got back, per message type
-        mods = [secagg_mod, fixedclipping_mod] if dp else [secagg_mod]
+        self.trained = trained  # lean clients (client-train-layers): they send these tensors only
+        clipping = fixedclipping_mod if trained is None else trained_part_clipping_mod
+        mods = [secagg_mod, clipping] if dp else [secagg_mod]
         self.train = make_ffn(self._train, mods)
 
     def get_node_ids(self) -> list[int]:
@@ -59,7 +69,8 @@ class FakeGrid:
     def _train(self, msg: Message, context: Context) -> Message:
         node = msg.metadata.dst_node_id
         arrays = msg.content["arrays"]
-        trained = {k: Array(arrays[k].numpy() + self.updates[node][k]) for k in arrays}
+        sent = [k for k in arrays.keys() if self.trained is None or k in self.trained]
+        trained = {k: Array(arrays[k].numpy() + self.updates[node][k]) for k in sent}
         metrics = MetricRecord(
             {"num-examples": self.weights[node], "uniform-weight": 1, "train-loss": self.losses[node]}
         )
@@ -112,12 +123,14 @@ def plain_fedavg(config, nodes, updates, weights, global_model) -> ArrayRecord:
     return aggregated
 
 
-def secure_round(config, nodes, updates, weights, global_model, drop=None, dp=False):
-    grid = FakeGrid(nodes, updates, weights, dp=dp)
+def secure_round(
+    config, nodes, updates, weights, global_model, drop=None, dp=False, trained=None, population=None
+):
+    grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained)
     grid.drop = drop or {}
     exchange = Exchange(grid, timeout=10)
-    strategy = make_strategy(config, len(nodes))
-    outcome = secagg_train_round(exchange, strategy, 1, global_model, grid, config, weights)
+    strategy = make_strategy(config, population or len(nodes))
+    outcome = secagg_train_round(exchange, strategy, 1, global_model, grid, config, weights, trained=trained)
     return outcome, grid, exchange, strategy
 
 
@@ -233,6 +246,100 @@ def test_central_dp_clips_before_masking_and_noises_after_unmasking():
     noisy, *_ = secure_round(noisy_config, nodes, updates, weights, global_model, dp=True)
     change = np.concatenate([(noisy.aggregated[k].numpy() - expected[k]).ravel() for k in SHAPES])
     assert np.std(change) == pytest.approx(2.0 * clip / len(nodes), rel=0.2)  # sigma x C / survivors
+
+
+# ------------------------------------------------- combinations (issue #36): lean clients, Poisson sampling
+LEAN = ["encoder.bias", "head"]  # the tensors lean clients train and send; "encoder.weight" stays frozen
+
+
+def test_lean_clients_mask_only_the_trained_tensors_and_the_frozen_rest_does_not_move():
+    config, nodes, updates, weights, global_model = federation(7, seed=6, client_train_layers=1)
+    outcome, grid, exchange, _ = secure_round(config, nodes, updates, weights, global_model, trained=LEAN)
+    assert outcome.refused is None
+    sent_values = sum(int(np.prod(SHAPES[k])) for k in LEAN)
+    assert exchange.uploaded["train"] == {"secagg-masked.vector": [1 + sent_values + 1]}  # shorter
+    reference = plain_fedavg(config, nodes, updates, weights, global_model)
+    for key in LEAN:
+        assert float(np.abs(outcome.aggregated[key].numpy() - reference[key].numpy()).max()) < 2 * (
+            QUANTISATION_STEP
+        )
+    assert np.array_equal(
+        outcome.aggregated["encoder.weight"].numpy(), global_model["encoder.weight"].numpy()
+    )
+
+
+def test_central_dp_with_lean_clients_clips_and_noises_the_sent_tensors_only():
+    clip = 0.02
+    config, nodes, updates, weights, global_model = federation(
+        6, seed=7, dp_mode="central", dp_clipping_norm=clip, dp_noise_multiplier=1e-6, client_train_layers=1
+    )
+    outcome, _, _, strategy = secure_round(
+        config, nodes, updates, weights, global_model, dp=True, trained=LEAN
+    )
+    assert outcome.refused is None
+    for key in LEAN:  # the sensitivity is over the sent vector: each update clipped over LEAN's tensors
+        clipped = []
+        for n in nodes:
+            norm = np.sqrt(sum(float(np.sum(updates[n][j].astype(np.float64) ** 2)) for j in LEAN))
+            clipped.append(updates[n][key] * min(1.0, clip / norm))
+        expected = global_model[key].numpy() + np.mean(clipped, axis=0)
+        assert float(np.abs(outcome.aggregated[key].numpy() - expected).max()) < 1e-5
+    assert np.array_equal(
+        outcome.aggregated["encoder.weight"].numpy(), global_model["encoder.weight"].numpy()
+    )
+    assert strategy.privacy_spent().epsilon > 0
+
+
+def poisson_config(num_clients: int, seed: int, **overrides):
+    return federation(
+        num_clients,
+        seed=seed,
+        client_sampling="poisson",
+        sampling_probability=0.5,
+        dp_mode="central",
+        dp_clipping_norm=0.05,
+        min_train_nodes=2,
+        min_available_nodes=2,
+        **overrides,
+    )
+
+
+def clipped_sum(updates: dict, nodes: list[int], key: str, clip: float) -> np.ndarray:
+    """The sum over `nodes` of tensor `key` of each update clipped to L2 norm `clip` (over all tensors)."""
+    total = np.zeros(SHAPES[key])
+    for n in nodes:
+        norm = np.sqrt(sum(float(np.sum(updates[n][j].astype(np.float64) ** 2)) for j in SHAPES))
+        total += updates[n][key] * min(1.0, clip / norm)
+    return total
+
+
+@pytest.mark.parametrize("cohort", [6, 8])
+def test_poisson_dp_divides_the_secure_sum_by_q_n_and_noises_by_z_c_over_q_n(cohort):
+    """Population N = 12, q = 0.5: the release is global + sum(clipped) / (q N = 6) + noise, whatever the
+    cohort's size (the fixed denominator: a cohort of 8 is still divided by 6)."""
+    config, nodes, updates, weights, global_model = poisson_config(cohort, seed=8, dp_noise_multiplier=1e-6)
+    outcome, _, _, strategy = secure_round(
+        config, nodes, updates, weights, global_model, dp=True, population=12
+    )
+    assert outcome.refused is None and strategy.expected_cohort == 6.0
+    for key in SHAPES:
+        expected = global_model[key].numpy() + clipped_sum(updates, nodes, key, 0.05) / 6.0
+        assert float(np.abs(outcome.aggregated[key].numpy() - expected).max()) < 1e-5
+    assert strategy.accountant.num_releases == 1
+
+
+def test_a_poisson_draw_below_the_threshold_releases_the_noise_alone_and_asks_nothing_of_its_clients():
+    config, nodes, updates, weights, global_model = poisson_config(3, seed=10, dp_noise_multiplier=2.0)
+    outcome, grid, exchange, strategy = secure_round(
+        config, nodes, updates, weights, global_model, dp=True, population=40
+    )
+    assert "smaller than secagg-reconstruction-threshold 4" in outcome.refused
+    assert grid.received == {} and exchange.traffic.summary()["bytes_down_total"] == 0  # nobody was asked
+    change = np.concatenate(
+        [(outcome.aggregated[k].numpy() - global_model[k].numpy()).ravel() for k in SHAPES]
+    )
+    assert np.std(change) == pytest.approx(2.0 * 0.05 / 20, rel=0.2)  # z C / (q N), q N = 20
+    assert strategy.accountant.num_releases == 1  # a release like any other
 
 
 def shared_keys(num_nodes: int = 5):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from common.base.device import DeviceError, resolve_device
+from common.federation.secagg import STAGES as SECAGG_STAGES
 from common.federation.secagg import check_neighbourhood
 from common.method.train import SensorTrainConfig
 from common.models.sensor_encoder import INPUT_FRAMES, SensorEncoderConfig
@@ -26,6 +27,16 @@ PARTITIONINGS = ("by-user", "iid", "dirichlet")
 CLIENT_EVALS = ("held-out-users", "time")
 UPDATE_COMPRESSIONS = ("none", "int8", "sparse-int8")
 CLIENT_SAMPLINGS = ("fixed", "poisson")
+
+
+# Why SecAgg+ refuses update-compression (int8 and sparse-int8 alike).
+SECAGG_COMPRESSION_REASON = (
+    "int8 codes are scaled per client and per tensor, so a masked sum of codes is no code of the sum, "
+    "and sparse-int8 sends each client's own top-k coordinates; SecAgg+ already quantises every update "
+    "onto one shared grid (secagg-clipping-range, secagg-quantization-range), and a masked coordinate "
+    "takes the 32 bits of the 2**32 modulus whatever its quantisation (the masks are uniform on it), so "
+    "int8 would save nothing on the uplink. Lower secagg-quantization-range for coarser quantisation"
+)
 
 
 class ConfigError(ValueError):
@@ -169,6 +180,12 @@ class FederationConfig:
     secagg_reconstruction_threshold: int = 4
     secagg_clipping_range: float = 1.0
     secagg_quantization_range: int = 4194304  # 2**22: sums of up to 1024 clients fit the 2**32 modulus
+    # Injected dropouts for robustness studies: "<partition>:<stage>,..." (stage: setup, share-keys, collect,
+    # unmask); that client stops answering at that stage of every secure round (client/secagg.py).
+    secagg_drop: str = ""
+    # TESTS ONLY: an absolute directory where each client writes its plain update next to its masked one
+    # (round-<r>-partition-<p>.npz): it defeats SecAgg+ on purpose, so that a test can check the unmasked sum.
+    secagg_test_dump_dir: str = ""
     # Local interpretation: rules-interpreter clients interpret their own windows and upload only the set of
     # distinct interpretation texts (no per-window data); the server answers with their embeddings.
     interpret_on_client: bool = False
@@ -311,10 +328,13 @@ class FederationConfig:
             _fail("dp-reproducible-noise", f"applies to dp-mode 'central' only, got dp-mode '{self.dp_mode}'")
         if self.summary_noise < 0:
             _fail("summary-noise", f"must be >= 0, got {self.summary_noise}")
-        if self.lazy_enrolment and self.dp_mode != "none":
+        if self.lazy_enrolment and self.dp_mode != "none" and not (self.secagg and self.dp_mode == "central"):
+            # Flower's DP wrappers need a fixed sample size a round; a lazily enrolled round drops the
+            # evaluation-only clients it draws. The SecAgg+ path noises and accounts each round's own sample.
             _fail(
                 "lazy-enrolment",
-                f"must be false with dp-mode '{self.dp_mode}' (DP accounts its own sampling)",
+                f"must be false with dp-mode '{self.dp_mode}' unless dp-mode is 'central' with secagg "
+                "(Flower's DP wrappers need the same number of clients every round)",
             )
 
     def _check_sampling(self) -> None:
@@ -332,15 +352,13 @@ class FederationConfig:
             return
         if self.fraction_train != 1.0:
             _fail("fraction-train", "applies to client-sampling 'fixed' only (poisson: sampling-probability)")
-        if self.secagg:
-            _fail(
-                "client-sampling",
-                "'poisson' is not supported with secagg yet (SecAgg+ samples a fixed number)",
-            )
         if self.lazy_enrolment:
+            # DP-FedAvg divides by q N, N the training clients: lazy enrolment learns who trains only as it
+            # meets the clients, and samples a fixed number of them.
             _fail(
                 "client-sampling",
-                "'poisson' cannot be combined with lazy-enrolment (it samples a fixed number)",
+                "'poisson' cannot be combined with lazy-enrolment (it samples a fixed number, and learns "
+                "which clients train only when it meets them)",
             )
         if self.dp_mode == "central" and self.strategy == "fedadam":
             _fail(
@@ -377,10 +395,16 @@ class FederationConfig:
                 f"must be 0 (all) to {SensorEncoderConfig().num_layers} (the encoder's layers), "
                 f"got {self.client_train_layers}",
             )
-        if self.client_train_layers and (self.dp_mode != "none" or self.secagg):
+        if self.client_train_layers and self.dp_mode == "local":
             _fail(
                 "client-train-layers",
-                "must be 0 with dp-mode or secagg: their clipping and masking work on the whole model",
+                "must be 0 with dp-mode 'local': Flower's LocalDpMod works on the whole model",
+            )
+        if self.client_train_layers and self.dp_mode == "central" and not self.secagg:
+            _fail(
+                "client-train-layers",
+                "must be 0 with dp-mode 'central' unless secagg is on: Flower's DP wrappers clip and noise "
+                "the whole model (the SecAgg+ path clips and noises the trained tensors only)",
             )
         if self.update_compression != "none" and self.dp_mode != "none":
             _fail(
@@ -392,12 +416,12 @@ class FederationConfig:
         """SecAgg+: what it cannot be combined with, and its sharing and quantisation parameters."""
         # SecAgg+ shows the server only the masked sum: per-client steps on the server are impossible.
         for other_key, is_set, why in (
-            ("update-compression", self.update_compression != "none", "masking needs the plain update"),
+            ("update-compression", self.update_compression != "none", SECAGG_COMPRESSION_REASON),
             ("update-clip-factor", self.update_clip_factor > 0, "the server never sees one update"),
-            ("lazy-enrolment", self.lazy_enrolment, "key agreement needs the sampled clients"),
         ):
             if self.secagg and is_set:
                 _fail("secagg", f"cannot be combined with {other_key}: {why}")
+        self._check_secagg_faults()
         if self.secagg_num_shares < 3:
             _fail("secagg-num-shares", f"must be >= 3, got {self.secagg_num_shares}")
         if not 2 <= self.secagg_reconstruction_threshold <= self.secagg_num_shares:
@@ -414,6 +438,28 @@ class FederationConfig:
                 "secagg-quantization-range",
                 f"must be within 2..2**31-1, got {self.secagg_quantization_range}",
             )
+
+    def _check_secagg_faults(self) -> None:
+        """The injected dropouts and the test-only dump of plain updates."""
+        for key, value in (
+            ("secagg-drop", self.secagg_drop),
+            ("secagg-test-dump-dir", self.secagg_test_dump_dir),
+        ):
+            if value and not self.secagg:
+                _fail(key, "applies to secagg = true only")
+        seen = set()
+        for entry in split_list(self.secagg_drop):
+            partition, _, stage = entry.partition(":")
+            if not partition.isdigit() or stage not in SECAGG_STAGES:
+                _fail(
+                    "secagg-drop",
+                    f"entries must be '<partition>:<stage>' with a stage of {SECAGG_STAGES}, got '{entry}'",
+                )
+            if int(partition) in seen:
+                _fail("secagg-drop", f"names partition {partition} twice (a client drops out once a round)")
+            seen.add(int(partition))
+        if self.secagg_test_dump_dir and not Path(self.secagg_test_dump_dir).is_absolute():
+            _fail("secagg-test-dump-dir", f"must be an absolute path, got '{self.secagg_test_dump_dir}'")
 
     def _check_interpretation(self) -> None:
         """The walking frame and interpreting on the client, which both need the rules interpreter."""
@@ -457,6 +503,15 @@ class FederationConfig:
     @property
     def all_activities(self) -> list[str]:
         return self.activity_list + self.new_activity_list
+
+    @property
+    def secagg_drop_plan(self) -> dict[int, str]:
+        """secagg-drop as partition id -> the stage that client stops answering at."""
+        plan = {}
+        for entry in split_list(self.secagg_drop):
+            partition, _, stage = entry.partition(":")
+            plan[int(partition)] = stage
+        return plan
 
     @property
     def device_type_list(self) -> list[str]:

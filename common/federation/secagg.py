@@ -77,6 +77,8 @@ SHARES = "secagg-shares"
 MASKED = "secagg-masked"  # ArrayRecord {"vector": uint32 [1 + parameters]} (collect reply)
 NEIGHBOURS = "secagg-neighbours"  # ConfigRecord {"active": [str], "dropped": [str]} (unmask request)
 STATE = "secagg-state"  # the client's protocol state, in context.state (never sent)
+# The four stages by name, as run config `secagg-drop` names the stage a client stops answering at.
+STAGES = ("setup", "share-keys", "collect", "unmask")
 
 MODULUS = 2**32  # arithmetic of the masked vectors (a power of two: the mod is a mask)
 # |train loss| above this is clipped before masking. It scales the loss into +-clipping_range: with the
