@@ -15,6 +15,7 @@ transport and the server gets nothing of that stage from it, as from a device th
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from common.federation import secagg
 from common.federation.run_config import FederationConfig
 
 log = logging.getLogger("fedlanhar.client")
+# TESTS ONLY: a client whose environment names a directory writes its plain update there (_dump_plain_update).
+TEST_DUMP_DIR_ENV = "FEDLANHAR_SECAGG_TEST_DUMP_DIR"
 
 
 class InjectedDropout(RuntimeError):
@@ -85,7 +88,7 @@ def handle_unmask(msg: Message, context: Context) -> Message:
 def secagg_mod(msg: Message, context: Context, call_next, config: FederationConfig | None = None) -> Message:
     """Stage 3 around the train handler: mask the weighted update (train messages without SecAgg+ pass).
 
-    `config`: the run config, for its injected dropouts (secagg-drop) and test dumps (secagg-test-dump-dir).
+    `config`: the run config, for its injected dropouts (secagg-drop).
     """
     round_config = msg.content["config"] if "config" in msg.content else None
     if round_config is None or secagg.SOURCES not in round_config:
@@ -103,10 +106,9 @@ def secagg_mod(msg: Message, context: Context, call_next, config: FederationConf
     update = [trained[key].numpy().astype(np.float64) - sent[key].numpy().astype(np.float64) for key in keys]
     metrics = reply.content["metrics"]
     weight = float(metrics[secrets.params.weight_key])
-    if config is not None and config.secagg_test_dump_dir:
-        _dump_plain_update(
-            config.secagg_test_dump_dir, msg, context, sent, dict(zip(keys, update, strict=True)), weight
-        )
+    dump_dir = os.environ.get(TEST_DUMP_DIR_ENV)
+    if dump_dir:
+        _dump_plain_update(dump_dir, msg, context, sent, dict(zip(keys, update, strict=True)), weight)
     vector, clipped = secagg.client_masked_vector(
         secrets, ciphertexts, update, weight, loss=float(metrics["train-loss"])
     )
@@ -132,10 +134,11 @@ def _dump_plain_update(
     update: dict[str, np.ndarray],
     weight: float,
 ) -> None:
-    """TESTS ONLY (secagg-test-dump-dir): the model received, the plain update and the weight, as masked.
+    """TESTS ONLY ($FEDLANHAR_SECAGG_TEST_DUMP_DIR): the model received, the plain update and the weight.
 
     This writes on the client what SecAgg+ hides from the server, so that a test can compare the server's
-    unmasked aggregate with the plain weighted mean; a real run never sets the key.
+    unmasked aggregate with the plain weighted mean. It is the client's own environment, not the run config:
+    the server must not be able to switch it on, nor choose where a client writes.
     """
     server_round = int(msg.content["config"].get("server-round", 0))
     partition = context.node_config.get("partition-id", msg.metadata.dst_node_id)

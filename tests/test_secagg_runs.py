@@ -1,10 +1,11 @@
 """SecAgg+ through a real `flwr run` (issue #36): dropouts over the transport, and the combinations.
 
 Each run is the smallest that exercises the path: synthetic clients, one round, tiny models. The expected
-aggregate comes from the clients themselves: with the test-only key `secagg-test-dump-dir` each client writes,
-on its own side, the global model it received, its plain update (after any DP clipping) and its weight, right
-before masking them (client/secagg.py). The server records nothing more than it sees; the test compares the
-model it released (its checkpoint) with the plain weighted mean of the dumped updates of the survivors.
+aggregate comes from the clients themselves: with $FEDLANHAR_SECAGG_TEST_DUMP_DIR set (the clients' own
+environment, which the SuperLink's simulation passes on to them; the run config cannot set it) each client
+writes, on its own side, the global model it received, its plain update (after any DP clipping) and its
+weight, right before masking them (client/secagg.py). The server records nothing more than it sees; the test
+compares the model it released (its checkpoint) with the plain weighted mean of the survivors' dumped updates.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from client.secagg import TEST_DUMP_DIR_ENV
 from server.checkpoint import load_checkpoint
 from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
@@ -38,12 +40,12 @@ QUANTISATION_STEP = 2 * 1.0 / 4194304
 def run_flower(tmp_path: Path, settings: list[str], num_supernodes: int) -> tuple[dict, Path]:
     """`flwr run` with a SuperLink of its own; (metrics.json, the client dump directory)."""
     out_dir, dumps = tmp_path / "out", tmp_path / "client-dumps"
-    run_config = " ".join([f"out-dir='{out_dir}'", f"secagg-test-dump-dir='{dumps}'", *TINY_RUN, *settings])
+    run_config = " ".join([f"out-dir='{out_dir}'", *TINY_RUN, *settings])
     try:
         run = subprocess.run(
             flwr_run_simulation(run_config, num_supernodes=num_supernodes),
             cwd=REPO,
-            env=flower_env(tmp_path / "flwr-home"),
+            env=flower_env(tmp_path / "flwr-home") | {TEST_DUMP_DIR_ENV: str(dumps)},
             capture_output=True,
             text=True,
             timeout=1200,

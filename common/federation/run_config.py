@@ -183,9 +183,6 @@ class FederationConfig:
     # Injected dropouts for robustness studies: "<partition>:<stage>,..." (stage: setup, share-keys, collect,
     # unmask); that client stops answering at that stage of every secure round (client/secagg.py).
     secagg_drop: str = ""
-    # TESTS ONLY: an absolute directory where each client writes its plain update next to its masked one
-    # (round-<r>-partition-<p>.npz): it defeats SecAgg+ on purpose, so that a test can check the unmasked sum.
-    secagg_test_dump_dir: str = ""
     # Local interpretation: rules-interpreter clients interpret their own windows and upload only the set of
     # distinct interpretation texts (no per-window data); the server answers with their embeddings.
     interpret_on_client: bool = False
@@ -440,13 +437,9 @@ class FederationConfig:
             )
 
     def _check_secagg_faults(self) -> None:
-        """The injected dropouts and the test-only dump of plain updates."""
-        for key, value in (
-            ("secagg-drop", self.secagg_drop),
-            ("secagg-test-dump-dir", self.secagg_test_dump_dir),
-        ):
-            if value and not self.secagg:
-                _fail(key, "applies to secagg = true only")
+        """The injected dropouts."""
+        if self.secagg_drop and not self.secagg:
+            _fail("secagg-drop", "applies to secagg = true only")
         seen = set()
         for entry in split_list(self.secagg_drop):
             partition, _, stage = entry.partition(":")
@@ -458,8 +451,6 @@ class FederationConfig:
             if int(partition) in seen:
                 _fail("secagg-drop", f"names partition {partition} twice (a client drops out once a round)")
             seen.add(int(partition))
-        if self.secagg_test_dump_dir and not Path(self.secagg_test_dump_dir).is_absolute():
-            _fail("secagg-test-dump-dir", f"must be an absolute path, got '{self.secagg_test_dump_dir}'")
 
     def _check_interpretation(self) -> None:
         """The walking frame and interpreting on the client, which both need the rules interpreter."""
