@@ -162,3 +162,20 @@ def test_apply_device_is_deterministic() -> None:
     first = apply_device(still_windows(), device, seed=5)
     np.testing.assert_array_equal(first.X, apply_device(still_windows(), device, seed=5).X)
     assert not np.array_equal(first.X, apply_device(still_windows(), device, seed=6).X)
+
+
+def test_body_model_device_types_sit_on_their_segments() -> None:
+    """The device types of the newer segments (issue #37): where they sit, what they measure, how fast."""
+    expected = {  # name: (placement, has_gyro, sampling_rate)
+        "smart_ring": ("finger", False, 25.0),
+        "earbuds": ("ear", True, 50.0),
+        "ankle_band": ("ankle", True, 50.0),
+        "shoe_sensor": ("foot", True, 100.0),
+    }
+    for name, (placement, has_gyro, rate) in expected.items():
+        device = load_device_type(name)
+        assert (device.placement, device.has_gyro, device.sampling_rate) == (placement, has_gyro, rate), name
+    assert (
+        load_device_type("smart_ring").rotation_jitter_deg
+        > load_device_type("wrist_watch").rotation_jitter_deg
+    )

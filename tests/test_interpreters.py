@@ -6,8 +6,11 @@ import numpy as np
 import pytest
 
 from common.data.archives import DSADS_ACTIVITIES, HAPT_ACTIVITIES, WISDM_ACTIVITIES
+from common.data.devices import DeviceType
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES, analyze_windows
 from common.data.labels import default_vocabulary
+from common.data.placement import placement_group
+from common.data.synthetic import generate_windows
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
 from common.language.knowledge import describe_label
@@ -294,3 +297,30 @@ def test_label_descriptions_carry_the_inclination_in_the_interpreters_words() ->
     assert "Body inclination" not in describe_label("sitting", 2)[0]
     # An activity whose posture is left open (sitting or standing) states the trunk only.
     assert describe_label("eating chips", 1, inclination=True)[0].endswith(f"on the trunk {phrases[0]}.")
+
+
+def test_head_and_foot_windows_are_worded_for_where_the_sensor_sits() -> None:
+    """The same walk, simulated at the waist, the head and the foot: once the head's and the foot's factors
+    apply, neither is worded as a more (or less) vigorous movement than the waist's. Read with the leg's
+    factors (as "foot" was before it had a group) the foot's walk would sound like a much harder one."""
+    assert (placement_group("earbuds"), placement_group("right foot"), placement_group("shoe")) == (
+        "head",
+        "foot",
+        "foot",
+    )
+    rules = RulesInterpreter()
+    categories = [rule.category for rule in RULES]
+    vigour = [categories.index(c) for c in ("amplitude change", "cadence", "impacts", "rotation")]
+
+    def median_phrases(placement: str, interpreter: RulesInterpreter = rules) -> np.ndarray:
+        device = DeviceType(name=placement, sampling_rate=20.0, placement=placement)
+        ws = generate_windows(["walking"], 60, device=device, seed=11, n_users=6)
+        context = SensorContext(20.0, placement, "imu", ["walking"])
+        return np.median(interpreter.phrase_indices(analyze_windows(ws.X), context), axis=0)[vigour]
+
+    waist, head, foot = median_phrases("waist"), median_phrases("head"), median_phrases("foot")
+    np.testing.assert_array_equal(head, waist)
+    np.testing.assert_array_equal(foot, waist)
+    as_a_leg = RulesInterpreter(swing_factors={"foot": rules.swing_factors["leg"]})
+    foot_as_a_leg = median_phrases("foot", as_a_leg)
+    assert foot_as_a_leg[0] > waist[0] and foot_as_a_leg[2] > waist[2]  # more acceleration change, impacts

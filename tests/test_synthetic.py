@@ -5,11 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from common.data.devices import load_device_type
+from common.data.devices import DeviceType, load_device_type
 from common.data.errors import DataError
 from common.data.features import FEATURE_INDEX, analyze_windows
 from common.data.loading import load_dataset
-from common.data.synthetic import SUPPORTED_ACTIVITIES, generate_windows
+from common.data.synthetic import (
+    PLACEMENTS,
+    SEGMENTS,
+    SUPPORTED_ACTIVITIES,
+    generate_windows,
+    simulated_segment,
+)
 from common.data.windows import GRAVITY, WindowSet, validate_windows
 
 ACTIVITIES = (
@@ -190,3 +196,209 @@ def test_every_supported_activity_and_device_gives_valid_windows() -> None:
         ws = generate_windows(SUPPORTED_ACTIVITIES, 3, device=load_device_type(device_name), seed=0)
         validate_windows(ws.X, device_name)
         assert len(ws) == 3 * len(SUPPORTED_ACTIVITIES)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The body model's newer segments (issue #37): head, upper arm, finger, shank, foot
+
+# The placement words the generator knew before the new segments, with their segment then.
+OLD_PLACEMENTS = {
+    "waist": "waist",
+    "hip": "waist",
+    "belt": "waist",
+    "chest": "chest",
+    "torso": "chest",
+    "trunk": "chest",
+    "thigh": "thigh",
+    "trouser pocket": "thigh",
+    "pocket": "thigh",
+    "leg": "thigh",
+    "right leg": "thigh",
+    "left leg": "thigh",
+    "wrist": "wrist",
+    "arm": "wrist",
+    "right arm": "wrist",
+    "left arm": "wrist",
+    "hand": "wrist",
+}
+NEW_PLACEMENTS = {
+    "head": ("head", "ear", "left ear", "right ear", "earbud", "earbuds", "glasses", "cap"),
+    "upper arm": ("upper arm", "left upper arm", "right upper arm", "armband"),
+    "finger": ("finger", "ring", "ring finger", "index finger"),
+    "shank": ("shank", "shin", "ankle", "left ankle", "right ankle"),
+    "foot": ("foot", "left foot", "right foot", "shoe", "insole"),
+}
+# Per-channel sums, then sums of squares, of generate_windows(BASELINE_ACTIVITIES, 20, seed=0) for the default
+# (waist, default noise), the four older segments through an ideal 20 Hz device and the shipped device
+# types, recorded on main's code before the new segments (bf8c45a). Equal up to float rounding across CPUs;
+# any change of the motion or of the order of the random draws moves them by far more.
+BASELINE_ACTIVITIES = ["walking", "sitting", "cycling", "jumping", "upstairs"]
+BASELINE_SUMS = {
+    "default": (
+        (113722.7853, -1177.9457, -21970.602, -27.2058, -1.9254, -16.6368),
+        (1424947.6524, 8666.3231, 97816.1575, 2120.0549, 2536.3356, 1517.3452),
+    ),
+    "waist": (
+        (113718.4783, -1178.4815, -21968.9786, -27.1949, -1.6514, -16.4465),
+        (1424844.8796, 8659.3251, 97797.8274, 2120.0335, 2535.714, 1517.1924),
+    ),
+    "chest": (
+        (113771.4323, -1190.3791, -22108.2484, -21.7612, -2.3862, -12.1367),
+        (1400386.2884, 7990.6749, 94033.5074, 1356.8218, 2254.1195, 1064.3855),
+    ),
+    "thigh": (
+        (79754.5802, 3504.4651, 67495.331, -13.6106, -35.672, -4.8807),
+        (1008588.0957, 11185.3156, 548724.4113, 530.0655, 49321.4793, 550.1884),
+    ),
+    "wrist": (
+        (83894.0367, 1936.6305, 71665.9601, -16.3275, 40.0891, -13.3713),
+        (1044664.9171, 9208.6157, 906139.2373, 771.3468, 10847.8166, 453.143),
+    ),
+    "waist_phone": (
+        (114696.1193, -3981.7638, -21371.1411, 10.5281, -23.1815, 29.7054),
+        (1453558.303, 18867.8336, 99933.4605, 2160.32, 2539.2642, 1497.769),
+    ),
+    "chest_strap": (
+        (113746.0675, -2218.7879, -22088.4962, -9.3465, -13.5394, -0.1673),
+        (1402651.0136, 10383.303, 93646.6338, 1374.7158, 2258.3351, 1059.2927),
+    ),
+    "thigh_sensor": (
+        (-78819.3534, 68038.0254, 3526.0174, 22.325, 6.3693, -46.533),
+        (997968.5438, 557014.2764, 13533.1472, 628.69, 606.4475, 49331.4658),
+    ),
+    "trouser_pocket_phone": (
+        (-73274.6734, 66487.4097, 5913.2343, 41.9031, 24.4774, -96.6489),
+        (905053.194, 564763.7629, 82974.6184, 2874.6593, 2752.337, 44778.2232),
+    ),
+    "wrist_watch": (
+        (85287.2059, 896.9203, 70866.9056, -38.8869, 103.7205, 9.4177),
+        (1067226.3254, 58120.5954, 919936.3928, 979.1638, 10471.7979, 668.1351),
+    ),
+    "cheap_band": (
+        (87606.6981, -2418.9026, 75634.9306, 0.0, 0.0, 0.0),
+        (1066578.3505, 78456.0241, 857937.378, 0.0, 0.0, 0.0),
+    ),
+}
+
+
+def at(placement: str) -> DeviceType:
+    """An ideal device (no errors, the model's 20 Hz) at ``placement``."""
+    return DeviceType(name=f"ideal {placement}", sampling_rate=20.0, placement=placement)
+
+
+@pytest.fixture(scope="module")
+def segments() -> dict[str, WindowSet]:
+    activities = ["walking", "standing", "sitting", "lying"]
+    names = ("waist", "chest", "thigh", "wrist", "head", "upper arm", "finger", "shank", "foot")
+    return {name: generate_windows(activities, 40, device=at(name), seed=5, n_users=5) for name in names}
+
+
+def test_placement_words_map_to_their_segments() -> None:
+    for word, segment in OLD_PLACEMENTS.items():
+        assert simulated_segment(word) == segment, word
+    for segment, words in NEW_PLACEMENTS.items():
+        for word in words:
+            assert simulated_segment(word) == segment, word
+            assert simulated_segment(word.upper()) == segment  # case does not matter
+    assert set(PLACEMENTS) == set(OLD_PLACEMENTS) | {w for words in NEW_PLACEMENTS.values() for w in words}
+    assert set(SEGMENTS) == set(OLD_PLACEMENTS.values()) | set(NEW_PLACEMENTS)
+    with pytest.raises(DataError, match="'elbow pit' is not simulated; known placements"):
+        simulated_segment("elbow pit")
+
+
+def test_older_segments_generate_exactly_what_they_did() -> None:
+    def sums(ws: WindowSet) -> np.ndarray:
+        X = ws.X.astype(np.float64)
+        return np.concatenate([X.sum(axis=(0, 1)), (X**2).sum(axis=(0, 1))])
+
+    for name, expected in BASELINE_SUMS.items():
+        if name == "default":
+            device = None
+        elif name in OLD_PLACEMENTS:
+            device = at(name)
+        else:
+            device = load_device_type(name)
+        ws = generate_windows(BASELINE_ACTIVITIES, 20, device=device, seed=0)
+        np.testing.assert_allclose(sums(ws), np.concatenate(expected), rtol=1e-6, atol=1e-3, err_msg=name)
+
+
+def _walking(segments: dict[str, WindowSet], name: str) -> np.ndarray:
+    return of(segments[name], "walking")
+
+
+def _median(X: np.ndarray, feature: str) -> float:
+    return float(np.median(analyze_windows(X)[:, FEATURE_INDEX[feature]]))
+
+
+def test_foot_in_walking_lands_harder_and_lies_still_longer_than_the_waist(segments) -> None:  # noqa: ANN001
+    """Foot-mounted IMUs (Sabatini 2005): heel strikes of several g and a still foot-flat phase each stride,
+    while the pelvis moves through the whole stride."""
+
+    def peak(X: np.ndarray) -> float:
+        return float(np.median(np.linalg.norm(X[..., :3], axis=-1).max(axis=1)))
+
+    def still_share(X: np.ndarray) -> float:
+        acc_off_gravity = np.abs(np.linalg.norm(X[..., :3], axis=-1) - GRAVITY)
+        return float(((np.linalg.norm(X[..., 3:], axis=-1) < 0.2) & (acc_off_gravity < 0.5)).mean())
+
+    foot, waist = _walking(segments, "foot"), _walking(segments, "waist")
+    assert peak(foot) > 1.3 * peak(waist)
+    assert still_share(foot) > 0.15 and still_share(waist) < 0.05
+
+
+def test_head_moves_less_horizontally_and_rotates_less_than_the_waist(segments) -> None:  # noqa: ANN001
+    head, waist = _walking(segments, "head"), _walking(segments, "waist")
+    assert _median(head, "horizontal_rms") < 0.7 * _median(waist, "horizontal_rms")
+    assert _median(head, "gyro_magnitude_mean") < 0.7 * _median(waist, "gyro_magnitude_mean")
+    assert _median(head, "vertical_std") > 0.6 * _median(waist, "vertical_std")  # vertical mostly passes
+
+
+def test_ankle_swings_more_than_the_thigh_and_the_ring_turns_faster_than_wrist_and_waist(
+    segments,  # noqa: ANN001
+) -> None:
+    def rate(name: str) -> float:
+        return float(np.linalg.norm(_walking(segments, name)[..., 3:], axis=-1).mean())
+
+    assert rate("shank") > 1.15 * rate("thigh")
+    assert _median(_walking(segments, "shank"), "tilt_swing") > _median(
+        _walking(segments, "thigh"), "tilt_swing"
+    )
+    assert rate("finger") > 1.15 * rate("wrist") and rate("finger") > 1.8 * rate("waist")
+    assert rate("waist") < rate("upper arm") < rate("wrist")  # the upper arm swings less than the forearm
+
+
+def test_each_segment_puts_gravity_where_its_posture_says(segments) -> None:  # noqa: ANN001
+    """Segment frame: x up the upright segment (normal to the sole for the foot), z forward (the toes)."""
+
+    def gravity(name: str, label: str) -> np.ndarray:
+        return of(segments[name], label)[..., :3].mean(axis=(0, 1))
+
+    for name in ("head", "upper arm", "shank", "foot"):
+        assert gravity(name, "standing")[0] > 9.4, name  # upright
+    for name in ("shank", "foot"):
+        assert gravity(name, "sitting")[0] > 9.4, name  # shank vertical, foot flat on the floor
+    head_sitting = gravity("head", "sitting")
+    assert head_sitting[0] > 9.0 and head_sitting[2] < -2.0  # follows the trunk, bent a little forward
+    lying_foot = gravity("foot", "lying")
+    assert lying_foot[2] > 8.5 and abs(lying_foot[0]) < 4.5  # on the back: toes up
+    for name in ("head", "shank", "upper arm"):
+        assert gravity(name, "lying")[2] > 9.0, name  # lying along the trunk
+    for name in ("head", "shank", "foot", "upper arm", "finger"):
+        still = np.linalg.norm(of(segments[name], "sitting")[..., :3], axis=-1)
+        assert abs(float(still.mean()) - GRAVITY) < 0.1 and float(still.std(axis=1).mean()) < 0.15, name
+
+
+def test_new_segments_and_device_types_simulate_every_activity() -> None:
+    for device_name in ("smart_ring", "earbuds", "ankle_band", "shoe_sensor"):
+        device = load_device_type(device_name)
+        ws = generate_windows(SUPPORTED_ACTIVITIES, 3, device=device, seed=0)
+        validate_windows(ws.X, device_name)
+        assert len(ws) == 3 * len(SUPPORTED_ACTIVITIES) and ws.position == device.placement
+        assert analyze_windows(ws.X).shape[0] == len(ws)  # the feature extraction accepts them
+    for name in ("head", "upper arm", "finger", "shank", "foot"):
+        ws = generate_windows(SUPPORTED_ACTIVITIES, 2, device=at(name), seed=1)
+        validate_windows(ws.X, name)
+    jumps = generate_windows(["jumping", "standing"], 20, device=at("foot"), seed=2)
+    magnitude = np.linalg.norm(of(jumps, "jumping")[..., :3], axis=-1)
+    assert float(magnitude.min(axis=1).mean()) < 2.0  # the foot falls freely with the body in flight
+    assert float(magnitude.max(axis=1).mean()) > 3 * GRAVITY  # and lands with several g

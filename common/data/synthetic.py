@@ -1,6 +1,7 @@
 """A physics-inspired IMU generator: the framework's embedded default data (no download) and fast test data.
 
-The generator simulates one body segment carrying the sensor (waist, chest, thigh or wrist) and what its
+The generator simulates one body segment carrying the sensor (waist, chest, thigh, wrist, head, upper arm,
+finger, shank or foot: docs/devices.md has the table of segments and placement words) and what its
 accelerometer and gyroscope read:
 
 - world frame: x up, y to the person's right, z forward (right-handed). The segment frame coincides with it
@@ -13,7 +14,9 @@ accelerometer and gyroscope read:
 
 Locomotion is a gait model: step frequency per user and activity, vertical and anterior-posterior
 acceleration with harmonics, heel-strike transients (sharp for downstairs, soft for upstairs), medio-lateral
-sway and trunk rotation at the stride frequency, and limb swing. Postures are gravity directions plus
+sway and trunk rotation at the stride frequency, and limb swing. The shank and the foot follow their own
+stride (stance and swing phases, the foot still while it lies flat, large heel-strike transients), the head
+rides on the trunk with its horizontal motion and rotation damped. Postures are gravity directions plus
 breathing, sway and tremor; cycling is a smooth pedalling rotation; jumping alternates free fall and landing.
 The motion is computed at 4x the output rate and bin-averaged (an anti-alias low-pass), per-user traits and a
 per-window orientation jitter are added, then either a device type (common.data.devices.apply_device) or a
@@ -67,6 +70,33 @@ PLACEMENTS = {
     "right arm": "wrist",
     "left arm": "wrist",
     "hand": "wrist",
+    # Segments added for rings, earbuds, glasses, armbands, ankle bands and shoe sensors (issue #37).
+    "head": "head",
+    "ear": "head",
+    "left ear": "head",
+    "right ear": "head",
+    "earbud": "head",
+    "earbuds": "head",
+    "glasses": "head",
+    "cap": "head",
+    "upper arm": "upper arm",
+    "left upper arm": "upper arm",
+    "right upper arm": "upper arm",
+    "armband": "upper arm",
+    "finger": "finger",
+    "ring": "finger",
+    "ring finger": "finger",
+    "index finger": "finger",
+    "shank": "shank",
+    "shin": "shank",
+    "ankle": "shank",
+    "left ankle": "shank",
+    "right ankle": "shank",
+    "foot": "foot",
+    "left foot": "foot",
+    "right foot": "foot",
+    "shoe": "foot",
+    "insole": "foot",
 }
 
 
@@ -90,6 +120,7 @@ class SegmentModel:
     impact_gain: float  # share of the heel-strike transient reaching the sensor
     swing_gain: float  # 1 for a limb that swings with the gait (thigh, arm: left/right steps differ), 0 trunk
     trunk_rotation_gain: float  # multiplies the trunk's pitch/roll/yaw oscillation
+    horizontal_gain: float = 1.0  # a further share of the horizontal acceleration only (the head: the neck)
 
 
 SEGMENTS = {
@@ -97,7 +128,28 @@ SEGMENTS = {
     "chest": SegmentModel(0.0, 0.85, 0.7, 0.0, 0.8),
     "thigh": SegmentModel(0.1, 1.0, 1.0, 1.0, 0.5),
     "wrist": SegmentModel(0.55, 0.7, 0.45, 1.0, 0.6),
+    # Head (earbuds, glasses, cap). The spine and neck attenuate the pelvis' accelerations on the way up,
+    # the horizontal ones much more than the vertical, and the head is stabilised in space (gaze):
+    # Kavanagh & Menz 2008 (Gait Posture 28:1-15, review), Menz, Lord & Fitzpatrick 2003 (Gait Posture
+    # 18:35-46). Vertical share 0.9 and horizontal 0.9 * 0.55 ~ half; heel-strike transients halved (the
+    # spine's shock absorption); the trunk's pitch/roll/yaw oscillation halved (head stabilisation).
+    "head": SegmentModel(0.0, 0.9, 0.5, 0.0, 0.5, horizontal_gain=0.55),
+    # Upper arm (armband phone) half-way down the humerus: 0.15 m below the shoulder (humerus ~0.186 of the
+    # body height, Winter 2009 fig. 4.1); between trunk and wrist in translation and impacts.
+    "upper arm": SegmentModel(0.15, 0.85, 0.6, 1.0, 0.7),
+    # Finger (ring): ~0.7 m from the shoulder (upper arm 0.32 + forearm 0.25 + hand to the proximal
+    # phalanx 0.1 m, Winter 2009 fig. 4.1); one more joint (the wrist) damps the heel strike a little more.
+    "finger": SegmentModel(0.7, 0.7, 0.4, 1.0, 0.6),
+    # Shank (ankle band) and foot (shoe or insole sensor) move by their own stride model (_lower_leg_gait):
+    # no pivot term and no trunk oscillation. impact_gain: the heel-strike transient there relative to the
+    # pelvis' (GaitProfile.impact): the shock wave loses most of its peak between foot and pelvis (heel pad,
+    # ankle, knee: Lafortune et al. 1996, J Biomech 29:1531; tibial peaks of a few g in running, Milner
+    # et al. 2006, Med Sci Sports Exerc 38:323), so the shank sees ~3.5x and the foot ~6x the pelvis'
+    # peak (walking: ~1.4 g and ~2.4 g; running ~4 g and ~7 g).
+    "shank": SegmentModel(0.0, 1.0, 3.5, 1.0, 0.0),
+    "foot": SegmentModel(0.0, 1.0, 6.0, 1.0, 0.0),
 }
+LOWER_LEG_SEGMENTS = ("shank", "foot")
 
 
 @dataclass(frozen=True)
@@ -134,6 +186,55 @@ GAIT_ALIASES = {"walking on treadmill": "walking", "running on treadmill": "runn
 
 
 @dataclass(frozen=True)
+class LowerLegStride:
+    """One stride of the shank and the foot, as shares of the stride from this leg's heel strike (0).
+
+    Pitch as for every segment: positive tilts the segment's x axis backwards, so a foot with its toes up
+    (heel strike) and a shank with the ankle ahead of the knee have positive pitch.
+    """
+
+    stance: float  # share of the stride the foot is on the ground (toe-off)
+    foot_flat: float  # the foot lies flat from here ...
+    heel_rise: float  # ... to here: the instep is still; then the heel lifts and the foot travels forward
+    foot_contact_deg: float  # foot pitch at contact (+ toes up: heel first; - toes first)
+    foot_toe_off_deg: float  # foot pitch at toe-off (- heel up)
+    shank_contact_deg: float  # shank pitch at contact
+    shank_toe_off_deg: float  # shank pitch at toe-off and early swing (knee ahead of the ankle)
+    stride_length: float  # m the foot travels forward per stride
+    lift: float  # m the instep rises above its straight path in the swing
+    climb: float  # m the foot rises per stride (stairs: two risers)
+
+
+# Phases: Perry & Burnfield 2010 ("Gait Analysis", ch. 2: stance 60% of the walking stride, loading
+# response to 10%, heel rise ~30-40%); stairs: McFadyen & Winter 1988 (J Biomech 21:733, stance ~60-65%,
+# forefoot contact going up, toe-first going down); running: Novacheck 1998 (Gait Posture 7:77, stance
+# below 40% of the stride). Angles: Winter 2009 (ch. 3, walking kinematics: foot ~+20 deg at heel strike,
+# -50 to -60 deg at toe-off; shank ~+20 deg at contact, ~-50 deg at toe-off and peak knee flexion).
+# Stride lengths: walking ~1.4 m at 1.85 steps/s (1.3 m/s), stairs two treads of ~0.3 m and two risers of
+# ~0.17 m, jogging/running at ~3 and ~4 m/s. The instep sensor rises ~0.1-0.3 m as the heel lifts in swing.
+LOWER_LEG_STRIDES = {
+    "walking": LowerLegStride(0.60, 0.10, 0.40, 20.0, -55.0, 20.0, -50.0, 1.4, 0.12, 0.0),
+    "upstairs": LowerLegStride(0.64, 0.08, 0.45, -5.0, -25.0, -10.0, -45.0, 0.6, 0.15, 0.34),
+    "downstairs": LowerLegStride(0.62, 0.12, 0.45, -25.0, -20.0, 10.0, -35.0, 0.6, 0.08, -0.34),
+    "jogging": LowerLegStride(0.40, 0.08, 0.20, 10.0, -60.0, 10.0, -55.0, 2.2, 0.25, 0.0),
+    "running": LowerLegStride(0.35, 0.07, 0.17, 5.0, -65.0, 8.0, -70.0, 2.8, 0.35, 0.0),
+}
+SHANK_LIFT_SHARE = 0.7  # the ankle band (just above the malleoli) rises less than the instep in swing
+# Head pitch in gait (deg, negative = looking down): level gait looks ahead a few metres (slight
+# flexion); on stairs the gaze goes to the steps, more so going down (Zietz & Hollands 2009, J Mot Behav
+# 41:357).
+HEAD_GAIT_PITCH_DEG = {
+    "walking": -5.0,
+    "upstairs": -15.0,
+    "downstairs": -25.0,
+    "jogging": -3.0,
+    "running": -3.0,
+}
+HAND_LAG_DEG = 8.0  # the relaxed wrist lets the hand trail the forearm's swing (a second pendulum)
+HAND_LAG_RAD = 1.0  # its phase lag behind the forearm (rad)
+
+
+@dataclass(frozen=True)
 class PostureProfile:
     """A held posture: segment angles (deg) per placement group, plus sway/breathing amplitude (deg)."""
 
@@ -143,15 +244,27 @@ class PostureProfile:
     arm_pitch: float  # deg, forearm flexion (90 = horizontal forearm)
     sway_deg: float  # postural sway amplitude
     breath_deg: float  # breathing-induced trunk pitch amplitude
+    head_flexion: float  # deg, head pitch relative to the trunk (negative = chin down)
+    upper_arm_pitch: float  # deg, 0 = hanging, 90 = alongside the lying body
+    shank_pitch: float  # deg, 0 = vertical, positive = ankle ahead of the knee
+    foot_pitch: float  # deg, 0 = sole flat on the floor, positive = toes up
 
 
+# The new segments' columns (head flexion, upper arm, shank, foot):
+# - standing: head nearly level, arms hanging, shank and foot upright and flat;
+# - sitting: the head bends a little more (looking at a table or a screen), the hands rest on the lap
+#   (upper arm slightly forward), shank vertical and foot flat on the floor (knee at ~90 deg);
+# - lying on the back: head on a pillow (flexed ~15 deg), arms alongside the body, shank horizontal and the
+#   relaxed ankle in ~20 deg of plantarflexion (foot 90 - 20 = 70 deg: toes up);
+# - lying on the right side: hips, knees and ankles flex about the body's right axis, which now points
+#   down, so they do not move gravity off the lateral axis: 0 deg, the roll (90) does the work.
 POSTURES = {
-    "standing": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.8, 0.4),
-    "sitting": PostureProfile(-8.0, 0.0, 88.0, 75.0, 0.4, 0.5),
-    "lying": PostureProfile(90.0, 0.0, 90.0, 80.0, 0.15, 0.8),
-    "lying on back": PostureProfile(90.0, 0.0, 90.0, 80.0, 0.15, 0.8),
-    "lying on right side": PostureProfile(0.0, 90.0, 10.0, 60.0, 0.15, 0.6),
-    "standing in elevator": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.6, 0.4),
+    "standing": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.8, 0.4, -3.0, 0.0, 0.0, 0.0),
+    "sitting": PostureProfile(-8.0, 0.0, 88.0, 75.0, 0.4, 0.5, -10.0, 15.0, 0.0, 0.0),
+    "lying": PostureProfile(90.0, 0.0, 90.0, 80.0, 0.15, 0.8, -15.0, 90.0, 90.0, 70.0),
+    "lying on back": PostureProfile(90.0, 0.0, 90.0, 80.0, 0.15, 0.8, -15.0, 90.0, 90.0, 70.0),
+    "lying on right side": PostureProfile(0.0, 90.0, 10.0, 60.0, 0.15, 0.6, 0.0, 0.0, 0.0, 0.0),
+    "standing in elevator": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.6, 0.4, -3.0, 0.0, 0.0, 0.0),
 }
 
 SUPPORTED_ACTIVITIES = tuple(sorted([*GAITS, *GAIT_ALIASES, "stairs", *POSTURES, "cycling", "jumping"]))
@@ -351,12 +464,12 @@ def _simulate(
     gait_name = GAIT_ALIASES.get(label, label)
     if label == "stairs":  # each recording goes either up or down
         going_up = batch.goes_up
-        a_up, ang_up = _gait(GAITS["upstairs"], segment, segment_name, batch)
-        a_down, ang_down = _gait(GAITS["downstairs"], segment, segment_name, batch)
+        a_up, ang_up = _gait("upstairs", segment, segment_name, batch)
+        a_down, ang_down = _gait("downstairs", segment, segment_name, batch)
         a_world = np.where(going_up[None, :, None], a_up, a_down)
         angles = np.where(going_up[None, :, None], ang_up, ang_down)
     elif gait_name in GAITS:
-        a_world, angles = _gait(GAITS[gait_name], segment, segment_name, batch)
+        a_world, angles = _gait(gait_name, segment, segment_name, batch)
     elif label in POSTURES:
         angles = _posture(POSTURES[label], segment_name, batch)
         if label == "standing in elevator":  # the lift's start and stop: slow vertical accelerations
@@ -367,6 +480,8 @@ def _simulate(
         a_world, angles = _jumping(segment, segment_name, batch)
     else:  # guarded by generate_windows; kept so a new table entry without a model fails loudly
         raise DataError(f"generate_windows: no motion model for {label!r}")
+    if segment.horizontal_gain != 1.0:  # the head: the neck damps the horizontal motion (SEGMENTS)
+        a_world[1:] *= segment.horizontal_gain
 
     # The user's way of wearing the sensor and a small per-window shift (a strap or pocket never sits still).
     n = batch.time.shape[0]
@@ -391,15 +506,24 @@ def _slow_wander(batch: _Batch, frequencies_hz: tuple[float, ...]) -> np.ndarray
     return total * np.float32(np.sqrt(2.0 / len(frequencies_hz)))
 
 
-def _gait(
-    gait: GaitProfile, segment: SegmentModel, segment_name: str, batch: _Batch
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pelvis acceleration (world) and segment angles of a gait."""
+def _gait_phase(gait: GaitProfile, batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step frequency [n] (Hz), step phase [n, T] (cycles, 0 at a heel strike) and amplitude factor [n, T]."""
     step_hz = gait.step_hz * batch.step_hz
     wander = gait.irregularity * _slow_wander(batch, (0.13, 0.29, 0.47))  # steps
     steps = step_hz[:, None] * batch.time + batch.phase[:, None] + wander  # step phase in cycles
-    theta = 2 * np.pi * steps
     amplitude = batch.amplitude[:, None] * (1.0 + gait.irregularity * _slow_wander(batch, (0.19, 0.37, 0.61)))
+    return step_hz, steps, amplitude
+
+
+def _gait(
+    gait_name: str, segment: SegmentModel, segment_name: str, batch: _Batch
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pelvis acceleration (world) and segment angles of a gait; the shank and foot: _lower_leg_gait."""
+    gait = GAITS[gait_name]
+    step_hz, steps, amplitude = _gait_phase(gait, batch)
+    if segment_name in LOWER_LEG_SEGMENTS:
+        return _lower_leg_gait(gait_name, segment, segment_name, step_hz, steps, amplitude)
+    theta = 2 * np.pi * steps
     time_since_strike = (steps % 1.0) / step_hz[:, None]
     # Heel strike: an alpha-function transient peaking impact_time after contact; the ipsilateral strike of
     # a limb-mounted sensor (every other step) is stronger.
@@ -421,21 +545,135 @@ def _gait(
     )
     a_world[2] = amplitude * gait.forward * np.sin(theta + 0.3) * segment.translation_gain
     a_world[1] = amplitude * gait.lateral * np.sin(theta / 2) * segment.translation_gain
+    return a_world, _gait_angles(gait_name, segment, segment_name, theta, amplitude, batch)
 
-    angles = np.zeros_like(a_world)
+
+def _gait_angles(
+    gait_name: str,
+    segment: SegmentModel,
+    segment_name: str,
+    theta: np.ndarray,
+    amplitude: np.ndarray,
+    batch: _Batch,
+) -> np.ndarray:
+    """Angles [3, n, T] of a segment above the knee in a gait (theta: step phase in rad)."""
+    gait = GAITS[gait_name]
+    angles = np.zeros((3, *theta.shape), dtype=np.float32)
     sway = np.deg2rad(gait.trunk_sway_deg) * segment.trunk_rotation_gain * amplitude
     lean = -np.deg2rad(gait.trunk_lean_deg + batch.lean_deg[:, None])
+    if segment_name in ("wrist", "upper arm", "finger"):  # the arm swings opposite to the same-side leg
+        arm_swing = np.deg2rad(gait.arm_swing_deg) * amplitude * np.sin(theta / 2 + np.pi)
     if segment_name in ("waist", "chest"):
         angles[0] = lean + 0.4 * sway * np.sin(theta + 1.0)
     elif segment_name == "thigh":
         angles[0] = np.deg2rad(gait.thigh_mean_deg) + np.deg2rad(gait.thigh_swing_deg) * amplitude * (
             np.sin(theta / 2) + THIGH_STEP_HARMONIC * np.sin(theta + 0.5)
         )
-    else:  # wrist: arm swing opposite to the same-side leg, elbow slightly flexed
-        angles[0] = np.deg2rad(20.0) + np.deg2rad(gait.arm_swing_deg) * amplitude * np.sin(theta / 2 + np.pi)
+    elif segment_name == "wrist":  # elbow slightly flexed
+        angles[0] = np.deg2rad(20.0) + arm_swing
+    elif segment_name == "head":  # looks ahead (or at the steps), whatever the trunk's lean
+        angles[0] = np.deg2rad(HEAD_GAIT_PITCH_DEG[gait_name]) + 0.4 * sway * np.sin(theta + 1.0)
+    elif segment_name == "upper arm":  # the shoulder gives ~70% of the forearm's swing, the elbow the rest
+        angles[0] = 0.7 * arm_swing  # (Meyns, Bruijn & Duysens 2013, Gait Posture 38:555, review)
+    elif segment_name == "finger":  # the forearm's swing plus the relaxed hand trailing it
+        hand_lag = np.deg2rad(HAND_LAG_DEG) * amplitude * np.sin(theta / 2 + np.pi - HAND_LAG_RAD)
+        angles[0] = np.deg2rad(20.0) + arm_swing + hand_lag
+    else:  # a new entry of SEGMENTS without a gait model fails loudly
+        raise DataError(f"generate_windows: no gait model for the segment {segment_name!r}")
     angles[1] = sway * np.sin(theta / 2 + 0.5)
     angles[2] = 1.3 * sway * np.sin(theta / 2)
+    return angles
+
+
+def _lower_leg_gait(
+    gait_name: str,
+    segment: SegmentModel,
+    segment_name: str,
+    step_hz: np.ndarray,
+    steps: np.ndarray,
+    amplitude: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """World acceleration and angles [3, n, T] of the shank or the foot in a gait: this leg's own stride.
+
+    The foot lands (heel strike: a sharp transient), lies flat and still until the heel rises, rolls over
+    the toes, and swings one stride forward. The shank rotates forward over the planted foot during the
+    stance (an inverted pendulum) and swings back fast with the foot. steps: step phase from _gait_phase;
+    this leg strikes at even steps (as the stronger ipsilateral strike in _gait).
+    """
+    gait, stride = GAITS[gait_name], LOWER_LEG_STRIDES[gait_name]
+    phase = (steps / 2) % 1.0  # share of this leg's stride since its heel strike
+    stride_hz = step_hz[:, None] / 2
+    angles = np.zeros((3, *steps.shape), dtype=np.float32)
+    if segment_name == "foot":
+        knots = (0.0, stride.foot_flat, stride.heel_rise, stride.stance, 1.0)
+        pitch = (stride.foot_contact_deg, 0.0, 0.0, stride.foot_toe_off_deg, stride.foot_contact_deg)
+        lift = stride.lift
+    else:
+        knots = (0.0, stride.stance, 1.0)
+        pitch = (stride.shank_contact_deg, stride.shank_toe_off_deg, stride.shank_contact_deg)
+        lift = SHANK_LIFT_SHARE * stride.lift
+    angles[0] = np.deg2rad(_eased_path(phase, knots, pitch)) * amplitude
+    travel = np.clip((phase - stride.heel_rise) / (1.0 - stride.heel_rise), 0.0, 1.0)
+    # While it travels the foot inverts a little and the leg turns about its long axis (a few degrees:
+    # Lafortune et al. 1992, J Biomech 25:347); nothing turns while the foot lies flat.
+    swing = np.sin(np.pi * travel)
+    angles[1] = np.deg2rad(4.0) * amplitude * swing
+    angles[2] = np.deg2rad(5.0) * amplitude * swing
+    a_world = _stride_translation(travel, (1.0 - stride.heel_rise) / stride_hz, stride, lift, amplitude)
+    # Heel strike of this leg, and a tenth of it from the other leg's strike (this foot still on its toes).
+    # The transient is sharper than at the pelvis (no soft tissue and joints in between yet).
+    rise_time = 0.5 * gait.impact_time
+    strike = _biphasic_transient(phase / stride_hz, rise_time)
+    strike += 0.1 * _biphasic_transient(((phase - 0.5) % 1.0) / stride_hz, rise_time)
+    transient = gait.impact * segment.impact_gain * amplitude * strike
+    a_world[0] += transient  # the heel is stopped ...
+    a_world[2] -= 0.4 * transient  # ... and braked
     return a_world, angles
+
+
+def _stride_translation(
+    travel: np.ndarray, duration: np.ndarray, stride: LowerLegStride, lift: float, amplitude: np.ndarray
+) -> np.ndarray:
+    """World acceleration [3, n, T] of the instep (or the ankle) between heel rise and the next contact.
+
+    travel: 0 before the heel rises, then 0 -> 1 until the heel strikes again; duration: that time (s).
+    Forward (and, on stairs, up) a minimum-jerk move x(u) = 10u^3 - 15u^4 + 6u^5 (Flash & Hogan 1985,
+    J Neurosci 5:1688): it starts and ends at rest with zero acceleration, peaks at 1.875 x mean speed
+    (walking: ~4 m/s, as foot speeds in swing). Above that path a lift 64 u^3 (1 - u)^3 (peak 1 at u = 0.5).
+    """
+    u = travel
+    per_metre = (60 * u - 180 * u**2 + 120 * u**3) / duration**2  # d2x/dt2 of the minimum-jerk move
+    w = u - u**2
+    lift_per_metre = 64 * (6 * w * (1 - 2 * u) ** 2 - 6 * w**2) / duration**2  # d2/dt2 of 64 w^3
+    a_world = np.zeros((3, *u.shape), dtype=np.float32)
+    a_world[0] = lift * amplitude * lift_per_metre + stride.climb * per_metre
+    a_world[2] = stride.stride_length * amplitude * per_metre
+    return a_world
+
+
+def _biphasic_transient(time_since: np.ndarray, rise_time: float) -> np.ndarray:
+    """A zero-impulse impact transient with peak 1: x e^(1-x) (1 - x/2) at x = time_since / rise_time.
+
+    A spike then a smaller, longer rebound (heel pad and shoe), whose integral is zero, so the transient
+    leaves the segment's velocity unchanged and it neither drifts nor needs a mean correction that would
+    move the still phases."""
+    x = time_since / rise_time
+    return x * np.exp(1 - x) * (1 - 0.5 * x) / _BIPHASIC_PEAK
+
+
+# The maximum of x e^(1-x) (1 - x/2), at x = 2 - sqrt(2).
+_BIPHASIC_PEAK = (2 - np.sqrt(2)) * np.exp(np.sqrt(2) - 1) * (np.sqrt(2) / 2)
+
+
+def _eased_path(phase: np.ndarray, knots: tuple[float, ...], values: tuple[float, ...]) -> np.ndarray:
+    """The value at ``phase`` (in [0, 1]) on a path through (knots[i], values[i]): a half cosine between
+    two knots, so the path and its slope are continuous and the slope is zero at each knot."""
+    knot_array = np.asarray(knots, dtype=np.float32)
+    value_array = np.asarray(values, dtype=np.float32)
+    index = np.clip(np.searchsorted(knot_array, phase, side="right") - 1, 0, len(knots) - 2)
+    start, end = knot_array[index], knot_array[index + 1]
+    ease = 0.5 - 0.5 * np.cos(np.pi * (phase - start) / (end - start))
+    return value_array[index] + (value_array[index + 1] - value_array[index]) * ease
 
 
 def _posture(posture: PostureProfile, segment_name: str, batch: _Batch) -> np.ndarray:
@@ -459,10 +697,30 @@ def _posture(posture: PostureProfile, segment_name: str, batch: _Batch) -> np.nd
     elif segment_name == "thigh":
         angles[0] = np.deg2rad(posture.thigh_pitch) + 0.3 * sway
         angles[1] = np.deg2rad(posture.trunk_roll) + 0.2 * sway
-    else:
+    elif segment_name == "wrist":
         angles[0] = np.deg2rad(posture.arm_pitch) + 2.0 * sway
         angles[1] = np.deg2rad(posture.trunk_roll) + sway
+    else:
+        pitch_deg, breath_gain, sway_gain = _distal_posture(posture, segment_name)
+        angles[0] = np.deg2rad(pitch_deg) + breath_gain * breathing + sway_gain * sway
+        angles[1] = np.deg2rad(posture.trunk_roll) + 0.5 * sway_gain * sway
     return angles
+
+
+def _distal_posture(posture: PostureProfile, segment_name: str) -> tuple[float, float, float]:
+    """Pitch (deg), breathing gain and sway gain of a segment added for rings, earbuds, armbands, ankle
+    bands and shoes in a held posture (the older segments: _posture)."""
+    if segment_name == "head":  # follows the trunk; the neck passes part of the breathing
+        return posture.trunk_pitch + posture.head_flexion, 0.5, 1.0
+    if segment_name == "upper arm":  # hangs from the shoulder, sways a little more than the trunk
+        return posture.upper_arm_pitch, 0.0, 1.5
+    if segment_name == "finger":  # the hand in line with the forearm; fingers fidget more than the wrist
+        return posture.arm_pitch, 0.0, 3.0
+    if segment_name == "shank":  # standing: the body sways as an inverted pendulum about the ankles
+        return posture.shank_pitch, 0.0, 0.5
+    if segment_name == "foot":  # planted (or resting): barely moves
+        return posture.foot_pitch, 0.0, 0.05
+    raise DataError(f"generate_windows: no posture model for the segment {segment_name!r}")
 
 
 def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
@@ -476,6 +734,8 @@ def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
         (3, *shape), dtype=np.float32
     )  # road texture via saddle, bars
     a_world += vibration * segment.translation_gain
+    if segment_name in LOWER_LEG_SEGMENTS:  # the foot rides the pedal, not the saddle
+        return a_world + _pedal_circle(crank, cadence), _cycling_angles(segment_name, crank, amplitude, batch)
     # Calibrated on the DSADS torso exercise-bike recordings (tests/test_synthetic.py): the pelvis and trunk
     # rock from side to side once per crank turn and bob twice per turn, so the trunk sees mostly horizontal
     # motion (rms ~0.7-1.1 m/s^2 against a vertical std ~0.4) and a rhythmic roll of a few degrees.
@@ -485,7 +745,14 @@ def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     a_world[0] += 0.55 * rocking * np.cos(2 * crank)  # each pedal stroke pushes the pelvis up a little
     a_world[1] += 1.2 * rocking * np.sin(crank)  # side-to-side rocking on the saddle
     a_world[2] += 0.4 * rocking * np.sin(2 * crank + 0.5)  # fore-aft push of each stroke
-    angles = np.zeros((3, *shape), dtype=np.float32)
+    return a_world, _cycling_angles(segment_name, crank, rocking, batch)
+
+
+def _cycling_angles(segment_name: str, crank: np.ndarray, rocking: np.ndarray, batch: _Batch) -> np.ndarray:
+    """Angles [3, n, T] of a segment while pedalling (crank: crank angle, rad; sin(crank) = 1 at the top;
+    rocking: the trunk's rocking amplitude, the user's amplitude factor for the shank and foot)."""
+    amplitude = batch.amplitude[:, None]
+    angles = np.zeros((3, *batch.time.shape), dtype=np.float32)
     lean = -np.deg2rad(25.0 + batch.lean_deg[:, None])
     if segment_name in ("waist", "chest"):
         # and the trunk drifts as the rider shifts weight (the real trunk's tilt swing, 3-6 deg, is larger
@@ -496,10 +763,37 @@ def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     elif segment_name == "thigh":
         angles[0] = np.deg2rad(55.0) + np.deg2rad(22.0) * amplitude * np.sin(crank)
         angles[1] = np.deg2rad(3.0) * np.sin(crank + 0.4)
-    else:  # hands on the bars: forearm nearly horizontal, steering corrections
+    elif segment_name in ("wrist", "finger"):  # hands on the bars: forearm nearly horizontal, steering
         angles[0] = np.deg2rad(70.0) + np.deg2rad(2.0) * np.sin(0.3 * crank)
         angles[2] = np.deg2rad(3.0) * np.sin(2 * np.pi * 0.25 * batch.time)
-    return a_world, angles
+    elif segment_name == "upper arm":  # reaching forward to the bars
+        angles[0] = np.deg2rad(50.0) + np.deg2rad(1.5) * np.sin(0.3 * crank)
+        angles[2] = np.deg2rad(2.0) * np.sin(2 * np.pi * 0.25 * batch.time)
+    elif segment_name == "head":  # the neck extends so the eyes see the road; half the trunk's rocking
+        angles[0] = np.deg2rad(-5.0) + np.deg2rad(0.75) * rocking * np.sin(2 * crank)
+        angles[1] = np.deg2rad(1.5) * rocking * np.sin(crank)
+    # Shank and foot: knee flexion ~35-110 deg and an ankle range ~20 deg over a revolution (Ericson,
+    # Nisell & Nemeth 1988, J Orthop Sports Phys Ther 9:273).
+    elif segment_name == "shank":  # knee far ahead of the ankle at the top of the stroke
+        angles[0] = np.deg2rad(-25.0) - np.deg2rad(20.0) * amplitude * np.sin(crank)
+        angles[1] = np.deg2rad(2.0) * np.sin(crank + 0.4)
+    elif segment_name == "foot":  # ankling: heel drops in the downstroke, toes point down in the upstroke
+        angles[0] = np.deg2rad(-10.0) - np.deg2rad(10.0) * amplitude * np.cos(crank)
+    else:
+        raise DataError(f"generate_windows: no cycling model for the segment {segment_name!r}")
+    return angles
+
+
+def _pedal_circle(crank: np.ndarray, cadence: np.ndarray) -> np.ndarray:
+    """World acceleration [3, n, T] of a foot on a pedal: a circle of the crank's radius (0.17 m, a common
+    crank length) at the cadence, so a centripetal ~12 m/s^2 turning once per revolution. The ankle (band)
+    sits ~0.1 m above the pedal on the rigid foot and follows nearly the same circle."""
+    radius = 0.17
+    centripetal = radius * (2 * np.pi * cadence) ** 2
+    a_world = np.zeros((3, *crank.shape), dtype=np.float32)
+    a_world[0] = -centripetal * np.sin(crank)  # pedal position: up r sin(crank), forward -r cos(crank)
+    a_world[2] = centripetal * np.cos(crank)
+    return a_world
 
 
 def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
@@ -511,6 +805,8 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     jump_hz = 1.5 * batch.step_hz[:, None]
     cycle = jump_hz * batch.time + batch.phase[:, None]
     position = cycle % 1.0
+    if segment_name in LOWER_LEG_SEGMENTS:
+        return _lower_leg_jumping(segment, segment_name, batch, position, jump_hz)
     contact_fraction = 0.5
     on_ground = position < contact_fraction
     peak = GRAVITY * np.pi / (2 * contact_fraction)  # half-sine mean over the cycle = g
@@ -527,8 +823,51 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
         angles[0] = -np.deg2rad(5.0 + 10.0 * crouch)
     elif segment_name == "thigh":
         angles[0] = np.deg2rad(5.0 + 35.0 * crouch)
-    else:  # arms swing up for take-off
+    elif segment_name in ("wrist", "finger"):  # arms swing up for take-off
         angles[0] = np.deg2rad(15.0 + 20.0 * crouch)
+    elif segment_name == "upper arm":  # the shoulder lifts the arm for take-off
+        angles[0] = np.deg2rad(5.0 + 25.0 * crouch)
+    elif segment_name == "head":  # stays nearly upright, eyes ahead, while the trunk bends
+        angles[0] = -np.deg2rad(3.0 + 4.0 * crouch)
+    else:
+        raise DataError(f"generate_windows: no jumping model for the segment {segment_name!r}")
+    return a_world, angles
+
+
+def _lower_leg_jumping(
+    segment: SegmentModel, segment_name: str, batch: _Batch, position: np.ndarray, jump_hz: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shank or foot in repeated jumps (position: share of the jump cycle, 0 at landing, take-off at 0.5).
+
+    The foot rests on the ground (reads +g) from landing to take-off and falls freely with the body in
+    flight (reads 0). It leaves the ground and lands at the take-off speed g * flight / 2 (~1.6 m/s): the
+    landing stops it in one sharp transient (sharper the lower the sensor: rise 0.06 s / impact_gain, the
+    foot ~10 ms, ~6 g), the ankle's push in the last part of the contact gives the rest of the impulse that
+    keeps the cycle's mean at exactly g.
+    """
+    contact_fraction = 0.5
+    on_ground = position < contact_fraction
+    amplitude = batch.amplitude[:, None]
+    landing_speed = GRAVITY * (1.0 - contact_fraction) / jump_hz / 2 * amplitude
+    rise_time = 0.06 / segment.impact_gain
+    since_landing = position / jump_hz / rise_time
+    landing = (
+        landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
+    )  # integral: speed
+    vertical = np.where(on_ground, GRAVITY, 0.0) + landing
+    push_window = np.clip((position - 0.3) / (contact_fraction - 0.3), 0.0, 1.0)
+    push = np.sin(np.pi * push_window) ** 2
+    shortfall = GRAVITY - vertical.mean(axis=1, keepdims=True)
+    vertical += shortfall * push / np.maximum(push.mean(axis=1, keepdims=True), 1e-6)
+    a_world = np.zeros((3, *position.shape), dtype=np.float32)
+    a_world[0] = vertical - GRAVITY  # _sense adds gravity back
+    angles = np.zeros_like(a_world)
+    crouch = np.where(on_ground, np.sin(np.pi * position / contact_fraction) ** 2, 0.0)
+    if segment_name == "shank":  # the knees go forward over the toes as the body crouches
+        angles[0] = -np.deg2rad(5.0 + 25.0 * crouch)
+    else:  # toes first at landing, flat, heel up at take-off, toes pointed in flight
+        knots, pitch_deg = (0.0, 0.1, 0.35, 0.5, 1.0), (-25.0, 0.0, 0.0, -35.0, -25.0)
+        angles[0] = np.deg2rad(_eased_path(position, knots, pitch_deg))
     return a_world, angles
 
 

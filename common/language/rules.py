@@ -35,7 +35,9 @@ __all__ = ["SIMPLE_CATEGORIES", "RulesInterpreter", "describe_rule_scales", "rhy
 # across gravity).
 #
 # Placement: rotation, tilt and horizontal acceleration are divided by the placement's swing factors
-# (common/data/placement.py) before binning: a limb swings more than the trunk in the same movement.
+# (common/data/placement.py) before binning: a limb swings more than the trunk in the same movement. The
+# head and the foot also scale the amplitude of the acceleration change and the vertical motion and impacts
+# (1 everywhere else, so dividing by it leaves the trunk's, legs' and arms' values exactly as they were).
 
 STILL_AMPLITUDE = 0.1  # m/s^2 std of |acc|; below this the body is still: no motion pattern is described
 QUIET_AMPLITUDE = 0.3  # m/s^2 std of |acc|; below this no rhythm can be judged (sensor noise, small fidgets)
@@ -146,25 +148,28 @@ def _no_gyro(c: _Features) -> np.ndarray:
 
 def _vertical_share(c: _Features) -> np.ndarray:
     horizontal = c["horizontal_rms"] / c.swing["horizontal"]
-    return c["vertical_std"] ** 2 / np.maximum(horizontal**2, 1e-6)
+    return (c["vertical_std"] / c.swing["vertical"]) ** 2 / np.maximum(horizontal**2, 1e-6)
 
 
 def _vertical_share_from_extremes(c: _Features) -> np.ndarray:
     horizontal = c["horizontal_max"] / c.swing["horizontal"]
-    return (0.5 * c["vertical_peak_to_peak"]) ** 2 / np.maximum(horizontal**2, 1e-6)
+    return (0.5 * c["vertical_peak_to_peak"] / c.swing["vertical"]) ** 2 / np.maximum(horizontal**2, 1e-6)
 
 
 RULES: tuple[CategoryRule, ...] = (
     CategoryRule(
         "amplitude change",
         quantity="acc_mag_std [m/s^2]",
-        value=lambda c: c["acc_mag_std"],  # m/s^2
+        value=lambda c: c["acc_mag_std"] / c.swing["amplitude"],  # m/s^2
         # < 0.1 sensor noise and breathing; < 0.6 fidgeting, handling, light arm work; gait and stairs
         # 1.5-3.5; jogging ~5-6; running and jumping > 7
         thresholds=(0.1, 0.6, 4.5, 7.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["amplitude change"]),
         # the range of a sine is 2 * sqrt(2) times its std
-        alternatives=(lambda c: c["vertical_std"], lambda c: c["acc_mag_range"] / (2.0 * np.sqrt(2.0))),
+        alternatives=(
+            lambda c: c["vertical_std"] / c.swing["amplitude"],
+            lambda c: c["acc_mag_range"] / (2.0 * np.sqrt(2.0)) / c.swing["amplitude"],
+        ),
     ),
     CategoryRule(
         "periodicity",
@@ -205,13 +210,16 @@ RULES: tuple[CategoryRule, ...] = (
     CategoryRule(
         "impacts",
         quantity="vertical_peak [m/s^2]",
-        value=lambda c: c["vertical_peak"],  # m/s^2 above the mean, along gravity
+        value=lambda c: c["vertical_peak"] / c.swing["vertical"],  # m/s^2 above the mean, along gravity
         # heel strikes in walking ~4-7; stair descent and jogging 7-15; running and jumping > 20
         thresholds=(1.5, 7.0, 15.0, 22.0),
         bin_phrases=tuple(SENSOR_VOCABULARY["impacts"]),
         overrides=(Override(_still, "no impacts", f"acc_mag_std < {STILL_AMPLITUDE:g}"),),
         # gait peaks are ~2.5 standard deviations high (crest factor of a heel-strike waveform)
-        alternatives=(lambda c: 0.5 * c["vertical_peak_to_peak"], lambda c: 2.5 * c["vertical_std"]),
+        alternatives=(
+            lambda c: 0.5 * c["vertical_peak_to_peak"] / c.swing["vertical"],
+            lambda c: 2.5 * c["vertical_std"] / c.swing["vertical"],
+        ),
     ),
     CategoryRule(
         "signal shape",
