@@ -475,7 +475,7 @@ def refused_device_types(
 def check_refusals(config: FederationConfig, exchange: Exchange) -> None:
     """Clients refused for their data leave the run going on without them, unless every client of a device
     type the run config names refused: then the run stops, naming the device type and the clients' reasons.
-    Made once every client has answered phase 1 (eager set-up; lazily enrolled clients answer when sampled)."""
+    Made once every client has answered phase 1 (eager set-up; lazily enrolled ones answer when sampled)."""
     missing = refused_device_types(config, exchange.refused, exchange.devices.values())
     if missing:
         lines = [
