@@ -22,7 +22,12 @@ from common.base.device import resolve_device
 from common.data.errors import DataError
 from common.federation import protocol
 from common.federation.mixed import client_group
-from common.federation.partition import ClientData, client_spec_from_node_config, load_client_data
+from common.federation.partition import (
+    ClientData,
+    ClientSpec,
+    client_spec_from_node_config,
+    load_client_data,
+)
 from common.federation.preflight import client_data_problem
 from common.federation.run_config import FederationConfig
 from common.models.sensor_encoder import SensorEncoder
@@ -75,14 +80,7 @@ def send_summaries(msg: Message, context: Context) -> Message:
     except DataError as error:
         data, problem = None, str(error)
     if problem:
-        partition = context.node_config.get("partition-id", "?")
-        where = f" ({client_group(data.spec.data_set, data.spec.device_type)})" if data else ""
-        reason = f"client {partition}{where} refused: {problem}"
-        log.warning(reason)
-        refusal = ConfigRecord(
-            {"reason": reason, "partition-id": int(partition) if str(partition).isdigit() else -1}
-        )
-        return Message(RecordDict({protocol.REFUSED: refusal}), reply_to=msg)
+        return _refusal(msg, context, data.spec if data else _spec_or_none(context), problem)
     info = _recording_context(data, config)
     if config.interpret_on_client:  # only distinct texts leave; per-window ones stay for the targets phase
         local_texts = interpret_locally(data, config)
@@ -105,6 +103,27 @@ def send_summaries(msg: Message, context: Context) -> Message:
             arrays["eval-windows"] = data.eval.X
     content = {protocol.FEATURES: protocol.array_record(**arrays), protocol.CONTEXT: info}
     return Message(RecordDict(content), reply_to=msg)
+
+
+def _spec_or_none(context: Context) -> ClientSpec | None:
+    """The node's spec when its data could not be loaded (None when its node config is what is wrong)."""
+    try:
+        return client_spec_from_node_config(dict(context.node_config), _config(context))
+    except DataError:
+        return None
+
+
+def _refusal(msg: Message, context: Context, spec: ClientSpec | None, problem: str) -> Message:
+    """Why this client cannot take part, with its partition and device type: the server goes on without it,
+    unless every client of a device type the run config names refused (server/federation.py)."""
+    partition = context.node_config.get("partition-id", "?")
+    where = f" ({client_group(spec.data_set, spec.device_type)})" if spec else ""
+    reason = f"client {partition}{where} refused: {problem}"
+    log.warning(reason)
+    refusal = {"reason": reason, "partition-id": int(partition) if str(partition).isdigit() else -1}
+    if spec:
+        refusal["device-type"] = spec.device_type  # as the run config names it
+    return Message(RecordDict({protocol.REFUSED: ConfigRecord(refusal)}), reply_to=msg)
 
 
 def _recording_context(data: ClientData, config: FederationConfig) -> ConfigRecord:

@@ -16,8 +16,8 @@ export OMP_NUM_THREADS=1
 export RAY_ADDRESS="${RAY_ADDRESS:-local}"
 # `flwr run .` reuses any SuperLink answering on its local ports (default 39091/39093), and that SuperLink keeps
 # the FLWR_HOME, Python and RAY_ADDRESS it was started with: a run from a second checkout would execute in the
-# first one's. Each checkout gets ports of its own, derived from its path (later runs reuse its SuperLink), and
-# cluster runs get others again.
+# first one's. Each checkout gets ports of its own, derived from its path (a later `flwr run` reuses a SuperLink
+# still listening there; scripts/run.sh stops the one it started), and cluster runs get others again.
 slot=$(( $(printf '%s' "$(pwd)" | cksum | cut -d' ' -f1) % 1000 ))
 [ "$RAY_ADDRESS" != local ] && slot=$(( slot + 1000 ))
 export FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="${FLWR_LOCAL_SUPERLINK_HTTP_API_PORT:-$(( 41000 + 2 * slot ))}"

@@ -26,20 +26,23 @@ def toml(v):
     return ("true" if v else "false") if isinstance(v, bool) else repr(v) if isinstance(v, (int, float)) else f'"{v}"'
 print("\n".join(f"{key} = {toml(value)}" for key, value in values.items()))
 PY
+# `flwr run` starts a local SuperLink (with its SuperExec and Ray) when none listens on this checkout's port
+# (scripts/flower-env.sh), and leaves it running after it exits. When this run starts it, it is stopped at the
+# end, by pid: the process whose command line names this FLWR_HOME and port, with its process group and
+# children (simulations/processes.py). One that was already listening (an earlier run's still going, or one
+# started by hand) is not this script's to stop and is left alone.
+if ! .venv/bin/python -m simulations.processes port-in-use "$FLWR_LOCAL_SUPERLINK_HTTP_API_PORT"; then
+  trap '.venv/bin/python -m simulations.processes stop-local-superlink "$FLWR_HOME" \
+    "$FLWR_LOCAL_SUPERLINK_HTTP_API_PORT" || true' EXIT
+fi
 # `flwr run` exits 0 even when the ServerApp stops with an error, so the run's own output decides: a run that
-# wrote no fresh metrics.json failed. The marker's time tells this run's metrics.json from an earlier one's.
-STARTED="$OUT/.run-started"
-touch "$STARTED"
+# wrote no fresh metrics.json failed (simulations/run_check.py, as `fedlanhar bench` and `experiment` check it).
+STAMP=$(.venv/bin/python -m simulations.run_check stamp "$OUT")
 set +e
 flwr run . --stream --run-config "$OUT/run-config.toml" \
   --federation-config "num-supernodes=${NUM_CLIENTS:-10} client-resources-num-cpus=1" "${@:2}" \
   2>&1 | tee "$OUT/flwr-run.log"
 STATUS=${PIPESTATUS[0]}
 set -e
-if [ "$STATUS" -ne 0 ] || [ ! "$OUT/metrics.json" -nt "$STARTED" ]; then
-  echo "FedLanHAR: the run failed (flwr exit $STATUS) and wrote no new $OUT/metrics.json." >&2
-  echo "Its error (full log: $OUT/flwr-run.log):" >&2
-  grep -E -A4 "Error|Exception|Traceback" "$OUT/flwr-run.log" | tail -n 30 >&2
-  exit 1
-fi
+.venv/bin/python -m simulations.run_check check "$OUT" "$STAMP" "$STATUS" "$OUT/flwr-run.log" || exit 1
 echo "outputs in $OUT"

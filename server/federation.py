@@ -33,10 +33,21 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from common.base.metrics import classification_metrics, plot_curves
+from common.base.paths import PROJECT_ROOT
 from common.base.runtime import set_seed
+from common.data.devices import device_type_path, load_device_type
+from common.data.errors import DataError
+from common.data.labels import load_vocabulary
+from common.data.synthetic import simulated_segment
 from common.federation import protocol
 from common.federation.mixed import parse_clients_data, real_data_sets, run_scoring_labels
-from common.federation.partition import EVALUATE, TRAIN, evaluation_plan
+from common.federation.partition import (
+    EVALUATE,
+    NATIVE_DEVICE,
+    TRAIN,
+    evaluation_plan,
+    synthetic_device_types,
+)
 from common.federation.run_config import FederationConfig
 from common.language.prompts import SensorContext
 from common.models.export import export_sensor_model
@@ -92,6 +103,7 @@ class Exchange:
         # report in metrics.json and the tests read it: no raw window may appear unless raw-prompt mode is on.
         self.uploaded: dict[str, dict[str, object]] = defaultdict(dict)
         self.refused: list[dict] = []  # clients whose preflight failed: node, partition and their reason
+        self.devices: dict[int, str] = {}  # node -> its device's name, for every client that sent summaries
 
     def __call__(self, messages: Iterable[Message], phase: str) -> list[Message]:
         messages = list(messages)
@@ -170,13 +182,8 @@ def send_targets(
     model_config = protocol.model_config_record(cloud.sensor_encoder_config())
     outgoing, roles, interpreted, eval_interpreted = [], {}, 0, 0
     num_windows: dict[int, int] = {}
-    for reply in replies:
+    for reply in taking_part(exchange, replies):
         node = reply.metadata.src_node_id
-        if protocol.REFUSED in reply.content:  # the client's preflight failed: go on without it
-            refusal = reply.content[protocol.REFUSED]
-            exchange.refused.append({"node": node, **dict(refusal.items())})
-            log.warning("node %s: %s", node, refusal["reason"])
-            continue
         info = reply.content[protocol.CONTEXT]
         roles[node] = str(info["role"])
         num_windows[node] = int(info["num-windows"])  # SecAgg+ scales the masked weights by the largest
@@ -226,6 +233,23 @@ def send_targets(
         "windows_interpreted": interpreted,
         "eval_windows_interpreted": eval_interpreted,
     }
+
+
+def taking_part(exchange: Exchange, replies: list[Message]) -> list[Message]:
+    """The summaries of the clients taking part. A refusal (the client's preflight failed) goes to
+    exchange.refused and the run goes on without it; the device of each client taking part goes to
+    exchange.devices (check_refusals reads both)."""
+    kept = []
+    for reply in replies:
+        node = reply.metadata.src_node_id
+        if protocol.REFUSED in reply.content:
+            refusal = reply.content[protocol.REFUSED]
+            exchange.refused.append({"node": node, **dict(refusal.items())})
+            log.warning("node %s: %s", node, refusal["reason"])
+            continue
+        exchange.devices[node] = str(reply.content[protocol.CONTEXT]["device"])
+        kept.append(reply)
+    return kept
 
 
 def push_labels(
@@ -362,22 +386,11 @@ class InjectedCrash(RuntimeError):
 
 
 def preflight(config: FederationConfig) -> None:
-    """Fail before any work on what can be checked up front: device types, label names, data, paths."""
-    from common.data.devices import load_device_type
-    from common.data.labels import load_vocabulary
-
+    """Fail before any work on what can be checked up front: label names, device types, data, paths."""
     vocabulary = load_vocabulary()
     for label in config.all_activities:
         vocabulary.canonical(label)  # DataError naming the unknown label
-    for name in {config.source_device, *config.device_type_list} - {"native"}:
-        load_device_type(name)  # DataError naming the file and field
-    # A "synthetic:<device>" entry's device type is the client's own: an unknown one is refused by that
-    # client at its preflight (common/federation/preflight.py), the run goes on without it.
-    unpinned = any(source.synthetic and not source.device_type for source in parse_clients_data(config))
-    if "native" in config.device_type_list and unpinned:
-        raise ValueError(
-            "run config: device type 'native' means real data as recorded; synthetic clients need a file"
-        )
+    check_device_types(config)
     for name in {config.source, *real_data_sets(config)} - {"synthetic"}:
         if (
             not (Path(config.data_dir) / f"{name}.npz").exists()
@@ -389,6 +402,91 @@ def preflight(config: FederationConfig) -> None:
     if config.text_encoder_path and not Path(config.text_encoder_path).is_dir():
         raise FileNotFoundError(
             f"run config: text-encoder-path '{config.text_encoder_path}' is not a directory"
+        )
+
+
+def named_device_types(config: FederationConfig) -> list[tuple[str, str]]:
+    """(run-config key, device type) for every device type the run config names, "native" (no file) aside:
+    the server's synthetic source (`source-device`), the clients' (`device-types`, "synthetic:<device>"
+    entries of `clients-data`)."""
+    named = [("source-device", config.source_device)]
+    named += [("device-types", name) for name in config.device_type_list if name != NATIVE_DEVICE]
+    named += [
+        ("clients-data", source.device_type) for source in parse_clients_data(config) if source.device_type
+    ]
+    return list(dict.fromkeys(named))
+
+
+def check_device_types(config: FederationConfig) -> None:
+    """Every device type the run config names loads as its clients load it (load_device_type: the same name
+    or path, file and fields), and the simulator can produce the placement of each one that generates data
+    (synthetic clients, the synthetic source). Raises DataError naming the key, the file, the value and what
+    is allowed: a client would otherwise refuse only after the server's stage 1, and the run go on without it.
+    """
+    synthetic = synthetic_device_types(config)
+    if NATIVE_DEVICE in synthetic:
+        raise DataError(
+            "run config: device type 'native' means real data as recorded; synthetic clients need a file"
+        )
+    generating = {*synthetic, config.source_device} if config.source == "synthetic" else set(synthetic)
+    for key, name in named_device_types(config):
+        try:
+            device = load_device_type(name)
+        except DataError as error:  # no such file, or a field of it is wrong
+            raise DataError(f"run config '{key}': {error}") from error
+        if name in generating:
+            where = (
+                f"run config '{key}', device type '{name}' (synthetic data): {_shown(device_type_path(name))}"
+            )
+            simulated_segment(device.placement, source=f"{where}: key 'placement' =")
+
+
+def _shown(path: Path) -> str:
+    """A project file relative to the project root (the ServerApp runs from a copy of the app elsewhere)."""
+    try:
+        return str(path.resolve().relative_to(PROJECT_ROOT))
+    except ValueError:
+        return str(path)
+
+
+class DeviceTypeRefused(RuntimeError):
+    """Every client of a device type the run config names refused: the results would hold none of it."""
+
+
+def refused_device_types(
+    config: FederationConfig, refused: list[dict], devices_taking_part: Iterable[str]
+) -> dict[str, list[str]]:
+    """The named device types (named_device_types) whose every client refused: device type -> the reasons.
+
+    A refusal names its device type as the run config does (client/client_app.py); a client that took part
+    tells only its device's name (protocol.CONTEXT "device", a file's `name` field or else its file name), so
+    each refused type is matched to the clients taking part by the name its file gives it.
+    """
+    named = {name for key, name in named_device_types(config) if key != "source-device"}
+    reasons: dict[str, list[str]] = defaultdict(list)
+    for refusal in refused:
+        device_type = str(refusal.get("device-type", ""))
+        if device_type in named:
+            reasons[device_type].append(str(refusal["reason"]))
+    taking_part = set(devices_taking_part)
+    return {name: why for name, why in reasons.items() if load_device_type(name).name not in taking_part}
+
+
+def check_refusals(config: FederationConfig, exchange: Exchange) -> None:
+    """Clients refused for their data leave the run going on without them, unless every client of a device
+    type the run config names refused: then the run stops, naming the device type and the clients' reasons.
+    Made once every client has answered phase 1 (eager set-up; lazily enrolled ones answer when sampled)."""
+    missing = refused_device_types(config, exchange.refused, exchange.devices.values())
+    if missing:
+        lines = [
+            f"device type '{name}': all {len(reasons)} of its clients refused: "
+            + "; ".join(reasons[:5])
+            + (f"; and {len(reasons) - 5} more" if len(reasons) > 5 else "")
+            for name, reasons in missing.items()
+        ]
+        raise DeviceTypeRefused(
+            "every client of a device type the run config names refused at its preflight "
+            "(common/federation/preflight.py), so the results would hold none of it: " + " | ".join(lines)
         )
 
 
@@ -537,6 +635,7 @@ class FederationRun:
             )
             return
         self.targets_info = send_targets(self.cloud, self.exchange, self.nodes, config)
+        check_refusals(config, self.exchange)  # every client of a named device type refused: stop here
         self.nodes, self.roles = self.targets_info["nodes_with_targets"], self.targets_info["roles"]
         self.train_nodes = [node for node in self.nodes if self.roles[node] != EVALUATE]
         self.eval_nodes = [node for node in self.nodes if self.roles[node] != TRAIN]

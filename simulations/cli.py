@@ -1,7 +1,8 @@
 """The `fedlanhar` command: data, interpret, train, evaluate, export, baseline, experiment, bench.
 
 Every command that produces results writes `<out>/metrics.json` (values + the resolved config + seed) and its
-artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2.
+artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2;
+a federated run that fails or writes no fresh metrics.json (simulations/run_check.py), with its error, exit 1.
 """
 
 from __future__ import annotations
@@ -366,6 +367,7 @@ def main(argv: list[str] | None = None) -> int:
     from common.base.device import DeviceError, resolve_device
     from common.base.runtime import configure_logging
     from common.data.errors import DataError
+    from simulations.run_check import RunFailed
 
     configure_logging(verbose=args.verbose)
 
@@ -376,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, DeviceError, FileNotFoundError) as error:
         print(f"fedlanhar {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RunFailed as failure:  # a federation that failed or wrote no fresh metrics.json: its error
+        print(f"fedlanhar {args.command}: error: {failure}", file=sys.stderr)
+        return 1
     return 0
 
 

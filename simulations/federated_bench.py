@@ -22,6 +22,7 @@ import psutil
 
 from common.base.paths import PROJECT_ROOT
 from simulations.processes import flower_env, flwr_run_simulation, processes_naming, stop_processes_naming
+from simulations.run_check import fresh_metrics, metrics_stamp
 
 # Small data per client and a narrow sensor encoder: the benchmark measures the federation, not training.
 BENCH_RUN_CONFIG = {
@@ -104,6 +105,7 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     # `flwr run` leaves its local SuperLink running; stop only this benchmark's (FLWR_HOME is out_dir/.flwr),
     # never another run's on the same machine.
     stop_processes_naming(str(out_dir))
+    stamp = metrics_stamp(run_out)
     start = time.time()
     sampler = MemorySampler(marker=str(out_dir))
     sampler.start()
@@ -116,12 +118,9 @@ def run_size(num_clients: int, out_dir: Path, extra: dict | None = None) -> dict
     wall = time.time() - start
     sampler.stop()
     stop_processes_naming(str(out_dir))
-    metrics_path = run_out / "metrics.json"
-    if process.returncode != 0 or not metrics_path.exists():
-        raise RuntimeError(
-            f"flwr run with {num_clients} clients failed (exit {process.returncode}); see {log_path}"
-        )
-    metrics = json.loads(metrics_path.read_text())
+    metrics = fresh_metrics(
+        run_out, stamp, process.returncode, log_path, what=f"flwr run with {num_clients} clients"
+    )
     round_seconds = [r["seconds"] for r in metrics["rounds"]]
     return {
         "clients": num_clients,

@@ -148,6 +148,41 @@ def _stop(targets: dict[int, psutil.Process], timeout: float) -> list[int]:
     return sorted(targets)
 
 
+def port_in_use(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:`port`."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def local_superlink_pids(flwr_home: Path, port: int) -> list[int]:
+    """The local SuperLink `flwr run` starts for `flwr_home` on `port`: its command line names both (its log
+    file under FLWR_HOME, `--port`), so a SuperLink of another FLWR_HOME or port is never among them."""
+    log_file = str(Path(flwr_home) / "local-superlink" / "superlink.log")  # as `flwr run` names it
+    pids = []
+    for process in processes_naming(log_file):
+        try:
+            arguments = process.cmdline()
+        except psutil.Error:
+            continue  # it ended while we looked
+        if "--port" in arguments[:-1] and arguments[arguments.index("--port") + 1] == str(port):
+            pids.append(process.pid)
+    return pids
+
+
+def main(argv: list[str] | None = None) -> int:
+    """For scripts/run.sh: `port-in-use PORT` exits 0 when something listens there, 1 when not;
+    `stop-local-superlink FLWR_HOME PORT` stops that SuperLink with its SuperExec and Ray, by pid."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["port-in-use"] and len(args) == 2:
+        return 0 if port_in_use(int(args[1])) else 1
+    if args[:1] == ["stop-local-superlink"] and len(args) == 3:
+        stopped = stop_process_trees(local_superlink_pids(Path(args[1]), int(args[2])))
+        print(f"stopped the local SuperLink this run started ({len(stopped)} processes)", file=sys.stderr)
+        return 0
+    print(main.__doc__, file=sys.stderr)
+    return 2
+
+
 def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | None = None) -> None:
     """Wait until something listens on 127.0.0.1:`port`; fail early if `process` (the server) has exited."""
     deadline = time.monotonic() + timeout
@@ -159,3 +194,7 @@ def wait_for_port(port: int, timeout: float = 60.0, process: subprocess.Popen | 
                 return
         time.sleep(0.5)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -103,3 +103,40 @@ def test_bench_suite_small(tmp_path: Path, data_dir: Path) -> None:
         assert heading in table
     assert "| rules interpretations / s |" in table and "| live, concurrency 1 |" in table
     assert "| 2 | " in table  # one federation row per client count
+
+
+def test_a_federated_run_that_fails_makes_bench_exit_1_with_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`flwr run` exits 0 when the ServerApp raises: the bench reads the run's own output instead
+    (simulations/run_check.py). A metrics.json of an earlier run in the same place is not this run's."""
+    import subprocess
+
+    import simulations.federated_bench as federated_bench
+
+    out = tmp_path / "bench"
+    stale = out / "federated" / "clients-2" / "metrics.json"
+    stale.parent.mkdir(parents=True)
+    stale.write_text('{"accuracy": 0.9}')
+    log_lines = [
+        "INFO :      Starting FedLanHAR ServerApp",
+        "Traceback (most recent call last):",
+        '  File "server/federation.py", line 412, in check_device_types',
+        "common.data.errors.DataError: run config 'device-types', device type 'my_ring' (synthetic data): "
+        "configs/devices/my_ring.toml: key 'placement' = 'tail' is not simulated; known placements: [...]",
+    ]
+
+    real_run = subprocess.run
+
+    def flwr_run_whose_server_app_failed(command, *args, **kwargs):  # its log written, exit 0 as flwr's
+        if not str(command[0]).endswith("flwr"):
+            return real_run(command, *args, **kwargs)  # anything else the bench runs (uname, ...)
+        kwargs["stdout"].write("\n".join(log_lines) + "\n")
+        return subprocess.CompletedProcess(command, 0)
+
+    monkeypatch.setattr(federated_bench.subprocess, "run", flwr_run_whose_server_app_failed)
+    assert main(["bench", "--parts", "federated", "--clients", "2", "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert "fedlanhar bench: error: flwr run with 2 clients failed (exit 0) and wrote no new" in error
+    assert "key 'placement' = 'tail' is not simulated" in error  # the ServerApp's own error
+    assert str(out / "federated" / "clients-2" / "flwr.log") in error  # where the whole log is

@@ -65,6 +65,48 @@ def _write_labels(directory: Path, name: str, labels: list[str]) -> None:
     save_windowset(ws, directory / f"{name}.npz")
 
 
+def test_an_in_process_federated_run_fails_with_the_server_apps_error_not_a_stale_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`fedlanhar experiment federated` runs its federations in this process (run_simulation raises the
+    ServerApp's error again): a run that failed, or that left only an earlier run's metrics.json, raises
+    RunFailed with the error (the CLI: exit 1); a wrong input the preflight names stays a DataError (exit 2).
+    """
+    import flwr.simulation
+
+    from common.federation.run_config import FederationConfig
+    from simulations.experiments.federated import run_federated
+    from simulations.run_check import RunFailed
+
+    config = FederationConfig(out_dir=str(tmp_path))
+    (tmp_path / "metrics.json").write_text('{"accuracy": 0.9}')  # an earlier run's
+
+    def server_app_raises(error: Exception):
+        def run_simulation(**kwargs) -> None:
+            raise error
+
+        return run_simulation
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", lambda **kwargs: None)  # wrote nothing
+    with pytest.raises(RunFailed, match=f"wrote no new {tmp_path / 'metrics.json'}"):
+        run_federated(config, num_clients=2)
+    refused = RuntimeError("every client of a device type the run config names refused: 'wrist_watch'")
+    monkeypatch.setattr(flwr.simulation, "run_simulation", server_app_raises(refused))
+    with pytest.raises(RunFailed, match="failed: every client of a device type .* 'wrist_watch'"):
+        run_federated(config, num_clients=2)
+    placement = DataError("configs/devices/my_ring.toml: key 'placement' = 'tail' is not simulated")
+    monkeypatch.setattr(flwr.simulation, "run_simulation", server_app_raises(placement))
+    with pytest.raises(DataError, match="'tail' is not simulated"):
+        run_federated(config, num_clients=2)
+
+    def writes_metrics(**kwargs) -> None:
+        (tmp_path / "metrics.tmp").write_text('{"accuracy": 0.5}')
+        (tmp_path / "metrics.tmp").replace(tmp_path / "metrics.json")  # as the ServerApp writes it
+
+    monkeypatch.setattr(flwr.simulation, "run_simulation", writes_metrics)
+    assert run_federated(config, num_clients=2)["accuracy"] == 0.5
+
+
 def test_pairs_and_their_label_spaces(tmp_path: Path) -> None:
     pairs = parse_pairs("all")
     assert len(pairs) == 12 and len(set(pairs)) == 12

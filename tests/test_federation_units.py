@@ -1,11 +1,31 @@
-"""Server-side pieces of the protocol that need no simulation: evaluator sampling, pooled metrics."""
+"""Server-side pieces of the protocol that need no simulation: evaluator sampling, pooled metrics, the
+preflight of the device types the run config names, and when refused clients stop a run."""
 
 from __future__ import annotations
 
-import numpy as np
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
+import pytest
+from flwr.app import ConfigRecord, Context, Message, RecordDict
+
+from common.data import devices
+from common.data.errors import DataError
+from common.federation import protocol
 from common.federation.run_config import FederationConfig
-from server.federation import sample_evaluators
+from server import federation
+from server.federation import (
+    DeviceTypeRefused,
+    check_device_types,
+    check_refusals,
+    refused_device_types,
+    sample_evaluators,
+    taking_part,
+)
+
+SHIPPED_DEVICES = devices.DEVICES_DIR
 
 
 def test_evaluator_sample_keeps_64_bit_node_ids_as_python_ints():
@@ -42,3 +62,139 @@ def test_server_pretraining_gives_the_same_model_whether_stage_one_ran_or_was_lo
     assert models[0].keys() == models[1].keys()
     for name, value in models[0].items():
         assert torch.equal(value, models[1][name]), name
+
+
+# --- preflight of the device types the run config names ------------------------------------------------
+@pytest.fixture
+def devices_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """configs/devices with a user's new file: my_ring.toml, copied from waist_phone.toml with a placement the
+    simulator does not know (issue #37: one that stays unknown when placements are added)."""
+    folder = tmp_path / "devices"
+    shutil.copytree(SHIPPED_DEVICES, folder)
+    ring = (folder / "waist_phone.toml").read_text().replace('placement = "waist"', 'placement = "tail"')
+    (folder / "my_ring.toml").write_text(ring)
+    monkeypatch.setattr(devices, "DEVICES_DIR", folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("key", "values"),
+    [
+        ("device-types", {"device_types": "my_ring,waist_phone"}),
+        ("clients-data", {"clients_data": "synthetic:my_ring,synthetic:waist_phone"}),
+        ("source-device", {"source_device": "my_ring"}),
+    ],
+)
+def test_preflight_names_the_file_key_value_and_known_placements_before_stage_one(
+    devices_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, key: str, values: dict
+):
+    """Issue #37: a device type whose placement the simulator cannot produce stops the run at the server's
+    preflight, before stage 1, instead of its clients refusing after it and the run going on without them."""
+    config = FederationConfig(**values)
+    with pytest.raises(DataError) as raised:
+        federation.preflight(config)
+    message = str(raised.value)
+    assert f"run config '{key}'" in message and str(devices_dir / "my_ring.toml") in message
+    assert "key 'placement' = 'tail' is not simulated; known placements: [" in message
+    assert "'waist'" in message and "'wrist'" in message  # what is allowed
+
+    def stage_one(*args, **kwargs):
+        raise AssertionError("the server's stage 1 started before the preflight failed")
+
+    monkeypatch.setattr(federation, "Cloud", stage_one)
+    run = federation.FederationRun(None, config, tmp_path / "out")
+    with pytest.raises(DataError, match="'tail' is not simulated"):
+        run.set_up_server()
+    assert not (tmp_path / "out").exists()  # nothing written, nothing trained
+
+
+def test_preflight_checks_placements_only_where_data_is_simulated_and_names_unknown_device_types(
+    devices_dir: Path,
+):
+    # Applied to real recordings a placement is only a word for the prompts: nothing is simulated.
+    check_device_types(FederationConfig(clients_data="uci", device_types="my_ring", data_dir="/data"))
+    # Round-robin over both lists: clients 0, 2, ... hold uci with my_ring, the synthetic ones waist_phone.
+    check_device_types(
+        FederationConfig(clients_data="uci,synthetic", device_types="my_ring,waist_phone", data_dir="/data")
+    )
+    with pytest.raises(DataError, match="'device-types'.*'my_ring'.*'tail' is not simulated"):
+        check_device_types(FederationConfig(clients_data="uci,synthetic", device_types="my_ring"))
+    with pytest.raises(DataError, match="run config 'clients-data': device type 'hover_board': no file"):
+        check_device_types(FederationConfig(clients_data="synthetic:hover_board"))
+    with pytest.raises(DataError, match="'native' means real data as recorded"):
+        check_device_types(FederationConfig(clients_data="synthetic", device_types="native"))
+
+
+# --- refused clients --------------------------------------------------------------------------------------
+def _summaries_replies(config: FederationConfig, num_partitions: int) -> list[Message]:
+    """Phase 1 answered by the production ClientApp handler for each partition, in this process."""
+    from client.client_app import send_summaries
+
+    replies = []
+    for partition in range(num_partitions):
+        request = Message(
+            RecordDict({protocol.RUN_CONFIG: ConfigRecord(config.as_dict())}),
+            message_type=protocol.SUMMARIES,
+            dst_node_id=100 + partition,
+        )
+        node_config = {"partition-id": partition, "num-partitions": num_partitions}
+        context = Context(1, 100 + partition, node_config, RecordDict(), {})
+        replies.append(send_summaries(request, context))
+    return replies
+
+
+def _exchange(replies: list[Message]) -> federation.Exchange:
+    """The server's record of phase 1's replies, each from its node as the grid delivers them."""
+    exchange = federation.Exchange(grid=None, timeout=1.0)
+    delivered = [
+        SimpleNamespace(content=reply.content, metadata=SimpleNamespace(src_node_id=100 + node))
+        for node, reply in enumerate(replies)
+    ]
+    taking_part(exchange, delivered)
+    return exchange
+
+
+@pytest.mark.usefixtures("run_identity")
+def test_a_run_stops_when_every_client_of_a_named_device_type_refused(monkeypatch: pytest.MonkeyPatch):
+    """Clients refused for their data leave the run going on without them, unless all clients of a device type
+    the run config names refused: then the ServerApp stops, naming the device type and the reasons."""
+    import client.client_app as client_app
+
+    def stuck_wrist(data):  # the wrist watches' sensors are stuck (common/federation/preflight.py)
+        stuck = data.spec.device_type == "wrist_watch" and data.spec.partition_id in refusing
+        return "training windows are constant: 12 of 12 windows do not move at all" if stuck else None
+
+    monkeypatch.setattr(client_app, "client_data_problem", stuck_wrist)
+    config = FederationConfig(device_types="waist_phone,wrist_watch", windows_per_client=24)
+    refusing = {1}  # one of the two wrist watches (partitions 1 and 3): the run goes on without it
+    exchange = _exchange(_summaries_replies(config, num_partitions=4))
+    (refusal,) = exchange.refused
+    assert refusal["device-type"] == "wrist_watch" and refusal["partition-id"] == 1
+    assert "client 1 (synthetic:wrist_watch) refused: training windows are constant" in refusal["reason"]
+    check_refusals(config, exchange)  # the other wrist watch takes part
+    assert refused_device_types(config, exchange.refused, exchange.devices.values()) == {}
+
+    refusing = {1, 3}  # every wrist watch: the results would hold none
+    exchange = _exchange(_summaries_replies(config, num_partitions=4))
+    assert sorted(exchange.devices.values()) == ["waist_phone", "waist_phone"]
+    with pytest.raises(DeviceTypeRefused) as raised:
+        check_refusals(config, exchange)
+    message = str(raised.value)
+    assert "device type 'wrist_watch': all 2 of its clients refused" in message
+    assert "client 1 (synthetic:wrist_watch) refused" in message and "client 3 (synthetic" in message
+    assert "waist_phone" not in message
+
+
+def test_refusals_of_device_types_the_run_config_does_not_name_never_stop_a_run():
+    config = FederationConfig(device_types="waist_phone")
+    refused = [
+        {"reason": "client 0 refused: no windows (empty data)", "device-type": "hover_board"},  # node config
+        {"reason": "client 1 refused: no windows (empty data)"},  # a client that does not say its type
+        {"reason": "client 2 (uci) refused: no windows (empty data)", "device-type": "native"},
+    ]
+    assert refused_device_types(config, refused, devices_taking_part=[]) == {}
+    named = [*refused, {"reason": "client 3 (synthetic:waist_phone) refused", "device-type": "waist_phone"}]
+    assert refused_device_types(config, named, devices_taking_part=[]) == {
+        "waist_phone": ["client 3 (synthetic:waist_phone) refused"]
+    }
+    assert refused_device_types(config, named, devices_taking_part=["waist_phone"]) == {}

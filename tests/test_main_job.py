@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
+from simulations.processes import (
+    flower_env,
+    flwr_run_simulation,
+    processes_naming,
+    stop_processes_naming,
+)
+from simulations.run_check import main as check_main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,3 +68,34 @@ def test_run_sh_exits_non_zero_with_the_error_when_the_server_app_fails(tmp_path
     assert "new-activities-round" in run.stderr  # the ServerApp's own error is printed
     assert "outputs in" not in run.stdout
     assert not (out_dir / "metrics.json").exists()
+    # The local SuperLink `flwr run` started for this run (with its SuperExec and Ray) was stopped by run.sh.
+    assert "stopped the local SuperLink this run started" in run.stderr
+    assert not processes_naming(str(tmp_path / "flwr-home"))
+
+
+def test_run_sh_check_wants_a_fresh_metrics_json_and_prints_the_error_from_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What scripts/run.sh runs after `flwr run` (simulations/run_check.py), without a run: a metrics.json
+    an earlier run left is not this run's, and the failure names the log and quotes its error."""
+    out, log = tmp_path / "out", tmp_path / "out" / "flwr-run.log"
+    out.mkdir()
+    log.write_text(
+        "INFO : starting\nTraceback (most recent call last):\n  File 'server/federation.py'\n"
+        "RuntimeError: every client of a device type the run config names refused\nINFO : done\n"
+    )
+    before = run_check(["stamp", str(out)], capsys)
+    assert before == "none"
+    (out / "metrics.json").write_text("{}")  # this run's
+    assert run_check(["check", str(out), before, "0", str(log)], capsys) == ""
+    stale = run_check(["stamp", str(out)], capsys)  # the next run writes nothing new
+    assert check_main(["check", str(out), stale, "0", str(log)]) == 1
+    error = capsys.readouterr().err
+    assert "FedLanHAR: the run failed (exit 0) and wrote no new" in error and str(log) in error
+    assert "RuntimeError: every client of a device type" in error and "INFO : starting" not in error
+    assert check_main(["check", str(out), "none", "1", str(log)]) == 1  # flwr itself failed
+
+
+def run_check(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    assert check_main(argv) == 0
+    return capsys.readouterr().out.strip()

@@ -109,3 +109,43 @@ def test_each_checkout_gets_its_own_local_superlink_ports(tmp_path) -> None:
     assert ports != _superlink_ports(first, RAY_ADDRESS="10.0.0.1:6379")  # a cluster run gets its own
     assert all(41000 <= int(port) < 45000 for port in ports) and ports[0] != ports[1]
     assert _superlink_ports(first, FLWR_LOCAL_SUPERLINK_HTTP_API_PORT="50001")[0] == "50001"
+
+
+def test_run_sh_stops_only_the_local_superlink_of_its_own_flwr_home_and_port(tmp_path) -> None:
+    """scripts/run.sh stops the SuperLink `flwr run` started for it: the process whose command line names
+    its FLWR_HOME's log file and its port, never one of another FLWR_HOME or port (stand-ins here)."""
+    from simulations.processes import local_superlink_pids, main
+
+    def superlink(home: Path, port: int) -> subprocess.Popen:
+        log_file = str(home / "local-superlink" / "superlink.log")
+        arguments = ["--simulation", "--port", str(port), "--log-file", log_file]
+        return subprocess.Popen([sys.executable, "-c", SLEEPER, *arguments], start_new_session=True)
+
+    ours = superlink(tmp_path / "flwr-home", 41234)
+    other_port = superlink(tmp_path / "flwr-home", 41236)
+    other_home = superlink(tmp_path / "flwr-home-2", 41234)
+    try:
+        for _ in range(50):  # wait until our stand-in has started its child
+            if psutil.Process(ours.pid).children():
+                break
+            time.sleep(0.1)
+        assert local_superlink_pids(tmp_path / "flwr-home", 41234) == [ours.pid]
+        assert main(["stop-local-superlink", str(tmp_path / "flwr-home"), "41234"]) == 0
+        assert ours.wait(timeout=5) is not None
+        assert other_port.poll() is None and other_home.poll() is None  # not this run's: untouched
+        assert local_superlink_pids(tmp_path / "flwr-home", 41234) == []
+    finally:
+        stop_process_trees([ours, other_port, other_home], timeout=5)
+
+
+def test_run_sh_asks_whether_a_superlink_already_listens_on_its_port() -> None:
+    import socket
+
+    from simulations.processes import main
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert main(["port-in-use", str(port)]) == 0
+    assert main(["port-in-use", str(port)]) == 1

@@ -87,13 +87,17 @@ def list_device_types() -> list[str]:
     return sorted(path.stem for path in DEVICES_DIR.glob("*.toml"))
 
 
-def load_device_type(name_or_path: str | Path) -> DeviceType:
-    """A device type by name (configs/devices/<name>.toml) or from a TOML file path."""
+def device_type_path(name_or_path: str | Path) -> Path:
+    """The file a device type is read from: configs/devices/<name>.toml for a name, else the path itself."""
     candidate = Path(name_or_path)
     if candidate.suffix == ".toml" or candidate.is_file():
-        path = candidate
-    else:
-        path = DEVICES_DIR / f"{name_or_path}.toml"
+        return candidate
+    return DEVICES_DIR / f"{name_or_path}.toml"
+
+
+def load_device_type(name_or_path: str | Path) -> DeviceType:
+    """A device type by name (configs/devices/<name>.toml) or from a TOML file path."""
+    path = device_type_path(name_or_path)
     if not path.is_file():
         raise DataError(
             f"device type {str(name_or_path)!r}: no file {path}; shipped device types: {list_device_types()}"

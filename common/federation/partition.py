@@ -22,6 +22,7 @@ no label decides which unlabeled windows a device holds. It scores only the wind
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -34,7 +35,13 @@ from common.data.label_spaces import label_merges, merged_names, rename_labels
 from common.data.loading import dataset_labels, load_dataset
 from common.data.synthetic import generate_windows
 from common.data.windows import WindowSet, split_by_user
-from common.federation.mixed import client_data_sets, parse_clients_data, real_data_sets, uses_user_layout
+from common.federation.mixed import (
+    SYNTHETIC,
+    client_data_sets,
+    parse_clients_data,
+    real_data_sets,
+    uses_user_layout,
+)
 from common.federation.run_config import FederationConfig, split_list
 from common.method.lanhar import to_walking_frame
 
@@ -158,6 +165,24 @@ def user_layout_spec(partition_id: int, num_partitions: int, config: FederationC
     device_types = config.device_type_list
     device = source.device_type or device_types[(index // len(synthetic)) % len(device_types)]
     return ClientSpec(partition_id, num_partitions, device, source.data_set)
+
+
+def synthetic_device_types(config: FederationConfig) -> list[str]:
+    """The device types a synthetic client can be given, each once, in run-config order: what client_spec
+    and user_layout_spec deal (a pinned "synthetic:<device>" entry, else the run's device types in turn)."""
+    sources = parse_clients_data(config)
+    device_types = config.device_type_list
+    if uses_user_layout(config):
+        pinned = [source.device_type for source in sources if source.synthetic and source.device_type]
+        unpinned = any(source.synthetic and not source.device_type for source in sources)
+        return list(dict.fromkeys(pinned + (device_types if unpinned else [])))
+    # Round-robin over both lists: the pairs that partitions 0 .. lcm - 1 get are all the pairs there are.
+    data_sets = config.clients_data_list
+    pairs = (
+        (device_types[p % len(device_types)], data_sets[p % len(data_sets)])
+        for p in range(math.lcm(len(device_types), len(data_sets)))
+    )
+    return list(dict.fromkeys(device for device, data_set in pairs if data_set == SYNTHETIC))
 
 
 def client_spec_from_node_config(node_config: Mapping[str, object], config: FederationConfig) -> ClientSpec:

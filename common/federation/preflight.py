@@ -2,7 +2,10 @@
 
 A client whose data is empty, constant (a stuck sensor), NaN/inf-ridden, or of an unknown device type is
 refused in the first phase: it answers the server with the reason instead of summaries, the server logs it
-in metrics.json ("refused_clients") and the run goes on without it.
+in metrics.json ("refused_clients") and the run goes on without it, unless every client of a device type the
+run config names refused: then the server stops the run (server/federation.py, check_refusals). The device
+types the run config names are checked by the server before anything trains (its preflight); an unknown one
+reaches a client only from a SuperNode's own `--node-config`.
 """
 
 from __future__ import annotations

@@ -57,7 +57,9 @@ INTERPRETATIONS = "interpretations"
 TEXT_TABLE = "text-table"
 TEXT_TABLE_TEXTS = "text-table-texts"
 # ConfigRecord a client answers phase 1 with INSTEAD of summaries when its preflight fails:
-# {"reason": ..., "partition-id": int} (common/federation/preflight.py). The server goes on without it.
+# {"reason": ..., "partition-id": int, "device-type": as the run config names it, when known}
+# (common/federation/preflight.py). The server goes on without it, unless every client of a device type the
+# run config names refused (server/federation.py, check_refusals): then the run stops.
 REFUSED = "refused"
 # ConfigRecord of an evaluate reply: {"group": data set / device type} for the per-device breakdown.
 CLIENT_INFO = "client"

@@ -21,7 +21,6 @@ recording, so it does not depend on them). Each run also reports the text path's
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +55,7 @@ from simulations.experiments.report import (
     write_results,
 )
 from simulations.experiments.settings import Experiment, Pair, pair_config, pair_label_space, parse_pairs
+from simulations.run_check import RunFailed, fresh_metrics, metrics_stamp
 
 ROUND_KEYS = ("round", "accuracy", "macro_f1", "train_loss", "clients_trained")  # kept per federated round
 
@@ -213,17 +213,19 @@ def run_federated(config: FederationConfig, num_clients: int) -> dict[str, Any]:
         set_seed(config.seed)  # as server/server_app.py: the same initial sensor encoder as centralised
         run_federation(grid, config, Path(config.out_dir))
 
-    started = time.monotonic()
-    run_simulation(
-        server_app=server_app,
-        client_app=client_app,
-        num_supernodes=num_clients,
-        backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
-    )
-    metrics_path = Path(config.out_dir) / "metrics.json"
-    if not metrics_path.exists():
-        raise RuntimeError(f"federated run wrote no {metrics_path}; see the log above")
-    metrics = json.loads(metrics_path.read_text())
+    started, stamp = time.monotonic(), metrics_stamp(Path(config.out_dir))
+    try:
+        run_simulation(
+            server_app=server_app,
+            client_app=client_app,
+            num_supernodes=num_clients,
+            backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0}},
+        )
+    except (DataError, FileNotFoundError):
+        raise  # the ServerApp's preflight named a wrong input: reported as one (`fedlanhar`: exit 2)
+    except Exception as error:  # run_simulation raises the ServerApp's own error again
+        raise RunFailed(f"the federated run in {config.out_dir} failed: {error}") from error
+    metrics = fresh_metrics(Path(config.out_dir), stamp, what=f"the federated run in {config.out_dir}")
     return metrics | {"wall_seconds": time.monotonic() - started}
 
 
