@@ -21,7 +21,9 @@ nobody (or too few) had been drawn.
 The RDP accountant composes one Poisson-subsampled Gaussian mechanism per round (`SamplingMethod.POISSON`
 with q): the amplification by sampling that makes DP-FedAvg affordable at 10,000 clients and 1% a round
 (Mironov, Talwar, Zhang, "Renyi Differential Privacy of the Sampled Gaussian Mechanism", 2019). metrics.json
-also reports what the same rounds would cost without amplification.
+also reports what the same rounds would cost without amplification. With SecAgg+, a draw smaller than its
+reconstruction threshold cannot be served and releases the noise alone; `PoissonDpFedAvg.privacy_spent`
+adds that event's probability to delta.
 
 The amplification needs a secret draw: whoever knows whether a client was drawn in a round loses exactly the
 uncertainty the analysis counts on. So under central DP the run's sampling generator is seeded with 256 bits
@@ -31,8 +33,10 @@ of OS entropy, as the noise is (server/dp_noise.py), unless `dp-reproducible-noi
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from collections.abc import Iterable
+from dataclasses import replace
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
@@ -47,11 +51,20 @@ from flwr.supercore.privacy_accounting import (
     SamplingMethod,
 )
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
+from scipy.stats import binom
 
 from common.federation.run_config import FederationConfig
 from server.dp_noise import add_gaussian_noise
 
 log = logging.getLogger("fedlanhar.server")
+
+
+def small_draw_probability(probability: float, population: int, smallest_cohort: int) -> float:
+    """P[Binomial(population - 1, probability) < smallest_cohort]: that the clients other than one are
+    drawn fewer than `smallest_cohort` times in a round (0 when any draw can be served)."""
+    if smallest_cohort <= 0:
+        return 0.0
+    return float(binom.cdf(smallest_cohort - 1, max(population - 1, 0), probability))
 
 
 def poisson_cohort(nodes: list[int], probability: float, rng: np.random.Generator) -> list[int]:
@@ -145,6 +158,7 @@ class PoissonDpFedAvg(Strategy):
         population: int,
         delta: float,
         reproducible_seed: int | None,
+        smallest_cohort: int = 0,
     ) -> None:
         if not isinstance(strategy, FedAvg) or type(strategy).aggregate_train is not FedAvg.aggregate_train:
             raise ValueError(
@@ -158,6 +172,8 @@ class PoissonDpFedAvg(Strategy):
         self.noise_std = poisson_noise_std(noise_multiplier, clipping_norm, probability, population)
         self.delta = delta
         self.reproducible_seed = reproducible_seed  # None: noise from OS entropy (server/dp_noise.py)
+        # SecAgg+ cannot serve a draw of fewer than its threshold: such a round releases the noise alone.
+        self.small_draw_probability = small_draw_probability(probability, population, smallest_cohort)
         self.accountant, self.round_event = poisson_accountant(probability, noise_multiplier, delta)
         self._global_arrays = ArrayRecord()  # the model the round started from (set by configure_train)
 
@@ -204,7 +220,18 @@ class PoissonDpFedAvg(Strategy):
         return ArrayRecord(released), metrics
 
     def privacy_spent(self) -> PrivacySpent:
-        return self.accountant.get_privacy_spent()
+        """The accountant's (epsilon, delta), delta raised by the rounds that drew too few clients to serve.
+
+        Such a round releases the noise alone, while one more client drawn would release the whole cohort's
+        sum: there one client moves the release by up to threshold x C, not C. The RDP analysis covers the
+        mechanism that always releases the sum; the two differ only on the event that some round drew fewer
+        than `smallest_cohort` of the others, of probability at most T p (p = P[Binomial(N - 1, q) <
+        smallest_cohort], the same for both neighbouring populations). So for any outcome set S,
+        P[M(D) in S] <= e^eps P[M(D') in S] + delta + (1 + e^eps) T p.
+        """
+        spent = self.accountant.get_privacy_spent()
+        extra = (1 + math.exp(spent.epsilon)) * spent.num_releases * self.small_draw_probability
+        return replace(spent, delta=spent.delta + extra)
 
     def epsilon_without_amplification(self) -> float:
         """The epsilon the rounds so far would cost if every client had taken part in each."""

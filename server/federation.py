@@ -1098,6 +1098,9 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
             if phase == "summaries" and isinstance(shape, list)
         ),
         "epsilon_spent": rounds[-1].get("dp_epsilon") if rounds else None,
+        # `delta` is the target; this is the delta the guarantee holds with (server/dp_poisson.py raises it
+        # for SecAgg+ draws too small to serve).
+        "delta_spent": rounds[-1].get("dp_delta") if rounds else None,
     }
     if config.secagg:
         report["secagg"] = {

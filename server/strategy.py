@@ -50,6 +50,7 @@ def make_strategy(config: FederationConfig, num_nodes: int) -> Strategy:
             population=num_nodes,
             delta=config.dp_delta,
             reproducible_seed=reproducible_seed(config),
+            smallest_cohort=config.secagg_reconstruction_threshold if config.secagg else 0,
         )
     # Client-side fixed clipping (clients clip their update to dp-clipping-norm, see client/privacy.py) with
     # Gaussian noise added to the aggregate here; an RDP accountant reports the spent (epsilon, delta).

@@ -242,3 +242,35 @@ def test_a_failed_clients_reply_adds_nothing_and_the_denominator_stays_q_n():
         releases.append(released)
     for key in SHAPES:
         np.testing.assert_array_equal(releases[0][key].numpy(), releases[1][key].numpy())
+
+
+def exact_small_draw_probability(q: float, others: int, threshold: int) -> float:
+    """P[Binomial(others, q) < threshold], summed term by term."""
+    return sum(math.comb(others, k) * q**k * (1 - q) ** (others - k) for k in range(threshold))
+
+
+@pytest.mark.parametrize(("q", "population", "rounds"), [(0.05, 100, 5), (0.2, 40, 3), (0.01, 1000, 4)])
+def test_with_secagg_delta_counts_the_draws_too_small_to_serve(q, population, rounds):
+    """A draw below SecAgg+'s threshold releases the noise alone, where one more client would release the
+    cohort's sum: the reported delta adds (1 + e^eps) T P[Binomial(N - 1, q) < threshold] to the RDP one."""
+    threshold = 4
+    config = poisson_dp(q, 1.0, 1e-5, secagg=True, secagg_reconstruction_threshold=threshold)
+    secure, plain = make_strategy(config, population), make_strategy(poisson_dp(q, 1.0, 1e-5), population)
+    for server_round in range(1, rounds + 1):
+        for strategy in (secure, plain):
+            strategy.aggregate_train(server_round, [])
+    spent, rdp = secure.privacy_spent(), plain.privacy_spent()
+    assert spent.epsilon == rdp.epsilon and rdp.delta == 1e-5
+    p = exact_small_draw_probability(q, population - 1, threshold)
+    expected = 1e-5 + (1 + math.exp(rdp.epsilon)) * rounds * p
+    assert spent.delta == pytest.approx(expected, rel=1e-9)
+    assert spent.delta > 1e-4  # small cohorts: the term dominates, and the report says so
+
+
+def test_at_scale_the_small_draw_term_is_negligible():
+    """10,000 clients at q = 1%: a cohort of about 100 is below a threshold of 4 with probability ~1e-38."""
+    config = poisson_dp(0.01, 1.0, 1e-5, secagg=True, secagg_reconstruction_threshold=4)
+    strategy = make_strategy(config, 10_000)
+    for server_round in range(1, 11):
+        strategy.aggregate_train(server_round, [])
+    assert strategy.privacy_spent().delta == pytest.approx(1e-5, rel=1e-12)
