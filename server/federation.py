@@ -35,6 +35,7 @@ from flwr.serverapp.strategy import Strategy
 from common.base.metrics import classification_metrics, plot_curves
 from common.base.paths import PROJECT_ROOT
 from common.base.runtime import set_seed
+from common.data.device_data import device_recordings
 from common.data.devices import device_type_path, load_device_type
 from common.data.errors import DataError
 from common.data.labels import load_vocabulary
@@ -419,9 +420,10 @@ def named_device_types(config: FederationConfig) -> list[tuple[str, str]]:
 
 def check_device_types(config: FederationConfig) -> None:
     """Every device type the run config names loads as its clients load it (load_device_type: the same name
-    or path, file and fields), and the simulator can produce the placement of each one that generates data
-    (synthetic clients, the synthetic source). Raises DataError naming the key, the file, the value and what
-    is allowed: a client would otherwise refuse only after the server's stage 1, and the run go on without it.
+    or path, file and fields; a `data` file's recordings), and the simulator can produce the placement of
+    each one that generates data (synthetic clients without recordings, the synthetic source). Raises
+    DataError naming the key, the file, the value and what is allowed: a client would otherwise refuse only
+    after the server's stage 1, and the run go on without it.
     """
     synthetic = synthetic_device_types(config)
     if NATIVE_DEVICE in synthetic:
@@ -432,9 +434,11 @@ def check_device_types(config: FederationConfig) -> None:
     for key, name in named_device_types(config):
         try:
             device = load_device_type(name)
-        except DataError as error:  # no such file, or a field of it is wrong
+            if device.data:  # its own recordings: arrays, units, rate (common/data/device_data.py)
+                device_recordings(device)
+        except DataError as error:  # no such file, or a field of it (or of its recordings) is wrong
             raise DataError(f"run config '{key}': {error}") from error
-        if name in generating:
+        if name in generating and not (device.data and key != "source-device"):  # clients use recordings
             where = (
                 f"run config '{key}', device type '{name}' (synthetic data): {_shown(device_type_path(name))}"
             )

@@ -7,6 +7,10 @@ so clients differ the way real phones, watches and straps do.
 
 Units: sampling_rate Hz; rotation_deg and rotation_jitter_deg degrees; gain dimensionless (1.0 = exact);
 acc_bias and acc_noise_std m/s^2; gyro_bias and gyro_noise_std rad/s.
+
+A device type may instead bring its own recordings: `data = "recordings.npz"` (relative to the TOML file).
+Its clients then hold windows cut from that file (common/data/device_data.py) and the simulation fields
+(rotation, gain, bias, noise, windows) are not used.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class DeviceType:
     has_gyro: bool = True
     windows: int = 300  # how many windows a simulated client of this type holds
     description: str = ""
+    data: str = ""  # npz file of the device's own recordings (absolute once loaded); "" = simulated
 
     def __post_init__(self) -> None:
         validate_device_type(self, source=f"device type {self.name!r}")
@@ -80,6 +85,8 @@ def validate_device_type(device: DeviceType, source: str) -> None:
         fail("windows", f"must be a positive integer, got {device.windows!r}")
     if not isinstance(device.description, str):
         fail("description", "must be a string")
+    if not isinstance(device.data, str):
+        fail("data", f"must be the path of an npz file of recordings, got {device.data!r}")
 
 
 def list_device_types() -> list[str]:
@@ -96,7 +103,11 @@ def device_type_path(name_or_path: str | Path) -> Path:
 
 
 def load_device_type(name_or_path: str | Path) -> DeviceType:
-    """A device type by name (configs/devices/<name>.toml) or from a TOML file path."""
+    """A device type by name (configs/devices/<name>.toml) or from a TOML file path.
+
+    A `data` path is made absolute (relative to the TOML file) and must name an existing file; its content
+    is checked by common.data.device_data.device_recordings.
+    """
     path = device_type_path(name_or_path)
     if not path.is_file():
         raise DataError(
@@ -118,6 +129,13 @@ def load_device_type(name_or_path: str | Path) -> DeviceType:
         value = document.get(float_field)
         if isinstance(value, int) and not isinstance(value, bool):
             document[float_field] = float(value)
+    if isinstance(document.get("data"), str) and document["data"]:
+        recordings = (path.parent / document["data"]).resolve()  # an absolute path stays as it is
+        if not recordings.is_file():
+            raise DataError(
+                f"{path}: field 'data': no file {recordings} (a relative path is relative to {path})"
+            )
+        document["data"] = str(recordings)
     try:
         device = DeviceType(**document)
     except DataError as error:

@@ -16,7 +16,14 @@ from common.data.errors import DataError
 from common.data.label_spaces import rename_labels
 from common.data.labels import LabelVocabulary, canonical, default_vocabulary
 from common.data.sources import read_archive
-from common.data.windows import MODEL_RATE_HZ, REQUIRED_NPZ_KEYS, WindowSet, describe, validate_windows
+from common.data.windows import (
+    MODEL_RATE_HZ,
+    REQUIRED_NPZ_KEYS,
+    WINDOW_LENGTH,
+    WindowSet,
+    describe,
+    validate_windows,
+)
 
 
 def load_dataset(name: str, data_dir: str | Path, vocabulary: LabelVocabulary | None = None) -> WindowSet:
@@ -61,9 +68,16 @@ def _dataset_labels(name: str, data_dir: str) -> tuple[str, ...]:
 
 
 def read_npz(
-    path: str | Path, name: str | None = None, vocabulary: LabelVocabulary | None = None
+    path: str | Path,
+    name: str | None = None,
+    vocabulary: LabelVocabulary | None = None,
+    window_length: int | None = WINDOW_LENGTH,
 ) -> WindowSet:
-    """Read one npz window file (layout: see save_windowset); per-window position/device -> most common."""
+    """Read one npz window file (layout: see save_windowset); per-window position/device -> most common.
+
+    ``window_length`` is the number of samples a window must hold (None: any, as a device's own recordings
+    at its own rate, which common/data/device_data.py brings to the model's layout).
+    """
     path = Path(path)
     name = name or path.stem
     try:
@@ -77,7 +91,7 @@ def read_npz(
                 f"{path}: missing field(s) {missing}; an npz window file needs {list(REQUIRED_NPZ_KEYS)}"
             )
         X = archive["X"]
-        validate_windows(X, str(path), "X")
+        validate_windows(X, str(path), "X", expected_length=window_length)
         n_windows = X.shape[0]
         arrays = {}
         for key in ("y", "user", "segment"):

@@ -29,7 +29,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from common.data.devices import apply_device, load_device_type
+from common.data.device_data import device_recordings
+from common.data.devices import DeviceType, apply_device, load_device_type
 from common.data.errors import DataError
 from common.data.label_spaces import label_merges, merged_names, rename_labels
 from common.data.loading import dataset_labels, load_dataset
@@ -213,8 +214,11 @@ def client_eval_mode(data_set: str, config: FederationConfig) -> str:
 def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
     """The client's local windows for its spec, device transform applied, split into train and eval."""
     seed = config.seed * 100_003 + spec.partition_id
-    if spec.data_set == "synthetic":
-        device = load_device_type(spec.device_type)
+    split = client_eval_mode(spec.data_set, config)
+    device = load_device_type(spec.device_type) if spec.data_set == "synthetic" else None
+    if device is not None and device.data:  # a device type with its own recordings
+        windows, role, split = _recorded_client_windows(spec, device, config)
+    elif device is not None:
         n_windows = config.windows_per_client or device.windows
         per_activity = max(4, n_windows // len(config.all_activities))
         windows = generate_windows(config.all_activities, per_activity, device=device, seed=seed, n_users=1)
@@ -237,14 +241,14 @@ def load_client_data(spec: ClientSpec, config: FederationConfig) -> ClientData:
             windows = apply_device(windows, load_device_type(spec.device_type), seed=seed)
     if config.walking_frame:  # the device turns what it recorded, as worn, from its own rhythmic windows
         windows = to_walking_frame(windows)
-    split = client_eval_mode(spec.data_set, config)
     if role == TRAIN_AND_EVALUATE:
         train, held_out = split_in_time(windows, config.client_eval_fraction)
     elif role == TRAIN:
         train, held_out = windows, windows.subset(np.arange(0))
     else:
         train, held_out = windows.subset(np.arange(0)), windows
-    held_out = run_activities(held_out, config.all_activities)
+    if held_out.label_names:  # recordings without any label have nothing to score
+        held_out = run_activities(held_out, config.all_activities)
     unlabeled = train.subset(np.arange(len(train)))
     unlabeled.y = np.full(len(unlabeled), -1, dtype=np.int64)
     return ClientData(spec=spec, train=unlabeled, eval=held_out, role=role, split=split)
@@ -338,41 +342,96 @@ def _real_client_windows(spec: ClientSpec, config: FederationConfig) -> tuple[Wi
     windows = _load_for_clients(spec.data_set, config.data_dir)
     held_out_users = client_eval_mode(spec.data_set, config) == "held-out-users"
     split = held_out_user_split(spec.data_set, config) if held_out_users else None
-    if spec.users:
-        own = windows.subset(np.flatnonzero(np.isin(windows.user, spec.users)))
-        if split is None:
-            return own, TRAIN_AND_EVALUATE
-        held = set(spec.users) & set(split.eval_users)
-        if held and held != set(spec.users):
-            raise DataError(
-                f"node config 'users' {list(spec.users)}: mixes held-out users {sorted(held)} with training "
-                f"users (client-eval 'held-out-users' holds out {list(split.eval_users)} of "
-                f"'{spec.data_set}'); pin users of one side, or use client-eval='time'"
-            )
-        return own, EVALUATE if held else TRAIN
+    users = (split.train_users, split.eval_users) if split is not None else None
     # The clients that share this data set (round-robin over data sets) split it among themselves.
     data_sets = config.clients_data_list
     peers = [p for p in range(spec.num_partitions) if data_sets[p % len(data_sets)] == spec.data_set]
-    if split is None:
+    return _client_share(spec, windows, users, peers, config, f"'{spec.data_set}'")
+
+
+def _recorded_client_windows(
+    spec: ClientSpec, device: DeviceType, config: FederationConfig
+) -> tuple[WindowSet, str, str]:
+    """A client of a device type with its own recordings: its share of them, its role and split.
+
+    The clients of the device type share its recordings as the clients of a real data set share it: with
+    client-eval "held-out-users" the users are split (split_by_user) and the evaluation clients hold only
+    held-out users; with "time" each client splits its windows in time. Recordings without any label are
+    only trained on: every client of the type trains, on whole users.
+    """
+    windows = device_recordings(device)
+    specs = [client_spec(p, spec.num_partitions, config) for p in range(spec.num_partitions)]
+    same_type = [
+        s.partition_id for s in specs if (s.data_set, s.device_type) == (spec.data_set, spec.device_type)
+    ]
+    peers = sorted({spec.partition_id, *same_type})  # a node config may pin the device type of any partition
+    source = f"the recordings {device.data} of device type '{device.name}'"
+    if not (windows.y >= 0).any():  # nothing to score: every client of the type trains, on whole users
+        if spec.users:
+            own = np.flatnonzero(np.isin(windows.user, spec.users))
+        else:
+            own = deal_whole_users(windows, len(peers))[peers.index(spec.partition_id)]
+        if len(own) == 0:
+            raise DataError(
+                f"client {spec.partition_id}: no windows of {source} left for it; use fewer clients"
+            )
+        return windows.subset(own), TRAIN, config.client_eval
+    if config.client_eval != "held-out-users":
+        return (*_client_share(spec, windows, None, peers, config, source), "time")
+    if len(np.unique(windows.user)) < 2:
+        raise DataError(
+            f"{device.data}: field 'user' holds a single user; client-eval 'held-out-users' evaluates on "
+            "users no client trains on: record at least 2 users, or use client-eval='time'"
+        )
+    train, held_out = split_by_user(windows, config.eval_users_fraction, config.seed)
+    users = (tuple(np.unique(train.user).tolist()), tuple(np.unique(held_out.user).tolist()))
+    return (*_client_share(spec, windows, users, peers, config, source), "held-out-users")
+
+
+def _client_share(
+    spec: ClientSpec,
+    windows: WindowSet,
+    users: tuple[tuple[int, ...], tuple[int, ...]] | None,
+    peers: list[int],
+    config: FederationConfig,
+    source: str,
+) -> tuple[WindowSet, str]:
+    """The client's share of the ``windows`` its ``peers`` (partition ids, itself included) share, and
+    its role. ``users``: (training users, held-out users) for client-eval "held-out-users", else None."""
+    if spec.users:
+        own = windows.subset(np.flatnonzero(np.isin(windows.user, spec.users)))
+        if users is None:
+            return own, TRAIN_AND_EVALUATE
+        train_users, eval_users = users
+        held = set(spec.users) & set(eval_users)
+        if held and held != set(spec.users):
+            raise DataError(
+                f"node config 'users' {list(spec.users)}: mixes held-out users {sorted(held)} with training "
+                f"users (client-eval 'held-out-users' holds out {list(eval_users)} of "
+                f"{source}); pin users of one side, or use client-eval='time'"
+            )
+        return own, EVALUATE if held else TRAIN
+    if users is None:
         role, side, side_peers = TRAIN_AND_EVALUATE, windows, peers
         index = partition_indices(side, len(peers), config.partitioning, config.dirichlet_alpha, config.seed)
     else:
-        n_users = len(split.train_users) + len(split.eval_users)
-        n_eval = evaluation_peers(len(peers), n_users, len(split.eval_users))
+        train_users, eval_users = users
+        n_users = len(train_users) + len(eval_users)
+        n_eval = evaluation_peers(len(peers), n_users, len(eval_users))
         if spec.partition_id in peers[len(peers) - n_eval :]:
             role, side_peers = EVALUATE, peers[len(peers) - n_eval :]
-            side = windows.subset(np.flatnonzero(np.isin(windows.user, split.eval_users)))
+            side = windows.subset(np.flatnonzero(np.isin(windows.user, eval_users)))
             index = deal_whole_users(side, len(side_peers))
         else:
             role, side_peers = TRAIN, peers[: len(peers) - n_eval]
-            side = windows.subset(np.flatnonzero(np.isin(windows.user, split.train_users)))
+            side = windows.subset(np.flatnonzero(np.isin(windows.user, train_users)))
             index = partition_indices(
                 side, len(side_peers), config.partitioning, config.dirichlet_alpha, config.seed
             )
     own = index[side_peers.index(spec.partition_id)]
     if len(own) == 0:
         raise DataError(
-            f"client {spec.partition_id}: no windows of '{spec.data_set}' left for it "
+            f"client {spec.partition_id}: no windows of {source} left for it "
             f"({len(side_peers)} clients share {len(side)} windows); use fewer clients"
         )
     return side.subset(own), role
