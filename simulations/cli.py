@@ -1,4 +1,4 @@
-"""The `fedlanhar` command: data, interpret, train, evaluate, export, baseline, experiment, bench.
+"""The `fedlanhar` command: data, devices, interpret, train, evaluate, export, baseline, experiment, bench.
 
 Every command that produces results writes `<out>/metrics.json` (values + the resolved config + seed) and its
 artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2;
@@ -53,6 +53,20 @@ def cmd_data(args: argparse.Namespace) -> None:
             print(f"  {label:40s} {count}")
     elif args.action == "convert":
         print(f"wrote {save_windowset(windows, Path(args.out))}")
+
+
+def cmd_devices(args: argparse.Namespace) -> None:
+    from common.data.devices import device_type_path
+    from common.federation.run_config import FederationConfig
+    from simulations.device_plot import check_and_plot, device_summary
+
+    path = device_type_path(args.device_file)
+    activities = _activities(args.activities) if args.activities else FederationConfig().all_activities
+    out = Path(args.out) if args.out else Path(f"{path.stem}_check.png")
+    device, png = check_and_plot(path, out, activities, seed=args.seed)
+    print(f"{path}: ok (the checks a run's preflight makes)")
+    print(device_summary(device, path))
+    print(f"wrote {png}")
 
 
 def cmd_interpret(args: argparse.Namespace) -> None:
@@ -241,6 +255,16 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_data)
 
 
+def _add_devices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="check a device type TOML and plot the windows it produces")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("device_file", help="a device type: TOML file or a name in configs/devices")
+    p.add_argument("--out", default=None, help="PNG to write (default: <file stem>_check.png here)")
+    p.add_argument("--activities", default=None, help="activities to simulate (default: the run's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_devices)
+
+
 def _add_interpret(sub: argparse._SubParsersAction) -> None:
     p = _with_data(sub.add_parser("interpret", help="interpret a data set's windows into texts"))
     p.add_argument("--dataset", required=True)
@@ -356,8 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
-    subcommands = (_add_data, _add_interpret, _add_train, _add_evaluate, _add_export, _add_baseline)
-    for add_subcommand in (*subcommands, _add_experiment, _add_bench):
+    subcommands = (_add_data, _add_devices, _add_interpret, _add_train, _add_evaluate, _add_export)
+    for add_subcommand in (*subcommands, _add_baseline, _add_experiment, _add_bench):
         add_subcommand(sub)
     return parser
 
