@@ -1,4 +1,5 @@
-"""Tests of common/data/devices.py and configs/devices/*.toml."""
+"""Tests of common/data/devices.py, configs/devices/*.toml and device types with their own recordings
+(common/data/device_data.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from device_recordings import write_recorded_device
 
+from common.data.device_data import check_device_type, device_recordings
 from common.data.devices import DeviceType, apply_device, list_device_types, load_device_type, rotation_matrix
 from common.data.errors import DataError
+from common.data.loading import read_npz
 from common.data.windows import GRAVITY, WindowSet
 
 REQUIRED_TYPES = (
@@ -179,3 +183,115 @@ def test_body_model_device_types_sit_on_their_segments() -> None:
         load_device_type("smart_ring").rotation_jitter_deg
         > load_device_type("wrist_watch").rotation_jitter_deg
     )
+
+
+def test_recordings_path_is_relative_to_the_toml_and_windows_come_out_at_20_hz(tmp_path: Path) -> None:
+    toml = write_recorded_device(tmp_path / "ring", rate=50.0)  # 6 s windows of 300 samples
+    device = check_device_type(toml)
+    assert device.data == str((tmp_path / "ring" / "recordings.npz").resolve())
+    windows = device_recordings(device)
+    on_disk = read_npz(device.data, window_length=None)
+    assert windows.X.shape == (len(on_disk), 120, 6) and windows.sampling_rate == 20.0
+    assert (windows.name, windows.device, windows.position, windows.has_gyro) == (
+        "my_pendant",
+        "my_pendant",
+        "neck",
+        True,
+    )
+    np.testing.assert_array_equal(windows.user, on_disk.user)  # one 6 s window in, one out, in order
+    np.testing.assert_array_equal(windows.y, on_disk.y)
+    # The same motion: |acc| keeps its mean through the resampling.
+    assert abs(float(np.linalg.norm(windows.X[..., :3], axis=-1).mean()) - GRAVITY) < 0.5
+
+
+def test_longer_windows_at_another_rate_are_joined_per_recording_and_cut_again(tmp_path: Path) -> None:
+    # 25 Hz, 10 s windows, 2 per recording: 20 s per recording -> three 6 s windows (the last 2 s dropped).
+    device = check_device_type(write_recorded_device(tmp_path, rate=25.0, window_seconds=10.0))
+    on_disk = read_npz(device.data, window_length=None)
+    windows = device_recordings(device)
+    assert on_disk.X.shape[1] == 250 and len(np.unique(on_disk.segment)) * 3 == len(windows)
+    for segment in np.unique(windows.segment):  # a recording keeps its user and activity
+        original = on_disk.segment == segment
+        assert set(windows.user[windows.segment == segment]) == set(on_disk.user[original])
+        assert set(windows.y[windows.segment == segment]) == set(on_disk.y[original])
+
+
+def test_recordings_already_at_20_hz_in_120_samples_are_used_as_they_are(tmp_path: Path) -> None:
+    device = check_device_type(write_recorded_device(tmp_path, rate=20.0))
+    np.testing.assert_array_equal(device_recordings(device).X, read_npz(device.data).X)
+
+
+def test_missing_sampling_rate_means_the_device_rate_and_a_device_without_gyro_gets_zeros(
+    tmp_path: Path,
+) -> None:
+    toml = write_recorded_device(tmp_path, rate=50.0, sampling_rate=None, toml_extra="has_gyro = false\n")
+    windows = device_recordings(check_device_type(toml))
+    assert windows.X.shape[1] == 120 and not windows.has_gyro and np.all(windows.X[..., 3:] == 0)
+
+
+def _bad_x(kind: str) -> np.ndarray:
+    """Recordings of write_recorded_device's shape (24 windows of 300 samples), broken one way."""
+    X = np.zeros((24, 300, 6), dtype=np.float32)
+    X[..., 0] = GRAVITY
+    X += np.random.default_rng(0).normal(0, 0.05, X.shape).astype(np.float32)
+    if kind == "g":
+        X[..., :3] /= GRAVITY
+    elif kind == "deg/s":
+        X[..., 3:] += 60.0
+    elif kind == "nan":
+        X[3, 7, 1] = np.nan
+    elif kind == "3 channels":
+        X = X[..., :3]
+    elif kind == "no gyro":
+        X[..., 3:] = 0.0
+    return X
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"X": _bad_x("g")}, r"field 'X': median \|acc\| is 1.000, near 1 .* looks like g"),
+        ({"X": _bad_x("deg/s")}, r"field 'X': median \|gyro\| is .* looks like deg/s"),
+        ({"X": _bad_x("nan")}, r"field 'X' has 1 NaN and 0 inf values .* window 3, sample 7, channel 1"),
+        ({"X": _bad_x("3 channels")}, r"field 'X' must have 6 channels .* got shape \[24, 300, 3\]"),
+        ({"user": None}, r"missing field\(s\) \['user'\]"),
+        ({"user": np.zeros(5, dtype=np.int64)}, r"field 'user' must be integers of shape \[24\]"),
+        (
+            {"sampling_rate": np.float64(30.0)},
+            "field 'sampling_rate' is 30 Hz, but the device type records at 50",
+        ),
+        (
+            {"user": np.arange(24) % 2},
+            r"field 'segment': segment\(s\) .* more than one value of field 'user'",
+        ),
+        ({"X": _bad_x("ok")[..., :100, :]}, "field 'X' .* no segment lasts 6 s"),
+        (
+            {"X": _bad_x("no gyro")},
+            "field 'has_gyro'",
+        ),
+    ],
+)
+def test_bad_recordings_fail_naming_the_file_and_field(tmp_path: Path, fields: dict, message: str) -> None:
+    toml = write_recorded_device(tmp_path, rate=50.0, **fields)
+    with pytest.raises(DataError, match=message) as info:
+        check_device_type(toml)
+    assert "recordings.npz" in str(info.value)
+
+
+def test_missing_recordings_file_fails_naming_the_toml_and_field(tmp_path: Path) -> None:
+    toml = tmp_path / "my_ring.toml"
+    toml.write_text('sampling_rate = 50\nplacement = "finger"\ndata = "nowhere/recordings.npz"\n')
+    with pytest.raises(DataError, match=r"my_ring.toml: field 'data': no file .*nowhere/recordings.npz"):
+        load_device_type(toml)
+    toml.write_text('sampling_rate = 50\nplacement = "finger"\ndata = 3\n')
+    with pytest.raises(DataError, match=r"my_ring.toml: .*field 'data' must be the path of an npz file"):
+        load_device_type(toml)
+
+
+def test_a_simulated_device_type_must_be_worn_where_the_simulator_can_put_it(tmp_path: Path) -> None:
+    toml = tmp_path / "tail_logger.toml"
+    toml.write_text('sampling_rate = 50\nplacement = "tail"\n')
+    assert load_device_type(toml).placement == "tail"  # a word for prompts; loading does not simulate
+    with pytest.raises(DataError, match=r"tail_logger.toml: field 'placement' 'tail' is not simulated"):
+        check_device_type(toml)
+    assert check_device_type("wrist_watch") == load_device_type("wrist_watch")

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from device_recordings import ACTIVITIES, write_recorded_device
 
+from common.data.device_data import device_recordings
+from common.data.devices import load_device_type
 from common.data.errors import DataError
 from common.data.features import FEATURE_INDEX, analyze_windows
 from common.data.loading import load_dataset
@@ -126,3 +131,65 @@ def test_node_config_can_pin_device_and_users():
     assert spec.device_type == "chest_strap" and spec.users == (3, 5)
     with pytest.raises(DataError, match="partition-id"):
         client_spec_from_node_config({"num-partitions": 2}, config)
+
+
+def test_clients_of_a_device_type_with_recordings_hold_them_users_apart(tmp_path):
+    """Partitions 1, 3, 5 are of the recorded type (round-robin with a simulated one): two train on
+    training users, one scores the held-out users; none holds a user another one holds."""
+    ring = write_recorded_device(tmp_path, rate=50.0, n_users=4)
+    config = FederationConfig(
+        device_types=f"waist_phone,{ring}",
+        activities=",".join(ACTIVITIES),
+        new_activities="",
+        windows_per_client=24,
+        eval_users_fraction=0.25,  # 1 of the 4 users: 1 of the 3 clients scores it
+    )
+    recorded = device_recordings(load_device_type(ring))
+    clients = [load_client_data(client_spec(pid, 6, config), config) for pid in range(6)]
+    assert {clients[pid].train.position for pid in (0, 2, 4)} == {"waist"}  # simulated, as before
+    ring_clients = [clients[pid] for pid in (1, 3, 5)]
+    assert [c.role for c in ring_clients] == ["train", "train", "evaluate"]
+    assert {c.split for c in ring_clients} == {"held-out-users"}
+    users = [set(c.train.user.tolist()) | set(c.eval.user.tolist()) for c in ring_clients]
+    assert all(users) and not (users[0] & users[1] or users[0] & users[2] or users[1] & users[2])
+    assert set.union(*users) == set(recorded.user.tolist())
+    for client in ring_clients:
+        for side in (client.train, client.eval):
+            assert side.X.shape[1:] == (120, 6) and side.sampling_rate == 20.0
+            assert (side.position, side.device, side.has_gyro) == ("neck", "my_pendant", True)
+        assert (client.train.y == -1).all() and (client.eval.y >= 0).all()
+    evaluation = ring_clients[2].eval
+    assert len(evaluation) == np.isin(recorded.user, list(users[2])).sum()  # every held-out window scored
+    assert set(evaluation.labels()) == set(ACTIVITIES)
+
+
+def test_recorded_device_clients_split_in_time_or_only_train_without_labels(tmp_path):
+    ring = write_recorded_device(tmp_path / "labeled", rate=50.0, n_users=2)
+    config = FederationConfig(device_types=str(ring), activities=",".join(ACTIVITIES), new_activities="")
+    timed = replace(config, client_eval="time")
+    for pid in range(2):
+        data = load_client_data(client_spec(pid, 2, timed), timed)
+        assert data.role == "train+evaluate" and data.split == "time" and data.trains and data.evaluates
+        train_rows = {w.tobytes() for w in data.train.X}
+        assert not any(w.tobytes() in train_rows for w in data.eval.X)
+
+    n_windows = 24
+    unlabeled = write_recorded_device(
+        tmp_path / "unlabeled", y=np.full(n_windows, -1), label_names=np.array([], dtype=str)
+    )
+    config = FederationConfig(device_types=str(unlabeled))
+    held = [load_client_data(client_spec(pid, 2, config), config) for pid in range(2)]
+    assert [(c.role, c.evaluates) for c in held] == [("train", False), ("train", False)]
+    assert sum(len(c.train) for c in held) == n_windows
+    assert not set(held[0].train.user.tolist()) & set(held[1].train.user.tolist())
+
+
+def test_preflight_checks_the_recordings_of_the_run_device_types(tmp_path):
+    from server.federation import preflight
+
+    ring = write_recorded_device(tmp_path, rate=50.0)
+    preflight(FederationConfig(device_types=f"waist_phone,{ring}"))
+    recorded = np.load(tmp_path / "recordings.npz")
+    write_recorded_device(tmp_path, rate=50.0, X=recorded["X"] / 9.80665)  # acc in g
+    with pytest.raises(DataError, match=r"recordings.npz: field 'X': median \|acc\| .* looks like g"):
+        preflight(FederationConfig(device_types=f"waist_phone,{ring}"))
