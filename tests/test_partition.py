@@ -16,6 +16,7 @@ from common.data.loading import load_dataset
 from common.federation.partition import (
     client_spec,
     client_spec_from_node_config,
+    evaluation_plan,
     load_client_data,
     partition_indices,
     split_in_time,
@@ -161,6 +162,10 @@ def test_clients_of_a_device_type_with_recordings_hold_them_users_apart(tmp_path
     evaluation = ring_clients[2].eval
     assert len(evaluation) == np.isin(recorded.user, list(users[2])).sum()  # every held-out window scored
     assert set(evaluation.labels()) == set(ACTIVITIES)
+    plan = evaluation_plan(config)  # metrics.json: how the recordings were split
+    assert plan["synthetic"]["split"] == "time" and "synthetic:waist_phone" not in plan
+    assert plan[f"synthetic:{ring}"]["split"] == "held-out-users"
+    assert set(plan[f"synthetic:{ring}"]["eval_users"]) == users[2]
 
 
 def test_recorded_device_clients_split_in_time_or_only_train_without_labels(tmp_path):
@@ -180,6 +185,7 @@ def test_recorded_device_clients_split_in_time_or_only_train_without_labels(tmp_
     config = FederationConfig(device_types=str(unlabeled))
     held = [load_client_data(client_spec(pid, 2, config), config) for pid in range(2)]
     assert [(c.role, c.evaluates) for c in held] == [("train", False), ("train", False)]
+    assert evaluation_plan(config)[f"synthetic:{unlabeled}"]["split"].startswith("none (unlabeled")
     assert sum(len(c.train) for c in held) == n_windows
     assert not set(held[0].train.user.tolist()) & set(held[1].train.user.tolist())
 

@@ -39,6 +39,7 @@ from common.data.windows import WindowSet, split_by_user
 from common.federation.mixed import (
     SYNTHETIC,
     client_data_sets,
+    client_group,
     parse_clients_data,
     real_data_sets,
     uses_user_layout,
@@ -304,7 +305,42 @@ def evaluation_plan(config: FederationConfig) -> dict[str, dict]:
             plan[data_set] = held_out_user_split(data_set, config).as_dict()
         else:
             plan[data_set] = {"split": "time", "client_eval_fraction": config.client_eval_fraction}
+    for name in synthetic_device_types(config):  # those with their own recordings are split as real data
+        if _has_recordings(name):
+            plan[client_group(SYNTHETIC, name)] = _recorded_plan(load_device_type(name), config)
     return plan
+
+
+def _has_recordings(name: str) -> bool:
+    """Whether device type `name` brings recordings; False for one that does not load (a pinned type the
+    preflight did not check: its clients refuse, refused_clients in metrics.json says why)."""
+    try:
+        return bool(load_device_type(name).data)
+    except DataError:
+        return False
+
+
+def _recorded_plan(device: DeviceType, config: FederationConfig) -> dict:
+    """evaluation_plan's entry for a device type with recordings (how _recorded_client_windows splits)."""
+    entry: dict = {"recordings": device.data}
+    try:
+        labeled = bool((device_recordings(device).y >= 0).any())
+        held_out_users = labeled and config.client_eval == "held-out-users"
+        train_users, eval_users = recorded_user_split(device, config) if held_out_users else ((), ())
+    except DataError as error:  # the clients of the type refuse with this reason (refused_clients)
+        return {"split": "none (its clients refuse)", "error": str(error), **entry}
+    if not labeled:
+        return {"split": "none (unlabeled recordings: every client trains)", **entry}
+    if not held_out_users:
+        return {"split": "time", "client_eval_fraction": config.client_eval_fraction, **entry}
+    return {
+        "split": "held-out-users",
+        "train_users": list(train_users),
+        "eval_users": list(eval_users),
+        "eval_users_fraction": config.eval_users_fraction,
+        "seed": config.seed,
+        **entry,
+    }
 
 
 def evaluation_peers(num_peers: int, num_users: int, num_eval_users: int) -> int:
@@ -378,14 +414,23 @@ def _recorded_client_windows(
         return windows.subset(own), TRAIN, config.client_eval
     if config.client_eval != "held-out-users":
         return (*_client_share(spec, windows, None, peers, config, source), "time")
+    users = recorded_user_split(device, config)
+    return (*_client_share(spec, windows, users, peers, config, source), "held-out-users")
+
+
+def recorded_user_split(
+    device: DeviceType, config: FederationConfig
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(training users, held-out users) of a device type's recordings: split_by_user, the run's fraction and
+    seed (client-eval "held-out-users")."""
+    windows = device_recordings(device)
     if len(np.unique(windows.user)) < 2:
         raise DataError(
             f"{device.data}: field 'user' holds a single user; client-eval 'held-out-users' evaluates on "
             "users no client trains on: record at least 2 users, or use client-eval='time'"
         )
     train, held_out = split_by_user(windows, config.eval_users_fraction, config.seed)
-    users = (tuple(np.unique(train.user).tolist()), tuple(np.unique(held_out.user).tolist()))
-    return (*_client_share(spec, windows, users, peers, config, source), "held-out-users")
+    return tuple(np.unique(train.user).tolist()), tuple(np.unique(held_out.user).tolist())
 
 
 def _client_share(
