@@ -56,19 +56,18 @@ def _model_layout_recordings(
 ) -> WindowSet:
     """The file at ``path`` (``modified_ns`` only keys the cache) at 20 Hz in 120-sample windows."""
     recordings = read_npz(path, window_length=None)  # any length: the device's own windows
-    source = path
     rate = _recording_rate(Path(path), recordings.sampling_rate, device_rate)
     if device_has_gyro and not recordings.has_gyro:
         raise DataError(
-            f"{source}: field 'has_gyro': the recordings have no gyroscope (has_gyro false or all-zero gyro "
+            f"{path}: field 'has_gyro': the recordings have no gyroscope (has_gyro false or all-zero gyro "
             "channels) but the device type says has_gyro = true; set has_gyro = false in its TOML"
         )
-    _check_segments(recordings, source)
+    _check_segments(recordings, path)
     n_samples = recordings.X.shape[1]
     if rate == MODEL_RATE_HZ and n_samples == WINDOW_LENGTH:
         windows = replace(recordings, sampling_rate=MODEL_RATE_HZ)
     else:
-        windows = _rejoin_and_cut(recordings, rate, source)
+        windows = _rejoin_and_cut(recordings, rate, path)
     if not device_has_gyro:
         windows.X[..., 3:] = 0.0  # the device type has none: what the file holds there is not used
     return replace(windows, has_gyro=device_has_gyro)
