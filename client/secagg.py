@@ -7,6 +7,12 @@ ones only (the frozen rest is not sent, so the vector is shorter). The reply the
 nothing else: the weight and the train loss are coordinates of that vector, so the server learns only their
 sums.
 
+What the server sends is checked (common/federation/secagg.py, issue #36): the round's parameters against
+this node's own run config (`context.run_config`, never the copy the server restates in the summaries phase)
+and the protocol's floors, the neighbour list, the ciphertexts' senders and the unmask lists. A refusal raises
+SecAggRefused naming the parameter, the value received and the value expected; the node then leaves the round
+(its secrets are dropped) and the server sees it as a dropout, so the threshold logic refuses the round.
+
 Injected dropouts (run config `secagg-drop`, for robustness studies): a client named there raises
 `InjectedDropout` instead of answering its stage, so Flower returns an error reply with no content over the
 transport and the server gets nothing of that stage from it, as from a device that died.
@@ -14,9 +20,10 @@ transport and the server gets nothing of that stage from it, as from a device th
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +58,52 @@ def _keep(context: Context, secrets: secagg.ClientSecrets) -> None:
     context.state[secagg.STATE] = ConfigRecord(secrets.to_config())
 
 
+def announced_params(context: Context) -> secagg.Announced:
+    """The round's parameters as this node's own run config announces them.
+
+    `context.run_config` is the run's config, in simulation and deployment alike; the copy the server sends in
+    the summaries phase (which client_app.py otherwise prefers) is the server's word, so it checks nothing.
+    """
+    config = FederationConfig.from_run_config(dict(context.run_config))
+    return secagg.Announced(
+        num_shares=config.secagg_num_shares,
+        threshold=config.secagg_reconstruction_threshold,
+        clipping_range=config.secagg_clipping_range,
+        quantization_range=config.secagg_quantization_range,
+        weight_key=secagg.weight_key(config.dp_mode),
+    )
+
+
+def _leave_round(context: Context, error: secagg.SecAggError) -> None:
+    """A refused stage: forget the round's secrets, so that the node answers no later stage of it."""
+    # A server caught deviating gets nothing more this round: a retry of the stage with other values finds
+    # no secrets, as at a node that dropped out.
+    if secagg.STATE in context.state:
+        del context.state[secagg.STATE]
+    log.warning("secagg: %s; this node leaves the round", error)
+
+
+def leaves_round_on_refusal(
+    handler: Callable[[Message, Context], Message],
+) -> Callable[[Message, Context], Message]:
+    """A stage handler that, on a SecAggError, forgets the round and raises (Flower: no answer)."""
+
+    @functools.wraps(handler)
+    def answer(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except secagg.SecAggError as error:
+            _leave_round(context, error)
+            raise
+
+    return answer
+
+
+@leaves_round_on_refusal
 def handle_setup(msg: Message, context: Context) -> Message:
-    """Stage 1: fresh key pairs for the round; reply with the two public keys."""
+    """Stage 1: check the round's parameters, make fresh key pairs; reply with the two public keys."""
     params = secagg.SecAggParams.from_config(dict(msg.content[secagg.PARAMS].items()))
+    secagg.check_params(params, msg.metadata.dst_node_id, announced_params(context))
     secrets = secagg.client_setup(msg.metadata.dst_node_id, params)
     _keep(context, secrets)
     return Message(
@@ -61,10 +111,13 @@ def handle_setup(msg: Message, context: Context) -> Message:
     )
 
 
+@leaves_round_on_refusal
 def handle_share_keys(msg: Message, context: Context) -> Message:
     """Stage 2: encrypted shares of the mask seed and private key for each live neighbour."""
     secrets = _secrets(context)
-    keys = {int(node): (pair[0], pair[1]) for node, pair in msg.content[secagg.KEYS].items()}
+    record = msg.content[secagg.KEYS]
+    nodes = secagg.node_ids(list(record.keys()), secrets.node_id, "neighbour list")
+    keys = {node: (pair[0], pair[1]) for node, pair in zip(nodes, record.values(), strict=True)}
     ciphertexts = secagg.client_share_keys(secrets, keys)
     _keep(context, secrets)
     reply = ConfigRecord(
@@ -73,13 +126,14 @@ def handle_share_keys(msg: Message, context: Context) -> Message:
     return Message(RecordDict({secagg.SHARES: reply}), reply_to=msg)
 
 
+@leaves_round_on_refusal
 def handle_unmask(msg: Message, context: Context) -> Message:
     """Stage 4: the shares the server needs to remove the masks of survivors and of dropped neighbours."""
     secrets = _secrets(context)
     lists = msg.content[secagg.NEIGHBOURS]
-    shares = secagg.client_unmask_shares(
-        secrets, [int(n) for n in lists["active"]], [int(n) for n in lists["dropped"]]
-    )
+    active = secagg.node_ids(lists["active"], secrets.node_id, "active set")
+    dropped = secagg.node_ids(lists["dropped"], secrets.node_id, "dropped set")
+    shares = secagg.client_unmask_shares(secrets, active, dropped)
     del context.state[secagg.STATE]  # the round is over: its secrets are not kept
     reply = ConfigRecord({"owners": [str(node) for node in shares], "shares": list(shares.values())})
     return Message(RecordDict({secagg.SHARES: reply}), reply_to=msg)
@@ -95,8 +149,17 @@ def secagg_mod(msg: Message, context: Context, call_next, config: FederationConf
         return call_next(msg, context)
     if config is not None:
         drop_out_if_injected(config, context.node_config, "collect")
+    try:
+        return _masked_reply(msg, context, call_next, round_config)
+    except secagg.SecAggError as error:
+        _leave_round(context, error)
+        raise
+
+
+def _masked_reply(msg: Message, context: Context, call_next, round_config: ConfigRecord) -> Message:
+    """secagg_mod's work: train, then reply with the masked vector of the update, weight and loss."""
     secrets = _secrets(context)
-    sources = (int(n) for n in round_config[secagg.SOURCES])
+    sources = secagg.node_ids(round_config[secagg.SOURCES], secrets.node_id, "ciphertext senders")
     ciphertexts = dict(zip(sources, round_config[secagg.CIPHERTEXTS], strict=True))
     reply = call_next(msg, context)
     if reply.has_error():

@@ -78,7 +78,7 @@ def secagg_params(
     config: FederationConfig, sampled: list[int], weights: dict[int, float]
 ) -> secagg.SecAggParams:
     """The round's parameters: neighbourhoods of secagg-num-shares (at most the round), the weight scale."""
-    weight_key = UNIFORM_WEIGHT if config.dp_mode == "central" else "num-examples"
+    weight_key = secagg.weight_key(config.dp_mode)  # the clients derive it the same way, and check it
     max_weight = 1.0 if weight_key == UNIFORM_WEIGHT else max(float(weights.get(n, 1.0)) for n in sampled)
     return secagg.SecAggParams(
         num_shares=min(config.secagg_num_shares, len(sampled)),

@@ -9,12 +9,24 @@ ends; only Flower's transport and the model training are replaced (each client's
 from __future__ import annotations
 
 import base64
+import dataclasses
 
 import numpy as np
 import pytest
-from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, MessageType, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Error,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.client.mod.utils import make_ffn
 from flwr.clientapp.mod import fixedclipping_mod
+from flwr.common.constant import ErrorCode
 from flwr.common.secure_aggregation.crypto.shamir import combine_shares
 from flwr.common.secure_aggregation.crypto.symmetric_encryption import decrypt, generate_shared_key
 from flwr.common.secure_aggregation.secaggplus_utils import share_keys_plaintext_separate
@@ -26,9 +38,10 @@ from flwr.supercore.primitives.asymmetric import (
 )
 from flwr.supercore.task_identity import TaskIdentity
 
+import server.secagg
 from client.privacy import trained_part_clipping_mod
 from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
-from common.federation import secagg
+from common.federation import protocol, secagg
 from common.federation.run_config import ConfigError, FederationConfig
 from server.federation import Exchange
 from server.secagg import secagg_train_round
@@ -43,7 +56,12 @@ pytestmark = pytest.mark.usefixtures("run_identity")  # tests/conftest.py: messa
 
 
 class FakeGrid:
-    """Delivers messages to in-process clients; `drop[message_type]` = nodes that never answer it."""
+    """Delivers messages to in-process clients; `drop[message_type]` = nodes that never answer it.
+
+    Each client's context holds `config` as its own run config (context.run_config, what it checks the
+    server's values against). A client that refuses a stage (SecAggError) answers with an error reply, as
+    Flower's ClientApp does when a handler raises; `refusals[node]` keeps the error.
+    """
 
     def __init__(
         self,
@@ -52,12 +70,15 @@ class FakeGrid:
         weights: dict,
         dp: bool = False,
         trained: list[str] | None = None,
+        config: FederationConfig | None = None,
     ) -> None:
         self.nodes, self.updates, self.weights = nodes, updates, weights
         self.losses = {n: 0.5 + 0.25 * i for i, n in enumerate(nodes)}  # distinct: a leaked one is visible
-        self.contexts = {n: Context(1, n, {}, RecordDict(), {}) for n in nodes}
+        run_config = config.as_dict() if config is not None else {}
+        self.contexts = {n: Context(1, n, {}, RecordDict(), run_config) for n in nodes}
         self.drop: dict[str, set[int]] = {}
         self.received: dict[str, list[Message]] = {}  # what the server got back, per message type
+        self.refusals: dict[int, tuple[str, secagg.SecAggError]] = {}  # node -> (message type, error)
         self.trained = trained  # lean clients (client-train-layers): they send these tensors only
         clipping = fixedclipping_mod if trained is None else trained_part_clipping_mod
         mods = [secagg_mod, clipping] if dp else [secagg_mod]
@@ -89,7 +110,11 @@ class FakeGrid:
             if node in self.drop.get(kind, set()):
                 continue
             TaskIdentity.node_id = node  # as in the client's own process
-            reply = handlers[kind](message, self.contexts[node])
+            try:
+                reply = handlers[kind](message, self.contexts[node])
+            except secagg.SecAggError as error:
+                self.refusals[node] = (kind, error)
+                reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(error)), reply_to=message)
             TaskIdentity.node_id = SERVER
             replies.append(reply)
             self.received.setdefault(kind, []).append(reply)
@@ -126,7 +151,7 @@ def plain_fedavg(config, nodes, updates, weights, global_model) -> ArrayRecord:
 def secure_round(
     config, nodes, updates, weights, global_model, drop=None, dp=False, trained=None, population=None
 ):
-    grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained)
+    grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained, config=config)
     grid.drop = drop or {}
     exchange = Exchange(grid, timeout=10)
     strategy = make_strategy(config, population or len(nodes))
@@ -533,3 +558,217 @@ def test_share_keys_refuses_a_wrong_own_key_or_a_repeated_key_but_not_a_swapped_
     assert (
         combine_shares(seed_shares) == secrets[1].mask_seed and combine_shares(sk1_shares) == secrets[1].sk1
     )
+
+
+# --------------------------------- a server that deviates from what it announced (issue #36, client checks)
+def deviating_round(monkeypatch, config, nodes, updates, weights, global_model, dp=False, **changes):
+    """A secure round whose server sends every client the parameters of the run config changed by `changes`
+    (the honest server's round parameters, then dataclasses.replace, past the server's own checks), the rest
+    of the protocol as written."""
+    honest = server.secagg._round_params
+    monkeypatch.setattr(
+        server.secagg,
+        "_round_params",
+        lambda *args: dataclasses.replace(honest(*args), **changes),
+    )
+    return secure_round(config, nodes, updates, weights, global_model, dp=dp)
+
+
+@pytest.mark.parametrize(
+    "parameter, received, expected",
+    [
+        ("threshold", 2, "4 (secagg-reconstruction-threshold"),
+        ("threshold", 1, "4 (secagg-reconstruction-threshold"),
+        ("threshold", 5, "4 (secagg-reconstruction-threshold"),  # not the run's either
+        ("num-shares", 9, "4..7 (secagg-num-shares"),  # a larger neighbourhood: more shares handed out
+        ("num-shares", 3, "4..7 (secagg-num-shares"),  # a neighbourhood below the threshold
+        ("clipping-range", 0.001, "1.0 (secagg-clipping-range)"),
+        ("clipping-range", 8.0, "1.0 (secagg-clipping-range)"),
+        ("quantization-range", 2**10, "4194304 (secagg-quantization-range)"),
+        ("modulus", 2**16, "4294967296 (2**32)"),
+        ("loss-bound", 1.0, "256.0"),
+        ("max-weight", 0.5, "a whole number >= 1"),
+        ("weight-key", "uniform-weight", "'num-examples'"),
+    ],
+)
+def test_every_client_refuses_at_setup_a_parameter_other_than_the_run_configs(
+    monkeypatch, parameter, received, expected
+):
+    """Before: clients took any threshold, num-shares, grid or modulus the server sent, e.g. a threshold of 2
+    that lets 2 shares rebuild a client's secrets. Now each one refuses at setup, naming the parameter, the
+    value received and the value expected; it answers nothing, and the round is refused as for dropouts."""
+    config, nodes, updates, weights, global_model = federation(8, seed=11)
+    field_name = parameter.replace("-", "_")
+    outcome, grid, exchange, _ = deviating_round(
+        monkeypatch, config, nodes, updates, weights, global_model, **{field_name: received}
+    )
+    assert outcome.refused is not None and outcome.aggregated is None
+    assert set(grid.refusals) == set(nodes)
+    for node, (stage, error) in grid.refusals.items():
+        assert stage == secagg.SETUP and isinstance(error, secagg.SecAggRefused)
+        assert (error.parameter, error.received) == (parameter, received)
+        assert error.expected.startswith(expected)
+        assert f"node {node}: refused {parameter} {received!r} from the server, expected {expected}" in str(
+            error
+        )
+    assert secagg.SETUP not in grid.received or all(r.has_error() for r in grid.received[secagg.SETUP])
+    assert secagg.SHARE_KEYS not in grid.received  # no client got as far as sharing its secrets
+    assert {f["phase"] for f in exchange.failures} >= {"secagg-setup"}
+    assert all(secagg.STATE not in grid.contexts[n].state for n in nodes)  # nothing kept of the round
+
+
+@pytest.mark.parametrize(
+    "changes, parameter",
+    [({"max_weight": 1000.0}, "max-weight"), ({"weight_key": "num-examples"}, "weight-key")],
+    ids=["max-weight", "weight-key"],
+)
+def test_under_central_dp_clients_refuse_a_max_weight_other_than_1_or_a_num_examples_weight(
+    monkeypatch, changes, parameter
+):
+    """Uniform weights under central DP: max-weight is 1 for everyone, and a client's update must not be
+    weighed by its window count (before, a max-weight of 1000 for some clients shrank their share)."""
+    config, nodes, updates, weights, global_model = federation(
+        6, seed=12, dp_mode="central", dp_clipping_norm=0.05, dp_noise_multiplier=1e-6
+    )
+    outcome, grid, *_ = deviating_round(
+        monkeypatch, config, nodes, updates, weights, global_model, dp=True, **changes
+    )
+    assert outcome.refused is not None and set(grid.refusals) == set(nodes)
+    assert {error.parameter for _, error in grid.refusals.values()} == {parameter}
+
+
+def test_a_client_refuses_at_collect_a_max_weight_below_its_own_weight(monkeypatch):
+    """A whole max-weight passes setup; the client knows its own weight only after training, and refuses a
+    max-weight below it (its update would be scaled past the quantisation range the modulus is sized for)."""
+    config, nodes, updates, weights, global_model = federation(8, seed=13)
+    low = float(sorted(weights.values())[3])  # above half the clients' weights
+    outcome, grid, *_ = deviating_round(
+        monkeypatch, config, nodes, updates, weights, global_model, max_weight=low
+    )
+    heavier = {n for n in nodes if weights[n] > low}
+    assert heavier and set(grid.refusals) == heavier
+    for stage, error in grid.refusals.values():
+        assert stage == MessageType.TRAIN and (error.parameter, error.received) == ("max-weight", low)
+    assert outcome.refused is not None  # too few masked vectors: refused by the threshold logic
+
+
+def test_the_run_config_the_client_checks_is_its_own_not_the_servers_copy():
+    """The summaries phase keeps the server's copy of the run config in context.state (client_app.py); the
+    checks read context.run_config, so a server cannot announce other values there and then use them."""
+    config, nodes, updates, weights, _ = federation(6, seed=14)
+    context = FakeGrid(nodes, updates, weights, config=config).contexts[nodes[0]]
+    servers_copy = FederationConfig(**{**config.__dict__, "secagg_clipping_range": 8.0})
+    context.state[protocol.RUN_CONFIG] = ConfigRecord(servers_copy.as_dict())
+    params = secagg.SecAggParams(7, 4, 8.0, 2**22, 100.0, "num-examples")
+    request = Message(
+        RecordDict({secagg.PARAMS: ConfigRecord(params.to_config())}),
+        message_type=secagg.SETUP,
+        dst_node_id=nodes[0],
+    )
+    with pytest.raises(
+        secagg.SecAggRefused, match="refused clipping-range 8.0 from the server, expected 1.0"
+    ):
+        handle_setup(request, context)
+
+
+def test_a_client_refuses_a_neighbour_list_larger_than_its_neighbourhood():
+    """num-shares 7: a ring of 7, itself included. Before, a client shared its secrets with any list the
+    server sent, e.g. its own Sybil nodes added: 9 nodes hold its shares."""
+    params = secagg.SecAggParams(7, 4, 1.0, 2**22, 1.0, "num-examples")
+    secrets = {n: secagg.client_setup(n, params) for n in range(1, 10)}
+    keys = {n: (s.pk1, s.pk2) for n, s in secrets.items()}
+    secagg.client_share_keys(secrets[1], {n: keys[n] for n in range(1, 8)})  # 7: the ring
+    for size in (8, 9):
+        with pytest.raises(secagg.SecAggRefused) as error:
+            secagg.client_share_keys(secrets[1], {n: keys[n] for n in range(1, size + 1)})
+        assert (error.value.parameter, error.value.received) == ("number of neighbours listed", size)
+        assert "expected 4..7, itself included" in str(error.value)
+    # A list missing nodes is refused below the threshold (4, itself included), which is now the run's; above
+    # it a missing neighbour cannot be told from one lost at setup (docs/privacy.md).
+    with pytest.raises(secagg.SecAggRefused, match="refused number of neighbours listed 3"):
+        secagg.client_share_keys(secrets[1], {n: keys[n] for n in range(1, 4)})
+
+
+def test_a_server_that_shrinks_neighbourhoods_must_lower_the_threshold_and_is_refused_at_setup(monkeypatch):
+    """Neighbourhoods of 3 (itself and 2 neighbours) need threshold <= 3: before, a server that sent
+    num-shares 3 and threshold 2 ran the round with every client's update behind 2 pairwise masks."""
+    config, nodes, updates, weights, global_model = federation(8, seed=15)
+    outcome, grid, *_ = deviating_round(
+        monkeypatch, config, nodes, updates, weights, global_model, num_shares=3, threshold=2
+    )
+    assert outcome.refused is not None and set(grid.refusals) == set(nodes)
+    assert {error.parameter for _, error in grid.refusals.values()} == {"threshold"}
+
+
+def context_holding(secrets: secagg.ClientSecrets, run_config: dict | None = None) -> Context:
+    """A client's context holding its round state (as handle_setup and the stages after keep it)."""
+    context = Context(1, secrets.node_id, {}, RecordDict(), run_config or {})
+    context.state[secagg.STATE] = ConfigRecord(secrets.to_config())
+    return context
+
+
+def share_keys_request(node: int, keys: dict[str, tuple[bytes, bytes]]) -> Message:
+    record = ConfigRecord({name: list(pair) for name, pair in keys.items()})
+    return Message(RecordDict({secagg.KEYS: record}), message_type=secagg.SHARE_KEYS, dst_node_id=node)
+
+
+def unmask_request(node: int, active: list[str], dropped: list[str]) -> Message:
+    lists = ConfigRecord({"active": active, "dropped": dropped})
+    return Message(RecordDict({secagg.NEIGHBOURS: lists}), message_type=secagg.UNMASK, dst_node_id=node)
+
+
+def test_a_client_refuses_a_neighbour_named_twice():
+    """'2' and '02' name one node: before, the second silently replaced the first's keys."""
+    params = secagg.SecAggParams(7, 4, 1.0, 2**22, 1.0, "num-examples")
+    secrets = {n: secagg.client_setup(n, params) for n in range(1, 6)}
+    keys = {str(n): (s.pk1, s.pk2) for n, s in secrets.items()}
+    context = context_holding(secrets[1])
+    with pytest.raises(secagg.SecAggRefused, match=r"refused neighbour list \[2\] from the server"):
+        handle_share_keys(share_keys_request(1, {**keys, "02": keys["3"]}), context)
+    assert secagg.STATE not in context.state  # refused: it leaves the round
+    handle_share_keys(share_keys_request(1, keys), context_holding(secrets[1]))  # the honest list passes
+
+
+def after_collect() -> dict[int, secagg.ClientSecrets]:
+    """Nodes 1..5 (one neighbourhood, threshold 4) after stage 3: each holds its neighbours' shares."""
+    secrets, _, _, inbox = shared_keys()
+    for node, client in secrets.items():
+        secagg.client_masked_vector(client, inbox[node], [np.zeros(3)], 1.0, loss=0.0)
+    return secrets
+
+
+def test_a_client_refuses_an_active_set_below_the_threshold_even_padded_with_repeats():
+    """Before, the active set's length was compared with the threshold: '2' twice (or '2' and '02') counted
+    as two survivors, and a client released mask-seed shares for an active set of 3 nodes."""
+    secrets = after_collect()
+    for active in (["1", "2", "2", "3"], ["1", "2", "02", "3"]):
+        context = context_holding(secrets[1])
+        with pytest.raises(secagg.SecAggRefused, match=r"refused active set \[2\] from the server"):
+            handle_unmask(unmask_request(1, active, ["4", "5"]), context)
+        assert secagg.STATE not in context.state
+    with pytest.raises(secagg.SecAggRefused) as error:
+        secagg.client_unmask_shares(secrets[1], [1, 2, 3], [4, 5])
+    assert (error.value.parameter, error.value.received) == ("number of active nodes", 3)
+    assert "expected at least the reconstruction threshold 4" in str(error.value)
+    assert set(secagg.client_unmask_shares(secrets[1], [1, 2, 3, 4], [5])) == {1, 2, 3, 4, 5}
+
+
+def test_a_client_refuses_an_active_set_without_itself_or_with_nodes_outside_its_neighbourhood():
+    """It is asked because its masked vector reached the server: an active set without it is no honest one
+    (before, a client released its neighbours' mask-seed shares for it)."""
+    secrets = after_collect()
+    with pytest.raises(secagg.SecAggRefused, match=r"refused active set \[2, 3, 4, 5\] from the server"):
+        secagg.client_unmask_shares(secrets[1], [2, 3, 4, 5], [])
+    with pytest.raises(secagg.SecAggError, match=r"holds no shares of \[99\]"):
+        secagg.client_unmask_shares(secrets[1], [1, 2, 3, 4, 99], [5])
+
+
+def test_a_client_refusing_an_unmask_request_leaves_the_round_and_answers_no_retry():
+    """A node both active and dropped is refused (both of its secrets would go out); the client then leaves
+    the round as a dropout: before, it kept its secrets and answered the server's next try."""
+    secrets = after_collect()
+    context = context_holding(secrets[1])
+    with pytest.raises(secagg.SecAggError, match="both active and dropped"):
+        handle_unmask(unmask_request(1, ["1", "2", "3", "4"], ["4"]), context)
+    with pytest.raises(secagg.SecAggError, match="a later stage arrived before setup"):
+        handle_unmask(unmask_request(1, ["1", "2", "3"], ["4"]), context)

@@ -63,6 +63,8 @@ from flwr.supercore.primitives.asymmetric import (
     public_key_to_bytes,
 )
 
+from common.federation.protocol import UNIFORM_WEIGHT
+
 SETUP = "query.secagg_setup"
 SHARE_KEYS = "query.secagg_share_keys"
 UNMASK = "query.secagg_unmask"
@@ -76,6 +78,7 @@ KEYS = "secagg-keys"  # ConfigRecord: setup reply {pk1, pk2}; share-keys request
 SHARES = "secagg-shares"
 MASKED = "secagg-masked"  # ArrayRecord {"vector": uint32 [1 + parameters]} (collect reply)
 NEIGHBOURS = "secagg-neighbours"  # ConfigRecord {"active": [str], "dropped": [str]} (unmask request)
+NUM_EXAMPLES = "num-examples"  # the train-reply metric that weighs a client without central DP (weight_key)
 STATE = "secagg-state"  # the client's protocol state, in context.state (never sent)
 # The four stages by name, as run config `secagg-drop` names the stage a client stops answering at.
 STAGES = ("setup", "share-keys", "collect", "unmask")
@@ -192,6 +195,132 @@ def check_neighbourhood(num_shares: int, threshold: int, error: type[ValueError]
         )
 
 
+# ----------------------------------------------------------------- what a client checks (issue #36, part 2)
+# The server sends every client the round's parameters, its neighbours' keys and, at unmask, which of them
+# survived. A server that deviates from what it announced could shrink a client's neighbourhood, lower the
+# threshold or change the grid, and so recover one client's update. Each client checks what it can from what
+# it knows itself: its own run config (the announced values) and the protocol's floors. docs/privacy.md says
+# what these checks leave open (unsigned keys, a split view of who survived across clients).
+class SecAggRefused(SecAggError):
+    """A client refusing what the server sent: the parameter, the value received and the value expected."""
+
+    def __init__(self, node_id: int, parameter: str, received: object, expected: str, reason: str) -> None:
+        self.parameter, self.received, self.expected = parameter, received, expected
+        super().__init__(
+            f"node {node_id}: refused {parameter} {received!r} from the server, expected {expected}: {reason}"
+        )
+
+
+def weight_key(dp_mode: str) -> str:
+    """The train-reply metric that weighs a client: the uniform weight under central DP (the noise is sized
+    for an average of clipped updates), else num-examples. Server and clients derive it the same way."""
+    return UNIFORM_WEIGHT if dp_mode == "central" else NUM_EXAMPLES
+
+
+@dataclass(frozen=True)
+class Announced:
+    """A round's parameters as the client's own run config announces them, before the server says anything."""
+
+    num_shares: int  # secagg-num-shares
+    threshold: int  # secagg-reconstruction-threshold
+    clipping_range: float  # secagg-clipping-range
+    quantization_range: int  # secagg-quantization-range
+    weight_key: str  # from dp-mode (weight_key)
+
+
+def ring_size(num_shares: int) -> int:
+    """The most nodes a neighbourhood holds, itself included: `neighbourhoods` puts num_shares // 2 on each
+    side; a round of fewer nodes is one neighbourhood of all of them (and num-shares is then that count)."""
+    return 2 * (num_shares // 2) + 1
+
+
+def check_params(params: SecAggParams, node_id: int, announced: Announced) -> None:
+    """Stage 1 on the client: refuse parameters other than the announced ones or below the protocol's floors.
+
+    Raises SecAggRefused naming the first parameter refused, the value received and the value expected.
+    """
+    floor = MIN_LIVE_NEIGHBOURS + 1
+    # The threshold counts the live nodes (itself included) that must remain around a survivor, and the shares
+    # that rebuild a secret: a lower one lets the server strip a survivor's masks with fewer dropouts or fewer
+    # colluding neighbours. Whatever the run config says, check_neighbourhood's floor holds too.
+    announced_allowed = floor <= announced.threshold < announced.num_shares  # check_neighbourhood's rule
+    if params.threshold != announced.threshold or not announced_allowed:
+        raise SecAggRefused(
+            node_id,
+            "threshold",
+            params.threshold,
+            f"{announced.threshold} (secagg-reconstruction-threshold, at least {floor} and below "
+            f"secagg-num-shares {announced.num_shares})",
+            "a lower threshold rebuilds this node's secrets from fewer shares",
+        )
+    # num-shares is the run config's, or fewer when the round samples fewer clients (server/secagg.py: one
+    # neighbourhood of all of them), never below the threshold: the server refuses such a round itself.
+    if not announced.threshold <= params.num_shares <= announced.num_shares:
+        raise SecAggRefused(
+            node_id,
+            "num-shares",
+            params.num_shares,
+            f"{announced.threshold}..{announced.num_shares} (secagg-num-shares, fewer in a smaller round)",
+            "a larger neighbourhood hands more shares out; a smaller one is below the threshold",
+        )
+    # The grid: the server dequantises the sum with one grid for all; a grid of its own for one client would
+    # scale that client's contribution apart from the others'.
+    for parameter, received, expected, key in (
+        ("clipping-range", params.clipping_range, announced.clipping_range, "secagg-clipping-range"),
+        (
+            "quantization-range",
+            params.quantization_range,
+            announced.quantization_range,
+            "secagg-quantization-range",
+        ),
+    ):
+        if received != expected:
+            raise SecAggRefused(
+                node_id, parameter, received, f"{expected} ({key})", "the quantisation grid must be the run's"
+            )
+    _check_constants(params, node_id, announced.weight_key)
+
+
+def _check_constants(params: SecAggParams, node_id: int, expected_weight_key: str) -> None:
+    """check_params' protocol constants: the modulus, the loss bound, the weight key and max-weight."""
+    refused = None
+    # The masks are 32-bit keystream words, uniform on 2**32 (expand_mask), and the server's no-wrap check
+    # (check_modulus) is sized for that modulus: a constant of this code, not a setting.
+    if params.modulus != MODULUS:
+        refused = ("modulus", params.modulus, f"{MODULUS} (2**32)", "the masks are uniform on 2**32 only")
+    elif params.loss_bound != LOSS_BOUND:  # also a constant: the loss coordinate's scale
+        refused = ("loss-bound", params.loss_bound, str(LOSS_BOUND), "a constant of the protocol")
+    # dp-mode decides the weight: uniform under central DP, whose noise is sized for an average of clipped
+    # updates; a num-examples weight there would scale clipped updates apart.
+    elif params.weight_key != expected_weight_key:
+        refused = (
+            "weight-key",
+            params.weight_key,
+            repr(expected_weight_key),
+            "the run config's dp-mode sets it",
+        )
+    # A uniform weight is 1 for every client, so is its maximum: another max-weight would scale this client's
+    # update apart from the others'. A window count is whole and at least 1. (At collect the client checks
+    # that its own weight is not above max-weight: client_masked_vector.)
+    elif params.weight_key == UNIFORM_WEIGHT and params.max_weight != 1.0:
+        refused = ("max-weight", params.max_weight, "1.0 (uniform weights)", "every client weighs 1")
+    elif params.max_weight < 1 or params.max_weight != int(params.max_weight):
+        refused = ("max-weight", params.max_weight, "a whole number >= 1", "it is a window count")
+    if refused is not None:
+        raise SecAggRefused(node_id, *refused)
+
+
+def node_ids(values: list[str], node_id: int, parameter: str) -> list[int]:
+    """The node ids of a list the server sent, refused if one appears twice ('5' and '05' are one node)."""
+    ids = [int(value) for value in values]
+    if len(set(ids)) != len(ids):
+        repeated = sorted({n for n in ids if ids.count(n) > 1})
+        # A repeated id makes a list look longer than the nodes it names (an active set padded up to the
+        # threshold), or two entries compete for one node's keys or ciphertext.
+        raise SecAggRefused(node_id, parameter, repeated, "each node at most once", "a node named twice")
+    return ids
+
+
 # ----------------------------------------------------------------------------------------------- client side
 @dataclass
 class ClientSecrets:
@@ -273,10 +402,19 @@ def client_share_keys(
     `neighbour_keys` are the public keys of the live neighbourhood, the client's own included (it keeps its
     own shares). Returns destination node -> ciphertext.
     """
-    if len(neighbour_keys) < secrets.params.threshold:
-        raise SecAggError(
-            f"node {secrets.node_id}: {len(neighbour_keys)} live neighbours, fewer than the reconstruction "
-            f"threshold {secrets.params.threshold}"
+    # Below the threshold the client's secrets could not be rebuilt (nor its update kept behind 3 live
+    # neighbours); above the ring's size the server hands this node's shares to more nodes than the run
+    # config's neighbourhood (Sybils of its own, say). A list between the two is all a client can require: a
+    # neighbour missing from it is indistinguishable from one lost at setup.
+    params = secrets.params
+    if not params.threshold <= len(neighbour_keys) <= ring_size(params.num_shares):
+        raise SecAggRefused(
+            secrets.node_id,
+            "number of neighbours listed",
+            len(neighbour_keys),
+            f"{params.threshold}..{ring_size(params.num_shares)}, itself included (the reconstruction "
+            f"threshold up to the neighbourhood of num-shares {params.num_shares})",
+            "too few to rebuild its secrets, or more than its neighbourhood",
         )
     if neighbour_keys.get(secrets.node_id) != (secrets.pk1, secrets.pk2):
         raise SecAggError(f"node {secrets.node_id}: the server relayed a wrong public key for this node")
@@ -339,9 +477,11 @@ def client_masked_vector(
             f"{params.threshold} - 1"
         )
     secrets.live_neighbours = sorted(ciphertexts)
+    # A weight above max-weight would scale the update past the quantisation range that the server's
+    # no-wrap check (check_modulus) sized the modulus for, and the weight coordinate past Q.
     if weight > params.max_weight:
-        raise SecAggError(
-            f"node {secrets.node_id}: weight {weight} above the round's max-weight {params.max_weight}"
+        raise SecAggRefused(
+            secrets.node_id, "max-weight", params.max_weight, f">= {weight} (this node's weight)", "too low"
         )
     q_weight = int(round(weight / params.max_weight * params.quantization_range))
     scale = q_weight / params.quantization_range  # the dequantised ratio: what the server divides by
@@ -362,20 +502,39 @@ def client_masked_vector(
 def client_unmask_shares(secrets: ClientSecrets, active: list[int], dropped: list[int]) -> dict[int, bytes]:
     """Stage 4: mask-seed shares of surviving neighbours, private-key shares of dropped ones.
 
-    Refuses to reveal both secrets of one node: with both the server could unmask that node alone.
+    Refuses to reveal both secrets of one node: with both the server could unmask that node alone. The
+    checks below refuse whatever lists an honest server (server/secagg.py) never sends; a refusal raises.
     """
+    own = secrets.node_id
     if set(active) & set(dropped):
-        raise SecAggError(f"node {secrets.node_id}: nodes listed as both active and dropped")
-    if len(active) < secrets.params.threshold:
-        raise SecAggError(
-            f"node {secrets.node_id}: {len(active)} surviving neighbours, fewer than the threshold "
-            f"{secrets.params.threshold}"
-        )
+        raise SecAggError(f"node {own}: nodes listed as both active and dropped")
+    # Only survivors are asked: the server holds this node's masked vector and will rebuild its own mask from
+    # its neighbours' shares of its mask seed. Declared dropped, this node would add the shares of its own
+    # private key (all its pairwise masks); left out of the active set, the server would count the threshold
+    # below without it. The only node whose vector a client knows the server has is itself.
+    if own in dropped:
+        raise SecAggError(f"node {own}: asked for its own private key as a dropped node")
+    if own not in active:
+        raise SecAggRefused(own, "active set", sorted(active), f"a set with {own} itself", "it survived")
+    # Each node once (node_ids refuses repeats in the message): a repeated one would pad the count below.
+    if len(set(active)) != len(active) or len(set(dropped)) != len(dropped):
+        raise SecAggRefused(own, "active/dropped lists", (active, dropped), "no repeats", "a node twice")
+    # Nodes it holds no shares of are outside its neighbourhood, or did not share keys with it: the server
+    # asks for shares that it does not need for the sum.
     unknown = (set(active) | set(dropped)) - set(secrets.seed_shares)
     if unknown:
-        raise SecAggError(f"node {secrets.node_id}: holds no shares of {sorted(unknown)}")
-    if secrets.node_id in dropped:
-        raise SecAggError(f"node {secrets.node_id}: asked for its own private key as a dropped node")
+        raise SecAggError(f"node {own}: holds no shares of {sorted(unknown)}")
+    # An honest server refuses the round when a survivor's neighbourhood keeps fewer than threshold live
+    # nodes (threshold_shortfall); releasing private-key shares then would leave this node's update behind
+    # fewer than threshold - 1 live pairwise masks.
+    if len(active) < secrets.params.threshold:
+        raise SecAggRefused(
+            own,
+            "number of active nodes",
+            len(active),
+            f"at least the reconstruction threshold {secrets.params.threshold}",
+            "too few survivors around this node",
+        )
     shares = {node: secrets.seed_shares[node] for node in active}
     shares.update({node: secrets.sk1_shares[node] for node in dropped})
     return shares
