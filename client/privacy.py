@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
-from flwr.clientapp.mod import LocalDpMod, fixedclipping_mod
+from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
+from common.federation.local_dp import clip_and_noise, local_noise_std
 from common.federation.run_config import FederationConfig
 
 
@@ -15,23 +16,42 @@ class InjectedFailure(RuntimeError):
 
 
 def privacy_mod(config_of, msg: Message, context: Context, call_next) -> Message:
-    """A mod on the train handler: Flower's DP mod for the run's dp-mode. "central": `fixedclipping_mod`
-    clips the update to dp-clipping-norm (the server adds the noise); "local": `LocalDpMod` clips and noises
-    it on the device before upload; "none" passes. `config_of(context)` gives the FederationConfig."""
+    """A mod on the train handler for the run's dp-mode. "central": Flower's `fixedclipping_mod` clips the
+    update to dp-clipping-norm (the server adds the noise); "local": `local_dp_mod` clips and noises it on
+    the device before upload; "none" passes. `config_of(context)` gives the FederationConfig."""
     config: FederationConfig = config_of(context)
     if config.dp_mode == "central" and config.client_train_layers:
         return trained_part_clipping_mod(msg, context, call_next)
     if config.dp_mode == "central":
         return fixedclipping_mod(msg, context, call_next)
     if config.dp_mode == "local":
-        local_dp = LocalDpMod(
-            clipping_norm=config.dp_clipping_norm,
-            sensitivity=config.dp_clipping_norm,
-            epsilon=config.dp_epsilon,
-            delta=config.dp_delta,
-        )
-        return local_dp(msg, context, call_next)
+        return local_dp_mod(config, msg, context, call_next)
     return call_next(msg, context)
+
+
+def local_dp_mod(config: FederationConfig, msg: Message, context: Context, call_next) -> Message:
+    """Local DP (common/federation/local_dp.py): the reply's model is the received one plus the update
+    clipped to dp-clipping-norm plus Gaussian noise for (dp-epsilon, dp-delta) per release, drawn from OS
+    entropy. Not Flower's LocalDpMod: its classical noise scale does not give the epsilon it is asked for
+    above 1, it takes the clipping norm as the sensitivity (two clipped updates differ by up to twice it),
+    and it draws from numpy's global generator."""
+    received = msg.content["arrays"]
+    reply = call_next(msg, context)
+    if reply.has_error():
+        return reply
+    trained = reply.content["arrays"]
+    if list(trained.keys()) != list(received.keys()):
+        raise ValueError("local DP: the reply must hold every tensor the server sent, in its order")
+    update = {key: trained[key].numpy().astype(np.float64) - received[key].numpy() for key in trained.keys()}
+    std = local_noise_std(config.dp_epsilon, config.dp_delta, config.dp_clipping_norm)
+    released = clip_and_noise(update, config.dp_clipping_norm, std)
+    reply.content["arrays"] = ArrayRecord(
+        {
+            key: Array((received[key].numpy() + released[key]).astype(trained[key].numpy().dtype))
+            for key in trained.keys()
+        }
+    )
+    return reply
 
 
 def trained_part_clipping_mod(msg: Message, context: Context, call_next) -> Message:

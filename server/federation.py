@@ -41,6 +41,7 @@ from common.data.errors import DataError
 from common.data.labels import load_vocabulary
 from common.data.synthetic import simulated_segment
 from common.federation import protocol
+from common.federation.local_dp import local_noise_std
 from common.federation.mixed import parse_clients_data, real_data_sets, run_scoring_labels
 from common.federation.partition import (
     EVALUATE,
@@ -1123,6 +1124,9 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
         report.update(dp_accounting_report(config, rounds))
     if config.dp_mode == "local":
         report["local_epsilon_per_round"] = config.dp_epsilon
+        # Each release is (epsilon, delta)-DP for any two local data sets: sensitivity 2 C, analytic scale.
+        std = local_noise_std(config.dp_epsilon, config.dp_delta, config.dp_clipping_norm)
+        report["local_noise_std"] = std
     return report
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from test_federation import CONTEXT_FIELDS, run_in_process, small_config
 
+from common.federation.local_dp import local_noise_std
 from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
 REPO = Path(__file__).resolve().parents[1]
@@ -95,3 +96,19 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
     assert privacy["server_sees_individual_updates"] is False and privacy["epsilon_spent"] > 0
     assert privacy["epsilon_is_guarantee"] is True  # the noise was not drawn from the public run seed
     assert 0.0 <= metrics["accuracy"] <= 1.0
+
+
+@pytest.mark.slow
+def test_local_dp_noises_each_update_on_the_device_and_reports_its_epsilon(tmp_path):
+    """dp-mode 'local' end to end: every update is clipped to C = 0.1 and noised on the device
+    (client/privacy.py, local_dp_mod), so the averaged update is far longer than C; the report says so."""
+    tiny = dict(num_server_rounds=1, new_activities="", stage1_steps=1, sensor_width=32)
+    config = small_config(tmp_path, dp_mode="local", dp_epsilon=10.0, dp_clipping_norm=0.1, **tiny)
+    metrics = run_in_process(config, num_clients=2)
+    privacy = metrics["privacy"]
+    assert privacy["local_epsilon_per_round"] == 10.0 and privacy["delta"] == config.dp_delta
+    assert privacy["protections"]["dp"] == "local"
+    assert privacy["local_noise_std"] == pytest.approx(local_noise_std(10.0, config.dp_delta, 0.1))
+    # Two clipped updates average to at most C; the noise (std ~0.1 per coordinate, thousands of them) adds
+    # a norm of tens: what the server received was noised.
+    assert metrics["rounds"][0]["update_norm"] > 20 * 0.1
