@@ -362,11 +362,21 @@ def plot_audit(path: Path, rows: list[dict], before: dict) -> Path:
             value = attack(row)
             if value is None:  # e.g. no per-window upload to attack
                 continue
-            axes.scatter(row["accuracy"], value, color=f"C{index}", label=row["setting"])
+            # Rings shrinking row by row: settings with the same final model (none, SecAgg+) stay visible.
+            size = 160 - 18 * index
+            axes.scatter(
+                row["accuracy"],
+                value,
+                s=size,
+                facecolors="none",
+                edgecolors=f"C{index}",
+                label=row["setting"],
+            )
         if reference is not None:
             axes.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_name)
         axes.set_xlabel("utility: accuracy on held-out users")
         axes.set_ylabel("attack success")
+        axes.set_ylim(0.0, 1.0)
         axes.set_title(title, fontsize=10)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=6)
