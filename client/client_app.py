@@ -13,9 +13,9 @@ import torch
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from client.device_client import evaluate_locally, train_locally, window_summaries
+from client.device_client import evaluate_locally, train_locally
 from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
-from client.privacy import maybe_fail, perturb_summaries, privacy_mod
+from client.privacy import maybe_fail, privacy_mod, uploaded_summaries
 from client.secagg import drop_out_if_injected, handle_setup, handle_share_keys, handle_unmask, secagg_mod
 from client.updates import held_version, received_model, reply_arrays
 from common.base.device import resolve_device
@@ -87,14 +87,7 @@ def send_summaries(msg: Message, context: Context) -> Message:
         context.state[LOCAL_TEXTS] = ConfigRecord(local_texts)
         content = {protocol.INTERPRETATIONS: distinct_texts_record(local_texts), protocol.CONTEXT: info}
         return Message(RecordDict(content), reply_to=msg)
-    seed = config.seed + data.spec.partition_id
-    arrays = {}
-    if data.trains:
-        arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
-    if data.evaluates:  # interpreted by the server for the text path; labels stay
-        arrays["eval-features"] = perturb_summaries(
-            window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
-        )
+    arrays = uploaded_summaries(data, config)
     if config.raw_prompt_mode:
         log.warning("raw-prompt-mode is ON: client %s uploads its raw windows", data.spec.partition_id)
         if data.trains:

@@ -7,7 +7,9 @@ from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
+from client.device_client import window_summaries
 from common.federation.local_dp import clip_and_noise, local_noise_std
+from common.federation.partition import ClientData
 from common.federation.run_config import FederationConfig
 
 
@@ -89,6 +91,24 @@ def perturb_summaries(features: np.ndarray, relative_std: float, seed: int) -> n
         return features
     rng = np.random.default_rng(seed)
     return (features * (1.0 + relative_std * rng.standard_normal(features.shape))).astype(np.float32)
+
+
+def uploaded_summaries(data: ClientData, config: FederationConfig) -> dict[str, np.ndarray]:
+    """What the summaries phase uploads in the default mode: the analysis features of the training windows
+    ("features") and of the evaluation windows ("eval-features"), each blurred by `summary-noise` if set.
+
+    The client sends exactly these; the privacy audit (simulations/experiments/privacy_audit.py) calls this
+    function to see what the server received.
+    """
+    seed = config.seed + data.spec.partition_id
+    arrays = {}
+    if data.trains:
+        arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
+    if data.evaluates:  # interpreted by the server for the text path; labels stay
+        arrays["eval-features"] = perturb_summaries(
+            window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
+        )
+    return arrays
 
 
 def maybe_fail(config: FederationConfig, phase: str, server_round: int, partition_id: int) -> None:

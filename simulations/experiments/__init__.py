@@ -6,6 +6,7 @@
     baselines          supervised Transformer / 1D-CNN and three NLS-HAR variants on the same protocol
     distribution-gap   relative KL of the same activity across data sets, raw vs language space (Table 1)
     federated          centralised vs federated on the same split; by-user, iid, Dirichlet partitions
+    privacy-audit      what an honest-but-curious server learns under each privacy protection (issue #36)
 
 Each writes report.md, PNG figures and results.json into --out (per-run artifacts under --out/runs/).
 Settings: configs/experiments/<name>.toml, or --config FILE (see simulations/experiments/settings.py).
@@ -26,6 +27,7 @@ PROTOCOLS = {
     "baselines": "baseline_comparison",
     "distribution-gap": "distribution_gap",
     "federated": "federated",
+    "privacy-audit": "privacy_audit",
 }
 
 
