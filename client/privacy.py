@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import numpy as np
 from flwr.app import Array, ArrayRecord, Context, Message
 from flwr.clientapp.mod import fixedclipping_mod
@@ -82,14 +84,16 @@ def trained_part_clipping_mod(msg: Message, context: Context, call_next) -> Mess
     return reply
 
 
-def perturb_summaries(features: np.ndarray, relative_std: float, seed: int) -> np.ndarray:
+def perturb_summaries(features: np.ndarray, relative_std: float) -> np.ndarray:
     """features * (1 + N(0, relative_std)): each value blurred in proportion to its size, units kept.
 
-    A privacy *knob* for studies, not a formal DP guarantee (there is no bounded sensitivity here).
+    A privacy *knob* for studies, not a formal DP guarantee (there is no bounded sensitivity here). The noise
+    comes from 256 bits of OS entropy: seeded from the run config, the server (which knows the config and
+    the code) could divide it back out, and the knob would hide nothing.
     """
     if relative_std <= 0:
         return features
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(secrets.randbits(256))
     return (features * (1.0 + relative_std * rng.standard_normal(features.shape))).astype(np.float32)
 
 
@@ -100,14 +104,11 @@ def uploaded_summaries(data: ClientData, config: FederationConfig) -> dict[str, 
     The client sends exactly these; the privacy audit (simulations/experiments/privacy_audit.py) calls this
     function to see what the server received.
     """
-    seed = config.seed + data.spec.partition_id
     arrays = {}
     if data.trains:
-        arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise, seed=seed)
+        arrays["features"] = perturb_summaries(window_summaries(data.train), config.summary_noise)
     if data.evaluates:  # interpreted by the server for the text path; labels stay
-        arrays["eval-features"] = perturb_summaries(
-            window_summaries(data.eval), config.summary_noise, seed=seed + 1_000_003
-        )
+        arrays["eval-features"] = perturb_summaries(window_summaries(data.eval), config.summary_noise)
     return arrays
 
 
