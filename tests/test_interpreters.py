@@ -1,16 +1,17 @@
 from __future__ import annotations
 
+import hashlib
 import re
 
 import numpy as np
 import pytest
 
 from common.data.archives import DSADS_ACTIVITIES, HAPT_ACTIVITIES, WISDM_ACTIVITIES
-from common.data.devices import DeviceType
+from common.data.devices import DeviceType, load_device_type
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES, analyze_windows
 from common.data.labels import default_vocabulary
 from common.data.placement import placement_group
-from common.data.synthetic import generate_windows
+from common.data.synthetic import SUPPORTED_ACTIVITIES, generate_windows
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
 from common.language.knowledge import describe_label
@@ -324,3 +325,112 @@ def test_head_and_foot_windows_are_worded_for_where_the_sensor_sits() -> None:
     as_a_leg = RulesInterpreter(swing_factors={"foot": rules.swing_factors["leg"]})
     foot_as_a_leg = median_phrases("foot", as_a_leg)
     assert foot_as_a_leg[0] > waist[0] and foot_as_a_leg[2] > waist[2]  # more acceleration change, impacts
+
+
+# Phrase indices (interpret, then the careful pass) of every other window of the real data sets and of the
+# four older synthetic placements, recorded on main before the shank and finger groups and the limb-end
+# rhythm reading (issue #37): the groups of these placements (trunk, leg, arm) must word them as before.
+# sha256 of the int8 matrix [N, len(RULES)], first 16 hex digits.
+WORDED_BEFORE_LIMB_ENDS = {
+    "uci": ("71834f4ad4850379", "4d5c84f7029a55a2"),
+    "wisdm_phone": ("7f00dc397b251c88", "83448b6acb6f9012"),
+    "dsads_torso": ("91c154b7cd489e8e", "a9f6dbd07400cf92"),
+    "dsads_rightleg": ("9e3cfb4fce42cf68", "4d26f2842e571c00"),
+    "waist": ("e8b23abe9eb126fc", "6b47d4fcf9444eee"),
+    "chest": ("f48d1c58b5f1dc76", "f3e44f39fc62564e"),
+    "thigh": ("e3bdaf36b057469b", "99cc6f5a00950b25"),
+    "wrist": ("9bce90031233abff", "b1fa2dd151220a1f"),
+}
+
+
+def _phrase_digests(features: np.ndarray, position: str) -> tuple[str, str]:
+    rules = RulesInterpreter()
+    context = SensorContext(20.0, position, "imu", ["walking"])
+    return tuple(
+        hashlib.sha256(
+            rules.phrase_indices(features, context, careful=careful).astype(np.int8).tobytes()
+        ).hexdigest()[:16]
+        for careful in (False, True)
+    )
+
+
+def test_real_data_and_older_placements_are_worded_as_before(data_dir) -> None:  # noqa: ANN001
+    for name in ("uci", "wisdm_phone", "dsads_torso", "dsads_rightleg"):
+        data = np.load(data_dir / f"{name}.npz")
+        position = str(data["position"][0])
+        assert placement_group(position) in ("trunk", "leg"), (name, position)
+        features = analyze_windows(data["X"][::2], 20.0)
+        assert _phrase_digests(features, position) == WORDED_BEFORE_LIMB_ENDS[name], name
+    for placement in ("waist", "chest", "thigh", "wrist"):
+        device = DeviceType(name=placement, sampling_rate=20.0, placement=placement)
+        windows = generate_windows(SUPPORTED_ACTIVITIES, 10, device=device, seed=3)
+        features = analyze_windows(windows.X, 20.0)
+        assert _phrase_digests(features, placement) == WORDED_BEFORE_LIMB_ENDS[placement], placement
+
+
+def _median_phrases(device: DeviceType, activity: str) -> dict[str, float]:
+    windows = generate_windows([activity], 60, device=device, seed=11, n_users=6)
+    features = analyze_windows(windows.X, 20.0, has_gyro=windows.has_gyro)
+    context = SensorContext(20.0, device.placement, device.name, [activity], windows.has_gyro)
+    indices = RulesInterpreter().phrase_indices(features, context)
+    return {rule.category: float(np.median(indices[:, i])) for i, rule in enumerate(RULES)}
+
+
+def test_ankle_and_ring_walks_are_worded_like_the_waists() -> None:
+    """An ankle band's and a smart ring's walk: as much acceleration change, as regular and at the same
+    step rate as a waist phone's (before the shank group the ankle's was "strong acceleration change" at a
+    "very fast rhythm": its own swing and the third harmonic of its stride); on stairs a rhythm at the
+    waist's cadence where the raw autocorrelation over a stride read "no rhythm"."""
+    waist_phone, ankle_band, smart_ring = (
+        load_device_type(name) for name in ("waist_phone", "ankle_band", "smart_ring")
+    )
+    assert (placement_group(ankle_band.placement), placement_group(smart_ring.placement)) == (
+        "shank",
+        "finger",
+    )
+    rhythm = ("amplitude change", "periodicity", "cadence")
+    waist = _median_phrases(waist_phone, "walking")
+    for device in (ankle_band, smart_ring):
+        worded = _median_phrases(device, "walking")
+        assert [worded[c] for c in rhythm] == [waist[c] for c in rhythm], device.name
+    assert SENSOR_VOCABULARY["cadence"][int(waist["cadence"])] == "moderate rhythm"
+    ankle_walk = _median_phrases(ankle_band, "walking")
+    assert ankle_walk["impacts"] == waist["impacts"]
+    upstairs, ankle_upstairs = (
+        _median_phrases(waist_phone, "upstairs"),
+        _median_phrases(ankle_band, "upstairs"),
+    )
+    assert [ankle_upstairs[c] for c in rhythm] == [upstairs[c] for c in rhythm]
+
+
+def test_limb_end_rhythm_reads_the_step_rate_and_the_regularity_per_step() -> None:
+    """The same feature row read at the ankle and at the thigh: a dominant frequency at the third harmonic of
+    the stride (2.8 Hz) with the vertical spectrum and the peak count at the step rate (1.85 Hz) is a
+    moderate rhythm at the ankle; an autocorrelation of 0.36 over a stride (0.6 per step) is moderately
+    regular. The thigh (leg group) keeps reading the raw features."""
+    row = np.zeros(len(FEATURE_NAMES))
+    values = {
+        "acc_mag_std": 2.0,
+        "dominant_frequency": 2.8,
+        "vertical_dominant_frequency": 1.85,
+        "step_rate": 1.83,
+        "autocorrelation_peak": 0.36,
+        "gyro_available": 1.0,
+    }
+    for name, value in values.items():
+        row[FEATURE_INDEX[name]] = value
+    categories = [rule.category for rule in RULES]
+    periodicity, cadence = categories.index("periodicity"), categories.index("cadence")
+    rules = RulesInterpreter()
+
+    def words(position: str) -> tuple[str, str]:
+        indices = rules.phrase_indices(row[None, :], SensorContext(20.0, position, "imu", ["walking"]))[0]
+        return SENSOR_VOCABULARY["periodicity"][indices[periodicity]], SENSOR_VOCABULARY["cadence"][
+            indices[cadence]
+        ]
+
+    assert words("left ankle") == ("moderately regular periodic pattern", "moderate rhythm")
+    assert words("shoe") == words("ring finger") == words("left ankle")
+    assert words("right thigh") == ("irregular movement without clear repetition", "no rhythm")
+    row[FEATURE_INDEX["autocorrelation_peak"]] = 0.9
+    assert words("right thigh")[1] == "very fast rhythm"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from common.data.features import FEATURE_INDEX, FEATURE_NAMES
-from common.data.placement import SWING_FACTORS, placement_group
+from common.data.placement import LIMB_END_GROUPS, SWING_FACTORS, placement_group
 from common.language.knowledge import describe_label
 from common.language.prompts import (
     SENSOR_VOCABULARY,
@@ -36,8 +36,17 @@ __all__ = ["SIMPLE_CATEGORIES", "RulesInterpreter", "describe_rule_scales", "rhy
 #
 # Placement: rotation, tilt and horizontal acceleration are divided by the placement's swing factors
 # (common/data/placement.py) before binning: a limb swings more than the trunk in the same movement. The
-# head and the foot also scale the amplitude of the acceleration change and the vertical motion and impacts
-# (1 everywhere else, so dividing by it leaves the trunk's, legs' and arms' values exactly as they were).
+# head, the foot, the shank and the finger also scale the amplitude of the acceleration change and the
+# vertical motion and impacts (1 everywhere else, so dividing by it leaves the trunk's, legs' and arms'
+# values exactly as they were).
+#
+# Rhythm at the end of a limb (ring, ankle band, shoe: placement.LIMB_END_GROUPS). The words describe the
+# body's steps, and the thresholds below were set on the trunk, which rises and falls at every step. A
+# sensor at the end of one limb moves mostly by that limb's own swing and heel strike, once per stride (two
+# steps), so its dynamic |acc| is a comb of the stride frequency's harmonics whose strongest line may be
+# the stride, the step or the third harmonic (an ankle band's walk: ~2.8 Hz), its peak count sees one
+# strike per stride where the far leg's is faint (stairs), and its autocorrelation repeats only after a
+# stride. _step_rate and _step_regularity read the step from those; the older groups keep the raw features.
 
 STILL_AMPLITUDE = 0.1  # m/s^2 std of |acc|; below this the body is still: no motion pattern is described
 QUIET_AMPLITUDE = 0.3  # m/s^2 std of |acc|; below this no rhythm can be judged (sensor noise, small fidgets)
@@ -56,11 +65,13 @@ SIMPLE_CATEGORIES: tuple[str, ...] = ("amplitude change", "periodicity")
 
 
 class _Features:
-    """Named column access to a feature matrix [N, F] (common.data.features order), as float64."""
+    """Named column access to a feature matrix [N, F] (common.data.features order), as float64, with the
+    placement's swing factors and whether the sensor sits at the end of one limb."""
 
-    def __init__(self, features: np.ndarray, swing: dict[str, float]) -> None:
+    def __init__(self, features: np.ndarray, swing: dict[str, float], limb_end: bool = False) -> None:
         self.values = np.asarray(features, dtype=np.float64)
         self.swing = swing
+        self.limb_end = limb_end
 
     def __getitem__(self, name: str) -> np.ndarray:
         return self.values[:, FEATURE_INDEX[name]]
@@ -146,6 +157,37 @@ def _no_gyro(c: _Features) -> np.ndarray:
     return c["gyro_available"] < 0.5
 
 
+def _step_regularity(c: _Features) -> np.ndarray:
+    """How regularly the steps repeat (1 = perfectly): the autocorrelation peak of the dynamic |acc|.
+
+    At the end of a limb the signal repeats once per stride, so the peak is the correlation over two steps
+    or more; step-to-step variations (stairs: every flight has its first and last steps) add up from one
+    step to the next, so the correlation over two steps is about the square of the one over a step, which
+    the trunk's peak measures and the thresholds were set on: its square root.
+    """
+    if c.limb_end:
+        return np.sqrt(c["autocorrelation_peak"])
+    return c["autocorrelation_peak"]
+
+
+def _step_rate(c: _Features) -> np.ndarray:
+    """Steps per second (Hz): the dominant frequency of the dynamic |acc|.
+
+    At the end of a limb three estimates of the step rate fail in different ways: the |acc| spectrum may
+    peak at any harmonic of the stride, the peak count find one strike per stride, and the vertical
+    spectrum peak at the stride through the limb's own swing; their median is the step rate whenever two of
+    them find it.
+    """
+    if c.limb_end:
+        estimates = (c["dominant_frequency"], c["vertical_dominant_frequency"], c["step_rate"])
+        return np.median(np.stack(estimates, axis=1), axis=1)
+    return c["dominant_frequency"]
+
+
+def _irregular(c: _Features) -> np.ndarray:
+    return _quiet(c) | (_step_regularity(c) < IRREGULAR)
+
+
 def _vertical_share(c: _Features) -> np.ndarray:
     horizontal = c["horizontal_rms"] / c.swing["horizontal"]
     return (c["vertical_std"] / c.swing["vertical"]) ** 2 / np.maximum(horizontal**2, 1e-6)
@@ -174,7 +216,7 @@ RULES: tuple[CategoryRule, ...] = (
     CategoryRule(
         "periodicity",
         quantity="autocorrelation_peak",
-        value=lambda c: c["autocorrelation_peak"],  # normalised autocorrelation, 1 = perfectly periodic
+        value=_step_regularity,  # normalised autocorrelation, 1 = perfectly periodic
         # steady level gait and pedalling repeat at > 0.8; stairs, turns and ball games far less
         thresholds=(IRREGULAR, 0.8),
         bin_phrases=tuple(SENSOR_VOCABULARY["periodicity"][1:]),
@@ -183,14 +225,14 @@ RULES: tuple[CategoryRule, ...] = (
     CategoryRule(
         "cadence",
         quantity="dominant_frequency [Hz]",
-        value=lambda c: c["dominant_frequency"],  # Hz
+        value=_step_rate,  # Hz
         # pedalling, rowing and many stair climbs < 1.35 cycles/s; level walking 1.5-2 steps/s; jumping
         # about 2-2.4; jogging and running > 2.45
         thresholds=(1.35, 2.05, 2.45),
         bin_phrases=tuple(SENSOR_VOCABULARY["cadence"][1:]),
         overrides=(
             Override(
-                lambda c: _quiet(c) | (c["autocorrelation_peak"] < IRREGULAR),
+                _irregular,
                 "no rhythm",
                 f"acc_mag_std < {QUIET_AMPLITUDE:g} or autocorrelation_peak < {IRREGULAR:g}",
             ),
@@ -404,8 +446,8 @@ class RulesInterpreter:
         features = _check_features(features)
         if not np.isfinite(features).all():
             raise ValueError("features contain NaN or inf values")
-        swing = self.swing_factors[placement_group(context.position)]
-        columns = _Features(features, swing)
+        group = placement_group(context.position)
+        columns = _Features(features, self.swing_factors[group], limb_end=group in LIMB_END_GROUPS)
         indices = np.stack([rule.decide(columns, careful) for rule in RULES], axis=1)
         if not context.has_gyro:
             rotation = [rule.category for rule in RULES].index("rotation")
