@@ -207,47 +207,71 @@ def build_report(
             f"methods: {', '.join(METHOD_NAMES[m] for m in settings.methods)}",
         ],
     )
-    labels = [p.label for p in pairs]
-    averages, goal = summary["averages"], summary["goal"]
-
     report.section("Results")
-    if "lanhar" in goal:
-        report.paragraph(
-            f"**Goal table** (average over the {len(pairs)} pair(s) run here, accuracy / macro-F1):"
-        )
-        rows = [
-            ["LanHAR here", goal["lanhar"]["accuracy"], goal["lanhar"]["macro_f1"], "", ""],
-            [
-                "LanHAR, paper (12 other pairs)",
-                PAPER_LANHAR["accuracy"],
-                PAPER_LANHAR["macro_f1"],
-                signed(goal["minus_paper"]["accuracy"]),
-                signed(goal["minus_paper"]["macro_f1"]),
-            ],
-        ]
-        best = goal["best_supervised"]
-        if best is not None:
-            rows.append(
-                [
-                    f"best supervised baseline here ({METHOD_NAMES[best]})",
-                    averages[best]["accuracy"],
-                    averages[best]["macro_f1"],
-                    signed(goal["minus_best_supervised"]["accuracy"]),
-                    signed(goal["minus_best_supervised"]["macro_f1"]),
-                ]
-            )
-        rows += [
-            [
-                f"{PAPER_BEST_BASELINE['name']}, paper",
-                PAPER_BEST_BASELINE["accuracy"],
-                PAPER_BEST_BASELINE["macro_f1"],
-                "",
-                "",
-            ],
-            ["Transformer, paper", PAPER_TRANSFORMER["accuracy"], PAPER_TRANSFORMER["macro_f1"], "", ""],
-        ]
-        report.table(["", "accuracy", "macro-F1", "LanHAR minus this (acc.)", "LanHAR minus this (F1)"], rows)
+    if "lanhar" in summary["goal"]:
+        _goal_table(report, len(pairs), summary["goal"], summary["averages"])
+    _per_pair_tables(report, settings, records, [p.label for p in pairs], summary["averages"])
+    diagnostics = summary.get("lanhar_diagnostics")
+    if diagnostics is not None:
+        _diagnostics_section(report, records, diagnostics)
 
+    new_methods = _new_activity_methods(settings)
+    if new_methods:
+        report.paragraph(
+            "New activities, same models: each target's activities outside the pair's label space, named "
+            "from their descriptions alone, choosing among the new labels (the new-activity protocol, "
+            "`fedlanhar experiment new-activity`, on these runs):"
+        )
+        report.table(*new_activity.results_table(pairs, new_methods, records, summary["new_activities"]))
+        new_activity.per_label_section(report, pairs, records)
+
+    _figures_section(report, experiment, settings, pairs, records, summary["averages"])
+    _notes_section(report, experiment)
+    configuration_section(report, experiment, settings)
+    return report
+
+
+def _goal_table(report: Report, n_pairs: int, goal: dict[str, Any], averages: dict[str, Any]) -> None:
+    """LanHAR's average here against the paper's LanHAR and baselines."""
+    report.paragraph(f"**Goal table** (average over the {n_pairs} pair(s) run here, accuracy / macro-F1):")
+    rows = [
+        ["LanHAR here", goal["lanhar"]["accuracy"], goal["lanhar"]["macro_f1"], "", ""],
+        [
+            "LanHAR, paper (12 other pairs)",
+            PAPER_LANHAR["accuracy"],
+            PAPER_LANHAR["macro_f1"],
+            signed(goal["minus_paper"]["accuracy"]),
+            signed(goal["minus_paper"]["macro_f1"]),
+        ],
+    ]
+    best = goal["best_supervised"]
+    if best is not None:
+        rows.append(
+            [
+                f"best supervised baseline here ({METHOD_NAMES[best]})",
+                averages[best]["accuracy"],
+                averages[best]["macro_f1"],
+                signed(goal["minus_best_supervised"]["accuracy"]),
+                signed(goal["minus_best_supervised"]["macro_f1"]),
+            ]
+        )
+    rows += [
+        [
+            f"{PAPER_BEST_BASELINE['name']}, paper",
+            PAPER_BEST_BASELINE["accuracy"],
+            PAPER_BEST_BASELINE["macro_f1"],
+            "",
+            "",
+        ],
+        ["Transformer, paper", PAPER_TRANSFORMER["accuracy"], PAPER_TRANSFORMER["macro_f1"], "", ""],
+    ]
+    report.table(["", "accuracy", "macro-F1", "LanHAR minus this (acc.)", "LanHAR minus this (F1)"], rows)
+
+
+def _per_pair_tables(
+    report: Report, settings: Settings, records: list[dict], labels: list[str], averages: dict[str, Any]
+) -> None:
+    """Every method's scores per pair, the paper's Table 2 layout, and averages by label space."""
     report.paragraph("Per pair (columns source→target), the paper's Table 2 layout:")
     header = ["method", "metric", *labels, "average"]
     rows = []
@@ -273,20 +297,17 @@ def build_report(
             ],
         )
 
-    diagnostics = summary.get("lanhar_diagnostics")
-    if diagnostics is not None:
-        _diagnostics_section(report, records, diagnostics)
 
-    new_methods = _new_activity_methods(settings)
-    if new_methods:
-        report.paragraph(
-            "New activities, same models: each target's activities outside the pair's label space, named "
-            "from their descriptions alone, choosing among the new labels (the new-activity protocol, "
-            "`fedlanhar experiment new-activity`, on these runs):"
-        )
-        report.table(*new_activity.results_table(pairs, new_methods, records, summary["new_activities"]))
-        new_activity.per_label_section(report, pairs, records)
-
+def _figures_section(
+    report: Report,
+    experiment: Experiment,
+    settings: Settings,
+    pairs: list[Pair],
+    records: list[dict],
+    averages: dict[str, Any],
+) -> None:
+    """Bars per pair and method, and LanHAR's source x target matrix as a heatmap and a table."""
+    labels = [p.label for p in pairs]
     report.section("Figures")
     bars = grouped_bars(
         experiment.out_dir / "cross_dataset_scores.png",
@@ -321,6 +342,8 @@ def build_report(
         )
         report.paragraph("Confusion matrices of every LanHAR run: `runs/<pair>/lanhar/eval/confusion.png`.")
 
+
+def _notes_section(report: Report, experiment: Experiment) -> None:
     report.section("Notes")
     report.bullets(
         [
@@ -335,8 +358,6 @@ def build_report(
             "federated accuracy by `fedlanhar experiment federated`.",
         ]
     )
-    configuration_section(report, experiment, settings)
-    return report
 
 
 def _diagnostics_section(report: Report, records: list[dict], diagnostics: dict[str, Any]) -> None:
