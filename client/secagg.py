@@ -13,6 +13,13 @@ and the protocol's floors, the neighbour list, the ciphertexts' senders and the 
 SecAggRefused naming the parameter, the value received and the value expected; the node then leaves the round
 (its secrets are dropped) and the server sees it as a dropout, so the threshold logic refuses the round.
 
+Signed round keys (common/federation/secagg_identity.py, issue #36): a client whose SuperNode names a roster
+and an identity key in its own `--node-config` (`secagg-roster`, `secagg-identity-key`) or, in simulation,
+whose environment names a directory holding both ($FEDLANHAR_SECAGG_IDENTITY_DIR: roster.json and
+client-<partition-id>.key) signs its round keys at setup and refuses every neighbour entry the roster does not
+vouch for at share-keys. Neither comes from the run config or a message: the server writes those. Without a
+roster nothing is signed or checked (the honest-but-curious model).
+
 Injected dropouts (run config `secagg-drop`, for robustness studies): a client named there raises
 `InjectedDropout` instead of answering its stage, so Flower returns an error reply with no content over the
 transport and the server gets nothing of that stage from it, as from a device that died.
@@ -29,12 +36,19 @@ from pathlib import Path
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Message, RecordDict
 
-from common.federation import secagg
+from common.federation import secagg, secagg_identity
 from common.federation.run_config import FederationConfig
 
 log = logging.getLogger("fedlanhar.client")
 # TESTS ONLY: a client whose environment names a directory writes its plain update there (_dump_plain_update).
 TEST_DUMP_DIR_ENV = "FEDLANHAR_SECAGG_TEST_DUMP_DIR"
+# Signed round keys: a directory of roster.json and client-<partition-id>.key, in a simulated client's own
+# environment; a SuperNode names its files in its own --node-config (these two keys) instead.
+IDENTITY_DIR_ENV = "FEDLANHAR_SECAGG_IDENTITY_DIR"
+ROSTER_NODE_CONFIG = "secagg-roster"
+IDENTITY_KEY_NODE_CONFIG = "secagg-identity-key"
+# context.state: {"round": the last round this node signed keys for}; kept across rounds, never sent.
+SIGNED_ROUND = "secagg-signed-round"
 
 
 class InjectedDropout(RuntimeError):
@@ -101,29 +115,101 @@ def leaves_round_on_refusal(
 
 @leaves_round_on_refusal
 def handle_setup(msg: Message, context: Context) -> Message:
-    """Stage 1: check the round's parameters, make fresh key pairs; reply with the two public keys."""
+    """Stage 1: check the round's parameters, make fresh key pairs; reply with the two public keys (signed,
+    with this node's name, when it holds a roster)."""
     params = secagg.SecAggParams.from_config(dict(msg.content[secagg.PARAMS].items()))
     secagg.check_params(params, msg.metadata.dst_node_id, announced_params(context))
     secrets = secagg.client_setup(msg.metadata.dst_node_id, params)
+    keys = {"pk1": secrets.pk1, "pk2": secrets.pk2}
+    identity = node_identity(context)
+    if identity is not None:
+        keys.update(_signed_round_keys(msg, context, identity, secrets))
     _keep(context, secrets)
-    return Message(
-        RecordDict({secagg.KEYS: ConfigRecord({"pk1": secrets.pk1, "pk2": secrets.pk2})}), reply_to=msg
-    )
+    return Message(RecordDict({secagg.KEYS: ConfigRecord(keys)}), reply_to=msg)
 
 
 @leaves_round_on_refusal
 def handle_share_keys(msg: Message, context: Context) -> Message:
-    """Stage 2: encrypted shares of the mask seed and private key for each live neighbour."""
+    """Stage 2: encrypted shares of the mask seed and private key for each live neighbour.
+
+    With a roster, every relayed entry (pk1, pk2, name, signature) is checked against it first."""
     secrets = _secrets(context)
     record = msg.content[secagg.KEYS]
     nodes = secagg.node_ids(list(record.keys()), secrets.node_id, "neighbour list")
-    keys = {node: (pair[0], pair[1]) for node, pair in zip(nodes, record.values(), strict=True)}
+    entries = {node: tuple(values) for node, values in zip(nodes, record.values(), strict=True)}
+    identity = node_identity(context)
+    if identity is not None:
+        if SIGNED_ROUND not in context.state:
+            raise secagg_identity.IdentityError(
+                f"node {secrets.node_id}: signed no keys at this round's setup"
+            )
+        server_round = int(context.state[SIGNED_ROUND]["round"])  # the round its own keys were signed for
+        secagg_identity.check_signed_keys(identity, secrets.node_id, context.run_id, server_round, entries)
+    keys = {node: (entry[0], entry[1]) for node, entry in entries.items()}
     ciphertexts = secagg.client_share_keys(secrets, keys)
     _keep(context, secrets)
     reply = ConfigRecord(
         {"destinations": [str(node) for node in ciphertexts], "ciphertexts": list(ciphertexts.values())}
     )
     return Message(RecordDict({secagg.SHARES: reply}), reply_to=msg)
+
+
+def node_identity(context: Context) -> secagg_identity.Identity | None:
+    """This node's identity and roster, from its own node config or (simulation) environment; None: none.
+
+    Never from the run config or a message: the server writes both, and a roster it chose vouches for
+    nothing. A file named but unusable raises IdentityError (the node leaves the round, logged).
+    """
+    roster = context.node_config.get(ROSTER_NODE_CONFIG)
+    key = context.node_config.get(IDENTITY_KEY_NODE_CONFIG)
+    if roster is not None or key is not None:
+        if roster is None or key is None:
+            raise secagg_identity.IdentityError(
+                f"node config: name both {ROSTER_NODE_CONFIG!r} and {IDENTITY_KEY_NODE_CONFIG!r}, or neither"
+            )
+        return secagg_identity.load_identity(Path(str(key)), Path(str(roster)))
+    directory = os.environ.get(IDENTITY_DIR_ENV)
+    if not directory:
+        return None
+    partition = context.node_config.get("partition-id")
+    if partition is None:
+        raise secagg_identity.IdentityError(
+            f"${IDENTITY_DIR_ENV} is set but the node config has no partition-id to choose a key file by"
+        )
+    return secagg_identity.load_identity(
+        Path(directory) / secagg_identity.key_file_name(str(partition)),
+        Path(directory) / secagg_identity.ROSTER_FILE,
+    )
+
+
+def _signed_round_keys(
+    msg: Message, context: Context, identity: secagg_identity.Identity, secrets: secagg.ClientSecrets
+) -> dict[str, bytes]:
+    """Setup with a roster: this node's name and its signature over the round's keys (run, round, node id).
+
+    The round is the setup message's group id (the server's round number, as Flower's workflows set it). It
+    must exceed every round this node signed keys for before in this run: a round announced again would let
+    the server replay that round's signed neighbour keys to it.
+    """
+    node = secrets.node_id
+    try:
+        server_round = int(msg.metadata.group_id)
+    except ValueError:
+        server_round = 0
+    last = int(context.state[SIGNED_ROUND]["round"]) if SIGNED_ROUND in context.state else 0
+    if server_round <= last:
+        raise secagg.SecAggRefused(
+            node,
+            "round",
+            msg.metadata.group_id,
+            f"a round above {last}, the last this node signed keys for",
+            "a round number again, or none",
+        )
+    context.state[SIGNED_ROUND] = ConfigRecord({"round": server_round})
+    signature = secagg_identity.sign_keys(
+        identity, context.run_id, server_round, node, secrets.pk1, secrets.pk2
+    )
+    return {secagg.IDENTITY: identity.name.encode("utf-8"), secagg.SIGNATURE: signature}
 
 
 @leaves_round_on_refusal

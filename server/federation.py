@@ -1078,6 +1078,14 @@ def update_bytes_report(
     }
 
 
+def secagg_keys_signed(rounds: list[dict]) -> bool:
+    """Whether every client of every secure round that reached setup signed its keys (docs/privacy.md)."""
+    signed = [
+        r["secagg"]["keys_signed"] for r in rounds if (r.get("secagg") or {}).get("keys_signed") is not None
+    ]
+    return bool(signed) and all(signed)
+
+
 def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[dict]) -> dict:
     """What left the clients, and under which protection: the record researchers cite."""
     report = {
@@ -1114,7 +1122,13 @@ def privacy_report(config: FederationConfig, exchange: Exchange, rounds: list[di
             "clipping_range": config.secagg_clipping_range,
             "quantization_range": config.secagg_quantization_range,
             "rounds_refused": sum(1 for r in rounds if (r.get("secagg") or {}).get("refused")),
+            # True: every client signed its round keys (it holds a roster out of band and refuses keys the
+            # roster does not vouch for): the malicious-server model. False: the honest-but-curious model.
+            "keys_signed": secagg_keys_signed(rounds),
         }
+        report["secagg"]["threat_model"] = (
+            "malicious-server" if report["secagg"]["keys_signed"] else "honest-but-curious-server"
+        )
     if config.dp_mode != "none":
         report.update(clipping_norm=config.dp_clipping_norm, delta=config.dp_delta)
     if config.dp_mode == "central":

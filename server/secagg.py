@@ -63,6 +63,9 @@ class SecAggRound:
     refused: str | None = None
     stage_seconds: dict[str, float] = field(default_factory=dict)
     clients_weight: float = 0.0
+    # Whether every client's setup reply carried a signature over its keys (it holds a roster and checks its
+    # neighbours': the malicious-server model); None when no setup reply came.
+    keys_signed: bool | None = None
 
     def summary(self) -> dict:
         return {
@@ -70,6 +73,7 @@ class SecAggRound:
             "survivors": len(self.survivors),
             "dropped_after_share_keys": len(self.dropped_after_share_keys),
             "refused": self.refused,
+            "keys_signed": self.keys_signed,
             "stage_seconds": self.stage_seconds,
         }
 
@@ -181,9 +185,10 @@ def _run_stages(
     if releases_every_round(config):  # refusing for few replies would tell how many were drawn (dp_poisson)
         minimum = params.threshold
     clock = time.monotonic()
-    public_keys = _setup_stage(exchange, sampled, params, graph)
+    public_keys, signatures = _setup_stage(exchange, sampled, params, graph, server_round)
+    outcome.keys_signed = bool(public_keys) and set(signatures) == set(public_keys)
     outcome.stage_seconds["setup"], clock = time.monotonic() - clock, time.monotonic()
-    shared_keys, inbox = _share_keys_stage(exchange, public_keys, params, graph)
+    shared_keys, inbox = _share_keys_stage(exchange, public_keys, signatures, params, graph)
     outcome.stage_seconds["share_keys"], clock = time.monotonic() - clock, time.monotonic()
     masked = _collect_stage(exchange, train_messages, inbox, params, graph, outcome, shared_keys, minimum)
     outcome.stage_seconds["collect"], clock = time.monotonic() - clock, time.monotonic()
@@ -223,30 +228,42 @@ def _check_neighbourhoods(
 
 
 def _setup_stage(
-    exchange, sampled: list[int], params: secagg.SecAggParams, graph: dict[int, set[int]]
-) -> dict[int, tuple]:
-    """Stage 1, setup: the round's parameters out, each client's two public keys back."""
+    exchange, sampled: list[int], params: secagg.SecAggParams, graph: dict[int, set[int]], server_round: int
+) -> tuple[dict[int, tuple], dict[int, tuple]]:
+    """Stage 1, setup: the round's parameters out, each client's two public keys back; (node -> (pk1, pk2),
+    node -> (name, signature) of the clients that signed their keys: those holding a roster)."""
     content = RecordDict({secagg.PARAMS: ConfigRecord(params.to_config())})
-    replies = exchange(
-        [Message(content, message_type=secagg.SETUP, dst_node_id=n) for n in sampled], "secagg-setup"
-    )
-    public_keys = {
-        r.metadata.src_node_id: (r.content[secagg.KEYS]["pk1"], r.content[secagg.KEYS]["pk2"])
-        for r in replies
-    }
+    # The group id carries the round (metadata, as Flower's workflows set it): a client with a roster signs
+    # its keys for this round, and refuses a round it signed keys for before.
+    messages = [
+        Message(content, message_type=secagg.SETUP, dst_node_id=n, group_id=str(server_round))
+        for n in sampled
+    ]
+    public_keys, signatures = {}, {}
+    for reply in exchange(messages, "secagg-setup"):
+        keys = reply.content[secagg.KEYS]
+        public_keys[reply.metadata.src_node_id] = (keys["pk1"], keys["pk2"])
+        if secagg.SIGNATURE in keys:
+            signatures[reply.metadata.src_node_id] = (keys[secagg.IDENTITY], keys[secagg.SIGNATURE])
     _check_neighbourhoods(graph, set(public_keys), params, "setup")
-    return public_keys
+    return public_keys, signatures
 
 
 def _share_keys_stage(
-    exchange, public_keys: dict[int, tuple], params: secagg.SecAggParams, graph: dict[int, set[int]]
+    exchange,
+    public_keys: dict[int, tuple],
+    signatures: dict[int, tuple],
+    params: secagg.SecAggParams,
+    graph: dict[int, set[int]],
 ) -> tuple[set[int], dict[int, dict[int, bytes]]]:
-    """Stage 2, share keys: relay the live neighbours' public keys, collect the encrypted shares; the clients
-    that shared their keys, and each one's inbox (sender -> the ciphertext addressed to it)."""
+    """Stage 2, share keys: relay the live neighbours' public keys (with their names and signatures where
+    signed), collect the encrypted shares; the clients that shared their keys, and each one's inbox (sender ->
+    the ciphertext addressed to it)."""
     alive = set(public_keys)
     messages = []
     for node in sorted(alive):
-        keys = ConfigRecord({str(m): list(public_keys[m]) for m in sorted(graph[node] & alive)})
+        neighbours = sorted(graph[node] & alive)
+        keys = ConfigRecord({str(m): [*public_keys[m], *signatures.get(m, ())] for m in neighbours})
         messages.append(
             Message(RecordDict({secagg.KEYS: keys}), message_type=secagg.SHARE_KEYS, dst_node_id=node)
         )

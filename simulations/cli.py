@@ -3,6 +3,7 @@
 Every command that produces results writes `<out>/metrics.json` (values + the resolved config + seed) and its
 artifacts into `--out`. Errors in the input are reported in one line naming the file and field, exit code 2;
 a federated run that fails or writes no fresh metrics.json (simulations/run_check.py), with its error, exit 1.
+`secagg-keys` writes the identity keys and roster of signed SecAgg+ round keys (docs/privacy.md).
 """
 
 from __future__ import annotations
@@ -213,6 +214,19 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     print(f"{args.protocol}: report.md, results.json and figures in {args.out} ({seconds:.0f} s)")
 
 
+def cmd_secagg_keys(args: argparse.Namespace) -> None:
+    from common.federation.secagg_identity import create_identities, key_file_name
+
+    names = [name.strip() for name in args.names.split(",")] if args.names else None
+    names = names or [str(partition) for partition in range(args.clients)]
+    try:
+        roster = create_identities(Path(args.out), names, force=args.force)
+    except (FileExistsError, ValueError) as error:
+        raise SystemExit(f"fedlanhar secagg-keys: error: {error}") from error
+    print(f"wrote {roster} ({len(names)} clients) and {key_file_name('<name>')} for each (mode 0600)")
+    print("give every client the roster and its own key file only, out of band (docs/deploy.md)")
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from simulations.bench import parse_clients, parse_parts, run_bench
 
@@ -376,12 +390,26 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_bench)
 
 
+def _add_secagg_keys(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "secagg-keys",
+        help="identity keys and roster for signed SecAgg+ round keys (docs/privacy.md, docs/deploy.md)",
+    )
+    p.add_argument("--clients", type=int, default=0, help="clients named by partition id 0..N-1")
+    p.add_argument("--names", default=None, help="comma-separated client names instead of --clients")
+    p.add_argument("--force", action="store_true", help="replace an existing roster and its keys")
+    p.add_argument(
+        "--out", required=True, help="roster.json and client-<name>.key (a simulation's identity dir)"
+    )
+    p.set_defaults(func=cmd_secagg_keys)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedlanhar", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
     subcommands = (_add_data, _add_devices, _add_interpret, _add_train, _add_evaluate, _add_export)
-    for add_subcommand in (*subcommands, _add_baseline, _add_experiment, _add_bench):
+    for add_subcommand in (*subcommands, _add_baseline, _add_experiment, _add_bench, _add_secagg_keys):
         add_subcommand(sub)
     return parser
 

@@ -22,6 +22,10 @@ def test_pyproject_declares_every_key_with_its_default():
     ("overrides", "message"),
     [
         ({"num-server-round": 3}, "unknown key 'num-server-round'"),
+        # The SecAgg+ roster reaches a client out of band (its own node config or environment), never through
+        # the run config, which the server writes (docs/privacy.md, signed round keys).
+        ({"secagg-roster": "/tmp/roster.json"}, "unknown key 'secagg-roster'"),
+        ({"secagg-identity-key": "/tmp/client-0.key"}, "unknown key 'secagg-identity-key'"),
         (
             {"secagg": True, "update-compression": "int8"},
             "'secagg' cannot be combined with update-compression: int8 codes are scaled per client",

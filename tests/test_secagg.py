@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import random
+from collections.abc import Callable
 
 import numpy as np
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from flwr.app import (
     Array,
     ArrayRecord,
@@ -40,8 +43,15 @@ from flwr.supercore.task_identity import TaskIdentity
 
 import server.secagg
 from client.privacy import trained_part_clipping_mod
-from client.secagg import handle_setup, handle_share_keys, handle_unmask, secagg_mod
-from common.federation import protocol, secagg
+from client.secagg import (
+    IDENTITY_KEY_NODE_CONFIG,
+    ROSTER_NODE_CONFIG,
+    handle_setup,
+    handle_share_keys,
+    handle_unmask,
+    secagg_mod,
+)
+from common.federation import protocol, secagg, secagg_identity
 from common.federation.run_config import ConfigError, FederationConfig
 from server.federation import Exchange
 from server.secagg import secagg_train_round
@@ -71,12 +81,16 @@ class FakeGrid:
         dp: bool = False,
         trained: list[str] | None = None,
         config: FederationConfig | None = None,
+        node_configs: dict[int, dict] | None = None,
     ) -> None:
         self.nodes, self.updates, self.weights = nodes, updates, weights
         self.losses = {n: 0.5 + 0.25 * i for i, n in enumerate(nodes)}  # distinct: a leaked one is visible
         run_config = config.as_dict() if config is not None else {}
-        self.contexts = {n: Context(1, n, {}, RecordDict(), run_config) for n in nodes}
+        node_configs = node_configs or {}  # a SuperNode's own --node-config (a roster, for signed keys)
+        self.contexts = {n: Context(1, n, node_configs.get(n, {}), RecordDict(), run_config) for n in nodes}
         self.drop: dict[str, set[int]] = {}
+        # A deviating server's hook: every message passes through it before delivery (None: sent as built).
+        self.rewrite: Callable[[Message], Message] | None = None
         self.received: dict[str, list[Message]] = {}  # what the server got back, per message type
         self.refusals: dict[int, tuple[str, secagg.SecAggError]] = {}  # node -> (message type, error)
         self.trained = trained  # lean clients (client-train-layers): they send these tensors only
@@ -109,6 +123,8 @@ class FakeGrid:
             kind, node = message.metadata.message_type, message.metadata.dst_node_id
             if node in self.drop.get(kind, set()):
                 continue
+            if self.rewrite is not None:
+                message = self.rewrite(message)
             TaskIdentity.node_id = node  # as in the client's own process
             try:
                 reply = handlers[kind](message, self.contexts[node])
@@ -149,10 +165,21 @@ def plain_fedavg(config, nodes, updates, weights, global_model) -> ArrayRecord:
 
 
 def secure_round(
-    config, nodes, updates, weights, global_model, drop=None, dp=False, trained=None, population=None
+    config,
+    nodes,
+    updates,
+    weights,
+    global_model,
+    drop=None,
+    dp=False,
+    trained=None,
+    population=None,
+    node_configs=None,
+    rewrite=None,
 ):
-    grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained, config=config)
+    grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained, config=config, node_configs=node_configs)
     grid.drop = drop or {}
+    grid.rewrite = rewrite
     exchange = Exchange(grid, timeout=10)
     strategy = make_strategy(config, population or len(nodes))
     outcome = secagg_train_round(exchange, strategy, 1, global_model, grid, config, weights, trained=trained)
@@ -526,9 +553,10 @@ def test_a_client_refuses_a_ciphertext_addressed_to_another_node():
 
 
 def test_share_keys_refuses_a_wrong_own_key_or_a_repeated_key_but_not_a_swapped_neighbour_key():
-    """docs/privacy.md: relayed keys carry no signature. An honest-but-curious server relays them as sent and
-    cannot read any share; a malicious one can put its own keys in a neighbour's place, which no client can
-    detect (a stated limit, not fixed). What a client can check, it checks."""
+    """docs/privacy.md: WITHOUT a roster, relayed keys carry no signature. An honest-but-curious server relays
+    them as sent and cannot read any share; a malicious one can put its own keys in a neighbour's place, which
+    no client without a roster can detect (with one it is refused: the signed-keys tests below). What a client
+    can check, it checks."""
     params = secagg.SecAggParams(5, 4, 1.0, 2**22, 1.0, "num-examples")
     secrets = {n: secagg.client_setup(n, params) for n in range(1, 6)}
     keys = {n: (s.pk1, s.pk2) for n, s in secrets.items()}
@@ -537,7 +565,7 @@ def test_share_keys_refuses_a_wrong_own_key_or_a_repeated_key_but_not_a_swapped_
     with pytest.raises(secagg.SecAggError, match="the same public key"):
         secagg.client_share_keys(secrets[1], {**keys, 3: keys[2]})
 
-    # The limit, shown so that this test fails (and docs/privacy.md gets updated) once keys are signed: with
+    # The honest-but-curious model's limit, shown on the path without a roster: with
     # its own key pairs in the neighbours' places, the server decrypts threshold shares of node 1's mask seed
     # and of its private key 1, i.e. both secrets, which would strip all of node 1's masks.
     impostors = {n: (generate_key_pairs(), generate_key_pairs()) for n in (2, 3, 4, 5)}
@@ -772,3 +800,227 @@ def test_a_client_refusing_an_unmask_request_leaves_the_round_and_answers_no_ret
         handle_unmask(unmask_request(1, ["1", "2", "3", "4"], ["4"]), context)
     with pytest.raises(secagg.SecAggError, match="a later stage arrived before setup"):
         handle_unmask(unmask_request(1, ["1", "2", "3"], ["4"]), context)
+
+
+# ------------------------------------------- signed round keys (issue #36): a roster refuses tampered keys
+def roster_configs(directory, nodes: list[int], names: list[str] | None = None) -> dict[int, dict]:
+    """Identity keys and a roster in `directory` for `nodes` (named "0", "1", ... unless `names`); each
+    node's own --node-config naming the roster and its key file, as a SuperNode's would."""
+    names = names or [str(index) for index in range(len(nodes))]
+    roster = secagg_identity.create_identities(directory, names)
+    return {
+        node: {
+            ROSTER_NODE_CONFIG: str(roster),
+            IDENTITY_KEY_NODE_CONFIG: str(directory / secagg_identity.key_file_name(name)),
+        }
+        for node, name in zip(nodes, names, strict=True)
+    }
+
+
+def test_with_a_roster_the_honest_round_signs_its_keys_and_gives_the_same_aggregate(tmp_path):
+    config, nodes, updates, weights, global_model = federation(6, seed=16)
+    # The same draws in both rounds: Flower samples the clients' order with Python's global generator and
+    # rounds stochastically with numpy's.
+    random.seed(16), np.random.seed(16)
+    plain, grid, _, _ = secure_round(config, nodes, updates, weights, global_model)
+    random.seed(16), np.random.seed(16)
+    signed, signed_grid, exchange, _ = secure_round(
+        config, nodes, updates, weights, global_model, node_configs=roster_configs(tmp_path, nodes)
+    )
+    assert plain.refused is None and signed.refused is None and not signed_grid.refusals
+    assert (plain.keys_signed, signed.keys_signed) == (False, True)
+    assert plain.summary()["keys_signed"] is False and signed.summary()["keys_signed"] is True
+    assert max_difference(signed.aggregated, plain.aggregated) == 0.0  # the masks cancel exactly
+    assert max_difference(signed.aggregated, plain_fedavg(config, nodes, updates, weights, global_model)) < (
+        2 * QUANTISATION_STEP
+    )
+    assert exchange.uploaded["secagg-setup"] == {
+        "secagg-keys.pk1": "bytes",
+        "secagg-keys.pk2": "bytes",
+        "secagg-keys.identity": "bytes",
+        "secagg-keys.signature": "bytes",
+    }
+    for reply in grid.received[secagg.SETUP]:  # without a roster nothing is signed: unchanged replies
+        assert set(reply.content[secagg.KEYS].keys()) == {"pk1", "pk2"}
+
+
+def signed_setup(node_configs: dict[int, dict], server_round: int, run_config: dict):
+    """Stage 1 on each node of `node_configs` (one neighbourhood): {node: its context} and the entries an
+    honest server relays at share-keys, {str(node): (pk1, pk2, name, signature)}."""
+    params = secagg.SecAggParams(5, 4, 1.0, 2**22, 100.0, "num-examples")  # the fixture's run config
+    contexts = {
+        node: Context(1, node, config, RecordDict(), run_config) for node, config in node_configs.items()
+    }
+    return contexts, setup_again(contexts, params, server_round)
+
+
+def setup_again(contexts: dict[int, Context], params: secagg.SecAggParams, server_round: int) -> dict:
+    entries = {}
+    for node, context in contexts.items():
+        request = Message(
+            RecordDict({secagg.PARAMS: ConfigRecord(params.to_config())}),
+            message_type=secagg.SETUP,
+            dst_node_id=node,
+            group_id=str(server_round),
+        )
+        keys = handle_setup(request, context).content[secagg.KEYS]
+        entries[str(node)] = tuple(keys[field] for field in ("pk1", "pk2", "identity", "signature"))
+    return entries
+
+
+def refused_at_share_keys(context: Context, node: int, entries: dict) -> secagg.SecAggRefused:
+    """handle_share_keys on these relayed entries, on a copy of the node's context after setup, must refuse;
+    the node leaves the round (no secrets kept)."""
+    copy = signed_context(context)
+    with pytest.raises(secagg.SecAggRefused) as error:
+        handle_share_keys(share_keys_request(node, entries), copy)
+    assert secagg.STATE not in copy.state
+    return error.value
+
+
+def signed_context(context: Context) -> Context:
+    """A copy of a node's context (its round state included), for one try of a stage."""
+    copy = Context(
+        context.run_id, context.node_id, dict(context.node_config), RecordDict(), context.run_config
+    )
+    for key, record in context.state.items():
+        copy.state[key] = ConfigRecord(dict(record.items()))
+    return copy
+
+
+def flipped(value: bytes, index: int = 0) -> bytes:
+    return value[:index] + bytes([value[index] ^ 0x01]) + value[index + 1 :]
+
+
+SIGNED_NODES = [11, 12, 13, 14, 15]
+
+
+@pytest.fixture
+def signed(tmp_path):
+    """Nodes 11..15 with a roster (named "0".."4"), after a round-1 setup: (contexts, entries, run config)."""
+    run_config = FederationConfig(secagg=True, secagg_num_shares=5, secagg_reconstruction_threshold=4)
+    node_configs = roster_configs(tmp_path, SIGNED_NODES)
+    contexts, entries = signed_setup(node_configs, 1, run_config.as_dict())
+    return contexts, entries, run_config.as_dict()
+
+
+def test_with_a_roster_a_swapped_neighbour_key_is_refused(signed):
+    """The attack of test_share_keys_refuses_..._not_a_swapped_neighbour_key, with a roster: the server's own
+    key pairs in node 12's place, under node 12's name and signature (or its own signing key), fail."""
+    contexts, entries, _ = signed
+    impostor = (public_key_to_bytes(generate_key_pairs()[1]), public_key_to_bytes(generate_key_pairs()[1]))
+    swapped = {**entries, "12": (*impostor, *entries["12"][2:])}
+    error = refused_at_share_keys(contexts[11], 11, swapped)
+    assert error.parameter == "signature of node 12's keys"
+    assert "'1''s signature over its round-1 keys for node 12 in run 1" in error.expected
+    # The server signing its keys with an Ed25519 key of its own, under node 12's roster name:
+    server_key = secagg_identity.Identity("1", Ed25519PrivateKey.generate(), {})
+    forged = secagg_identity.sign_keys(server_key, 1, 1, 12, *impostor)
+    error = refused_at_share_keys(contexts[11], 11, {**entries, "12": (*impostor, b"1", forged)})
+    assert error.parameter == "signature of node 12's keys"
+
+
+@pytest.mark.parametrize(
+    "field, index", [("pk1", 0), ("pk1", 20), ("pk2", 31), ("signature", 0), ("signature", 63)]
+)
+def test_with_a_roster_a_tampered_key_or_signature_byte_is_refused(signed, field, index):
+    contexts, entries, _ = signed
+    position = {"pk1": 0, "pk2": 1, "signature": 3}[field]
+    tampered = list(entries["13"])
+    tampered[position] = flipped(tampered[position], index)
+    error = refused_at_share_keys(contexts[11], 11, {**entries, "13": tuple(tampered)})
+    assert error.parameter == "signature of node 13's keys"
+
+
+def test_with_a_roster_keys_replayed_from_another_round_or_node_are_refused(signed):
+    contexts, round_1, run_config = signed
+    params = secagg.SecAggParams(5, 4, 1.0, 2**22, 100.0, "num-examples")
+    # A round it signed keys for, announced again: refused at setup (its neighbours' keys could be replayed).
+    again = signed_context(contexts[11])
+    with pytest.raises(
+        secagg.SecAggRefused, match="refused round '1' from the server, expected a round above 1"
+    ):
+        setup_again({11: again}, params, 1)
+    with pytest.raises(secagg.SecAggRefused, match="refused round '' from the server"):
+        handle_setup(
+            Message(
+                RecordDict({secagg.PARAMS: ConfigRecord(params.to_config())}),
+                message_type=secagg.SETUP,
+                dst_node_id=11,
+            ),
+            signed_context(contexts[11]),
+        )
+    round_2 = setup_again(contexts, params, 2)
+    handle_share_keys(share_keys_request(11, round_2), signed_context(contexts[11]))  # honest
+    # Node 13's round-1 keys (whose private key 1 the server may have rebuilt, had it declared 13 dropped).
+    error = refused_at_share_keys(contexts[11], 11, {**round_2, "13": round_1["13"]})
+    assert error.parameter == "signature of node 13's keys" and "round-2 keys" in error.expected
+    # Node 13's round-2 keys moved to node 14's slot: the signature names node 13.
+    moved = {key: value for key, value in round_2.items() if key != "13"} | {"14": round_2["13"]}
+    error = refused_at_share_keys(contexts[12], 12, moved)
+    assert error.parameter == "signature of node 14's keys"
+
+
+def test_with_a_roster_an_unknown_or_duplicated_identity_or_an_unsigned_key_is_refused(signed, tmp_path):
+    contexts, entries, run_config = signed
+    # Node 16 signs with a key of another roster (the server's Sybil, say): unknown to node 11's roster.
+    outsider = roster_configs(tmp_path / "other", [16], names=["9"])
+    _, extra = signed_setup(outsider, 1, run_config)
+    error = refused_at_share_keys(contexts[11], 11, {**entries, **extra})
+    assert (error.parameter, error.received) == ("identity of node 16", "9")
+    assert "expected a client of this node's roster" in str(error)
+    # The same identity key on two SuperNodes (nodes 12 and 17): each signature verifies, the name repeats.
+    twin_config = {17: dict(contexts[12].node_config)}
+    _, twin = signed_setup(twin_config, 1, run_config)
+    error = refused_at_share_keys(contexts[11], 11, {**entries, **twin})
+    assert (error.parameter, error.received) == ("identity", "1")
+    # A neighbour's keys relayed without a name and signature.
+    error = refused_at_share_keys(contexts[11], 11, {**entries, "14": entries["14"][:2]})
+    assert error.parameter == "keys of node 14"
+
+
+def test_a_roster_in_the_node_config_must_name_both_files_and_match_the_key(signed, tmp_path):
+    contexts, entries, run_config = signed
+    params = secagg.SecAggParams(5, 4, 1.0, 2**22, 100.0, "num-examples")
+    roster_only = {ROSTER_NODE_CONFIG: contexts[11].node_config[ROSTER_NODE_CONFIG]}
+    lone = {11: Context(1, 11, roster_only, RecordDict(), run_config)}
+    with pytest.raises(secagg_identity.IdentityError, match="name both 'secagg-roster' and"):
+        setup_again(lone, params, 1)
+    # A key file whose public key is not the roster's entry for its name (a roster of another federation).
+    other = roster_configs(tmp_path / "other", [11])
+    mismatched = {11: Context(1, 11, {**other[11], **roster_only}, RecordDict(), run_config)}
+    with pytest.raises(secagg_identity.IdentityError, match="is not in .* with this key's public key"):
+        setup_again(mismatched, params, 1)
+    with pytest.raises(FileExistsError):  # a new roster would lock out every client holding an old key
+        secagg_identity.create_identities(tmp_path, ["0"])
+
+
+def test_with_a_roster_a_server_swapping_one_clients_keys_in_a_whole_round_is_refused(tmp_path):
+    """The full round: the server relays its own key pair in one client's place to every other client. Every
+    client holding the swapped entry refuses before sharing anything, and the round is refused."""
+    config, nodes, updates, weights, global_model = federation(6, seed=17)
+    victim = nodes[0]
+    impostor = [public_key_to_bytes(generate_key_pairs()[1]), public_key_to_bytes(generate_key_pairs()[1])]
+
+    def swap(message: Message) -> Message:
+        if message.metadata.message_type != secagg.SHARE_KEYS or message.metadata.dst_node_id == victim:
+            return message
+        record = message.content[secagg.KEYS]
+        record[str(victim)] = impostor + list(record[str(victim)])[2:]
+        return message
+
+    outcome, grid, *_ = secure_round(
+        config,
+        nodes,
+        updates,
+        weights,
+        global_model,
+        node_configs=roster_configs(tmp_path, nodes),
+        rewrite=swap,
+    )
+    assert outcome.refused is not None and outcome.aggregated is None
+    assert set(grid.refusals) == set(nodes) - {victim}
+    for stage, error in grid.refusals.values():
+        assert stage == secagg.SHARE_KEYS and error.parameter == f"signature of node {victim}'s keys"
+    shared = [reply for reply in grid.received[secagg.SHARE_KEYS] if not reply.has_error()]
+    assert [reply.metadata.src_node_id for reply in shared] == [victim]  # nobody else encrypted a share

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from client.secagg import TEST_DUMP_DIR_ENV
+from client.secagg import IDENTITY_DIR_ENV, TEST_DUMP_DIR_ENV
+from common.federation.secagg_identity import create_identities
 from server.checkpoint import load_checkpoint
 from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
@@ -37,15 +38,20 @@ TINY_RUN = [
 QUANTISATION_STEP = 2 * 1.0 / 4194304
 
 
-def run_flower(tmp_path: Path, settings: list[str], num_supernodes: int) -> tuple[dict, Path]:
-    """`flwr run` with a SuperLink of its own; (metrics.json, the client dump directory)."""
+def run_flower(
+    tmp_path: Path, settings: list[str], num_supernodes: int, env: dict[str, str] | None = None
+) -> tuple[dict, Path]:
+    """`flwr run` with a SuperLink of its own, `env` added to the clients' environment; (metrics.json, the
+    client dump directory)."""
     out_dir, dumps = tmp_path / "out", tmp_path / "client-dumps"
-    run_config = " ".join([f"out-dir='{out_dir}'", *TINY_RUN, *settings])
+    overridden = {setting.split("=")[0] for setting in settings}
+    tiny = [setting for setting in TINY_RUN if setting.split("=")[0] not in overridden]
+    run_config = " ".join([f"out-dir='{out_dir}'", *tiny, *settings])
     try:
         run = subprocess.run(
             flwr_run_simulation(run_config, num_supernodes=num_supernodes),
             cwd=REPO,
-            env=flower_env(tmp_path / "flwr-home") | {TEST_DUMP_DIR_ENV: str(dumps)},
+            env=flower_env(tmp_path / "flwr-home") | {TEST_DUMP_DIR_ENV: str(dumps)} | (env or {}),
             capture_output=True,
             text=True,
             timeout=1200,
@@ -151,3 +157,37 @@ def test_secagg_central_dp_lazy_enrolment_and_lean_clients_together(tmp_path):
         assert np.sqrt(sum(float(np.sum(dump[f"update:{key}"] ** 2)) for key in sent)) <= 1.0 + 1e-5
     # Quantisation (uniform weights: at most one step), the noise (about 6 std at most) and float32.
     check_release(tmp_path / "out", received, expected, sent, tolerance=4 * QUANTISATION_STEP + 6e-6 / 6)
+
+
+@pytest.mark.slow
+def test_secagg_with_signed_keys_from_a_roster_in_the_clients_environment(tmp_path):
+    """5 clients over 2 rounds, each with the roster and its own identity key in its environment
+    ($FEDLANHAR_SECAGG_IDENTITY_DIR: roster.json, client-<partition-id>.key; the run config cannot set it).
+    Every client signs its keys for the round and checks its neighbours' (a refusal would leave the round
+    and, with threshold 4 of 5, refuse it); each round releases the plain weighted mean, and metrics.json
+    names the malicious-server model."""
+    identities = tmp_path / "identities"
+    create_identities(identities, [str(partition) for partition in range(5)])
+    settings = [
+        "num-server-rounds=2",
+        "secagg-num-shares=5",
+        "secagg-reconstruction-threshold=4",
+        "min-train-nodes=5",
+        "min-available-nodes=5",
+    ]
+    metrics, dumps = run_flower(tmp_path, settings, 5, env={IDENTITY_DIR_ENV: str(identities)})
+    for record in metrics["rounds"]:
+        assert record["secagg"]["refused"] is None and record["aggregated"] is True
+        assert record["secagg"]["survivors"] == 5 and record["secagg"]["keys_signed"] is True
+    assert len(metrics["rounds"]) == 2
+    secure_phases = [
+        f for f in metrics["failures"] if f["phase"] == "train" or f["phase"].startswith("secagg")
+    ]
+    assert not secure_phases  # no client refused or dropped out
+    report = metrics["privacy"]["secagg"]
+    assert report["keys_signed"] is True and report["threat_model"] == "malicious-server"
+    assert "secagg-keys.signature" in metrics["uploaded_fields"]["secagg-setup"]
+    received, expected, sent = plain_weighted_mean(dumps, server_round=2)
+    assert len(list(dumps.glob("round-2-partition-*.npz"))) == 5
+    masked_vector_only(metrics, sum(received[key].size for key in sent))
+    check_release(tmp_path / "out", received, expected, sent, tolerance=4 * QUANTISATION_STEP)

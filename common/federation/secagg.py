@@ -73,7 +73,11 @@ CIPHERTEXTS = "secagg-ciphertexts"  # list[bytes], one per neighbour that shared
 SOURCES = "secagg-sources"  # list[str]: node id of each ciphertext's sender (str: ids are unsigned 64-bit)
 
 PARAMS = "secagg-params"  # ConfigRecord of SecAggParams (stage 1)
-KEYS = "secagg-keys"  # ConfigRecord: setup reply {pk1, pk2}; share-keys request {str(node): [pk1, pk2]}
+# ConfigRecord: setup reply {pk1, pk2} (+ {identity, signature} from a client with a roster); share-keys
+# request {str(node): [pk1, pk2]} (+ [.., identity, signature] where the setup reply was signed)
+KEYS = "secagg-keys"
+IDENTITY = "identity"  # bytes: the client's name in its roster (common/federation/secagg_identity.py)
+SIGNATURE = "signature"  # bytes: its Ed25519 signature over its round keys
 # ConfigRecord: share-keys reply {destinations, ciphertexts}; unmask reply {owners, shares}
 SHARES = "secagg-shares"
 MASKED = "secagg-masked"  # ArrayRecord {"vector": uint32 [1 + parameters]} (collect reply)
@@ -200,7 +204,8 @@ def check_neighbourhood(num_shares: int, threshold: int, error: type[ValueError]
 # survived. A server that deviates from what it announced could shrink a client's neighbourhood, lower the
 # threshold or change the grid, and so recover one client's update. Each client checks what it can from what
 # it knows itself: its own run config (the announced values) and the protocol's floors. docs/privacy.md says
-# what these checks leave open (unsigned keys, a split view of who survived across clients).
+# what these checks leave open (keys unsigned without a roster: common/federation/secagg_identity.py; a split
+# view of who survived across clients).
 class SecAggRefused(SecAggError):
     """A client refusing what the server sent: the parameter, the value received and the value expected."""
 
