@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from flower_runs import run_flwr
 from flwr.app import ArrayRecord
 
 from client.device_client import evaluate_locally
@@ -36,9 +36,7 @@ from common.models.zero_shot import LabelBank
 from server.breakdown import breakdown_summary, client_distribution, per_group
 from server.cloud import load_source
 from server.updates import clip_updates, update_norms
-from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
-REPO = Path(__file__).resolve().parents[1]
 RUN_LABELS = ["walking", "upstairs", "downstairs", "sitting"]
 
 
@@ -284,14 +282,7 @@ def test_flwr_run_mixed_federation_per_device_metrics(tmp_path, data_dir):
     }
     config_file = tmp_path / "run-config.toml"
     config_file.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in run_config.items()))
-    env = flower_env(tmp_path / "flwr-home")
-    command = flwr_run_simulation(config_file, num_supernodes=7)
-    try:
-        run = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=1200)
-    finally:
-        stop_processes_naming(str(tmp_path))
-    log = run.stdout + run.stderr
-    assert run.returncode == 0, log[-3000:]
+    log = run_flwr(tmp_path, config_file, num_supernodes=7)
     assert "per device: dsads_rightleg" in log  # the round lines carry the breakdown
     metrics = json.loads((out_dir / "metrics.json").read_text())
     assert metrics["refused_clients"] == []

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
+from flower_runs import run_flwr
 from test_federation import CONTEXT_FIELDS, run_in_process, small_config
 
 from common.federation.local_dp import local_noise_std
-from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -65,19 +61,7 @@ def test_secagg_with_central_dp_through_flwr_run(tmp_path):
             "min-available-nodes=5",
         ]
     )
-    env = flower_env(tmp_path / "flwr-home")  # and a SuperLink of its own, never another user's
-    try:
-        run = subprocess.run(
-            flwr_run_simulation(run_config, num_supernodes=5),
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-    finally:
-        stop_processes_naming(str(tmp_path))  # the SuperLink `flwr run` left, by pid
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run_flwr(tmp_path, run_config, num_supernodes=5)  # a SuperLink of its own, never another user's
     metrics = json.loads((out_dir / "metrics.json").read_text())
     record = metrics["rounds"][0]
     assert record["secagg"]["refused"] is None and record["secagg"]["survivors"] == 5

@@ -11,18 +11,16 @@ compares the model it released (its checkpoint) with the plain weighted mean of 
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+from flower_runs import run_flwr
 
 from client.secagg import IDENTITY_DIR_ENV, TEST_DUMP_DIR_ENV
 from common.federation.secagg_identity import create_identities
 from server.checkpoint import load_checkpoint
-from simulations.processes import flower_env, flwr_run_simulation, stop_processes_naming
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_RUN = [
     "num-server-rounds=1",
     "new-activities=''",
@@ -47,18 +45,7 @@ def run_flower(
     overridden = {setting.split("=")[0] for setting in settings}
     tiny = [setting for setting in TINY_RUN if setting.split("=")[0] not in overridden]
     run_config = " ".join([f"out-dir='{out_dir}'", *tiny, *settings])
-    try:
-        run = subprocess.run(
-            flwr_run_simulation(run_config, num_supernodes=num_supernodes),
-            cwd=REPO,
-            env=flower_env(tmp_path / "flwr-home") | {TEST_DUMP_DIR_ENV: str(dumps)} | (env or {}),
-            capture_output=True,
-            text=True,
-            timeout=1200,
-        )
-    finally:
-        stop_processes_naming(str(tmp_path))  # the SuperLink `flwr run` left, by pid
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run_flwr(tmp_path, run_config, num_supernodes, env={TEST_DUMP_DIR_ENV: str(dumps)} | (env or {}))
     return json.loads((out_dir / "metrics.json").read_text()), dumps
 
 
