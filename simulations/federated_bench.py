@@ -38,9 +38,13 @@ BENCH_RUN_CONFIG = {
 
 
 class MemorySampler(threading.Thread):
-    def __init__(self, marker: str, interval: float = 0.5) -> None:
+    """Peak summed RSS and PSS of one run's process tree, sampled every `interval` s: the processes naming
+    `marker` with their children, or (`pid`) that process with its children, e.g. this process when it runs
+    the simulation itself (simulations/privacy_sweep.py: Ray's processes are its descendants)."""
+
+    def __init__(self, marker: str = "", interval: float = 0.5, pid: int | None = None) -> None:
         super().__init__(daemon=True)
-        self.marker, self.interval = marker, interval
+        self.marker, self.interval, self.pid = marker, interval, pid
         self.baseline_used = psutil.virtual_memory().used
         # RSS counts a page shared by several processes (torch's libraries in every Ray worker) once per
         # process; PSS splits it among them, so the tree's PSS is what the run really occupies.
@@ -58,8 +62,9 @@ class MemorySampler(threading.Thread):
     def _tree_memory(self) -> tuple[int, int]:
         """Summed RSS and PSS of the processes whose command line names this benchmark's directory, plus
         their children: the `flwr run` command (its out-dir) and the SuperLink (its FLWR_HOME), nothing else.
+        With `pid`: that process and its children.
         """
-        roots = processes_naming(self.marker)
+        roots = [psutil.Process(self.pid)] if self.pid is not None else processes_naming(self.marker)
         seen: dict[int, tuple[int, int]] = {}
         for root in roots:
             try:

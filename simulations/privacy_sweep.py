@@ -16,16 +16,30 @@ privacy_study.png (accuracy vs epsilon). Stage 1 is trained once (the study's st
 (`--text-encoder` skips it; `--only 0,3` reruns rows into the table).
 
     python -m simulations.privacy_sweep --study --data-dir ../shared/data --out runs/privacy-study
+
+The SCALE study (`--scale`, issue #36): the study's clients and settings at 1,000 clients (`--clients`), where
+client-level DP is meant to run: each round's training cohort drawn by Poisson sampling (q = 0.01 and 0.05),
+SecAgg+ with central DP at two noise multipliers (DP-FedAvg, amplified accounting), one row of lazy enrolment
+with SecAgg+ and central DP (fixed sampling, accounted without amplification) and no-protection rows at the
+same sampling. Per row also the epsilon without amplification, the delta the guarantee holds with (SecAgg+
+draws too small to serve raise it), seconds per round, the peak memory of this process's tree (Ray's
+processes included) and bytes per client per round. Writes privacy_scale.{json,md}.
+
+    python -m simulations.privacy_sweep --scale --data-dir ../shared/data --out runs/privacy-scale
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import time
 from pathlib import Path
 
 from common.federation.run_config import FederationConfig
 from simulations.experiments.federated import run_federated
+from simulations.federated_bench import MemorySampler
+from simulations.run_check import RunFailed
 
 SETTINGS: list[tuple[str, dict]] = [
     ("none", {}),
@@ -44,17 +58,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--study", action="store_true", help="the #14 study (>= 100 clients, SecAgg+ etc.)")
-    parser.add_argument("--clients", type=int, default=100, help="--study: number of clients")
-    parser.add_argument("--rounds", type=int, default=2, help="--study: federated rounds")
     parser.add_argument(
-        "--only", default="", help="--study: comma-separated row indices to (re)run (-1: rebuild the table)"
+        "--scale", action="store_true", help="the #36 study at scale (1,000 clients, Poisson)"
+    )
+    parser.add_argument("--clients", type=int, help="--study/--scale: number of clients (default 100 / 1000)")
+    parser.add_argument("--rounds", type=int, help=f"--study/--scale: rounds (default 2 / {SCALE_ROUNDS})")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="--study/--scale: comma-separated row indices to (re)run (-1: rebuild the table)",
     )
     args = parser.parse_args(argv)
     out = Path(args.out).resolve()
-    if args.study:
+    if args.study or args.scale:
         only = [int(i) for i in args.only.split(",")] if args.only else None
         encoder = str(Path(args.text_encoder).resolve()) if args.text_encoder else ""
-        study(Path(args.data_dir).resolve(), out, args.clients, args.rounds, encoder, only)
+        data_dir = Path(args.data_dir).resolve()
+        if args.scale:
+            clients, rounds = args.clients or SCALE_CLIENTS, args.rounds or SCALE_ROUNDS
+            scale_study(data_dir, out, clients, rounds, encoder, only)
+        else:
+            study(data_dir, out, args.clients or 100, args.rounds or 2, encoder, only)
         return 0
     if not args.text_encoder:
         parser.error("--text-encoder is required for the sweep (without --study)")
@@ -150,15 +174,7 @@ def study(
     """Run the STUDY_SETTINGS rows (`only`: these indices; the other rows are read from their earlier runs'
     metrics.json); write the table (md + json) and the accuracy-vs-epsilon figure."""
     out.mkdir(parents=True, exist_ok=True)
-    if not text_encoder:
-        # Stage 1 once, before any row: every row then loads the same text space and starts from the same
-        # RNG state (a row that trained stage 1 itself would draw a different initial sensor encoder).
-        from server.cloud import Cloud
-
-        stage1_dir = out / "stage1"
-        stage1_dir.mkdir(parents=True, exist_ok=True)
-        Cloud(study_config(data_dir, stage1_dir, num_clients, rounds), stage1_dir).train_text_space()
-        text_encoder = str(stage1_dir / "text_encoder")
+    text_encoder = text_encoder or trained_text_encoder(data_dir, out, num_clients, rounds)
     results: list[dict] = []
     for index, (name, extra) in enumerate(STUDY_SETTINGS):
         row_dir = out / f"setting-{index}"
@@ -173,6 +189,20 @@ def study(
         write_study(out, results)
     write_study(out, results)
     return results
+
+
+def trained_text_encoder(data_dir: Path, out: Path, num_clients: int, rounds: int) -> str:
+    """Stage 1 once, before any row, into out/stage1; its text encoder's directory.
+
+    Every row then loads the same text space and starts from the same RNG state (a row that trained stage 1
+    itself would draw a different initial sensor encoder).
+    """
+    from server.cloud import Cloud
+
+    stage1_dir = out / "stage1"
+    stage1_dir.mkdir(parents=True, exist_ok=True)
+    Cloud(study_config(data_dir, stage1_dir, num_clients, rounds), stage1_dir).train_text_space()
+    return str(stage1_dir / "text_encoder")
 
 
 def study_row(name: str, config: FederationConfig, metrics: dict) -> dict:
@@ -234,6 +264,179 @@ def write_study(out: Path, results: list[dict]) -> None:
     figure.tight_layout()
     figure.savefig(out / "privacy_study.png", dpi=120)
     plt.close(figure)
+
+
+# --- the study at scale (--scale, issue #36) ------------------------------------------------------------
+SCALE_CLIENTS = 1000
+SCALE_ROUNDS = 5
+SCALE_PROBABILITIES = (0.01, 0.05)  # Poisson q: expected cohorts of 5 and 25 of the 500 training clients
+SCALE_NOISE = (1.0, 2.0)  # epsilon about 1-2 and 0.2-0.5 with amplification
+# Between rounds a small sample of the held-out users' clients evaluates; the last round scores all of them.
+SCALE_EVAL_FRACTION = 0.02
+# Lazy enrolment samples fraction-train of ALL clients, training and held-out alike, and keeps those that
+# train: 25 of 1,000 a round, a cohort of up to 25 as q = 0.05 draws on average. Its evaluation samples too,
+# its last round included (lazily nothing scores every client): 10% of all clients a round.
+SCALE_LAZY = {"lazy_enrolment": True, "fraction_train": 0.025, "fraction_evaluate": 0.1}
+
+
+def scale_settings() -> list[tuple[str, dict]]:
+    """(name, FederationConfig overrides) of the scale study's rows."""
+
+    def poisson(q: float) -> dict:
+        return {"client_sampling": "poisson", "sampling_probability": q}
+
+    def secure_dp(z: float) -> dict:
+        return {"secagg": True, "dp_mode": "central", "dp_noise_multiplier": z}
+
+    # Utility without protection at the larger cohort (at 1,000 clients an eager row costs minutes of set-up).
+    rows = [(f"none, Poisson q={SCALE_PROBABILITIES[-1]}", poisson(SCALE_PROBABILITIES[-1]))]
+    rows += [
+        (f"SecAgg+ + central DP, noise {z}, Poisson q={q}", poisson(q) | secure_dp(z))
+        for z in SCALE_NOISE
+        for q in SCALE_PROBABILITIES
+    ]
+    z = SCALE_NOISE[0]
+    rows.append((f"lazy enrolment + SecAgg+ + central DP, noise {z}, fixed", SCALE_LAZY | secure_dp(z)))
+    return rows
+
+
+def scale_config(
+    data_dir: Path, out_dir: Path, num_clients: int, rounds: int, **overrides
+) -> FederationConfig:
+    """The study's config (study_config) with the scale study's evaluation sample; `overrides` last."""
+    return study_config(
+        data_dir, out_dir, num_clients, rounds, **({"fraction_evaluate": SCALE_EVAL_FRACTION} | overrides)
+    )
+
+
+def scale_study(
+    data_dir: Path,
+    out: Path,
+    num_clients: int,
+    rounds: int,
+    text_encoder: str = "",
+    only: list[int] | None = None,
+) -> list[dict]:
+    """Run the scale_settings rows as `study` runs its own (`only`, stage 1 once); a row that fails is
+    recorded with its error and what it measured. Writes privacy_scale.{json,md}."""
+    out.mkdir(parents=True, exist_ok=True)
+    text_encoder = text_encoder or trained_text_encoder(data_dir, out, num_clients, rounds)
+    results: list[dict] = []
+    for index, (name, extra) in enumerate(scale_settings()):
+        row_dir = out / f"setting-{index}"
+        config = scale_config(data_dir, row_dir, num_clients, rounds, text_encoder_path=text_encoder, **extra)
+        if only and index not in only:  # not rerun: its earlier row, if there is one
+            earlier = row_dir / "row.json"
+            if earlier.exists():
+                results.append(json.loads(earlier.read_text()))
+            continue
+        row = measured_scale_row(name, config, num_clients)
+        (row_dir / "row.json").write_text(json.dumps(row, indent=2))
+        results.append(row)
+        print(scale_line(row), flush=True)
+        write_scale(out, results)
+    write_scale(out, results)
+    return results
+
+
+def measured_scale_row(name: str, config: FederationConfig, num_clients: int) -> dict:
+    """Run one row with this process's tree's memory sampled (Ray's processes are its descendants)."""
+    sampler = MemorySampler(pid=os.getpid())
+    sampler.start()
+    started = time.monotonic()
+    try:
+        metrics = run_federated(config, num_clients=num_clients)
+    except (RunFailed, MemoryError) as error:
+        metrics = {"error": str(error)}
+    finally:
+        sampler.stop()
+    measured = {
+        "wall_seconds": time.monotonic() - started,
+        "peak_rss_gb": sampler.peak_rss / 1e9,
+        "peak_pss_gb": sampler.peak_pss / 1e9,
+    }
+    if "error" in metrics:
+        return {"setting": name, "error": metrics["error"], **measured, "config": config.as_dict()}
+    return scale_row(name, config, metrics) | measured
+
+
+def scale_row(name: str, config: FederationConfig, metrics: dict) -> dict:
+    """study_row's fields and the scale study's: both epsilons, delta spent, cohorts, set-up and bytes."""
+    from server.dp_poisson import small_draw_probability
+
+    row = study_row(name, config, metrics)
+    privacy, rounds = metrics["privacy"], metrics["rounds"]
+    poisson, secure_dp = config.client_sampling == "poisson", config.secagg and config.dp_mode == "central"
+    row.update(
+        sampling=f"poisson q={config.sampling_probability}" if poisson else "fixed (lazy enrolment)",
+        # Fixed sampling claims no amplification: its epsilon_spent is the unamplified one.
+        epsilon_amplified=row["epsilon"] if poisson else None,
+        epsilon_without_amplification=privacy.get("epsilon_without_amplification", row["epsilon"]),
+        delta_spent=privacy.get("delta_spent"),
+        # P[Binomial(N - 1, q) < threshold]: a round's chance that SecAgg+ cannot serve the others' draw.
+        small_draw_probability=(
+            small_draw_probability(
+                config.sampling_probability, row["train_clients"], config.secagg_reconstruction_threshold
+            )
+            if poisson and secure_dp
+            else None
+        ),
+        secagg_rounds_refused=(privacy.get("secagg") or {}).get("rounds_refused"),
+        clients_trained=[r["clients_trained"] for r in rounds],
+        clients_evaluated_last_round=rounds[-1]["clients_evaluated"],
+        setup_seconds=metrics["seconds"]["setup"],
+        client_setup_seconds=metrics["seconds"].get("client_setup"),
+        train_bytes_up_per_client_round=metrics["update_bytes"]["up_per_client_per_round"],
+        train_bytes_down_per_client_round=metrics["update_bytes"]["down_per_client_per_round"],
+        eval_bytes_down_per_client_round=metrics["update_bytes"]["eval_down_per_client_per_round"],
+    )
+    return row
+
+
+def scale_line(row: dict) -> str:
+    """One row, printed as it finishes."""
+    if "error" in row:
+        return f"{row['setting']:56s} FAILED after {row['wall_seconds']:.0f} s: {row['error']}"
+    return (
+        f"{row['setting']:56s} accuracy {row['accuracy']:.3f}  epsilon {row['epsilon']}  "
+        f"delta spent {row['delta_spent']}  peak RSS {row['peak_rss_gb']:.2f} GB  {row['wall_seconds']:.0f} s"
+    )
+
+
+def _number(value: float | None, spec: str) -> str:
+    """`value` formatted, "-" where there is none (None, or NaN: no round trained)."""
+    return "-" if value is None or value != value else format(value, spec)
+
+
+def write_scale(out: Path, results: list[dict]) -> None:
+    """privacy_scale.json (every field) and privacy_scale.md (the table)."""
+    (out / "privacy_scale.json").write_text(json.dumps(results, indent=2))
+    lines = [
+        "| setting | trained/round | accuracy | macro-F1 | epsilon (amplified) | epsilon (no ampl.) "
+        "| delta spent (target) | s/round | set-up s | peak RSS (PSS) GB | KB up / down per trainer-round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            lines.append(
+                f"| {r['setting']} | failed after {r['wall_seconds']:.0f} s, peak RSS "
+                f"{r['peak_rss_gb']:.2f} GB: {r['error'][:200]} |" + " |" * 9
+            )
+            continue
+        trained = sum(r["clients_trained"]) / len(r["clients_trained"])
+        delta = "-" if r["delta_spent"] is None else f"{r['delta_spent']:.3g} ({r['delta']:g})"
+        seconds = sum(r["round_seconds"]) / len(r["round_seconds"])
+        setup = r["setup_seconds"] + (r["client_setup_seconds"] or 0.0)
+        up, down = r["train_bytes_up_per_client_round"] / 1e3, r["train_bytes_down_per_client_round"] / 1e3
+        kilobytes = f"{_number(up, '.0f')} / {_number(down, '.0f')}"
+        lines.append(
+            f"| {r['setting']} | {trained:.1f} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} "
+            f"| {_number(r['epsilon_amplified'], '.3f')} "
+            f"| {_number(r['epsilon_without_amplification'], '.2f')} "
+            f"| {delta} | {seconds:.1f} | {setup:.0f} | {r['peak_rss_gb']:.2f} ({r['peak_pss_gb']:.2f}) "
+            f"| {kilobytes} |"
+        )
+    (out / "privacy_scale.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
