@@ -198,3 +198,18 @@ def test_the_length_check_counts_def_line_to_last_line():
         "planted.py:165 outer (84 lines)",
         "planted.py:166 outer.inner (82 lines)",
     ]
+
+
+def test_the_app_bundle_holds_what_the_apps_import_and_stays_far_under_flowers_limit():
+    """`flwr run .` refuses a FAB over 10 MB. It once grew past that with docs/results' measured files: the
+    bundle takes the layers the ServerApp and ClientApp import and configs/ (pyproject.toml `fab-include`)."""
+    import io
+    import zipfile
+
+    from flwr.cli.build import build_fab_from_disk
+    from flwr.common.constant import FAB_MAX_SIZE
+
+    fab = build_fab_from_disk(PROJECT_ROOT)
+    top_level = {name.split("/")[0] for name in zipfile.ZipFile(io.BytesIO(fab)).namelist()}
+    assert top_level == {"common", "server", "client", "configs", "pyproject.toml", "README.md", ".info"}
+    assert len(fab) < FAB_MAX_SIZE / 4, f"FAB of {len(fab):,} bytes, Flower's limit {FAB_MAX_SIZE:,}"
