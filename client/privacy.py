@@ -10,6 +10,7 @@ from flwr.clientapp.mod import fixedclipping_mod
 from flwr.supercore.differential_privacy import KEY_CLIPPING_NORM
 
 from client.device_client import window_summaries
+from common.federation.clipping import clip_update
 from common.federation.local_dp import clip_and_noise, local_noise_std
 from common.federation.partition import ClientData
 from common.federation.run_config import FederationConfig
@@ -103,11 +104,10 @@ def trained_part_clipping_mod(msg: Message, context: Context, call_next) -> Mess
         return reply
     sent = reply.content["arrays"]
     update = {key: sent[key].numpy().astype(np.float64) - received[key].numpy() for key in sent.keys()}
-    norm = float(np.sqrt(sum(float(np.sum(part * part)) for part in update.values())))
-    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
+    clipped = clip_update(update, clipping_norm)
     reply.content["arrays"] = ArrayRecord(
         {
-            key: Array((received[key].numpy() + update[key] * scale).astype(sent[key].numpy().dtype))
+            key: Array((received[key].numpy() + clipped[key]).astype(sent[key].numpy().dtype))
             for key in sent.keys()
         }
     )

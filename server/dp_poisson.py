@@ -53,6 +53,7 @@ from flwr.supercore.privacy_accounting import (
 from flwr.supercore.privacy_accounting.rdp_accountant import RdpAccountant
 from scipy.stats import binom
 
+from common.federation.clipping import clip_update
 from common.federation.run_config import FederationConfig
 from server.dp_noise import add_gaussian_noise
 
@@ -139,9 +140,7 @@ def clipped_update(
     """
     arrays = next(iter(reply.content.array_records.values()))
     update = {key: arrays[key].numpy().astype(np.float64) - part for key, part in global_parts.items()}
-    norm = float(np.sqrt(sum(float(np.sum(u * u)) for u in update.values())))
-    scale = min(1.0, clipping_norm / norm) if norm > 0 else 1.0
-    return {key: u * scale for key, u in update.items()}
+    return clip_update(update, clipping_norm)
 
 
 class PoissonDpFedAvg(Strategy):

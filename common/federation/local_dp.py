@@ -30,6 +30,8 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.stats import norm
 
+from common.federation.clipping import clip_update
+
 
 def gaussian_delta(sigma: float, epsilon: float, sensitivity: float) -> float:
     """Smallest delta: x + N(0, sigma^2) of L2 sensitivity `sensitivity` is (epsilon, delta)-DP."""
@@ -67,10 +69,6 @@ def clip_and_noise(
 ) -> dict[str, np.ndarray]:
     """The update scaled down to L2 norm `clipping_norm` if longer, plus N(0, noise_std^2) per coordinate from
     a generator seeded with fresh OS entropy (float64)."""
-    norm_ = math.sqrt(sum(float(np.sum(part.astype(np.float64) ** 2)) for part in update.values()))
-    scale = min(1.0, clipping_norm / norm_) if norm_ > 0 else 1.0
+    clipped = clip_update({key: part.astype(np.float64) for key, part in update.items()}, clipping_norm)
     rng = np.random.default_rng(secrets.randbits(256))
-    return {
-        key: part.astype(np.float64) * scale + rng.normal(0.0, noise_std, part.shape)
-        for key, part in update.items()
-    }
+    return {key: part + rng.normal(0.0, noise_std, part.shape) for key, part in clipped.items()}

@@ -57,7 +57,7 @@ from simulations.experiments.report import (
     write_results,
 )
 from simulations.experiments.settings import Experiment
-from simulations.privacy_sweep import SETTINGS, STUDY_SETTINGS, study_config
+from simulations.privacy_sweep import SETTINGS, STUDY_SETTINGS, study_config, study_row
 
 # Setting name -> FederationConfig overrides: the study's rows and the sweep's summary-noise rows.
 AUDIT_SETTINGS: dict[str, dict] = dict(STUDY_SETTINGS) | dict(SETTINGS)
@@ -232,22 +232,11 @@ def membership_attack(
 
 
 def audit_row(name: str, config: FederationConfig, metrics: dict, leakage: dict, membership: dict) -> dict:
-    """One table row: the run's utility and epsilon beside what each attack got."""
-    privacy = metrics["privacy"]
-    return {
-        "setting": name,
-        "accuracy": metrics["accuracy"],
-        "macro_f1": metrics["macro_f1"],
-        "epsilon": privacy.get("epsilon_spent"),
-        "delta": config.dp_delta if config.dp_mode == "central" else None,
-        "protections": privacy["protections"],
-        "per_window_arrays_uploaded": privacy["per_window_arrays_uploaded"],
-        "train_clients": metrics["evaluation"]["train_clients"],
-        "eval_clients": metrics["evaluation"]["eval_clients"],
+    """One table row: the run's utility and epsilon (privacy_sweep's study row) beside each attack."""
+    return study_row(name, config, metrics) | {
         **leakage,
         "membership": membership,
         "seconds": metrics["wall_seconds"],
-        "config": config.as_dict(),
     }
 
 
