@@ -74,12 +74,10 @@ class SensorEncoderConfig:
     input_channels: int = 6  # acc x,y,z (m/s^2, incl. gravity) + gyro x,y,z (rad/s); 3 = accelerometer only
     window: int = 120  # samples per window at 20 Hz (6 s)
     patch_size: int = 20  # samples per token: 1 s, 6 tokens per window (latency, see module docstring)
-    # = MiniLM hidden size; the paper uses 768 = bert-base. 128 (ff 256, 0.48 M weights) gained accuracy at
-    # seed 0 and fell just short of its rule on new activities (docs/results/speed): not the default yet.
-    d_model: int = 384
+    d_model: int = 128
     num_layers: int = 3  # paper: 3
     num_heads: int = 2  # paper: 2
-    ff_dim: int = 384  # 1 x d_model, not the usual 4x: one window's latency is bound by reading the weights
+    ff_dim: int = 256  # 2 x d_model
     dropout: float = 0.1
     out_dim: int = 384  # must equal the text encoder's dim (the targets Z live there)
     add_magnitude_channels: bool = True  # "device" frame: add |acc| and |gyro| (orientation invariant)
