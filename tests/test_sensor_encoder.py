@@ -44,12 +44,31 @@ def random_rotation(seed: int) -> torch.Tensor:
 
 def test_default_config_matches_minilm_and_the_paper() -> None:
     config = SensorEncoderConfig()
-    assert (config.d_model, config.out_dim, config.num_layers, config.num_heads) == (384, 384, 3, 2)
+    assert (config.d_model, config.ff_dim, config.out_dim, config.num_layers, config.num_heads) == (
+        128,
+        256,
+        384,
+        3,
+        2,
+    )
     assert config.window % config.patch_size == 0
     assert config.input_frame == "gravity"
     assert config.analysis_token and config.analysis_features == INVARIANT_FEATURES
     assert config.feature_channels == 6  # along/across gravity + magnitude, for acc and for gyro
     assert SensorEncoderConfig(input_frame="device").feature_channels == 8  # 6 raw + |acc| + |gyro|
+
+
+def test_the_default_device_model_stays_within_the_papers_bound() -> None:
+    """Issue #34: the paper's sensor encoder has under 1.2 M weights; so must ours, centrally and in the
+    federation (which builds its encoder from the run config's sensor-width), and its float32 update must fit
+    the 1.5 MB a client sends each way once compressed to int8 or float16."""
+    from common.federation.run_config import FederationConfig
+
+    federated = FederationConfig().sensor_width
+    for config in (SensorEncoderConfig(), SensorEncoderConfig(d_model=federated, ff_dim=2 * federated)):
+        weights = sum(p.numel() for p in SensorEncoder(config).parameters())
+        assert weights <= 1_200_000, weights
+        assert 2 * weights <= 1_500_000  # float16 bytes
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,9 @@ class FederationConfig:
     # validation users (split_by_user, same seed): 0.2 = central's source_eval_fraction, so the server trains
     # on exactly the users `fedlanhar train` trains on. 0 = every source user trains.
     source_eval_users_fraction: float = 0.0
-    sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
+    # Sensor encoder d_model (ff 2 x width), projected to the text space: 128 is SensorEncoderConfig's default
+    # (0.48 M weights); 0 = the text encoder's width (the paper's choice, 3.9 M weights with MiniLM).
+    sensor_width: int = 128
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.

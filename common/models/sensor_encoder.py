@@ -5,12 +5,13 @@ non-overlapping patches of `patch_size` samples -> Linear + LayerNorm -> sinusoi
 encoder -> mean over patches -> Linear to `out_dim`.
 
 Patches instead of one token per sample: 6 tokens of 1 s instead of 120 sample tokens cut the compute 20-fold.
-For a single window on one CPU thread the time is then dominated by reading the weights (a [6, 384] input
-makes every matmul a thin one), so the defaults also keep the parameter count down with a narrow feed-forward
-(ff_dim = d_model). Measured (frozen TorchScript, 1 thread, a shared 2-core EPYC under load ~3): patch 20 /
-ff 384: 11.5 MB, median 1.45 ms, p95 2.0 ms; patch 20 / ff 768: 15.1 MB, 1.96 ms; patch 10 / ff 768:
-15.0 MB, 2.6 ms. A quick stage-2 probe (UCI -> held-out users and -> DSADS torso, 5 classes) did not
-separate patch 20 / ff 384, patch 20 / ff 768 and patch 10 / ff 384 (accuracy 0.95-0.96 and 0.37-0.43).
+For a single window on one CPU thread the time is then dominated by reading the weights (a [6, d] input makes
+every matmul a thin one), so the defaults also keep the parameter count down: a 128-wide transformer with a
+256-wide feed-forward, projected to the text space. Measured for the earlier 384-wide encoder (frozen
+TorchScript, 1 thread, a shared 2-core EPYC under load ~3): patch 20 / ff 384: 11.5 MB, median 1.45 ms, p95
+2.0 ms; patch 20 / ff 768: 15.1 MB, 1.96 ms; patch 10 / ff 768: 15.0 MB, 2.6 ms. A quick stage-2 probe (UCI
+-> held-out users and -> DSADS torso, 5 classes) did not separate patch 20 / ff 384, patch 20 / ff 768 and
+patch 10 / ff 384 (accuracy 0.95-0.96 and 0.37-0.43).
 
 Pre-norm layers (norm_first=True, plus a final LayerNorm) rather than the paper's post-norm: pre-norm trains
 stably from scratch at a high learning rate without a warm-up schedule, and federated clients restart a fresh
@@ -74,12 +75,13 @@ class SensorEncoderConfig:
     input_channels: int = 6  # acc x,y,z (m/s^2, incl. gravity) + gyro x,y,z (rad/s); 3 = accelerometer only
     window: int = 120  # samples per window at 20 Hz (6 s)
     patch_size: int = 20  # samples per token: 1 s, 6 tokens per window (latency, see module docstring)
-    # = MiniLM hidden size; the paper uses 768 = bert-base. 128 (ff 256, 0.48 M weights) gained accuracy at
-    # seed 0 and fell just short of its rule on new activities (docs/results/speed): not the default yet.
-    d_model: int = 384
+    # Width of the transformer; `output_projection` maps it into the text space (out_dim). 128 keeps the
+    # device model within the paper's bound (0.48 M weights with the analysis token, 1.9 MB in float32) and
+    # a stage-2 epoch at a third of the 384-wide one's, at its accuracy over three seeds (docs/results/speed).
+    d_model: int = 128
     num_layers: int = 3  # paper: 3
     num_heads: int = 2  # paper: 2
-    ff_dim: int = 384  # 1 x d_model, not the usual 4x: one window's latency is bound by reading the weights
+    ff_dim: int = 256  # 2 x d_model, not the usual 4x: one window's latency is bound by reading the weights
     dropout: float = 0.1
     out_dim: int = 384  # must equal the text encoder's dim (the targets Z live there)
     add_magnitude_channels: bool = True  # "device" frame: add |acc| and |gyro| (orientation invariant)
