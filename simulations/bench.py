@@ -170,8 +170,10 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
         epochs=1, batch_size=config.stage2_batch_size, lr=config.stage2_lr, seed=settings.seed
     )
     start = time.perf_counter()
-    train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=False)
-    stage2_seconds = time.perf_counter() - start
+    stage2 = train_sensor_encoder(sensor_encoder, windows, targets, sensor_config, progress=False)
+    # The set-up (signal analysis, distinct targets, optimiser) runs once per run, not once per epoch.
+    stage2_setup_seconds = time.perf_counter() - start - stage2["seconds"]
+    stage2_seconds = stage2["seconds"]
 
     bank = label_bank(encoder, descriptions, activities)
     export = export_sensor_model(sensor_encoder.cpu(), bank, out_dir / "export")  # as a device runs it: CPU
@@ -201,7 +203,8 @@ def run_core_benchmark(data_dir: Path, out_dir: Path, settings: BenchSettings) -
             "seconds_per_epoch": stage2_seconds,
             "windows_per_s": len(windows) / stage2_seconds,
             "epochs_in_default_run": config.stage2_epochs,
-            "seconds_for_default_run": stage2_seconds * config.stage2_epochs,
+            "setup_seconds": stage2_setup_seconds,
+            "seconds_for_default_run": stage2_setup_seconds + stage2_seconds * config.stage2_epochs,
         },
         "sensor_encoder": {
             "parameters": sum(p.numel() for p in sensor_encoder.parameters()),
@@ -344,6 +347,7 @@ def _core_section(report: Report, core: dict) -> None:
                 f"<= {TARGETS['stage1_run_s']:.0f}",
             ],
             [f"stage 2: s per epoch ({stage2['windows']} windows)", f"{stage2['seconds_per_epoch']:.1f}", ""],
+            ["stage 2: s of set-up, once per run", f"{stage2['setup_seconds']:.1f}", ""],
             [
                 f"stage 2: s for the default run ({stage2['epochs_in_default_run']} epochs)",
                 f"{stage2['seconds_for_default_run']:.0f}",

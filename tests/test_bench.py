@@ -76,8 +76,10 @@ def test_bench_suite_small(tmp_path: Path, data_dir: Path) -> None:
     )
     assert core["stage2"]["windows"] == BUDGETS["small"].stage2_max_windows
     assert _finite_positive(core["stage2"]["seconds_per_epoch"])
+    assert core["stage2"]["setup_seconds"] >= 0
     assert core["stage2"]["seconds_for_default_run"] == pytest.approx(
-        core["stage2"]["seconds_per_epoch"] * core["stage2"]["epochs_in_default_run"]
+        core["stage2"]["setup_seconds"]
+        + core["stage2"]["seconds_per_epoch"] * core["stage2"]["epochs_in_default_run"]
     )
     sensor = core["sensor_encoder"]
     assert sensor["parameters"] > 0 and 0 < sensor["export_mb"] <= 25

@@ -418,6 +418,12 @@ def test_cross_dataset_small(tmp_path: Path, data_dir: Path) -> None:
     assert runs[1].get("new_activities") is None  # a supervised classifier cannot name unseen labels
     assert results["summary"]["new_activities"]["lanhar"]["chance"] == pytest.approx(1 / 15)
     assert "New activities, same models" in report and "| uci→dsads-t | 15 |" in report
+    # The single-sensor ceiling beside them, on the same held-out windows of the same new labels.
+    probe = results["single_sensor_ceiling"]["pairs"]["uci→dsads-t"]
+    assert probe["labels"] == runs[0]["new_activities"]["labels"]
+    assert probe["windows"] == runs[0]["new_activities"]["windows"]
+    assert "| single-sensor ceiling |\n" in report  # the per-pair table's last column
+    assert "| text path recall | single-sensor ceiling | most often named (sensor) |" in report
 
 
 @pytest.mark.slow
@@ -501,6 +507,9 @@ def test_new_activity_small(tmp_path: Path, data_dir: Path) -> None:
     assert 0.0 <= new["path_agreement"] <= 1.0
     assert "| new label | pairs | sensor encoder recall | text path recall |" in report
     assert "| jumping | 1 |" in report
+    probe = results["single_sensor_ceiling"]["pairs"]["uci→dsads-t"]
+    assert probe["labels"] == new["labels"] and probe["windows"] == new["windows"]
+    assert "| text path recall | single-sensor ceiling |" in report
 
 
 @pytest.mark.slow

@@ -32,6 +32,7 @@ from common.models.sensor_encoder import (
 from common.models.text_encoder import DEFAULT_TEXT_ENCODER, TextEncoder
 
 torch.set_num_threads(1)
+TORCH_ADAMW = torch.optim.AdamW  # tests below wrap it
 
 CATEGORY = {"walking": "locomotion", "running": "locomotion", "sitting": "static", "lying": "static"}
 DESCRIPTIONS = {
@@ -323,6 +324,72 @@ def test_proximal_term_keeps_local_weights_near_the_global_ones() -> None:
         )
 
     assert drift(10.0) < 0.8 * drift(0.0)
+
+
+def _adamw_forced_to(monkeypatch: pytest.MonkeyPatch, foreach: bool) -> list[bool]:
+    """Make train.py's AdamW use this update (foreach or torch's per-tensor loop); returns the flags that
+    train.py itself asked for, one per optimiser built."""
+    asked: list[bool] = []
+
+    def forced(groups: list[dict], **options: object) -> torch.optim.AdamW:
+        asked.append(bool(options.get("foreach")))
+        optimizer = TORCH_ADAMW(groups, **(options | {"foreach": foreach}))
+        assert optimizer.defaults["foreach"] is foreach
+        return optimizer
+
+    monkeypatch.setattr(torch.optim, "AdamW", forced)
+    return asked
+
+
+def test_foreach_adamw_trains_the_same_stage2_weights_as_the_per_tensor_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The foreach update (train.py asks for it: on the CPU torch would loop over the tensors in Python)
+    must not move a bit: a small stage 2 with the early stop and a client's local epochs, trained with each
+    update from the same start, ends with equal weights and equal losses."""
+    X, Z, _ = synthetic_stage2(n_per_class=8)
+    central = SensorTrainConfig(epochs=3, batch_size=8, lr=3e-3, val_fraction=0.25, seed=0)
+    local = SensorTrainConfig(epochs=2, batch_size=8, lr=3e-3, rotation_jitter_deg=20.0, seed=1)
+
+    def train(foreach: bool) -> tuple[list[torch.Tensor], list, list[bool]]:
+        asked = _adamw_forced_to(monkeypatch, foreach)
+        torch.manual_seed(0)
+        model = SensorEncoder(SMALL)
+        history = train_sensor_encoder(model, X, Z, central, progress=False)
+        client = train_sensor_epochs(model, X, Z, local, proximal_mu=0.1)
+        losses = [history["loss"], history["val_loss"], history["best_epoch"], client["losses"]]
+        return list(model.state_dict().values()), losses, asked
+
+    foreach_weights, foreach_losses, asked = train(foreach=True)
+    loop_weights, loop_losses, _ = train(foreach=False)
+    assert asked == [True, True]  # central stage 2 and the client both ask for the foreach update
+    assert foreach_losses == loop_losses
+    assert len(foreach_weights) == len(loop_weights)
+    for foreach_weight, loop_weight in zip(foreach_weights, loop_weights, strict=True):
+        assert torch.equal(foreach_weight, loop_weight)
+
+
+def test_foreach_adamw_trains_the_same_text_encoder_as_the_per_tensor_loop(
+    monkeypatch: pytest.MonkeyPatch,
+    tiny_text_encoder_dir: Path,  # noqa: F811
+) -> None:
+    """Stage 1 shares the optimiser: the same check on the text encoder and its reconstruction decoder."""
+    texts, labels = labeled_texts()
+    config = TextTrainConfig(max_steps=3, batch_size=8, lr=1e-3, max_length=12, seed=0)
+
+    def train(foreach: bool) -> tuple[list[torch.Tensor], list[float]]:
+        _adamw_forced_to(monkeypatch, foreach)
+        encoder = TextEncoder(tiny_text_encoder_dir)
+        history = train_text_encoder(
+            encoder, texts, labels, DESCRIPTIONS, CATEGORY.__getitem__, config, progress=False
+        )
+        return list(encoder.state_dict().values()), history["loss"]
+
+    foreach_weights, foreach_losses = train(foreach=True)
+    loop_weights, loop_losses = train(foreach=False)
+    assert foreach_losses == loop_losses
+    for foreach_weight, loop_weight in zip(foreach_weights, loop_weights, strict=True):
+        assert torch.equal(foreach_weight, loop_weight)
 
 
 def test_sensor_training_rejects_mismatched_targets() -> None:

@@ -7,6 +7,7 @@
     distribution-gap   relative KL of the same activity across data sets, raw vs language space (Table 1)
     federated          centralised vs federated on the same split; by-user, iid, Dirichlet partitions
     privacy-audit      what an honest-but-curious server learns under each privacy protection (issue #36)
+    ceiling            what one sensor at the target's placement can tell apart among the new labels (#38)
 
 Each writes report.md, PNG figures and results.json into --out (per-run artifacts under --out/runs/).
 Settings: configs/experiments/<name>.toml, or --config FILE (see simulations/experiments/settings.py).
@@ -28,6 +29,7 @@ PROTOCOLS = {
     "distribution-gap": "distribution_gap",
     "federated": "federated",
     "privacy-audit": "privacy_audit",
+    "ceiling": "ceiling",
 }
 
 

@@ -99,6 +99,13 @@ def pair_label_space(pair: Pair, data_dir: str | Path) -> LabelSpace:
     return LabelSpace(activities, merge)
 
 
+def new_activities(pair: Pair, data_dir: str | Path) -> list[str]:
+    """The target's activities outside the pair's label space (after its stairs merge, if any)."""
+    space = pair_label_space(pair, data_dir)
+    target = [space.merge_labels.get(label, label) for label in dataset_labels(pair.target, data_dir)]
+    return [label for label in dict.fromkeys(target) if label not in space.activities]
+
+
 def all_pairs() -> list[Pair]:
     return [Pair(s, t) for s in DATASETS for t in DATASETS if s != t]
 
