@@ -71,6 +71,21 @@ def test_the_default_device_model_stays_within_the_papers_bound() -> None:
         assert 2 * weights <= 1_500_000  # float16 bytes
 
 
+def test_a_narrow_trunk_still_reaches_every_direction_of_the_text_space() -> None:
+    """With a linear output, a 16-wide trunk's embeddings would span at most 17 dimensions (an affine map of
+    16); the wide head lets them span the text space, where new activities' label embeddings may lie."""
+    torch.manual_seed(0)
+    model = SensorEncoder(
+        SensorEncoderConfig(d_model=16, ff_dim=32, num_heads=2, analysis_token=False)
+    ).eval()
+    with torch.no_grad():
+        embeddings = model(torch.randn(400, 120, 6) * 3.0)
+    assert torch.linalg.matrix_rank(embeddings - embeddings.mean(0), rtol=1e-4) > 17
+    assert isinstance(
+        SensorEncoder(SensorEncoderConfig(d_model=384, ff_dim=384)).output_projection, torch.nn.Linear
+    )
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [

@@ -243,7 +243,19 @@ class SensorEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(
             layer, num_layers=config.num_layers, norm=nn.LayerNorm(config.d_model), enable_nested_tensor=False
         )
-        self.output_projection = nn.Linear(config.d_model, config.out_dim)
+        # A trunk narrower than the text space with a linear output would confine every embedding to a
+        # d_model-dim subspace of it: known activities fit there, but the label embeddings of activities
+        # never trained on may point out of it (docs/results/speed, "A wide head"). A hidden layer as wide
+        # as the text space lets an embedding point anywhere.
+        self.output_projection = (
+            nn.Sequential(
+                nn.Linear(config.d_model, config.out_dim),
+                nn.GELU(),
+                nn.Linear(config.out_dim, config.out_dim),
+            )
+            if config.d_model < config.out_dim
+            else nn.Linear(config.d_model, config.out_dim)
+        )
         self._init_weights()
         # Built last, so the other weights draw the same random numbers with the token on or off.
         self.analysis_size = len(config.analysis_features)
