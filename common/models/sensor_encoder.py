@@ -243,7 +243,17 @@ class SensorEncoder(nn.Module):
         self.encoder = nn.TransformerEncoder(
             layer, num_layers=config.num_layers, norm=nn.LayerNorm(config.d_model), enable_nested_tensor=False
         )
-        self.output_projection = nn.Linear(config.d_model, config.out_dim)
+        # A narrow trunk's linear projection would confine every embedding to a d_model-dim subspace of the
+        # text space; a hidden layer as wide as the text space lets it reach any direction (trial).
+        self.output_projection = (
+            nn.Sequential(
+                nn.Linear(config.d_model, config.out_dim),
+                nn.GELU(),
+                nn.Linear(config.out_dim, config.out_dim),
+            )
+            if config.d_model < config.out_dim
+            else nn.Linear(config.d_model, config.out_dim)
+        )
         self._init_weights()
         # Built last, so the other weights draw the same random numbers with the token on or off.
         self.analysis_size = len(config.analysis_features)
