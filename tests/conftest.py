@@ -30,9 +30,3 @@ def run_identity():
     TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1  # node 0: the ServerApp
     yield
     TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = previous
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow end-to-end tests first (a stable sort keeps the file order otherwise): the test processes then
-    end on short tests, not with one of them still waiting for a 3-minute `flwr run` while the others idle."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
