@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from common.base.metrics import classification_metrics
 from common.data.features import analyze_windows
 from common.data.label_spaces import rename_labels
 from common.data.loading import load_dataset
@@ -89,14 +90,9 @@ def probe_recall(
     with threadpool_limits(limits=1):
         classifier.fit(features[train], y[train])
         predicted = classifier.predict(features[scored])
-    truth = y[scored]
-    confusion = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    np.add.at(confusion, (truth, predicted), 1)
-    counts = confusion.sum(axis=1)
-    recall = {
-        label: float(confusion[i, i] / counts[i]) if counts[i] else None for i, label in enumerate(labels)
-    }
-    return {"accuracy": float(np.mean(predicted == truth)), "recall": recall, "confusion": confusion.tolist()}
+    scores = classification_metrics(y[scored], predicted, labels, category_of=str)  # categories unused
+    recall = {label: s["recall"] if s["support"] else None for label, s in scores["per_class"].items()}
+    return {"accuracy": scores["accuracy"], "recall": recall, "confusion": scores["confusion"]}
 
 
 def pair_ceiling(
