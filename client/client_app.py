@@ -17,7 +17,7 @@ from client.device_client import evaluate_locally, train_locally
 from client.local_interpretation import distinct_texts_record, interpret_locally, targets_from_table
 from client.privacy import maybe_fail, privacy_mod, uploaded_summaries
 from client.secagg import drop_out_if_injected, handle_setup, handle_share_keys, handle_unmask, secagg_mod
-from client.updates import held_version, received_model, reply_arrays
+from client.updates import held_version, keeps_state, received_model, reply_arrays
 from common.base.device import resolve_device
 from common.data.errors import DataError
 from common.federation import protocol
@@ -209,7 +209,7 @@ def train(msg: Message, context: Context) -> Message:
     metrics = MetricRecord(
         {"num-examples": len(data.train), protocol.UNIFORM_WEIGHT: 1, "train-loss": float(history["loss"])}
     )
-    arrays = reply_arrays(model, received, context.state, config)
+    arrays = reply_arrays(model, received, context.state, config, keeps_state(msg.content))
     content = RecordDict({"arrays": arrays, "metrics": metrics, **held_version(msg.content)})
     return Message(content, reply_to=msg)
 

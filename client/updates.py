@@ -1,8 +1,10 @@
 """The client's side of lean updates (run config update-compression): rebuild the model, encode the reply.
 
 See common/federation/compression.py and server/updates.py. Two things are kept in the node's `context.state`,
-only with compression on: the global model the client holds with its version (the downlink sends only the
-steps since), and on training clients the residual (what compression left out, fed back next time).
+only with compression on and only while the server's messages say "keep" (it says not to where the run's
+sampling makes this client unlikely to be addressed again in time): the global model the client holds with
+its version (the downlink sends only the steps since), and on training clients the residual (what
+compression left out, fed back next time).
 """
 
 from __future__ import annotations
@@ -46,22 +48,32 @@ def received_model(content: RecordDict, state: RecordDict) -> ArrayRecord:
         if held != version:
             raise RuntimeError(f"downlink: the steps sent end at version {held}, not at {version}")
     model = array_record(**weights)
-    state[HELD_MODEL], state[HELD_VERSION] = model, ConfigRecord({"version": version})
+    if keeps_state(content):
+        state[HELD_MODEL], state[HELD_VERSION] = model, ConfigRecord({"version": version})
+    else:
+        for key in (HELD_MODEL, HELD_VERSION):
+            state.pop(key, None)
     return model
+
+
+def keeps_state(content: RecordDict) -> bool:
+    """Whether the server asks this client to keep its model copy and residual (lean downlink)."""
+    return protocol.DOWNLINK in content and bool(content[protocol.DOWNLINK].get("keep", True))
 
 
 def held_version(content: RecordDict) -> dict[str, ConfigRecord]:
     """What a reply adds so the server knows which model version this client now holds (lean downlink)."""
-    if protocol.DOWNLINK not in content:
+    if not keeps_state(content):
         return {}
     return {protocol.DOWNLINK: ConfigRecord({"version": int(content[protocol.DOWNLINK]["version"])})}
 
 
 def reply_arrays(
-    model: SensorEncoder, received: ArrayRecord, state: RecordDict, config: FederationConfig
+    model: SensorEncoder, received: ArrayRecord, state: RecordDict, config: FederationConfig, keep: bool
 ) -> ArrayRecord:
     """The train reply's one ArrayRecord: the weights the client trains (client-train-layers), or with
-    compression on their encoded update. The server fills in what was not sent from the global model."""
+    compression on their encoded update. The server fills in what was not sent from the global model.
+    `keep`: the residual is kept for next time (keeps_state)."""
     trained = model_arrays(model, model.top_layer_names(config.client_train_layers))
     if config.update_compression == "none":
         return trained
@@ -71,8 +83,19 @@ def reply_arrays(
     sent, residual = encode_update(
         weights, base, residual, config.update_compression, config.update_topk_fraction
     )
-    state[RESIDUAL] = array_record(**residual)
+    if keep:
+        state[RESIDUAL] = array_record(**residual)
+    else:
+        state.pop(RESIDUAL, None)
     return array_record(**sent)
 
 
-__all__ = ["HELD_MODEL", "HELD_VERSION", "RESIDUAL", "held_version", "received_model", "reply_arrays"]
+__all__ = [
+    "HELD_MODEL",
+    "HELD_VERSION",
+    "RESIDUAL",
+    "held_version",
+    "keeps_state",
+    "received_model",
+    "reply_arrays",
+]

@@ -11,6 +11,11 @@ Lean updates (run config update-compression, common/federation/compression.py) w
   the recent steps (at most a float16 model's worth; older holders get the whole model again) and, per client,
   only the version number it last confirmed. The global model that is evaluated, checkpointed and exported is
   exactly what the clients hold (up to float16 rounding of their first copy).
+  A client's copy (and its error-feedback residual) pays off only if it is addressed again while the chain
+  still reaches its version. Where the run's sampling makes that less likely than not (cross-device runs that
+  draw 1% of the clients a round), each message tells its client not to keep them: the stateless client of
+  cross-device FL. In a simulation every virtual client's state lives in one process, so this is also what
+  bounds a 10,000-client run's memory (docs/results/speed/README.md, goal 6).
 
 Clipping (update-clip-factor): a mixed federation has devices whose updates differ in size by orders of
 magnitude (a chest strap at 25 Hz beside a wrist watch); one outlier can drag the average. Each update (a
@@ -61,6 +66,8 @@ class Downlink:
         self.residual: dict[str, np.ndarray] | None = None
         self.steps: OrderedDict[int, dict[str, np.ndarray]] = OrderedDict()  # version -> step to it
         self.held: dict[int, int] = {}  # node -> the version it confirmed holding: one counter per client
+        self.config = config
+        self.horizon = chain_horizon(self.model, self.trained, self.mode, self.topk_fraction)
         self._whole: tuple[int, ArrayRecord] | None = None
         self.sent = {"whole": [0, 0], "steps": [0, 0], "current": [0, 0]}  # kind -> [messages, bytes]
 
@@ -85,7 +92,13 @@ class Downlink:
             else:
                 content[ARRAYS] = self._whole_model()
                 kind, base = "whole", -1
-            content[protocol.DOWNLINK] = ConfigRecord({"version": self.version, "base": base})
+            server_round = int(message.content["config"]["server-round"])
+            again = readdress_probability(
+                self.config, server_round, message.metadata.message_type, self.horizon
+            )
+            content[protocol.DOWNLINK] = ConfigRecord(
+                {"version": self.version, "base": base, "keep": again >= 0.5}
+            )
             self.sent[kind][0] += 1
             self.sent[kind][1] += protocol.record_nbytes(content)
             metadata = message.metadata
@@ -115,7 +128,7 @@ class Downlink:
         self.version = version
         self.steps[version] = step
         # A chain longer than the whole float16 model is never sent: older steps are dropped.
-        whole = sum(v.size * (2 if v.dtype == np.float32 else v.itemsize) for v in self.model.values())
+        whole = float16_bytes(self.model)
         while sum(nbytes(s) for s in self.steps.values()) > whole:
             self.steps.popitem(last=False)
         return ArrayRecord({name: Array(value) for name, value in self.model.items()})
@@ -125,6 +138,35 @@ class Downlink:
             kind: {"messages": count, "bytes_per_message": total / count if count else None}
             for kind, (count, total) in self.sent.items()
         }
+
+
+def float16_bytes(model: dict[str, np.ndarray]) -> int:
+    """The bytes of the whole model as the downlink sends it: float32 tensors in float16."""
+    return sum(v.size * (2 if v.dtype == np.float32 else v.itemsize) for v in model.values())
+
+
+def chain_horizon(model: dict[str, np.ndarray], trained: set[str], mode: str, topk_fraction: float) -> int:
+    """How many versions back the step chain reaches at least: a float16 model's bytes over the bytes of a
+    step that changes every trained tensor (Downlink.advance drops older steps)."""
+    changed = {
+        name: value + 1 for name, value in model.items() if name in trained and value.dtype.kind == "f"
+    }
+    step, _ = encode_update(changed, model, None, mode, topk_fraction)
+    return max(1, float16_bytes(model) // max(1, nbytes(step)))
+
+
+def readdress_probability(config: FederationConfig, server_round: int, phase: str, horizon: int) -> float:
+    """The chance that a client addressed in `phase` ("train"/"evaluate") of `server_round` is addressed
+    again within `horizon` rounds, under the run's sampling (fraction-train or Poisson q, fraction-evaluate,
+    every client in the final round). Floors such as min-train-nodes are left out: they only raise it."""
+    last = min(config.num_server_rounds, server_round + horizon)
+    if config.final_round_evaluate_all and last == config.num_server_rounds:
+        if server_round < last or phase == "train":
+            return 1.0
+    train = config.sampling_probability if config.client_sampling == "poisson" else config.fraction_train
+    missed = 1.0 - config.fraction_evaluate if phase == "train" else 1.0  # this round's evaluation
+    missed *= ((1.0 - train) * (1.0 - config.fraction_evaluate)) ** (last - server_round)
+    return 1.0 - missed
 
 
 def decode_replies(replies: list[Message], global_arrays: ArrayRecord) -> list[Message]:
@@ -184,4 +226,11 @@ def clip_updates(replies: list[Message], global_arrays: ArrayRecord, factor: flo
     }
 
 
-__all__ = ["Downlink", "clip_updates", "decode_replies", "update_norms"]
+__all__ = [
+    "Downlink",
+    "chain_horizon",
+    "clip_updates",
+    "decode_replies",
+    "readdress_probability",
+    "update_norms",
+]

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from flwr.app import ArrayRecord, ConfigRecord, Message, RecordDict
 
-from client.updates import held_version, received_model
+from client.updates import RESIDUAL, held_version, received_model
 from common.federation import protocol
 from common.federation.run_config import FederationConfig
-from server.updates import Downlink
+from server.updates import Downlink, chain_horizon, float16_bytes, readdress_probability
 
 pytestmark = pytest.mark.usefixtures("run_identity")  # tests/conftest.py: messages need a run id
 SHAPES = {"encoder.weight": (256, 128), "encoder.bias": (128,), "head.weight": (128, 64)}
@@ -167,7 +167,7 @@ def test_a_client_that_trains_only_the_top_layer_sends_and_receives_only_that_pa
         config = FederationConfig.from_run_config(
             {"update-compression": compression, "client-train-layers": 1}
         )
-        reply = reply_arrays(model, received, RecordDict(), config)
+        reply = reply_arrays(model, received, RecordDict(), config, keep=True)
         dense = sum(value.numel() * 4 for value in after.values())
         sent = sum(len(array.data) for array in reply.values())
         assert sent < (0.45 if compression == "none" else 0.12) * dense  # about a third of the weights
@@ -192,3 +192,68 @@ def test_a_client_that_trains_only_the_top_layer_sends_and_receives_only_that_pa
         (step,) = downlink.steps.values()
         flags = np.unpackbits(step["update|t"], count=len(downlink.model)).astype(bool)
         assert {name for name, flag in zip(downlink.model, flags, strict=True) if flag} == set(top)
+
+
+def test_the_server_tells_clients_to_keep_their_copy_only_when_it_is_likely_to_be_used():
+    """A copy pays off only if its client is addressed again while the chain reaches it: every client of a
+    fraction-1.0 run keeps it; a 1%-a-round cross-device client is stateless (no model, no residual), so a
+    10,000-client simulation does not hold hundreds of model copies."""
+    default = FederationConfig.from_run_config({"update-compression": "int8"})
+    assert readdress_probability(default, 1, "train", horizon=1) == 1.0
+    assert readdress_probability(default, 4, "evaluate", horizon=3) == 0.0  # the run's last message
+    sparse = FederationConfig.from_run_config(
+        {
+            "update-compression": "int8",
+            "num-server-rounds": 3,
+            "fraction-train": 0.01,
+            "fraction-evaluate": 0.01,
+            "final-round-evaluate-all": False,
+        }
+    )
+    # Addressed in round 1's training: this round's evaluation or two more rounds' training or evaluation.
+    expected = 1 - 0.99 * (0.99 * 0.99) ** 2
+    assert readdress_probability(sparse, 1, "train", horizon=5) == pytest.approx(expected)
+    assert readdress_probability(sparse, 1, "train", horizon=1) < expected  # the chain reaches one round
+    poisson = FederationConfig.from_run_config(
+        {"client-sampling": "poisson", "sampling-probability": 0.3, "fraction-evaluate": 0.3}
+    )
+    assert 0.5 < readdress_probability(poisson, 1, "evaluate", horizon=2) < 1.0
+
+    start = _weights(0)
+    # The chain reaches as many versions back as a float16 model holds of full int8 steps.
+    horizon = chain_horizon(start, set(start), "int8", 0.2)
+    assert horizon == float16_bytes(start) // (sum(int(np.prod(s)) for s in SHAPES.values()) + 4 * 3) == 1
+    assert chain_horizon(start, {"encoder.bias"}, "int8", 0.2) > 100  # one small trained tensor
+
+    downlink = Downlink(sparse, protocol.array_record(**start))
+    clients = Clients(downlink)
+    assert {kind for kind, _, _ in clients.evaluate([1, 2]).values()} == {"whole"}
+    assert all(len(state) == 0 for state in clients.states.values())  # nothing kept
+    downlink.advance(protocol.array_record(**_weights(1)), 1)
+    assert {kind for kind, _, _ in clients.evaluate([1]).values()} == {"whole"}  # so the whole model again
+    assert downlink.held == {}
+
+    keep = Downlink(default, protocol.array_record(**start))
+    kept = Clients(keep)
+    kept.evaluate([1])
+    assert set(kept.states[1].keys()) == {"downlink-model", "downlink-version"} and keep.held == {1: 0}
+
+
+def test_a_stateless_training_client_keeps_no_residual():
+    import torch
+
+    from client.updates import reply_arrays
+    from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
+
+    torch.manual_seed(0)
+    model = SensorEncoder(SensorEncoderConfig(d_model=32, ff_dim=64, out_dim=16))
+    received = protocol.model_arrays(model)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.add_(0.01)
+    config = FederationConfig.from_run_config({"update-compression": "int8"})
+    state = RecordDict()
+    reply_arrays(model, received, state, config, keep=True)
+    assert RESIDUAL in state
+    sent = reply_arrays(model, received, state, config, keep=False)
+    assert RESIDUAL not in state and len(sent) > 0
