@@ -65,7 +65,8 @@ REFUSED = "refused"
 CLIENT_INFO = "client"
 # Lean downlink (update-compression on, server/updates.py): train and evaluate messages carry DOWNLINK, a
 # ConfigRecord {"version": the global model's version, "base": the version the changes in MODEL_DELTAS start
-# from, or -1 when "arrays" holds the whole model (float16)}; the reply echoes {"version": the one now held}.
+# from, or -1 when "arrays" holds the whole model (float16), "keep": whether the client keeps the model and
+# its residual for next time}; a keeping client's reply echoes {"version": the one now held}.
 DOWNLINK = "downlink"
 MODEL_DELTAS = "model-deltas"  # ArrayRecord of compression.pack_deltas
 # Train metric every client reports as 1: DP-FedAvg's sensitivity bound needs equal client weights.
