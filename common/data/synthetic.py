@@ -1,8 +1,7 @@
 """A physics-inspired IMU generator: the framework's embedded default data (no download) and fast test data.
 
-The generator simulates one body segment carrying the sensor (waist, chest, thigh, wrist, head, upper arm,
-finger, shank or foot: docs/devices.md has the table of segments and placement words) and what its
-accelerometer and gyroscope read:
+It simulates the body segment carrying the sensor (docs/devices.md lists segments and placement words) and
+what its accelerometer and gyroscope read:
 
 - world frame: x up, y to the person's right, z forward (right-handed). The segment frame coincides with it
   when the person stands upright; its orientation is given by three angles: pitch about the right axis
@@ -12,15 +11,12 @@ accelerometer and gyroscope read:
   tangential and centripetal acceleration of a point at distance r below its pivot (hip or shoulder);
 - gyroscope = the rates of the three angles (small-angle approximation for roll and yaw).
 
-Locomotion is a gait model: step frequency per user and activity, vertical and anterior-posterior
-acceleration with harmonics, heel-strike transients (sharp for downstairs, soft for upstairs), medio-lateral
-sway and trunk rotation at the stride frequency, and limb swing. The shank and the foot follow their own
-stride (stance and swing phases, the foot still while it lies flat, large heel-strike transients), the head
-rides on the trunk with its horizontal motion and rotation damped. Postures are gravity directions plus
-breathing, sway and tremor; cycling is a smooth pedalling rotation; jumping alternates free fall and landing.
-The motion is computed at 4x the output rate and bin-averaged (an anti-alias low-pass), per-user traits and a
-per-window orientation jitter are added, then either a device type (common.data.devices.apply_device) or a
-default sensor noise. Windows of one segment are consecutive pieces of one continuous recording.
+Locomotion is a gait model (step frequency, harmonics, heel-strike transients, sway, limb swing; the shank
+and foot follow their own stride). Postures are gravity directions plus breathing, sway and tremor; cycling
+is a pedalling rotation; jumping alternates free fall and landing. The motion is computed at 4x the output
+rate and bin-averaged (anti-alias), per-user traits and a per-window orientation jitter are added, then a
+device type (common.data.devices.apply_device) or a default sensor noise. Windows of one segment are
+consecutive pieces of one continuous recording.
 """
 
 from __future__ import annotations
@@ -43,61 +39,25 @@ TREMOR_ACC = 0.02  # m/s^2, physiological tremor and soft-tissue wobble at the o
 TREMOR_GYRO = 0.005  # rad/s
 USER_MOUNT_DEG = 4.0  # std of a user's own sensor mounting offset per axis (deg)
 WINDOW_JITTER_DEG = 2.0  # std of the per-window orientation jitter per axis (deg)
-# The thigh's swing is not a sinusoid at the stride frequency: stance and swing phases differ, which puts a
-# strong component at the step frequency. It matters for the accelerometer: at the stride frequency a thigh
-# is close to a pendulum, whose tangential acceleration nearly cancels the swing of gravity's projection, so
-# the horizontal acceleration a thigh sensor reads (dsads right leg: ~5 m/s^2 rms in walking) comes mostly
-# from this faster component.
+# The thigh's swing has a strong step-frequency component (stance and swing differ). At the stride frequency
+# a thigh is nearly a pendulum whose tangential acceleration cancels gravity's swing, so a thigh sensor's
+# horizontal acceleration (dsads right leg: ~5 m/s^2 rms walking) comes mostly from this component.
 THIGH_STEP_HARMONIC = 0.4  # its amplitude relative to the stride-frequency swing
 _CHUNK = 512  # windows simulated at once (bounds memory at ~10 MB per array)
 
 # Body placement words -> the simulated segment.
-PLACEMENTS = {
-    "waist": "waist",
-    "hip": "waist",
-    "belt": "waist",
-    "chest": "chest",
-    "torso": "chest",
-    "trunk": "chest",
-    "thigh": "thigh",
-    "trouser pocket": "thigh",
-    "pocket": "thigh",
-    "leg": "thigh",
-    "right leg": "thigh",
-    "left leg": "thigh",
-    "wrist": "wrist",
-    "arm": "wrist",
-    "right arm": "wrist",
-    "left arm": "wrist",
-    "hand": "wrist",
-    # Segments added for rings, earbuds, glasses, armbands, ankle bands and shoe sensors (issue #37).
-    "head": "head",
-    "ear": "head",
-    "left ear": "head",
-    "right ear": "head",
-    "earbud": "head",
-    "earbuds": "head",
-    "glasses": "head",
-    "cap": "head",
-    "upper arm": "upper arm",
-    "left upper arm": "upper arm",
-    "right upper arm": "upper arm",
-    "armband": "upper arm",
-    "finger": "finger",
-    "ring": "finger",
-    "ring finger": "finger",
-    "index finger": "finger",
-    "shank": "shank",
-    "shin": "shank",
-    "ankle": "shank",
-    "left ankle": "shank",
-    "right ankle": "shank",
-    "foot": "foot",
-    "left foot": "foot",
-    "right foot": "foot",
-    "shoe": "foot",
-    "insole": "foot",
+_PLACEMENT_WORDS = {
+    "waist": ("waist", "hip", "belt"),
+    "chest": ("chest", "torso", "trunk"),
+    "thigh": ("thigh", "trouser pocket", "pocket", "leg", "right leg", "left leg"),
+    "wrist": ("wrist", "arm", "right arm", "left arm", "hand"),
+    "head": ("head", "ear", "left ear", "right ear", "earbud", "earbuds", "glasses", "cap"),
+    "upper arm": ("upper arm", "left upper arm", "right upper arm", "armband"),
+    "finger": ("finger", "ring", "ring finger", "index finger"),
+    "shank": ("shank", "shin", "ankle", "left ankle", "right ankle"),
+    "foot": ("foot", "left foot", "right foot", "shoe", "insole"),
 }
+PLACEMENTS = {word: segment for segment, words in _PLACEMENT_WORDS.items() for word in words}
 
 
 def simulated_segment(placement: str, source: str = "placement") -> str:
@@ -223,13 +183,7 @@ SHANK_LIFT_SHARE = 0.7  # the ankle band (just above the malleoli) rises less th
 # Head pitch in gait (deg, negative = looking down): level gait looks ahead a few metres (slight
 # flexion); on stairs the gaze goes to the steps, more so going down (Zietz & Hollands 2009, J Mot Behav
 # 41:357).
-HEAD_GAIT_PITCH_DEG = {
-    "walking": -5.0,
-    "upstairs": -15.0,
-    "downstairs": -25.0,
-    "jogging": -3.0,
-    "running": -3.0,
-}
+HEAD_GAIT_PITCH_DEG = dict(walking=-5.0, upstairs=-15.0, downstairs=-25.0, jogging=-3.0, running=-3.0)
 HAND_LAG_DEG = 8.0  # the relaxed wrist lets the hand trail the forearm's swing (a second pendulum)
 HAND_LAG_RAD = 1.0  # its phase lag behind the forearm (rad)
 
@@ -250,7 +204,7 @@ class PostureProfile:
     foot_pitch: float  # deg, 0 = sole flat on the floor, positive = toes up
 
 
-# The new segments' columns (head flexion, upper arm, shank, foot):
+# The head, upper-arm, shank and foot columns:
 # - standing: head nearly level, arms hanging, shank and foot upright and flat;
 # - sitting: the head bends a little more (looking at a table or a screen), the hands rest on the lap
 #   (upper arm slightly forward), shank vertical and foot flat on the floor (knee at ~90 deg);
@@ -307,26 +261,18 @@ def generate_windows(
 
     rng = np.random.default_rng(seed)
     user_traits = _draw_user_traits(rng, n_users)
-    X_parts, y_parts, user_parts, segment_parts = [], [], [], []
-    next_segment = 0
-    for label_index, label in enumerate(labels):
-        user, recording, offset = _recording_layout(n_per_activity, n_users, windows_per_recording)
-        X_parts.extend(
-            _simulate_activity(
-                label, segment_name, user, recording, offset, user_traits, window, sampling_rate, rng
-            )
-        )
-        y_parts.append(np.full(n_per_activity, label_index))
-        user_parts.append(user)
-        segment_parts.append(recording + next_segment)
-        next_segment += int(recording.max()) + 1
-
+    layout = _recording_layout(n_per_activity, n_users, windows_per_recording)  # the same for every activity
+    user, recording, _ = layout
+    n_recordings = int(recording.max()) + 1
+    X_parts: list[np.ndarray] = []
+    for label in labels:
+        X_parts += _simulate_activity(label, segment_name, layout, user_traits, window, sampling_rate, rng)
     windows = WindowSet(
         X=_add_tremor_and_noise(np.concatenate(X_parts), device, rng),
-        y=np.concatenate(y_parts).astype(np.int64),
+        y=np.repeat(np.arange(len(labels), dtype=np.int64), n_per_activity),
         label_names=labels,
-        user=np.concatenate(user_parts).astype(np.int64),
-        segment=np.concatenate(segment_parts).astype(np.int64),
+        user=np.tile(user, len(labels)).astype(np.int64),
+        segment=np.concatenate([recording + k * n_recordings for k in range(len(labels))]).astype(np.int64),
         name=name,
         sampling_rate=sampling_rate,
         position=placement_word,
@@ -368,16 +314,15 @@ def _check_request(
 def _simulate_activity(
     label: str,
     segment_name: str,
-    user: np.ndarray,
-    recording: np.ndarray,
-    offset: np.ndarray,
+    layout: tuple[np.ndarray, np.ndarray, np.ndarray],
     user_traits: dict[str, np.ndarray],
     window: int,
     sampling_rate: float,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    """One activity's windows (laid out by _recording_layout), before tremor and sensor noise: [n, T, 6]
-    readings in chunks of at most _CHUNK windows."""
+    """One activity's windows before tremor and sensor noise: [n, T, 6] readings in chunks of at most _CHUNK
+    windows. layout: user, recording id and window offset in the recording per window (_recording_layout)."""
+    user, recording, offset = layout
     internal_rate = sampling_rate * OVERSAMPLING
     t_window = np.arange(window * OVERSAMPLING) / internal_rate
     n_windows = len(user)
@@ -454,12 +399,10 @@ def _simulate(
     Inside, vectors are stored component-first ([3, n, T]) so that each component is contiguous.
     """
     shape = batch.time.shape
-    a_world = np.zeros(
-        (3, *shape), dtype=np.float32
-    )  # translational acceleration: up, right, forward (m/s^2)
-    angles = np.zeros(
-        (3, *shape), dtype=np.float32
-    )  # pitch (about right), roll (about forward), yaw (about up), rad
+    # translational acceleration: up, right, forward (m/s^2); pitch (about right), roll (about forward),
+    # yaw (about up), rad
+    a_world = np.zeros((3, *shape), dtype=np.float32)
+    angles = np.zeros((3, *shape), dtype=np.float32)
 
     gait_name = GAIT_ALIASES.get(label, label)
     if label == "stairs":  # each recording goes either up or down
@@ -708,8 +651,8 @@ def _posture(posture: PostureProfile, segment_name: str, batch: _Batch) -> np.nd
 
 
 def _distal_posture(posture: PostureProfile, segment_name: str) -> tuple[float, float, float]:
-    """Pitch (deg), breathing gain and sway gain of a segment added for rings, earbuds, armbands, ankle
-    bands and shoes in a held posture (the older segments: _posture)."""
+    """Pitch (deg), breathing gain and sway gain in a held posture of the head, upper arm, finger, shank or
+    foot."""
     if segment_name == "head":  # follows the trunk; the neck passes part of the breathing
         return posture.trunk_pitch + posture.head_flexion, 0.5, 1.0
     if segment_name == "upper arm":  # hangs from the shoulder, sways a little more than the trunk
@@ -730,17 +673,13 @@ def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     amplitude = batch.amplitude[:, None]
     shape = batch.time.shape
     a_world = np.zeros((3, *shape), dtype=np.float32)
-    vibration = 0.35 * batch.rng.standard_normal(
-        (3, *shape), dtype=np.float32
-    )  # road texture via saddle, bars
+    vibration = 0.35 * batch.rng.standard_normal((3, *shape), dtype=np.float32)  # road via saddle, bars
     a_world += vibration * segment.translation_gain
     if segment_name in LOWER_LEG_SEGMENTS:  # the foot rides the pedal, not the saddle
         return a_world + _pedal_circle(crank, cadence), _cycling_angles(segment_name, crank, amplitude, batch)
-    # Calibrated on the DSADS torso exercise-bike recordings (tests/test_synthetic.py): the pelvis and trunk
-    # rock from side to side once per crank turn and bob twice per turn, so the trunk sees mostly horizontal
-    # motion (rms ~0.7-1.1 m/s^2 against a vertical std ~0.4) and a rhythmic roll of a few degrees.
-    # The rider keeps shifting on the saddle, so the rocking waxes and wanes (the real trunk signal is only
-    # moderately periodic although the cadence is steady).
+    # Calibrated on DSADS torso exercise-bike recordings (tests/test_synthetic.py): the trunk rocks side to
+    # side once per crank turn and bobs twice (mostly horizontal motion, a roll of a few degrees), waxing
+    # and waning as the rider shifts on the saddle.
     rocking = amplitude * (1.0 + 0.4 * _slow_wander(batch, (0.11, 0.23, 0.41)))
     a_world[0] += 0.55 * rocking * np.cos(2 * crank)  # each pedal stroke pushes the pelvis up a little
     a_world[1] += 1.2 * rocking * np.sin(crank)  # side-to-side rocking on the saddle
@@ -851,9 +790,8 @@ def _lower_leg_jumping(
     landing_speed = GRAVITY * (1.0 - contact_fraction) / jump_hz / 2 * amplitude
     rise_time = 0.06 / segment.impact_gain
     since_landing = position / jump_hz / rise_time
-    landing = (
-        landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
-    )  # integral: speed
+    # its integral over time is landing_speed
+    landing = landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
     vertical = np.where(on_ground, GRAVITY, 0.0) + landing
     push_window = np.clip((position - 0.3) / (contact_fraction - 0.3), 0.0, 1.0)
     push = np.sin(np.pi * push_window) ** 2
