@@ -88,11 +88,10 @@ SEGMENTS = {
     "chest": SegmentModel(0.0, 0.85, 0.7, 0.0, 0.8),
     "thigh": SegmentModel(0.1, 1.0, 1.0, 1.0, 0.5),
     "wrist": SegmentModel(0.55, 0.7, 0.45, 1.0, 0.6),
-    # Head (earbuds, glasses, cap). The spine and neck attenuate the pelvis' accelerations on the way up,
-    # the horizontal ones much more than the vertical, and the head is stabilised in space (gaze):
-    # Kavanagh & Menz 2008 (Gait Posture 28:1-15, review), Menz, Lord & Fitzpatrick 2003 (Gait Posture
-    # 18:35-46). Vertical share 0.9 and horizontal 0.9 * 0.55 ~ half; heel-strike transients halved (the
-    # spine's shock absorption); the trunk's pitch/roll/yaw oscillation halved (head stabilisation).
+    # Head (earbuds, glasses, cap): spine and neck damp the pelvis' accelerations, the horizontal ones
+    # most, and gaze stabilises the head (Kavanagh & Menz 2008, Gait Posture 28:1-15; Menz, Lord &
+    # Fitzpatrick 2003, Gait Posture 18:35-46): vertical share 0.9, horizontal 0.9 * 0.55 ~ half,
+    # heel-strike transients and the trunk's pitch/roll/yaw oscillation halved.
     "head": SegmentModel(0.0, 0.9, 0.5, 0.0, 0.5, horizontal_gain=0.55),
     # Upper arm (armband phone) half-way down the humerus: 0.15 m below the shoulder (humerus ~0.186 of the
     # body height, Winter 2009 fig. 4.1); between trunk and wrist in translation and impacts.
@@ -470,11 +469,8 @@ def _gait(
     time_since_strike = (steps % 1.0) / step_hz[:, None]
     # Heel strike: an alpha-function transient peaking impact_time after contact; the ipsilateral strike of
     # a limb-mounted sensor (every other step) is stronger.
-    impact = (
-        gait.impact
-        * (time_since_strike / gait.impact_time)
-        * np.exp(1 - time_since_strike / gait.impact_time)
-    )
+    since_strike = time_since_strike / gait.impact_time
+    impact = gait.impact * since_strike * np.exp(1 - since_strike)
     if segment.swing_gain > 0:
         impact *= np.where(np.floor(steps) % 2 == 0, 1.0, 0.45)
     impact -= impact.mean(axis=1, keepdims=True)  # the body does not drift: acceleration has zero mean

@@ -150,7 +150,7 @@ def user_layout_spec(partition_id: int, num_partitions: int, config: FederationC
     real = user_layout_slots(config)
     if partition_id < len(real):
         data_set, users, share, shares = real[partition_id]
-        return ClientSpec(partition_id, num_partitions, "native", data_set, users, share, shares)
+        return ClientSpec(partition_id, num_partitions, NATIVE_DEVICE, data_set, users, share, shares)
     synthetic = [s for s in parse_clients_data(config) if s.synthetic]
     if not synthetic:
         raise DataError(

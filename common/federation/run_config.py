@@ -81,9 +81,8 @@ class FederationConfig:
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
-    # Local epochs the server also trains on its labeled source windows every round, aggregated as one more
-    # participant weighted by its window count (central stage 2 trains on source and target together).
-    # 0 = the server only pre-trains. Not with DP (its update is not clipped).
+    # Epochs the server also trains on its source windows every round, aggregated as one more participant
+    # weighted by its window count (as central stage 2 trains on both). 0 = only pre-train. Not with DP.
     server_train_epochs: int = 0
     # Share of a real source's users the server leaves out of its training, drawn as central draws its source
     # validation users (0.2: the users `fedlanhar train` trains on). 0 = every source user trains.
@@ -93,9 +92,8 @@ class FederationConfig:
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
     sensor_analysis_token: bool = True
-    # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
-    # common/data/posture.py) from their own rhythmic windows, no label read; the rules texts, label
-    # descriptions and analysis token then read the body inclination. Needs the rules interpreter.
+    # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame), no
+    # label read; the rules texts and analysis token then read the body inclination. Needs interpreter rules.
     walking_frame: bool = False
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
@@ -106,9 +104,8 @@ class FederationConfig:
     # "synthetic" or comma-separated data set names split across clients; "synthetic:<device type>" entries
     # add synthetic clients of that device type (see common/federation/mixed.py).
     clients_data: str = "synthetic"
-    # > 0: every user of every real set in clients-data becomes this many clients (the server's own source
-    # users excepted), synthetic entries fill the remaining partitions. 0: the clients of a data set share it
-    # by `partitioning` (round-robin over the sets).
+    # > 0: every user of every real set in clients-data (but the server's source users) becomes this many
+    # clients, synthetic entries fill the other partitions. 0: a set's clients share it by `partitioning`.
     clients_per_user: int = 0
     # User layout: at most this many training and this many held-out users of each real set become clients
     # (the first ones of the split); 0 = all. For short runs and tests.

@@ -40,7 +40,7 @@ from __future__ import annotations
 import base64
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from cryptography.fernet import InvalidToken
@@ -125,29 +125,15 @@ class SecAggParams:
     loss_bound: float = LOSS_BOUND  # the masked loss coordinate's range, see LOSS_BOUND
 
     def to_config(self) -> dict[str, object]:
-        return {
-            "num-shares": self.num_shares,
-            "threshold": self.threshold,
-            "clipping-range": float(self.clipping_range),
-            "quantization-range": self.quantization_range,
-            "max-weight": float(self.max_weight),
-            "weight-key": self.weight_key,
-            "modulus": self.modulus,
-            "loss-bound": float(self.loss_bound),
-        }
+        """Kebab-case field name -> value, cast to the field's declared type (ConfigRecords are typed)."""
+        return {f.name.replace("_", "-"): _CASTS[f.type](getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_config(cls, values: dict) -> SecAggParams:
-        return cls(
-            num_shares=int(values["num-shares"]),
-            threshold=int(values["threshold"]),
-            clipping_range=float(values["clipping-range"]),
-            quantization_range=int(values["quantization-range"]),
-            max_weight=float(values["max-weight"]),
-            weight_key=str(values["weight-key"]),
-            modulus=int(values["modulus"]),
-            loss_bound=float(values["loss-bound"]),
-        )
+        return cls(**{f.name: _CASTS[f.type](values[f.name.replace("_", "-")]) for f in fields(cls)})
+
+
+_CASTS = {"int": int, "float": float, "str": str}  # SecAggParams' field annotations (strings: __future__)
 
 
 # ------------------------------------------------------------------------------------- masks, neighbourhoods
