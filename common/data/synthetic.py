@@ -203,14 +203,11 @@ class PostureProfile:
     foot_pitch: float  # deg, 0 = sole flat on the floor, positive = toes up
 
 
-# The head, upper-arm, shank and foot columns:
-# - standing: head nearly level, arms hanging, shank and foot upright and flat;
-# - sitting: the head bends a little more (looking at a table or a screen), the hands rest on the lap
-#   (upper arm slightly forward), shank vertical and foot flat on the floor (knee at ~90 deg);
-# - lying on the back: head on a pillow (flexed ~15 deg), arms alongside the body, shank horizontal and the
-#   relaxed ankle in ~20 deg of plantarflexion (foot 90 - 20 = 70 deg: toes up);
-# - lying on the right side: hips, knees and ankles flex about the body's right axis, which now points
-#   down, so they do not move gravity off the lateral axis: 0 deg, the roll (90) does the work.
+# The head, upper-arm, shank and foot columns. Standing: head nearly level, arms hanging, shank and foot
+# upright and flat. Sitting: head bent a little more (table, screen), hands on the lap, shank vertical, foot
+# flat (knee ~90 deg). Lying on the back: head on a pillow (~15 deg), arms alongside, shank horizontal, the
+# relaxed ankle plantarflexed ~20 deg (foot 70 deg: toes up). Lying on the right side: the joints flex about
+# the body's right axis, now pointing down, so they leave gravity on the lateral axis (0 deg; the roll does).
 POSTURES = {
     "standing": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.8, 0.4, -3.0, 0.0, 0.0, 0.0),
     "sitting": PostureProfile(-8.0, 0.0, 88.0, 75.0, 0.4, 0.5, -10.0, 15.0, 0.0, 0.0),
