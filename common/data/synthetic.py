@@ -328,7 +328,6 @@ def _simulate_activity(
     recording_pace = rng.normal(1.0, 0.03, n_recordings)[recording]
     recording_goes_up = (rng.uniform(size=n_recordings) < 0.5)[recording]
     window_amplitude = rng.normal(1.0, 0.05, n_windows)
-    segment = SEGMENTS[segment_name]
     chunks = []
     for start in range(0, n_windows, _CHUNK):
         part = slice(start, min(start + _CHUNK, n_windows))
@@ -343,7 +342,7 @@ def _simulate_activity(
             rng=rng,
         )
         mount_deg = user_traits["mount_deg"][user[part]]
-        chunks.append(_simulate(label, segment, segment_name, batch, mount_deg, internal_rate))
+        chunks.append(_simulate(label, segment_name, batch, mount_deg, internal_rate))
     return chunks
 
 
@@ -383,17 +382,13 @@ def _recording_layout(n_windows: int, n_users: int, per_recording: int) -> tuple
 
 
 def _simulate(
-    label: str,
-    segment: SegmentModel,
-    segment_name: str,
-    batch: _Batch,
-    mount_deg: np.ndarray,
-    internal_rate: float,
+    label: str, segment_name: str, batch: _Batch, mount_deg: np.ndarray, internal_rate: float
 ) -> np.ndarray:
     """[n, T, 6] readings of one activity chunk: simulated at the internal rate, then bin-averaged.
 
     Inside, vectors are stored component-first ([3, n, T]) so that each component is contiguous.
     """
+    segment = SEGMENTS[segment_name]
     shape = batch.time.shape
     # translational acceleration: up, right, forward (m/s^2); pitch (about right), roll (about forward),
     # yaw (about up), rad
@@ -403,20 +398,20 @@ def _simulate(
     gait_name = GAIT_ALIASES.get(label, label)
     if label == "stairs":  # each recording goes either up or down
         going_up = batch.goes_up
-        a_up, ang_up = _gait("upstairs", segment, segment_name, batch)
-        a_down, ang_down = _gait("downstairs", segment, segment_name, batch)
+        a_up, ang_up = _gait("upstairs", segment_name, batch)
+        a_down, ang_down = _gait("downstairs", segment_name, batch)
         a_world = np.where(going_up[None, :, None], a_up, a_down)
         angles = np.where(going_up[None, :, None], ang_up, ang_down)
     elif gait_name in GAITS:
-        a_world, angles = _gait(gait_name, segment, segment_name, batch)
+        a_world, angles = _gait(gait_name, segment_name, batch)
     elif label in POSTURES:
         angles = _posture(POSTURES[label], segment_name, batch)
         if label == "standing in elevator":  # the lift's start and stop: slow vertical accelerations
             a_world[0] = 0.4 * np.sin(2 * np.pi * 0.1 * batch.time + 2 * np.pi * batch.phase[:, None])
     elif label == "cycling":
-        a_world, angles = _cycling(segment, segment_name, batch)
+        a_world, angles = _cycling(segment_name, batch)
     elif label == "jumping":
-        a_world, angles = _jumping(segment, segment_name, batch)
+        a_world, angles = _jumping(segment_name, batch)
     else:  # guarded by generate_windows; kept so a new table entry without a model fails loudly
         raise DataError(f"generate_windows: no motion model for {label!r}")
     if segment.horizontal_gain != 1.0:  # the head: the neck damps the horizontal motion (SEGMENTS)
@@ -454,14 +449,12 @@ def _gait_phase(gait: GaitProfile, batch: _Batch) -> tuple[np.ndarray, np.ndarra
     return step_hz, steps, amplitude
 
 
-def _gait(
-    gait_name: str, segment: SegmentModel, segment_name: str, batch: _Batch
-) -> tuple[np.ndarray, np.ndarray]:
+def _gait(gait_name: str, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis acceleration (world) and segment angles of a gait; the shank and foot: _lower_leg_gait."""
-    gait = GAITS[gait_name]
+    gait, segment = GAITS[gait_name], SEGMENTS[segment_name]
     step_hz, steps, amplitude = _gait_phase(gait, batch)
     if segment_name in LOWER_LEG_SEGMENTS:
-        return _lower_leg_gait(gait_name, segment, segment_name, step_hz, steps, amplitude)
+        return _lower_leg_gait(gait_name, segment_name, step_hz, steps, amplitude)
     theta = 2 * np.pi * steps
     time_since_strike = (steps % 1.0) / step_hz[:, None]
     # Heel strike: an alpha-function transient peaking impact_time after contact; the ipsilateral strike of
@@ -481,21 +474,16 @@ def _gait(
     )
     a_world[2] = amplitude * gait.forward * np.sin(theta + 0.3) * segment.translation_gain
     a_world[1] = amplitude * gait.lateral * np.sin(theta / 2) * segment.translation_gain
-    return a_world, _gait_angles(gait_name, segment, segment_name, theta, amplitude, batch)
+    return a_world, _gait_angles(gait_name, segment_name, theta, amplitude, batch)
 
 
 def _gait_angles(
-    gait_name: str,
-    segment: SegmentModel,
-    segment_name: str,
-    theta: np.ndarray,
-    amplitude: np.ndarray,
-    batch: _Batch,
+    gait_name: str, segment_name: str, theta: np.ndarray, amplitude: np.ndarray, batch: _Batch
 ) -> np.ndarray:
     """Angles [3, n, T] of a segment above the knee in a gait (theta: step phase in rad)."""
     gait = GAITS[gait_name]
     angles = np.zeros((3, *theta.shape), dtype=np.float32)
-    sway = np.deg2rad(gait.trunk_sway_deg) * segment.trunk_rotation_gain * amplitude
+    sway = np.deg2rad(gait.trunk_sway_deg) * SEGMENTS[segment_name].trunk_rotation_gain * amplitude
     lean = -np.deg2rad(gait.trunk_lean_deg + batch.lean_deg[:, None])
     if segment_name in ("wrist", "upper arm", "finger"):  # the arm swings opposite to the same-side leg
         arm_swing = np.deg2rad(gait.arm_swing_deg) * amplitude * np.sin(theta / 2 + np.pi)
@@ -522,12 +510,7 @@ def _gait_angles(
 
 
 def _lower_leg_gait(
-    gait_name: str,
-    segment: SegmentModel,
-    segment_name: str,
-    step_hz: np.ndarray,
-    steps: np.ndarray,
-    amplitude: np.ndarray,
+    gait_name: str, segment_name: str, step_hz: np.ndarray, steps: np.ndarray, amplitude: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """World acceleration and angles [3, n, T] of the shank or the foot in a gait: this leg's own stride.
 
@@ -561,7 +544,7 @@ def _lower_leg_gait(
     rise_time = 0.5 * gait.impact_time
     strike = _biphasic_transient(phase / stride_hz, rise_time)
     strike += 0.1 * _biphasic_transient(((phase - 0.5) % 1.0) / stride_hz, rise_time)
-    transient = gait.impact * segment.impact_gain * amplitude * strike
+    transient = gait.impact * SEGMENTS[segment_name].impact_gain * amplitude * strike
     a_world[0] += transient  # the heel is stopped ...
     a_world[2] -= 0.4 * transient  # ... and braked
     return a_world, angles
@@ -659,7 +642,7 @@ def _distal_posture(posture: PostureProfile, segment_name: str) -> tuple[float, 
     raise DataError(f"generate_windows: no posture model for the segment {segment_name!r}")
 
 
-def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
+def _cycling(segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Pedalling at 1.2-1.5 Hz: smooth thigh rotation, little vertical impact, road vibration."""
     cadence = 1.35 * batch.step_hz[:, None]
     crank = 2 * np.pi * (cadence * batch.time + batch.phase[:, None])
@@ -667,7 +650,7 @@ def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     shape = batch.time.shape
     a_world = np.zeros((3, *shape), dtype=np.float32)
     vibration = 0.35 * batch.rng.standard_normal((3, *shape), dtype=np.float32)  # road via saddle, bars
-    a_world += vibration * segment.translation_gain
+    a_world += vibration * SEGMENTS[segment_name].translation_gain
     if segment_name in LOWER_LEG_SEGMENTS:  # the foot rides the pedal, not the saddle
         return a_world + _pedal_circle(crank, cadence), _cycling_angles(segment_name, crank, amplitude, batch)
     # Calibrated on DSADS torso exercise-bike recordings (tests/test_synthetic.py): the trunk rocks side to
@@ -728,7 +711,7 @@ def _pedal_circle(crank: np.ndarray, cadence: np.ndarray) -> np.ndarray:
     return a_world
 
 
-def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
+def _jumping(segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Repeated jumps in place (about 1.3-1.7 Hz): free fall in the air, large landing and push-off forces.
 
     During flight the accelerometer reads almost zero; on the ground a half-sine force whose mean over a
@@ -738,14 +721,14 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     cycle = jump_hz * batch.time + batch.phase[:, None]
     position = cycle % 1.0
     if segment_name in LOWER_LEG_SEGMENTS:
-        return _lower_leg_jumping(segment, segment_name, batch, position, jump_hz)
+        return _lower_leg_jumping(segment_name, batch, position, jump_hz)
     contact_fraction = 0.5
     on_ground = position < contact_fraction
     peak = GRAVITY * np.pi / (2 * contact_fraction)  # half-sine mean over the cycle = g
     support = np.where(on_ground, peak * np.sin(np.pi * position / contact_fraction), 0.0)
     landing_time = position / jump_hz
     landing = 12.0 * (landing_time / 0.03) * np.exp(1 - landing_time / 0.03) * on_ground
-    vertical = (support + landing * segment.impact_gain) * batch.amplitude[:, None]
+    vertical = (support + landing * SEGMENTS[segment_name].impact_gain) * batch.amplitude[:, None]
     vertical += GRAVITY - vertical.mean(axis=1, keepdims=True)  # keep the cycle mean at exactly g
     a_world = np.zeros((3, *batch.time.shape), dtype=np.float32)
     a_world[0] = vertical - GRAVITY  # _sense adds gravity back
@@ -767,7 +750,7 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
 
 
 def _lower_leg_jumping(
-    segment: SegmentModel, segment_name: str, batch: _Batch, position: np.ndarray, jump_hz: np.ndarray
+    segment_name: str, batch: _Batch, position: np.ndarray, jump_hz: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shank or foot in repeated jumps (position: share of the jump cycle, 0 at landing, take-off at 0.5).
 
@@ -781,7 +764,7 @@ def _lower_leg_jumping(
     on_ground = position < contact_fraction
     amplitude = batch.amplitude[:, None]
     landing_speed = GRAVITY * (1.0 - contact_fraction) / jump_hz / 2 * amplitude
-    rise_time = 0.06 / segment.impact_gain
+    rise_time = 0.06 / SEGMENTS[segment_name].impact_gain
     since_landing = position / jump_hz / rise_time
     # its integral over time is landing_speed
     landing = landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
