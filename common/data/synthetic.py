@@ -390,10 +390,8 @@ def _simulate(
     """
     segment = SEGMENTS[segment_name]
     shape = batch.time.shape
-    # translational acceleration: up, right, forward (m/s^2); pitch (about right), roll (about forward),
-    # yaw (about up), rad
-    a_world = np.zeros((3, *shape), dtype=np.float32)
-    angles = np.zeros((3, *shape), dtype=np.float32)
+    a_world = np.zeros((3, *shape), dtype=np.float32)  # acceleration: up, right, forward (m/s^2)
+    angles = np.zeros((3, *shape), dtype=np.float32)  # rad: pitch (about right), roll (forward), yaw (up)
 
     gait_name = GAIT_ALIASES.get(label, label)
     if label == "stairs":  # each recording goes either up or down
