@@ -19,12 +19,8 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 # name -> unit; the order is the column order of analyze_windows. "1" = dimensionless.
 FEATURE_UNITS: dict[str, str] = {
-    # |acc| statistics (acc magnitude including gravity)
-    "acc_mag_mean": "m/s^2",
-    "acc_mag_std": "m/s^2",
-    "acc_mag_min": "m/s^2",
-    "acc_mag_max": "m/s^2",
-    "acc_mag_range": "m/s^2",  # max - min
+    # |acc| statistics (acc magnitude including gravity): acc_mag_mean, ..., acc_mag_range (max - min)
+    **{f"acc_mag_{statistic}": "m/s^2" for statistic in ("mean", "std", "min", "max", "range")},
     # per-axis statistics in device coordinates (NOT orientation invariant): acc_x_mean, acc_y_mean, ...
     **{f"acc_{axis}_{statistic}": "m/s^2" for statistic in ("mean", "std", "min", "max") for axis in "xyz"},
     # spectrum of the dynamic acc magnitude (|acc| minus its mean)
@@ -54,15 +50,11 @@ FEATURE_UNITS: dict[str, str] = {
     "vertical_horizontal_ratio": "1",  # vertical energy / horizontal energy
     # orientation of gravity in device coordinates (NOT orientation invariant) and its stability
     "gravity_magnitude": "m/s^2",  # norm of the window mean of acc
-    "tilt_x": "deg",  # angle between gravity and the device x axis
-    "tilt_y": "deg",
-    "tilt_z": "deg",
+    **{f"tilt_{axis}": "deg" for axis in "xyz"},  # angle between gravity and the device axis
     "orientation_change": "deg",  # angle between mean acc of the first and of the second half window
     "tilt_swing": "deg",  # 90th percentile angle of the 0.5 s smoothed acc from the mean gravity direction
     # gyroscope (all 0 when the device has none)
-    "gyro_energy_x": "(rad/s)^2",  # mean square angular velocity per axis (not invariant)
-    "gyro_energy_y": "(rad/s)^2",
-    "gyro_energy_z": "(rad/s)^2",
+    **{f"gyro_energy_{axis}": "(rad/s)^2" for axis in "xyz"},  # mean square angular velocity per axis
     "gyro_magnitude_mean": "rad/s",
     "gyro_magnitude_std": "rad/s",
     "gyro_dominant_frequency": "Hz",  # of the angular velocity about its main rotation axis

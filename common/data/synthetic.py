@@ -1,8 +1,7 @@
 """A physics-inspired IMU generator: the framework's embedded default data (no download) and fast test data.
 
-The generator simulates one body segment carrying the sensor (waist, chest, thigh, wrist, head, upper arm,
-finger, shank or foot: docs/devices.md has the table of segments and placement words) and what its
-accelerometer and gyroscope read:
+It simulates the body segment carrying the sensor (docs/devices.md lists segments and placement words) and
+what its accelerometer and gyroscope read:
 
 - world frame: x up, y to the person's right, z forward (right-handed). The segment frame coincides with it
   when the person stands upright; its orientation is given by three angles: pitch about the right axis
@@ -12,15 +11,12 @@ accelerometer and gyroscope read:
   tangential and centripetal acceleration of a point at distance r below its pivot (hip or shoulder);
 - gyroscope = the rates of the three angles (small-angle approximation for roll and yaw).
 
-Locomotion is a gait model: step frequency per user and activity, vertical and anterior-posterior
-acceleration with harmonics, heel-strike transients (sharp for downstairs, soft for upstairs), medio-lateral
-sway and trunk rotation at the stride frequency, and limb swing. The shank and the foot follow their own
-stride (stance and swing phases, the foot still while it lies flat, large heel-strike transients), the head
-rides on the trunk with its horizontal motion and rotation damped. Postures are gravity directions plus
-breathing, sway and tremor; cycling is a smooth pedalling rotation; jumping alternates free fall and landing.
-The motion is computed at 4x the output rate and bin-averaged (an anti-alias low-pass), per-user traits and a
-per-window orientation jitter are added, then either a device type (common.data.devices.apply_device) or a
-default sensor noise. Windows of one segment are consecutive pieces of one continuous recording.
+Locomotion is a gait model (step frequency, harmonics, heel-strike transients, sway, limb swing; the shank
+and foot follow their own stride). Postures are gravity directions plus breathing, sway and tremor; cycling
+is a pedalling rotation; jumping alternates free fall and landing. The motion is computed at 4x the output
+rate and bin-averaged (anti-alias), per-user traits and a per-window orientation jitter are added, then a
+device type (common.data.devices.apply_device) or a default sensor noise. Windows of one segment are
+consecutive pieces of one continuous recording.
 """
 
 from __future__ import annotations
@@ -43,61 +39,25 @@ TREMOR_ACC = 0.02  # m/s^2, physiological tremor and soft-tissue wobble at the o
 TREMOR_GYRO = 0.005  # rad/s
 USER_MOUNT_DEG = 4.0  # std of a user's own sensor mounting offset per axis (deg)
 WINDOW_JITTER_DEG = 2.0  # std of the per-window orientation jitter per axis (deg)
-# The thigh's swing is not a sinusoid at the stride frequency: stance and swing phases differ, which puts a
-# strong component at the step frequency. It matters for the accelerometer: at the stride frequency a thigh
-# is close to a pendulum, whose tangential acceleration nearly cancels the swing of gravity's projection, so
-# the horizontal acceleration a thigh sensor reads (dsads right leg: ~5 m/s^2 rms in walking) comes mostly
-# from this faster component.
+# The thigh's swing has a strong step-frequency component (stance and swing differ). At the stride frequency
+# a thigh is nearly a pendulum whose tangential acceleration cancels gravity's swing, so a thigh sensor's
+# horizontal acceleration (dsads right leg: ~5 m/s^2 rms walking) comes mostly from this component.
 THIGH_STEP_HARMONIC = 0.4  # its amplitude relative to the stride-frequency swing
 _CHUNK = 512  # windows simulated at once (bounds memory at ~10 MB per array)
 
 # Body placement words -> the simulated segment.
-PLACEMENTS = {
-    "waist": "waist",
-    "hip": "waist",
-    "belt": "waist",
-    "chest": "chest",
-    "torso": "chest",
-    "trunk": "chest",
-    "thigh": "thigh",
-    "trouser pocket": "thigh",
-    "pocket": "thigh",
-    "leg": "thigh",
-    "right leg": "thigh",
-    "left leg": "thigh",
-    "wrist": "wrist",
-    "arm": "wrist",
-    "right arm": "wrist",
-    "left arm": "wrist",
-    "hand": "wrist",
-    # Segments added for rings, earbuds, glasses, armbands, ankle bands and shoe sensors (issue #37).
-    "head": "head",
-    "ear": "head",
-    "left ear": "head",
-    "right ear": "head",
-    "earbud": "head",
-    "earbuds": "head",
-    "glasses": "head",
-    "cap": "head",
-    "upper arm": "upper arm",
-    "left upper arm": "upper arm",
-    "right upper arm": "upper arm",
-    "armband": "upper arm",
-    "finger": "finger",
-    "ring": "finger",
-    "ring finger": "finger",
-    "index finger": "finger",
-    "shank": "shank",
-    "shin": "shank",
-    "ankle": "shank",
-    "left ankle": "shank",
-    "right ankle": "shank",
-    "foot": "foot",
-    "left foot": "foot",
-    "right foot": "foot",
-    "shoe": "foot",
-    "insole": "foot",
+_PLACEMENT_WORDS = {
+    "waist": ("waist", "hip", "belt"),
+    "chest": ("chest", "torso", "trunk"),
+    "thigh": ("thigh", "trouser pocket", "pocket", "leg", "right leg", "left leg"),
+    "wrist": ("wrist", "arm", "right arm", "left arm", "hand"),
+    "head": ("head", "ear", "left ear", "right ear", "earbud", "earbuds", "glasses", "cap"),
+    "upper arm": ("upper arm", "left upper arm", "right upper arm", "armband"),
+    "finger": ("finger", "ring", "ring finger", "index finger"),
+    "shank": ("shank", "shin", "ankle", "left ankle", "right ankle"),
+    "foot": ("foot", "left foot", "right foot", "shoe", "insole"),
 }
+PLACEMENTS = {word: segment for segment, words in _PLACEMENT_WORDS.items() for word in words}
 
 
 def simulated_segment(placement: str, source: str = "placement") -> str:
@@ -128,11 +88,10 @@ SEGMENTS = {
     "chest": SegmentModel(0.0, 0.85, 0.7, 0.0, 0.8),
     "thigh": SegmentModel(0.1, 1.0, 1.0, 1.0, 0.5),
     "wrist": SegmentModel(0.55, 0.7, 0.45, 1.0, 0.6),
-    # Head (earbuds, glasses, cap). The spine and neck attenuate the pelvis' accelerations on the way up,
-    # the horizontal ones much more than the vertical, and the head is stabilised in space (gaze):
-    # Kavanagh & Menz 2008 (Gait Posture 28:1-15, review), Menz, Lord & Fitzpatrick 2003 (Gait Posture
-    # 18:35-46). Vertical share 0.9 and horizontal 0.9 * 0.55 ~ half; heel-strike transients halved (the
-    # spine's shock absorption); the trunk's pitch/roll/yaw oscillation halved (head stabilisation).
+    # Head (earbuds, glasses, cap): spine and neck damp the pelvis' accelerations, the horizontal ones
+    # most, and gaze stabilises the head (Kavanagh & Menz 2008, Gait Posture 28:1-15; Menz, Lord &
+    # Fitzpatrick 2003, Gait Posture 18:35-46): vertical share 0.9, horizontal 0.9 * 0.55 ~ half,
+    # heel-strike transients and the trunk's pitch/roll/yaw oscillation halved.
     "head": SegmentModel(0.0, 0.9, 0.5, 0.0, 0.5, horizontal_gain=0.55),
     # Upper arm (armband phone) half-way down the humerus: 0.15 m below the shoulder (humerus ~0.186 of the
     # body height, Winter 2009 fig. 4.1); between trunk and wrist in translation and impacts.
@@ -223,13 +182,7 @@ SHANK_LIFT_SHARE = 0.7  # the ankle band (just above the malleoli) rises less th
 # Head pitch in gait (deg, negative = looking down): level gait looks ahead a few metres (slight
 # flexion); on stairs the gaze goes to the steps, more so going down (Zietz & Hollands 2009, J Mot Behav
 # 41:357).
-HEAD_GAIT_PITCH_DEG = {
-    "walking": -5.0,
-    "upstairs": -15.0,
-    "downstairs": -25.0,
-    "jogging": -3.0,
-    "running": -3.0,
-}
+HEAD_GAIT_PITCH_DEG = dict(walking=-5.0, upstairs=-15.0, downstairs=-25.0, jogging=-3.0, running=-3.0)
 HAND_LAG_DEG = 8.0  # the relaxed wrist lets the hand trail the forearm's swing (a second pendulum)
 HAND_LAG_RAD = 1.0  # its phase lag behind the forearm (rad)
 
@@ -250,14 +203,11 @@ class PostureProfile:
     foot_pitch: float  # deg, 0 = sole flat on the floor, positive = toes up
 
 
-# The new segments' columns (head flexion, upper arm, shank, foot):
-# - standing: head nearly level, arms hanging, shank and foot upright and flat;
-# - sitting: the head bends a little more (looking at a table or a screen), the hands rest on the lap
-#   (upper arm slightly forward), shank vertical and foot flat on the floor (knee at ~90 deg);
-# - lying on the back: head on a pillow (flexed ~15 deg), arms alongside the body, shank horizontal and the
-#   relaxed ankle in ~20 deg of plantarflexion (foot 90 - 20 = 70 deg: toes up);
-# - lying on the right side: hips, knees and ankles flex about the body's right axis, which now points
-#   down, so they do not move gravity off the lateral axis: 0 deg, the roll (90) does the work.
+# The head, upper-arm, shank and foot columns. Standing: head nearly level, arms hanging, shank and foot
+# upright and flat. Sitting: head bent a little more (table, screen), hands on the lap, shank vertical, foot
+# flat (knee ~90 deg). Lying on the back: head on a pillow (~15 deg), arms alongside, shank horizontal, the
+# relaxed ankle plantarflexed ~20 deg (foot 70 deg: toes up). Lying on the right side: the joints flex about
+# the body's right axis, now pointing down, so they leave gravity on the lateral axis (0 deg; the roll does).
 POSTURES = {
     "standing": PostureProfile(-2.0, 0.0, 0.0, 10.0, 0.8, 0.4, -3.0, 0.0, 0.0, 0.0),
     "sitting": PostureProfile(-8.0, 0.0, 88.0, 75.0, 0.4, 0.5, -10.0, 15.0, 0.0, 0.0),
@@ -307,26 +257,18 @@ def generate_windows(
 
     rng = np.random.default_rng(seed)
     user_traits = _draw_user_traits(rng, n_users)
-    X_parts, y_parts, user_parts, segment_parts = [], [], [], []
-    next_segment = 0
-    for label_index, label in enumerate(labels):
-        user, recording, offset = _recording_layout(n_per_activity, n_users, windows_per_recording)
-        X_parts.extend(
-            _simulate_activity(
-                label, segment_name, user, recording, offset, user_traits, window, sampling_rate, rng
-            )
-        )
-        y_parts.append(np.full(n_per_activity, label_index))
-        user_parts.append(user)
-        segment_parts.append(recording + next_segment)
-        next_segment += int(recording.max()) + 1
-
+    layout = _recording_layout(n_per_activity, n_users, windows_per_recording)  # the same for every activity
+    user, recording, _ = layout
+    n_recordings = int(recording.max()) + 1
+    X_parts: list[np.ndarray] = []
+    for label in labels:
+        X_parts += _simulate_activity(label, segment_name, layout, user_traits, window, sampling_rate, rng)
     windows = WindowSet(
         X=_add_tremor_and_noise(np.concatenate(X_parts), device, rng),
-        y=np.concatenate(y_parts).astype(np.int64),
+        y=np.repeat(np.arange(len(labels), dtype=np.int64), n_per_activity),
         label_names=labels,
-        user=np.concatenate(user_parts).astype(np.int64),
-        segment=np.concatenate(segment_parts).astype(np.int64),
+        user=np.tile(user, len(labels)).astype(np.int64),
+        segment=np.concatenate([recording + k * n_recordings for k in range(len(labels))]).astype(np.int64),
         name=name,
         sampling_rate=sampling_rate,
         position=placement_word,
@@ -368,16 +310,15 @@ def _check_request(
 def _simulate_activity(
     label: str,
     segment_name: str,
-    user: np.ndarray,
-    recording: np.ndarray,
-    offset: np.ndarray,
+    layout: tuple[np.ndarray, np.ndarray, np.ndarray],
     user_traits: dict[str, np.ndarray],
     window: int,
     sampling_rate: float,
     rng: np.random.Generator,
 ) -> list[np.ndarray]:
-    """One activity's windows (laid out by _recording_layout), before tremor and sensor noise: [n, T, 6]
-    readings in chunks of at most _CHUNK windows."""
+    """One activity's windows before tremor and sensor noise: [n, T, 6] readings in chunks of at most _CHUNK
+    windows. layout: user, recording id and window offset in the recording per window (_recording_layout)."""
+    user, recording, offset = layout
     internal_rate = sampling_rate * OVERSAMPLING
     t_window = np.arange(window * OVERSAMPLING) / internal_rate
     n_windows = len(user)
@@ -387,7 +328,6 @@ def _simulate_activity(
     recording_pace = rng.normal(1.0, 0.03, n_recordings)[recording]
     recording_goes_up = (rng.uniform(size=n_recordings) < 0.5)[recording]
     window_amplitude = rng.normal(1.0, 0.05, n_windows)
-    segment = SEGMENTS[segment_name]
     chunks = []
     for start in range(0, n_windows, _CHUNK):
         part = slice(start, min(start + _CHUNK, n_windows))
@@ -402,7 +342,7 @@ def _simulate_activity(
             rng=rng,
         )
         mount_deg = user_traits["mount_deg"][user[part]]
-        chunks.append(_simulate(label, segment, segment_name, batch, mount_deg, internal_rate))
+        chunks.append(_simulate(label, segment_name, batch, mount_deg, internal_rate))
     return chunks
 
 
@@ -442,42 +382,34 @@ def _recording_layout(n_windows: int, n_users: int, per_recording: int) -> tuple
 
 
 def _simulate(
-    label: str,
-    segment: SegmentModel,
-    segment_name: str,
-    batch: _Batch,
-    mount_deg: np.ndarray,
-    internal_rate: float,
+    label: str, segment_name: str, batch: _Batch, mount_deg: np.ndarray, internal_rate: float
 ) -> np.ndarray:
     """[n, T, 6] readings of one activity chunk: simulated at the internal rate, then bin-averaged.
 
     Inside, vectors are stored component-first ([3, n, T]) so that each component is contiguous.
     """
+    segment = SEGMENTS[segment_name]
     shape = batch.time.shape
-    a_world = np.zeros(
-        (3, *shape), dtype=np.float32
-    )  # translational acceleration: up, right, forward (m/s^2)
-    angles = np.zeros(
-        (3, *shape), dtype=np.float32
-    )  # pitch (about right), roll (about forward), yaw (about up), rad
+    a_world = np.zeros((3, *shape), dtype=np.float32)  # acceleration: up, right, forward (m/s^2)
+    angles = np.zeros((3, *shape), dtype=np.float32)  # rad: pitch (about right), roll (forward), yaw (up)
 
     gait_name = GAIT_ALIASES.get(label, label)
     if label == "stairs":  # each recording goes either up or down
         going_up = batch.goes_up
-        a_up, ang_up = _gait("upstairs", segment, segment_name, batch)
-        a_down, ang_down = _gait("downstairs", segment, segment_name, batch)
+        a_up, ang_up = _gait("upstairs", segment_name, batch)
+        a_down, ang_down = _gait("downstairs", segment_name, batch)
         a_world = np.where(going_up[None, :, None], a_up, a_down)
         angles = np.where(going_up[None, :, None], ang_up, ang_down)
     elif gait_name in GAITS:
-        a_world, angles = _gait(gait_name, segment, segment_name, batch)
+        a_world, angles = _gait(gait_name, segment_name, batch)
     elif label in POSTURES:
         angles = _posture(POSTURES[label], segment_name, batch)
         if label == "standing in elevator":  # the lift's start and stop: slow vertical accelerations
             a_world[0] = 0.4 * np.sin(2 * np.pi * 0.1 * batch.time + 2 * np.pi * batch.phase[:, None])
     elif label == "cycling":
-        a_world, angles = _cycling(segment, segment_name, batch)
+        a_world, angles = _cycling(segment_name, batch)
     elif label == "jumping":
-        a_world, angles = _jumping(segment, segment_name, batch)
+        a_world, angles = _jumping(segment_name, batch)
     else:  # guarded by generate_windows; kept so a new table entry without a model fails loudly
         raise DataError(f"generate_windows: no motion model for {label!r}")
     if segment.horizontal_gain != 1.0:  # the head: the neck damps the horizontal motion (SEGMENTS)
@@ -515,23 +447,18 @@ def _gait_phase(gait: GaitProfile, batch: _Batch) -> tuple[np.ndarray, np.ndarra
     return step_hz, steps, amplitude
 
 
-def _gait(
-    gait_name: str, segment: SegmentModel, segment_name: str, batch: _Batch
-) -> tuple[np.ndarray, np.ndarray]:
+def _gait(gait_name: str, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Pelvis acceleration (world) and segment angles of a gait; the shank and foot: _lower_leg_gait."""
-    gait = GAITS[gait_name]
+    gait, segment = GAITS[gait_name], SEGMENTS[segment_name]
     step_hz, steps, amplitude = _gait_phase(gait, batch)
     if segment_name in LOWER_LEG_SEGMENTS:
-        return _lower_leg_gait(gait_name, segment, segment_name, step_hz, steps, amplitude)
+        return _lower_leg_gait(gait_name, segment_name, step_hz, steps, amplitude)
     theta = 2 * np.pi * steps
     time_since_strike = (steps % 1.0) / step_hz[:, None]
     # Heel strike: an alpha-function transient peaking impact_time after contact; the ipsilateral strike of
     # a limb-mounted sensor (every other step) is stronger.
-    impact = (
-        gait.impact
-        * (time_since_strike / gait.impact_time)
-        * np.exp(1 - time_since_strike / gait.impact_time)
-    )
+    since_strike = time_since_strike / gait.impact_time
+    impact = gait.impact * since_strike * np.exp(1 - since_strike)
     if segment.swing_gain > 0:
         impact *= np.where(np.floor(steps) % 2 == 0, 1.0, 0.45)
     impact -= impact.mean(axis=1, keepdims=True)  # the body does not drift: acceleration has zero mean
@@ -545,21 +472,16 @@ def _gait(
     )
     a_world[2] = amplitude * gait.forward * np.sin(theta + 0.3) * segment.translation_gain
     a_world[1] = amplitude * gait.lateral * np.sin(theta / 2) * segment.translation_gain
-    return a_world, _gait_angles(gait_name, segment, segment_name, theta, amplitude, batch)
+    return a_world, _gait_angles(gait_name, segment_name, theta, amplitude, batch)
 
 
 def _gait_angles(
-    gait_name: str,
-    segment: SegmentModel,
-    segment_name: str,
-    theta: np.ndarray,
-    amplitude: np.ndarray,
-    batch: _Batch,
+    gait_name: str, segment_name: str, theta: np.ndarray, amplitude: np.ndarray, batch: _Batch
 ) -> np.ndarray:
     """Angles [3, n, T] of a segment above the knee in a gait (theta: step phase in rad)."""
     gait = GAITS[gait_name]
     angles = np.zeros((3, *theta.shape), dtype=np.float32)
-    sway = np.deg2rad(gait.trunk_sway_deg) * segment.trunk_rotation_gain * amplitude
+    sway = np.deg2rad(gait.trunk_sway_deg) * SEGMENTS[segment_name].trunk_rotation_gain * amplitude
     lean = -np.deg2rad(gait.trunk_lean_deg + batch.lean_deg[:, None])
     if segment_name in ("wrist", "upper arm", "finger"):  # the arm swings opposite to the same-side leg
         arm_swing = np.deg2rad(gait.arm_swing_deg) * amplitude * np.sin(theta / 2 + np.pi)
@@ -586,12 +508,7 @@ def _gait_angles(
 
 
 def _lower_leg_gait(
-    gait_name: str,
-    segment: SegmentModel,
-    segment_name: str,
-    step_hz: np.ndarray,
-    steps: np.ndarray,
-    amplitude: np.ndarray,
+    gait_name: str, segment_name: str, step_hz: np.ndarray, steps: np.ndarray, amplitude: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """World acceleration and angles [3, n, T] of the shank or the foot in a gait: this leg's own stride.
 
@@ -625,7 +542,7 @@ def _lower_leg_gait(
     rise_time = 0.5 * gait.impact_time
     strike = _biphasic_transient(phase / stride_hz, rise_time)
     strike += 0.1 * _biphasic_transient(((phase - 0.5) % 1.0) / stride_hz, rise_time)
-    transient = gait.impact * segment.impact_gain * amplitude * strike
+    transient = gait.impact * SEGMENTS[segment_name].impact_gain * amplitude * strike
     a_world[0] += transient  # the heel is stopped ...
     a_world[2] -= 0.4 * transient  # ... and braked
     return a_world, angles
@@ -708,8 +625,8 @@ def _posture(posture: PostureProfile, segment_name: str, batch: _Batch) -> np.nd
 
 
 def _distal_posture(posture: PostureProfile, segment_name: str) -> tuple[float, float, float]:
-    """Pitch (deg), breathing gain and sway gain of a segment added for rings, earbuds, armbands, ankle
-    bands and shoes in a held posture (the older segments: _posture)."""
+    """Pitch (deg), breathing gain and sway gain in a held posture of the head, upper arm, finger, shank or
+    foot."""
     if segment_name == "head":  # follows the trunk; the neck passes part of the breathing
         return posture.trunk_pitch + posture.head_flexion, 0.5, 1.0
     if segment_name == "upper arm":  # hangs from the shoulder, sways a little more than the trunk
@@ -723,24 +640,20 @@ def _distal_posture(posture: PostureProfile, segment_name: str) -> tuple[float, 
     raise DataError(f"generate_windows: no posture model for the segment {segment_name!r}")
 
 
-def _cycling(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
+def _cycling(segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Pedalling at 1.2-1.5 Hz: smooth thigh rotation, little vertical impact, road vibration."""
     cadence = 1.35 * batch.step_hz[:, None]
     crank = 2 * np.pi * (cadence * batch.time + batch.phase[:, None])
     amplitude = batch.amplitude[:, None]
     shape = batch.time.shape
     a_world = np.zeros((3, *shape), dtype=np.float32)
-    vibration = 0.35 * batch.rng.standard_normal(
-        (3, *shape), dtype=np.float32
-    )  # road texture via saddle, bars
-    a_world += vibration * segment.translation_gain
+    vibration = 0.35 * batch.rng.standard_normal((3, *shape), dtype=np.float32)  # road via saddle, bars
+    a_world += vibration * SEGMENTS[segment_name].translation_gain
     if segment_name in LOWER_LEG_SEGMENTS:  # the foot rides the pedal, not the saddle
         return a_world + _pedal_circle(crank, cadence), _cycling_angles(segment_name, crank, amplitude, batch)
-    # Calibrated on the DSADS torso exercise-bike recordings (tests/test_synthetic.py): the pelvis and trunk
-    # rock from side to side once per crank turn and bob twice per turn, so the trunk sees mostly horizontal
-    # motion (rms ~0.7-1.1 m/s^2 against a vertical std ~0.4) and a rhythmic roll of a few degrees.
-    # The rider keeps shifting on the saddle, so the rocking waxes and wanes (the real trunk signal is only
-    # moderately periodic although the cadence is steady).
+    # Calibrated on DSADS torso exercise-bike recordings (tests/test_synthetic.py): the trunk rocks side to
+    # side once per crank turn and bobs twice (mostly horizontal motion, a roll of a few degrees), waxing
+    # and waning as the rider shifts on the saddle.
     rocking = amplitude * (1.0 + 0.4 * _slow_wander(batch, (0.11, 0.23, 0.41)))
     a_world[0] += 0.55 * rocking * np.cos(2 * crank)  # each pedal stroke pushes the pelvis up a little
     a_world[1] += 1.2 * rocking * np.sin(crank)  # side-to-side rocking on the saddle
@@ -796,7 +709,7 @@ def _pedal_circle(crank: np.ndarray, cadence: np.ndarray) -> np.ndarray:
     return a_world
 
 
-def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
+def _jumping(segment_name: str, batch: _Batch) -> tuple[np.ndarray, np.ndarray]:
     """Repeated jumps in place (about 1.3-1.7 Hz): free fall in the air, large landing and push-off forces.
 
     During flight the accelerometer reads almost zero; on the ground a half-sine force whose mean over a
@@ -806,14 +719,14 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
     cycle = jump_hz * batch.time + batch.phase[:, None]
     position = cycle % 1.0
     if segment_name in LOWER_LEG_SEGMENTS:
-        return _lower_leg_jumping(segment, segment_name, batch, position, jump_hz)
+        return _lower_leg_jumping(segment_name, batch, position, jump_hz)
     contact_fraction = 0.5
     on_ground = position < contact_fraction
     peak = GRAVITY * np.pi / (2 * contact_fraction)  # half-sine mean over the cycle = g
     support = np.where(on_ground, peak * np.sin(np.pi * position / contact_fraction), 0.0)
     landing_time = position / jump_hz
     landing = 12.0 * (landing_time / 0.03) * np.exp(1 - landing_time / 0.03) * on_ground
-    vertical = (support + landing * segment.impact_gain) * batch.amplitude[:, None]
+    vertical = (support + landing * SEGMENTS[segment_name].impact_gain) * batch.amplitude[:, None]
     vertical += GRAVITY - vertical.mean(axis=1, keepdims=True)  # keep the cycle mean at exactly g
     a_world = np.zeros((3, *batch.time.shape), dtype=np.float32)
     a_world[0] = vertical - GRAVITY  # _sense adds gravity back
@@ -835,7 +748,7 @@ def _jumping(segment: SegmentModel, segment_name: str, batch: _Batch) -> tuple[n
 
 
 def _lower_leg_jumping(
-    segment: SegmentModel, segment_name: str, batch: _Batch, position: np.ndarray, jump_hz: np.ndarray
+    segment_name: str, batch: _Batch, position: np.ndarray, jump_hz: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Shank or foot in repeated jumps (position: share of the jump cycle, 0 at landing, take-off at 0.5).
 
@@ -849,11 +762,10 @@ def _lower_leg_jumping(
     on_ground = position < contact_fraction
     amplitude = batch.amplitude[:, None]
     landing_speed = GRAVITY * (1.0 - contact_fraction) / jump_hz / 2 * amplitude
-    rise_time = 0.06 / segment.impact_gain
+    rise_time = 0.06 / SEGMENTS[segment_name].impact_gain
     since_landing = position / jump_hz / rise_time
-    landing = (
-        landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
-    )  # integral: speed
+    # its integral over time is landing_speed
+    landing = landing_speed / (rise_time * np.e) * since_landing * np.exp(1 - since_landing)
     vertical = np.where(on_ground, GRAVITY, 0.0) + landing
     push_window = np.clip((position - 0.3) / (contact_fraction - 0.3), 0.0, 1.0)
     push = np.sin(np.pi * push_window) ** 2

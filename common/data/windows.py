@@ -260,9 +260,9 @@ def _split_groups(
             f"{source}: cannot split by {field}: field {field!r} has {len(unique_groups)} distinct value(s)"
         )
     rng = np.random.default_rng(seed)
-    eval_groups = _stratified_eval_groups(ws, groups, unique_groups, eval_fraction, rng) if stratify else []
+    eval_groups = _stratified_eval_groups(ws, groups, eval_fraction, rng) if stratify else []
     if len(eval_groups) == 0:
-        eval_groups = _covering_eval_groups(ws, groups, unique_groups, eval_fraction, rng)
+        eval_groups = _covering_eval_groups(ws, groups, eval_fraction, rng)
     eval_mask = np.isin(groups, eval_groups)
     return ws.subset(~eval_mask), ws.subset(eval_mask)
 
@@ -276,12 +276,9 @@ def _group_majority_label(ws: WindowSet, groups: np.ndarray, unique_groups: np.n
 
 
 def _stratified_eval_groups(
-    ws: WindowSet,
-    groups: np.ndarray,
-    unique_groups: np.ndarray,
-    eval_fraction: float,
-    rng: np.random.Generator,
+    ws: WindowSet, groups: np.ndarray, eval_fraction: float, rng: np.random.Generator
 ) -> np.ndarray:
+    unique_groups = np.unique(groups)
     majority = _group_majority_label(ws, groups, unique_groups)
     chosen = []
     for label in np.unique(majority):
@@ -293,12 +290,9 @@ def _stratified_eval_groups(
 
 
 def _covering_eval_groups(
-    ws: WindowSet,
-    groups: np.ndarray,
-    unique_groups: np.ndarray,
-    eval_fraction: float,
-    rng: np.random.Generator,
+    ws: WindowSet, groups: np.ndarray, eval_fraction: float, rng: np.random.Generator
 ) -> np.ndarray:
+    unique_groups = np.unique(groups)
     n_eval = min(max(int(round(eval_fraction * len(unique_groups))), 1), len(unique_groups) - 1)
     all_classes = set(np.unique(ws.y[ws.y >= 0]).tolist())
     best, best_covered = None, -1

@@ -1,23 +1,19 @@
 """Which local data each simulated client holds: data set, users, device type, train/eval split.
 
-In simulation every node only knows its `partition-id` and `num-partitions`, so everything else is derived
-here from those two numbers and the run config, deterministically (same seed, same clients). In a deployment,
-`--node-config` may name `device-type`, `data-set` and `user` directly (see `client_spec_from_node_config`).
+In simulation a node knows only its `partition-id` and `num-partitions`; everything else is derived here
+from those and the run config, deterministically. In a deployment `--node-config` may pin `device-type`,
+`data-set` and `users` (`client_spec_from_node_config`).
 
 How clients are scored (run config `client-eval`):
 
-- "held-out-users" (default; real data): the data set's users are split exactly as the central run splits
-  its target (`held_out_user_split`), so both score the same users. The clients sharing the data set are
-  split in the same proportion (the last ones evaluate): training clients hold only training users and never
-  evaluate; evaluation clients hold only held-out users, never train, and score all their windows. Training
-  users are dealt by `partitioning`; held-out users are dealt whole, each window to some evaluation client.
-- "time": every client splits its own windows in time: the earlier windows of each recording are its
-  unlabeled training windows, the later ones its held-out evaluation windows.
-Synthetic clients always split in time: each generates a single user of its own, so none can be held out.
-Training windows are unlabeled; evaluation labels are used only for scoring on the client. A real client
-trains on every window its users recorded, whatever the activity (as central's default open target pool):
-no label decides which unlabeled windows a device holds. It scores only the windows of the run's activities
-(initial and new), the only ones whose truth the label bank can name.
+- "held-out-users" (default; real data): users are split as the central run splits its target
+  (`held_out_user_split`), so both score the same users. The clients sharing the data set are split in the
+  same proportion: the last ones hold only held-out users (dealt whole) and only evaluate; the others hold
+  only training users (dealt by `partitioning`) and only train.
+- "time": each client's earlier windows of each recording train, the later ones evaluate.
+Synthetic clients always split in time (one user each, none to hold out). Training windows are unlabeled;
+a real client trains on every window its users recorded, whatever the activity (no label decides what a
+device holds), and scores only the windows of the run's activities, whose truth the label bank can name.
 """
 
 from __future__ import annotations
@@ -154,7 +150,7 @@ def user_layout_spec(partition_id: int, num_partitions: int, config: FederationC
     real = user_layout_slots(config)
     if partition_id < len(real):
         data_set, users, share, shares = real[partition_id]
-        return ClientSpec(partition_id, num_partitions, "native", data_set, users, share, shares)
+        return ClientSpec(partition_id, num_partitions, NATIVE_DEVICE, data_set, users, share, shares)
     synthetic = [s for s in parse_clients_data(config) if s.synthetic]
     if not synthetic:
         raise DataError(

@@ -47,6 +47,11 @@ def _fail(key: str, why: str) -> NoReturn:
     raise ConfigError(f"run config: key '{key}' {why}")
 
 
+def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        _fail(key, f"must be one of {choices}, got '{value}'")
+
+
 def split_list(value: str) -> list[str]:
     """Run configs cannot hold lists: they are comma-separated strings. Empty string = empty list."""
     return [item.strip() for item in value.split(",") if item.strip()]
@@ -76,22 +81,19 @@ class FederationConfig:
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds
-    # Local epochs the server also trains on its labeled source windows every round, aggregated as one more
-    # participant weighted by its window count (central stage 2 trains on source and target together).
-    # 0 = the server only pre-trains. Not with DP (its update is not clipped).
+    # Epochs the server also trains on its source windows every round, aggregated as one more participant
+    # weighted by its window count (as central stage 2 trains on both). 0 = only pre-train. Not with DP.
     server_train_epochs: int = 0
     # Share of a real source's users the server leaves out of its training, drawn as central draws its source
-    # validation users (split_by_user, same seed): 0.2 = central's source_eval_fraction, so the server trains
-    # on exactly the users `fedlanhar train` trains on. 0 = every source user trains.
+    # validation users (0.2: the users `fedlanhar train` trains on). 0 = every source user trains.
     source_eval_users_fraction: float = 0.0
     sensor_width: int = 0  # sensor encoder d_model; 0 = the text encoder's width (the paper's choice)
     sensor_input_frame: str = "gravity"  # "gravity" (rotation invariant) or "device" (SensorEncoderConfig)
     # The window's signal analysis as one more sensor-encoder token (SensorEncoderConfig.analysis_token); each
     # client computes it from its own windows, as it does for its uploaded summaries.
     sensor_analysis_token: bool = True
-    # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame,
-    # common/data/posture.py) from their own rhythmic windows, no label read; the rules texts, label
-    # descriptions and analysis token then read the body inclination. Needs the rules interpreter.
+    # Every party turns its own windows into each wearer's walking frame (CentralConfig.walking_frame), no
+    # label read; the rules texts and analysis token then read the body inclination. Needs interpreter rules.
     walking_frame: bool = False
     # Where the server's and the clients' models run: "auto" (CUDA when present), "cpu", "cuda", "cuda:N".
     # Simulated clients see a GPU only with client-resources-num-gpus > 0 in the federation config.
@@ -102,9 +104,8 @@ class FederationConfig:
     # "synthetic" or comma-separated data set names split across clients; "synthetic:<device type>" entries
     # add synthetic clients of that device type (see common/federation/mixed.py).
     clients_data: str = "synthetic"
-    # > 0: every user of every real set in clients-data becomes this many clients (the server's own source
-    # users excepted), synthetic entries fill the remaining partitions. 0: the clients of a data set share it
-    # by `partitioning` (round-robin over the sets).
+    # > 0: every user of every real set in clients-data (but the server's source users) becomes this many
+    # clients, synthetic entries fill the other partitions. 0: a set's clients share it by `partitioning`.
     clients_per_user: int = 0
     # User layout: at most this many training and this many held-out users of each real set become clients
     # (the first ones of the split); 0 = all. For short runs and tests.
@@ -113,10 +114,8 @@ class FederationConfig:
     windows_per_client: int = 0  # synthetic clients: windows per client; 0 = the device type's `windows`
     partitioning: str = "by-user"  # real data: by-user, iid or dirichlet label skew
     dirichlet_alpha: float = 0.5
-    # How clients are scored (common/federation/partition.py). "held-out-users" (real data): users split as
-    # central splits its target, so both score the same users; training clients only train, held-out ones
-    # only evaluate. "time": every client trains on the earlier windows of each recording and evaluates on
-    # the last client-eval-fraction. Synthetic clients always split in time (one user each).
+    # How clients are scored (common/federation/partition.py): "held-out-users" (real data: users split as
+    # central splits its target) or "time" (each recording's last client-eval-fraction evaluates).
     client_eval: str = "held-out-users"
     eval_users_fraction: float = 0.5  # client-eval = held-out-users: share of users held out (central's 0.5)
     client_eval_fraction: float = 0.3  # client-eval = time: held-out share of each recording's windows
@@ -147,9 +146,8 @@ class FederationConfig:
     # 0.2), with error feedback; a client gets the whole model (float16) once, then only the steps since.
     update_compression: str = "none"
     update_topk_fraction: float = 0.2
-    # Clients train (and send, and receive changes of) only the top N transformer layers of the sensor encoder
-    # and the output projection above them; the input embeddings and lower layers stay as the server
-    # pre-trained them. 0 = the whole model. With N = 1 a client exchanges about a third of the weights.
+    # Clients train and exchange only the top N transformer layers of the sensor encoder and the output
+    # projection; the lower layers stay as the server pre-trained them. 0 = the whole model.
     client_train_layers: int = 0
     min_available_nodes: int = 2
     round_timeout: float = 600.0
@@ -171,10 +169,9 @@ class FederationConfig:
     dp_reproducible_noise: bool = False
     summary_noise: float = 0.0  # Gaussian noise on uploaded summaries, std relative to each value (not DP)
     # SecAgg+ on the training rounds (common/federation/secagg.py): the server learns only the sum of the
-    # sampled clients' weighted updates. Each client shares its secrets with `secagg-num-shares` ring
-    # neighbours (itself included), any `secagg-reconstruction-threshold` of which can rebuild them. Updates
-    # (trained - global) are clipped to +-secagg-clipping-range per coordinate and quantised to
-    # secagg-quantization-range levels before masking.
+    # updates. Secrets are shared with `secagg-num-shares` ring neighbours (itself included), any
+    # `secagg-reconstruction-threshold` of which rebuild them; updates are clipped per coordinate to
+    # +-secagg-clipping-range and quantised to secagg-quantization-range levels.
     secagg: bool = False
     secagg_num_shares: int = 7
     secagg_reconstruction_threshold: int = 4
@@ -231,10 +228,8 @@ class FederationConfig:
         """Rounds, strategy, interpreter and the activities with their push round."""
         if self.num_server_rounds < 1:
             _fail("num-server-rounds", f"must be >= 1, got {self.num_server_rounds}")
-        if self.strategy not in STRATEGIES:
-            _fail("strategy", f"must be one of {STRATEGIES}, got '{self.strategy}'")
-        if self.interpreter not in INTERPRETERS:
-            _fail("interpreter", f"must be one of {INTERPRETERS}, got '{self.interpreter}'")
+        _check_choice("strategy", self.strategy, STRATEGIES)
+        _check_choice("interpreter", self.interpreter, INTERPRETERS)
         if not self.activity_list:
             _fail("activities", "must name at least one activity")
         overlap = set(self.activity_list) & set(self.new_activity_list)
@@ -248,10 +243,8 @@ class FederationConfig:
 
     def _check_clients(self) -> None:
         """How the data becomes clients, how they are scored and how many take part in a round."""
-        if self.partitioning not in PARTITIONINGS:
-            _fail("partitioning", f"must be one of {PARTITIONINGS}, got '{self.partitioning}'")
-        if self.client_eval not in CLIENT_EVALS:
-            _fail("client-eval", f"must be one of {CLIENT_EVALS}, got '{self.client_eval}'")
+        _check_choice("partitioning", self.partitioning, PARTITIONINGS)
+        _check_choice("client-eval", self.client_eval, CLIENT_EVALS)
         if not 0.0 < self.eval_users_fraction < 1.0:
             _fail("eval-users-fraction", f"must be in (0, 1), got {self.eval_users_fraction}")
         if not 0.0 <= self.source_eval_users_fraction < 1.0:
@@ -313,8 +306,7 @@ class FederationConfig:
 
     def _check_privacy(self) -> None:
         """Differential privacy and the noise on uploaded summaries."""
-        if self.dp_mode not in DP_MODES:
-            _fail("dp-mode", f"must be one of {DP_MODES}, got '{self.dp_mode}'")
+        _check_choice("dp-mode", self.dp_mode, DP_MODES)
         for key in ("dp-clipping-norm", "dp-noise-multiplier", "dp-epsilon"):
             if getattr(self, key.replace("-", "_")) <= 0:
                 _fail(key, "must be > 0")
@@ -336,8 +328,7 @@ class FederationConfig:
 
     def _check_sampling(self) -> None:
         """Fixed or Poisson client sampling, and what Poisson sampling cannot be combined with yet."""
-        if self.client_sampling not in CLIENT_SAMPLINGS:
-            _fail("client-sampling", f"must be one of {CLIENT_SAMPLINGS}, got '{self.client_sampling}'")
+        _check_choice("client-sampling", self.client_sampling, CLIENT_SAMPLINGS)
         if not 0.0 < self.sampling_probability <= 1.0:
             _fail("sampling-probability", f"must be in (0, 1], got {self.sampling_probability}")
         if self.client_sampling == "fixed":
@@ -380,10 +371,7 @@ class FederationConfig:
             # The round's median norm depends on every client: one client joining or leaving rescales all
             # the others' updates, so the sum's sensitivity is no longer the clipping norm the noise assumes.
             _fail("update-clip-factor", "must be 0 with dp-mode 'central': it breaks the DP sensitivity")
-        if self.update_compression not in UPDATE_COMPRESSIONS:
-            _fail(
-                "update-compression", f"must be one of {UPDATE_COMPRESSIONS}, got '{self.update_compression}'"
-            )
+        _check_choice("update-compression", self.update_compression, UPDATE_COMPRESSIONS)
         if not 0.0 < self.update_topk_fraction <= 1.0:
             _fail("update-topk-fraction", f"must be in (0, 1], got {self.update_topk_fraction}")
         if not 0 <= self.client_train_layers <= SensorEncoderConfig().num_layers:

@@ -24,18 +24,15 @@ quantisation error (the weight key is "num-examples", or the uniform weight 1 un
 What is masked is the UPDATE (trained - global), clipped to +-clipping_range per coordinate: updates are
 small, so a narrow range keeps the quantisation step (2 * clipping_range / Q) far below their size.
 
-Nothing rides beside the masked vector: the client's train loss, which the round log reports, is its LAST
-coordinate, loss / loss_bound * clipping_range weighted like the update, so the server learns only the
-weighted mean loss (`split_loss`), never one client's.
+Nothing rides beside the masked vector: the train loss is its LAST coordinate (loss / loss_bound *
+clipping_range, weighted like the update), so the server learns only the weighted mean loss (`split_loss`).
 
-Masks: every mask is ChaCha20's keystream under a 256-bit key (`expand_mask`): the client's own mask under
-its 32-byte random mask seed, each pairwise mask under the pair's ECDH-derived 32-byte key.
-Flower's `pseudo_rand_gen` is not used: it folds its seed to 32 bits, so about 2**32 tries would rebuild a
-mask. Neighbourhoods must leave every survivor at least 3 live neighbours (`check_neighbourhood`).
+Masks are ChaCha20 keystreams under 256-bit keys (`expand_mask`): the client's random mask seed, or the
+pair's ECDH-derived key. Flower's `pseudo_rand_gen` is not used: it folds its seed to 32 bits, so about
+2**32 tries would rebuild a mask. Every survivor keeps at least 3 live neighbours (`check_neighbourhood`).
 
-Flower's primitives do the rest of the cryptography (ECDH key pairs, shared-key derivation, authenticated
-symmetric encryption, Shamir sharing, stochastic quantisation); this module is free of messages so that tests
-can simulate N clients and the server exchanging exactly these values.
+Flower's primitives do the rest (ECDH, shared-key derivation, authenticated encryption, Shamir sharing,
+quantisation); this module sends no messages, so tests can simulate N clients and the server.
 """
 
 from __future__ import annotations
@@ -43,7 +40,7 @@ from __future__ import annotations
 import base64
 import os
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 from cryptography.fernet import InvalidToken
@@ -128,29 +125,15 @@ class SecAggParams:
     loss_bound: float = LOSS_BOUND  # the masked loss coordinate's range, see LOSS_BOUND
 
     def to_config(self) -> dict[str, object]:
-        return {
-            "num-shares": self.num_shares,
-            "threshold": self.threshold,
-            "clipping-range": float(self.clipping_range),
-            "quantization-range": self.quantization_range,
-            "max-weight": float(self.max_weight),
-            "weight-key": self.weight_key,
-            "modulus": self.modulus,
-            "loss-bound": float(self.loss_bound),
-        }
+        """Kebab-case field name -> value, cast to the field's declared type (ConfigRecords are typed)."""
+        return {f.name.replace("_", "-"): _CASTS[f.type](getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_config(cls, values: dict) -> SecAggParams:
-        return cls(
-            num_shares=int(values["num-shares"]),
-            threshold=int(values["threshold"]),
-            clipping_range=float(values["clipping-range"]),
-            quantization_range=int(values["quantization-range"]),
-            max_weight=float(values["max-weight"]),
-            weight_key=str(values["weight-key"]),
-            modulus=int(values["modulus"]),
-            loss_bound=float(values["loss-bound"]),
-        )
+        return cls(**{f.name: _CASTS[f.type](values[f.name.replace("_", "-")]) for f in fields(cls)})
+
+
+_CASTS = {"int": int, "float": float, "str": str}  # SecAggParams' field annotations (strings: __future__)
 
 
 # ------------------------------------------------------------------------------------- masks, neighbourhoods
@@ -199,13 +182,10 @@ def check_neighbourhood(num_shares: int, threshold: int, error: type[ValueError]
         )
 
 
-# ----------------------------------------------------------------- what a client checks (issue #36, part 2)
-# The server sends every client the round's parameters, its neighbours' keys and, at unmask, which of them
-# survived. A server that deviates from what it announced could shrink a client's neighbourhood, lower the
-# threshold or change the grid, and so recover one client's update. Each client checks what it can from what
-# it knows itself: its own run config (the announced values) and the protocol's floors. docs/privacy.md says
-# what these checks leave open (keys unsigned without a roster: common/federation/secagg_identity.py; a split
-# view of who survived across clients).
+# ---------------------------------------------------------------------------------- what a client checks
+# A server deviating from what it announced (a smaller neighbourhood, a lower threshold, another grid) could
+# recover one client's update. Each client checks what it can from its own run config and the protocol's
+# floors; docs/privacy.md says what these checks leave open.
 class SecAggRefused(SecAggError):
     """A client refusing what the server sent: the parameter, the value received and the value expected."""
 
@@ -270,19 +250,13 @@ def check_params(params: SecAggParams, node_id: int, announced: Announced) -> No
         )
     # The grid: the server dequantises the sum with one grid for all; a grid of its own for one client would
     # scale that client's contribution apart from the others'.
-    for parameter, received, expected, key in (
-        ("clipping-range", params.clipping_range, announced.clipping_range, "secagg-clipping-range"),
-        (
-            "quantization-range",
-            params.quantization_range,
-            announced.quantization_range,
-            "secagg-quantization-range",
-        ),
+    for parameter, received, expected in (
+        ("clipping-range", params.clipping_range, announced.clipping_range),
+        ("quantization-range", params.quantization_range, announced.quantization_range),
     ):
         if received != expected:
-            raise SecAggRefused(
-                node_id, parameter, received, f"{expected} ({key})", "the quantisation grid must be the run's"
-            )
+            why = "the quantisation grid must be the run's"
+            raise SecAggRefused(node_id, parameter, received, f"{expected} (secagg-{parameter})", why)
     _check_constants(params, node_id, announced.weight_key)
 
 
