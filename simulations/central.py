@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.base.device import module_device, resolve_device
+from common.base.device import module_device, resolve_device, trains_in_bf16
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
 from common.data.errors import DataError
@@ -310,6 +310,8 @@ def stage1_key(
         "descriptions": descriptions,
         "config": dataclasses.asdict(text_config),
     }
+    if trains_in_bf16(encoder.device):  # a bf16-trained text space differs from a float32 one
+        inputs["training_precision"] = "bf16"
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "stage1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
 

@@ -67,8 +67,12 @@ def native_cpu_bf16() -> bool:
     return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
 
 
+def trains_in_bf16(device: torch.device) -> bool:
+    return device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
+
+
 def training_autocast(device: torch.device) -> contextlib.AbstractContextManager:
     """bf16 autocast for a training step: on CUDA, and on a CPU with native bf16 (native_cpu_bf16)."""
-    if device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16()):
+    if trains_in_bf16(device):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
