@@ -4,7 +4,8 @@
 #   bash scripts/run.sh                                   # the embedded default (no download)
 #   bash scripts/run.sh configs/federated-real.toml       # an experiment config (one TOML per experiment)
 # Outputs go to runs/<config name>/ (metrics.json, rounds.json, metrics_over_rounds.png, sensor encoder, label
-# bank). Env: NUM_CLIENTS (default 10), FEDLANHAR_OUT, FEDLANHAR_DATA_DIR (default ../shared/data).
+# bank); trained text spaces to runs/text-spaces/, where a later run with the same stage-1 inputs reuses them.
+# Env: NUM_CLIENTS (default 10), FEDLANHAR_OUT, FEDLANHAR_DATA_DIR (default ../shared/data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -17,11 +18,13 @@ mkdir -p "$OUT"
 # flwr takes either one TOML file or key=value pairs, not both: write the experiment's TOML plus the two
 # absolute paths (the ServerApp does not run in this directory) into one file.
 .venv/bin/python - "$CONFIG" "$OUT" "$DATA_DIR" > "$OUT/run-config.toml" <<'PY'
-import sys, tomllib
+import pathlib, sys, tomllib
 config_file, out_dir, data_dir = sys.argv[1:4]
 values = tomllib.load(open(config_file, "rb")) if config_file else {}
 values.setdefault("out-dir", out_dir)
 values.setdefault("data-dir", data_dir)
+# Stage 1 depends only on the server's source side: a later run with the same inputs reuses its text space.
+values.setdefault("text-space-cache", str(pathlib.Path("runs/text-spaces").resolve()))
 def toml(v):
     return ("true" if v else "false") if isinstance(v, bool) else repr(v) if isinstance(v, (int, float)) else f'"{v}"'
 print("\n".join(f"{key} = {toml(value)}" for key, value in values.items()))

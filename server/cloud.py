@@ -25,13 +25,8 @@ from common.federation.run_config import FederationConfig
 from common.language.factory import make_interpreter
 from common.language.interpreter import Interpreter
 from common.language.prompts import SensorContext
-from common.method.lanhar import (
-    describe_labels,
-    interpret_windows,
-    label_bank,
-    to_walking_frame,
-    train_text_space,
-)
+from common.method.lanhar import describe_labels, interpret_windows, label_bank, to_walking_frame
+from common.method.text_space_cache import train_or_reuse_text_space
 from common.method.train import TextTrainConfig, train_sensor_encoder, train_sensor_epochs
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig
 from common.models.text_encoder import TextEncoder
@@ -122,7 +117,8 @@ class Cloud:
         self._embeddings: dict[str, np.ndarray] = {}
 
     def train_text_space(self) -> dict:
-        """Stage 1 on the source interpretations (skipped when a stage-1 artifact was given)."""
+        """Stage 1 on the source interpretations (skipped when a stage-1 artifact was given; reused from
+        `text-space-cache` when a run with the same stage-1 inputs trained it)."""
         if self.stage1_done:
             return self.stage1_history
         text_config = TextTrainConfig(
@@ -130,13 +126,15 @@ class Cloud:
             batch_size=self.config.stage1_batch_size,
             seed=self.config.seed,
         )
-        self.stage1_history = train_text_space(
+        self.encoder, self.stage1_history = train_or_reuse_text_space(
             self.encoder,
             self.source_interpretations.texts,
             self.source.labels(),
             self.descriptions,
             self.vocabulary,
             text_config,
+            Path(self.config.text_space_cache) if self.config.text_space_cache else None,
+            progress=True,
         )
         self.encoder.save(self.out_dir / "text_encoder")
         self._embeddings.clear()  # the encoder changed: embeddings from before stage 1 are stale

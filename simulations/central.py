@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import json
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from common.base.device import module_device, resolve_device, trains_in_bf16
+from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
 from common.data.errors import DataError
@@ -42,8 +40,8 @@ from common.method.lanhar import (
     label_bank,
     regenerate_interpretations,
     to_walking_frame,
-    train_text_space,
 )
+from common.method.text_space_cache import train_or_reuse_text_space
 from common.method.train import (
     SensorTrainConfig,
     TextTrainConfig,
@@ -289,43 +287,6 @@ def stage2_windows(splits: dict[str, WindowSet]) -> np.ndarray:
     return np.concatenate([splits["source_train"].X, splits["target_train"].X])
 
 
-def stage1_key(
-    encoder: TextEncoder,
-    texts: list[str],
-    labels: list[str],
-    descriptions: dict[str, list[str]],
-    text_config: TextTrainConfig,
-) -> str:
-    """Content key of a stage-1 run: everything the trained text encoder depends on, and nothing else.
-
-    Stage 1 reads the source side only, so the pairs of one source (and the protocols that share its
-    settings) train the same text space; experiments reuse it by this key instead of training it again.
-    """
-    inputs = {
-        # What the encoder is, not where it is installed: a checkout with its own .venv reuses the cache.
-        "encoder": encoder.content_digest(),
-        "max_length": encoder.max_length,
-        "texts": texts,
-        "labels": labels,
-        "descriptions": descriptions,
-        "config": dataclasses.asdict(text_config),
-    }
-    if trains_in_bf16(encoder.device):  # a bf16-trained text space differs from a float32 one
-        inputs["training_precision"] = "bf16"
-    canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return "stage1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
-
-
-def _save_text_space(encoder: TextEncoder, history: dict, directory: Path) -> None:
-    """Write the trained text encoder whole or not at all (a crash mid-save must not look like a hit)."""
-    partial = directory.with_name(directory.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    encoder.save(partial / "text_encoder")
-    (partial / "stage1.json").write_text(json.dumps(history, indent=2, default=_json_default))
-    shutil.rmtree(directory, ignore_errors=True)
-    partial.rename(directory)
-
-
 def train_central(
     config: CentralConfig,
     data_dir: Path,
@@ -420,18 +381,9 @@ def _train_stage1(
     history."""
     if text_config is None:
         return encoder, {"skipped": "stage1_steps = 0: the pretrained text encoder is used as is"}
-    stage1_inputs = (texts, labels, descriptions, text_config)
-    cached = text_space_cache / stage1_key(encoder, *stage1_inputs) if text_space_cache else None
-    if cached is not None and (cached / "stage1.json").exists():
-        encoder = TextEncoder.load(cached / "text_encoder").to(module_device(encoder))
-        log.info("stage 1: reusing the text space trained on the same inputs in %s", cached)
-        return encoder, json.loads((cached / "stage1.json").read_text()) | {"reused": str(cached)}
-    stage1 = train_text_space(
-        encoder, texts, labels, descriptions, vocabulary, text_config, progress=progress
+    return train_or_reuse_text_space(
+        encoder, texts, labels, descriptions, vocabulary, text_config, text_space_cache, progress
     )
-    if cached is not None:
-        _save_text_space(encoder, _summarise_history(stage1), cached)
-    return encoder, stage1
 
 
 def _train_stage2(

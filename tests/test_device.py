@@ -88,8 +88,8 @@ def test_training_steps_use_bf16_only_on_a_cpu_that_has_it(monkeypatch, native):
 
 
 def test_a_bf16_text_space_is_cached_apart_from_a_float32_one(monkeypatch):
+    from common.method.text_space_cache import stage1_key
     from common.method.train import TextTrainConfig
-    from simulations.central import stage1_key
 
     encoder = SimpleNamespace(content_digest=lambda: "digest", max_length=16, device=torch.device("cpu"))
     keys = []

@@ -64,6 +64,40 @@ def test_server_pretraining_gives_the_same_model_whether_stage_one_ran_or_was_lo
         assert torch.equal(value, models[1][name]), name
 
 
+def test_a_second_run_with_the_same_stage_one_inputs_reuses_the_text_space_to_the_last_bit(tmp_path):
+    """text-space-cache: the first run trains stage 1 and stores it; a run whose stage-1 inputs match loads
+    it (its history says so) and has the same text encoder and the same pre-trained sensor encoder; a run
+    with other stage-1 inputs trains its own."""
+    import torch
+    from models_fixtures import save_tiny_text_encoder
+
+    from server.cloud import Cloud
+
+    encoder_dir = save_tiny_text_encoder(tmp_path / "tiny")
+    cache = tmp_path / "text-spaces"
+    base = dict(
+        text_encoder=str(encoder_dir),
+        source_windows_per_activity=8,
+        stage1_steps=2,
+        server_pretrain_epochs=1,
+        sensor_width=16,
+        text_space_cache=str(cache),
+    )
+    runs = []
+    for name, extra in [("first", {}), ("again", {"num_server_rounds": 7}), ("other", {"stage1_steps": 3})]:
+        cloud = Cloud(FederationConfig(**(base | extra)), tmp_path / name)
+        history = cloud.train_text_space()
+        runs.append((history, cloud.encoder.state_dict(), cloud.pretrain_sensor_encoder()[0].state_dict()))
+    (first, first_text, first_model), (again, again_text, again_model), (other, other_text, _) = runs
+    assert "reused" not in first and again["reused"].startswith(str(cache)) and "reused" not in other
+    assert len(list(cache.iterdir())) == 2  # one text space per set of stage-1 inputs
+    for name, value in first_text.items():
+        assert torch.equal(value, again_text[name]), name
+    assert any(not torch.equal(value, other_text[name]) for name, value in first_text.items())
+    for name, value in first_model.items():
+        assert torch.equal(value, again_model[name]), name
+
+
 # --- preflight of the device types the run config names ------------------------------------------------
 @pytest.fixture
 def devices_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

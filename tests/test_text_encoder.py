@@ -110,7 +110,7 @@ def test_content_digest_names_the_weights_not_their_path(
     tiny_mpnet_encoder_dir: Path,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    """The stage-1 cache key (simulations.central.stage1_key) uses it: a copy in another checkout hits."""
+    """The stage-1 cache key (text_space_cache.stage1_key) uses it: a copy in another checkout hits."""
     copy = shutil.copytree(tiny_text_encoder_dir, tmp_path / "elsewhere" / "encoder")
     original = TextEncoder(tiny_text_encoder_dir)
     assert TextEncoder(copy).content_digest() == original.content_digest()

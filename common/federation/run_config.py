@@ -78,6 +78,9 @@ class FederationConfig:
     llm_api_key_env: str = "OPENAI_API_KEY"
     text_encoder: str = "minilm"  # name or directory of a BERT-family checkpoint
     text_encoder_path: str = ""  # a stage-1 artifact directory (skips stage-1 training when set)
+    # A directory of trained text spaces (common/method/text_space_cache.py): a run whose stage-1 inputs match
+    # an earlier run's loads its text encoder instead of training it, with the same results. "" = off.
+    text_space_cache: str = ""
     stage1_steps: int = 30
     stage1_batch_size: int = 32
     server_pretrain_epochs: int = 8  # stage 2 on the server's own source windows before the rounds

@@ -53,7 +53,7 @@ def run_method(
 ) -> dict[str, Any]:
     """Train `method` on the pair of `config`, score it; `new_activities` also scores those target labels.
 
-    `text_space_cache`: where LanHAR stores and reuses stage-1 text encoders (see central.stage1_key).
+    `text_space_cache`: where LanHAR stores and reuses stage-1 text encoders (text_space_cache.py).
     """
     started = time.monotonic()
     if method == "lanhar":

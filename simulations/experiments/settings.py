@@ -216,7 +216,7 @@ class Experiment:
 
     @property
     def text_space_cache(self) -> Path:
-        """Stage-1 text encoders shared by the runs with the same stage-1 inputs (central.stage1_key)."""
+        """Stage-1 text encoders shared by the runs with the same stage-1 inputs (text_space_cache.py)."""
         return self.text_space_dir or self.out_dir / "text-spaces"
 
     def elapsed(self) -> float:

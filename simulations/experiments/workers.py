@@ -2,7 +2,7 @@
 
 Each worker is a process of its own with an equal share of the cores as torch threads (the models are small,
 so two single-threaded processes use two cores far better than one process with two threads). The pairs of
-one source go to one worker, one after the other: they share their stage-1 text space (central.stage1_key),
+one source go to one worker, one after the other: they share their stage-1 text space (stage1_key),
 so it is trained once and no two processes ever write the same cache entry. A run's numbers do not depend on
 the worker that ran it, only on its own seed and the number of torch threads.
 """
