@@ -310,11 +310,8 @@ def render_tables(results: dict) -> str:
         f"`fedlanhar bench`, budget {results['budget']}, parts {', '.join(results['parts'])}; "
         f"{results['machine']['cpus']} CPUs, torch {results['machine']['torch']}. Figures in bench.json.",
     )
-    for part, add_section in (
-        ("core", _core_section),
-        ("llm", _llm_section),
-        ("federated", _federation_section),
-    ):
+    sections = {"core": _core_section, "llm": _llm_section, "federated": _federation_section}
+    for part, add_section in sections.items():
         if results.get(part):
             add_section(report, results[part])
     return report.text()

@@ -21,6 +21,7 @@ from simulations.experiments.report import (
     configuration_section,
     grouped_bars,
     mean,
+    pairs_line,
     setup_section,
     write_report,
     write_results,
@@ -50,8 +51,8 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         raise DataError(f"new-activity nls_variant: '{settings.nls_variant}' unknown; use one of {list(NLS)}")
     methods = ["lanhar"] + ([settings.nls_variant] if settings.nls_variant else [])
     pairs = parse_pairs(settings.pairs)
-    # Reporting only, before the runs (seconds; a data problem shows before hours of training):
-    # sensor_probe.py's probe uses its own generator, so the runs below draw what they drew without it.
+    # Reporting only, before the runs so a data problem shows before hours of training; the probe's own
+    # generator leaves the runs' draws as they were.
     ceilings = pair_ceilings(pairs, experiment, settings.central, settings.seed)
     records: list[dict[str, Any]] = []
     for pair in pairs:
@@ -61,18 +62,11 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             raise DataError(f"new-activity: target '{pair.target}' has no activity outside {list(known)}")
         for method in methods:
             config = pair_config(pair, experiment, settings.central, settings.seed)
-            out_dir = experiment.run_dir(pair.name, method)
+            out_dir, cache = experiment.run_dir(pair.name, method), experiment.text_space_cache
             record = run_method(
-                method,
-                config,
-                experiment.data_dir,
-                out_dir,
-                new,
-                settings.keep_models,
-                text_space_cache=experiment.text_space_cache,
+                method, config, experiment.data_dir, out_dir, new, settings.keep_models, cache
             )
-            record = record | {"pair": pair.label}
-            records.append(record)
+            records.append(record | {"pair": pair.label})
             scores = record["new_activities"]
             print(
                 f"[new-activity] {pair.label:18s} {method:14s} {len(new)} new: accuracy "
@@ -234,15 +228,8 @@ def build_report(
         "their label descriptions (LanHAR) or activity sentences (NLS-HAR). Scored on the held-out target "
         "users' windows of those activities, choosing among the new labels.",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            f"methods: {', '.join(METHOD_NAMES[m] for m in methods)}",
-        ],
-    )
+    method_names = ", ".join(METHOD_NAMES[m] for m in methods)
+    setup_section(report, experiment, settings, [pairs_line(pairs), f"methods: {method_names}"])
     by_pair = {(r["pair"], r["method"]): r for r in records}
     report.section("Results")
     report.table(*results_table(pairs, methods, records, summary, ceilings))
