@@ -31,6 +31,7 @@ from pathlib import Path
 
 from common.federation.run_config import FederationConfig
 from simulations.experiments.federated import run_federated
+from simulations.experiments.report import new_figure
 from simulations.federated_bench import MemorySampler
 from simulations.run_check import RunFailed
 
@@ -174,11 +175,9 @@ def study(
 
 
 def trained_text_encoder(data_dir: Path, out: Path, num_clients: int, rounds: int) -> str:
-    """Stage 1 once, before any row, into out/stage1; its text encoder's directory.
-
-    Every row then loads the same text space and starts from the same RNG state (a row that trained stage 1
-    itself would draw a different initial sensor encoder).
-    """
+    """Stage 1 once, before any row, into out/stage1; its text encoder's directory. Every row then loads the
+    same text space and starts from the same RNG state (training stage 1 itself would draw another initial
+    sensor encoder)."""
     from server.cloud import Cloud
 
     stage1_dir = out / "stage1"
@@ -224,12 +223,8 @@ def write_study(out: Path, results: list[dict]) -> None:
             f"{r['train_clients']}/{r['eval_clients']} | {seconds:.1f} |"
         )
     (out / "privacy_study.md").write_text("\n".join(lines) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure = new_figure(7, 4.5)
+    axis = figure.add_subplot()
     with_dp = [r for r in results if r["epsilon"] is not None]
     if with_dp:
         epsilons, accuracies = [r["epsilon"] for r in with_dp], [r["accuracy"] for r in with_dp]
@@ -244,7 +239,6 @@ def write_study(out: Path, results: list[dict]) -> None:
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "privacy_study.png", dpi=120)
-    plt.close(figure)
 
 
 # --- the study at scale (--scale) ------------------------------------------------------------------------

@@ -112,21 +112,13 @@ def results_table(
     if len(methods) > 1:
         header += ["NLS-HAR acc.", "NLS-HAR top-3"]
     header += ["LanHAR known-activity acc."]
+    scores = ["accuracy_among_new", "top3_among_new", "accuracy_full_bank", "text_path_accuracy_among_new"]
+    scores += ["path_agreement"]
     rows = []
     for pair in pairs:
         lanhar = by_pair[(pair.label, "lanhar")]
         new = lanhar["new_activities"]
-        row = [
-            pair.label,
-            len(new["labels"]),
-            new["windows"],
-            new["chance"],
-            new["accuracy_among_new"],
-            new["top3_among_new"],
-            new["accuracy_full_bank"],
-            new["text_path_accuracy_among_new"],
-            new["path_agreement"],
-        ]
+        row = [pair.label, len(new["labels"]), new["windows"], new["chance"], *(new[key] for key in scores)]
         if len(methods) > 1:
             nls = by_pair[(pair.label, methods[1])]["new_activities"]
             row += [nls["accuracy_among_new"], nls["top3_among_new"]]
@@ -231,15 +223,11 @@ def build_report(
     method_names = ", ".join(METHOD_NAMES[m] for m in methods)
     setup_section(report, experiment, settings, [pairs_line(pairs), f"methods: {method_names}"])
     by_pair = {(r["pair"], r["method"]): r for r in records}
+    new_labels = {p: by_pair[(p.label, "lanhar")]["new_activities"]["labels"] for p in pairs}
     report.section("Results")
     report.table(*results_table(pairs, methods, records, summary, ceilings))
-    report.paragraph(
-        "New labels per target: "
-        + "; ".join(
-            f"{p.target}: {', '.join(by_pair[(p.label, 'lanhar')]['new_activities']['labels'])}"
-            for p in {p.target: p for p in pairs}.values()
-        )
-    )
+    per_target = (f"{p.target}: {', '.join(new_labels[p])}" for p in {p.target: p for p in pairs}.values())
+    report.paragraph("New labels per target: " + "; ".join(per_target))
     per_label_section(report, pairs, records, ceilings)
 
     report.section("Figures")
@@ -256,9 +244,7 @@ def build_report(
     report.figure(figure, "New-activity accuracy and top-3 per pair, against chance.")
 
     report.section("Notes")
-    few = sorted(
-        {p.target for p in pairs if len(by_pair[(p.label, "lanhar")]["new_activities"]["labels"]) <= 3}
-    )
+    few = sorted({p.target for p in pairs if len(new_labels[p]) <= 3})
     notes = [f"{', '.join(few)}: at most 3 new labels, so top-3 is trivially 1."] if few else []
     notes += [
         "Label descriptions come from configs/label_knowledge.toml (the rules interpreter's label texts); "
