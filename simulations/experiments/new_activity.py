@@ -1,12 +1,10 @@
 """New-activity recognition (the paper's section 4.3): activities no model was trained on, named by text only.
 
-Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pair_label_space). Every other
-activity of the target is new: its label embedding comes from its descriptions (LanHAR) or sentences
-(NLS-HAR) alone. Scored on the held-out target users' windows of the new activities: accuracy choosing among
-the new labels, top-3 among them, against chance (1 / number of new labels). LanHAR also reports the accuracy
-when choosing among all labels, known and new ("full bank"), and the same diagnostics as for the known labels:
-the text path's accuracy among the new labels, the agreement of the two paths, and per label the recall of
-both and what the sensor encoder calls that label's windows.
+Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pair_label_space); every other
+activity of the target is new, its label embedding from its descriptions (LanHAR) or sentences (NLS-HAR)
+alone. Scored on the held-out target users' windows of the new activities: accuracy and top-3 among the new
+labels against chance; for LanHAR also among all labels ("full bank"), the text path's accuracy, the two
+paths' agreement, and per label both recalls and what the sensor encoder calls that label's windows.
 """
 
 from __future__ import annotations
