@@ -135,15 +135,13 @@ def train_supervised(
     held_out = splits["target_eval"]
     predicted = [labels[i] for i in _predict(classifier, held_out.X)]
     metrics = classification_metrics(held_out.labels(), predicted, labels, load_vocabulary().category)
-    metrics.update(
-        {
-            "baseline": model,
-            "source_val_accuracy": stopping.best_accuracy,
-            "seed": seed,
-            "seconds": time.monotonic() - started,
-            "config": config.resolved() | {"baseline": model, "epochs": EPOCHS[budget]},
-        }
-    )
+    metrics |= {
+        "baseline": model,
+        "source_val_accuracy": stopping.best_accuracy,
+        "seed": seed,
+        "seconds": time.monotonic() - started,
+        "config": config.resolved() | {"baseline": model, "epochs": EPOCHS[budget]},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics
@@ -169,16 +167,14 @@ class EarlyStopping:
 # NLS-HAR (Haresamudram et al., natural language supervision for HAR)
 #
 # CLIP-style training of the same sensor encoder against the frozen text encoder's embeddings of activity
-# sentences, on the source's labels only; zero-shot recognition by cosine similarity to each label's mean
-# sentence embedding. Three ways to write the sentences, as in the paper:
-#   base       the paper's one template, "This is wearable sensor data for a person engaged in {activity}"
+# sentences, on the source's labels only; zero-shot by cosine similarity to each label's mean sentence
+# embedding. The paper's three ways to write the sentences (NLS_VARIANTS):
+#   base       its one template, NLS_BASE_TEMPLATE
 #   diverse    eight differently worded templates (the paper has an LLM write them; here they are fixed)
-#   knowledge  the diverse templates, each followed by one of the activity's knowledge descriptions
-#              (common.language.knowledge: general description, accelerometer/gyroscope patterns, body parts)
-# Every step draws a fresh sentence of its label for each window. Windows of the same label are positives of
-# each other (the paper's plain CLIP batches count them as negatives; this only helps the baseline). The
-# temperature is fixed at LanHAR's 0.07 instead of learned, and the text side has no projection head: the
-# sensor encoder maps into the text encoder's space, exactly like LanHAR's stage 2.
+#   knowledge  the diverse templates, each followed by one of the activity's common.language.knowledge texts
+# Windows of the same label are positives of each other (the paper's plain CLIP batches count them as
+# negatives; this only helps the baseline). The temperature is fixed at LanHAR's instead of learned, and the
+# text side has no projection head: the sensor encoder maps into the text space, like LanHAR's stage 2.
 
 NLS_VARIANTS = ("base", "diverse", "knowledge")
 NLS_BASE_TEMPLATE = "This is wearable sensor data for a person engaged in {activity}"
@@ -243,9 +239,8 @@ def train_nls(
     encoder = TextEncoder(config.text_encoder).to(device)
     sentences = nls_sentences(labels, variant)
     # All sentences in one matrix, label after label: label c owns rows first[c] .. first[c] + counts[c] - 1.
-    embeddings = torch.from_numpy(encoder.encode([s for label in labels for s in sentences[label]])).to(
-        device
-    )
+    all_sentences = [sentence for label in labels for sentence in sentences[label]]
+    embeddings = torch.from_numpy(encoder.encode(all_sentences)).to(device)
     counts = torch.tensor([len(sentences[label]) for label in labels], device=device)
     first = torch.cumsum(counts, 0) - counts
     bank = build_label_bank(encoder, sentences)
@@ -284,18 +279,16 @@ def train_nls(
         metrics["new_activities"] = _score_new_activities(
             model, encoder, config, data_dir, held_out, new_activities, variant
         )
-    metrics.update(
-        {
-            "baseline": f"nls-{variant}",
-            "source_val_accuracy": stopping.best_accuracy,
-            "epochs_run": epochs_run,
-            "sentences": sentences,
-            "seed": config.seed,
-            "seconds": time.monotonic() - started,
-            "config": config.resolved()
-            | {"baseline": f"nls-{variant}", "epochs": EPOCHS[config.budget], "lr": NLS_LR},
-        }
-    )
+    metrics |= {
+        "baseline": f"nls-{variant}",
+        "source_val_accuracy": stopping.best_accuracy,
+        "epochs_run": epochs_run,
+        "sentences": sentences,
+        "seed": config.seed,
+        "seconds": time.monotonic() - started,
+        "config": config.resolved()
+        | {"baseline": f"nls-{variant}", "epochs": EPOCHS[config.budget], "lr": NLS_LR},
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
     return metrics

@@ -3,17 +3,15 @@
     fedlanhar bench --data-dir ../shared/data --budget default --out runs/bench
 
 Parts (`--parts`, default all three):
-  core       rules interpretations per second; stage-1 (text encoder) and stage-2 (sensor encoder) seconds per
-             epoch with the default central settings of the uci -> dsads_torso run; the exported sensor
-             encoder's parameters, size and single-window latency on one CPU thread (in a fresh process).
-  llm        the LLM interpretation service against a real OpenAI-compatible server
-             (simulations/llm_bench.py).
+  core       rules interpretations per second; stage-1 and stage-2 seconds per epoch of the default central
+             uci -> dsads_torso run; the exported sensor encoder's size and one-thread latency (new process).
+  llm        the LLM interpretation service on a real OpenAI-compatible server (simulations/llm_bench.py).
   federated  a real `flwr run .` per client count (10, 100, 1000 by default): seconds per round, peak memory
              of the run's process tree, traffic per client (simulations/federated_bench.py).
 
-Writes `<out>/bench.json` (the figures, the suite's settings, the machine) after every part, so a failing part
-loses nothing measured before it, and `<out>/bench.md` (tables). Training runs on torch's default threads (the
-machine's cores), latency on one thread; the goals are TARGETS below.
+Writes `<out>/bench.json` (figures, settings, machine) after every part, so a failing part loses nothing
+measured before it, and `<out>/bench.md` (tables). Training runs on torch's default threads, latency on one
+thread; the goals are TARGETS below.
 """
 
 from __future__ import annotations
@@ -310,11 +308,8 @@ def render_tables(results: dict) -> str:
         f"`fedlanhar bench`, budget {results['budget']}, parts {', '.join(results['parts'])}; "
         f"{results['machine']['cpus']} CPUs, torch {results['machine']['torch']}. Figures in bench.json.",
     )
-    for part, add_section in (
-        ("core", _core_section),
-        ("llm", _llm_section),
-        ("federated", _federation_section),
-    ):
+    sections = {"core": _core_section, "llm": _llm_section, "federated": _federation_section}
+    for part, add_section in sections.items():
         if results.get(part):
             add_section(report, results[part])
     return report.text()

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -247,40 +248,48 @@ BUDGETS = ["small", "default", "full"]
 ACTIVITIES = "walking,upstairs,downstairs,sitting"
 
 
-def _with_data(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder of <name>.npz or raw archives")
-    return p
-
-
-def _with_data_and_device(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    _with_data(p).add_argument(
-        "--device",
-        default="auto",
-        help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
-    )
+def _subcommand(
+    sub: argparse._SubParsersAction,
+    name: str,
+    summary: str,
+    func: Callable[[argparse.Namespace], None],
+    data: bool = False,
+    device: bool = False,
+) -> argparse.ArgumentParser:
+    """A subcommand running `func`, with --data-dir (`data`) and also --device (`device`)."""
+    p = sub.add_parser(name, help=summary)
+    p.set_defaults(func=func)
+    if data or device:
+        p.add_argument(
+            "--data-dir", default=str(DEFAULT_DATA_DIR), help="folder of <name>.npz or raw archives"
+        )
+    if device:
+        p.add_argument(
+            "--device",
+            default="auto",
+            help="where the models run: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N",
+        )
     return p
 
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
-    p = _with_data(sub.add_parser("data", help="list, inspect, convert or download data sets"))
+    p = _subcommand(sub, "data", "list, inspect, convert or download data sets", cmd_data, data=True)
     p.add_argument("action", choices=["list", "info", "convert", "download"])
     p.add_argument("name", nargs="?", default="uci")
     p.add_argument("--out", default="data")
-    p.set_defaults(func=cmd_data)
 
 
 def _add_devices(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="check a device type TOML and plot the windows it produces")
+    p = _subcommand(sub, "devices", "check a device type TOML and plot the windows it produces", cmd_devices)
     p.add_argument("action", choices=["check"])
     p.add_argument("device_file", help="a device type: TOML file or a name in configs/devices")
     p.add_argument("--out", default=None, help="PNG to write (default: <file stem>_check.png here)")
     p.add_argument("--activities", default=None, help="activities to simulate (default: the run's)")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_devices)
 
 
 def _add_interpret(sub: argparse._SubParsersAction) -> None:
-    p = _with_data(sub.add_parser("interpret", help="interpret a data set's windows into texts"))
+    p = _subcommand(sub, "interpret", "interpret a data set's windows into texts", cmd_interpret, data=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--interpreter", default="rules", choices=["rules", "openai", "local"])
     p.add_argument("--llm-base-url", default="")
@@ -289,11 +298,10 @@ def _add_interpret(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cache", default=None, help="SQLite cache file for LLM answers")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_interpret)
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    p = _with_data_and_device(sub.add_parser("train", help="train LanHAR centrally (stage 1 + stage 2)"))
+    p = _subcommand(sub, "train", "train LanHAR centrally (stage 1 + stage 2)", cmd_train, device=True)
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--activities", default=ACTIVITIES)
@@ -308,32 +316,27 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         help="directory of stage-1 text encoders to reuse and fill (e.g. an experiment's OUT/text-spaces)",
     )
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_train)
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = _with_data_and_device(sub.add_parser("evaluate", help="evaluate a trained model on a target"))
+    p = _subcommand(sub, "evaluate", "evaluate a trained model on a target", cmd_evaluate, device=True)
     p.add_argument("--model", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--new-activities", default="")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_evaluate)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export", help="TorchScript and ONNX sensor encoder (raw window in) + label bank, size and latency"
-    )
+    summary = "TorchScript and ONNX sensor encoder (raw window in) + label bank, size and latency"
+    p = _subcommand(sub, "export", summary, cmd_export)
     p.add_argument("--model", required=True)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_export)
 
 
 def _add_baseline(sub: argparse._SubParsersAction) -> None:
-    p = _with_data_and_device(
-        sub.add_parser("baseline", help="source-only supervised baseline on the same split")
-    )
+    summary = "source-only supervised baseline on the same split"
+    p = _subcommand(sub, "baseline", summary, cmd_baseline, device=True)
     p.add_argument("--source", required=True)
     p.add_argument("--target", required=True)
     p.add_argument("--activities", default=ACTIVITIES)
@@ -341,15 +344,13 @@ def _add_baseline(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="transformer", choices=["transformer", "cnn"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_baseline)
 
 
 def _add_experiment(sub: argparse._SubParsersAction) -> None:
     from simulations.experiments import PROTOCOLS  # light: the protocols import their heavy parts lazily
 
-    p = _with_data_and_device(
-        sub.add_parser("experiment", help="an evaluation protocol: report.md, figures, results.json")
-    )
+    summary = "an evaluation protocol: report.md, figures, results.json"
+    p = _subcommand(sub, "experiment", summary, cmd_experiment, device=True)
     p.add_argument("protocol", choices=list(PROTOCOLS))
     p.add_argument("--budget", default="default", choices=BUDGETS)
     p.add_argument(
@@ -371,13 +372,11 @@ def _add_experiment(sub: argparse._SubParsersAction) -> None:
         "cross-dataset and ablation; a run's numbers depend on its seed and thread count, not on its worker",
     )
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_experiment)
 
 
 def _add_bench(sub: argparse._SubParsersAction) -> None:
-    p = _with_data_and_device(
-        sub.add_parser("bench", help="speed, size and memory: interpretation, training, latency, federation")
-    )
+    summary = "speed, size and memory: interpretation, training, latency, federation"
+    p = _subcommand(sub, "bench", summary, cmd_bench, device=True)
     p.add_argument("--budget", choices=BUDGETS, default="default")
     p.add_argument("--parts", default="core,llm,federated", help="comma-separated: core, llm, federated")
     p.add_argument("--clients", default=None, help="federated client counts, e.g. 10,100,1000 (budget's)")
@@ -387,21 +386,17 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="a running OpenAI-compatible server serving model 'm' (default: start llama-cpp-python)",
     )
     p.add_argument("--out", required=True)
-    p.set_defaults(func=cmd_bench)
 
 
 def _add_secagg_keys(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "secagg-keys",
-        help="identity keys and roster for signed SecAgg+ round keys (docs/privacy.md, docs/deploy.md)",
-    )
+    summary = "identity keys and roster for signed SecAgg+ round keys (docs/privacy.md, docs/deploy.md)"
+    p = _subcommand(sub, "secagg-keys", summary, cmd_secagg_keys)
     p.add_argument("--clients", type=int, default=0, help="clients named by partition id 0..N-1")
     p.add_argument("--names", default=None, help="comma-separated client names instead of --clients")
     p.add_argument("--force", action="store_true", help="replace an existing roster and its keys")
     p.add_argument(
         "--out", required=True, help="roster.json and client-<name>.key (a simulation's identity dir)"
     )
-    p.set_defaults(func=cmd_secagg_keys)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,29 +1,22 @@
-"""Accuracy vs privacy protection on a real-data federation.
+"""Accuracy vs privacy protection on a real-data federation: three studies (docs/privacy.md).
 
-Two commands. The SWEEP (default): source uci on the server; 8 clients = the 8 dsads_torso users, unlabeled;
-3 rounds; the stage-1 text encoder comes from a `fedlanhar train` model directory. Settings: no protection,
-central DP with three noise multipliers (clipping norm 1.0), and three levels of summary noise.
+SWEEP (default): source uci on the server, the 8 dsads_torso users as unlabeled clients, 3 rounds, the
+stage-1 text encoder of a `fedlanhar train` model; no protection, central DP at three noise multipliers and
+three levels of summary noise (SETTINGS).
 
     python -m simulations.privacy_sweep --text-encoder runs/default-uci-dsads_torso/text_encoder \\
         --data-dir ../shared/data --out runs/privacy
 
-The STUDY (`--study`): enough clients for DP to mean something. Source dsads_torso on the server;
-the 30 UCI-HAPT users split over `--clients` (default 100) clients (partitioning by-user deals each user's
-recordings over several clients; the central run's held-out users are scored by their own clients, which
-never train). Settings: none, SecAgg+, central DP at several noise multipliers (with SecAgg+, as deployed),
-local interpretation, and SecAgg+ with local interpretation. Writes privacy_study.{json,md} (one table) and
-privacy_study.png (accuracy vs epsilon). Stage 1 is trained once (the study's start) and loaded by every row
-(`--text-encoder` skips it; `--only 0,3` reruns rows into the table).
+STUDY (`--study`): enough clients for DP to mean something: source dsads_torso, the 30 UCI-HAPT users over
+`--clients` (default 100) clients; the held-out users' clients only evaluate. Rows: STUDY_SETTINGS. Writes
+privacy_study.{json,md,png}. Stage 1 is trained once and loaded by every row (`--text-encoder` skips it;
+`--only 0,3` reruns rows into the table).
 
     python -m simulations.privacy_sweep --study --data-dir ../shared/data --out runs/privacy-study
 
-The SCALE study (`--scale`, issue #36): the study's clients and settings at 1,000 clients (`--clients`), where
-client-level DP is meant to run: each round's training cohort drawn by Poisson sampling (q = 0.01 and 0.05),
-SecAgg+ with central DP at two noise multipliers (DP-FedAvg, amplified accounting), one row of lazy enrolment
-with SecAgg+ and central DP (fixed sampling, accounted without amplification) and no-protection rows at the
-same sampling. Per row also the epsilon without amplification, the delta the guarantee holds with (SecAgg+
-draws too small to serve raise it), seconds per round, the peak memory of this process's tree (Ray's
-processes included) and bytes per client per round. Writes privacy_scale.{json,md}.
+SCALE (`--scale`): the study at 1,000 clients with Poisson-sampled cohorts (scale_settings), adding per row
+the unamplified epsilon, the delta spent, seconds per round, peak memory of this process tree (Ray's
+included) and bytes per client per round. Writes privacy_scale.{json,md}.
 
     python -m simulations.privacy_sweep --scale --data-dir ../shared/data --out runs/privacy-scale
 """
@@ -38,6 +31,7 @@ from pathlib import Path
 
 from common.federation.run_config import FederationConfig
 from simulations.experiments.federated import run_federated
+from simulations.experiments.report import new_figure
 from simulations.federated_bench import MemorySampler
 from simulations.run_check import RunFailed
 
@@ -57,10 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text-encoder", default="", help="a trained stage-1 text encoder directory")
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("--study", action="store_true", help="the #14 study (>= 100 clients, SecAgg+ etc.)")
-    parser.add_argument(
-        "--scale", action="store_true", help="the #36 study at scale (1,000 clients, Poisson)"
-    )
+    parser.add_argument("--study", action="store_true", help="the study (>= 100 clients, SecAgg+ etc.)")
+    parser.add_argument("--scale", action="store_true", help="the study at scale (1,000 clients, Poisson)")
     parser.add_argument("--clients", type=int, help="--study/--scale: number of clients (default 100 / 1000)")
     parser.add_argument("--rounds", type=int, help=f"--study/--scale: rounds (default 2 / {SCALE_ROUNDS})")
     parser.add_argument(
@@ -102,19 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     for index, (name, extra) in enumerate(SETTINGS):
         config = FederationConfig(out_dir=str(out / f"setting-{index}"), **base, **extra)
         metrics = run_federated(config, num_clients=8)
-        results.append(
-            {
-                "setting": name,
-                "accuracy": metrics["accuracy"],
-                "macro_f1": metrics["macro_f1"],
-                "epsilon": metrics["privacy"].get("epsilon_spent"),
-                "delta": config.dp_delta,
-                "config": config.as_dict(),
-            }
-        )
-        print(
-            f"{name:36s} accuracy {metrics['accuracy']:.3f}  macro-F1 {metrics['macro_f1']:.3f}", flush=True
-        )
+        scores = {key: metrics[key] for key in ("accuracy", "macro_f1")}
+        row = {"setting": name, **scores, "epsilon": metrics["privacy"].get("epsilon_spent")}
+        results.append(row | {"delta": config.dp_delta, "config": config.as_dict()})
+        print(f"{name:36s} accuracy {scores['accuracy']:.3f}  macro-F1 {scores['macro_f1']:.3f}", flush=True)
         (out / "privacy_sweep.json").write_text(json.dumps(results, indent=2))
     return 0
 
@@ -192,11 +175,9 @@ def study(
 
 
 def trained_text_encoder(data_dir: Path, out: Path, num_clients: int, rounds: int) -> str:
-    """Stage 1 once, before any row, into out/stage1; its text encoder's directory.
-
-    Every row then loads the same text space and starts from the same RNG state (a row that trained stage 1
-    itself would draw a different initial sensor encoder).
-    """
+    """Stage 1 once, before any row, into out/stage1; its text encoder's directory. Every row then loads the
+    same text space and starts from the same RNG state (training stage 1 itself would draw another initial
+    sensor encoder)."""
     from server.cloud import Cloud
 
     stage1_dir = out / "stage1"
@@ -242,17 +223,12 @@ def write_study(out: Path, results: list[dict]) -> None:
             f"{r['train_clients']}/{r['eval_clients']} | {seconds:.1f} |"
         )
     (out / "privacy_study.md").write_text("\n".join(lines) + "\n")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(7, 4.5))
+    figure = new_figure(7, 4.5)
+    axis = figure.add_subplot()
     with_dp = [r for r in results if r["epsilon"] is not None]
     if with_dp:
-        axis.plot(
-            [r["epsilon"] for r in with_dp], [r["accuracy"] for r in with_dp], "o-", label="central DP rows"
-        )
+        epsilons, accuracies = [r["epsilon"] for r in with_dp], [r["accuracy"] for r in with_dp]
+        axis.plot(epsilons, accuracies, "o-", label="central DP rows")
         for r in with_dp:
             axis.annotate(r["setting"].replace("central DP, ", ""), (r["epsilon"], r["accuracy"]), fontsize=6)
     for r in results:
@@ -263,19 +239,16 @@ def write_study(out: Path, results: list[dict]) -> None:
     axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / "privacy_study.png", dpi=120)
-    plt.close(figure)
 
 
-# --- the study at scale (--scale, issue #36) ------------------------------------------------------------
+# --- the study at scale (--scale) ------------------------------------------------------------------------
 SCALE_CLIENTS = 1000
 SCALE_ROUNDS = 5
 SCALE_PROBABILITIES = (0.01, 0.05)  # Poisson q: expected cohorts of 5 and 25 of the 500 training clients
 SCALE_NOISE = (1.0, 2.0)  # epsilon about 1-2 and 0.2-0.5 with amplification
-# Between rounds a small sample of the held-out users' clients evaluates; the last round scores all of them.
-SCALE_EVAL_FRACTION = 0.02
-# Lazy enrolment samples fraction-train of ALL clients, training and held-out alike, and keeps those that
-# train: 25 of 1,000 a round, a cohort of up to 25 as q = 0.05 draws on average. Its evaluation samples too,
-# its last round included (lazily nothing scores every client): 10% of all clients a round.
+SCALE_EVAL_FRACTION = 0.02  # held-out clients sampled between rounds; the last round scores all of them
+# Lazy enrolment samples fraction-train of ALL clients and keeps those that train (25 of 1,000 a round, as
+# q = 0.05 draws on average); its evaluation samples too, last round included: 10% of all clients a round.
 SCALE_LAZY = {"lazy_enrolment": True, "fraction_train": 0.025, "fraction_evaluate": 0.1}
 
 

@@ -1,26 +1,11 @@
 """Ablations (the paper's section 4.6): what each part of LanHAR contributes, pair by pair.
 
-Variants (CentralConfig overrides on top of the budget preset and the [central] table):
-    full              LanHAR as configured, with iterative re-generation on
-    no_subtasks       w/o STE: stage 1 trains the alignment only (text_alpha = text_beta = 0)
-    no_text_training  w/o TTE: the pretrained text encoder as is (stage1_steps = 0)
-    no_regeneration   w/o IG: no iterative re-generation
-    simple_prompt     w/o IGP: the simple interpretation (amplitude and periodicity only), no re-generation
-Stage-2 variants (what closes the gap between the text path and the sensor encoder):
-    no_analysis_token the sensor encoder reads the window only, without the signal-analysis token
-    device_frame      the sensor encoder reads the raw device axes instead of the gravity frame
-    closed_target_pool  stage 2's unlabeled target windows are only the target training users' windows of
-                      the pair's activities (the paper's protocol, which selects them by their label), not
-                      every window those users hold
-    source_then_target_fedavg  stage 2 in the federation's order: the source windows alone (the server's
-                      pre-training), then the target phase as the federation runs it: FedAvg over the
-                      target's training users, stage2_target_rounds rounds
-Language and input:
-    walking_frame     every window turned into its wearer's walking frame: the interpretations and label
-                      descriptions word the body segment's inclination from its walking posture, and the
-                      sensor encoder's analysis token reads it (common/data/posture.py)
-Text encoders other than the packaged MiniLM are extra variants ("text_encoders"; an alias of
-TEXT_ENCODERS, a Hugging Face name or a model directory).
+Each variant in VARIANTS is a set of CentralConfig overrides on top of the budget preset and the [central]
+table: the paper's w/o STE (no stage-1 subtasks), w/o TTE (pretrained text encoder), w/o IG (no iterative
+re-generation) and w/o IGP (the simple interpretation); stage-2 variants (analysis token, device axes, closed
+target pool, the federation's source-then-FedAvg order); and the walking frame (common/data/posture.py).
+Text encoders other than the packaged MiniLM are extra variants ("text_encoders": an alias of TEXT_ENCODERS,
+a Hugging Face name or a model directory).
 """
 
 from __future__ import annotations
@@ -36,6 +21,7 @@ from simulations.experiments.report import (
     configuration_section,
     grouped_bars,
     mean,
+    pairs_line,
     setup_section,
     signed,
     write_report,
@@ -44,12 +30,10 @@ from simulations.experiments.report import (
 from simulations.experiments.settings import Experiment, Pair, pair_config, parse_pairs
 from simulations.experiments.workers import run_pairs
 
+# name -> (what the report calls it, CentralConfig overrides)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "full": ("LanHAR (re-generation on)", {"regeneration": True}),
-    "no_subtasks": (
-        "w/o STE: alignment only",
-        {"regeneration": True, "text_alpha": 0.0, "text_beta": 0.0},
-    ),
+    "no_subtasks": ("w/o STE: alignment only", {"regeneration": True, "text_alpha": 0.0, "text_beta": 0.0}),
     "no_text_training": ("w/o TTE: pretrained text encoder", {"regeneration": True, "stage1_steps": 0}),
     "no_regeneration": ("w/o IG: no re-generation", {"regeneration": False}),
     "simple_prompt": (
@@ -64,10 +48,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "stage 2 without the analysis token (patch tokens only)",
         {"regeneration": True, "sensor_analysis_token": False},
     ),
+    # The paper's protocol: stage 2's target windows selected by their label, not every window the users hold.
     "closed_target_pool": (
         "stage 2 on the target users' windows of the pair's activities only (closed pool)",
         {"regeneration": True, "stage2_target_all_activities": False},
     ),
+    # The server's pre-training on the source alone, then stage2_target_rounds of FedAvg over target users.
     "source_then_target_fedavg": (
         "stage 2 on the source windows, then FedAvg rounds over the target users (one-process federation)",
         {"regeneration": True, "stage2_schedule": "source-then-target-fedavg"},
@@ -99,11 +85,8 @@ def variant_overrides(settings: Settings) -> dict[str, tuple[str, dict[str, Any]
         raise DataError(f"ablation variants: unknown {unknown}; known: {list(VARIANTS)}")
     variants = {name: VARIANTS[name] for name in settings.variants}
     for encoder in settings.text_encoders:
-        name_or_dir = TEXT_ENCODERS.get(encoder, encoder)
-        variants[f"text_encoder={encoder}"] = (
-            f"text encoder {encoder}",
-            {"regeneration": True, "text_encoder": name_or_dir},
-        )
+        overrides = {"regeneration": True, "text_encoder": TEXT_ENCODERS.get(encoder, encoder)}
+        variants[f"text_encoder={encoder}"] = (f"text encoder {encoder}", overrides)
     return variants
 
 
@@ -120,10 +103,11 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     summary: dict[str, dict[str, Any]] = {}
     for variant in variants:
         rows = [r for r in records if r["variant"] == variant]
-        summary[variant] = {key: mean([r[key] for r in rows]) for key in SCORES}
-        worst = min(rows, key=lambda r: r["accuracy"]) if rows else None
-        summary[variant]["worst_pair"] = worst["pair"] if worst else None
-        summary[variant]["worst_pair_accuracy"] = worst["accuracy"] if worst else None
+        worst = min(rows, key=lambda r: r["accuracy"]) if rows else {}
+        summary[variant] = {key: mean([r[key] for r in rows]) for key in SCORES} | {
+            "worst_pair": worst.get("pair"),
+            "worst_pair_accuracy": worst.get("accuracy"),
+        }
     results = {"runs": records, "summary": summary, "variants": {k: v[1] for k, v in variants.items()}}
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, variants, records, summary))
@@ -226,16 +210,8 @@ def build_report(
         "LanHAR with one part removed at a time, on the same pairs, splits and seed. Scored on the held-out "
         "target users, like the cross-dataset protocol.",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            "variants: "
-            + "; ".join(f"`{name}` = {text} {overrides}" for name, (text, overrides) in variants.items()),
-        ],
-    )
+    described = "; ".join(f"`{name}` = {text} {overrides}" for name, (text, overrides) in variants.items())
+    setup_section(report, experiment, settings, [pairs_line(pairs), f"variants: {described}"])
     _results_section(report, pairs, variants, records, summary)
 
     report.section("Figures")

@@ -29,6 +29,7 @@ from simulations.experiments.report import (
     grouped_bars,
     matrix_heatmap,
     mean,
+    pairs_line,
     print_run,
     setup_section,
     signed,
@@ -59,9 +60,8 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     check_methods(settings.methods, "cross-dataset methods")
     pairs = parse_pairs(settings.pairs)
     new_methods = _new_activity_methods(settings)
-    # The single-sensor ceiling beside the new-activity scores: reporting only, before the runs (seconds; a
-    # data problem shows before hours of training). sensor_probe.py's probe uses its own generator, so the
-    # runs below draw what they drew without it.
+    # The single-sensor ceiling, for reporting only: before the runs, so a data problem shows before hours of
+    # training; the probe's own generator leaves the runs' draws as they were.
     ceilings = pair_ceilings(pairs, experiment, settings.central, settings.seed) if new_methods else None
     records = run_pairs(
         partial(run_pair, settings, experiment),
@@ -117,28 +117,29 @@ def _score(records: list[dict], pair: str, method: str, key: str) -> float | Non
 def summarise(records: list[dict], pair_labels: list[str], methods: tuple[str, ...]) -> dict[str, Any]:
     """Averages per method over all pairs, over the 4-class pairs and over the 3-class (wisdm) pairs."""
     four_class = [r["pair"] for r in records if len(r["labels"]) == 4]
-    averages: dict[str, dict[str, float | None]] = {}
-    for method in methods:
-        averages[method] = {}
-        for key, _ in METRICS:
-            averages[method][key] = mean([_score(records, p, method, key) for p in pair_labels])
-            averages[method][f"{key}_4class"] = mean(
-                [_score(records, p, method, key) for p in pair_labels if p in four_class]
-            )
-            averages[method][f"{key}_3class"] = mean(
-                [_score(records, p, method, key) for p in pair_labels if p not in four_class]
-            )
+    subsets = {
+        "": pair_labels,
+        "_4class": [p for p in pair_labels if p in four_class],
+        "_3class": [p for p in pair_labels if p not in four_class],
+    }
+    averages: dict[str, dict[str, float | None]] = {
+        method: {
+            f"{key}{suffix}": mean([_score(records, p, method, key) for p in labels])
+            for key, _ in METRICS
+            for suffix, labels in subsets.items()
+        }
+        for method in methods
+    }
     supervised = [m for m in methods if m in SUPERVISED and averages[m]["accuracy"] is not None]
     best = max(supervised, key=lambda m: averages[m]["accuracy"]) if supervised else None
     goal: dict[str, Any] = {"best_supervised": best}
     if "lanhar" in averages and averages["lanhar"]["accuracy"] is not None:
         lanhar = averages["lanhar"]
-        goal["lanhar"] = {key: lanhar[key] for key in ("accuracy", "macro_f1")}
-        goal["minus_paper"] = {key: lanhar[key] - PAPER_LANHAR[key] for key in ("accuracy", "macro_f1")}
+        headline = ("accuracy", "macro_f1")
+        goal["lanhar"] = {key: lanhar[key] for key in headline}
+        goal["minus_paper"] = {key: lanhar[key] - PAPER_LANHAR[key] for key in headline}
         if best is not None:
-            goal["minus_best_supervised"] = {
-                key: lanhar[key] - averages[best][key] for key in ("accuracy", "macro_f1")
-            }
+            goal["minus_best_supervised"] = {key: lanhar[key] - averages[best][key] for key in headline}
     summary = {"averages": averages, "goal": goal, "pairs": pair_labels}
     diagnostics = lanhar_diagnostics(records)
     if diagnostics is not None:
@@ -154,10 +155,8 @@ DIAGNOSTICS = (
 
 
 def lanhar_diagnostics(records: list[dict]) -> dict[str, Any] | None:
-    """LanHAR's two paths per pair and their means over the pairs; None without LanHAR runs.
-
-    Per pair: the sensor encoder's and the text path's accuracy on the same windows, and their agreement.
-    """
+    """Per pair, the sensor encoder's and the text path's accuracy on the same windows and their agreement,
+    and their means over the pairs; None without LanHAR runs."""
     runs = [r for r in records if r["method"] == "lanhar" and "path_agreement" in r]
     if not runs:
         return None
@@ -207,15 +206,8 @@ def build_report(
         "where one set has a single stairs class (wisdm_phone) use 3 classes (walking, stairs = up + down, "
         "sitting), the others the 4 common activities (each restricted to what both sets have).",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            f"methods: {', '.join(METHOD_NAMES[m] for m in settings.methods)}",
-        ],
-    )
+    methods = ", ".join(METHOD_NAMES[m] for m in settings.methods)
+    setup_section(report, experiment, settings, [pairs_line(pairs), f"methods: {methods}"])
     report.section("Results")
     if "lanhar" in summary["goal"]:
         _goal_table(report, len(pairs), summary["goal"], summary["averages"])
@@ -244,37 +236,23 @@ def build_report(
 
 def _goal_table(report: Report, n_pairs: int, goal: dict[str, Any], averages: dict[str, Any]) -> None:
     """LanHAR's average here against the paper's LanHAR and baselines."""
+
+    def row(name: str, scores: dict[str, Any], minus: str = "") -> list:
+        differences = [signed(goal[minus][key]) for key in ("accuracy", "macro_f1")] if minus else ["", ""]
+        return [name, scores["accuracy"], scores["macro_f1"], *differences]
+
     report.paragraph(f"**Goal table** (average over the {n_pairs} pair(s) run here, accuracy / macro-F1):")
     rows = [
-        ["LanHAR here", goal["lanhar"]["accuracy"], goal["lanhar"]["macro_f1"], "", ""],
-        [
-            "LanHAR, paper (12 other pairs)",
-            PAPER_LANHAR["accuracy"],
-            PAPER_LANHAR["macro_f1"],
-            signed(goal["minus_paper"]["accuracy"]),
-            signed(goal["minus_paper"]["macro_f1"]),
-        ],
+        row("LanHAR here", goal["lanhar"]),
+        row("LanHAR, paper (12 other pairs)", PAPER_LANHAR, "minus_paper"),
     ]
     best = goal["best_supervised"]
     if best is not None:
-        rows.append(
-            [
-                f"best supervised baseline here ({METHOD_NAMES[best]})",
-                averages[best]["accuracy"],
-                averages[best]["macro_f1"],
-                signed(goal["minus_best_supervised"]["accuracy"]),
-                signed(goal["minus_best_supervised"]["macro_f1"]),
-            ]
-        )
+        name = f"best supervised baseline here ({METHOD_NAMES[best]})"
+        rows.append(row(name, averages[best], "minus_best_supervised"))
     rows += [
-        [
-            f"{PAPER_BEST_BASELINE['name']}, paper",
-            PAPER_BEST_BASELINE["accuracy"],
-            PAPER_BEST_BASELINE["macro_f1"],
-            "",
-            "",
-        ],
-        ["Transformer, paper", PAPER_TRANSFORMER["accuracy"], PAPER_TRANSFORMER["macro_f1"], "", ""],
+        row(f"{PAPER_BEST_BASELINE['name']}, paper", PAPER_BEST_BASELINE),
+        row("Transformer, paper", PAPER_TRANSFORMER),
     ]
     report.table(["", "accuracy", "macro-F1", "LanHAR minus this (acc.)", "LanHAR minus this (F1)"], rows)
 
@@ -294,18 +272,10 @@ def _per_pair_tables(
 
     if any(len(r["labels"]) == 3 for r in records) and any(len(r["labels"]) == 4 for r in records):
         report.paragraph("Averages by label space:")
+        keys = ("accuracy_4class", "macro_f1_4class", "accuracy_3class", "macro_f1_3class")
         report.table(
             ["method", "acc. 4-class pairs", "F1 4-class pairs", "acc. 3-class pairs", "F1 3-class pairs"],
-            [
-                [
-                    METHOD_NAMES[m],
-                    averages[m]["accuracy_4class"],
-                    averages[m]["macro_f1_4class"],
-                    averages[m]["accuracy_3class"],
-                    averages[m]["macro_f1_3class"],
-                ]
-                for m in settings.methods
-            ],
+            [[METHOD_NAMES[m], *(averages[m][key] for key in keys)] for m in settings.methods],
         )
 
 

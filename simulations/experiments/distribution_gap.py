@@ -37,6 +37,7 @@ from simulations.experiments.report import (
     grouped_bars,
     mean,
     new_figure,
+    pairs_line,
     setup_section,
     write_report,
     write_results,
@@ -170,13 +171,9 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         started = time.monotonic()
         config = pair_config(pair, experiment, settings.central, settings.seed)
         out_dir = experiment.run_dir(pair.name)
+        cache = experiment.text_space_cache
         lanhar = run_method(
-            "lanhar",
-            config,
-            experiment.data_dir,
-            out_dir,
-            keep_models=True,
-            text_space_cache=experiment.text_space_cache,
+            "lanhar", config, experiment.data_dir, out_dir, keep_models=True, text_space_cache=cache
         )
         splits = load_pair(config, experiment.data_dir)
         rng = np.random.default_rng(settings.seed)
@@ -255,15 +252,8 @@ def tsne_figure(
             part = xy[start : start + len(y)]
             start += len(y)
             for i, label in enumerate(labels):
-                axes.scatter(
-                    part[y == i, 0],
-                    part[y == i, 1],
-                    s=10,
-                    marker=marker,
-                    color=f"C{i}",
-                    alpha=0.7,
-                    label=f"{label} ({name})",
-                )
+                style = {"s": 10, "marker": marker, "color": f"C{i}", "alpha": 0.7}
+                axes.scatter(part[y == i, 0], part[y == i, 1], **style, label=f"{label} ({name})")
         axes.set_title(SPACE_NAMES[space], fontsize=9)
         axes.set_xticks([])
         axes.set_yticks([])
@@ -291,16 +281,11 @@ def build_report(
         "windows' interpretations (pretrained and after LanHAR's stage 1). Lower is better: below 1 the same "
         "activity of the other data set is closer than the other activities.",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            f"Gaussian fit after PCA to {settings.pca_dims} dims, ridge {settings.ridge:g}; symmetrised KL; "
-            f"at most {settings.max_windows_per_activity} held-out windows per activity and data set",
-        ],
+    fit = (
+        f"Gaussian fit after PCA to {settings.pca_dims} dims, ridge {settings.ridge:g}; symmetrised KL; "
+        f"at most {settings.max_windows_per_activity} held-out windows per activity and data set"
     )
+    setup_section(report, experiment, settings, [pairs_line(pairs), fit])
     report.section("Results")
     rows = []
     for record in records:

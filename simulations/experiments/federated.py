@@ -1,22 +1,19 @@
 """Centralised vs federated on the same split, and how the federation fares under three client partitionings.
 
-Per pair: the server holds the labeled source, `num_clients` clients share the target's windows (as
-recorded: device type "native"). With `client_eval = "held-out-users"` (the default) the target's users are
-split exactly as the central run (`fedlanhar train`) splits them (split_by_user, the central
-target_eval_fraction, the seed): the clients holding training users train on their unlabeled windows, the
-clients holding the held-out users only evaluate, on all their windows (common/federation/partition.py). With
-`client_eval = "time"` every client splits its own recordings in time instead.
+Per pair: the server holds the labeled source, `num_clients` clients share the target's windows as recorded.
+With `client_eval = "held-out-users"` (the default) the target's users are split as the central run splits
+them: clients holding training users train on their unlabeled windows, clients holding held-out users only
+evaluate (common/federation/partition.py). With `client_eval = "time"` every client splits its recordings
+in time instead.
 
     stage 1        one text encoder per pair (the server's stage 1), shared by every run below
     source only    the server's pre-trained sensor encoder, before any target window is used
-    centralised    that encoder trained further on all clients' training windows pooled in one place, for as
-                   many epochs as a client trains in total (rounds x local epochs)
-    federated      a real Flower simulation (server/federation.py, client/client_app.py, Ray), one per
-                   partitioning: by-user, iid, dirichlet (label skew)
-All of them are scored on exactly the same windows: every window of the held-out users (or, with the time
-split, the union of the clients' held-out windows: partitions move whole recordings and the time split is per
-recording, so it does not depend on them). Each run also reports the text path's accuracy on those windows
-(interpretation -> text encoder -> nearest label) and how often the sensor encoder agrees with it.
+    centralised    that encoder trained further on all clients' training windows pooled, for as many
+                   epochs as a client trains in total (rounds x local epochs)
+    federated      a real Flower simulation (Ray), one per partitioning: by-user, iid, dirichlet (label skew)
+All of them are scored on the same windows (the held-out users', or the union of the clients' held-out
+windows, which the time split per recording makes independent of the partitioning), each run also with the
+text path's accuracy there and the sensor encoder's agreement with it.
 """
 
 from __future__ import annotations
@@ -50,6 +47,7 @@ from simulations.experiments.report import (
     Report,
     configuration_section,
     grouped_bars,
+    score_or_na,
     setup_section,
     write_report,
     write_results,
@@ -273,11 +271,13 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
                     "config": config.as_dict(),
                 }
             )
+            text_path = score_or_na(metrics.get("text_path_accuracy"))
+            agreement = score_or_na(metrics.get("sensor_text_agreement"))
             print(
                 f"[federated] {pair.label:18s} {partitioning:10s} accuracy {metrics['accuracy']:.3f} "
                 f"vs centralised {central['centralised']['accuracy']:.3f} on the same windows  "
-                f"macro-F1 {metrics['macro_f1']:.3f}  text path {_fmt(metrics.get('text_path_accuracy'))}  "
-                f"agreement {_fmt(metrics.get('sensor_text_agreement'))}  ({metrics['wall_seconds']:.0f} s)",
+                f"macro-F1 {metrics['macro_f1']:.3f}  text path {text_path}  "
+                f"agreement {agreement}  ({metrics['wall_seconds']:.0f} s)",
                 flush=True,
             )
             write_results(experiment, settings, {"runs": records})
@@ -285,10 +285,6 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
     write_results(experiment, settings, results)
     write_report(experiment, build_report(experiment, settings, pairs, records))
     return results
-
-
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def build_report(
@@ -300,23 +296,18 @@ def build_report(
         "unlabeled windows pooled on one machine (centralised) or spread over Flower clients that never "
         "share them (federated: only signal summaries and model updates leave a client).",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs: {', '.join(p.label for p in pairs)}; {settings.num_clients} clients, {settings.rounds} "
-            f"rounds x {settings.local_epochs} local epochs, strategy {settings.strategy}, Dirichlet alpha "
-            f"{settings.dirichlet_alpha}",
-            "evaluated on: "
-            + (
-                f"the held-out users of the central run's target split (`fedlanhar train`); clients holding "
-                f"them only evaluate, the others only train: {records[0].get('evaluated_on', '')}"
-                if settings.client_eval == "held-out-users"
-                else f"the last {settings.client_eval_fraction:.0%} of each client recording (time split)"
-            ),
-        ],
+    run_line = (
+        f"pairs: {', '.join(p.label for p in pairs)}; {settings.num_clients} clients, {settings.rounds} "
+        f"rounds x {settings.local_epochs} local epochs, strategy {settings.strategy}, Dirichlet alpha "
+        f"{settings.dirichlet_alpha}"
     )
+    evaluated = (
+        f"the held-out users of the central run's target split (`fedlanhar train`); clients holding "
+        f"them only evaluate, the others only train: {records[0].get('evaluated_on', '')}"
+        if settings.client_eval == "held-out-users"
+        else f"the last {settings.client_eval_fraction:.0%} of each client recording (time split)"
+    )
+    setup_section(report, experiment, settings, [run_line, f"evaluated on: {evaluated}"])
     results_section(report, records)
     report.section("Figures")
     groups = [p.label for p in pairs]

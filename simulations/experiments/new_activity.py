@@ -1,12 +1,10 @@
 """New-activity recognition (the paper's section 4.3): activities no model was trained on, named by text only.
 
-Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pair_label_space). Every other
-activity of the target is new: its label embedding comes from its descriptions (LanHAR) or sentences
-(NLS-HAR) alone. Scored on the held-out target users' windows of the new activities: accuracy choosing among
-the new labels, top-3 among them, against chance (1 / number of new labels). LanHAR also reports the accuracy
-when choosing among all labels, known and new ("full bank"), and the same diagnostics as for the known labels:
-the text path's accuracy among the new labels, the agreement of the two paths, and per label the recall of
-both and what the sensor encoder calls that label's windows.
+Per pair, LanHAR and NLS-HAR train on the pair's shared activities (settings.pair_label_space); every other
+activity of the target is new, its label embedding from its descriptions (LanHAR) or sentences (NLS-HAR)
+alone. Scored on the held-out target users' windows of the new activities: accuracy and top-3 among the new
+labels against chance; for LanHAR also among all labels ("full bank"), the text path's accuracy, the two
+paths' agreement, and per label both recalls and what the sensor encoder calls that label's windows.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from simulations.experiments.report import (
     configuration_section,
     grouped_bars,
     mean,
+    pairs_line,
     setup_section,
     write_report,
     write_results,
@@ -50,8 +49,8 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
         raise DataError(f"new-activity nls_variant: '{settings.nls_variant}' unknown; use one of {list(NLS)}")
     methods = ["lanhar"] + ([settings.nls_variant] if settings.nls_variant else [])
     pairs = parse_pairs(settings.pairs)
-    # Reporting only, before the runs (seconds; a data problem shows before hours of training):
-    # sensor_probe.py's probe uses its own generator, so the runs below draw what they drew without it.
+    # Reporting only, before the runs so a data problem shows before hours of training; the probe's own
+    # generator leaves the runs' draws as they were.
     ceilings = pair_ceilings(pairs, experiment, settings.central, settings.seed)
     records: list[dict[str, Any]] = []
     for pair in pairs:
@@ -61,18 +60,11 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
             raise DataError(f"new-activity: target '{pair.target}' has no activity outside {list(known)}")
         for method in methods:
             config = pair_config(pair, experiment, settings.central, settings.seed)
-            out_dir = experiment.run_dir(pair.name, method)
+            out_dir, cache = experiment.run_dir(pair.name, method), experiment.text_space_cache
             record = run_method(
-                method,
-                config,
-                experiment.data_dir,
-                out_dir,
-                new,
-                settings.keep_models,
-                text_space_cache=experiment.text_space_cache,
+                method, config, experiment.data_dir, out_dir, new, settings.keep_models, cache
             )
-            record = record | {"pair": pair.label}
-            records.append(record)
+            records.append(record | {"pair": pair.label})
             scores = record["new_activities"]
             print(
                 f"[new-activity] {pair.label:18s} {method:14s} {len(new)} new: accuracy "
@@ -118,21 +110,13 @@ def results_table(
     if len(methods) > 1:
         header += ["NLS-HAR acc.", "NLS-HAR top-3"]
     header += ["LanHAR known-activity acc."]
+    scores = ["accuracy_among_new", "top3_among_new", "accuracy_full_bank", "text_path_accuracy_among_new"]
+    scores += ["path_agreement"]
     rows = []
     for pair in pairs:
         lanhar = by_pair[(pair.label, "lanhar")]
         new = lanhar["new_activities"]
-        row = [
-            pair.label,
-            len(new["labels"]),
-            new["windows"],
-            new["chance"],
-            new["accuracy_among_new"],
-            new["top3_among_new"],
-            new["accuracy_full_bank"],
-            new["text_path_accuracy_among_new"],
-            new["path_agreement"],
-        ]
+        row = [pair.label, len(new["labels"]), new["windows"], new["chance"], *(new[key] for key in scores)]
         if len(methods) > 1:
             nls = by_pair[(pair.label, methods[1])]["new_activities"]
             row += [nls["accuracy_among_new"], nls["top3_among_new"]]
@@ -234,25 +218,14 @@ def build_report(
         "their label descriptions (LanHAR) or activity sentences (NLS-HAR). Scored on the held-out target "
         "users' windows of those activities, choosing among the new labels.",
     )
-    setup_section(
-        report,
-        experiment,
-        settings,
-        [
-            f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}",
-            f"methods: {', '.join(METHOD_NAMES[m] for m in methods)}",
-        ],
-    )
+    method_names = ", ".join(METHOD_NAMES[m] for m in methods)
+    setup_section(report, experiment, settings, [pairs_line(pairs), f"methods: {method_names}"])
     by_pair = {(r["pair"], r["method"]): r for r in records}
+    new_labels = {p: by_pair[(p.label, "lanhar")]["new_activities"]["labels"] for p in pairs}
     report.section("Results")
     report.table(*results_table(pairs, methods, records, summary, ceilings))
-    report.paragraph(
-        "New labels per target: "
-        + "; ".join(
-            f"{p.target}: {', '.join(by_pair[(p.label, 'lanhar')]['new_activities']['labels'])}"
-            for p in {p.target: p for p in pairs}.values()
-        )
-    )
+    per_target = (f"{p.target}: {', '.join(new_labels[p])}" for p in {p.target: p for p in pairs}.values())
+    report.paragraph("New labels per target: " + "; ".join(per_target))
     per_label_section(report, pairs, records, ceilings)
 
     report.section("Figures")
@@ -269,9 +242,7 @@ def build_report(
     report.figure(figure, "New-activity accuracy and top-3 per pair, against chance.")
 
     report.section("Notes")
-    few = sorted(
-        {p.target for p in pairs if len(by_pair[(p.label, "lanhar")]["new_activities"]["labels"]) <= 3}
-    )
+    few = sorted({p.target for p in pairs if len(new_labels[p]) <= 3})
     notes = [f"{', '.join(few)}: at most 3 new labels, so top-3 is trivially 1."] if few else []
     notes += [
         "Label descriptions come from configs/label_knowledge.toml (the rules interpreter's label texts); "

@@ -1,26 +1,21 @@
-"""The leakage audit (issue #36, point 3): what an honest-but-curious server learns under each protection.
+"""The leakage audit: what an honest-but-curious server learns under each protection.
 
 `fedlanhar experiment privacy-audit --data-dir ../shared/data --out runs/privacy-audit`
 
-One small real federation per protection setting (privacy_sweep's study configuration: source dsads_torso on
-the server, UCI-HAPT users as clients, one client per user with the user layout: the first training users and
-the first held-out users of the central split), all loading one stage-1 text encoder trained at the start.
+One small real federation per protection setting (privacy_sweep's study configuration, one client per user:
+the first training and held-out UCI-HAPT users of the central split), all loading one stage-1 text encoder.
 After each run the attacks of simulations/privacy_audit.py are scored against the truth:
 
-- per window, which activity each uploaded feature row is: a logistic regression trained on the server's own
-  labeled source (never on a client), and the server's own text path (interpretation -> nearest label);
-- per client (= per user here), its activity mix: from the per-window guesses, or in local interpretation from
-  the distinct texts it uploads (each text once, named by the text path);
-- membership of a window in a training client's data, against the run's final sensor encoder (exported
-  sensor_encoder.pt): the cosine similarity of the window's embedding to its pseudo-target (the text-space
-  embedding of its interpretation, which the attacker computes from the window it holds) and to the nearest
-  label embedding. Members: the training clients' windows; non-members: the held-out users' windows. The
-  server-pretrained encoder (no client window seen) is scored too: its AUC is what the two user groups differ
-  by without any membership.
+- per window, its activity from the uploaded feature row: a logistic regression trained on the server's own
+  labeled source, and the server's text path (interpretation -> nearest label);
+- per client (= user), its activity mix: from the per-window guesses, or under local interpretation from the
+  distinct texts it uploads;
+- membership of a window in a training client's data, against the run's exported sensor encoder: the cosine
+  similarity of its embedding to its pseudo-target and to the nearest label. Non-members are the held-out
+  users' windows; the server-pretrained encoder's AUC is what the two user groups differ by anyway.
 
-The uploads are rebuilt with the client's own functions (client/privacy.py `uploaded_summaries`,
-client/local_interpretation.py `interpret_locally`) from the client's own data (partition.load_client_data).
-Only windows of the run's activities are scored (the attack, like the run, names only those).
+The uploads are rebuilt with the client's own functions (client/privacy.py, client/local_interpretation.py)
+from its own data; only windows of the run's activities are scored.
 """
 
 from __future__ import annotations
@@ -52,6 +47,7 @@ from simulations.experiments.report import (
     Report,
     configuration_section,
     new_figure,
+    score_or_na,
     setup_section,
     write_report,
     write_results,
@@ -214,8 +210,7 @@ def membership_attack(
     """AUC of the two similarity scores, members (training clients' windows) vs non-members (held-out);
     `embed` turns windows into the attacked encoder's embeddings."""
     scores: dict[str, dict[bool, list[np.ndarray]]] = {
-        "target": {True: [], False: []},
-        "label": {True: [], False: []},
+        name: {True: [], False: []} for name in ("target", "label")
     }
     for view in views:
         embeddings = embed(view.windows.X[view.scored])
@@ -276,14 +271,10 @@ def run(settings: Settings, experiment: Experiment) -> dict[str, Any]:
 def summary_line(row: dict) -> str:
     per_window = row["per_window"].get("classifier", {}).get("accuracy")
     return (
-        f"{row['setting']:34s} accuracy {row['accuracy']:.3f}  per-window attack {fmt_cell(per_window)}  "
-        f"mix TVD {fmt_cell(row['mix']['text_path']['tvd'])}  "
+        f"{row['setting']:34s} accuracy {row['accuracy']:.3f}  per-window attack {score_or_na(per_window)}  "
+        f"mix TVD {score_or_na(row['mix']['text_path']['tvd'])}  "
         f"membership AUC {row['membership']['auc_target']:.3f}"
     )
-
-
-def fmt_cell(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
 
 
 def pair_cell(scores: dict | None, first: str = "accuracy", second: str = "macro_f1") -> str:
@@ -299,7 +290,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
     for row in rows:
         per_window, mix = row["per_window"], row["mix"]
         epsilon = f"{row['epsilon']:.2f} ({row['delta']:g})" if row["epsilon"] is not None else "-"
-        mix_cells = [fmt_cell(mix.get(kind, {}).get("tvd")) for kind in ("classifier", "text_path")]
+        mix_cells = [score_or_na(mix.get(kind, {}).get("tvd")) for kind in ("classifier", "text_path")]
         cells.append(
             [
                 row["setting"],
@@ -308,7 +299,7 @@ def table_rows(rows: list[dict]) -> list[list[str]]:
                 pair_cell(per_window.get("classifier")),
                 pair_cell(per_window.get("text_path")),
                 pair_cell(per_window.get("chance")),
-                " / ".join([*mix_cells, fmt_cell(mix["text_path"]["tvd_uniform"])]),
+                " / ".join([*mix_cells, score_or_na(mix["text_path"]["tvd_uniform"])]),
                 pair_cell(row["membership"], "auc_target", "auc_label"),
             ]
         )
@@ -352,15 +343,8 @@ def plot_audit(path: Path, rows: list[dict], before: dict) -> Path:
             if value is None:  # e.g. no per-window upload to attack
                 continue
             # Rings shrinking row by row: settings with the same final model (none, SecAgg+) stay visible.
-            size = 160 - 18 * index
-            axes.scatter(
-                row["accuracy"],
-                value,
-                s=size,
-                facecolors="none",
-                edgecolors=f"C{index}",
-                label=row["setting"],
-            )
+            ring = {"s": 160 - 18 * index, "facecolors": "none", "edgecolors": f"C{index}"}
+            axes.scatter(row["accuracy"], value, **ring, label=row["setting"])
         if reference is not None:
             axes.axhline(reference, color="grey", linestyle="--", linewidth=1, label=reference_name)
         axes.set_xlabel("utility: accuracy on held-out users")

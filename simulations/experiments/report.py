@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from simulations.experiments.settings import Experiment, machine
+from simulations.experiments.settings import Experiment, Pair, machine
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -40,6 +40,11 @@ def fmt(value: Any, digits: int = 3) -> str:
     if isinstance(value, float | np.floating):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def score_or_na(value: float | None) -> str:
+    """A score in a progress line or an attack table: three decimals, "n/a" where there is none."""
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def signed(value: float | None) -> str:
@@ -99,6 +104,11 @@ def setup_section(report: Report, experiment: Experiment, settings: Any, extra: 
             *extra,
         ]
     )
+
+
+def pairs_line(pairs: Sequence[Pair]) -> str:
+    """The setup line naming the pairs run."""
+    return f"pairs ({len(pairs)}): {', '.join(p.label for p in pairs)}"
 
 
 def configuration_section(report: Report, experiment: Experiment, settings: Any) -> None:

@@ -136,19 +136,9 @@ def pair_config(
 ) -> CentralConfig:
     """The CentralConfig of one run: budget preset, the settings' [central] table, the pair, overrides."""
     space = pair_label_space(pair, experiment.data_dir)
-    return central_config(
-        experiment.budget,
-        **{
-            **central,
-            "source": pair.source,
-            "target": pair.target,
-            "activities": space.activities,
-            "merge_labels": dict(space.merge_labels),
-            "seed": seed,
-            "device": experiment.device,
-            **overrides,
-        },
-    )
+    values = {**central, "source": pair.source, "target": pair.target, "activities": space.activities}
+    values |= {"merge_labels": dict(space.merge_labels), "seed": seed, "device": experiment.device}
+    return central_config(experiment.budget, **(values | overrides))
 
 
 def check_central_keys(central: dict[str, Any], where: str) -> None:
