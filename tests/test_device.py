@@ -9,14 +9,7 @@ import pytest
 import torch
 from test_train import synthetic_stage2
 
-from common.base import device as device_module
-from common.base.device import (
-    DeviceError,
-    autocast,
-    module_device,
-    resolve_device,
-    training_autocast,
-)
+from common.base.device import DeviceError, autocast, module_device, resolve_device
 from common.federation.run_config import ConfigError, FederationConfig
 from common.method.train import SensorTrainConfig, train_sensor_encoder, train_sensor_epochs
 from common.models.sensor_encoder import SensorEncoder, SensorEncoderConfig, encode_windows
@@ -74,27 +67,13 @@ def test_autocast_is_a_no_op_on_the_cpu():
         assert layer(torch.ones(2, 4)).dtype == torch.float32
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_training_steps_use_bf16_only_on_a_cpu_that_has_it(monkeypatch, native):
-    """Training steps run in bf16 on a CPU with bf16 instructions (faster there) and in float32 elsewhere
-    (emulated bf16 is slower); embedding and scoring stay float32 either way."""
-    monkeypatch.setattr(device_module, "native_cpu_bf16", lambda: native)
-    layer = torch.nn.Linear(4, 4)
-    with training_autocast(torch.device("cpu")):
-        expected = torch.bfloat16 if native else torch.float32
-        assert layer(torch.ones(2, 4)).dtype == expected
-    with autocast(torch.device("cpu")):
-        assert layer(torch.ones(2, 4)).dtype == torch.float32
-
-
-def test_a_bf16_text_space_is_cached_apart_from_a_float32_one(monkeypatch):
+def test_a_text_space_trained_on_cuda_in_bf16_is_cached_apart_from_a_cpu_one():
     from common.method.text_space_cache import stage1_key
     from common.method.train import TextTrainConfig
 
-    encoder = SimpleNamespace(content_digest=lambda: "digest", max_length=16, device=torch.device("cpu"))
     keys = []
-    for native in (False, True):
-        monkeypatch.setattr(device_module, "native_cpu_bf16", lambda native=native: native)
+    for device in ("cpu", "cuda"):
+        encoder = SimpleNamespace(content_digest=lambda: "digest", max_length=16, device=torch.device(device))
         keys.append(stage1_key(encoder, ["a text"], ["walking"], {"walking": ["walks"]}, TextTrainConfig()))
     assert keys[0] != keys[1]
 

@@ -4,9 +4,8 @@ Models are moved once, by whoever builds them (`model.to(device)`); the training
 every batch on the device of the model they are given (`module_device`), so no function below the caller
 needs a device argument. On CUDA the forward passes run under bf16 autocast (`autocast`): matrix products in
 bfloat16, softmax, cross-entropy and normalisation in float32, so losses and embeddings keep float32 accuracy.
-Training steps (`training_autocast`) also run under bf16 autocast on a CPU that multiplies bf16 natively
-(AVX512-BF16 or AMX): 1.6-1.8x faster per step there. Embedding and scoring stay float32 on the CPU, as the
-exported model computes them on a device.
+On the CPU everything stays float32, even where the CPU has bf16 instructions: bf16 training steps were 1.6x
+faster there but cost the default demo its floor (docs/results/speed, "bf16 training on the CPU").
 """
 
 from __future__ import annotations
@@ -54,25 +53,7 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA, nothing on the CPU: embedding and scoring (see training_autocast)."""
+    """bf16 autocast on CUDA, nothing on the CPU."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def native_cpu_bf16() -> bool:
-    """Whether this CPU has bf16 matrix instructions (AVX512-BF16 or AMX). Without them bf16 is emulated and
-    slower than float32."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, check, lambda: False)() for check in checks)
-
-
-def trains_in_bf16(device: torch.device) -> bool:
-    return device.type == "cuda" or (device.type == "cpu" and native_cpu_bf16())
-
-
-def training_autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast for a training step: on CUDA, and on a CPU with native bf16 (native_cpu_bf16)."""
-    if trains_in_bf16(device):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()

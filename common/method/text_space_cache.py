@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common.base.device import module_device, trains_in_bf16
+from common.base.device import module_device
 from common.data.labels import LabelVocabulary
 from common.method.lanhar import train_text_space
 from common.method.train import TextTrainConfig
@@ -44,7 +44,7 @@ def stage1_key(
         "descriptions": descriptions,
         "config": dataclasses.asdict(text_config),
     }
-    if trains_in_bf16(encoder.device):  # a bf16-trained text space differs from a float32 one
+    if encoder.device.type == "cuda":  # trained under bf16 autocast (common/base/device.py): not the CPU's
         inputs["training_precision"] = "bf16"
     canonical = json.dumps(inputs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "stage1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pad_sequence
 
-from common.base.device import autocast, module_device, training_autocast
+from common.base.device import autocast, module_device
 from common.data.devices import rotation_matrix
 from common.models.losses import InfoNCELoss, ReconstructionLoss, TextAlignmentLoss, same_group_mask
 from common.models.sensor_encoder import SensorEncoder, check_windows, window_analysis
@@ -451,7 +451,7 @@ def _stage1_loss(
     device = embed_sensor_texts.encoder.device
     sensor_labels = torch.tensor([texts.pair_label[i] for i in step_texts])
     description_labels = torch.tensor([texts.description_label[i] for i in step_descriptions])
-    with training_autocast(device):
+    with autocast(device):
         Z, sensor_ids, sensor_mask = embed_sensor_texts(step_texts)
         H, description_ids, description_mask = embed_descriptions(step_descriptions)
         return criterion(
@@ -661,7 +661,7 @@ def _run_sensor_epoch(
                 # The device frame's analysis reads per-axis features, which rotate with the window.
                 rotated = window_analysis(windows.cpu().numpy(), model.config)
                 analysis = torch.from_numpy(rotated).to(windows.device)
-        with training_autocast(train.X.device):
+        with autocast(train.X.device):
             E = model(windows, analysis)
             loss = data.criterion(E, train.Z[index], same_group_mask(train.groups[index]))["loss"]
         objective = loss

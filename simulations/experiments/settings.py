@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 
-from common.base.device import native_cpu_bf16
 from common.base.paths import PROJECT_ROOT
 from common.data.errors import DataError
 from common.data.label_spaces import STAIRS_MERGE, mixes_stairs
@@ -218,7 +217,6 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "cpu_bf16_training": native_cpu_bf16(),  # common/base/device.py training_autocast
         "cpus": os.cpu_count(),
         "platform": platform.platform(),
         "argv": sys.argv,
