@@ -158,7 +158,9 @@ def chain_horizon(model: dict[str, np.ndarray], trained: set[str], mode: str, to
 def readdress_probability(config: FederationConfig, server_round: int, phase: str, horizon: int) -> float:
     """The chance that a client addressed in `phase` ("train"/"evaluate") of `server_round` is addressed
     again within `horizon` rounds, under the run's sampling (fraction-train or Poisson q, fraction-evaluate,
-    every client in the final round). Floors such as min-train-nodes are left out: they only raise it."""
+    every client in the final round), as if every client could be drawn in both phases. An estimate: floors
+    such as min-train-nodes raise the true chance; clients that only train or only evaluate (held-out users)
+    lower it, and then keep a copy that is used less often than this says."""
     last = min(config.num_server_rounds, server_round + horizon)
     if config.final_round_evaluate_all and last == config.num_server_rounds:
         if server_round < last or phase == "train":
