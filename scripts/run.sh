@@ -15,7 +15,7 @@ NAME=$( [ -n "$CONFIG" ] && basename "$CONFIG" .toml || echo default )
 OUT="${FEDLANHAR_OUT:-$PWD/runs/$NAME}"
 DATA_DIR="${FEDLANHAR_DATA_DIR:-$(cd .. && pwd)/shared/data}"
 mkdir -p "$OUT"
-# flwr takes either one TOML file or key=value pairs, not both: write the experiment's TOML plus the two
+# flwr takes either one TOML file or key=value pairs, not both: write the experiment's TOML plus the three
 # absolute paths (the ServerApp does not run in this directory) into one file.
 .venv/bin/python - "$CONFIG" "$OUT" "$DATA_DIR" > "$OUT/run-config.toml" <<'PY'
 import pathlib, sys, tomllib

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
+from common.base.serialise import json_default
 from common.data.errors import DataError
 from common.data.label_spaces import rename_labels
 from common.data.labels import load_vocabulary
@@ -362,7 +362,7 @@ def train_central(
             "total": time.monotonic() - t0,
         },
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=_json_default))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
     return metrics
 
 
@@ -594,7 +594,7 @@ def evaluate_central(
             interpreter,
             vocabulary,
         )
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default))
+    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=json_default))
     return result
 
 
@@ -691,13 +691,3 @@ def _summarise_history(history: dict) -> dict:
         else:
             summary[key] = value
     return summary
-
-
-def _json_default(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path | torch.device):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

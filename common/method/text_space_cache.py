@@ -16,9 +16,8 @@ import logging
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from common.base.device import module_device
+from common.base.serialise import json_default
 from common.data.labels import LabelVocabulary
 from common.method.lanhar import train_text_space
 from common.method.train import TextTrainConfig
@@ -50,20 +49,12 @@ def stage1_key(
     return "stage1-" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:20]
 
 
-def _jsonable(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
-
-
 def _save(encoder: TextEncoder, history: dict, directory: Path) -> None:
     """Write the trained text encoder whole or not at all (a crash mid-save must not look like a hit)."""
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     encoder.save(partial / "text_encoder")
-    (partial / "stage1.json").write_text(json.dumps(history, indent=2, default=_jsonable))
+    (partial / "stage1.json").write_text(json.dumps(history, indent=2, default=json_default))
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
 
