@@ -9,9 +9,11 @@ from simulations.processes import flower_env, flwr_run_simulation, stop_processe
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The smallest run config that still runs every phase of the protocol (summaries, targets, rounds, a push).
+# The smallest run config that still runs every phase of the protocol (summaries, targets, a round, a push of
+# new labels). Each message costs a deployment several seconds (a SuperNode polls every 3 s and starts a
+# ClientApp process per message), so one round with its push, and one stage-1 step.
 SMALL_RUN = (
-    "num-server-rounds=2 new-activities='jogging' new-activities-round=2 stage1-steps=2 "
+    "num-server-rounds=1 new-activities='jogging' new-activities-round=1 stage1-steps=1 "
     "server-pretrain-epochs=1 source-windows-per-activity=16 windows-per-client=40 local-epochs=1 "
     "sensor-width=64"
 )

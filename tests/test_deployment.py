@@ -105,6 +105,6 @@ def test_two_supernodes_on_loopback_run_the_protocol(tmp_path):
                 process.kill()
         log.close()
     assert metrics["targets"]["clients"] == 2
-    assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+    assert [r["round"] for r in metrics["rounds"]] == [1]
     assert metrics["rounds"][-1]["labels"][-1] == "jogging"
     assert 0.0 <= metrics["accuracy"] <= 1.0

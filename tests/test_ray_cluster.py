@@ -98,7 +98,7 @@ def test_flwr_run_attaches_to_a_running_ray_cluster() -> None:
         print(f"flwr run on the cluster took {time.monotonic() - started:.0f} s")
         metrics = json.loads((out_dir / "metrics.json").read_text())
         assert metrics["targets"]["clients"] == 2
-        assert [r["round"] for r in metrics["rounds"]] == [1, 2]
+        assert [r["round"] for r in metrics["rounds"]] == [1]
         # The run's driver and its ClientApp actors ran on the test's cluster: their logs are in its session.
         logs = cluster_dir / "session_latest" / "logs"
         assert list(logs.glob("python-core-driver-*.log")), "no driver attached to the cluster"

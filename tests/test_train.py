@@ -326,6 +326,65 @@ def test_proximal_term_keeps_local_weights_near_the_global_ones() -> None:
     assert drift(10.0) < 0.8 * drift(0.0)
 
 
+THREE_LAYERS = SensorEncoderConfig(**{**SMALL.to_dict(), "num_layers": 3, "analysis_token": True})
+
+
+@pytest.mark.parametrize("layers", [0, 1, 2, 3])
+def test_bottom_states_and_top_embeddings_compute_forward(layers: int) -> None:
+    X, _, _ = synthetic_stage2(n_per_class=4)
+    model = SensorEncoder(THREE_LAYERS).eval()
+    windows = torch.from_numpy(X)
+    with torch.no_grad():
+        split = model.top_embeddings(model.bottom_states(windows, None, layers), layers)
+        torch.testing.assert_close(split, model(windows), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_bottom_layers_counts_the_layers_train_only_leaves_frozen() -> None:
+    model = SensorEncoder(THREE_LAYERS)
+    assert model.frozen_bottom_layers() == 0  # everything trains
+    for top in (1, 2, 3):
+        model.train_only(model.top_layer_names(top))
+        assert model.frozen_bottom_layers() == 3 - top
+    model.train_only([name for name in model.top_layer_names(1) if not name.startswith("encoder.layers")])
+    assert model.frozen_bottom_layers() == 3  # only the final norm and the output projection train
+    model.train_only(model.top_layer_names(1) + ["patch_projection.weight"])
+    assert model.frozen_bottom_layers() == 0  # a trained input weight changes every layer's input
+
+
+def test_local_training_over_a_frozen_bottom_runs_it_once_and_trains_as_the_whole_model(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A client training only the top layer (client-train-layers) runs the frozen layers once per window, not
+    once per epoch. Without dropout that is exactly what running the whole model every batch trains; the
+    frozen layers stay as they were."""
+    X, Z, _ = synthetic_stage2(n_per_class=8)
+    model = SensorEncoder(SensorEncoderConfig(**{**THREE_LAYERS.to_dict(), "dropout": 0.0}))
+    model.train_only(model.top_layer_names(1))
+    cached, whole = copy.deepcopy(model), copy.deepcopy(model)
+    config = SensorTrainConfig(epochs=2, batch_size=8, lr=1e-3, seed=3)
+    bottom_calls = []
+    original_bottom = SensorEncoder.bottom_states
+
+    def counted_bottom(self, *args, **kwargs):
+        bottom_calls.append(len(args[0]))
+        return original_bottom(self, *args, **kwargs)
+
+    monkeypatch.setattr(SensorEncoder, "bottom_states", counted_bottom)
+    train_sensor_epochs(cached, X, Z, config)
+    assert sum(bottom_calls) == len(X)  # each window once, for both epochs
+    monkeypatch.setattr(SensorEncoder, "frozen_bottom_layers", lambda self: 0)
+    train_sensor_epochs(whole, X, Z, config)
+    # The embeddings, not each weight: the attention's key bias gets a gradient of rounding noise only
+    # (softmax ignores a shift), which AdamW's normalised step turns into +-lr either way.
+    windows = torch.from_numpy(X)
+    with torch.no_grad():
+        torch.testing.assert_close(cached.eval()(windows), whole.eval()(windows), rtol=1e-4, atol=1e-5)
+    for name, value in cached.state_dict().items():
+        if name.startswith(("encoder.layers.0.", "encoder.layers.1.", "patch_", "analysis_")):
+            assert torch.equal(value, model.state_dict()[name]), name
+    assert not torch.equal(cached.output_projection.weight, model.output_projection.weight)
+
+
 def _adamw_forced_to(monkeypatch: pytest.MonkeyPatch, foreach: bool) -> list[bool]:
     """Make train.py's AdamW use this update (foreach or torch's per-tensor loop); returns the flags that
     train.py itself asked for, one per optimiser built."""

@@ -623,16 +623,42 @@ class _Stage2Inputs:
     windows: _Stage2Windows
     criterion: InfoNCELoss
     optimizer: torch.optim.Optimizer
+    frozen_layers: int  # bottom transformer layers that get no gradient (a client's client-train-layers)
+    frozen_states: Tensor | None  # each window's tokens after them, computed once (None: no frozen layer)
 
     @classmethod
     def build(
         cls, model: SensorEncoder, X: np.ndarray, Z: np.ndarray, config: SensorTrainConfig
     ) -> _Stage2Inputs:
+        windows = _Stage2Windows.build(model, X, Z)
+        # A rotated window changes the frozen layers' input, so rotation jitter turns the cache off.
+        frozen_layers = model.frozen_bottom_layers() if config.rotation_jitter_deg == 0 else 0
         return cls(
-            windows=_Stage2Windows.build(model, X, Z),
+            windows=windows,
             criterion=InfoNCELoss(config.temperature),
             optimizer=_adamw([(list(model.parameters()), config.lr)], config.weight_decay),
+            frozen_layers=frozen_layers,
+            frozen_states=_frozen_states(model, windows, frozen_layers, config.batch_size),
         )
+
+
+@torch.no_grad()
+def _frozen_states(
+    model: SensorEncoder, windows: _Stage2Windows, layers: int, batch_size: int
+) -> Tensor | None:
+    """Each window's token states after the `layers` frozen bottom layers, in eval mode (no dropout), as
+    stage 1's frozen text layers run (_TextEmbedder): they get no gradient, so every epoch would compute
+    them again for nothing. The layers above train on them; the bottom layers stay as pre-trained."""
+    if layers == 0:
+        return None
+    model.eval()
+    states = []
+    for start in range(0, len(windows.X), batch_size):
+        stop = start + batch_size
+        analysis = windows.analysis[start:stop] if windows.analysis is not None else None
+        with autocast(windows.X.device):
+            states.append(model.bottom_states(windows.X[start:stop], analysis, layers))
+    return torch.cat(states)
 
 
 def _run_sensor_epoch(
@@ -662,7 +688,10 @@ def _run_sensor_epoch(
                 rotated = window_analysis(windows.cpu().numpy(), model.config)
                 analysis = torch.from_numpy(rotated).to(windows.device)
         with autocast(train.X.device):
-            E = model(windows, analysis)
+            if data.frozen_states is not None:
+                E = model.top_embeddings(data.frozen_states[index], data.frozen_layers)
+            else:
+                E = model(windows, analysis)
             loss = data.criterion(E, train.Z[index], same_group_mask(train.groups[index]))["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:

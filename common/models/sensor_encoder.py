@@ -288,6 +288,11 @@ class SensorEncoder(nn.Module):
         normalised). With the analysis token, `analysis` [B, F] is the window's signal analysis: training
         passes the cached numpy one (`window_analysis`); None computes it here (WindowFeatures, same
         values)."""
+        tokens = self.encoder(self.dropout(self.input_tokens(x, analysis)))
+        return self.output_projection(tokens.mean(dim=1))
+
+    def input_tokens(self, x: Tensor, analysis: Tensor | None = None) -> Tensor:
+        """The transformer's input [B, tokens, d_model]: the window's patches (and its analysis token)."""
         check_window_shape(x, self.window, self.input_channels, "SensorEncoder")
         batch = x.shape[0]
         features = self.normalize(x.float())
@@ -311,8 +316,35 @@ class SensorEncoder(nn.Module):
             analysis = analysis.float()
             squashed = torch.sign(analysis) * torch.log1p(analysis.abs())
             tokens = torch.cat([tokens, projection(squashed).unsqueeze(1)], dim=1)
-        tokens = self.encoder(self.dropout(tokens))
-        return self.output_projection(tokens.mean(dim=1))
+        return tokens
+
+    def frozen_bottom_layers(self) -> int:
+        """How many transformer layers from the bottom get no gradient, with everything below them (see
+        `train_only`): their output for a window stays fixed while the layers above train. 0 when any input
+        weight trains."""
+        inputs = [p for name, p in self.named_parameters() if not name.startswith(("encoder.", "output_"))]
+        if any(parameter.requires_grad for parameter in inputs):
+            return 0
+        frozen = 0
+        for layer in self.encoder.layers:
+            if any(parameter.requires_grad for parameter in layer.parameters()):
+                break
+            frozen += 1
+        return frozen
+
+    def bottom_states(self, x: Tensor, analysis: Tensor | None, layers: int) -> Tensor:
+        """The token states [B, tokens, d_model] after the bottom `layers` transformer layers; with
+        `top_embeddings` they compute `forward` (equal in eval mode, where dropout is off)."""
+        tokens = self.dropout(self.input_tokens(x, analysis))
+        for layer in self.encoder.layers[:layers]:
+            tokens = layer(tokens)
+        return tokens
+
+    def top_embeddings(self, states: Tensor, layers_below: int) -> Tensor:
+        """Embeddings [B, out_dim] from the token states after the bottom `layers_below` layers."""
+        for layer in self.encoder.layers[layers_below:]:
+            states = layer(states)
+        return self.output_projection(self.encoder.norm(states).mean(dim=1))
 
     def top_layer_names(self, layers: int) -> list[str]:
         """State-dict names of the top `layers` transformer layers and of what lies above them (final norm,
