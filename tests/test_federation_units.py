@@ -232,3 +232,40 @@ def test_refusals_of_device_types_the_run_config_does_not_name_never_stop_a_run(
         "waist_phone": ["client 3 (synthetic:waist_phone) refused"]
     }
     assert refused_device_types(config, named, devices_taking_part=["waist_phone"]) == {}
+
+
+class SlowRepliesGrid:
+    """A grid without Flower's in-memory `pull_interval` (as the HTTP grid of a deployment): node i's reply
+    arrives at the (i + 1)-th pull, node 2 never replies, and the push to node 3 failed."""
+
+    def __init__(self) -> None:
+        self.pulls = 0
+
+    def push_messages(self, messages):
+        ids = [f"id-{message.metadata.dst_node_id}" for message in messages]
+        return [*ids[:-1], ""]  # Flower's HTTP grid returns no id for a message it could not push
+
+    def pull_messages(self, message_ids):
+        self.pulls += 1
+        node = self.pulls - 1
+        if f"id-{node}" not in message_ids or node == 2:
+            return []
+        return [SimpleNamespace(metadata=SimpleNamespace(reply_to_message_id=f"id-{node}"))]
+
+
+def test_the_exchange_polls_a_deployments_grid_every_half_second_and_stops_at_its_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    sleeps: list[float] = []
+    monkeypatch.setattr(federation.time, "sleep", sleeps.append)
+    clock = iter(range(100))  # one second per reading
+    monkeypatch.setattr(federation.time, "monotonic", lambda: float(next(clock)))
+    grid = SlowRepliesGrid()
+    exchange = federation.Exchange(grid=grid, timeout=3.0)
+    messages = [SimpleNamespace(metadata=SimpleNamespace(dst_node_id=node)) for node in range(4)]
+
+    replies = exchange._send_and_receive(messages)
+
+    assert [reply.metadata.reply_to_message_id for reply in replies] == ["id-0", "id-1"]
+    assert sleeps == [federation.REPLY_POLL_SECONDS] * 2 and federation.REPLY_POLL_SECONDS == 0.5
+    assert grid.pulls == 3  # the 3-s timeout ends the wait for node 2; node 3's failed push is not awaited
