@@ -12,6 +12,7 @@ import base64
 import dataclasses
 import random
 from collections.abc import Callable
+from uuid import uuid4
 
 import numpy as np
 import pytest
@@ -92,6 +93,7 @@ class FakeGrid:
         # A deviating server's hook: every message passes through it before delivery (None: sent as built).
         self.rewrite: Callable[[Message], Message] | None = None
         self.received: dict[str, list[Message]] = {}  # what the server got back, per message type
+        self.unpulled: dict[str, Message] = {}  # replies by the id of the message they answer
         self.refusals: dict[int, tuple[str, secagg.SecAggError]] = {}  # node -> (message type, error)
         self.trained = trained  # lean clients (client-train-layers): they send these tensors only
         clipping = fixedclipping_mod if trained is None else trained_part_clipping_mod
@@ -111,20 +113,24 @@ class FakeGrid:
         )
         return Message(RecordDict({"arrays": ArrayRecord(trained), "metrics": metrics}), reply_to=msg)
 
-    def send_and_receive(self, messages, timeout=None) -> list[Message]:
+    def push_messages(self, messages) -> list[str]:
+        """Answers each message at once; a reply waits for the next pull (a dropped node's never comes)."""
         handlers = {
             secagg.SETUP: handle_setup,
             secagg.SHARE_KEYS: handle_share_keys,
             MessageType.TRAIN: self.train,
             secagg.UNMASK: handle_unmask,
         }
-        replies = []
+        message_ids = []
         for message in messages:
+            message_id = str(uuid4())  # as Flower's grids number pushed messages
+            message_ids.append(message_id)
             kind, node = message.metadata.message_type, message.metadata.dst_node_id
             if node in self.drop.get(kind, set()):
                 continue
             if self.rewrite is not None:
                 message = self.rewrite(message)
+            message.metadata.__dict__["_message_id"] = message_id
             TaskIdentity.node_id = node  # as in the client's own process
             try:
                 reply = handlers[kind](message, self.contexts[node])
@@ -132,9 +138,14 @@ class FakeGrid:
                 self.refusals[node] = (kind, error)
                 reply = Message(Error(ErrorCode.CLIENT_APP_RAISED_EXCEPTION, str(error)), reply_to=message)
             TaskIdentity.node_id = SERVER
-            replies.append(reply)
+            self.unpulled[message_id] = reply
             self.received.setdefault(kind, []).append(reply)
-        return replies
+        return message_ids
+
+    def pull_messages(self, message_ids) -> list[Message]:
+        return [
+            self.unpulled.pop(message_id) for message_id in list(message_ids) if message_id in self.unpulled
+        ]
 
 
 def federation(num_clients: int, seed: int = 0, **overrides):
@@ -180,7 +191,7 @@ def secure_round(
     grid = FakeGrid(nodes, updates, weights, dp=dp, trained=trained, config=config, node_configs=node_configs)
     grid.drop = drop or {}
     grid.rewrite = rewrite
-    exchange = Exchange(grid, timeout=10)
+    exchange = Exchange(grid, timeout=0.1)  # a dropped node's reply never comes: wait one pull for it
     strategy = make_strategy(config, population or len(nodes))
     outcome = secagg_train_round(exchange, strategy, 1, global_model, grid, config, weights, trained=trained)
     return outcome, grid, exchange, strategy
