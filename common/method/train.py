@@ -661,6 +661,30 @@ def _frozen_states(
     return torch.cat(states)
 
 
+def _batch_embeddings(
+    model: SensorEncoder,
+    data: _Stage2Inputs,
+    index: Tensor,
+    config: SensorTrainConfig,
+    generator: torch.Generator,
+) -> Tensor:
+    """The training embeddings of the windows at `index`: over the stored frozen-layer states when there are
+    some, otherwise through the whole model (each window rotated by the jitter, when it is on)."""
+    if data.frozen_states is not None:
+        return model.top_embeddings(data.frozen_states[index], data.frozen_layers)
+    train = data.windows
+    windows = train.X[index]
+    analysis = train.analysis[index] if train.analysis is not None else None
+    if config.rotation_jitter_deg > 0:
+        angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
+        windows = rotate_windows(windows, angles)
+        if analysis is not None and model.config.input_frame != "gravity":
+            # The device frame's analysis reads per-axis features, which rotate with the window.
+            rotated = window_analysis(windows.cpu().numpy(), model.config)
+            analysis = torch.from_numpy(rotated).to(windows.device)
+    return model(windows, analysis)
+
+
 def _run_sensor_epoch(
     model: SensorEncoder,
     data: _Stage2Inputs,
@@ -678,20 +702,8 @@ def _run_sensor_epoch(
         index = order[start : start + config.batch_size]
         if len(index) < 2:  # one pair has no negatives: the loss is identically 0
             continue
-        windows = train.X[index]
-        analysis = train.analysis[index] if train.analysis is not None else None
-        if config.rotation_jitter_deg > 0:
-            angles = torch.randn(len(index), 3, generator=generator) * config.rotation_jitter_deg
-            windows = rotate_windows(windows, angles)
-            if analysis is not None and model.config.input_frame != "gravity":
-                # The device frame's analysis reads per-axis features, which rotate with the window.
-                rotated = window_analysis(windows.cpu().numpy(), model.config)
-                analysis = torch.from_numpy(rotated).to(windows.device)
         with autocast(train.X.device):
-            if data.frozen_states is not None:
-                E = model.top_embeddings(data.frozen_states[index], data.frozen_layers)
-            else:
-                E = model(windows, analysis)
+            E = _batch_embeddings(model, data, index, config, generator)
             loss = data.criterion(E, train.Z[index], same_group_mask(train.groups[index]))["loss"]
         objective = loss
         if anchor is not None and proximal_mu > 0:
