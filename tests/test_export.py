@@ -13,6 +13,7 @@ import torch
 
 from common.data.devices import rotation_matrix
 from common.models.export import (
+    ONNX_INT8_FILE,
     ONNX_OPSET,
     export_sensor_model,
     load_exported,
@@ -108,8 +109,40 @@ def test_analysis_token_model_exports_with_the_raw_window_as_its_only_input(
     assert info["files"] == {
         "torchscript": "sensor_encoder.pt",
         "onnx": "sensor_encoder.onnx",
+        "onnx_int8": "sensor_encoder.int8.onnx",
         "onnx_opset": ONNX_OPSET,
     }
+
+
+def test_the_int8_onnx_model_takes_the_raw_window_and_embeds_as_the_training_time_model(
+    tmp_path: Path, data_dir: Path
+) -> None:
+    """The default-size encoder: int8 weights in every float32 matrix product, the float64 analysis exact,
+    under a third of the bytes, and embeddings that point where the training-time model's do."""
+    torch.manual_seed(0)
+    model = SensorEncoder(SensorEncoderConfig())
+    result = export_sensor_model(model, small_bank(dim=384), tmp_path)
+    assert result["sensor_encoder_onnx_int8"] == str(tmp_path / ONNX_INT8_FILE)
+    # int8 weights, and the analysis constants (the DFT matrix, float64) as they were
+    assert result["sensor_encoder_onnx_int8_mb"] < result["sensor_encoder_onnx_mb"] / 3
+    graph = onnx.load(result["sensor_encoder_onnx_int8"]).graph
+    assert [node.name for node in graph.input] == ["window"]
+    integer_products = [node for node in graph.node if node.op_type == "MatMulInteger"]
+    float_products = [node for node in graph.node if node.op_type in ("MatMul", "Gemm")]
+    weights = {tensor.name: tensor for tensor in graph.initializer}
+    int8_weights = [weights[node.input[1]] for node in integer_products if node.input[1] in weights]
+    assert len(int8_weights) >= 3 * model.config.num_layers  # attention in, attention out, two feed-forward
+    assert all(tensor.data_type == onnx.TensorProto.INT8 for tensor in int8_weights)
+    # What stays float: the analysis' float64 products and the attention's activation-by-activation products.
+    assert all(
+        "window_features" in node.name or not any(name in weights for name in node.input)
+        for node in float_products
+    )
+    X = real_windows(data_dir)
+    expected = training_time_embeddings(model, X)
+    on_int8 = onnx_session(tmp_path / ONNX_INT8_FILE).run(["embedding"], {"window": X})[0]
+    cosine = (on_int8 * expected).sum(1) / np.linalg.norm(on_int8, axis=1) / np.linalg.norm(expected, axis=1)
+    assert cosine.min() > 0.99, cosine.min()
 
 
 def test_exported_model_stays_invariant_to_device_rotation(tmp_path: Path, data_dir: Path) -> None:
@@ -144,7 +177,7 @@ def test_default_model_fits_the_size_budget(tmp_path: Path) -> None:
 def test_measure_latency_reports_timings(tmp_path: Path) -> None:
     config = SensorEncoderConfig(**{**SMALL.to_dict(), "analysis_token": True})
     export_sensor_model(SensorEncoder(config), small_bank(), tmp_path)
-    for runtime in ("torchscript", "onnxruntime"):  # raw window in, the analysis timed as part of the model
+    for runtime in ("torchscript", "onnxruntime", "onnxruntime-int8"):  # raw window in, analysis included
         timings = measure_latency(tmp_path, threads=1, repeats=20, warmup=2, runtime=runtime)
         assert timings["threads"] == 1 and timings["repeats"] == 20 and timings["runtime"] == runtime
         assert 0 < timings["min_ms"] <= timings["median_ms"] <= timings["p95_ms"]
@@ -170,5 +203,6 @@ def test_cli_export_writes_both_model_files_and_times_both_runtimes(tmp_path: Pa
     report = json.loads((out / "metrics.json").read_text())
     assert (out / "sensor_encoder.onnx").is_file() and report["sensor_encoder_onnx_mb"] > 0
     assert report["latency"]["runtime"] == "torchscript" and report["latency"]["median_ms"] > 0
-    assert report["latency_onnxruntime"]["runtime"] == "onnxruntime"
-    assert report["latency_onnxruntime"]["median_ms"] > 0
+    for runtime in ("onnxruntime", "onnxruntime-int8"):
+        latency = report[f"latency_{runtime.replace('-', '_')}"]
+        assert latency["runtime"] == runtime and latency["median_ms"] > 0

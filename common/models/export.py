@@ -5,11 +5,16 @@
                               encoder computes the window's signal analysis inside (models/window_features.py)
 `out_dir/sensor_encoder.onnx` the same model for ONNX runtimes: input "window" [batch, T, C], output
                               "embedding" [batch, D], dynamic batch axis, opset ONNX_OPSET
+`out_dir/sensor_encoder.int8.onnx`  the ONNX model with int8 weights in its matrix products (dynamic
+                              quantisation; the float64 signal analysis is left as it is): a quarter of the
+                              bytes and about half the single-window latency, for devices
 `out_dir/sensor_encoder.json` input/output description (the analysis columns by name) and the encoder config
 `out_dir/label_bank.npz`      prototypes [C, D] L2-normalised + labels; `label_bank.json` the labels again
 
 The TorchScript module is scripted (not traced) so the input shape check survives, then frozen: freezing
 folds the weights into constants and drops training-only branches (about a third less single-window latency).
+A single window is bound by reading the weights (3-4 M float32, more than a core's cache), not by arithmetic:
+hence the int8 file. Its top-1 agreement with the float model on real windows: docs/results/speed/.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import contextlib
 import copy
 import functools
 import json
+import logging
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -32,8 +38,9 @@ from common.models.zero_shot import LabelBank
 
 MODEL_FILE = "sensor_encoder.pt"
 ONNX_FILE = "sensor_encoder.onnx"
+ONNX_INT8_FILE = "sensor_encoder.int8.onnx"
 ONNX_OPSET = 17  # LayerNormalization is a single ONNX operator from opset 17 on
-RUNTIMES = ("torchscript", "onnxruntime")
+RUNTIMES = ("torchscript", "onnxruntime", "onnxruntime-int8")
 MODEL_INFO_FILE = "sensor_encoder.json"
 BANK_FILE = "label_bank.npz"
 
@@ -110,6 +117,29 @@ def export_onnx_model(model: SensorEncoder, path: str | Path) -> Path:
     return path
 
 
+def quantize_onnx_model(onnx_path: str | Path, int8_path: str | Path) -> Path:
+    """Write `onnx_path` with int8 weights in its MatMul and Gemm nodes to `int8_path` (ONNX Runtime's dynamic
+    quantisation: activations are scaled per call from their own range, so no calibration windows are needed).
+
+    Only float32 weights are quantised: the signal analysis' float64 products (DFT, covariances) stay exact.
+    """
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantiser logs a warning for every float64 tensor it leaves alone (on the root logger): expected.
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        quantize_dynamic(
+            Path(onnx_path),
+            Path(int8_path),
+            op_types_to_quantize=["MatMul", "Gemm"],
+            weight_type=QuantType.QInt8,
+        )
+    finally:
+        logging.disable(previous)
+    return Path(int8_path)
+
+
 def export_sensor_model(model: SensorEncoder, bank: LabelBank, out_dir: str | Path) -> dict:
     """Write the deployment files into out_dir; returns their paths and sizes in MB."""
     if not isinstance(model, SensorEncoder):
@@ -120,20 +150,22 @@ def export_sensor_model(model: SensorEncoder, bank: LabelBank, out_dir: str | Pa
         raise ValueError(f"label bank dim {bank.dim} != sensor encoder out_dim {model.config.out_dim}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    model_path, onnx_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE
+    model_path, onnx_path, int8_path = out_dir / MODEL_FILE, out_dir / ONNX_FILE, out_dir / ONNX_INT8_FILE
     # A wearable runs the model on its own CPU: script a CPU copy, whatever device trained this one.
     with _quiet_torchscript():
         torch.jit.save(torch.jit.freeze(torch.jit.script(_deployed_copy(model))), str(model_path))
-    export_onnx_model(model, onnx_path)
+    quantize_onnx_model(export_onnx_model(model, onnx_path), int8_path)
     bank_path = bank.save(out_dir / BANK_FILE)
     (out_dir / MODEL_INFO_FILE).write_text(json.dumps(_model_info(model.config, bank), indent=2) + "\n")
     model_mb, bank_mb, onnx_mb = _megabytes(model_path), _megabytes(bank_path), _megabytes(onnx_path)
     return {
         "sensor_encoder": str(model_path),
         "sensor_encoder_onnx": str(onnx_path),
+        "sensor_encoder_onnx_int8": str(int8_path),
         "label_bank": str(bank_path),
         "sensor_encoder_mb": model_mb,
         "sensor_encoder_onnx_mb": onnx_mb,
+        "sensor_encoder_onnx_int8_mb": _megabytes(int8_path),
         "label_bank_mb": bank_mb,
         "total_mb": model_mb + bank_mb,  # one model file (TorchScript or ONNX, about the same size) + bank
         "num_labels": len(bank),
@@ -164,7 +196,12 @@ def _model_info(config: SensorEncoderConfig, bank: LabelBank) -> dict:
         }
         if config.analysis_token
         else None,
-        "files": {"torchscript": MODEL_FILE, "onnx": ONNX_FILE, "onnx_opset": ONNX_OPSET},
+        "files": {
+            "torchscript": MODEL_FILE,
+            "onnx": ONNX_FILE,
+            "onnx_int8": ONNX_INT8_FILE,
+            "onnx_opset": ONNX_OPSET,
+        },
         "config": config.to_dict(),
         "frozen": True,
         "torch": torch.__version__,
@@ -184,14 +221,10 @@ def load_exported(out_dir: str | Path) -> tuple[torch.jit.ScriptModule, LabelBan
 
 
 def onnx_session(path: str | Path, threads: int = 1):  # -> onnxruntime.InferenceSession
-    """An ONNX Runtime CPU session for the .onnx file or the export directory, `threads` intra-op threads.
+    """An ONNX Runtime CPU session for an .onnx file, or the export directory's float model, `threads`
+    intra-op threads."""
+    import onnxruntime
 
-    onnxruntime is a test / benchmark dependency (the `dev` extra), not a training one: imported here.
-    """
-    try:
-        import onnxruntime
-    except ImportError as error:
-        raise ImportError("running the ONNX model needs onnxruntime: pip install -e '.[dev]'") from error
     path = Path(path)
     if path.is_dir():
         path = path / ONNX_FILE
@@ -214,9 +247,9 @@ def measure_latency(
     """Wall-clock milliseconds per forward of `batch` raw window(s) on CPU with `threads` intra-op threads.
 
     `path` is the export directory (or a file in it). `runtime` "torchscript" times sensor_encoder.pt,
-    "onnxruntime" sensor_encoder.onnx; either way one call is the whole on-device computation, the signal
-    analysis included. Returns median, p95, mean and min over `repeats` calls after `warmup` untimed ones.
-    The caller's thread setting is restored afterwards.
+    "onnxruntime" sensor_encoder.onnx, "onnxruntime-int8" sensor_encoder.int8.onnx; each way one call is the
+    whole on-device computation, the signal analysis included. Returns median, p95, mean and min over
+    `repeats` calls after `warmup` untimed ones. The caller's thread setting is restored afterwards.
     """
     path = Path(path)
     directory = path if path.is_dir() else path.parent
@@ -229,8 +262,9 @@ def measure_latency(
     if info_path.is_file():
         config = SensorEncoderConfig.from_dict(json.loads(info_path.read_text())["config"])
     x = example_windows(config, batch=batch)
-    if runtime == "onnxruntime":
-        classify_once = functools.partial(onnx_session(directory, threads).run, None, {"window": x.numpy()})
+    if runtime.startswith("onnxruntime"):
+        onnx_path = directory / (ONNX_INT8_FILE if runtime == "onnxruntime-int8" else ONNX_FILE)
+        classify_once = functools.partial(onnx_session(onnx_path, threads).run, None, {"window": x.numpy()})
     else:
         model_path = path if path.suffix == ".pt" else directory / MODEL_FILE
         with _quiet_torchscript():
