@@ -35,6 +35,7 @@ from flwr.serverapp.strategy import Strategy
 from common.base.metrics import classification_metrics, plot_curves
 from common.base.paths import PROJECT_ROOT
 from common.base.runtime import set_seed
+from common.base.serialise import jsonable
 from common.data.device_data import device_recordings
 from common.data.devices import device_type_path, load_device_type
 from common.data.errors import DataError
@@ -1047,8 +1048,8 @@ class FederationRun:
                 "eval_windows_interpreted": interpreted[1],
                 "clients": len(nodes),
             },
-            "stage1": _jsonable(self.stage1),
-            "server_pretrain": _jsonable(self.pretrain),
+            "stage1": jsonable(self.stage1),
+            "server_pretrain": jsonable(self.pretrain),
             # The server-pretrained model scored before round 1 (None on resume), as the rounds are.
             "server_pretrain_evaluation": self.pretrained,
             "export": export,
@@ -1212,21 +1213,7 @@ def round_summary(record: dict) -> str:
     return line + f" | {len(record['labels'])} labels, {record['seconds']:.1f} s"
 
 
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
 def _write_json(path: Path, payload) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=2))
+    tmp.write_text(json.dumps(jsonable(payload), indent=2))
     tmp.replace(path)  # atomic: a crash never leaves a half-written metrics file

@@ -31,6 +31,7 @@ import torch
 
 from common.base.device import resolve_device
 from common.base.runtime import set_seed
+from common.base.serialise import jsonable
 from common.data.errors import DataError
 from common.data.labels import load_vocabulary
 from common.method.lanhar import describe_labels, interpret_windows, label_bank, train_text_space
@@ -47,7 +48,7 @@ from simulations.central import (
     stage2_windows,
     text_train_config,
 )
-from simulations.experiments.report import Report, jsonable
+from simulations.experiments.report import Report
 from simulations.experiments.settings import machine
 from simulations.federated_bench import run_size
 from simulations.llm_bench import run_llm_benchmark

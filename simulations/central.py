@@ -23,7 +23,7 @@ from torch import Tensor
 from common.base.device import resolve_device
 from common.base.metrics import classification_metrics, plot_confusion
 from common.base.runtime import set_seed
-from common.base.serialise import json_default
+from common.base.serialise import jsonable
 from common.data.errors import DataError
 from common.data.label_spaces import rename_labels
 from common.data.labels import load_vocabulary
@@ -362,7 +362,7 @@ def train_central(
             "total": time.monotonic() - t0,
         },
     }
-    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, default=json_default))
+    (out_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
     return metrics
 
 
@@ -594,7 +594,7 @@ def evaluate_central(
             interpreter,
             vocabulary,
         )
-    (out_dir / "metrics.json").write_text(json.dumps(result, indent=2, default=json_default))
+    (out_dir / "metrics.json").write_text(json.dumps(jsonable(result), indent=2))
     return result
 
 

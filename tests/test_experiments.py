@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from common.base.serialise import jsonable
 from common.data.errors import DataError
 from common.data.features import analyze_windows
 from common.data.label_spaces import rename_labels
@@ -24,7 +25,7 @@ from simulations.cli import main
 from simulations.experiments.cross_dataset import lanhar_diagnostics, matrix_axes, recall_rows
 from simulations.experiments.distribution_gap import relative_kl, symmetric_kl
 from simulations.experiments.new_activity import new_activities, per_label_table
-from simulations.experiments.report import Report, jsonable
+from simulations.experiments.report import Report
 from simulations.experiments.settings import (
     Pair,
     load_settings,
@@ -352,12 +353,8 @@ def test_report_markdown_and_strict_json() -> None:
     report.table(["a", "b"], [[0.12345, None], ["x", float("nan")]])
     text = report.text()
     assert "| 0.123 | – |" in text and "| x | – |" in text and text.startswith("# T\n")
-    assert jsonable({"v": np.float32(0.5), "n": float("nan"), "a": np.arange(2), "t": (1, 2)}) == {
-        "v": 0.5,
-        "n": None,
-        "a": [0, 1],
-        "t": [1, 2],
-    }
+    value = {"v": np.float32(0.5), "n": float("nan"), "a": np.arange(2), "t": (1, 2), 3: Path("/p")}
+    assert jsonable(value) == {"v": 0.5, "n": None, "a": [0, 1], "t": [1, 2], "3": "/p"}
 
 
 # ----------------------------------------------------------------------- real data, end to end (slow)

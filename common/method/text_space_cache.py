@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from common.base.device import module_device
-from common.base.serialise import json_default
+from common.base.serialise import jsonable
 from common.data.labels import LabelVocabulary
 from common.method.lanhar import train_text_space
 from common.method.train import TextTrainConfig
@@ -54,7 +54,7 @@ def _save(encoder: TextEncoder, history: dict, directory: Path) -> None:
     partial = directory.with_name(directory.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     encoder.save(partial / "text_encoder")
-    (partial / "stage1.json").write_text(json.dumps(history, indent=2, default=json_default))
+    (partial / "stage1.json").write_text(json.dumps(jsonable(history), indent=2))
     shutil.rmtree(directory, ignore_errors=True)
     partial.rename(directory)
 

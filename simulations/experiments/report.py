@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from common.base.serialise import jsonable
 from simulations.experiments.settings import Experiment, Pair, machine
 
 if TYPE_CHECKING:
@@ -120,22 +121,6 @@ def configuration_section(report: Report, experiment: Experiment, settings: Any)
         "Resolved settings (the CentralConfig of every single run is in results.json, `runs[*].config`):"
     )
     report.code(json.dumps(jsonable(vars(settings)), indent=2), "json")
-
-
-def jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None  # strict JSON: a missing or undefined number is null
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def write_results(experiment: Experiment, settings: Any, results: dict[str, Any]) -> Path:
