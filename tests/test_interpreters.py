@@ -269,13 +269,9 @@ def test_inclination_is_reported_only_in_the_walking_frame_and_worded_by_tilt_z(
     assert all("body inclination" not in text for text in standard)  # the default texts are unchanged
     assert RulesInterpreter().categories == STANDARD_CATEGORIES
     framed = RulesInterpreter(inclination=True).interpret(features, WAIST)
-    upright, tilted, horizontal = SENSOR_VOCABULARY["body inclination"]
-    # The moving posture itself (the walking frame's reference) is not worded: that window reads as before.
-    assert framed[0] == standard[0] and upright not in framed[0]
-    assert [text.split("body inclination: ")[1].rstrip(".") for text in framed[1:]] == [tilted, horizontal]
-    assert [text.split("; body inclination")[0] for text in framed[1:]] == [
-        t.rstrip(".") for t in standard[1:]
-    ]
+    phrases = SENSOR_VOCABULARY["body inclination"]
+    assert [text.split("body inclination: ")[1].rstrip(".") for text in framed] == phrases
+    assert [text.split("; body inclination")[0] for text in framed] == [t.rstrip(".") for t in standard]
     with pytest.raises(ValueError, match="pass no categories"):
         RulesInterpreter(categories=["periodicity"], inclination=True)
 
@@ -290,27 +286,17 @@ def test_rhythmic_movement_is_gait_not_stillness() -> None:
         rhythmic_movement(np.zeros((2, 3)))
 
 
-def test_label_descriptions_carry_the_inclination_that_departs_from_the_moving_posture() -> None:
-    """In the interpreter's words, and only for the segments that leave the moving posture: sitting says its
-    thigh is horizontal, not that its trunk is upright; lying says both; walking and standing say nothing."""
-    framed = RulesInterpreter(inclination=True).describe_labels(
-        ["sitting", "lying", "walking", "standing"], 2
-    )
-    upright, tilted, horizontal = SENSOR_VOCABULARY["body inclination"]
-    assert all(text.endswith(f"Body inclination: on the thigh {horizontal}.") for text in framed["sitting"])
+def test_label_descriptions_carry_the_inclination_in_the_interpreters_words() -> None:
+    sitting = RulesInterpreter(inclination=True).describe_labels(["sitting"], 2)["sitting"]
+    phrases = SENSOR_VOCABULARY["body inclination"]
     assert all(
-        text.endswith(f"Body inclination: on the trunk {horizontal}; on the thigh {horizontal}.")
-        for text in framed["lying"]
+        text.endswith(f"Body inclination: on the trunk {phrases[0]}; on the thigh {phrases[2]}.")
+        for text in sitting
     )
-    for label in ("walking", "standing"):  # upright on both segments, as in the walking posture
-        assert framed[label] == describe_label(label, 2)
-    assert not any(upright in text for texts in framed.values() for text in texts)
     assert RulesInterpreter().describe_labels(["sitting"], 2)["sitting"] == describe_label("sitting", 2)
     assert "Body inclination" not in describe_label("sitting", 2)[0]
-    # An activity whose posture is left open (sitting or standing) states only the trunk, which is upright.
-    assert describe_label("eating chips", 1, inclination=True) == describe_label("eating chips", 1)
-    cycling = describe_label("cycling on exercise bike (horizontal)", 1, inclination=True)[0]
-    assert cycling.endswith(f"Body inclination: on the trunk {tilted}; on the thigh {horizontal}.")
+    # An activity whose posture is left open (sitting or standing) states the trunk only.
+    assert describe_label("eating chips", 1, inclination=True)[0].endswith(f"on the trunk {phrases[0]}.")
 
 
 def test_head_and_foot_windows_are_worded_for_where_the_sensor_sits() -> None:

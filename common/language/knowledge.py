@@ -94,15 +94,9 @@ def _parse_entry(path: Path, label: str, entry: object) -> ActivityKnowledge:
 
 
 def _inclination_sentence(path: Path, label: str, levels: object) -> str:
-    """The segments the entry inclines away from the usual moving posture, in the "body inclination" words,
-    e.g. "Body inclination: on the thigh horizontal, far from the usual moving posture." for sitting.
-
-    "" without the field or when every segment it names is upright. Upright is the walking posture itself,
-    the reference of the walking frame, so it tells no activity from another: said in every description, the
-    one long sentence they all share would draw them together in the text space (with MiniLM as shipped,
-    walking and stairs descriptions moved 0.03-0.06 closer, sitting and standing 0.10). The rules
-    interpreter leaves it out of the window texts for the same reason (rules.REFERENCE_INCLINATION).
-    """
+    """The entry's inclination in the "body inclination" words, e.g. "Body inclination: on the trunk upright
+    as in the usual moving posture; on the thigh horizontal, far from the usual moving posture." ("" without
+    the field)."""
     if levels is None:
         return ""
     field = f"{path}: activities.{label!r}.inclination"
@@ -114,14 +108,8 @@ def _inclination_sentence(path: Path, label: str, levels: object) -> str:
     bad = {segment: level for segment, level in levels.items() if level not in INCLINATION_PHRASES}
     if bad:
         raise KnowledgeError(f"{field}: levels {bad} are not among {list(INCLINATION_PHRASES)}")
-    departing = [s for s in INCLINATION_SEGMENTS if levels.get(s, "upright") != "upright"]
-    if not departing:
-        return ""
-    return (
-        "Body inclination: "
-        + "; ".join(f"on the {s} {INCLINATION_PHRASES[levels[s]]}" for s in departing)
-        + "."
-    )
+    parts = [f"on the {s} {INCLINATION_PHRASES[levels[s]]}" for s in INCLINATION_SEGMENTS if s in levels]
+    return "Body inclination: " + "; ".join(parts) + "."
 
 
 @lru_cache(maxsize=8)

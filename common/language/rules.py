@@ -49,10 +49,6 @@ NEAR_THRESHOLD = 0.15  # relative distance to a threshold within which the caref
 # measurement. A trunk sitting or standing stays within ~20 deg of its walking posture, a thigh on a seat is
 # near horizontal (60-90 deg), and lying turns every segment by about 90 deg.
 INCLINATION_BINS = (30.0, 60.0)
-# A window inclined as in its wearer's moving posture gets no "body inclination" phrase: that posture is the
-# walking frame's reference, every moving window has it by construction, and a phrase all of them share only
-# draws their texts together (knowledge._inclination_sentence leaves it out of label descriptions alike).
-REFERENCE_INCLINATION = SENSOR_VOCABULARY["body inclination"][0]
 
 # The rules analogue of the paper's "simple prompt" (ablation w/o IGP): only how strongly and how regularly
 # the body moves, none of the designed analysis of rhythm, vertical motion, impacts, shape, rotation, posture.
@@ -275,11 +271,6 @@ RULES: tuple[CategoryRule, ...] = (
 )
 
 
-def _spoken(category: str, phrase: str) -> str:
-    """What a text says for `category`: nothing for the reference inclination (REFERENCE_INCLINATION)."""
-    return "" if (category, phrase) == ("body inclination", REFERENCE_INCLINATION) else phrase
-
-
 def _check_features(features: np.ndarray) -> np.ndarray:
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] != len(FEATURE_NAMES):
@@ -430,9 +421,7 @@ class RulesInterpreter:
         combinations, inverse = np.unique(indices, axis=0, return_inverse=True)
         categories = [RULES[i].category for i in reported]
         texts = [
-            format_interpretation(
-                {c: _spoken(c, SENSOR_VOCABULARY[c][i]) for c, i in zip(categories, row, strict=True)}
-            )
+            format_interpretation({c: SENSOR_VOCABULARY[c][i] for c, i in zip(categories, row, strict=True)})
             for row in combinations
         ]
         return [texts[i] for i in inverse.ravel()]
