@@ -178,7 +178,14 @@ def window_analysis(X: np.ndarray, config: SensorEncoderConfig) -> np.ndarray:
         X = np.concatenate([X, np.zeros_like(X)], axis=2)
     features = analyze_windows(X, sampling_rate=MODEL_RATE_HZ, has_gyro=config.input_channels == 6)
     columns = [FEATURE_INDEX[name] for name in config.analysis_features]
-    return np.ascontiguousarray(features[:, columns], dtype=np.float32)
+    analysis = features[:, columns]
+    if config.walking_frame:
+        # Experiment (docs/results/walking-frame/inclination-bins): the token reads the inclination only as
+        # the rules interpreter's three levels (rules.INCLINATION_BINS: upright < 30 <= tilted < 60 deg <=
+        # horizontal), each as its lower edge, not the raw angle, whose meaning depends on the segment.
+        tilt = config.analysis_features.index("tilt_z")
+        analysis[:, tilt] = np.digitize(analysis[:, tilt], (30.0, 60.0)) * 30.0
+    return np.ascontiguousarray(analysis, dtype=np.float32)
 
 
 def _along_and_across(vectors: Tensor, unit: Tensor) -> tuple[Tensor, Tensor]:
