@@ -6,8 +6,8 @@
 `out_dir/sensor_encoder.onnx` the same model for ONNX runtimes: input "window" [batch, T, C], output
                               "embedding" [batch, D], dynamic batch axis, opset ONNX_OPSET
 `out_dir/sensor_encoder.int8.onnx`  the ONNX model with int8 weights in its matrix products (dynamic
-                              quantisation; the float64 signal analysis is left as it is): a quarter of the
-                              bytes and about half the single-window latency, for devices
+                              quantisation; the float64 signal analysis is left as it is): under a third of
+                              the bytes and about half the single-window latency, for devices
 `out_dir/sensor_encoder.json` input/output description (the analysis columns by name) and the encoder config
 `out_dir/label_bank.npz`      prototypes [C, D] L2-normalised + labels; `label_bank.json` the labels again
 
@@ -40,7 +40,8 @@ MODEL_FILE = "sensor_encoder.pt"
 ONNX_FILE = "sensor_encoder.onnx"
 ONNX_INT8_FILE = "sensor_encoder.int8.onnx"
 ONNX_OPSET = 17  # LayerNormalization is a single ONNX operator from opset 17 on
-RUNTIMES = ("torchscript", "onnxruntime", "onnxruntime-int8")
+RUNTIME_FILES = {"torchscript": MODEL_FILE, "onnxruntime": ONNX_FILE, "onnxruntime-int8": ONNX_INT8_FILE}
+RUNTIMES = tuple(RUNTIME_FILES)
 MODEL_INFO_FILE = "sensor_encoder.json"
 BANK_FILE = "label_bank.npz"
 
@@ -262,11 +263,11 @@ def measure_latency(
     if info_path.is_file():
         config = SensorEncoderConfig.from_dict(json.loads(info_path.read_text())["config"])
     x = example_windows(config, batch=batch)
-    if runtime.startswith("onnxruntime"):
-        onnx_path = directory / (ONNX_INT8_FILE if runtime == "onnxruntime-int8" else ONNX_FILE)
-        classify_once = functools.partial(onnx_session(onnx_path, threads).run, None, {"window": x.numpy()})
+    model_path = directory / RUNTIME_FILES[runtime]
+    if runtime != "torchscript":
+        classify_once = functools.partial(onnx_session(model_path, threads).run, None, {"window": x.numpy()})
     else:
-        model_path = path if path.suffix == ".pt" else directory / MODEL_FILE
+        model_path = path if path.suffix == ".pt" else model_path
         with _quiet_torchscript():
             classify_once = functools.partial(torch.jit.load(str(model_path), map_location="cpu"), x)
     previous_threads = torch.get_num_threads()
